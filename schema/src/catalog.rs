@@ -1,0 +1,204 @@
+//! The field catalog: every log and field, with its type and meaning.
+//!
+//! Stores and the console derive their schemas from this table; a test keeps it
+//! in step with the record types.
+
+/// Logical type of a field, independent of any store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    Time,
+    Interval,
+    String,
+    Addr,
+    Port,
+    Count,
+    Bool,
+    /// A set of strings (`tunnel_parents`).
+    StringSet,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FieldDef {
+    pub path: &'static str,
+    pub ty: FieldType,
+    pub doc: &'static str,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LogDef {
+    pub name: &'static str,
+    pub fields: &'static [FieldDef],
+}
+
+const fn f(path: &'static str, ty: FieldType, doc: &'static str) -> FieldDef {
+    FieldDef { path, ty, doc }
+}
+
+use FieldType::*;
+
+pub const CATALOG: &[LogDef] = &[
+    LogDef {
+        name: "conn",
+        fields: &[
+            f("ts", Time, "time of the first packet"),
+            f("uid", String, "connection identifier, shared by every log about this connection"),
+            f("id.orig_h", Addr, "originator address"),
+            f("id.orig_p", Port, "originator port (ICMP: message type)"),
+            f("id.resp_h", Addr, "responder address"),
+            f("id.resp_p", Port, "responder port (ICMP: counterpart type or code)"),
+            f("proto", String, "transport protocol: tcp, udp, icmp or unknown_transport"),
+            f("service", String, "protocols confirmed on the connection, comma-separated"),
+            f("duration", Interval, "last minus first packet time; unset when zero"),
+            f("orig_bytes", Count, "originator payload bytes (TCP: from sequence numbers)"),
+            f("resp_bytes", Count, "responder payload bytes (TCP: from sequence numbers)"),
+            f("conn_state", String, "Zeek connection state (S0, S1, SF, REJ, ...)"),
+            f("local_orig", Bool, "originator is in a local network"),
+            f("local_resp", Bool, "responder is in a local network"),
+            f("missed_bytes", Count, "bytes lost in TCP content gaps"),
+            f("history", String, "state history letters; upper case for the originator"),
+            f("orig_pkts", Count, "packets sent by the originator"),
+            f("orig_ip_bytes", Count, "IP-level bytes sent by the originator"),
+            f("resp_pkts", Count, "packets sent by the responder"),
+            f("resp_ip_bytes", Count, "IP-level bytes sent by the responder"),
+            f("tunnel_parents", StringSet, "uids of the tunnels that carried this connection"),
+            f("ip_proto", Count, "IP protocol number"),
+            f("vlan", Count, "outer 802.1Q VLAN id"),
+            f("inner_vlan", Count, "inner 802.1Q VLAN id (QinQ)"),
+            f("community_id", String, "Community ID v1 flow hash"),
+        ],
+    },
+    LogDef {
+        name: "weird",
+        fields: &[
+            f("ts", Time, "time of the event"),
+            f("uid", String, "connection the event belongs to, if any"),
+            f("id.orig_h", Addr, "originator address"),
+            f("id.orig_p", Port, "originator port"),
+            f("id.resp_h", Addr, "responder address"),
+            f("id.resp_p", Port, "responder port"),
+            f("name", String, "what was unusual"),
+            f("addl", String, "details"),
+            f("notice", Bool, "whether a notice was raised"),
+            f("peer", String, "sensor that saw it"),
+            f("source", String, "layer that reported it (IP, TCP, sensor, ...)"),
+        ],
+    },
+    LogDef {
+        name: "tunnel",
+        fields: &[
+            f("ts", Time, "time of the action"),
+            f("uid", String, "tunnel identifier, listed in tunnel_parents of inner connections"),
+            f("id.orig_h", Addr, "tunnel originator address"),
+            f("id.orig_p", Port, "tunnel originator port (0 for IP-level tunnels)"),
+            f("id.resp_h", Addr, "tunnel responder address"),
+            f("id.resp_p", Port, "tunnel responder port (0 for IP-level tunnels)"),
+            f("tunnel_type", String, "Tunnel::GRE, Tunnel::VXLAN, ..."),
+            f("action", String, "Tunnel::DISCOVER, Tunnel::CLOSE or Tunnel::EXPIRE"),
+        ],
+    },
+    LogDef {
+        name: "stats",
+        fields: &[
+            f("ts", Time, "time of the report"),
+            f("peer", String, "sensor"),
+            f("pkts_read", Count, "packets read from the source"),
+            f("bytes_read", Count, "wire bytes of those packets"),
+            f("pkts_dropped_kernel", Count, "packets dropped by the kernel"),
+            f("pkts_dropped_iface", Count, "packets dropped by the interface"),
+            f("pkts_flow", Count, "packets that reached a flow"),
+            f("pkts_non_ip", Count, "non-IP packets skipped"),
+            f("pkts_malformed", Count, "malformed packets skipped"),
+            f("pkts_fragment", Count, "IP fragments taken into reassembly"),
+            f("pkts_bad_checksum", Count, "packets skipped for a bad checksum"),
+            f("fragments_reassembled", Count, "datagrams rebuilt from fragments"),
+            f("fragments_dropped", Count, "fragments dropped by a cap or a timeout"),
+            f("flows_created", Count, "flows created"),
+            f("flows_expired", Count, "flows ended by a timeout or a close"),
+            f("flows_evicted", Count, "flows ended early because the flow table was full"),
+            f("flows_flushed", Count, "flows ended by the end of the capture"),
+            f("flows_active", Count, "flows open at the time of the report"),
+            f("weirds", Count, "weird.log records written"),
+        ],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::CATALOG;
+    use crate::{ConnRecord, Event, FlowUid, Interval, StatsRecord, Time, TunnelRecord, WeirdRecord};
+    use std::net::IpAddr;
+
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    fn log(name: &str) -> Vec<&'static str> {
+        CATALOG.iter().find(|l| l.name == name).unwrap().fields.iter().map(|f| f.path).collect()
+    }
+
+    /// Every field a fully populated record writes is in the catalog, and the
+    /// catalog lists nothing the record cannot write.
+    #[test]
+    fn catalog_matches_records() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let conn = Event::Conn(ConnRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 2,
+            proto: "tcp",
+            service: Some("http".into()),
+            duration: Some(Interval(1)),
+            orig_bytes: Some(1),
+            resp_bytes: Some(1),
+            conn_state: "SF",
+            local_orig: true,
+            local_resp: true,
+            missed_bytes: 0,
+            history: Some("ShADadFf".into()),
+            orig_pkts: 1,
+            orig_ip_bytes: 1,
+            resp_pkts: 1,
+            resp_ip_bytes: 1,
+            tunnel_parents: vec![FlowUid::new(2)],
+            ip_proto: 6,
+            vlan: Some(1),
+            inner_vlan: Some(2),
+            community_id: Some("1:x".into()),
+        });
+        let weird = Event::Weird(WeirdRecord {
+            ts: Time(1),
+            uid: Some(FlowUid::new(1)),
+            orig_h: Some(a),
+            orig_p: Some(1),
+            resp_h: Some(a),
+            resp_p: Some(1),
+            name: "x",
+            addl: Some("y".into()),
+            notice: false,
+            peer: "s".into(),
+            source: Some("IP"),
+        });
+        let tunnel = Event::Tunnel(TunnelRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 0,
+            resp_h: a,
+            resp_p: 0,
+            tunnel_type: "Tunnel::GRE",
+            action: "Tunnel::DISCOVER",
+        });
+        let stats = Event::Stats(StatsRecord { pkts_dropped_iface: Some(0), ..Default::default() });
+        for ev in [conn, weird, tunnel, stats] {
+            let v = serde_json::to_value(&ev).unwrap();
+            let mut got = keys(&v);
+            let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "log {}", ev.log_name());
+        }
+    }
+}

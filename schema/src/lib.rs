@@ -1,0 +1,17 @@
+//! Record types shared by every CitySOC component.
+//!
+//! Records follow Zeek's log formats and field names so that Zeek tooling and
+//! SigmaHQ's Zeek rules work on them unchanged. Serialising a record with
+//! `serde_json` yields exactly one line of a Zeek JSON log
+//! (`LogAscii::use_json=T`): dotted field names, times as epoch seconds with
+//! microseconds, unset fields omitted.
+
+mod catalog;
+mod ids;
+mod records;
+mod time;
+
+pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
+pub use ids::{FlowUid, SensorId};
+pub use records::{ConnRecord, Event, StatsRecord, TunnelRecord, WeirdRecord};
+pub use time::{Interval, Time};

@@ -1,0 +1,147 @@
+use crate::{FlowUid, Interval, Time};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// One finished (or flushed) connection: a line of Zeek's `conn.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `tcp`, `udp`, `icmp` or `unknown_transport`.
+    pub proto: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_bytes: Option<u64>,
+    pub conn_state: &'static str,
+    pub local_orig: bool,
+    pub local_resp: bool,
+    pub missed_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+    pub orig_pkts: u64,
+    pub orig_ip_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_ip_bytes: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tunnel_parents: Vec<FlowUid>,
+    pub ip_proto: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner_vlan: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
+}
+
+/// Something unusual in the traffic or in the sensor itself: a line of
+/// Zeek's `weird.log`. Malformed input is data, recorded here, never an error.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WeirdRecord {
+    pub ts: Time,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<FlowUid>,
+    #[serde(rename = "id.orig_h", skip_serializing_if = "Option::is_none")]
+    pub orig_h: Option<IpAddr>,
+    #[serde(rename = "id.orig_p", skip_serializing_if = "Option::is_none")]
+    pub orig_p: Option<u16>,
+    #[serde(rename = "id.resp_h", skip_serializing_if = "Option::is_none")]
+    pub resp_h: Option<IpAddr>,
+    #[serde(rename = "id.resp_p", skip_serializing_if = "Option::is_none")]
+    pub resp_p: Option<u16>,
+    pub name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addl: Option<String>,
+    pub notice: bool,
+    pub peer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+}
+
+/// A tunnel seen or closed: a line of Zeek's `tunnel.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TunnelRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `Tunnel::GRE`, `Tunnel::VXLAN`, ...
+    pub tunnel_type: &'static str,
+    /// `Tunnel::DISCOVER`, `Tunnel::CLOSE` or `Tunnel::EXPIRE`.
+    pub action: &'static str,
+}
+
+/// The sensor's own counters for one run or one reporting interval: a line of
+/// `stats.log`. Every packet read is accounted for in exactly one bucket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StatsRecord {
+    pub ts: Time,
+    pub peer: String,
+    /// Packets handed to the sensor by libpcap.
+    pub pkts_read: u64,
+    /// Bytes on the wire of those packets.
+    pub bytes_read: u64,
+    /// Packets dropped by the kernel or the interface (live capture only).
+    pub pkts_dropped_kernel: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkts_dropped_iface: Option<u64>,
+    /// Packets that reached a transport flow.
+    pub pkts_flow: u64,
+    /// Packets that are not IP (ARP, LLDP, ...), counted and skipped.
+    pub pkts_non_ip: u64,
+    /// Packets with a malformed or truncated header, counted and skipped.
+    pub pkts_malformed: u64,
+    /// Fragments held for reassembly (the datagram counts once it completes).
+    pub pkts_fragment: u64,
+    /// Packets skipped because of a bad checksum (verification on only).
+    pub pkts_bad_checksum: u64,
+    pub fragments_reassembled: u64,
+    pub fragments_dropped: u64,
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    /// Flows removed before their time because the table was full.
+    pub flows_evicted: u64,
+    pub flows_flushed: u64,
+    pub flows_active: u64,
+    pub weirds: u64,
+}
+
+/// Everything the sensor emits, typed; JSON exists only at the log edge.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    Conn(ConnRecord),
+    Weird(WeirdRecord),
+    Tunnel(TunnelRecord),
+    Stats(StatsRecord),
+}
+
+impl Event {
+    /// The Zeek log this record belongs to (`conn` for `conn.log`).
+    pub fn log_name(&self) -> &'static str {
+        match self {
+            Event::Conn(_) => "conn",
+            Event::Weird(_) => "weird",
+            Event::Tunnel(_) => "tunnel",
+            Event::Stats(_) => "stats",
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The CitySOC packet sensor: capture, decoding, flows and Zeek-compatible logs.
+
+pub mod capture;
+pub mod decode;
+mod error;
+pub mod flow;
+pub mod output;
+pub mod pipeline;
+pub mod worker;
+
+pub use error::SensorError;

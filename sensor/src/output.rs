@@ -1,0 +1,96 @@
+//! Zeek-format JSON log files, one per log name, written as records arrive.
+
+use crate::SensorError;
+use schema::Event;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Where the pipeline delivers its records. Implementations own their
+/// buffering; the pipeline calls `write` from its output thread only.
+pub trait EventSink: Send {
+    fn write(&mut self, events: &[Event]) -> Result<(), SensorError>;
+    fn flush(&mut self) -> Result<(), SensorError>;
+}
+
+/// Writes `<dir>/<log>.log` in Zeek's JSON format (`LogAscii::use_json=T`).
+pub struct LogWriter {
+    dir: PathBuf,
+    files: HashMap<&'static str, BufWriter<File>>,
+    line: Vec<u8>,
+}
+
+impl LogWriter {
+    pub fn new(dir: &Path) -> Result<LogWriter, SensorError> {
+        std::fs::create_dir_all(dir).map_err(|source| SensorError::Log { path: dir.to_path_buf(), source })?;
+        Ok(LogWriter { dir: dir.to_path_buf(), files: HashMap::new(), line: Vec::with_capacity(1024) })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+}
+
+impl EventSink for LogWriter {
+    fn write(&mut self, events: &[Event]) -> Result<(), SensorError> {
+        for ev in events {
+            let name = ev.log_name();
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, ev).map_err(|e| SensorError::Log {
+                path: self.path(name),
+                source: std::io::Error::other(e),
+            })?;
+            self.line.push(b'\n');
+            let w = match self.files.get_mut(name) {
+                Some(w) => w,
+                None => {
+                    let path = self.path(name);
+                    let f = File::create(&path).map_err(|source| SensorError::Log { path, source })?;
+                    self.files.entry(name).or_insert_with(|| BufWriter::with_capacity(1 << 16, f))
+                }
+            };
+            w.write_all(&self.line).map_err(|source| SensorError::Log { path: self.dir.join(name), source })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SensorError> {
+        for (name, w) in self.files.iter_mut() {
+            w.flush().map_err(|source| SensorError::Log { path: self.dir.join(format!("{name}.log")), source })?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps records in memory: for tests and benchmarks.
+#[derive(Default)]
+pub struct MemorySink {
+    pub events: Vec<Event>,
+}
+
+impl EventSink for MemorySink {
+    fn write(&mut self, events: &[Event]) -> Result<(), SensorError> {
+        self.events.extend_from_slice(events);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SensorError> {
+        Ok(())
+    }
+}
+
+/// Counts records and drops them: measures the pipeline without the disk.
+#[derive(Default)]
+pub struct CountingSink {
+    pub events: u64,
+}
+
+impl EventSink for CountingSink {
+    fn write(&mut self, events: &[Event]) -> Result<(), SensorError> {
+        self.events += events.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SensorError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! The sensor's TOML configuration file. Every field is optional; command-line
+//! flags override the file.
+
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorConfig {
+    /// Name of this sensor in the `peer` field of weird.log and stats.log.
+    pub sensor_name: String,
+    /// Worker threads processing packets.
+    pub workers: usize,
+    /// Flows tracked at once (all workers together); beyond it the flow
+    /// nearest to its own timeout is logged and evicted.
+    pub max_flows: usize,
+    /// TCP inactivity timeout once a connection is established.
+    pub tcp_inactivity_secs: u64,
+    /// UDP inactivity timeout.
+    pub udp_inactivity_secs: u64,
+    /// ICMP inactivity timeout.
+    pub icmp_inactivity_secs: u64,
+    /// Inactivity timeout of other IP protocols.
+    pub other_inactivity_secs: u64,
+    /// Verify checksums and skip packets that fail (as Zeek without `-C`).
+    pub verify_checksums: bool,
+    /// Datagrams under reassembly at once, per worker.
+    pub frag_max_datagrams: usize,
+    /// Memory for fragment reassembly, per worker.
+    pub frag_max_mb: usize,
+    /// Fragments accepted for one datagram.
+    pub frag_max_per_datagram: u16,
+    /// Time after which an incomplete datagram is dropped.
+    pub frag_timeout_secs: u64,
+    /// Nested tunnels followed at most.
+    pub max_tunnel_depth: u8,
+    /// Seed of the Community ID hash.
+    pub community_id_seed: u16,
+    /// Fixed seed for reproducible uids; unset draws one per run.
+    pub uid_seed: Option<u64>,
+    /// Live capture: bytes kept of each packet.
+    pub snaplen: i32,
+    /// Live capture: kernel buffer in MiB.
+    pub buffer_mb: i32,
+    /// Live capture: put the interface in promiscuous mode.
+    pub promiscuous: bool,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        let w = sensor::worker::WorkerConfig::default();
+        SensorConfig {
+            sensor_name: "sensor".into(),
+            workers: 1,
+            max_flows: w.flow.max_flows,
+            tcp_inactivity_secs: 300,
+            udp_inactivity_secs: 60,
+            icmp_inactivity_secs: 60,
+            other_inactivity_secs: 60,
+            verify_checksums: false,
+            frag_max_datagrams: w.frag.max_datagrams,
+            frag_max_mb: w.frag.max_bytes >> 20,
+            frag_max_per_datagram: w.frag.max_fragments_per_datagram,
+            frag_timeout_secs: 60,
+            max_tunnel_depth: w.max_tunnel_depth,
+            community_id_seed: 0,
+            uid_seed: None,
+            snaplen: 65_535,
+            buffer_mb: 64,
+            promiscuous: true,
+        }
+    }
+}
+
+impl SensorConfig {
+    pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let cfg: SensorConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.validate().map_err(|errs| anyhow::anyhow!("{}: {}", path.display(), errs.join("; ")))?;
+        Ok(cfg)
+    }
+
+    /// Collects every problem before failing.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errs = Vec::new();
+        if self.workers == 0 || self.workers > 256 {
+            errs.push(format!("workers must be 1..=256, not {}", self.workers));
+        }
+        if self.max_flows == 0 {
+            errs.push("max_flows must be positive".into());
+        }
+        if self.tcp_inactivity_secs == 0 || self.udp_inactivity_secs == 0 || self.icmp_inactivity_secs == 0 {
+            errs.push("inactivity timeouts must be positive".into());
+        }
+        if self.snaplen < 64 {
+            errs.push(format!("snaplen must be at least 64, not {}", self.snaplen));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}

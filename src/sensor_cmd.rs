@@ -1,0 +1,177 @@
+use crate::config::SensorConfig;
+use anyhow::Context;
+use clap::Args;
+use schema::{Interval, StatsRecord};
+use sensor::capture::{LiveSpec, SourceSpec};
+use sensor::output::LogWriter;
+use sensor::pipeline::{self, Controls, Hooks, PipelineConfig, Progress};
+use sensor::worker::WorkerConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["read", "interface"])))]
+pub struct SensorArgs {
+    /// Read packets from a pcap or pcapng file.
+    #[arg(long, short = 'r')]
+    read: Option<PathBuf>,
+    /// Capture live from this interface.
+    #[arg(long, short = 'i')]
+    interface: Option<String>,
+    /// BPF capture filter (live capture).
+    #[arg(long, short = 'f')]
+    filter: Option<String>,
+    /// Directory for the logs (created if missing).
+    #[arg(long, default_value = ".")]
+    log_dir: PathBuf,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, short = 'w')]
+    workers: Option<usize>,
+    /// Bytes kept of each packet (live capture).
+    #[arg(long)]
+    snaplen: Option<i32>,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    no_promisc: bool,
+    /// Verify checksums and skip packets that fail them.
+    #[arg(long)]
+    verify_checksums: bool,
+    /// Seed uids so that the same input gives the same uids.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Name of this sensor in the logs.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &args.config {
+        Some(p) => SensorConfig::load(p)?,
+        None => SensorConfig::default(),
+    };
+    if let Some(w) = args.workers {
+        cfg.workers = w;
+    }
+    if let Some(s) = args.snaplen {
+        cfg.snaplen = s;
+    }
+    if args.no_promisc {
+        cfg.promiscuous = false;
+    }
+    if args.verify_checksums {
+        cfg.verify_checksums = true;
+    }
+    if args.seed.is_some() {
+        cfg.uid_seed = args.seed;
+    }
+    if let Some(n) = &args.name {
+        cfg.sensor_name = n.clone();
+    }
+    cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
+
+    let spec = match (&args.read, &args.interface) {
+        (Some(path), _) => SourceSpec::File(path.clone()),
+        (None, Some(iface)) => SourceSpec::Live(LiveSpec {
+            interface: iface.clone(),
+            filter: args.filter.clone(),
+            snaplen: cfg.snaplen,
+            promiscuous: cfg.promiscuous,
+            buffer_mb: cfg.buffer_mb,
+        }),
+        (None, None) => anyhow::bail!("either --read or --interface is required"),
+    };
+    let pcfg = pipeline_config(&cfg);
+    let sink = LogWriter::new(&args.log_dir)?;
+
+    let controls = Controls::default();
+    signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())
+        .context("cannot install the SIGINT handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, controls.stop.clone())
+        .context("cannot install the SIGTERM handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, controls.report.clone())
+        .context("cannot install the SIGUSR1 handler")?;
+
+    let mut hooks = Hooks { report: Some(Box::new(|s: &StatsRecord| eprintln!("{}", summary(s)))), progress: None };
+    if let Some(path) = &args.read {
+        let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {percent:>3}% {msg} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let started = std::time::Instant::now();
+        hooks.progress = Some(Box::new(move |p: Progress| {
+            let rate = p.packets as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(p.file_bytes.min(total));
+            bar.set_message(format!("{} packets, {:.0} pkt/s", p.packets, rate));
+            if p.file_bytes >= total {
+                bar.finish_and_clear();
+            }
+        }));
+    }
+
+    let stop = controls.stop.clone();
+    let (run, _sink) = pipeline::run(&spec, &pcfg, sink, controls, hooks)?;
+    eprintln!("{}", summary(&run.stats));
+    let secs = run.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "{:.2} s, {:.0} packets/s, {:.3} Gbit/s",
+        secs,
+        run.stats.pkts_read as f64 / secs,
+        run.wire_bytes as f64 * 8.0 / secs / 1e9
+    );
+    if let Some(e) = run.source_error {
+        eprintln!("citysoc: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("stopped by signal; every open flow was logged");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pipeline_config(cfg: &SensorConfig) -> PipelineConfig {
+    let mut w = WorkerConfig::default();
+    w.sensor_name = cfg.sensor_name.clone();
+    w.verify_checksums = cfg.verify_checksums;
+    w.max_tunnel_depth = cfg.max_tunnel_depth;
+    w.flow.tcp_inactivity = Interval::from_secs(cfg.tcp_inactivity_secs as i64);
+    w.flow.udp_inactivity = Interval::from_secs(cfg.udp_inactivity_secs as i64);
+    w.flow.icmp_inactivity = Interval::from_secs(cfg.icmp_inactivity_secs as i64);
+    w.flow.other_inactivity = Interval::from_secs(cfg.other_inactivity_secs as i64);
+    w.flow.max_flows = cfg.max_flows.div_ceil(cfg.workers.max(1));
+    w.flow.uid_seed = cfg.uid_seed;
+    w.flow.community_id_seed = cfg.community_id_seed;
+    w.frag.max_datagrams = cfg.frag_max_datagrams;
+    w.frag.max_bytes = cfg.frag_max_mb << 20;
+    w.frag.max_fragments_per_datagram = cfg.frag_max_per_datagram;
+    w.frag.timeout = Interval::from_secs(cfg.frag_timeout_secs as i64);
+    PipelineConfig { workers: cfg.workers, worker: w, ..PipelineConfig::default() }
+}
+
+fn summary(s: &StatsRecord) -> String {
+    format!(
+        "packets: {} read, {} in flows, {} fragments, {} non-IP, {} malformed, {} bad checksum, {} dropped by kernel{}; \
+         flows: {} created, {} expired, {} evicted, {} flushed, {} active; {} weirds",
+        s.pkts_read,
+        s.pkts_flow,
+        s.pkts_fragment,
+        s.pkts_non_ip,
+        s.pkts_malformed,
+        s.pkts_bad_checksum,
+        s.pkts_dropped_kernel,
+        s.pkts_dropped_iface.map(|d| format!(" and {d} by the interface")).unwrap_or_default(),
+        s.flows_created,
+        s.flows_expired,
+        s.flows_evicted,
+        s.flows_flushed,
+        s.flows_active,
+        s.weirds
+    )
+}
