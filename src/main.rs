@@ -1,6 +1,5 @@
 //! `citysoc`: the one binary. Subcommands wire the libraries together.
 
-mod config;
 mod sensor_cmd;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +18,21 @@ enum Cmd {
     Sensor(sensor_cmd::SensorArgs),
     /// Write a synthetic capture of a named scenario (see `--list`).
     Generate(GenerateArgs),
+    /// Replay the bundled scenario captures and check every expectation.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Directory of cases (each with capture.pcap and case.toml).
+    #[arg(default_value = "replay-pcaps")]
+    cases: std::path::PathBuf,
+    /// Where each case's logs go (one subdirectory per case).
+    #[arg(long, default_value = "replay-logs")]
+    log_dir: std::path::PathBuf,
+    /// Worker threads.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    workers: usize,
 }
 
 #[derive(clap::Args)]
@@ -48,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Sensor(args) => sensor_cmd::run(args),
         Cmd::Generate(args) => generate(args),
+        Cmd::Replay(args) => replay(args),
     };
     match result {
         Ok(code) => code,
@@ -64,6 +79,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         for (name, doc) in pcapgen::SCENARIOS {
             println!("{name:24} {doc}");
         }
+        println!("{:24} a large realistic mix for benchmarks (--size-mb)", "bench-mix");
+        println!("{:24} a large mix of small packets for benchmarks (--size-mb)", "bench-small");
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(name), Some(out)) = (args.scenario, args.out) else {
@@ -73,6 +90,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut w = std::io::BufWriter::new(file);
     let n = if name == "bench-mix" {
         pcapgen::bench_mix(&mut w, args.size_mb << 20)
+    } else if name == "bench-small" {
+        pcapgen::bench_mix_with(&mut w, args.size_mb << 20, true)
     } else {
         pcapgen::scenario(&name, &mut w)
     }
@@ -80,4 +99,32 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     std::io::Write::flush(&mut w).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("wrote {n} packets to {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let cases = citysoc::replay::load_cases(&args.cases)?;
+    if cases.is_empty() {
+        anyhow::bail!("no cases under {}", args.cases.display());
+    }
+    let mut failed = 0;
+    for case in &cases {
+        let out = args.log_dir.join(&case.name);
+        let outcome = citysoc::replay::run_case(case, &out, args.workers)?;
+        if outcome.failures.is_empty() {
+            println!("ok    {:22} {:3} checks  {}", case.name, outcome.checks, case.spec.description);
+        } else {
+            failed += 1;
+            println!("FAIL  {:22} {}", case.name, case.spec.description);
+            for f in &outcome.failures {
+                println!("      {f}");
+            }
+        }
+    }
+    println!(
+        "{} cases, {} failed; logs in {}",
+        cases.len(),
+        failed,
+        args.log_dir.display()
+    );
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -1,11 +1,10 @@
-use crate::config::SensorConfig;
+use citysoc::sensor_setup::SensorConfig;
 use anyhow::Context;
 use clap::Args;
-use schema::{Interval, StatsRecord};
+use schema::StatsRecord;
 use sensor::capture::{LiveSpec, SourceSpec};
 use sensor::output::LogWriter;
-use sensor::pipeline::{self, Controls, Hooks, PipelineConfig, Progress};
-use sensor::worker::WorkerConfig;
+use sensor::pipeline::{self, Controls, Hooks, Progress};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -84,7 +83,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         }),
         (None, None) => anyhow::bail!("either --read or --interface is required"),
     };
-    let pcfg = pipeline_config(&cfg);
+    let pcfg = cfg.pipeline();
     let sink = LogWriter::new(&args.log_dir)?;
 
     let controls = Controls::default();
@@ -136,26 +135,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pipeline_config(cfg: &SensorConfig) -> PipelineConfig {
-    let mut w = WorkerConfig::default();
-    w.sensor_name = cfg.sensor_name.clone();
-    w.verify_checksums = cfg.verify_checksums;
-    w.max_tunnel_depth = cfg.max_tunnel_depth;
-    w.flow.tcp_inactivity = Interval::from_secs(cfg.tcp_inactivity_secs as i64);
-    w.flow.udp_inactivity = Interval::from_secs(cfg.udp_inactivity_secs as i64);
-    w.flow.icmp_inactivity = Interval::from_secs(cfg.icmp_inactivity_secs as i64);
-    w.flow.other_inactivity = Interval::from_secs(cfg.other_inactivity_secs as i64);
-    w.flow.max_flows = cfg.max_flows.div_ceil(cfg.workers.max(1));
-    w.flow.uid_seed = cfg.uid_seed;
-    w.flow.community_id_seed = cfg.community_id_seed;
-    w.frag.max_datagrams = cfg.frag_max_datagrams;
-    w.frag.max_bytes = cfg.frag_max_mb << 20;
-    w.frag.max_fragments_per_datagram = cfg.frag_max_per_datagram;
-    w.frag.timeout = Interval::from_secs(cfg.frag_timeout_secs as i64);
-    PipelineConfig { workers: cfg.workers, worker: w, ..PipelineConfig::default() }
-}
-
-fn summary(s: &StatsRecord) -> String {
+pub fn summary(s: &StatsRecord) -> String {
     format!(
         "packets: {} read, {} in flows, {} fragments, {} non-IP, {} malformed, {} bad checksum, {} dropped by kernel{}; \
          flows: {} created, {} expired, {} evicted, {} flushed, {} active; {} weirds",

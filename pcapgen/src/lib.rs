@@ -1,4 +1,11 @@
-//! Placeholder replaced below.
-pub const SCENARIOS: &[(&str, &str)] = &[];
-pub fn scenario(_n: &str, _w: &mut impl std::io::Write) -> std::io::Result<u64> { Ok(0) }
-pub fn bench_mix(_w: &mut impl std::io::Write, _b: u64) -> std::io::Result<u64> { Ok(0) }
+//! Synthetic captures for the replay scenarios and the benchmarks.
+//!
+//! Every packet is built here byte by byte with correct checksums, private
+//! addresses (RFC 1918, RFC 4193, RFC 5737 documentation ranges) and fixed
+//! timestamps, so the captures are small, reproducible and free of real data.
+
+mod build;
+mod scenarios;
+
+pub use build::*;
+pub use scenarios::{bench_mix, bench_mix_with, scenario, SCENARIOS};

@@ -42,9 +42,12 @@ struct Key {
 
 struct Datagram {
     first_seen: Time,
-    /// Header to rebuild the datagram with (IPv4 header of the first fragment,
-    /// or the 40-byte IPv6 header).
+    /// Header to rebuild the datagram with: the IPv4 header of the first
+    /// fragment, or the unfragmentable part of the IPv6 packet (fixed header
+    /// and the extension headers before the Fragment header).
     header: Vec<u8>,
+    /// IPv6: where in `header` the Next Header byte to patch sits.
+    nh_byte_at: usize,
     data: Vec<u8>,
     /// Received byte ranges, sorted and disjoint.
     have: Vec<(u32, u32)>,
@@ -156,6 +159,7 @@ impl Reassembler {
                     fragments: 0,
                     v6,
                     next_header: frag.next_header,
+                    nh_byte_at: frag.nh_byte_at,
                 },
             );
         }
@@ -174,12 +178,13 @@ impl Reassembler {
             d.total.get_or_insert(end);
         }
         if start == 0 && d.header.is_empty() {
-            let hdr = if v6 { raw.get(..40) } else { raw.get(..ip.header_len) };
+            let hdr = if v6 { raw.get(..frag.frag_hdr_at) } else { raw.get(..ip.header_len) };
             if let Some(h) = hdr {
                 d.header.extend_from_slice(h);
                 self.bytes += d.header.capacity();
             }
             d.next_header = frag.next_header;
+            d.nh_byte_at = frag.nh_byte_at;
         }
         let before = d.data.capacity();
         if d.data.len() < end as usize {
@@ -236,9 +241,11 @@ impl Reassembler {
         out.extend_from_slice(d.data.get(..total).unwrap_or(&d.data));
         if d.v6 {
             let plen = (out.len() - 40) as u16;
-            if let Some(h) = out.get_mut(4..7) {
-                h[0..2].copy_from_slice(&plen.to_be_bytes());
-                h[2] = d.next_header;
+            if let Some(h) = out.get_mut(4..6) {
+                h.copy_from_slice(&plen.to_be_bytes());
+            }
+            if let Some(b) = out.get_mut(d.nh_byte_at) {
+                *b = d.next_header;
             }
         } else {
             let tot = out.len() as u16;

@@ -71,6 +71,9 @@ pub struct FragInfo {
     pub frag_hdr_at: usize,
     /// IPv6: next header value that the Fragment header carries.
     pub next_header: u8,
+    /// IPv6: offset of the byte that names the Fragment header (the fixed
+    /// header's Next Header field, or the preceding extension header's).
+    pub nh_byte_at: usize,
 }
 
 pub fn ipv4_header_checksum_ok(hdr: &[u8]) -> bool {
@@ -148,6 +151,7 @@ pub fn parse_ipv4(data: &[u8]) -> Result<IpView<'_>, Malformed> {
         more,
         frag_hdr_at: 0,
         next_header: ip.get_next_level_protocol().0,
+        nh_byte_at: 9,
     });
     Ok(IpView {
         src: IpAddr::V4(ip.get_source()),
@@ -175,6 +179,7 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
     let mut next = ip.get_next_header().0;
     let mut off = 40usize;
     let mut fragment = None;
+    let mut nh_byte_at = 6usize;
     // Bounded: each header advances by at least 8 bytes within 64 KiB.
     loop {
         match next {
@@ -183,6 +188,7 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
                 let h = data.get(off..off + 2).ok_or(Malformed::Truncated("truncated_IPv6_ext"))?;
                 let len = (usize::from(h[1]) + 1) * 8;
                 next = h[0];
+                nh_byte_at = off;
                 off += len;
                 if off > end {
                     return Err(Malformed::Truncated("truncated_IPv6_ext"));
@@ -197,8 +203,10 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
                     more: offset_field & 1 != 0,
                     frag_hdr_at: off,
                     next_header: h[0],
+                    nh_byte_at,
                 };
                 next = h[0];
+                nh_byte_at = off;
                 off += 8;
                 if info.more || info.offset != 0 {
                     fragment = Some(info);
@@ -211,6 +219,7 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
                 let h = data.get(off..off + 2).ok_or(Malformed::Truncated("truncated_IPv6_ext"))?;
                 let len = (usize::from(h[1]) + 2) * 4;
                 next = h[0];
+                nh_byte_at = off;
                 off += len;
                 if off > end {
                     return Err(Malformed::Truncated("truncated_IPv6_ext"));

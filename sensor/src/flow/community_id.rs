@@ -21,8 +21,9 @@ pub fn community_id_v1(
     h.update(ip_bytes(&a));
     h.update(ip_bytes(&b));
     h.update([proto, 0]);
-    // Ports only for protocols that have them (TCP, UDP, SCTP, ICMP/ICMPv6).
-    if matches!(proto, 1 | 6 | 17 | 58 | 132) {
+    // Ports only where the flow key has them (TCP, UDP, ICMP/ICMPv6); SCTP
+    // is tracked without ports, so it is hashed without them too.
+    if matches!(proto, 1 | 6 | 17 | 58) {
         h.update(ap.to_be_bytes());
         h.update(bp.to_be_bytes());
     }

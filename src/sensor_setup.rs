@@ -1,10 +1,14 @@
-//! The sensor's TOML configuration file. Every field is optional; command-line
-//! flags override the file.
+//! Turning the sensor's configuration into the pipeline's runtime settings.
 
+use schema::Interval;
+use sensor::pipeline::PipelineConfig;
+use sensor::worker::WorkerConfig;
 use serde::Deserialize;
 use std::path::Path;
 
-#[derive(Debug, Deserialize)]
+/// The sensor's TOML configuration file. Every field is optional; command-line
+/// flags override the file.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
     /// Name of this sensor in the `peer` field of weird.log and stats.log.
@@ -48,7 +52,7 @@ pub struct SensorConfig {
 
 impl Default for SensorConfig {
     fn default() -> Self {
-        let w = sensor::worker::WorkerConfig::default();
+        let w = WorkerConfig::default();
         SensorConfig {
             sensor_name: "sensor".into(),
             workers: 1,
@@ -74,7 +78,8 @@ impl Default for SensorConfig {
 
 impl SensorConfig {
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let cfg: SensorConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         cfg.validate().map_err(|errs| anyhow::anyhow!("{}: {}", path.display(), errs.join("; ")))?;
         Ok(cfg)
@@ -89,8 +94,16 @@ impl SensorConfig {
         if self.max_flows == 0 {
             errs.push("max_flows must be positive".into());
         }
-        if self.tcp_inactivity_secs == 0 || self.udp_inactivity_secs == 0 || self.icmp_inactivity_secs == 0 {
-            errs.push("inactivity timeouts must be positive".into());
+        for (name, v) in [
+            ("tcp_inactivity_secs", self.tcp_inactivity_secs),
+            ("udp_inactivity_secs", self.udp_inactivity_secs),
+            ("icmp_inactivity_secs", self.icmp_inactivity_secs),
+            ("other_inactivity_secs", self.other_inactivity_secs),
+            ("frag_timeout_secs", self.frag_timeout_secs),
+        ] {
+            if v == 0 {
+                errs.push(format!("{name} must be positive"));
+            }
         }
         if self.snaplen < 64 {
             errs.push(format!("snaplen must be at least 64, not {}", self.snaplen));
@@ -100,5 +113,38 @@ impl SensorConfig {
         } else {
             Err(errs)
         }
+    }
+
+    pub fn pipeline(&self) -> PipelineConfig {
+        let mut w = WorkerConfig::default();
+        let secs = |s: u64| Interval::from_secs(s.min(i64::MAX as u64 / 1_000_000) as i64);
+        w.sensor_name = self.sensor_name.clone();
+        w.verify_checksums = self.verify_checksums;
+        w.max_tunnel_depth = self.max_tunnel_depth;
+        w.flow.tcp_inactivity = secs(self.tcp_inactivity_secs);
+        w.flow.udp_inactivity = secs(self.udp_inactivity_secs);
+        w.flow.icmp_inactivity = secs(self.icmp_inactivity_secs);
+        w.flow.other_inactivity = secs(self.other_inactivity_secs);
+        w.flow.max_flows = self.max_flows.div_ceil(self.workers.max(1));
+        w.flow.uid_seed = self.uid_seed;
+        w.flow.community_id_seed = self.community_id_seed;
+        w.frag.max_datagrams = self.frag_max_datagrams;
+        w.frag.max_bytes = self.frag_max_mb << 20;
+        w.frag.max_fragments_per_datagram = self.frag_max_per_datagram;
+        w.frag.timeout = secs(self.frag_timeout_secs);
+        PipelineConfig { workers: self.workers, worker: w, ..PipelineConfig::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_reported_together() {
+        let e = toml::from_str::<SensorConfig>("workers = 2\nbogus = 1").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let cfg: SensorConfig = toml::from_str("workers = 0\nsnaplen = 10\nudp_inactivity_secs = 0").unwrap();
+        assert_eq!(cfg.validate().unwrap_err().len(), 3);
     }
 }

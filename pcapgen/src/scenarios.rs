@@ -1,0 +1,710 @@
+use crate::build::*;
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+/// Scenario names (the `replay-pcaps/` case directories) and what they hold.
+pub const SCENARIOS: &[(&str, &str)] = &[
+    ("tcp-basic", "one HTTP-like TCP session over IPv4 and one over IPv6, handshake to teardown"),
+    ("tcp-states", "one TCP connection for each Zeek conn_state"),
+    ("tcp-flip", "connections whose first captured packet comes from the server"),
+    ("tcp-retransmit-gap", "a TCP session with a retransmission, a content gap and a zero window"),
+    ("tcp-reuse-timeouts", "SYN retries, an attempt timeout, port reuse after close, TCP inactivity"),
+    ("udp-flows", "UDP request/response, unanswered, server-first, inactivity split, IPv6"),
+    ("icmp", "ICMP and ICMPv6 echo pairs, unreachables and neighbour discovery"),
+    ("vlan-mpls-pppoe", "traffic under 802.1Q, QinQ, MPLS and PPPoE"),
+    ("ip-fragments", "fragmented IPv4 and IPv6 datagrams, out of order and overlapping"),
+    ("tunnels", "GRE, ERSPAN, PPTP GRE, IP-in-IP, 6in4, VXLAN, Geneve, GTP-U and Teredo"),
+    ("other-protocols", "ESP, SCTP and OSPF traffic tracked as flows of their own"),
+    ("malformed", "damaged and truncated packets among good ones"),
+    ("checksums", "bad IP, UDP and TCP checksums (replayed with --verify-checksums)"),
+    ("linktype-sll", "Linux cooked capture (SLL)"),
+    ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
+    ("linktype-null", "BSD loopback (NULL)"),
+    ("linktype-raw", "raw IP"),
+    ("linktype-ppp", "PPP in HDLC-like framing"),
+    ("linktype-chdlc", "Cisco HDLC"),
+];
+
+/// Base time of every scenario: 2023-11-14 22:13:20 UTC.
+const T0: i64 = 1_700_000_000_000_000;
+const MS: i64 = 1_000;
+const S: i64 = 1_000_000;
+
+struct Cap {
+    linktype: u32,
+    pkts: Vec<(i64, Vec<u8>, Option<u32>)>,
+}
+
+impl Cap {
+    fn new(linktype: u32) -> Cap {
+        Cap { linktype, pkts: Vec::new() }
+    }
+    /// An IP packet framed for this capture's link type.
+    fn ip(&mut self, t: i64, ip: Vec<u8>) {
+        let v6 = ip.first().map(|b| b >> 4) == Some(6);
+        let frame = match self.linktype {
+            DLT_EN10MB => eth(if v6 { ETH_IPV6 } else { ETH_IPV4 }, &ip),
+            DLT_RAW => ip,
+            DLT_NULL => {
+                let af: u32 = if v6 { 30 } else { 2 };
+                let mut f = af.to_le_bytes().to_vec();
+                f.extend_from_slice(&ip);
+                f
+            }
+            DLT_PPP => {
+                let mut f = vec![0xff, 0x03];
+                f.extend_from_slice(&(if v6 { 0x0057u16 } else { 0x0021 }).to_be_bytes());
+                f.extend_from_slice(&ip);
+                f
+            }
+            DLT_C_HDLC => {
+                let mut f = vec![0x0f, 0x00];
+                f.extend_from_slice(&(if v6 { ETH_IPV6 } else { ETH_IPV4 }).to_be_bytes());
+                f.extend_from_slice(&ip);
+                f
+            }
+            DLT_LINUX_SLL => {
+                let mut f = vec![0, 0, 0, 1, 0, 6];
+                f.extend_from_slice(&MAC_A);
+                f.extend_from_slice(&[0, 0]);
+                f.extend_from_slice(&(if v6 { ETH_IPV6 } else { ETH_IPV4 }).to_be_bytes());
+                f.extend_from_slice(&ip);
+                f
+            }
+            DLT_LINUX_SLL2 => {
+                let mut f = (if v6 { ETH_IPV6 } else { ETH_IPV4 }).to_be_bytes().to_vec();
+                f.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, 0, 6]);
+                f.extend_from_slice(&MAC_A);
+                f.extend_from_slice(&[0, 0]);
+                f.extend_from_slice(&ip);
+                f
+            }
+            _ => ip,
+        };
+        self.pkts.push((T0 + t, frame, None));
+    }
+    fn raw(&mut self, t: i64, frame: Vec<u8>) {
+        self.pkts.push((T0 + t, frame, None));
+    }
+    fn truncated(&mut self, t: i64, frame: Vec<u8>, keep: usize) {
+        let wire = frame.len() as u32;
+        let mut f = frame;
+        f.truncate(keep);
+        self.pkts.push((T0 + t, f, Some(wire)));
+    }
+    fn write(mut self, w: &mut impl Write) -> io::Result<u64> {
+        self.pkts.sort_by_key(|p| p.0);
+        let mut pw = PcapWriter::new(w, self.linktype)?;
+        for (t, f, wire) in &self.pkts {
+            match wire {
+                Some(wl) => pw.packet_truncated(*t, f, *wl)?,
+                None => pw.packet(*t, f)?,
+            }
+        }
+        Ok(pw.count)
+    }
+}
+
+fn a(s: &str) -> IpAddr {
+    s.parse().expect("address literal")
+}
+
+/// A complete session: handshake, request, response in `resp_segs`
+/// segments, FIN from the client, FIN from the server, last ACK.
+/// History `ShADadFf`.
+#[allow(clippy::too_many_arguments)]
+fn session(cap: &mut Cap, t: i64, c: &str, cp: u16, s: &str, sp: u16, req: usize, resp: &[usize]) -> i64 {
+    let mut x = TcpSession::new(a(c), cp, a(s), sp, 1_000, 50_000);
+    let mut t = t;
+    let mut step = |cap: &mut Cap, p: Vec<u8>| {
+        cap.ip(t, p);
+        t += MS;
+    };
+    step(cap, x.seg(true, SYN, &[]));
+    step(cap, x.seg(false, SYN | ACK, &[]));
+    step(cap, x.seg(true, ACK, &[]));
+    step(cap, x.seg(true, PSH | ACK, &vec![b'q'; req]));
+    step(cap, x.seg(false, ACK, &[]));
+    for &n in resp {
+        step(cap, x.seg(false, PSH | ACK, &vec![b'r'; n]));
+    }
+    step(cap, x.seg(true, ACK, &[]));
+    step(cap, x.seg(true, FIN | ACK, &[]));
+    step(cap, x.seg(false, FIN | ACK, &[]));
+    step(cap, x.seg(true, ACK, &[]));
+    t
+}
+
+fn tcp_basic() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    session(&mut c, 0, "10.1.0.10", 49152, "10.1.0.80", 80, 100, &[1000, 500]);
+    session(&mut c, 100 * MS, "fd00:1::10", 49153, "fd00:1::80", 8080, 64, &[1200]);
+    c
+}
+
+fn tcp_states() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (cl, sv) = ("10.2.0.1", "10.2.0.2");
+    // S0: an unanswered SYN.
+    let mut x = TcpSession::new(a(cl), 40001, a(sv), 22, 100, 9000);
+    c.ip(0, x.seg(true, SYN, &[]));
+    // REJ: SYN answered by RST.
+    let mut x = TcpSession::new(a(cl), 40002, a(sv), 23, 100, 9000);
+    c.ip(10 * MS, x.seg(true, SYN, &[]));
+    let rst = x.seg_at(false, 0, RST | ACK, &[]);
+    c.ip(11 * MS, rst);
+    // RSTO: established, then the originator resets.
+    let mut x = TcpSession::new(a(cl), 40003, a(sv), 25, 100, 9000);
+    c.ip(20 * MS, x.seg(true, SYN, &[]));
+    c.ip(21 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(22 * MS, x.seg(true, ACK, &[]));
+    c.ip(23 * MS, x.seg(true, RST | ACK, &[]));
+    // RSTR: established, data, then the responder resets.
+    let mut x = TcpSession::new(a(cl), 40004, a(sv), 80, 100, 9000);
+    c.ip(30 * MS, x.seg(true, SYN, &[]));
+    c.ip(31 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(32 * MS, x.seg(true, ACK, &[]));
+    c.ip(33 * MS, x.seg(true, PSH | ACK, b"hello"));
+    c.ip(34 * MS, x.seg(false, RST | ACK, &[]));
+    // S1: established with data, never closed.
+    let mut x = TcpSession::new(a(cl), 40005, a(sv), 443, 100, 9000);
+    c.ip(40 * MS, x.seg(true, SYN, &[]));
+    c.ip(41 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(42 * MS, x.seg(true, ACK, &[]));
+    c.ip(43 * MS, x.seg(true, PSH | ACK, &[1; 30]));
+    c.ip(44 * MS, x.seg(false, PSH | ACK, &[2; 40]));
+    // S2: the originator closes, the responder never does.
+    let mut x = TcpSession::new(a(cl), 40006, a(sv), 110, 100, 9000);
+    c.ip(50 * MS, x.seg(true, SYN, &[]));
+    c.ip(51 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(52 * MS, x.seg(true, ACK, &[]));
+    c.ip(53 * MS, x.seg(true, FIN | ACK, &[]));
+    // S3: the responder closes, the originator never does.
+    let mut x = TcpSession::new(a(cl), 40007, a(sv), 143, 100, 9000);
+    c.ip(60 * MS, x.seg(true, SYN, &[]));
+    c.ip(61 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(62 * MS, x.seg(true, ACK, &[]));
+    c.ip(63 * MS, x.seg(false, FIN | ACK, &[]));
+    // SH: SYN then FIN from the originator, no answer.
+    let mut x = TcpSession::new(a(cl), 40008, a(sv), 21, 100, 9000);
+    c.ip(70 * MS, x.seg(true, SYN, &[]));
+    c.ip(71 * MS, x.seg(true, FIN, &[]));
+    // SHR: SYN-ACK then FIN from the responder, no SYN seen.
+    let mut x = TcpSession::new(a(cl), 40009, a(sv), 993, 100, 9000);
+    c.ip(80 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(81 * MS, x.seg(false, FIN | ACK, &[]));
+    // RSTOS0: SYN then RST from the originator, responder silent.
+    let mut x = TcpSession::new(a(cl), 40010, a(sv), 3389, 100, 9000);
+    c.ip(90 * MS, x.seg(true, SYN, &[]));
+    c.ip(91 * MS, x.seg(true, RST, &[]));
+    // RSTRH: SYN-ACK then RST from the responder, no SYN seen.
+    let mut x = TcpSession::new(a(cl), 40011, a(sv), 445, 100, 9000);
+    c.ip(100 * MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(101 * MS, x.seg(false, RST, &[]));
+    // OTH: mid-stream data between two high ports.
+    let mut x = TcpSession::new(a(cl), 40012, a(sv), 50000, 100, 9000);
+    c.ip(110 * MS, x.seg(true, PSH | ACK, &[3; 10]));
+    c.ip(111 * MS, x.seg(false, PSH | ACK, &[4; 20]));
+    c
+}
+
+fn tcp_flip() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // The SYN was not captured: the SYN-ACK from port 80 comes first.
+    let mut x = TcpSession::new(a("10.3.0.1"), 51000, a("10.3.0.80"), 80, 7000, 3000);
+    x.cseq += 1; // the lost SYN consumed one sequence number
+    let mut t = 0;
+    for (from_client, flags, n) in [
+        (false, SYN | ACK, 0),
+        (true, ACK, 0),
+        (true, PSH | ACK, 90),
+        (false, ACK, 0),
+        (false, PSH | ACK, 700),
+        (false, FIN | ACK, 0),
+        (true, ACK, 0),
+        (true, FIN | ACK, 0),
+        (false, ACK, 0),
+    ] {
+        c.ip(t, x.seg(from_client, flags, &vec![0x41; n]));
+        t += MS;
+    }
+    // Mid-stream: the first packet is data from the server's port 443.
+    let mut x = TcpSession::new(a("10.3.0.2"), 52000, a("10.3.0.43"), 443, 7000, 3000);
+    c.ip(50 * MS, x.seg(false, PSH | ACK, &[7; 100]));
+    c.ip(51 * MS, x.seg(true, ACK, &[]));
+    // Both ports are likely server ports: no flip for a SYN-ACK.
+    let mut x = TcpSession::new(a("10.3.0.3"), 22, a("10.3.0.4"), 80, 7000, 3000);
+    c.ip(60 * MS, x.seg(false, SYN | ACK, &[]));
+    c
+}
+
+fn tcp_retransmit_gap() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let mut x = TcpSession::new(a("10.4.0.1"), 53000, a("10.4.0.2"), 8000, 1000, 20000);
+    c.ip(0, x.seg(true, SYN, &[]));
+    c.ip(MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(2 * MS, x.seg(true, ACK, &[]));
+    let first = x.cseq;
+    c.ip(3 * MS, x.seg(true, PSH | ACK, &[1; 100]));
+    // Bytes 101..200 were sent but not captured.
+    let _lost = x.seg(true, PSH | ACK, &[2; 100]);
+    c.ip(5 * MS, x.seg(true, PSH | ACK, &[3; 100]));
+    c.ip(6 * MS, x.seg(false, ACK, &[]));
+    // The first segment again: a retransmission.
+    c.ip(7 * MS, x.seg_at(true, first, PSH | ACK, &[1; 100]));
+    // The server advertises a zero window, then reopens it.
+    x.window = 0;
+    c.ip(8 * MS, x.seg(false, ACK, &[]));
+    x.window = 65535;
+    c.ip(9 * MS, x.seg(false, PSH | ACK, &[9; 50]));
+    c.ip(10 * MS, x.seg(true, FIN | ACK, &[]));
+    c.ip(11 * MS, x.seg(false, FIN | ACK, &[]));
+    c.ip(12 * MS, x.seg(true, ACK, &[]));
+    c
+}
+
+fn tcp_reuse_timeouts() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // A SYN retried at 1 s and 3 s is one attempt; the retry at 10 s comes
+    // after the 5 s attempt timeout and starts a new connection.
+    let mut x = TcpSession::new(a("10.5.0.1"), 41000, a("10.5.0.2"), 22, 500, 0);
+    let syn = x.seg(true, SYN, &[]);
+    for t in [0, S, 3 * S, 10 * S] {
+        c.ip(t, syn.clone());
+    }
+    // A finished session, then a new SYN on the same ports 2 s later.
+    session(&mut c, 20 * S, "10.5.0.3", 41001, "10.5.0.4", 80, 10, &[20]);
+    let mut y = TcpSession::new(a("10.5.0.3"), 41001, a("10.5.0.4"), 80, 777_777, 88_888);
+    c.ip(22 * S, y.seg(true, SYN, &[]));
+    c.ip(22 * S + MS, y.seg(false, SYN | ACK, &[]));
+    c.ip(22 * S + 2 * MS, y.seg(true, ACK, &[]));
+    // An established connection idle for more than 5 minutes is two.
+    let mut z = TcpSession::new(a("10.5.0.5"), 41002, a("10.5.0.6"), 5432, 10, 20);
+    c.ip(30 * S, z.seg(true, SYN, &[]));
+    c.ip(30 * S + MS, z.seg(false, SYN | ACK, &[]));
+    c.ip(30 * S + 2 * MS, z.seg(true, ACK, &[]));
+    c.ip(400 * S, z.seg(true, PSH | ACK, &[5; 10]));
+    c
+}
+
+fn udp_flows() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (cl, dns) = (a("10.6.0.9"), a("10.6.0.53"));
+    // Request and response.
+    c.ip(0, ip(cl, dns, 17, &udp(cl, dns, 33000, 53, &[0x11; 30])));
+    c.ip(2 * MS, ip(dns, cl, 17, &udp(dns, cl, 53, 33000, &[0x22; 80])));
+    // A request nobody answers, sent twice.
+    c.ip(10 * MS, ip(cl, dns, 17, &udp(cl, dns, 33001, 53, &[0x33; 30])));
+    c.ip(1010 * MS, ip(cl, dns, 17, &udp(cl, dns, 33001, 53, &[0x33; 30])));
+    // Only the response was captured: the flow is flipped.
+    c.ip(20 * MS, ip(dns, cl, 17, &udp(dns, cl, 53, 33002, &[0x44; 60])));
+    // Two high ports: the first sender is the originator.
+    let (p, q) = (a("10.6.0.20"), a("10.6.0.21"));
+    c.ip(30 * MS, ip(p, q, 17, &udp(p, q, 40000, 40001, &[5; 12])));
+    c.ip(31 * MS, ip(q, p, 17, &udp(q, p, 40001, 40000, &[6; 14])));
+    // 70 s of silence ends a UDP flow (60 s timeout): two connections.
+    c.ip(2 * S, ip(p, q, 17, &udp(p, q, 40002, 40003, &[7; 10])));
+    c.ip(72 * S, ip(p, q, 17, &udp(p, q, 40002, 40003, &[8; 10])));
+    // IPv6, and an empty datagram.
+    let (x, y) = (a("fd00:6::1"), a("fd00:6::2"));
+    c.ip(40 * MS, ip(x, y, 17, &udp(x, y, 5000, 5001, &[9; 100])));
+    c.ip(41 * MS, ip(y, x, 17, &udp(y, x, 5001, 5000, &[])));
+    c
+}
+
+fn icmp_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (h, g) = (v4("10.7.0.1"), v4("10.7.0.2"));
+    for i in 0..3u16 {
+        let mut rest = vec![0, 1];
+        rest.extend_from_slice(&i.to_be_bytes());
+        rest.extend_from_slice(&[0x61; 56]);
+        c.ip(i64::from(i) * S, ipv4(h, g, 1, &icmp(8, 0, &rest), V4Opts::default()));
+        c.ip(i64::from(i) * S + MS, ipv4(g, h, 1, &icmp(0, 0, &rest), V4Opts::default()));
+    }
+    // Port unreachable quoting a UDP datagram: one-way, type 3 code 3.
+    let quoted = ipv4(h, g, 17, &udp(IpAddr::V4(h), IpAddr::V4(g), 5555, 9999, &[1; 4]), V4Opts::default());
+    let mut rest = vec![0; 4];
+    rest.extend_from_slice(&quoted);
+    c.ip(5 * S, ipv4(g, h, 1, &icmp(3, 3, &rest), V4Opts::default()));
+    // ICMPv6 echo, and a neighbour solicitation with its advertisement.
+    let (x, y) = (v6("fd00:7::1"), v6("fd00:7::2"));
+    let echo = [0, 9, 0, 1, 0x62, 0x62, 0x62, 0x62];
+    c.ip(6 * S, ipv6(x, y, 58, &icmpv6(x, y, 128, 0, &echo)));
+    c.ip(6 * S + MS, ipv6(y, x, 58, &icmpv6(y, x, 129, 0, &echo)));
+    let mut ns = vec![0; 4];
+    ns.extend_from_slice(&y.octets());
+    c.ip(7 * S, ipv6(x, y, 58, &icmpv6(x, y, 135, 0, &ns)));
+    c.ip(7 * S + MS, ipv6(y, x, 58, &icmpv6(y, x, 136, 0, &ns)));
+    c
+}
+
+fn vlan_mpls_pppoe() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (p, q) = (a("10.8.0.1"), a("10.8.0.2"));
+    // QinQ: outer tag 100, inner 200.
+    let d = ip(p, q, 17, &udp(p, q, 6000, 6001, &[1; 20]));
+    c.raw(0, eth_vlans(&[100, 200], ETH_IPV4, &d));
+    let d = ip(q, p, 17, &udp(q, p, 6001, 6000, &[2; 20]));
+    c.raw(MS, eth_vlans(&[100, 200], ETH_IPV4, &d));
+    // One 802.1Q tag on a TCP SYN.
+    let mut x = TcpSession::new(p, 6002, q, 80, 1, 2);
+    c.raw(2 * MS, eth_vlans(&[42], ETH_IPV4, &x.seg(true, SYN, &[])));
+    // Two MPLS labels over IPv4.
+    let d = ip(p, q, 17, &udp(p, q, 6003, 6004, &[3; 20]));
+    let mut m = vec![0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
+    m.extend_from_slice(&d);
+    c.raw(3 * MS, eth(0x8847, &m));
+    // PPPoE session carrying IPv4.
+    let d = ip(p, q, 17, &udp(p, q, 6005, 6006, &[4; 20]));
+    let mut pp = vec![0x11, 0x00, 0x12, 0x34];
+    pp.extend_from_slice(&((d.len() + 2) as u16).to_be_bytes());
+    pp.extend_from_slice(&[0x00, 0x21]);
+    pp.extend_from_slice(&d);
+    c.raw(4 * MS, eth(0x8864, &pp));
+    // An ARP request: not IP, counted and skipped.
+    c.raw(5 * MS, eth(ETH_ARP, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 10, 10, 8, 0, 1, 0, 0, 0, 0, 0, 0, 10, 8, 0, 2]));
+    c
+}
+
+fn ip_fragments() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (p, q) = (v4("10.9.0.1"), v4("10.9.0.2"));
+    // A 3000-byte UDP datagram in three fragments, sent last-first.
+    let dgram = udp(IpAddr::V4(p), IpAddr::V4(q), 7000, 7001, &[0x5a; 3000]);
+    let parts = [(0usize, 1480usize, true), (1480, 2960, true), (2960, dgram.len(), false)];
+    for (i, &(s, e, more)) in parts.iter().enumerate().rev() {
+        let o = V4Opts {
+            id: 0x1234,
+            dont_fragment: false,
+            more_fragments: more,
+            frag_offset: s as u16,
+            ..V4Opts::default()
+        };
+        c.ip((2 - i as i64) * MS, ipv4(p, q, 17, &dgram[s..e], o));
+    }
+    // Overlapping fragments that disagree: the first copy wins, and a weird
+    // reports the inconsistency.
+    let dgram = udp(IpAddr::V4(p), IpAddr::V4(q), 7002, 7003, &[0x61; 40]);
+    let f1 = ipv4(p, q, 17, &dgram[..24], V4Opts { id: 0x2222, dont_fragment: false, more_fragments: true, ..Default::default() });
+    let mut evil = dgram[16..].to_vec();
+    evil[0] ^= 0xff;
+    let f2 = ipv4(p, q, 17, &evil, V4Opts { id: 0x2222, dont_fragment: false, frag_offset: 16, ..Default::default() });
+    c.ip(10 * MS, f1);
+    c.ip(11 * MS, f2);
+    // A first fragment whose rest never comes: held, then dropped by timeout
+    // when later traffic advances the clock past 60 s.
+    let lone = udp(IpAddr::V4(p), IpAddr::V4(q), 7004, 7005, &[1; 100]);
+    c.ip(20 * MS, ipv4(p, q, 17, &lone[..64], V4Opts { id: 0x3333, dont_fragment: false, more_fragments: true, ..Default::default() }));
+    c.ip(70 * S, ip(IpAddr::V4(q), IpAddr::V4(p), 17, &udp(IpAddr::V4(q), IpAddr::V4(p), 7010, 7011, &[2; 8])));
+    // IPv6 with Hop-by-Hop and Destination Options before a Fragment header.
+    let (x, y) = (v6("fd00:9::1"), v6("fd00:9::2"));
+    let dgram = udp(IpAddr::V6(x), IpAddr::V6(y), 8000, 53, &[0x42; 1800]);
+    let hbh = (0u8, vec![0, 1, 4, 0, 0, 0, 0]);
+    let dst = (60u8, vec![0, 1, 4, 0, 0, 0, 0]);
+    for (i, &(s, e, more)) in [(0usize, 1232usize, true), (1232, dgram.len(), false)].iter().enumerate() {
+        let off_field = ((s / 8) as u16) << 3 | u16::from(more);
+        let mut frag = vec![0u8];
+        frag.extend_from_slice(&off_field.to_be_bytes());
+        frag.extend_from_slice(&0xabcd_0001u32.to_be_bytes());
+        let pkt = ipv6_ext(x, y, &[hbh.clone(), dst.clone(), (44, frag)], 17, &dgram[s..e]);
+        c.ip(30 * MS + i as i64 * MS, pkt);
+    }
+    c
+}
+
+fn gre(proto: u16, flags: u8, version: u8, extra: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut g = vec![flags, version];
+    g.extend_from_slice(&proto.to_be_bytes());
+    g.extend_from_slice(extra);
+    g.extend_from_slice(payload);
+    g
+}
+
+fn tunnels() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (o1, o2) = (v4("192.0.2.1"), v4("192.0.2.2"));
+    let gre_ip = |inner: &[u8], flags: u8, extra: &[u8]| {
+        ipv4(o1, o2, 47, &gre(0x0800, flags, 0, extra, inner), V4Opts::default())
+    };
+    // GRE carrying a whole TCP session.
+    let mut x = TcpSession::new(a("10.10.0.1"), 45000, a("10.10.0.2"), 22, 10, 20);
+    let mut t = 0;
+    for (fc, fl, n) in [(true, SYN, 0), (false, SYN | ACK, 0), (true, ACK, 0), (true, PSH | ACK, 40), (false, PSH | ACK, 60)] {
+        c.ip(t, gre_ip(&x.seg(fc, fl, &vec![0x55; n]), 0, &[]));
+        t += MS;
+    }
+    // GRE with key and sequence number, carrying UDP (same tunnel).
+    let (i1, i2) = (a("10.10.0.3"), a("10.10.0.4"));
+    c.ip(10 * MS, gre_ip(&ip(i1, i2, 17, &udp(i1, i2, 123, 123, &[0; 48])), 0x30, &[0, 0, 0, 7, 0, 0, 0, 1]));
+    // ERSPAN type II: Ethernet frames of a mirrored port.
+    let (e1, e2) = (v4("192.0.2.3"), v4("192.0.2.4"));
+    let inner = eth(ETH_IPV4, &ip(a("10.11.0.1"), a("10.11.0.2"), 17, &udp(a("10.11.0.1"), a("10.11.0.2"), 514, 514, &[1; 30])));
+    let mut er = vec![0x10, 0x01, 0x00, 0x05, 0, 0, 0, 0];
+    er.extend_from_slice(&inner);
+    c.ip(20 * MS, ipv4(e1, e2, 47, &gre(0x88be, 0x10, 0, &[0, 0, 0, 1], &er), V4Opts::default()));
+    // PPTP's enhanced GRE (version 1) with PPP inside.
+    let (p1, p2) = (v4("192.0.2.5"), v4("192.0.2.6"));
+    let inner = ipv4(v4("10.12.0.1"), v4("10.12.0.2"), 1, &icmp(8, 0, &[0, 1, 0, 1, 9, 9]), V4Opts::default());
+    let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+    ppp.extend_from_slice(&inner);
+    let key = [((ppp.len() >> 8) as u8), ppp.len() as u8, 0, 9, 0, 0, 0, 1];
+    c.ip(30 * MS, ipv4(p1, p2, 47, &gre(0x880b, 0x30, 1, &key, &ppp), V4Opts::default()));
+    // IPv4 in IPv4.
+    let (j1, j2) = (v4("192.0.2.7"), v4("192.0.2.8"));
+    let inner = ip(a("10.13.0.1"), a("10.13.0.2"), 17, &udp(a("10.13.0.1"), a("10.13.0.2"), 1000, 2000, &[2; 10]));
+    c.ip(40 * MS, ipv4(j1, j2, 4, &inner, V4Opts::default()));
+    // IPv6 in IPv4 (6in4).
+    let inner = ip(a("fd00:14::1"), a("fd00:14::2"), 17, &udp(a("fd00:14::1"), a("fd00:14::2"), 1000, 2000, &[3; 10]));
+    c.ip(50 * MS, ipv4(j1, j2, 41, &inner, V4Opts::default()));
+    // VXLAN: Ethernet inside UDP/4789.
+    let (v1, v2) = (a("192.0.2.9"), a("192.0.2.10"));
+    let mut y = TcpSession::new(a("10.15.0.1"), 46000, a("10.15.0.2"), 80, 1, 2);
+    for (k, (fc, fl)) in [(true, SYN), (false, SYN | ACK), (true, ACK)].into_iter().enumerate() {
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 0x2a, 0];
+        vx.extend_from_slice(&eth(ETH_IPV4, &y.seg(fc, fl, &[])));
+        c.ip(60 * MS + k as i64 * MS, ip(v1, v2, 17, &udp(v1, v2, 50000, 4789, &vx)));
+    }
+    // Geneve: Ethernet inside UDP/6081, with one option word.
+    let inner = eth(ETH_IPV4, &ip(a("10.16.0.1"), a("10.16.0.2"), 17, &udp(a("10.16.0.1"), a("10.16.0.2"), 3000, 3001, &[4; 16])));
+    let mut gv = vec![0x01, 0x00, 0x65, 0x58, 0, 0, 0x10, 0, 0x01, 0x02, 0x80, 0x00];
+    gv.extend_from_slice(&inner);
+    c.ip(70 * MS, ip(v1, v2, 17, &udp(v1, v2, 50001, 6081, &gv)));
+    // GTP-U: a user's IPv4 packet inside UDP/2152.
+    let inner = ip(a("10.17.0.1"), a("10.17.0.2"), 17, &udp(a("10.17.0.1"), a("10.17.0.2"), 4000, 4001, &[5; 16]));
+    let mut gt = vec![0x30, 0xff];
+    gt.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+    gt.extend_from_slice(&[0, 0, 0, 1]);
+    gt.extend_from_slice(&inner);
+    c.ip(80 * MS, ip(v1, v2, 17, &udp(v1, v2, 2152, 2152, &gt)));
+    // Teredo: IPv6 inside UDP/3544.
+    let inner = ip(a("2001:0:4136:e378::1"), a("2001:0:4136:e378::2"), 17, &udp(a("2001:0:4136:e378::1"), a("2001:0:4136:e378::2"), 5000, 5001, &[6; 8]));
+    c.ip(90 * MS, ip(v1, v2, 17, &udp(v1, v2, 50002, 3544, &inner)));
+    c
+}
+
+fn other_protocols() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (p, q) = (v4("10.18.0.1"), v4("10.18.0.2"));
+    // ESP (50): two packets one way, one back.
+    for (t, s, d) in [(0, p, q), (MS, p, q), (2 * MS, q, p)] {
+        c.ip(t, ipv4(s, d, 50, &[0, 0, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef], V4Opts::default()));
+    }
+    // SCTP (132) INIT.
+    c.ip(10 * MS, ipv4(p, q, 132, &[0x0b, 0x59, 0x0b, 0x59, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 20], V4Opts::default()));
+    // OSPF hello (89) to 224.0.0.5.
+    c.ip(20 * MS, ipv4(p, v4("224.0.0.5"), 89, &[2, 1, 0, 44, 10, 18, 0, 1, 0, 0, 0, 0], V4Opts::default()));
+    c
+}
+
+fn malformed() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (p, q) = (v4("10.19.0.1"), v4("10.19.0.2"));
+    let good = |t: i64, c: &mut Cap| {
+        c.ip(t, ipv4(p, q, 17, &udp(IpAddr::V4(p), IpAddr::V4(q), 9000, 9001, &[1; 10]), V4Opts::default()));
+    };
+    good(0, &mut c);
+    // A frame shorter than an Ethernet header.
+    c.raw(MS, vec![0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0]);
+    // A zero-length packet.
+    c.raw(2 * MS, vec![]);
+    // IPv4 with a header length of 12 bytes.
+    let mut bad = ipv4(p, q, 17, &[0; 8], V4Opts::default());
+    bad[0] = 0x43;
+    c.ip(3 * MS, bad);
+    // IPv4 whose total length is smaller than its header.
+    c.ip(4 * MS, ipv4(p, q, 17, &[0; 8], V4Opts { total_len_override: Some(10), ..Default::default() }));
+    // A TCP header cut short.
+    c.ip(5 * MS, ipv4(p, q, 6, &[0x23, 0x28, 0x00, 0x50, 0, 0], V4Opts::default()));
+    // UDP whose length field exceeds the datagram.
+    let mut u = udp(IpAddr::V4(p), IpAddr::V4(q), 9000, 9002, &[1; 4]);
+    u[4..6].copy_from_slice(&500u16.to_be_bytes());
+    c.ip(6 * MS, ipv4(p, q, 17, &u, V4Opts::default()));
+    // IPv6 announcing a Routing header that is not there.
+    let mut v = ipv6(v6("fd00:19::1"), v6("fd00:19::2"), 43, &[]);
+    v[4..6].copy_from_slice(&0u16.to_be_bytes());
+    c.ip(7 * MS, v);
+    // An unknown IP version.
+    let mut w = ipv4(p, q, 17, &[0; 8], V4Opts::default());
+    w[0] = 0x95;
+    c.raw(8 * MS, eth(ETH_IPV4, &w));
+    // GRE with the routing bit (unsupported source routing).
+    c.ip(9 * MS, ipv4(p, q, 47, &gre(0x0800, 0x40, 0, &[0, 0, 0, 0], &[0; 20]), V4Opts::default()));
+    // A TCP segment cut by the snap length inside its payload: still a flow,
+    // counted with the length on the wire.
+    let mut x = TcpSession::new(IpAddr::V4(p), 9100, IpAddr::V4(q), 80, 1, 2);
+    c.truncated(10 * MS, eth(ETH_IPV4, &x.seg(true, PSH | ACK, &[7; 200])), 60);
+    good(11 * MS, &mut c);
+    // An IPv4 header cut by the snap length.
+    c.truncated(12 * MS, eth(ETH_IPV4, &ipv4(p, q, 17, &[0; 40], V4Opts::default())), 24);
+    c
+}
+
+fn checksums() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (p, q) = (v4("10.20.0.1"), v4("10.20.0.2"));
+    let ok = ipv4(p, q, 17, &udp(IpAddr::V4(p), IpAddr::V4(q), 1111, 2222, &[1; 10]), V4Opts::default());
+    c.ip(0, ok.clone());
+    // Bad IP header checksum: the packet is dropped before any flow.
+    c.ip(MS, ipv4(p, q, 17, &udp(IpAddr::V4(p), IpAddr::V4(q), 1111, 2222, &[1; 10]), V4Opts { bad_checksum: true, ..Default::default() }));
+    // Bad UDP checksum: the flow notes it, the packet is not counted.
+    let mut u = udp(IpAddr::V4(q), IpAddr::V4(p), 2222, 1111, &[2; 10]);
+    u[6] ^= 0x11;
+    c.ip(2 * MS, ipv4(q, p, 17, &u, V4Opts::default()));
+    c.ip(3 * MS, ok);
+    // Bad TCP checksum on a SYN.
+    let mut t = tcp(IpAddr::V4(p), IpAddr::V4(q), 3333, 80, 1, 0, SYN, 1024, &[]);
+    t[16] ^= 0x01;
+    c.ip(4 * MS, ipv4(p, q, 6, &t, V4Opts::default()));
+    c
+}
+
+fn linktype(lt: u32) -> Cap {
+    let mut c = Cap::new(lt);
+    session(&mut c, 0, "10.21.0.1", 47000, "10.21.0.2", 80, 20, &[30]);
+    let (x, y) = (a("fd00:21::1"), a("fd00:21::2"));
+    c.ip(50 * MS, ip(x, y, 17, &udp(x, y, 5353, 5353, &[1; 20])));
+    c
+}
+
+/// Writes the named scenario as a pcap file; returns the packet count.
+pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
+    let cap = match name {
+        "tcp-basic" => tcp_basic(),
+        "tcp-states" => tcp_states(),
+        "tcp-flip" => tcp_flip(),
+        "tcp-retransmit-gap" => tcp_retransmit_gap(),
+        "tcp-reuse-timeouts" => tcp_reuse_timeouts(),
+        "udp-flows" => udp_flows(),
+        "icmp" => icmp_scenario(),
+        "vlan-mpls-pppoe" => vlan_mpls_pppoe(),
+        "ip-fragments" => ip_fragments(),
+        "tunnels" => tunnels(),
+        "other-protocols" => other_protocols(),
+        "malformed" => malformed(),
+        "checksums" => checksums(),
+        "linktype-sll" => linktype(DLT_LINUX_SLL),
+        "linktype-sll2" => linktype(DLT_LINUX_SLL2),
+        "linktype-null" => linktype(DLT_NULL),
+        "linktype-raw" => linktype(DLT_RAW),
+        "linktype-ppp" => linktype(DLT_PPP),
+        "linktype-chdlc" => linktype(DLT_C_HDLC),
+        other => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown scenario {other:?}"))),
+    };
+    cap.write(w)
+}
+
+/// A deterministic xorshift generator: the benchmark capture must be the same
+/// on every machine, and needs no cryptographic quality.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A flow in progress in the benchmark mix.
+struct MixFlow {
+    sess: TcpSession,
+    step: u32,
+    data_pkts: u32,
+    small: bool,
+}
+
+/// A realistic mix for the benchmark: interleaved TCP sessions (handshake,
+/// data of mixed sizes, teardown), DNS-like UDP exchanges and pings across
+/// many hosts, `target_bytes` of capture in all. With `small`, payloads stay
+/// under 100 bytes to stress the per-packet cost.
+pub fn bench_mix_with(w: &mut impl Write, target_bytes: u64, small: bool) -> io::Result<u64> {
+    let mut pw = PcapWriter::new(w, DLT_EN10MB)?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut active: Vec<MixFlow> = Vec::new();
+    let mut written: u64 = 24;
+    let mut t = T0;
+    let mut next_port: u32 = 0;
+    let concurrency = 20_000usize;
+    let payload = vec![0x78u8; 1460];
+    while written < target_bytes {
+        t += 1 + rng.below(4) as i64;
+        let roll = rng.below(100);
+        let frame = if active.len() < concurrency && roll < 3 {
+            next_port = next_port.wrapping_add(1);
+            let client = IpAddr::V4(std::net::Ipv4Addr::new(10, (next_port >> 16) as u8 & 0x3f, (next_port >> 8) as u8, next_port as u8));
+            let server = IpAddr::V4(std::net::Ipv4Addr::new(172, 16, rng.below(16) as u8, 1 + rng.below(250) as u8));
+            let cport = 1024 + (next_port % 60000) as u16;
+            let sport = [80u16, 443, 8080, 22, 1883, 502][rng.below(6) as usize];
+            let mut f = MixFlow {
+                sess: TcpSession::new(client, cport, server, sport, rng.next() as u32, rng.next() as u32),
+                step: 0,
+                data_pkts: 4 + rng.below(24) as u32,
+                small,
+            };
+            let p = f.sess.seg(true, SYN, &[]);
+            f.step = 1;
+            active.push(f);
+            eth(ETH_IPV4, &p)
+        } else if roll < 10 {
+            // A DNS-like exchange or a ping, as a single packet of a short flow.
+            let n = rng.next();
+            let c = IpAddr::V4(std::net::Ipv4Addr::new(10, 64 + (n >> 8) as u8 % 64, (n >> 16) as u8, (n >> 24) as u8));
+            let s = IpAddr::V4(std::net::Ipv4Addr::new(172, 17, 0, 53));
+            let d = if roll < 8 {
+                ip(c, s, 17, &udp(c, s, 1024 + (n >> 32) as u16 % 60000, 53, &payload[..40 + (n % 60) as usize]))
+            } else {
+                ipv4(
+                    match c {
+                        IpAddr::V4(v) => v,
+                        IpAddr::V6(_) => std::net::Ipv4Addr::LOCALHOST,
+                    },
+                    std::net::Ipv4Addr::new(172, 17, 0, 1),
+                    1,
+                    &icmp(8, 0, &payload[..60]),
+                    V4Opts::default(),
+                )
+            };
+            eth(ETH_IPV4, &d)
+        } else if !active.is_empty() {
+            let i = rng.below(active.len() as u64) as usize;
+            let f = &mut active[i];
+            let p = match f.step {
+                1 => f.sess.seg(false, SYN | ACK, &[]),
+                2 => f.sess.seg(true, ACK, &[]),
+                s if s < 3 + f.data_pkts => {
+                    let from_client = rng.below(4) == 0;
+                    let n = if f.small { 10 + rng.below(80) as usize } else { [60usize, 200, 576, 1460, 1460][rng.below(5) as usize] };
+                    if rng.below(3) == 0 {
+                        f.sess.seg(!from_client, ACK, &[])
+                    } else {
+                        f.sess.seg(from_client, PSH | ACK, &payload[..n])
+                    }
+                }
+                s if s == 3 + f.data_pkts => f.sess.seg(true, FIN | ACK, &[]),
+                s if s == 4 + f.data_pkts => f.sess.seg(false, FIN | ACK, &[]),
+                _ => f.sess.seg(true, ACK, &[]),
+            };
+            f.step += 1;
+            if f.step > 5 + f.data_pkts {
+                active.swap_remove(i);
+            }
+            eth(ETH_IPV4, &p)
+        } else {
+            continue;
+        };
+        pw.packet(t, &frame)?;
+        written += 16 + frame.len() as u64;
+    }
+    Ok(pw.count)
+}
+
+pub fn bench_mix(w: &mut impl Write, target_bytes: u64) -> io::Result<u64> {
+    bench_mix_with(w, target_bytes, false)
+}

@@ -1,0 +1,5 @@
+//! The composition root's library part: what the `citysoc` binary and the
+//! end-to-end tests share.
+
+pub mod replay;
+pub mod sensor_setup;

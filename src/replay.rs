@@ -1,0 +1,213 @@
+//! The replay suite: every directory under `replay-pcaps/` holds a capture
+//! made by the project's generator and a `case.toml` of checks on the logs
+//! the sensor writes for it. Checks count matching records rather than
+//! comparing whole files, so they keep passing when logs gain fields.
+
+use crate::sensor_setup::SensorConfig;
+use anyhow::{bail, Context};
+use sensor::capture::SourceSpec;
+use sensor::output::LogWriter;
+use sensor::pipeline::{self, Controls, Hooks};
+use serde::Deserialize;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Value as Toml;
+
+/// Writing `UNSET` in a check asserts that the field is absent from the record.
+pub const UNSET: &str = "(unset)";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// What the capture holds and what the checks establish.
+    pub description: String,
+    /// The generator scenario that produced `capture.pcap`.
+    pub scenario: String,
+    /// Sensor settings for this case (the sensor's TOML keys).
+    #[serde(default)]
+    pub sensor: toml::Table,
+    /// Values that `stats.log` must hold.
+    #[serde(default)]
+    pub stats: toml::Table,
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Log name without `.log`.
+    pub log: String,
+    /// How many records of the log match.
+    pub count: usize,
+    /// Field values a matching record has.
+    #[serde(default, rename = "where")]
+    pub fields: toml::Table,
+    /// A record of another log (`log` key plus field values) whose uid a
+    /// matching record lists in `tunnel_parents`.
+    #[serde(default)]
+    pub tunnel_parent: Option<toml::Table>,
+}
+
+pub struct Case {
+    pub name: String,
+    pub dir: PathBuf,
+    pub spec: CaseSpec,
+}
+
+impl Case {
+    pub fn capture(&self) -> PathBuf {
+        self.dir.join("capture.pcap")
+    }
+}
+
+pub fn load_cases(root: &Path) -> anyhow::Result<Vec<Case>> {
+    let mut cases = Vec::new();
+    let entries = std::fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
+    for entry in entries {
+        let dir = entry?.path();
+        let toml_path = dir.join("case.toml");
+        if !toml_path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&toml_path)?;
+        let spec: CaseSpec = toml::from_str(&text).with_context(|| format!("{}", toml_path.display()))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        cases.push(Case { name, dir, spec });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(cases)
+}
+
+pub struct Outcome {
+    pub checks: usize,
+    pub failures: Vec<String>,
+}
+
+/// Replays one case into `log_dir` with `workers` workers and checks it.
+pub fn run_case(case: &Case, log_dir: &Path, workers: usize) -> anyhow::Result<Outcome> {
+    let mut cfg: SensorConfig = Toml::Table(case.spec.sensor.clone())
+        .try_into()
+        .with_context(|| format!("{}: [sensor]", case.name))?;
+    cfg.workers = workers;
+    cfg.uid_seed.get_or_insert(1);
+    if let Err(e) = cfg.validate() {
+        bail!("{}: [sensor]: {}", case.name, e.join("; "));
+    }
+    if log_dir.exists() {
+        std::fs::remove_dir_all(log_dir)?;
+    }
+    let sink = LogWriter::new(log_dir)?;
+    let (summary, _) = pipeline::run(
+        &SourceSpec::File(case.capture()),
+        &cfg.pipeline(),
+        sink,
+        Controls::default(),
+        Hooks::default(),
+    )?;
+    if let Some(e) = summary.source_error {
+        bail!("{}: {e}", case.name);
+    }
+    check(case, log_dir)
+}
+
+fn read_log(dir: &Path, name: &str) -> anyhow::Result<Vec<Json>> {
+    let path = dir.join(format!("{name}.log"));
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)?;
+    text.lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad JSON line", path.display())))
+        .collect()
+}
+
+fn value_matches(want: &Toml, got: Option<&Json>) -> bool {
+    match (want, got) {
+        (Toml::String(s), None) => s == UNSET,
+        (_, None) => false,
+        (Toml::String(s), Some(Json::String(g))) => s == g,
+        (Toml::Integer(i), Some(Json::Number(n))) => n.as_f64().is_some_and(|g| (g - (*i as f64)).abs() < 1e-9),
+        (Toml::Float(f), Some(Json::Number(n))) => n.as_f64().is_some_and(|g| (g - f).abs() < 1e-6),
+        (Toml::Boolean(b), Some(Json::Bool(g))) => b == g,
+        (Toml::Array(a), Some(Json::Array(g))) => {
+            a.len() == g.len() && a.iter().zip(g).all(|(w, x)| value_matches(w, Some(x)))
+        }
+        _ => false,
+    }
+}
+
+fn record_matches(fields: &toml::Table, rec: &Json) -> bool {
+    fields.iter().all(|(k, v)| value_matches(v, rec.get(k)))
+}
+
+fn describe(fields: &toml::Table) -> String {
+    fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+pub fn check(case: &Case, log_dir: &Path) -> anyhow::Result<Outcome> {
+    let mut logs: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut checks = 0;
+    for e in &case.spec.expect {
+        let mut parent_uids: Option<Vec<String>> = None;
+        if let Some(p) = &e.tunnel_parent {
+            let mut p = p.clone();
+            let Some(Toml::String(plog)) = p.remove("log") else {
+                bail!("{}: tunnel_parent needs a log", case.name);
+            };
+            if !logs.contains_key(&plog) {
+                logs.insert(plog.clone(), read_log(log_dir, &plog)?);
+            }
+            let uids = logs[&plog]
+                .iter()
+                .filter(|r| record_matches(&p, r))
+                .filter_map(|r| r.get("uid").and_then(Json::as_str).map(str::to_string))
+                .collect();
+            parent_uids = Some(uids);
+        }
+        if !logs.contains_key(&e.log) {
+            logs.insert(e.log.clone(), read_log(log_dir, &e.log)?);
+        }
+        let recs = &logs[&e.log];
+        let n = recs
+            .iter()
+            .filter(|r| record_matches(&e.fields, r))
+            .filter(|r| match &parent_uids {
+                None => true,
+                Some(uids) => r
+                    .get("tunnel_parents")
+                    .and_then(Json::as_array)
+                    .is_some_and(|tp| tp.iter().any(|u| u.as_str().is_some_and(|u| uids.iter().any(|x| x == u)))),
+            })
+            .count();
+        checks += 1;
+        if n != e.count {
+            let closest = recs
+                .iter()
+                .max_by_key(|r| e.fields.iter().filter(|(k, v)| value_matches(v, r.get(k.as_str()))).count())
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "no records".into());
+            failures.push(format!(
+                "{}.log: expected {} record(s) with {}, found {}; closest: {}",
+                e.log,
+                e.count,
+                describe(&e.fields),
+                n,
+                closest
+            ));
+        }
+    }
+    if !case.spec.stats.is_empty() {
+        let stats = read_log(log_dir, "stats")?;
+        let last = stats.last().cloned().unwrap_or(Json::Null);
+        for (k, v) in &case.spec.stats {
+            checks += 1;
+            if !value_matches(v, last.get(k)) {
+                failures.push(format!("stats.log: {k} expected {v}, found {}", last.get(k).unwrap_or(&Json::Null)));
+            }
+        }
+    }
+    Ok(Outcome { checks, failures })
+}
