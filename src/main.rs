@@ -54,7 +54,8 @@ struct GenerateArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CITYSOC_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CITYSOC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -79,14 +80,21 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         for (name, doc) in pcapgen::SCENARIOS {
             println!("{name:24} {doc}");
         }
-        println!("{:24} a large realistic mix for benchmarks (--size-mb)", "bench-mix");
-        println!("{:24} a large mix of small packets for benchmarks (--size-mb)", "bench-small");
+        println!(
+            "{:24} a large realistic mix for benchmarks (--size-mb)",
+            "bench-mix"
+        );
+        println!(
+            "{:24} a large mix of small packets for benchmarks (--size-mb)",
+            "bench-small"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(name), Some(out)) = (args.scenario, args.out) else {
         anyhow::bail!("a scenario and --out are required");
     };
-    let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let file =
+        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     let n = if name == "bench-mix" {
         pcapgen::bench_mix(&mut w, args.size_mb << 20)
@@ -111,7 +119,10 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let out = args.log_dir.join(&case.name);
         let outcome = citysoc::replay::run_case(case, &out, args.workers)?;
         if outcome.failures.is_empty() {
-            println!("ok    {:22} {:3} checks  {}", case.name, outcome.checks, case.spec.description);
+            println!(
+                "ok    {:22} {:3} checks  {}",
+                case.name, outcome.checks, case.spec.description
+            );
         } else {
             failed += 1;
             println!("FAIL  {:22} {}", case.name, case.spec.description);
@@ -126,5 +137,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         failed,
         args.log_dir.display()
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

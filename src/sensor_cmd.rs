@@ -1,5 +1,5 @@
-use citysoc::sensor_setup::SensorConfig;
 use anyhow::Context;
+use citysoc::sensor_setup::SensorConfig;
 use clap::Args;
 use schema::StatsRecord;
 use sensor::capture::{LiveSpec, SourceSpec};
@@ -70,7 +70,8 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = &args.name {
         cfg.sensor_name = n.clone();
     }
-    cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
 
     let spec = match (&args.read, &args.interface) {
         (Some(path), _) => SourceSpec::File(path.clone()),
@@ -94,10 +95,16 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, controls.report.clone())
         .context("cannot install the SIGUSR1 handler")?;
 
-    let mut hooks = Hooks { report: Some(Box::new(|s: &StatsRecord| eprintln!("{}", summary(s)))), progress: None };
+    let mut hooks = Hooks {
+        report: Some(Box::new(|s: &StatsRecord| eprintln!("{}", summary(s)))),
+        progress: None,
+    };
     if let Some(path) = &args.read {
         let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:30} {percent:>3}% {msg} {binary_bytes_per_sec} ETA {eta}",

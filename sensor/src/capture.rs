@@ -28,13 +28,23 @@ pub struct LiveSpec {
 
 impl Default for LiveSpec {
     fn default() -> Self {
-        LiveSpec { interface: String::new(), filter: None, snaplen: 65_535, promiscuous: true, buffer_mb: 64 }
+        LiveSpec {
+            interface: String::new(),
+            filter: None,
+            snaplen: 65_535,
+            promiscuous: true,
+            buffer_mb: 64,
+        }
     }
 }
 
 /// One step of a source.
 pub enum Next<'a> {
-    Packet { ts: Time, data: &'a [u8], wire_len: u32 },
+    Packet {
+        ts: Time,
+        data: &'a [u8],
+        wire_len: u32,
+    },
     /// Nothing arrived within the read timeout (live capture only).
     Idle,
     End,
@@ -69,8 +79,10 @@ impl Source {
     }
 
     fn open_file(path: &Path) -> Result<Source, SensorError> {
-        let cap = Capture::from_file(path)
-            .map_err(|e| SensorError::OpenFile { path: path.to_path_buf(), msg: e.to_string() })?;
+        let cap = Capture::from_file(path).map_err(|e| SensorError::OpenFile {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         let linktype = LinkType::from_dlt(cap.get_datalink().0);
         Ok(Source {
             name: path.display().to_string(),
@@ -82,7 +94,10 @@ impl Source {
 
     fn open_live(spec: &LiveSpec) -> Result<Source, SensorError> {
         let iface = spec.interface.clone();
-        let err = |e: pcap::Error| SensorError::OpenInterface { iface: iface.clone(), msg: e.to_string() };
+        let err = |e: pcap::Error| SensorError::OpenInterface {
+            iface: iface.clone(),
+            msg: e.to_string(),
+        };
         let mut cap = Capture::from_device(spec.interface.as_str())
             .map_err(err)?
             .promisc(spec.promiscuous)
@@ -93,10 +108,18 @@ impl Source {
             .open()
             .map_err(err)?;
         if let Some(f) = &spec.filter {
-            cap.filter(f, true).map_err(|e| SensorError::Filter { filter: f.clone(), msg: e.to_string() })?;
+            cap.filter(f, true).map_err(|e| SensorError::Filter {
+                filter: f.clone(),
+                msg: e.to_string(),
+            })?;
         }
         let linktype = LinkType::from_dlt(cap.get_datalink().0);
-        Ok(Source { name: spec.interface.clone(), inner: Inner::Live(cap), linktype, packets: 0 })
+        Ok(Source {
+            name: spec.interface.clone(),
+            inner: Inner::Live(cap),
+            linktype,
+            packets: 0,
+        })
     }
 
     pub fn linktype(&self) -> LinkType {
@@ -111,7 +134,7 @@ impl Source {
         matches!(self.inner, Inner::Live(_))
     }
 
-    pub fn next(&mut self) -> Result<Next<'_>, SensorError> {
+    pub fn next_packet(&mut self) -> Result<Next<'_>, SensorError> {
         let packets = self.packets;
         match &mut self.inner {
             Inner::File(cap, path) => match next_from(cap) {
@@ -121,7 +144,11 @@ impl Source {
                     }
                     Ok(n)
                 }
-                Err(msg) => Err(SensorError::DamagedFile { path: path.clone(), packets, msg }),
+                Err(msg) => Err(SensorError::DamagedFile {
+                    path: path.clone(),
+                    packets,
+                    msg,
+                }),
             },
             Inner::Live(cap) => match next_from(cap) {
                 Ok(n) => {
@@ -130,7 +157,10 @@ impl Source {
                     }
                     Ok(n)
                 }
-                Err(msg) => Err(SensorError::Live { iface: self.name.clone(), msg }),
+                Err(msg) => Err(SensorError::Live {
+                    iface: self.name.clone(),
+                    msg,
+                }),
             },
         }
     }
@@ -155,7 +185,11 @@ fn next_from<T: Activated + ?Sized>(cap: &mut Capture<T>) -> Result<Next<'_>, St
     match cap.next_packet() {
         Ok(p) => {
             let ts = Time::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-            Ok(Next::Packet { ts, data: p.data, wire_len: p.header.len })
+            Ok(Next::Packet {
+                ts,
+                data: p.data,
+                wire_len: p.header.len,
+            })
         }
         Err(pcap::Error::NoMorePackets) => Ok(Next::End),
         Err(pcap::Error::TimeoutExpired) => Ok(Next::Idle),

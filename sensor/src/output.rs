@@ -23,8 +23,15 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn new(dir: &Path) -> Result<LogWriter, SensorError> {
-        std::fs::create_dir_all(dir).map_err(|source| SensorError::Log { path: dir.to_path_buf(), source })?;
-        Ok(LogWriter { dir: dir.to_path_buf(), files: HashMap::new(), line: Vec::with_capacity(1024) })
+        std::fs::create_dir_all(dir).map_err(|source| SensorError::Log {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(LogWriter {
+            dir: dir.to_path_buf(),
+            files: HashMap::new(),
+            line: Vec::with_capacity(1024),
+        })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -46,18 +53,27 @@ impl EventSink for LogWriter {
                 Some(w) => w,
                 None => {
                     let path = self.path(name);
-                    let f = File::create(&path).map_err(|source| SensorError::Log { path, source })?;
-                    self.files.entry(name).or_insert_with(|| BufWriter::with_capacity(1 << 16, f))
+                    let f =
+                        File::create(&path).map_err(|source| SensorError::Log { path, source })?;
+                    self.files
+                        .entry(name)
+                        .or_insert_with(|| BufWriter::with_capacity(1 << 16, f))
                 }
             };
-            w.write_all(&self.line).map_err(|source| SensorError::Log { path: self.dir.join(name), source })?;
+            w.write_all(&self.line).map_err(|source| SensorError::Log {
+                path: self.dir.join(name),
+                source,
+            })?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SensorError> {
         for (name, w) in self.files.iter_mut() {
-            w.flush().map_err(|source| SensorError::Log { path: self.dir.join(format!("{name}.log")), source })?;
+            w.flush().map_err(|source| SensorError::Log {
+                path: self.dir.join(format!("{name}.log")),
+                source,
+            })?;
         }
         Ok(())
     }

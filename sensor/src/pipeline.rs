@@ -27,7 +27,12 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { workers: 1, worker: WorkerConfig::default(), batch_packets: 256, queue_batches: 16 }
+        PipelineConfig {
+            workers: 1,
+            worker: WorkerConfig::default(),
+            batch_packets: 256,
+            queue_batches: 16,
+        }
     }
 }
 
@@ -48,10 +53,14 @@ pub struct Progress {
     pub file_bytes: u64,
 }
 
+pub type ProgressHook = Box<dyn FnMut(Progress) + Send>;
+pub type ReportHook = Box<dyn FnMut(&StatsRecord) + Send>;
+
 #[derive(Default)]
 pub struct Hooks {
-    pub progress: Option<Box<dyn FnMut(Progress) + Send>>,
-    pub report: Option<Box<dyn FnMut(&StatsRecord) + Send>>,
+    pub progress: Option<ProgressHook>,
+    /// Called with the counters when `Controls::report` is raised.
+    pub report: Option<ReportHook>,
 }
 
 pub struct RunSummary {
@@ -71,7 +80,11 @@ struct Batch {
 
 impl Batch {
     fn new(cap: usize) -> Batch {
-        Batch { data: Vec::with_capacity(cap * 128), pkts: Vec::with_capacity(cap), now: Time(i64::MIN) }
+        Batch {
+            data: Vec::with_capacity(cap * 128),
+            pkts: Vec::with_capacity(cap),
+            now: Time(i64::MIN),
+        }
     }
 }
 
@@ -82,7 +95,13 @@ struct CaptureCounters {
     drops: DropStats,
 }
 
-fn stats_record(ts: Time, peer: &str, cap: &CaptureCounters, w: &WorkerCounters, live: bool) -> StatsRecord {
+fn stats_record(
+    ts: Time,
+    peer: &str,
+    cap: &CaptureCounters,
+    w: &WorkerCounters,
+    live: bool,
+) -> StatsRecord {
     StatsRecord {
         ts,
         peer: peer.to_string(),
@@ -131,7 +150,9 @@ fn sum(all: &[Arc<Mutex<WorkerCounters>>]) -> WorkerCounters {
 }
 
 fn wall_now() -> Time {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     Time(d.as_micros() as i64)
 }
 
@@ -192,7 +213,8 @@ pub fn run<S: EventSink + 'static>(
             r.pkts.clear();
             r
         });
-        let mut full = std::mem::replace(b, fresh.unwrap_or_else(|_| Batch::new(cfg.batch_packets)));
+        let mut full =
+            std::mem::replace(b, fresh.unwrap_or_else(|_| Batch::new(cfg.batch_packets)));
         full.now = now;
         to_workers[i].send(full).is_ok()
     };
@@ -204,12 +226,18 @@ pub fn run<S: EventSink + 'static>(
             if live {
                 cap.drops = source.drops();
             }
-            let rec = stats_record(if live { wall_now() } else { now }, &peer, &cap, &sum(&shared), live);
+            let rec = stats_record(
+                if live { wall_now() } else { now },
+                &peer,
+                &cap,
+                &sum(&shared),
+                live,
+            );
             if let Some(r) = hooks.report.as_mut() {
                 r(&rec);
             }
         }
-        match source.next() {
+        match source.next_packet() {
             Ok(Next::Packet { ts, data, wire_len }) => {
                 cap.pkts += 1;
                 cap.bytes += u64::from(wire_len);
@@ -217,7 +245,11 @@ pub fn run<S: EventSink + 'static>(
                 if ts > now {
                     now = ts;
                 }
-                let i = if n == 1 { 0 } else { (shard_hash(linktype, data) % n as u64) as usize };
+                let i = if n == 1 {
+                    0
+                } else {
+                    (shard_hash(linktype, data) % n as u64) as usize
+                };
                 let b = &mut batches[i];
                 let off = b.data.len() as u32;
                 b.data.extend_from_slice(data);
@@ -227,7 +259,10 @@ pub fn run<S: EventSink + 'static>(
                 }
                 if cap.pkts % 65_536 == 0 {
                     if let Some(p) = hooks.progress.as_mut() {
-                        p(Progress { packets: cap.pkts, file_bytes });
+                        p(Progress {
+                            packets: cap.pkts,
+                            file_bytes,
+                        });
                     }
                 }
             }
@@ -252,7 +287,10 @@ pub fn run<S: EventSink + 'static>(
         send(i, b, now, &recycled);
     }
     if let Some(p) = hooks.progress.as_mut() {
-        p(Progress { packets: cap.pkts, file_bytes });
+        p(Progress {
+            packets: cap.pkts,
+            file_bytes,
+        });
     }
     if live {
         cap.drops = source.drops();
@@ -265,7 +303,13 @@ pub fn run<S: EventSink + 'static>(
         }
     }
     let totals = sum(&shared);
-    let stats = stats_record(if live { wall_now() } else { now.max(Time(0)) }, &peer, &cap, &totals, live);
+    let stats = stats_record(
+        if live { wall_now() } else { now.max(Time(0)) },
+        &peer,
+        &cap,
+        &totals,
+        live,
+    );
     let _ = ev_tx.send(vec![Event::Stats(stats.clone())]);
     drop(ev_tx);
     let sink = match output.join() {
@@ -275,7 +319,15 @@ pub fn run<S: EventSink + 'static>(
     if let Some(e) = panicked {
         return Err(e);
     }
-    Ok((RunSummary { stats, source_error, elapsed: started.elapsed(), wire_bytes: cap.bytes }, sink))
+    Ok((
+        RunSummary {
+            stats,
+            source_error,
+            elapsed: started.elapsed(),
+            wire_bytes: cap.bytes,
+        },
+        sink,
+    ))
 }
 
 fn worker_loop(
@@ -290,7 +342,10 @@ fn worker_loop(
     let mut events = Vec::new();
     for batch in rx {
         for &(ts, off, len) in &batch.pkts {
-            let data = batch.data.get(off as usize..(off + len) as usize).unwrap_or(&[]);
+            let data = batch
+                .data
+                .get(off as usize..(off + len) as usize)
+                .unwrap_or(&[]);
             w.process(ts, linktype, data, &mut events);
         }
         w.tick(batch.now, &mut events);

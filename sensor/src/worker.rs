@@ -3,7 +3,8 @@
 //! packets whose outer address pair hashes to it.
 
 use crate::decode::{
-    self, decode_ethernet, decode_link, FragConfig, FragOutcome, IpView, LinkType, Malformed, Reassembler, L3,
+    self, decode_ethernet, decode_link, FragConfig, FragOutcome, IpView, LinkType, Malformed,
+    Reassembler, L3,
 };
 use crate::flow::{EndReason, FlowConfig, FlowOutput, FlowTable, PacketMeta, Transport};
 use schema::{Event, FlowUid, Interval, Time, TunnelRecord, WeirdRecord};
@@ -150,7 +151,12 @@ impl Worker {
         match decode_link(lt, data) {
             Ok(view) => match view.l3 {
                 L3::Ip(ip) => {
-                    let ctx = Ctx { vlan: view.vlan, inner_vlan: view.inner_vlan, parent: None, depth: 0 };
+                    let ctx = Ctx {
+                        vlan: view.vlan,
+                        inner_vlan: view.inner_vlan,
+                        parent: None,
+                        depth: 0,
+                    };
                     self.handle_ip(ts, ip, ctx, out);
                 }
                 L3::NonIp(_) => self.counters.pkts_non_ip += 1,
@@ -168,13 +174,22 @@ impl Worker {
         self.flows.expire(now, &mut self.flow_out);
         let dropped = self.frags.expire(now);
         if dropped > 0 {
-            self.net_weird(now, "fragment_reassembly_timeout", Some(format!("{dropped} fragments")), out);
+            self.net_weird(
+                now,
+                "fragment_reassembly_timeout",
+                Some(format!("{dropped} fragments")),
+                out,
+            );
         }
         if now.since(self.last_tunnel_sweep) >= Interval::from_secs(60) {
             self.last_tunnel_sweep = now;
             let exp = self.cfg.tunnel_expiration;
-            let old: Vec<_> =
-                self.ip_tunnels.iter().filter(|(_, t)| now.since(t.last_seen) >= exp).map(|(k, _)| *k).collect();
+            let old: Vec<_> = self
+                .ip_tunnels
+                .iter()
+                .filter(|(_, t)| now.since(t.last_seen) >= exp)
+                .map(|(k, _)| *k)
+                .collect();
             for k in old {
                 if let Some(t) = self.ip_tunnels.remove(&k) {
                     out.push(tunnel_event(now, &t, k.2, "Tunnel::EXPIRE"));
@@ -194,7 +209,11 @@ impl Worker {
         for w in self.flow_out.weirds.drain(..) {
             let n = self.weird_counts.entry(w.name).or_insert(0);
             *n += 1;
-            if !sampled(*n, self.cfg.weird_sampling_threshold, self.cfg.weird_sampling_rate) {
+            if !sampled(
+                *n,
+                self.cfg.weird_sampling_threshold,
+                self.cfg.weird_sampling_rate,
+            ) {
                 self.counters.weirds_suppressed += 1;
                 continue;
             }
@@ -232,7 +251,7 @@ impl Worker {
             }
             if let Some(kind) = self.udp_tunnels.remove(&rec.uid) {
                 out.push(Event::Tunnel(TunnelRecord {
-                    ts: rec.ts.add(rec.duration.unwrap_or_default()),
+                    ts: rec.ts.plus(rec.duration.unwrap_or_default()),
                     uid: rec.uid,
                     orig_h: rec.orig_h,
                     orig_p: rec.orig_p,
@@ -246,10 +265,20 @@ impl Worker {
         }
     }
 
-    fn net_weird(&mut self, ts: Time, name: &'static str, addl: Option<String>, out: &mut Vec<Event>) {
+    fn net_weird(
+        &mut self,
+        ts: Time,
+        name: &'static str,
+        addl: Option<String>,
+        out: &mut Vec<Event>,
+    ) {
         let n = self.weird_counts.entry(name).or_insert(0);
         *n += 1;
-        if !sampled(*n, self.cfg.weird_sampling_threshold, self.cfg.weird_sampling_rate) {
+        if !sampled(
+            *n,
+            self.cfg.weird_sampling_threshold,
+            self.cfg.weird_sampling_rate,
+        ) {
             self.counters.weirds_suppressed += 1;
             return;
         }
@@ -280,7 +309,9 @@ impl Worker {
             Err(m) => return self.malformed(ts, m, out),
         };
         if self.cfg.verify_checksums && matches!(ip.src, IpAddr::V4(_)) {
-            let ok = data.get(..ip.header_len).is_some_and(decode::ipv4_header_checksum_ok);
+            let ok = data
+                .get(..ip.header_len)
+                .is_some_and(decode::ipv4_header_checksum_ok);
             if !ok {
                 self.counters.pkts_bad_checksum += 1;
                 return self.net_weird(ts, "bad_IP_checksum", None, out);
@@ -291,12 +322,27 @@ impl Worker {
             let mut notes = decode::frag::FragNotes::default();
             let outcome = self.frags.push(ts, &ip, &frag, data, &mut notes);
             if notes.inconsistent {
-                self.net_weird(ts, "fragment_inconsistency", Some(format!("{} > {}", ip.src, ip.dst)), out);
+                self.net_weird(
+                    ts,
+                    "fragment_inconsistency",
+                    Some(format!("{} > {}", ip.src, ip.dst)),
+                    out,
+                );
             } else if notes.overlap {
-                self.net_weird(ts, "fragment_overlap", Some(format!("{} > {}", ip.src, ip.dst)), out);
+                self.net_weird(
+                    ts,
+                    "fragment_overlap",
+                    Some(format!("{} > {}", ip.src, ip.dst)),
+                    out,
+                );
             }
             if notes.evicted > 0 {
-                self.net_weird(ts, "fragment_buffer_full", Some(format!("{} fragments dropped", notes.evicted)), out);
+                self.net_weird(
+                    ts,
+                    "fragment_buffer_full",
+                    Some(format!("{} fragments dropped", notes.evicted)),
+                    out,
+                );
             }
             match outcome {
                 FragOutcome::Held => {}
@@ -320,7 +366,11 @@ impl Worker {
                 Err(m) => return self.malformed(ts, m, out),
             },
             decode::IPPROTO_UDP => match decode::parse_udp(ip) {
-                Ok(u) => Transport::Udp { src_port: u.src_port, dst_port: u.dst_port, len: u.len },
+                Ok(u) => Transport::Udp {
+                    src_port: u.src_port,
+                    dst_port: u.dst_port,
+                    len: u.len,
+                },
                 Err(m) => return self.malformed(ts, m, out),
             },
             decode::IPPROTO_ICMP | decode::IPPROTO_ICMPV6 => {
@@ -331,12 +381,17 @@ impl Worker {
             }
             decode::IPPROTO_GRE => return self.handle_gre(ts, ip, ctx, out),
             decode::IPPROTO_IPIP | decode::IPPROTO_IPV6 => {
-                let Some(inner) = self.enter_ip_tunnel(ts, ip, TunnelKind::Ip, ctx, out) else { return };
+                let Some(inner) = self.enter_ip_tunnel(ts, ip, TunnelKind::Ip, ctx, out) else {
+                    return;
+                };
                 return self.handle_ip(ts, ip.payload, inner, out);
             }
-            _ => Transport::Other { len: ip.payload_len },
+            _ => Transport::Other {
+                len: ip.payload_len,
+            },
         };
-        let bad_checksum = self.cfg.verify_checksums && decode::transport_checksum_ok(ip) == Some(false);
+        let bad_checksum =
+            self.cfg.verify_checksums && decode::transport_checksum_ok(ip) == Some(false);
         if bad_checksum {
             self.counters.pkts_bad_checksum += 1;
         }
@@ -357,7 +412,10 @@ impl Worker {
         if bad_checksum {
             return;
         }
-        if let Transport::Udp { src_port, dst_port, .. } = transport {
+        if let Transport::Udp {
+            src_port, dst_port, ..
+        } = transport
+        {
             self.maybe_udp_tunnel(ts, ip, uid, src_port, dst_port, ctx, out);
         }
     }
@@ -375,24 +433,31 @@ impl Worker {
     ) {
         let payload = ip.payload.get(8..).unwrap_or(&[]);
         let is = |p: u16| sport == p || dport == p;
-        let (kind, service, inner): (&'static str, &'static str, Option<InnerL2<'_>>) = if is(VXLAN_PORT) {
-            ("Tunnel::VXLAN", "vxlan", vxlan_inner(payload))
-        } else if is(GENEVE_PORT) {
-            ("Tunnel::GENEVE", "geneve", geneve_inner(payload))
-        } else if is(GTPU_PORT) {
-            ("Tunnel::GTPv1", "gtpv1", gtpu_inner(payload))
-        } else if is(TEREDO_PORT) {
-            ("Tunnel::TEREDO", "teredo", teredo_inner(payload))
-        } else {
-            return;
-        };
+        let (kind, service, inner): (&'static str, &'static str, Option<InnerL2<'_>>) =
+            if is(VXLAN_PORT) {
+                ("Tunnel::VXLAN", "vxlan", vxlan_inner(payload))
+            } else if is(GENEVE_PORT) {
+                ("Tunnel::GENEVE", "geneve", geneve_inner(payload))
+            } else if is(GTPU_PORT) {
+                ("Tunnel::GTPv1", "gtpv1", gtpu_inner(payload))
+            } else if is(TEREDO_PORT) {
+                ("Tunnel::TEREDO", "teredo", teredo_inner(payload))
+            } else {
+                return;
+            };
         let Some(inner) = inner else { return };
         if ctx.depth >= self.cfg.max_tunnel_depth {
             self.counters.pkts_tunnel_too_deep += 1;
             return self.net_weird(ts, "exceeded_tunnel_max_depth", None, out);
         }
         let (src, dst) = (ip.src, ip.dst);
-        self.flows.set_service(uid, src, sport, dst, dport, decode::IPPROTO_UDP, service);
+        self.flows.set_service(
+            uid,
+            (src, sport),
+            (dst, dport),
+            decode::IPPROTO_UDP,
+            service,
+        );
         if self.udp_tunnels.insert(uid, kind).is_none() {
             out.push(Event::Tunnel(TunnelRecord {
                 ts,
@@ -405,7 +470,11 @@ impl Worker {
                 action: "Tunnel::DISCOVER",
             }));
         }
-        let mut inner_ctx = Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx };
+        let mut inner_ctx = Ctx {
+            parent: Some(uid),
+            depth: ctx.depth + 1,
+            ..ctx
+        };
         let bytes = match inner {
             InnerL2::Ip(b) => b,
             InnerL2::Ethernet(frame) => match decode_ethernet(frame) {
@@ -441,15 +510,28 @@ impl Worker {
             self.net_weird(ts, "exceeded_tunnel_max_depth", None, out);
             return None;
         }
-        let key = if ip.src <= ip.dst { (ip.src, ip.dst, kind) } else { (ip.dst, ip.src, kind) };
+        let key = if ip.src <= ip.dst {
+            (ip.src, ip.dst, kind)
+        } else {
+            (ip.dst, ip.src, kind)
+        };
         if let Some(t) = self.ip_tunnels.get_mut(&key) {
             t.last_seen = ts;
             let uid = t.uid;
-            return Some(Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx });
+            return Some(Ctx {
+                parent: Some(uid),
+                depth: ctx.depth + 1,
+                ..ctx
+            });
         }
         if self.ip_tunnels.len() >= self.cfg.max_ip_tunnels.max(1) {
             // Full: the longest idle tunnel is logged as expired to make room.
-            if let Some(oldest) = self.ip_tunnels.iter().min_by_key(|(_, t)| t.last_seen).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .ip_tunnels
+                .iter()
+                .min_by_key(|(_, t)| t.last_seen)
+                .map(|(k, _)| *k)
+            {
                 if let Some(t) = self.ip_tunnels.remove(&oldest) {
                     out.push(tunnel_event(ts, &t, oldest.2, "Tunnel::EXPIRE"));
                 }
@@ -457,10 +539,19 @@ impl Worker {
             }
         }
         let uid = self.flows.make_aux_uid(ip.src, ip.dst, ts, kind as u8);
-        let t = IpTunnel { uid, orig: ip.src, resp: ip.dst, last_seen: ts };
+        let t = IpTunnel {
+            uid,
+            orig: ip.src,
+            resp: ip.dst,
+            last_seen: ts,
+        };
         out.push(tunnel_event(ts, &t, kind, "Tunnel::DISCOVER"));
         self.ip_tunnels.insert(key, t);
-        Some(Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx })
+        Some(Ctx {
+            parent: Some(uid),
+            depth: ctx.depth + 1,
+            ..ctx
+        })
     }
 
     fn handle_gre(&mut self, ts: Time, ip: &IpView<'_>, ctx: Ctx, out: &mut Vec<Event>) {
@@ -480,7 +571,9 @@ impl Worker {
             self.counters.pkts_non_ip += 1;
             return;
         };
-        let Some(mut inner_ctx) = self.enter_ip_tunnel(ts, ip, TunnelKind::Gre, ctx, out) else { return };
+        let Some(mut inner_ctx) = self.enter_ip_tunnel(ts, ip, TunnelKind::Gre, ctx, out) else {
+            return;
+        };
         if view.vlan.is_some() {
             inner_ctx.vlan = view.vlan;
             inner_ctx.inner_vlan = view.inner_vlan;
@@ -504,7 +597,7 @@ fn tunnel_event(ts: Time, t: &IpTunnel, kind: TunnelKind, action: &'static str) 
 
 /// Zeek's weird sampling: the first `threshold` of a name, then one in `rate`.
 fn sampled(n: u64, threshold: u64, rate: u64) -> bool {
-    n <= threshold || (rate > 0 && n % rate == 0)
+    n <= threshold || (rate > 0 && n.is_multiple_of(rate))
 }
 
 enum InnerL2<'a> {
@@ -591,7 +684,12 @@ fn gre_inner(p: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
     let h = p.get(..4).ok_or(Malformed::Truncated("truncated_GRE"))?;
     let (flags, version) = (h[0], h[1] & 0x07);
     let proto = u16::from_be_bytes([h[2], h[3]]);
-    let (csum, routing, key, seq) = (flags & 0x80 != 0, flags & 0x40 != 0, flags & 0x20 != 0, flags & 0x10 != 0);
+    let (csum, routing, key, seq) = (
+        flags & 0x80 != 0,
+        flags & 0x40 != 0,
+        flags & 0x20 != 0,
+        flags & 0x10 != 0,
+    );
     let mut off = 4;
     match version {
         0 => {
@@ -633,7 +731,9 @@ fn gre_inner(p: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
         }
         // ERSPAN type III: 12-byte header, plus 8 when the O flag is set.
         0x22eb => {
-            let h3 = body.get(..12).ok_or(Malformed::Truncated("truncated_ERSPAN"))?;
+            let h3 = body
+                .get(..12)
+                .ok_or(Malformed::Truncated("truncated_ERSPAN"))?;
             let skip = if h3[11] & 0x01 != 0 { 20 } else { 12 };
             Ok(body.get(skip..).map(|b| (link::ETH_TEB, b)))
         }

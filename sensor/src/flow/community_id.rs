@@ -15,7 +15,11 @@ pub fn community_id_v1(
     one_way: bool,
 ) -> String {
     let swap = !one_way && (ip_bytes(&b), bp) < (ip_bytes(&a), ap);
-    let ((a, ap), (b, bp)) = if swap { ((b, bp), (a, ap)) } else { ((a, ap), (b, bp)) };
+    let ((a, ap), (b, bp)) = if swap {
+        ((b, bp), (a, ap))
+    } else {
+        ((a, ap), (b, bp))
+    };
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
     h.update(ip_bytes(&a));
@@ -28,7 +32,10 @@ pub fn community_id_v1(
         h.update(bp.to_be_bytes());
     }
     let digest = h.finalize();
-    format!("1:{}", base64::engine::general_purpose::STANDARD.encode(digest))
+    format!(
+        "1:{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 fn ip_bytes(a: &IpAddr) -> Vec<u8> {

@@ -73,9 +73,27 @@ impl FlowKey {
     /// Returns the key and whether `src` is the low endpoint.
     pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> (FlowKey, bool) {
         if (src, sport) <= (dst, dport) {
-            (FlowKey { lo: src, hi: dst, lo_port: sport, hi_port: dport, proto }, true)
+            (
+                FlowKey {
+                    lo: src,
+                    hi: dst,
+                    lo_port: sport,
+                    hi_port: dport,
+                    proto,
+                },
+                true,
+            )
         } else {
-            (FlowKey { lo: dst, hi: src, lo_port: dport, hi_port: sport, proto }, false)
+            (
+                FlowKey {
+                    lo: dst,
+                    hi: src,
+                    lo_port: dport,
+                    hi_port: sport,
+                    proto,
+                },
+                false,
+            )
         }
     }
 }
@@ -84,9 +102,15 @@ impl FlowKey {
 #[derive(Clone, Copy, Debug)]
 pub enum Transport<'a> {
     Tcp(TcpView<'a>),
-    Udp { src_port: u16, dst_port: u16, len: u32 },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        len: u32,
+    },
     Icmp(IcmpView),
-    Other { len: u32 },
+    Other {
+        len: u32,
+    },
 }
 
 /// Per-packet facts that the flow table records.
@@ -211,7 +235,7 @@ impl Conn {
         }
         d = d.min(self.partial_close_at);
         if let Some(t) = self.inactivity {
-            d = d.min(self.last.add(t).micros());
+            d = d.min(self.last.plus(t).micros());
         }
         d
     }
@@ -223,7 +247,7 @@ impl Conn {
             return true;
         }
         if let Some(t) = self.inactivity {
-            if self.last.add(t).micros() <= now {
+            if self.last.plus(t).micros() <= now {
                 return true;
             }
         }
@@ -347,7 +371,9 @@ impl FlowTable {
         }
         let (sport, dport, one_way) = match pkt.transport {
             Transport::Tcp(t) => (t.src_port, t.dst_port, false),
-            Transport::Udp { src_port, dst_port, .. } => (src_port, dst_port, false),
+            Transport::Udp {
+                src_port, dst_port, ..
+            } => (src_port, dst_port, false),
             Transport::Icmp(i) => icmp_ports(i.typ, i.code, i.v6),
             Transport::Other { .. } => (0, 0, false),
         };
@@ -365,10 +391,24 @@ impl FlowTable {
                 } else if let (Some(t), Transport::Tcp(v)) = (c.tcp.as_ref(), pkt.transport) {
                     let mut w = Vec::new();
                     let r = t.is_reuse(&v, pkt.ts, c.last, &mut w);
-                    let orig = if c.orig_is_lo { (key.lo, key.lo_port) } else { (key.hi, key.hi_port) };
-                    let resp = if c.orig_is_lo { (key.hi, key.hi_port) } else { (key.lo, key.lo_port) };
+                    let orig = if c.orig_is_lo {
+                        (key.lo, key.lo_port)
+                    } else {
+                        (key.hi, key.hi_port)
+                    };
+                    let resp = if c.orig_is_lo {
+                        (key.hi, key.hi_port)
+                    } else {
+                        (key.lo, key.lo_port)
+                    };
                     for name in w {
-                        out.weirds.push(FlowWeird { ts: pkt.ts, uid: c.uid, orig, resp, name });
+                        out.weirds.push(FlowWeird {
+                            ts: pkt.ts,
+                            uid: c.uid,
+                            orig,
+                            resp,
+                            name,
+                        });
                     }
                     r.then_some(EndReason::Reused)
                 } else {
@@ -428,7 +468,7 @@ impl FlowTable {
                         c.last = pkt.ts;
                     }
                     if fx.attempt_started && c.attempt_at == NONE {
-                        c.attempt_at = pkt.ts.add(cfg.tcp_attempt_delay).micros();
+                        c.attempt_at = pkt.ts.plus(cfg.tcp_attempt_delay).micros();
                     }
                     if fx.start_inactivity {
                         c.inactivity = Some(cfg.tcp_inactivity);
@@ -438,11 +478,11 @@ impl FlowTable {
                         // connection after the close delay.
                         c.attempt_at = NONE;
                         c.partial_close_at = NONE;
-                        c.delete_at = c.last.add(cfg.tcp_close_delay).micros();
+                        c.delete_at = c.last.plus(cfg.tcp_close_delay).micros();
                         earlier_deadline = true;
                     }
                     if fx.partial_close {
-                        c.partial_close_at = c.last.add(cfg.tcp_partial_close_delay).micros();
+                        c.partial_close_at = c.last.plus(cfg.tcp_partial_close_delay).micros();
                         earlier_deadline = true;
                     }
                     c.missed += fx.missed;
@@ -479,13 +519,27 @@ impl FlowTable {
         }
         let uid = c.uid;
         if !weirds.is_empty() {
-            let orig = if c.orig_is_lo { (key.lo, key.lo_port) } else { (key.hi, key.hi_port) };
-            let resp = if c.orig_is_lo { (key.hi, key.hi_port) } else { (key.lo, key.lo_port) };
+            let orig = if c.orig_is_lo {
+                (key.lo, key.lo_port)
+            } else {
+                (key.hi, key.hi_port)
+            };
+            let resp = if c.orig_is_lo {
+                (key.hi, key.hi_port)
+            } else {
+                (key.lo, key.lo_port)
+            };
             for name in weirds {
                 let bit = 1u64 << (name_hash(name) % 64);
                 if c.weird_bits & bit == 0 {
                     c.weird_bits |= bit;
-                    out.weirds.push(FlowWeird { ts: pkt.ts, uid, orig, resp, name });
+                    out.weirds.push(FlowWeird {
+                        ts: pkt.ts,
+                        uid,
+                        orig,
+                        resp,
+                        name,
+                    });
                 }
             }
         }
@@ -501,7 +555,14 @@ impl FlowTable {
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
     /// analyzer's confirmation).
-    pub fn set_service(&mut self, uid: FlowUid, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8, s: &'static str) {
+    pub fn set_service(
+        &mut self,
+        uid: FlowUid,
+        (src, sport): (IpAddr, u16),
+        (dst, dport): (IpAddr, u16),
+        proto: u8,
+        s: &'static str,
+    ) {
         let (key, _) = FlowKey::new(src, sport, dst, dport, proto);
         if let Some(&i) = self.index.get(&key) {
             if let Some(Some((_, c))) = self.slots.get_mut(i as usize) {
@@ -534,17 +595,25 @@ impl FlowTable {
         let inactivity = match pkt.transport {
             Transport::Tcp(v) => {
                 tcp = Some(Box::default());
-                let (syn, ack) = (v.flags & crate::decode::TH_SYN != 0, v.flags & crate::decode::TH_ACK != 0);
+                let (syn, ack) = (
+                    v.flags & crate::decode::TH_SYN != 0,
+                    v.flags & crate::decode::TH_ACK != 0,
+                );
                 if !syn || ack {
                     // A partial connection: guess the responder by the ports.
                     if likely_server_port(sport, IPPROTO_TCP) {
-                        flip = if likely_server_port(dport, IPPROTO_TCP) { !syn && sport < dport } else { true };
+                        flip = if likely_server_port(dport, IPPROTO_TCP) {
+                            !syn && sport < dport
+                        } else {
+                            true
+                        };
                     }
                 }
                 None
             }
             Transport::Udp { .. } => {
-                flip = likely_server_port(sport, IPPROTO_UDP) && !likely_server_port(dport, IPPROTO_UDP);
+                flip = likely_server_port(sport, IPPROTO_UDP)
+                    && !likely_server_port(dport, IPPROTO_UDP);
                 Some(self.cfg.udp_inactivity)
             }
             Transport::Icmp(_) => Some(self.cfg.icmp_inactivity),
@@ -581,7 +650,10 @@ impl FlowTable {
         }
         // Until the first packet arms a real timer, check back after the
         // longest delay that could apply.
-        let first_check = pkt.ts.add(self.cfg.tcp_attempt_delay.min(self.cfg.udp_inactivity)).micros();
+        let first_check = pkt
+            .ts
+            .plus(self.cfg.tcp_attempt_delay.min(self.cfg.udp_inactivity))
+            .micros();
         conn.heap_at = first_check;
         let i = match self.free.pop() {
             Some(i) => {
@@ -611,7 +683,9 @@ impl FlowTable {
                 break;
             }
             self.heap.pop();
-            let Some(Some((_, c))) = self.slots.get_mut(i as usize) else { continue };
+            let Some(Some((_, c))) = self.slots.get_mut(i as usize) else {
+                continue;
+            };
             if c.heap_at != at {
                 continue; // superseded entry
             }
@@ -619,7 +693,11 @@ impl FlowTable {
                 self.remove(i, EndReason::Expired, out);
             } else {
                 let d = c.deadline().max(now + 1);
-                let d = if d == NONE { now + self.cfg.tcp_inactivity.micros() } else { d };
+                let d = if d == NONE {
+                    now + self.cfg.tcp_inactivity.micros()
+                } else {
+                    d
+                };
                 c.heap_at = d;
                 self.heap.push(Reverse((d, i)));
             }
@@ -629,7 +707,9 @@ impl FlowTable {
     /// Evicts the flow nearest to its own timeout.
     fn evict_one(&mut self, out: &mut FlowOutput) -> bool {
         while let Some(Reverse((at, i))) = self.heap.pop() {
-            let Some(Some((_, c))) = self.slots.get_mut(i as usize) else { continue };
+            let Some(Some((_, c))) = self.slots.get_mut(i as usize) else {
+                continue;
+            };
             if c.heap_at != at {
                 continue;
             }
@@ -661,7 +741,9 @@ impl FlowTable {
     }
 
     fn remove(&mut self, i: u32, reason: EndReason, out: &mut FlowOutput) {
-        let Some((key, c)) = self.slots.get_mut(i as usize).and_then(|s| s.take()) else { return };
+        let Some((key, c)) = self.slots.get_mut(i as usize).and_then(|s| s.take()) else {
+            return;
+        };
         self.index.remove(&key);
         self.free.push(i);
         match reason {
@@ -680,7 +762,11 @@ impl FlowTable {
         };
         let duration = c.last.since(c.start);
         let (proto, conn_state, sizes) = match (&c.tcp, key.proto) {
-            (Some(t), _) => ("tcp", t.conn_state(c.history.as_str()), (t.orig_size(), t.resp_size())),
+            (Some(t), _) => (
+                "tcp",
+                t.conn_state(c.history.as_str()),
+                (t.orig_size(), t.resp_size()),
+            ),
             (None, IPPROTO_UDP) => {
                 let st = match c.seen {
                     [true, true] => "SF",
@@ -693,9 +779,17 @@ impl FlowTable {
             (None, IPPROTO_ICMP | IPPROTO_ICMPV6) => ("icmp", "OTH", (c.bytes[0], c.bytes[1])),
             (None, _) => ("unknown_transport", "OTH", (c.bytes[0], c.bytes[1])),
         };
-        let has_ports = matches!(key.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6);
-        let community_id =
-            community_id_v1(self.cfg.community_id_seed, c.ip_proto, orig, resp, c.one_way && has_ports);
+        let has_ports = matches!(
+            key.proto,
+            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6
+        );
+        let community_id = community_id_v1(
+            self.cfg.community_id_seed,
+            c.ip_proto,
+            orig,
+            resp,
+            c.one_way && has_ports,
+        );
         let history = match (&c.tcp, key.proto) {
             (None, IPPROTO_ICMP | IPPROTO_ICMPV6) => None,
             _ if c.history.len == 0 => None,
@@ -736,7 +830,9 @@ fn bump_scaled(s: &mut tcp::Scaled) -> bool {
 }
 
 fn name_hash(s: &str) -> u32 {
-    s.bytes().fold(2_166_136_261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619))
+    s.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    })
 }
 
 #[cold]

@@ -23,7 +23,10 @@ pub enum EpState {
 }
 
 fn is_handshake(s: EpState) -> bool {
-    matches!(s, EpState::Inactive | EpState::SynSent | EpState::SynAckSent)
+    matches!(
+        s,
+        EpState::Inactive | EpState::SynSent | EpState::SynAckSent
+    )
 }
 
 /// History letter groups, one bit each per side (Zeek's `HIST_*`).
@@ -149,10 +152,12 @@ impl Endpoint {
         let last = Self::to_full(self.last_seq, self.seq_wraps);
         let ack = Self::to_full(self.ack_seq, self.ack_wraps);
         let start = u64::from(self.start_seq);
-        let mut size = if last > ack { last.wrapping_sub(start) } else { ack.wrapping_sub(start) };
-        if size != 0 {
-            size -= 1;
-        }
+        let mut size = if last > ack {
+            last.wrapping_sub(start)
+        } else {
+            ack.wrapping_sub(start)
+        };
+        size = size.saturating_sub(1);
         if self.fin_cnt > 0 && size != 0 {
             size -= 1;
         }
@@ -227,7 +232,11 @@ pub trait History {
 
 impl TcpConn {
     fn check_history(&mut self, h: &mut impl History, is_orig: bool, mask: u32, code: u8) -> bool {
-        let (mask, code) = if is_orig { (mask, code) } else { (mask << 16, code.to_ascii_lowercase()) };
+        let (mask, code) = if is_orig {
+            (mask, code)
+        } else {
+            (mask << 16, code.to_ascii_lowercase())
+        };
         if self.hist_seen & mask == 0 {
             self.hist_seen |= mask;
             h.add(code);
@@ -238,7 +247,11 @@ impl TcpConn {
     }
 
     fn add_history(h: &mut impl History, is_orig: bool, code: u8) {
-        h.add(if is_orig { code } else { code.to_ascii_lowercase() });
+        h.add(if is_orig {
+            code
+        } else {
+            code.to_ascii_lowercase()
+        });
     }
 
     /// Swaps the roles of the endpoints (Zeek's `FlipRoles`).
@@ -248,7 +261,13 @@ impl TcpConn {
     }
 
     /// Zeek's `IsReuse`: does this packet start a new connection on the key?
-    pub fn is_reuse(&self, tcp: &TcpView<'_>, now: Time, last_time: Time, weirds: &mut Vec<&'static str>) -> bool {
+    pub fn is_reuse(
+        &self,
+        tcp: &TcpView<'_>,
+        now: Time,
+        last_time: Time,
+        weirds: &mut Vec<&'static str>,
+    ) -> bool {
         let [orig, resp] = &self.ep;
         if tcp.flags & TH_SYN == 0 {
             return false;
@@ -272,21 +291,40 @@ impl TcpConn {
             {
                 return false;
             }
-            weirds.push(if conn_orig.state == EpState::SynSent { "SYN_seq_jump" } else { "active_connection_reuse" });
-        } else if (orig.is_active() || resp.is_active()) && orig.state != EpState::Reset && resp.state != EpState::Reset
+            weirds.push(if conn_orig.state == EpState::SynSent {
+                "SYN_seq_jump"
+            } else {
+                "active_connection_reuse"
+            });
+        } else if (orig.is_active() || resp.is_active())
+            && orig.state != EpState::Reset
+            && resp.state != EpState::Reset
         {
             weirds.push("active_connection_reuse");
-        } else if now.since(last_time) < LINGER && orig.state != EpState::Reset && resp.state != EpState::Reset {
+        } else if now.since(last_time) < LINGER
+            && orig.state != EpState::Reset
+            && resp.state != EpState::Reset
+        {
             weirds.push("premature_connection_reuse");
         }
         true
     }
 
     /// Processes one segment from the originator (`is_orig`) or responder.
-    pub fn process(&mut self, h: &mut impl History, is_orig: bool, tcp: &TcpView<'_>, fx: &mut TcpEffects) {
+    pub fn process(
+        &mut self,
+        h: &mut impl History,
+        is_orig: bool,
+        tcp: &TcpView<'_>,
+        fx: &mut TcpEffects,
+    ) {
         let flags = tcp.flags;
-        let (syn, fin, rst, ack) =
-            (flags & TH_SYN != 0, flags & TH_FIN != 0, flags & TH_RST != 0, flags & TH_ACK != 0);
+        let (syn, fin, rst, ack) = (
+            flags & TH_SYN != 0,
+            flags & TH_FIN != 0,
+            flags & TH_RST != 0,
+            flags & TH_ACK != 0,
+        );
         let len = tcp.len;
         let base_seq = tcp.seq;
         let ack_seq = tcp.ack;
@@ -352,7 +390,11 @@ impl TcpConn {
         self.update_history(h, is_orig, s, flags, rel_seq, len);
 
         // update_window: only the zero-window history matters for conn.log.
-        if tcp.window == 0 && !rst && self.ep[p].state != EpState::Closed && self.ep[s].state != EpState::Reset {
+        if tcp.window == 0
+            && !rst
+            && self.ep[p].state != EpState::Closed
+            && self.ep[s].state != EpState::Reset
+        {
             let e = &mut self.ep[s];
             if e.win0.bump() {
                 Self::add_history(h, is_orig, b'W');
@@ -379,10 +421,14 @@ impl TcpConn {
         if ack {
             if self.ep[p].state == EpState::Inactive {
                 rel_ack = 1;
-                if !syn && !fin && !rst && matches!(
-                    self.ep[s].state,
-                    EpState::SynSent | EpState::SynAckSent | EpState::Established
-                ) {
+                if !syn
+                    && !fin
+                    && !rst
+                    && matches!(
+                        self.ep[s].state,
+                        EpState::SynSent | EpState::SynAckSent | EpState::Established
+                    )
+                {
                     fx.weirds.push("possible_split_routing");
                 }
                 let peer = &mut self.ep[p];
@@ -474,7 +520,11 @@ impl TcpConn {
             }
         }
 
-        let rel_data_seq = if syn { rel_seq.wrapping_add(1) } else { rel_seq };
+        let rel_data_seq = if syn {
+            rel_seq.wrapping_add(1)
+        } else {
+            rel_seq
+        };
         if len > 0 && !rst && !seq_underflow {
             let e = &mut self.ep[s];
             e.data_sent(rel_data_seq, u64::from(len));
@@ -496,9 +546,21 @@ impl TcpConn {
         }
     }
 
-    fn update_history(&mut self, h: &mut impl History, is_orig: bool, s: usize, flags: u8, rel_seq: u64, len: u32) {
-        let (syn, fin, rst, ack) =
-            (flags & TH_SYN != 0, flags & TH_FIN != 0, flags & TH_RST != 0, flags & TH_ACK != 0);
+    fn update_history(
+        &mut self,
+        h: &mut impl History,
+        is_orig: bool,
+        s: usize,
+        flags: u8,
+        rel_seq: u64,
+        len: u32,
+    ) {
+        let (syn, fin, rst, ack) = (
+            flags & TH_SYN != 0,
+            flags & TH_FIN != 0,
+            flags & TH_RST != 0,
+            flags & TH_ACK != 0,
+        );
         let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
         if bits > 1 {
             if fin && rst {
@@ -509,20 +571,25 @@ impl TcpConn {
         } else if bits == 1 {
             if syn {
                 let code = if ack { b'H' } else { b'S' };
-                if self.check_history(h, is_orig, hist::SYN, code) && rel_seq != self.ep[s].hist_last_syn {
+                if self.check_history(h, is_orig, hist::SYN, code)
+                    && rel_seq != self.ep[s].hist_last_syn
+                {
                     Self::add_history(h, is_orig, code);
                 }
                 self.ep[s].hist_last_syn = rel_seq;
             }
             if fin {
                 let at = rel_seq.wrapping_add(u64::from(len));
-                if self.check_history(h, is_orig, hist::FIN, b'F') && at != self.ep[s].hist_last_fin {
+                if self.check_history(h, is_orig, hist::FIN, b'F') && at != self.ep[s].hist_last_fin
+                {
                     Self::add_history(h, is_orig, b'F');
                 }
                 self.ep[s].hist_last_fin = at;
             }
             if rst {
-                if self.check_history(h, is_orig, hist::RST, b'R') && rel_seq != self.ep[s].hist_last_rst {
+                if self.check_history(h, is_orig, hist::RST, b'R')
+                    && rel_seq != self.ep[s].hist_last_rst
+                {
                     Self::add_history(h, is_orig, b'R');
                 }
                 self.ep[s].hist_last_rst = rel_seq;
@@ -547,8 +614,12 @@ impl TcpConn {
         fx: &mut TcpEffects,
     ) {
         let p = 1 - s;
-        let (syn, fin, rst, ack) =
-            (flags & TH_SYN != 0, flags & TH_FIN != 0, flags & TH_RST != 0, flags & TH_ACK != 0);
+        let (syn, fin, rst, ack) = (
+            flags & TH_SYN != 0,
+            flags & TH_FIN != 0,
+            flags & TH_RST != 0,
+            flags & TH_ACK != 0,
+        );
         let mut inact = false;
         fx.do_close = false;
         fx.gen_event = false;
@@ -573,7 +644,9 @@ impl TcpConn {
                             {
                                 fx.weirds.push("bad_SYN_ack");
                             }
-                        } else if self.ep[p].state == EpState::SynAckSent && base_seq == self.ep[s].start_seq {
+                        } else if self.ep[p].state == EpState::SynAckSent
+                            && base_seq == self.ep[s].start_seq
+                        {
                             // SYN and SYN-ACK seen in reverse order: flip and establish.
                             fx.flip = true;
                             let st = self.ep[s].state;
@@ -654,7 +727,11 @@ impl TcpConn {
                 }
             }
             EpState::Established | EpState::Partial => {
-                if syn && self.ep[s].state == EpState::Partial && self.ep[p].state == EpState::Inactive && !ack {
+                if syn
+                    && self.ep[s].state == EpState::Partial
+                    && self.ep[p].state == EpState::Inactive
+                    && !ack
+                {
                     fx.weirds.push("SYN_after_partial");
                     let ps = self.ep[p].state;
                     self.ep[s].set_state(EpState::SynSent, ps, &mut inact);
@@ -662,7 +739,9 @@ impl TcpConn {
                 if fin && !rst {
                     let ps = self.ep[p].state;
                     self.ep[s].set_state(EpState::Closed, ps, &mut inact);
-                    if self.ep[p].state == EpState::Reset && self.ep[p].prev_state == EpState::Closed {
+                    if self.ep[p].state == EpState::Reset
+                        && self.ep[p].prev_state == EpState::Closed
+                    {
                         let ss = self.ep[s].state;
                         self.ep[p].set_state(EpState::Closed, ss, &mut inact);
                     }
@@ -714,8 +793,9 @@ impl TcpConn {
             return;
         }
         self.ep[s].did_close = true;
-        let complete =
-            self.ep[s].state == EpState::Reset || self.ep[p].did_close || self.ep[p].state == EpState::Inactive;
+        let complete = self.ep[s].state == EpState::Reset
+            || self.ep[p].did_close
+            || self.ep[p].state == EpState::Inactive;
         if complete {
             fx.close_complete = true;
         } else if self.ep[s].prev_state == EpState::Inactive {
@@ -782,7 +862,8 @@ impl TcpConn {
 
     /// Zeek's `AttemptTimer` condition: a SYN that nobody answered.
     pub fn is_attempt(&self) -> bool {
-        matches!(self.ep[0].state, EpState::SynSent | EpState::SynAckSent) && self.ep[1].state == EpState::Inactive
+        matches!(self.ep[0].state, EpState::SynSent | EpState::SynAckSent)
+            && self.ep[1].state == EpState::Inactive
     }
 
     /// Zeek's `PartialCloseTimer` condition.
@@ -803,7 +884,9 @@ pub const LINGER: Interval = Interval::from_secs(5);
 fn rstos0_history(h: &str) -> bool {
     let b = h.as_bytes();
     let b = b.strip_prefix(b"^").unwrap_or(b);
-    let Some(rest) = b.strip_prefix(b"S") else { return false };
+    let Some(rest) = b.strip_prefix(b"S") else {
+        return false;
+    };
     for &c in rest {
         if c == b'R' {
             return true;
