@@ -30,8 +30,8 @@ impl Default for PipelineConfig {
         PipelineConfig {
             workers: 1,
             worker: WorkerConfig::default(),
-            batch_packets: 256,
-            queue_batches: 16,
+            batch_packets: 1024,
+            queue_batches: 8,
         }
     }
 }

@@ -12,10 +12,8 @@ pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use schema::{ConnRecord, FlowUid, Interval, Time};
-use sha1::{Digest, Sha1};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::BuildHasher;
 use std::net::IpAddr;
 use tcp::{History, TcpConn, TcpEffects};
 
@@ -302,7 +300,9 @@ pub struct FlowOutput {
     pub weirds: Vec<FlowWeird>,
 }
 
-type Hasher = std::hash::RandomState;
+/// Keys come from the network, so the table hashes with a per-process random
+/// seed (ahash): an attacker cannot precompute colliding flows.
+type Hasher = ahash::RandomState;
 
 pub struct FlowTable {
     cfg: FlowConfig,
@@ -341,18 +341,17 @@ impl FlowTable {
     /// Uid for a new flow: a hash of the seed, the key and the start time, so
     /// a seeded run gives the same uids whatever the number of workers.
     fn make_uid(&self, key: &FlowKey, ts: Time, salt: u8) -> FlowUid {
-        let mut h = Sha1::new();
-        h.update(self.uid_seed.to_le_bytes());
-        h.update(format!("{:?}", key.lo).as_bytes());
-        h.update(format!("{:?}", key.hi).as_bytes());
-        h.update([key.proto, salt]);
-        h.update(key.lo_port.to_le_bytes());
-        h.update(key.hi_port.to_le_bytes());
-        h.update(ts.micros().to_le_bytes());
-        let d = h.finalize();
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&d[..16]);
-        FlowUid::new(u128::from_le_bytes(b))
+        // A fixed, portable mix (not the table's random hasher): seeded runs
+        // must give the same uids on every machine.
+        let ports = (u64::from(key.lo_port) << 32) | (u64::from(key.hi_port) << 16) | (u64::from(key.proto) << 8);
+        let words = [addr_word(key.lo), addr_word(key.hi), ports | u64::from(salt), ts.micros() as u64];
+        let mut a = mix64(self.uid_seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut b = mix64(self.uid_seed.rotate_left(29) ^ 0xc2b2_ae3d_27d4_eb4f);
+        for w in words {
+            a = mix64(a ^ w);
+            b = mix64(b.rotate_left(17) ^ w ^ a);
+        }
+        FlowUid::new((u128::from(a) << 64) | u128::from(b))
     }
 
     /// A uid for something that is not a connection (an IP tunnel), drawn
@@ -827,6 +826,26 @@ impl FlowTable {
 
 fn bump_scaled(s: &mut tcp::Scaled) -> bool {
     s.bump()
+}
+
+/// Folds an address into 64 bits for uid hashing.
+fn addr_word(a: IpAddr) -> u64 {
+    match a {
+        IpAddr::V4(v) => u64::from(u32::from(v)),
+        IpAddr::V6(v) => {
+            let x = u128::from(v);
+            mix64(x as u64) ^ (x >> 64) as u64
+        }
+    }
+}
+
+/// The 64-bit finaliser of MurmurHash3.
+fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 fn name_hash(s: &str) -> u32 {
