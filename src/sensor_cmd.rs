@@ -95,9 +95,17 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, controls.report.clone())
         .context("cannot install the SIGUSR1 handler")?;
 
+    let live = args.interface.is_some();
     let mut hooks = Hooks {
         report: Some(Box::new(|s: &StatsRecord| eprintln!("{}", summary(s)))),
         progress: None,
+        started: Some(Box::new(move |name: &str| {
+            if live {
+                eprintln!(
+                    "capturing on {name}; SIGUSR1 prints the counters, SIGINT or SIGTERM stops"
+                );
+            }
+        })),
     };
     if let Some(path) = &args.read {
         let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

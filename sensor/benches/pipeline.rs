@@ -51,7 +51,11 @@ static GLOBAL: Counting = Counting;
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -86,11 +90,20 @@ fn child(mode: &str, path: &Path) {
             (n, b)
         }
         "w1" | "w2" => {
-            let cfg = PipelineConfig { workers: if mode == "w1" { 1 } else { 2 }, ..PipelineConfig::default() };
+            let cfg = PipelineConfig {
+                workers: if mode == "w1" { 1 } else { 2 },
+                ..PipelineConfig::default()
+            };
             let out = tempdir();
             let sink = LogWriter::new(&out).expect("log dir");
-            let (s, _) = pipeline::run(&SourceSpec::File(path.to_path_buf()), &cfg, sink, Controls::default(), Hooks::default())
-                .expect("pipeline");
+            let (s, _) = pipeline::run(
+                &SourceSpec::File(path.to_path_buf()),
+                &cfg,
+                sink,
+                Controls::default(),
+                Hooks::default(),
+            )
+            .expect("pipeline");
             let _ = std::fs::remove_dir_all(&out);
             (s.stats.pkts_read, s.wire_bytes)
         }
@@ -117,7 +130,12 @@ fn flow_memory(n: u32) -> f64 {
     for i in 0..n {
         // A TCP SYN from 10.x.y.z:port to 172.16.0.1:80, one new flow each.
         let hdr = pcapgen::tcp(
-            std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)),
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                10,
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8,
+            )),
             std::net::IpAddr::V4(std::net::Ipv4Addr::new(172, 16, 0, 1)),
             1024 + (i % 60000) as u16,
             80,
@@ -136,7 +154,12 @@ fn flow_memory(n: u32) -> f64 {
         );
         frame.clear();
         frame.extend_from_slice(&pcapgen::eth(pcapgen::ETH_IPV4, &ip));
-        w.process(Time(1_700_000_000_000_000 + i64::from(i)), LinkType::Ethernet, &frame, &mut out);
+        w.process(
+            Time(1_700_000_000_000_000 + i64::from(i)),
+            LinkType::Ethernet,
+            &frame,
+            &mut out,
+        );
     }
     let after = LIVE.load(Ordering::Relaxed);
     assert_eq!(w.counters().flows_active, u64::from(n));
@@ -155,10 +178,21 @@ struct Row {
 
 fn run_child(mode: &str, path: &Path) -> Row {
     let exe = std::env::current_exe().expect("own path");
-    let out = Command::new(exe).args(["--child", mode]).arg(path).output().expect("spawn child");
-    assert!(out.status.success(), "child {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(exe)
+        .args(["--child", mode])
+        .arg(path)
+        .output()
+        .expect("spawn child");
+    assert!(
+        out.status.success(),
+        "child {mode} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("RESULT ")).expect("result line");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .expect("result line");
     let f: Vec<&str> = line.split_whitespace().collect();
     Row {
         mode: f[1].to_string(),
@@ -178,7 +212,14 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: then
     // only check that the harness runs on a tiny capture.
     let quick = !args.iter().any(|a| a == "--bench");
-    let mb: u64 = if quick { 4 } else { std::env::var("CITYSOC_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024) };
+    let mb: u64 = if quick {
+        4
+    } else {
+        std::env::var("CITYSOC_BENCH_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024)
+    };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench-data");
     println!("| capture | mode | packets | Gbit/s | Mpkt/s | vs libpcap | peak RSS |");
     println!("|---|---|---:|---:|---:|---:|---:|");
@@ -188,7 +229,14 @@ fn main() {
         let _ = std::fs::read(&path).map(|v| v.len());
         let base = run_child("libpcap", &path);
         for mode in ["libpcap", "w1", "w2"] {
-            let r = if mode == "libpcap" { Row { mode: base.mode.clone(), ..base } } else { run_child(mode, &path) };
+            let r = if mode == "libpcap" {
+                Row {
+                    mode: base.mode.clone(),
+                    ..base
+                }
+            } else {
+                run_child(mode, &path)
+            };
             let label = match r.mode.as_str() {
                 "libpcap" => "bare libpcap loop",
                 "w1" => "pipeline, 1 worker",
@@ -209,5 +257,8 @@ fn main() {
         }
     }
     let n = if quick { 10_000 } else { 1_000_000 };
-    println!("\nmemory per tracked flow ({n} open TCP flows in one worker): {:.0} bytes", flow_memory(n));
+    println!(
+        "\nmemory per tracked flow ({n} open TCP flows in one worker): {:.0} bytes",
+        flow_memory(n)
+    );
 }

@@ -63,6 +63,8 @@ pub struct Source {
     name: String,
     linktype: LinkType,
     packets: u64,
+    /// The last live read found nothing: wait in poll(2) before the next.
+    waiting: bool,
 }
 
 enum Inner {
@@ -89,6 +91,7 @@ impl Source {
             inner: Inner::File(cap, path.to_path_buf()),
             linktype,
             packets: 0,
+            waiting: false,
         })
     }
 
@@ -103,9 +106,13 @@ impl Source {
             .promisc(spec.promiscuous)
             .snaplen(spec.snaplen)
             .buffer_size(spec.buffer_mb.saturating_mul(1 << 20))
-            // A short timeout keeps timers and signals serviced on a quiet link.
             .timeout(200)
             .open()
+            .map_err(err)?
+            // On Linux (TPACKET_V3) the read timeout only runs once a packet
+            // has arrived, so a quiet link would block forever: read
+            // without blocking and wait in poll(2) with our own timeout.
+            .setnonblock()
             .map_err(err)?;
         if let Some(f) = &spec.filter {
             cap.filter(f, true).map_err(|e| SensorError::Filter {
@@ -119,6 +126,7 @@ impl Source {
             inner: Inner::Live(cap),
             linktype,
             packets: 0,
+            waiting: false,
         })
     }
 
@@ -150,7 +158,7 @@ impl Source {
                     msg,
                 }),
             },
-            Inner::Live(cap) => match next_from(cap) {
+            Inner::Live(cap) => match next_live(cap, &mut self.waiting) {
                 Ok(n) => {
                     if matches!(n, Next::Packet { .. }) {
                         self.packets += 1;
@@ -179,6 +187,42 @@ impl Source {
             Inner::File(..) => DropStats::default(),
         }
     }
+}
+
+/// How long a live read waits for traffic before reporting `Idle`, so that
+/// timers, signals and progress are serviced on a quiet link.
+const LIVE_POLL_MS: i64 = 200;
+
+fn next_live<'a>(
+    cap: &'a mut Capture<pcap::Active>,
+    waiting: &mut bool,
+) -> Result<Next<'a>, String> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    if *waiting {
+        let fd = cap.as_raw_fd();
+        // SAFETY: the descriptor belongs to `cap`, which outlives this borrow.
+        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut fds = [rustix::event::PollFd::new(
+            &bfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let ts = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: LIVE_POLL_MS * 1_000_000,
+        };
+        let ready = match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(n) => n > 0,
+            Err(rustix::io::Errno::INTR) => false,
+            Err(e) => return Err(format!("poll: {e}")),
+        };
+        if !ready {
+            return Ok(Next::Idle);
+        }
+    }
+    // Non-blocking: a busy link is read without any system call per packet.
+    let n = next_from(cap)?;
+    *waiting = matches!(n, Next::Idle);
+    Ok(n)
 }
 
 fn next_from<T: Activated + ?Sized>(cap: &mut Capture<T>) -> Result<Next<'_>, String> {

@@ -55,12 +55,15 @@ pub struct Progress {
 
 pub type ProgressHook = Box<dyn FnMut(Progress) + Send>;
 pub type ReportHook = Box<dyn FnMut(&StatsRecord) + Send>;
+pub type StartedHook = Box<dyn FnOnce(&str) + Send>;
 
 #[derive(Default)]
 pub struct Hooks {
     pub progress: Option<ProgressHook>,
     /// Called with the counters when `Controls::report` is raised.
     pub report: Option<ReportHook>,
+    /// Called once the source is open and packets are being read.
+    pub started: Option<StartedHook>,
 }
 
 pub struct RunSummary {
@@ -199,6 +202,9 @@ pub fn run<S: EventSink + 'static>(
         shared.push(counters);
     }
 
+    if let Some(f) = hooks.started.take() {
+        f(source.name());
+    }
     // The capture loop runs here, on the caller's thread.
     let mut cap = CaptureCounters::default();
     let mut batches: Vec<Batch> = (0..n).map(|_| Batch::new(cfg.batch_packets)).collect();

@@ -343,8 +343,15 @@ impl FlowTable {
     fn make_uid(&self, key: &FlowKey, ts: Time, salt: u8) -> FlowUid {
         // A fixed, portable mix (not the table's random hasher): seeded runs
         // must give the same uids on every machine.
-        let ports = (u64::from(key.lo_port) << 32) | (u64::from(key.hi_port) << 16) | (u64::from(key.proto) << 8);
-        let words = [addr_word(key.lo), addr_word(key.hi), ports | u64::from(salt), ts.micros() as u64];
+        let ports = (u64::from(key.lo_port) << 32)
+            | (u64::from(key.hi_port) << 16)
+            | (u64::from(key.proto) << 8);
+        let words = [
+            addr_word(key.lo),
+            addr_word(key.hi),
+            ports | u64::from(salt),
+            ts.micros() as u64,
+        ];
         let mut a = mix64(self.uid_seed ^ 0x9e37_79b9_7f4a_7c15);
         let mut b = mix64(self.uid_seed.rotate_left(29) ^ 0xc2b2_ae3d_27d4_eb4f);
         for w in words {
