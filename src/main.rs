@@ -53,10 +53,7 @@ struct GenerateArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CITYSOC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CITYSOC_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -80,21 +77,14 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         for (name, doc) in pcapgen::SCENARIOS {
             println!("{name:24} {doc}");
         }
-        println!(
-            "{:24} a large realistic mix for benchmarks (--size-mb)",
-            "bench-mix"
-        );
-        println!(
-            "{:24} a large mix of small packets for benchmarks (--size-mb)",
-            "bench-small"
-        );
+        println!("{:24} a large realistic mix for benchmarks (--size-mb)", "bench-mix");
+        println!("{:24} a large mix of small packets for benchmarks (--size-mb)", "bench-small");
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(name), Some(out)) = (args.scenario, args.out) else {
         anyhow::bail!("a scenario and --out are required");
     };
-    let file =
-        std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     let n = if name == "bench-mix" {
         pcapgen::bench_mix(&mut w, args.size_mb << 20)
@@ -119,10 +109,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let out = args.log_dir.join(&case.name);
         let outcome = citysoc::replay::run_case(case, &out, args.workers)?;
         if outcome.failures.is_empty() {
-            println!(
-                "ok    {:22} {:3} checks  {}",
-                case.name, outcome.checks, case.spec.description
-            );
+            println!("ok    {:22} {:3} checks  {}", case.name, outcome.checks, case.spec.description);
         } else {
             failed += 1;
             println!("FAIL  {:22} {}", case.name, case.spec.description);
@@ -131,15 +118,6 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!(
-        "{} cases, {} failed; logs in {}",
-        cases.len(),
-        failed,
-        args.log_dir.display()
-    );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!("{} cases, {} failed; logs in {}", cases.len(), failed, args.log_dir.display());
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -64,8 +64,7 @@ impl Case {
 
 pub fn load_cases(root: &Path) -> anyhow::Result<Vec<Case>> {
     let mut cases = Vec::new();
-    let entries =
-        std::fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
+    let entries = std::fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))?;
     for entry in entries {
         let dir = entry?.path();
         let toml_path = dir.join("case.toml");
@@ -73,12 +72,8 @@ pub fn load_cases(root: &Path) -> anyhow::Result<Vec<Case>> {
             continue;
         }
         let text = std::fs::read_to_string(&toml_path)?;
-        let spec: CaseSpec =
-            toml::from_str(&text).with_context(|| format!("{}", toml_path.display()))?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let spec: CaseSpec = toml::from_str(&text).with_context(|| format!("{}", toml_path.display()))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         cases.push(Case { name, dir, spec });
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));
@@ -92,9 +87,8 @@ pub struct Outcome {
 
 /// Replays one case into `log_dir` with `workers` workers and checks it.
 pub fn run_case(case: &Case, log_dir: &Path, workers: usize) -> anyhow::Result<Outcome> {
-    let mut cfg: SensorConfig = Toml::Table(case.spec.sensor.clone())
-        .try_into()
-        .with_context(|| format!("{}: [sensor]", case.name))?;
+    let mut cfg: SensorConfig =
+        Toml::Table(case.spec.sensor.clone()).try_into().with_context(|| format!("{}: [sensor]", case.name))?;
     cfg.workers = workers;
     cfg.uid_seed.get_or_insert(1);
     if let Err(e) = cfg.validate() {
@@ -104,13 +98,8 @@ pub fn run_case(case: &Case, log_dir: &Path, workers: usize) -> anyhow::Result<O
         std::fs::remove_dir_all(log_dir)?;
     }
     let sink = LogWriter::new(log_dir)?;
-    let (summary, _) = pipeline::run(
-        &SourceSpec::File(case.capture()),
-        &cfg.pipeline(),
-        sink,
-        Controls::default(),
-        Hooks::default(),
-    )?;
+    let (summary, _) =
+        pipeline::run(&SourceSpec::File(case.capture()), &cfg.pipeline(), sink, Controls::default(), Hooks::default())?;
     if let Some(e) = summary.source_error {
         bail!("{}: {e}", case.name);
     }
@@ -124,9 +113,7 @@ fn read_log(dir: &Path, name: &str) -> anyhow::Result<Vec<Json>> {
     }
     let text = std::fs::read_to_string(&path)?;
     text.lines()
-        .map(|l| {
-            serde_json::from_str(l).with_context(|| format!("{}: bad JSON line", path.display()))
-        })
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{}: bad JSON line", path.display())))
         .collect()
 }
 
@@ -135,9 +122,7 @@ fn value_matches(want: &Toml, got: Option<&Json>) -> bool {
         (Toml::String(s), None) => s == UNSET,
         (_, None) => false,
         (Toml::String(s), Some(Json::String(g))) => s == g,
-        (Toml::Integer(i), Some(Json::Number(n))) => {
-            n.as_f64().is_some_and(|g| (g - (*i as f64)).abs() < 1e-9)
-        }
+        (Toml::Integer(i), Some(Json::Number(n))) => n.as_f64().is_some_and(|g| (g - (*i as f64)).abs() < 1e-9),
         (Toml::Float(f), Some(Json::Number(n))) => n.as_f64().is_some_and(|g| (g - f).abs() < 1e-6),
         (Toml::Boolean(b), Some(Json::Bool(g))) => b == g,
         (Toml::Array(a), Some(Json::Array(g))) => {
@@ -152,11 +137,7 @@ fn record_matches(fields: &toml::Table, rec: &Json) -> bool {
 }
 
 fn describe(fields: &toml::Table) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 pub fn check(case: &Case, log_dir: &Path) -> anyhow::Result<Outcome> {
@@ -192,22 +173,14 @@ pub fn check(case: &Case, log_dir: &Path) -> anyhow::Result<Outcome> {
                 Some(uids) => r
                     .get("tunnel_parents")
                     .and_then(Json::as_array)
-                    .is_some_and(|tp| {
-                        tp.iter()
-                            .any(|u| u.as_str().is_some_and(|u| uids.iter().any(|x| x == u)))
-                    }),
+                    .is_some_and(|tp| tp.iter().any(|u| u.as_str().is_some_and(|u| uids.iter().any(|x| x == u)))),
             })
             .count();
         checks += 1;
         if n != e.count {
             let closest = recs
                 .iter()
-                .max_by_key(|r| {
-                    e.fields
-                        .iter()
-                        .filter(|(k, v)| value_matches(v, r.get(k.as_str())))
-                        .count()
-                })
+                .max_by_key(|r| e.fields.iter().filter(|(k, v)| value_matches(v, r.get(k.as_str()))).count())
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "no records".into());
             failures.push(format!(
@@ -226,10 +199,7 @@ pub fn check(case: &Case, log_dir: &Path) -> anyhow::Result<Outcome> {
         for (k, v) in &case.spec.stats {
             checks += 1;
             if !value_matches(v, last.get(k)) {
-                failures.push(format!(
-                    "stats.log: {k} expected {v}, found {}",
-                    last.get(k).unwrap_or(&Json::Null)
-                ));
+                failures.push(format!("stats.log: {k} expected {v}, found {}", last.get(k).unwrap_or(&Json::Null)));
             }
         }
     }

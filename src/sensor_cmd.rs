@@ -70,8 +70,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = &args.name {
         cfg.sensor_name = n.clone();
     }
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
+    cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
 
     let spec = match (&args.read, &args.interface) {
         (Some(path), _) => SourceSpec::File(path.clone()),
@@ -101,23 +100,16 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         progress: None,
         started: Some(Box::new(move |name: &str| {
             if live {
-                eprintln!(
-                    "capturing on {name}; SIGUSR1 prints the counters, SIGINT or SIGTERM stops"
-                );
+                eprintln!("capturing on {name}; SIGUSR1 prints the counters, SIGINT or SIGTERM stops");
             }
         })),
     };
     if let Some(path) = &args.read {
         let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {percent:>3}% {msg} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{bar:30} {percent:>3}% {msg} {binary_bytes_per_sec} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let started = std::time::Instant::now();
         hooks.progress = Some(Box::new(move |p: Progress| {

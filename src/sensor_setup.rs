@@ -78,12 +78,9 @@ impl Default for SensorConfig {
 
 impl SensorConfig {
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let cfg: SensorConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        cfg.validate()
-            .map_err(|errs| anyhow::anyhow!("{}: {}", path.display(), errs.join("; ")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let cfg: SensorConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.validate().map_err(|errs| anyhow::anyhow!("{}: {}", path.display(), errs.join("; ")))?;
         Ok(cfg)
     }
 
@@ -134,11 +131,7 @@ impl SensorConfig {
         w.frag.max_bytes = self.frag_max_mb << 20;
         w.frag.max_fragments_per_datagram = self.frag_max_per_datagram;
         w.frag.timeout = secs(self.frag_timeout_secs);
-        PipelineConfig {
-            workers: self.workers,
-            worker: w,
-            ..PipelineConfig::default()
-        }
+        PipelineConfig { workers: self.workers, worker: w, ..PipelineConfig::default() }
     }
 }
 
@@ -148,12 +141,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_values_are_reported_together() {
-        let e = toml::from_str::<SensorConfig>("workers = 2\nbogus = 1")
-            .unwrap_err()
-            .to_string();
+        let e = toml::from_str::<SensorConfig>("workers = 2\nbogus = 1").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
-        let cfg: SensorConfig =
-            toml::from_str("workers = 0\nsnaplen = 10\nudp_inactivity_secs = 0").unwrap();
+        let cfg: SensorConfig = toml::from_str("workers = 0\nsnaplen = 10\nudp_inactivity_secs = 0").unwrap();
         assert_eq!(cfg.validate().unwrap_err().len(), 3);
     }
 }

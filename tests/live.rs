@@ -23,16 +23,7 @@ fn live_capture_on_loopback_logs_flows_and_reports_on_signal() {
     let tmp = tempfile::tempdir().unwrap();
     let logs = tmp.path().join("logs");
     let child = Command::new(env!("CARGO_BIN_EXE_citysoc"))
-        .args([
-            "sensor",
-            "--interface",
-            "lo",
-            "--filter",
-            "udp port 45999",
-            "--seed",
-            "3",
-            "--log-dir",
-        ])
+        .args(["sensor", "--interface", "lo", "--filter", "udp port 45999", "--seed", "3", "--log-dir"])
         .arg(&logs)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -61,24 +52,15 @@ fn live_capture_on_loopback_logs_flows_and_reports_on_signal() {
 
     let sock = UdpSocket::bind("127.0.0.1:45998").unwrap();
     for _ in 0..3 {
-        sock.send_to(b"city sensor test", "127.0.0.1:45999")
-            .unwrap();
+        sock.send_to(b"city sensor test", "127.0.0.1:45999").unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-USR1", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
     let report = wait_for("packets:", &rx);
     assert!(report.contains("dropped by kernel"), "{report}");
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = child.0.wait().unwrap();
     assert!(status.success(), "sensor exited with {status}");
 
@@ -92,14 +74,8 @@ fn live_capture_on_loopback_logs_flows_and_reports_on_signal() {
     assert_eq!(rec["id.orig_p"], 45998);
     assert_eq!(rec["orig_pkts"], 3);
     assert_eq!(rec["orig_bytes"], 48);
-    let stats: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(logs.join("stats.log"))
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(logs.join("stats.log")).unwrap().lines().last().unwrap()).unwrap();
     assert_eq!(stats["pkts_read"], 3);
     assert!(stats.get("pkts_dropped_iface").is_some());
 }

@@ -71,10 +71,7 @@ fn prefixes_and_corruptions_never_panic() {
             w.finish(&mut out);
             let c = w.counters();
             assert_eq!(c.flows_active, 0);
-            assert_eq!(
-                c.flows_created,
-                c.flows_expired + c.flows_evicted + c.flows_flushed
-            );
+            assert_eq!(c.flows_created, c.flows_expired + c.flows_evicted + c.flows_flushed);
         }
     }
     assert!(fed > 10_000, "only {fed} inputs");

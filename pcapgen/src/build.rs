@@ -26,11 +26,7 @@ impl<W: Write> PcapWriter<W> {
         w.write_all(&0u32.to_le_bytes())?;
         w.write_all(&snaplen.to_le_bytes())?;
         w.write_all(&linktype.to_le_bytes())?;
-        Ok(PcapWriter {
-            w,
-            count: 0,
-            snaplen,
-        })
+        Ok(PcapWriter { w, count: 0, snaplen })
     }
 
     /// Writes a packet captured whole.
@@ -41,10 +37,8 @@ impl<W: Write> PcapWriter<W> {
     /// Writes the bytes `data` of a packet that was `wire_len` long.
     pub fn packet_truncated(&mut self, ts_us: i64, data: &[u8], wire_len: u32) -> io::Result<()> {
         let caplen = (data.len() as u32).min(self.snaplen);
-        self.w
-            .write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
-        self.w
-            .write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
+        self.w.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
+        self.w.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
         self.w.write_all(&caplen.to_le_bytes())?;
         self.w.write_all(&wire_len.to_le_bytes())?;
         self.w.write_all(&data[..caplen as usize])?;
@@ -82,11 +76,7 @@ pub fn eth_macs(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> V
 pub fn eth_vlans(tags: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     let mut inner = Vec::new();
     for (i, t) in tags.iter().enumerate() {
-        let tpid: u16 = if i == 0 && tags.len() > 1 {
-            0x88a8
-        } else {
-            0x8100
-        };
+        let tpid: u16 = if i == 0 && tags.len() > 1 { 0x88a8 } else { 0x8100 };
         if i == 0 {
             inner.extend_from_slice(&MAC_B);
             inner.extend_from_slice(&MAC_A);
@@ -102,11 +92,7 @@ pub fn eth_vlans(tags: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {
 pub fn checksum(data: &[u8], initial: u32) -> u16 {
     let mut sum = initial;
     for c in data.chunks(2) {
-        let v = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from(c[0]) << 8
-        };
+        let v = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
         sum = sum.wrapping_add(u32::from(v));
     }
     while sum > 0xffff {
@@ -189,13 +175,7 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8], o: V4Opts) 
 
 /// IPv6 with optional extension headers, each given as (type, body without
 /// its next-header byte).
-pub fn ipv6_ext(
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    exts: &[(u8, Vec<u8>)],
-    proto: u8,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn ipv6_ext(src: Ipv6Addr, dst: Ipv6Addr, exts: &[(u8, Vec<u8>)], proto: u8, payload: &[u8]) -> Vec<u8> {
     let mut chain = Vec::new();
     for (i, (_, body)) in exts.iter().enumerate() {
         let next = exts.get(i + 1).map(|e| e.0).unwrap_or(proto);
@@ -312,23 +292,8 @@ pub struct TcpSession {
 }
 
 impl TcpSession {
-    pub fn new(
-        client: IpAddr,
-        cport: u16,
-        server: IpAddr,
-        sport: u16,
-        cisn: u32,
-        sisn: u32,
-    ) -> Self {
-        TcpSession {
-            client,
-            server,
-            cport,
-            sport,
-            cseq: cisn,
-            sseq: sisn,
-            window: 65_535,
-        }
+    pub fn new(client: IpAddr, cport: u16, server: IpAddr, sport: u16, cisn: u32, sisn: u32) -> Self {
+        TcpSession { client, server, cport, sport, cseq: cisn, sseq: sisn, window: 65_535 }
     }
 
     /// A segment from the client (`from_client`) or the server. SYN and FIN
@@ -339,11 +304,7 @@ impl TcpSession {
         } else {
             (self.server, self.client, self.sport, self.cport)
         };
-        let (seq, ack) = if from_client {
-            (self.cseq, self.sseq)
-        } else {
-            (self.sseq, self.cseq)
-        };
+        let (seq, ack) = if from_client { (self.cseq, self.sseq) } else { (self.sseq, self.cseq) };
         let ack = if flags & ACK != 0 { ack } else { 0 };
         let t = tcp(src, dst, sp, dp, seq, ack, flags, self.window, payload);
         let adv = payload.len() as u32 + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);

@@ -4,52 +4,19 @@ use std::net::IpAddr;
 
 /// Scenario names (the `replay-pcaps/` case directories) and what they hold.
 pub const SCENARIOS: &[(&str, &str)] = &[
-    (
-        "tcp-basic",
-        "one HTTP-like TCP session over IPv4 and one over IPv6, handshake to teardown",
-    ),
+    ("tcp-basic", "one HTTP-like TCP session over IPv4 and one over IPv6, handshake to teardown"),
     ("tcp-states", "one TCP connection for each Zeek conn_state"),
-    (
-        "tcp-flip",
-        "connections whose first captured packet comes from the server",
-    ),
-    (
-        "tcp-retransmit-gap",
-        "a TCP session with a retransmission, a content gap and a zero window",
-    ),
-    (
-        "tcp-reuse-timeouts",
-        "SYN retries, an attempt timeout, port reuse after close, TCP inactivity",
-    ),
-    (
-        "udp-flows",
-        "UDP request/response, unanswered, server-first, inactivity split, IPv6",
-    ),
-    (
-        "icmp",
-        "ICMP and ICMPv6 echo pairs, unreachables and neighbour discovery",
-    ),
-    (
-        "vlan-mpls-pppoe",
-        "traffic under 802.1Q, QinQ, MPLS and PPPoE",
-    ),
-    (
-        "ip-fragments",
-        "fragmented IPv4 and IPv6 datagrams, out of order and overlapping",
-    ),
-    (
-        "tunnels",
-        "GRE, ERSPAN, PPTP GRE, IP-in-IP, 6in4, VXLAN, Geneve, GTP-U and Teredo",
-    ),
-    (
-        "other-protocols",
-        "ESP, SCTP and OSPF traffic tracked as flows of their own",
-    ),
+    ("tcp-flip", "connections whose first captured packet comes from the server"),
+    ("tcp-retransmit-gap", "a TCP session with a retransmission, a content gap and a zero window"),
+    ("tcp-reuse-timeouts", "SYN retries, an attempt timeout, port reuse after close, TCP inactivity"),
+    ("udp-flows", "UDP request/response, unanswered, server-first, inactivity split, IPv6"),
+    ("icmp", "ICMP and ICMPv6 echo pairs, unreachables and neighbour discovery"),
+    ("vlan-mpls-pppoe", "traffic under 802.1Q, QinQ, MPLS and PPPoE"),
+    ("ip-fragments", "fragmented IPv4 and IPv6 datagrams, out of order and overlapping"),
+    ("tunnels", "GRE, ERSPAN, PPTP GRE, IP-in-IP, 6in4, VXLAN, Geneve, GTP-U and Teredo"),
+    ("other-protocols", "ESP, SCTP and OSPF traffic tracked as flows of their own"),
     ("malformed", "damaged and truncated packets among good ones"),
-    (
-        "checksums",
-        "bad IP, UDP and TCP checksums (replayed with --verify-checksums)",
-    ),
+    ("checksums", "bad IP, UDP and TCP checksums (replayed with --verify-checksums)"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
     ("linktype-null", "BSD loopback (NULL)"),
@@ -70,10 +37,7 @@ struct Cap {
 
 impl Cap {
     fn new(linktype: u32) -> Cap {
-        Cap {
-            linktype,
-            pkts: Vec::new(),
-        }
+        Cap { linktype, pkts: Vec::new() }
     }
     /// An IP packet framed for this capture's link type.
     fn ip(&mut self, t: i64, ip: Vec<u8>) {
@@ -108,9 +72,7 @@ impl Cap {
                 f
             }
             DLT_LINUX_SLL2 => {
-                let mut f = (if v6 { ETH_IPV6 } else { ETH_IPV4 })
-                    .to_be_bytes()
-                    .to_vec();
+                let mut f = (if v6 { ETH_IPV6 } else { ETH_IPV4 }).to_be_bytes().to_vec();
                 f.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, 0, 6]);
                 f.extend_from_slice(&MAC_A);
                 f.extend_from_slice(&[0, 0]);
@@ -151,16 +113,7 @@ fn a(s: &str) -> IpAddr {
 /// segments, FIN from the client, FIN from the server, last ACK.
 /// History `ShADadFf`.
 #[allow(clippy::too_many_arguments)]
-fn session(
-    cap: &mut Cap,
-    t: i64,
-    c: &str,
-    cp: u16,
-    s: &str,
-    sp: u16,
-    req: usize,
-    resp: &[usize],
-) -> i64 {
+fn session(cap: &mut Cap, t: i64, c: &str, cp: u16, s: &str, sp: u16, req: usize, resp: &[usize]) -> i64 {
     let mut x = TcpSession::new(a(c), cp, a(s), sp, 1_000, 50_000);
     let mut t = t;
     let mut step = |cap: &mut Cap, p: Vec<u8>| {
@@ -184,26 +137,8 @@ fn session(
 
 fn tcp_basic() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
-    session(
-        &mut c,
-        0,
-        "10.1.0.10",
-        49152,
-        "10.1.0.80",
-        80,
-        100,
-        &[1000, 500],
-    );
-    session(
-        &mut c,
-        100 * MS,
-        "fd00:1::10",
-        49153,
-        "fd00:1::80",
-        8080,
-        64,
-        &[1200],
-    );
+    session(&mut c, 0, "10.1.0.10", 49152, "10.1.0.80", 80, 100, &[1000, 500]);
+    session(&mut c, 100 * MS, "fd00:1::10", 49153, "fd00:1::80", 8080, 64, &[1200]);
     c
 }
 
@@ -357,24 +292,12 @@ fn udp_flows() -> Cap {
     let (cl, dns) = (a("10.6.0.9"), a("10.6.0.53"));
     // Request and response.
     c.ip(0, ip(cl, dns, 17, &udp(cl, dns, 33000, 53, &[0x11; 30])));
-    c.ip(
-        2 * MS,
-        ip(dns, cl, 17, &udp(dns, cl, 53, 33000, &[0x22; 80])),
-    );
+    c.ip(2 * MS, ip(dns, cl, 17, &udp(dns, cl, 53, 33000, &[0x22; 80])));
     // A request nobody answers, sent twice.
-    c.ip(
-        10 * MS,
-        ip(cl, dns, 17, &udp(cl, dns, 33001, 53, &[0x33; 30])),
-    );
-    c.ip(
-        1010 * MS,
-        ip(cl, dns, 17, &udp(cl, dns, 33001, 53, &[0x33; 30])),
-    );
+    c.ip(10 * MS, ip(cl, dns, 17, &udp(cl, dns, 33001, 53, &[0x33; 30])));
+    c.ip(1010 * MS, ip(cl, dns, 17, &udp(cl, dns, 33001, 53, &[0x33; 30])));
     // Only the response was captured: the flow is flipped.
-    c.ip(
-        20 * MS,
-        ip(dns, cl, 17, &udp(dns, cl, 53, 33002, &[0x44; 60])),
-    );
+    c.ip(20 * MS, ip(dns, cl, 17, &udp(dns, cl, 53, 33002, &[0x44; 60])));
     // Two high ports: the first sender is the originator.
     let (p, q) = (a("10.6.0.20"), a("10.6.0.21"));
     c.ip(30 * MS, ip(p, q, 17, &udp(p, q, 40000, 40001, &[5; 12])));
@@ -396,23 +319,11 @@ fn icmp_scenario() -> Cap {
         let mut rest = vec![0, 1];
         rest.extend_from_slice(&i.to_be_bytes());
         rest.extend_from_slice(&[0x61; 56]);
-        c.ip(
-            i64::from(i) * S,
-            ipv4(h, g, 1, &icmp(8, 0, &rest), V4Opts::default()),
-        );
-        c.ip(
-            i64::from(i) * S + MS,
-            ipv4(g, h, 1, &icmp(0, 0, &rest), V4Opts::default()),
-        );
+        c.ip(i64::from(i) * S, ipv4(h, g, 1, &icmp(8, 0, &rest), V4Opts::default()));
+        c.ip(i64::from(i) * S + MS, ipv4(g, h, 1, &icmp(0, 0, &rest), V4Opts::default()));
     }
     // Port unreachable quoting a UDP datagram: one-way, type 3 code 3.
-    let quoted = ipv4(
-        h,
-        g,
-        17,
-        &udp(IpAddr::V4(h), IpAddr::V4(g), 5555, 9999, &[1; 4]),
-        V4Opts::default(),
-    );
+    let quoted = ipv4(h, g, 17, &udp(IpAddr::V4(h), IpAddr::V4(g), 5555, 9999, &[1; 4]), V4Opts::default());
     let mut rest = vec![0; 4];
     rest.extend_from_slice(&quoted);
     c.ip(5 * S, ipv4(g, h, 1, &icmp(3, 3, &rest), V4Opts::default()));
@@ -454,13 +365,7 @@ fn vlan_mpls_pppoe() -> Cap {
     // An ARP request: not IP, counted and skipped.
     c.raw(
         5 * MS,
-        eth(
-            ETH_ARP,
-            &[
-                0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 10, 10, 8, 0, 1, 0, 0, 0, 0, 0, 0, 10, 8, 0,
-                2,
-            ],
-        ),
+        eth(ETH_ARP, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 10, 10, 8, 0, 1, 0, 0, 0, 0, 0, 0, 10, 8, 0, 2]),
     );
     c
 }
@@ -470,11 +375,7 @@ fn ip_fragments() -> Cap {
     let (p, q) = (v4("10.9.0.1"), v4("10.9.0.2"));
     // A 3000-byte UDP datagram in three fragments, sent last-first.
     let dgram = udp(IpAddr::V4(p), IpAddr::V4(q), 7000, 7001, &[0x5a; 3000]);
-    let parts = [
-        (0usize, 1480usize, true),
-        (1480, 2960, true),
-        (2960, dgram.len(), false),
-    ];
+    let parts = [(0usize, 1480usize, true), (1480, 2960, true), (2960, dgram.len(), false)];
     for (i, &(s, e, more)) in parts.iter().enumerate().rev() {
         let o = V4Opts {
             id: 0x1234,
@@ -493,27 +394,11 @@ fn ip_fragments() -> Cap {
         q,
         17,
         &dgram[..24],
-        V4Opts {
-            id: 0x2222,
-            dont_fragment: false,
-            more_fragments: true,
-            ..Default::default()
-        },
+        V4Opts { id: 0x2222, dont_fragment: false, more_fragments: true, ..Default::default() },
     );
     let mut evil = dgram[16..].to_vec();
     evil[0] ^= 0xff;
-    let f2 = ipv4(
-        p,
-        q,
-        17,
-        &evil,
-        V4Opts {
-            id: 0x2222,
-            dont_fragment: false,
-            frag_offset: 16,
-            ..Default::default()
-        },
-    );
+    let f2 = ipv4(p, q, 17, &evil, V4Opts { id: 0x2222, dont_fragment: false, frag_offset: 16, ..Default::default() });
     c.ip(10 * MS, f1);
     c.ip(11 * MS, f2);
     // A first fragment whose rest never comes: held, then dropped by timeout
@@ -526,43 +411,21 @@ fn ip_fragments() -> Cap {
             q,
             17,
             &lone[..64],
-            V4Opts {
-                id: 0x3333,
-                dont_fragment: false,
-                more_fragments: true,
-                ..Default::default()
-            },
+            V4Opts { id: 0x3333, dont_fragment: false, more_fragments: true, ..Default::default() },
         ),
     );
-    c.ip(
-        70 * S,
-        ip(
-            IpAddr::V4(q),
-            IpAddr::V4(p),
-            17,
-            &udp(IpAddr::V4(q), IpAddr::V4(p), 7010, 7011, &[2; 8]),
-        ),
-    );
+    c.ip(70 * S, ip(IpAddr::V4(q), IpAddr::V4(p), 17, &udp(IpAddr::V4(q), IpAddr::V4(p), 7010, 7011, &[2; 8])));
     // IPv6 with Hop-by-Hop and Destination Options before a Fragment header.
     let (x, y) = (v6("fd00:9::1"), v6("fd00:9::2"));
     let dgram = udp(IpAddr::V6(x), IpAddr::V6(y), 8000, 53, &[0x42; 1800]);
     let hbh = (0u8, vec![0, 1, 4, 0, 0, 0, 0]);
     let dst = (60u8, vec![0, 1, 4, 0, 0, 0, 0]);
-    for (i, &(s, e, more)) in [(0usize, 1232usize, true), (1232, dgram.len(), false)]
-        .iter()
-        .enumerate()
-    {
+    for (i, &(s, e, more)) in [(0usize, 1232usize, true), (1232, dgram.len(), false)].iter().enumerate() {
         let off_field = ((s / 8) as u16) << 3 | u16::from(more);
         let mut frag = vec![0u8];
         frag.extend_from_slice(&off_field.to_be_bytes());
         frag.extend_from_slice(&0xabcd_0001u32.to_be_bytes());
-        let pkt = ipv6_ext(
-            x,
-            y,
-            &[hbh.clone(), dst.clone(), (44, frag)],
-            17,
-            &dgram[s..e],
-        );
+        let pkt = ipv6_ext(x, y, &[hbh.clone(), dst.clone(), (44, frag)], 17, &dgram[s..e]);
         c.ip(30 * MS + i as i64 * MS, pkt);
     }
     c
@@ -580,135 +443,61 @@ fn tunnels() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     let (o1, o2) = (v4("192.0.2.1"), v4("192.0.2.2"));
     let gre_ip = |inner: &[u8], flags: u8, extra: &[u8]| {
-        ipv4(
-            o1,
-            o2,
-            47,
-            &gre(0x0800, flags, 0, extra, inner),
-            V4Opts::default(),
-        )
+        ipv4(o1, o2, 47, &gre(0x0800, flags, 0, extra, inner), V4Opts::default())
     };
     // GRE carrying a whole TCP session.
     let mut x = TcpSession::new(a("10.10.0.1"), 45000, a("10.10.0.2"), 22, 10, 20);
     let mut t = 0;
-    for (fc, fl, n) in [
-        (true, SYN, 0),
-        (false, SYN | ACK, 0),
-        (true, ACK, 0),
-        (true, PSH | ACK, 40),
-        (false, PSH | ACK, 60),
-    ] {
+    for (fc, fl, n) in
+        [(true, SYN, 0), (false, SYN | ACK, 0), (true, ACK, 0), (true, PSH | ACK, 40), (false, PSH | ACK, 60)]
+    {
         c.ip(t, gre_ip(&x.seg(fc, fl, &vec![0x55; n]), 0, &[]));
         t += MS;
     }
     // GRE with key and sequence number, carrying UDP (same tunnel).
     let (i1, i2) = (a("10.10.0.3"), a("10.10.0.4"));
-    c.ip(
-        10 * MS,
-        gre_ip(
-            &ip(i1, i2, 17, &udp(i1, i2, 123, 123, &[0; 48])),
-            0x30,
-            &[0, 0, 0, 7, 0, 0, 0, 1],
-        ),
-    );
+    c.ip(10 * MS, gre_ip(&ip(i1, i2, 17, &udp(i1, i2, 123, 123, &[0; 48])), 0x30, &[0, 0, 0, 7, 0, 0, 0, 1]));
     // ERSPAN type II: Ethernet frames of a mirrored port.
     let (e1, e2) = (v4("192.0.2.3"), v4("192.0.2.4"));
     let inner = eth(
         ETH_IPV4,
-        &ip(
-            a("10.11.0.1"),
-            a("10.11.0.2"),
-            17,
-            &udp(a("10.11.0.1"), a("10.11.0.2"), 514, 514, &[1; 30]),
-        ),
+        &ip(a("10.11.0.1"), a("10.11.0.2"), 17, &udp(a("10.11.0.1"), a("10.11.0.2"), 514, 514, &[1; 30])),
     );
     let mut er = vec![0x10, 0x01, 0x00, 0x05, 0, 0, 0, 0];
     er.extend_from_slice(&inner);
-    c.ip(
-        20 * MS,
-        ipv4(
-            e1,
-            e2,
-            47,
-            &gre(0x88be, 0x10, 0, &[0, 0, 0, 1], &er),
-            V4Opts::default(),
-        ),
-    );
+    c.ip(20 * MS, ipv4(e1, e2, 47, &gre(0x88be, 0x10, 0, &[0, 0, 0, 1], &er), V4Opts::default()));
     // PPTP's enhanced GRE (version 1) with PPP inside.
     let (p1, p2) = (v4("192.0.2.5"), v4("192.0.2.6"));
-    let inner = ipv4(
-        v4("10.12.0.1"),
-        v4("10.12.0.2"),
-        1,
-        &icmp(8, 0, &[0, 1, 0, 1, 9, 9]),
-        V4Opts::default(),
-    );
+    let inner = ipv4(v4("10.12.0.1"), v4("10.12.0.2"), 1, &icmp(8, 0, &[0, 1, 0, 1, 9, 9]), V4Opts::default());
     let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
     ppp.extend_from_slice(&inner);
     let key = [((ppp.len() >> 8) as u8), ppp.len() as u8, 0, 9, 0, 0, 0, 1];
-    c.ip(
-        30 * MS,
-        ipv4(
-            p1,
-            p2,
-            47,
-            &gre(0x880b, 0x30, 1, &key, &ppp),
-            V4Opts::default(),
-        ),
-    );
+    c.ip(30 * MS, ipv4(p1, p2, 47, &gre(0x880b, 0x30, 1, &key, &ppp), V4Opts::default()));
     // IPv4 in IPv4.
     let (j1, j2) = (v4("192.0.2.7"), v4("192.0.2.8"));
-    let inner = ip(
-        a("10.13.0.1"),
-        a("10.13.0.2"),
-        17,
-        &udp(a("10.13.0.1"), a("10.13.0.2"), 1000, 2000, &[2; 10]),
-    );
+    let inner = ip(a("10.13.0.1"), a("10.13.0.2"), 17, &udp(a("10.13.0.1"), a("10.13.0.2"), 1000, 2000, &[2; 10]));
     c.ip(40 * MS, ipv4(j1, j2, 4, &inner, V4Opts::default()));
     // IPv6 in IPv4 (6in4).
-    let inner = ip(
-        a("fd00:14::1"),
-        a("fd00:14::2"),
-        17,
-        &udp(a("fd00:14::1"), a("fd00:14::2"), 1000, 2000, &[3; 10]),
-    );
+    let inner = ip(a("fd00:14::1"), a("fd00:14::2"), 17, &udp(a("fd00:14::1"), a("fd00:14::2"), 1000, 2000, &[3; 10]));
     c.ip(50 * MS, ipv4(j1, j2, 41, &inner, V4Opts::default()));
     // VXLAN: Ethernet inside UDP/4789.
     let (v1, v2) = (a("192.0.2.9"), a("192.0.2.10"));
     let mut y = TcpSession::new(a("10.15.0.1"), 46000, a("10.15.0.2"), 80, 1, 2);
-    for (k, (fc, fl)) in [(true, SYN), (false, SYN | ACK), (true, ACK)]
-        .into_iter()
-        .enumerate()
-    {
+    for (k, (fc, fl)) in [(true, SYN), (false, SYN | ACK), (true, ACK)].into_iter().enumerate() {
         let mut vx = vec![0x08, 0, 0, 0, 0, 0, 0x2a, 0];
         vx.extend_from_slice(&eth(ETH_IPV4, &y.seg(fc, fl, &[])));
-        c.ip(
-            60 * MS + k as i64 * MS,
-            ip(v1, v2, 17, &udp(v1, v2, 50000, 4789, &vx)),
-        );
+        c.ip(60 * MS + k as i64 * MS, ip(v1, v2, 17, &udp(v1, v2, 50000, 4789, &vx)));
     }
     // Geneve: Ethernet inside UDP/6081, with one option word.
     let inner = eth(
         ETH_IPV4,
-        &ip(
-            a("10.16.0.1"),
-            a("10.16.0.2"),
-            17,
-            &udp(a("10.16.0.1"), a("10.16.0.2"), 3000, 3001, &[4; 16]),
-        ),
+        &ip(a("10.16.0.1"), a("10.16.0.2"), 17, &udp(a("10.16.0.1"), a("10.16.0.2"), 3000, 3001, &[4; 16])),
     );
-    let mut gv = vec![
-        0x01, 0x00, 0x65, 0x58, 0, 0, 0x10, 0, 0x01, 0x02, 0x80, 0x00,
-    ];
+    let mut gv = vec![0x01, 0x00, 0x65, 0x58, 0, 0, 0x10, 0, 0x01, 0x02, 0x80, 0x00];
     gv.extend_from_slice(&inner);
     c.ip(70 * MS, ip(v1, v2, 17, &udp(v1, v2, 50001, 6081, &gv)));
     // GTP-U: a user's IPv4 packet inside UDP/2152.
-    let inner = ip(
-        a("10.17.0.1"),
-        a("10.17.0.2"),
-        17,
-        &udp(a("10.17.0.1"), a("10.17.0.2"), 4000, 4001, &[5; 16]),
-    );
+    let inner = ip(a("10.17.0.1"), a("10.17.0.2"), 17, &udp(a("10.17.0.1"), a("10.17.0.2"), 4000, 4001, &[5; 16]));
     let mut gt = vec![0x30, 0xff];
     gt.extend_from_slice(&(inner.len() as u16).to_be_bytes());
     gt.extend_from_slice(&[0, 0, 0, 1]);
@@ -719,13 +508,7 @@ fn tunnels() -> Cap {
         a("2001:0:4136:e378::1"),
         a("2001:0:4136:e378::2"),
         17,
-        &udp(
-            a("2001:0:4136:e378::1"),
-            a("2001:0:4136:e378::2"),
-            5000,
-            5001,
-            &[6; 8],
-        ),
+        &udp(a("2001:0:4136:e378::1"), a("2001:0:4136:e378::2"), 5000, 5001, &[6; 8]),
     );
     c.ip(90 * MS, ip(v1, v2, 17, &udp(v1, v2, 50002, 3544, &inner)));
     c
@@ -736,39 +519,12 @@ fn other_protocols() -> Cap {
     let (p, q) = (v4("10.18.0.1"), v4("10.18.0.2"));
     // ESP (50): two packets one way, one back.
     for (t, s, d) in [(0, p, q), (MS, p, q), (2 * MS, q, p)] {
-        c.ip(
-            t,
-            ipv4(
-                s,
-                d,
-                50,
-                &[0, 0, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef],
-                V4Opts::default(),
-            ),
-        );
+        c.ip(t, ipv4(s, d, 50, &[0, 0, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef], V4Opts::default()));
     }
     // SCTP (132) INIT.
-    c.ip(
-        10 * MS,
-        ipv4(
-            p,
-            q,
-            132,
-            &[0x0b, 0x59, 0x0b, 0x59, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 20],
-            V4Opts::default(),
-        ),
-    );
+    c.ip(10 * MS, ipv4(p, q, 132, &[0x0b, 0x59, 0x0b, 0x59, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 20], V4Opts::default()));
     // OSPF hello (89) to 224.0.0.5.
-    c.ip(
-        20 * MS,
-        ipv4(
-            p,
-            v4("224.0.0.5"),
-            89,
-            &[2, 1, 0, 44, 10, 18, 0, 1, 0, 0, 0, 0],
-            V4Opts::default(),
-        ),
-    );
+    c.ip(20 * MS, ipv4(p, v4("224.0.0.5"), 89, &[2, 1, 0, 44, 10, 18, 0, 1, 0, 0, 0, 0], V4Opts::default()));
     c
 }
 
@@ -776,16 +532,7 @@ fn malformed() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     let (p, q) = (v4("10.19.0.1"), v4("10.19.0.2"));
     let good = |t: i64, c: &mut Cap| {
-        c.ip(
-            t,
-            ipv4(
-                p,
-                q,
-                17,
-                &udp(IpAddr::V4(p), IpAddr::V4(q), 9000, 9001, &[1; 10]),
-                V4Opts::default(),
-            ),
-        );
+        c.ip(t, ipv4(p, q, 17, &udp(IpAddr::V4(p), IpAddr::V4(q), 9000, 9001, &[1; 10]), V4Opts::default()));
     };
     good(0, &mut c);
     // A frame shorter than an Ethernet header.
@@ -797,24 +544,9 @@ fn malformed() -> Cap {
     bad[0] = 0x43;
     c.ip(3 * MS, bad);
     // IPv4 whose total length is smaller than its header.
-    c.ip(
-        4 * MS,
-        ipv4(
-            p,
-            q,
-            17,
-            &[0; 8],
-            V4Opts {
-                total_len_override: Some(10),
-                ..Default::default()
-            },
-        ),
-    );
+    c.ip(4 * MS, ipv4(p, q, 17, &[0; 8], V4Opts { total_len_override: Some(10), ..Default::default() }));
     // A TCP header cut short.
-    c.ip(
-        5 * MS,
-        ipv4(p, q, 6, &[0x23, 0x28, 0x00, 0x50, 0, 0], V4Opts::default()),
-    );
+    c.ip(5 * MS, ipv4(p, q, 6, &[0x23, 0x28, 0x00, 0x50, 0, 0], V4Opts::default()));
     // UDP whose length field exceeds the datagram.
     let mut u = udp(IpAddr::V4(p), IpAddr::V4(q), 9000, 9002, &[1; 4]);
     u[4..6].copy_from_slice(&500u16.to_be_bytes());
@@ -828,44 +560,21 @@ fn malformed() -> Cap {
     w[0] = 0x95;
     c.raw(8 * MS, eth(ETH_IPV4, &w));
     // GRE with the routing bit (unsupported source routing).
-    c.ip(
-        9 * MS,
-        ipv4(
-            p,
-            q,
-            47,
-            &gre(0x0800, 0x40, 0, &[0, 0, 0, 0], &[0; 20]),
-            V4Opts::default(),
-        ),
-    );
+    c.ip(9 * MS, ipv4(p, q, 47, &gre(0x0800, 0x40, 0, &[0, 0, 0, 0], &[0; 20]), V4Opts::default()));
     // A TCP segment cut by the snap length inside its payload: still a flow,
     // counted with the length on the wire.
     let mut x = TcpSession::new(IpAddr::V4(p), 9100, IpAddr::V4(q), 80, 1, 2);
-    c.truncated(
-        10 * MS,
-        eth(ETH_IPV4, &x.seg(true, PSH | ACK, &[7; 200])),
-        60,
-    );
+    c.truncated(10 * MS, eth(ETH_IPV4, &x.seg(true, PSH | ACK, &[7; 200])), 60);
     good(11 * MS, &mut c);
     // An IPv4 header cut by the snap length.
-    c.truncated(
-        12 * MS,
-        eth(ETH_IPV4, &ipv4(p, q, 17, &[0; 40], V4Opts::default())),
-        24,
-    );
+    c.truncated(12 * MS, eth(ETH_IPV4, &ipv4(p, q, 17, &[0; 40], V4Opts::default())), 24);
     c
 }
 
 fn checksums() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     let (p, q) = (v4("10.20.0.1"), v4("10.20.0.2"));
-    let ok = ipv4(
-        p,
-        q,
-        17,
-        &udp(IpAddr::V4(p), IpAddr::V4(q), 1111, 2222, &[1; 10]),
-        V4Opts::default(),
-    );
+    let ok = ipv4(p, q, 17, &udp(IpAddr::V4(p), IpAddr::V4(q), 1111, 2222, &[1; 10]), V4Opts::default());
     c.ip(0, ok.clone());
     // Bad IP header checksum: the packet is dropped before any flow.
     c.ip(
@@ -875,10 +584,7 @@ fn checksums() -> Cap {
             q,
             17,
             &udp(IpAddr::V4(p), IpAddr::V4(q), 1111, 2222, &[1; 10]),
-            V4Opts {
-                bad_checksum: true,
-                ..Default::default()
-            },
+            V4Opts { bad_checksum: true, ..Default::default() },
         ),
     );
     // Bad UDP checksum: the flow notes it, the packet is not counted.
@@ -923,12 +629,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "linktype-raw" => linktype(DLT_RAW),
         "linktype-ppp" => linktype(DLT_PPP),
         "linktype-chdlc" => linktype(DLT_C_HDLC),
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("unknown scenario {other:?}"),
-            ))
-        }
+        other => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown scenario {other:?}"))),
     };
     cap.write(w)
 }
@@ -983,23 +684,11 @@ pub fn bench_mix_with(w: &mut impl Write, target_bytes: u64, small: bool) -> io:
                 (next_port >> 8) as u8,
                 next_port as u8,
             ));
-            let server = IpAddr::V4(std::net::Ipv4Addr::new(
-                172,
-                16,
-                rng.below(16) as u8,
-                1 + rng.below(250) as u8,
-            ));
+            let server = IpAddr::V4(std::net::Ipv4Addr::new(172, 16, rng.below(16) as u8, 1 + rng.below(250) as u8));
             let cport = 1024 + (next_port % 60000) as u16;
             let sport = [80u16, 443, 8080, 22, 1883, 502][rng.below(6) as usize];
             let mut f = MixFlow {
-                sess: TcpSession::new(
-                    client,
-                    cport,
-                    server,
-                    sport,
-                    rng.next() as u32,
-                    rng.next() as u32,
-                ),
+                sess: TcpSession::new(client, cport, server, sport, rng.next() as u32, rng.next() as u32),
                 step: 0,
                 data_pkts: 4 + rng.below(24) as u32,
                 small,
@@ -1011,26 +700,10 @@ pub fn bench_mix_with(w: &mut impl Write, target_bytes: u64, small: bool) -> io:
         } else if roll < 10 {
             // A DNS-like exchange or a ping, as a single packet of a short flow.
             let n = rng.next();
-            let c = IpAddr::V4(std::net::Ipv4Addr::new(
-                10,
-                64 + (n >> 8) as u8 % 64,
-                (n >> 16) as u8,
-                (n >> 24) as u8,
-            ));
+            let c = IpAddr::V4(std::net::Ipv4Addr::new(10, 64 + (n >> 8) as u8 % 64, (n >> 16) as u8, (n >> 24) as u8));
             let s = IpAddr::V4(std::net::Ipv4Addr::new(172, 17, 0, 53));
             let d = if roll < 8 {
-                ip(
-                    c,
-                    s,
-                    17,
-                    &udp(
-                        c,
-                        s,
-                        1024 + (n >> 32) as u16 % 60000,
-                        53,
-                        &payload[..40 + (n % 60) as usize],
-                    ),
-                )
+                ip(c, s, 17, &udp(c, s, 1024 + (n >> 32) as u16 % 60000, 53, &payload[..40 + (n % 60) as usize]))
             } else {
                 ipv4(
                     match c {

@@ -41,74 +41,26 @@ pub const CATALOG: &[LogDef] = &[
         name: "conn",
         fields: &[
             f("ts", Time, "time of the first packet"),
-            f(
-                "uid",
-                String,
-                "connection identifier, shared by every log about this connection",
-            ),
+            f("uid", String, "connection identifier, shared by every log about this connection"),
             f("id.orig_h", Addr, "originator address"),
             f("id.orig_p", Port, "originator port (ICMP: message type)"),
             f("id.resp_h", Addr, "responder address"),
-            f(
-                "id.resp_p",
-                Port,
-                "responder port (ICMP: counterpart type or code)",
-            ),
-            f(
-                "proto",
-                String,
-                "transport protocol: tcp, udp, icmp or unknown_transport",
-            ),
-            f(
-                "service",
-                String,
-                "protocols confirmed on the connection, comma-separated",
-            ),
-            f(
-                "duration",
-                Interval,
-                "last minus first packet time; unset when zero",
-            ),
-            f(
-                "orig_bytes",
-                Count,
-                "originator payload bytes (TCP: from sequence numbers)",
-            ),
-            f(
-                "resp_bytes",
-                Count,
-                "responder payload bytes (TCP: from sequence numbers)",
-            ),
-            f(
-                "conn_state",
-                String,
-                "Zeek connection state (S0, S1, SF, REJ, ...)",
-            ),
+            f("id.resp_p", Port, "responder port (ICMP: counterpart type or code)"),
+            f("proto", String, "transport protocol: tcp, udp, icmp or unknown_transport"),
+            f("service", String, "protocols confirmed on the connection, comma-separated"),
+            f("duration", Interval, "last minus first packet time; unset when zero"),
+            f("orig_bytes", Count, "originator payload bytes (TCP: from sequence numbers)"),
+            f("resp_bytes", Count, "responder payload bytes (TCP: from sequence numbers)"),
+            f("conn_state", String, "Zeek connection state (S0, S1, SF, REJ, ...)"),
             f("local_orig", Bool, "originator is in a local network"),
             f("local_resp", Bool, "responder is in a local network"),
             f("missed_bytes", Count, "bytes lost in TCP content gaps"),
-            f(
-                "history",
-                String,
-                "state history letters; upper case for the originator",
-            ),
+            f("history", String, "state history letters; upper case for the originator"),
             f("orig_pkts", Count, "packets sent by the originator"),
-            f(
-                "orig_ip_bytes",
-                Count,
-                "IP-level bytes sent by the originator",
-            ),
+            f("orig_ip_bytes", Count, "IP-level bytes sent by the originator"),
             f("resp_pkts", Count, "packets sent by the responder"),
-            f(
-                "resp_ip_bytes",
-                Count,
-                "IP-level bytes sent by the responder",
-            ),
-            f(
-                "tunnel_parents",
-                StringSet,
-                "uids of the tunnels that carried this connection",
-            ),
+            f("resp_ip_bytes", Count, "IP-level bytes sent by the responder"),
+            f("tunnel_parents", StringSet, "uids of the tunnels that carried this connection"),
             f("ip_proto", Count, "IP protocol number"),
             f("vlan", Count, "outer 802.1Q VLAN id"),
             f("inner_vlan", Count, "inner 802.1Q VLAN id (QinQ)"),
@@ -128,40 +80,20 @@ pub const CATALOG: &[LogDef] = &[
             f("addl", String, "details"),
             f("notice", Bool, "whether a notice was raised"),
             f("peer", String, "sensor that saw it"),
-            f(
-                "source",
-                String,
-                "layer that reported it (IP, TCP, sensor, ...)",
-            ),
+            f("source", String, "layer that reported it (IP, TCP, sensor, ...)"),
         ],
     },
     LogDef {
         name: "tunnel",
         fields: &[
             f("ts", Time, "time of the action"),
-            f(
-                "uid",
-                String,
-                "tunnel identifier, listed in tunnel_parents of inner connections",
-            ),
+            f("uid", String, "tunnel identifier, listed in tunnel_parents of inner connections"),
             f("id.orig_h", Addr, "tunnel originator address"),
-            f(
-                "id.orig_p",
-                Port,
-                "tunnel originator port (0 for IP-level tunnels)",
-            ),
+            f("id.orig_p", Port, "tunnel originator port (0 for IP-level tunnels)"),
             f("id.resp_h", Addr, "tunnel responder address"),
-            f(
-                "id.resp_p",
-                Port,
-                "tunnel responder port (0 for IP-level tunnels)",
-            ),
+            f("id.resp_p", Port, "tunnel responder port (0 for IP-level tunnels)"),
             f("tunnel_type", String, "Tunnel::GRE, Tunnel::VXLAN, ..."),
-            f(
-                "action",
-                String,
-                "Tunnel::DISCOVER, Tunnel::CLOSE or Tunnel::EXPIRE",
-            ),
+            f("action", String, "Tunnel::DISCOVER, Tunnel::CLOSE or Tunnel::EXPIRE"),
         ],
     },
     LogDef {
@@ -171,56 +103,20 @@ pub const CATALOG: &[LogDef] = &[
             f("peer", String, "sensor"),
             f("pkts_read", Count, "packets read from the source"),
             f("bytes_read", Count, "wire bytes of those packets"),
-            f(
-                "pkts_dropped_kernel",
-                Count,
-                "packets dropped by the kernel",
-            ),
-            f(
-                "pkts_dropped_iface",
-                Count,
-                "packets dropped by the interface",
-            ),
+            f("pkts_dropped_kernel", Count, "packets dropped by the kernel"),
+            f("pkts_dropped_iface", Count, "packets dropped by the interface"),
             f("pkts_flow", Count, "packets that reached a flow"),
             f("pkts_non_ip", Count, "non-IP packets skipped"),
             f("pkts_malformed", Count, "malformed packets skipped"),
             f("pkts_fragment", Count, "IP fragments taken into reassembly"),
-            f(
-                "pkts_bad_checksum",
-                Count,
-                "packets skipped for a bad checksum",
-            ),
-            f(
-                "fragments_reassembled",
-                Count,
-                "datagrams rebuilt from fragments",
-            ),
-            f(
-                "fragments_dropped",
-                Count,
-                "fragments dropped by a cap or a timeout",
-            ),
+            f("pkts_bad_checksum", Count, "packets skipped for a bad checksum"),
+            f("fragments_reassembled", Count, "datagrams rebuilt from fragments"),
+            f("fragments_dropped", Count, "fragments dropped by a cap or a timeout"),
             f("flows_created", Count, "flows created"),
-            f(
-                "flows_expired",
-                Count,
-                "flows ended by a timeout or a close",
-            ),
-            f(
-                "flows_evicted",
-                Count,
-                "flows ended early because the flow table was full",
-            ),
-            f(
-                "flows_flushed",
-                Count,
-                "flows ended by the end of the capture",
-            ),
-            f(
-                "flows_active",
-                Count,
-                "flows open at the time of the report",
-            ),
+            f("flows_expired", Count, "flows ended by a timeout or a close"),
+            f("flows_evicted", Count, "flows ended early because the flow table was full"),
+            f("flows_flushed", Count, "flows ended by the end of the capture"),
+            f("flows_active", Count, "flows open at the time of the report"),
             f("weirds", Count, "weird.log records written"),
         ],
     },
@@ -229,9 +125,7 @@ pub const CATALOG: &[LogDef] = &[
 #[cfg(test)]
 mod tests {
     use super::CATALOG;
-    use crate::{
-        ConnRecord, Event, FlowUid, Interval, StatsRecord, Time, TunnelRecord, WeirdRecord,
-    };
+    use crate::{ConnRecord, Event, FlowUid, Interval, StatsRecord, Time, TunnelRecord, WeirdRecord};
     use std::net::IpAddr;
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
@@ -239,14 +133,7 @@ mod tests {
     }
 
     fn log(name: &str) -> Vec<&'static str> {
-        CATALOG
-            .iter()
-            .find(|l| l.name == name)
-            .unwrap()
-            .fields
-            .iter()
-            .map(|f| f.path)
-            .collect()
+        CATALOG.iter().find(|l| l.name == name).unwrap().fields.iter().map(|f| f.path).collect()
     }
 
     /// Every field a fully populated record writes is in the catalog, and the
@@ -304,10 +191,7 @@ mod tests {
             tunnel_type: "Tunnel::GRE",
             action: "Tunnel::DISCOVER",
         });
-        let stats = Event::Stats(StatsRecord {
-            pkts_dropped_iface: Some(0),
-            ..Default::default()
-        });
+        let stats = Event::Stats(StatsRecord { pkts_dropped_iface: Some(0), ..Default::default() });
         for ev in [conn, weird, tunnel, stats] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);

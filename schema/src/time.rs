@@ -90,9 +90,6 @@ mod tests {
         assert_eq!(Time(1_362_692_526_869_344).to_string(), "1362692526.869344");
         assert_eq!(Interval(54).to_string(), "0.000054");
         assert_eq!(Interval(-1).to_string(), "-0.000001");
-        assert_eq!(
-            serde_json::to_string(&Interval(5_000_000)).unwrap(),
-            "5.000000"
-        );
+        assert_eq!(serde_json::to_string(&Interval(5_000_000)).unwrap(), "5.000000");
     }
 }

@@ -28,13 +28,7 @@ pub struct LiveSpec {
 
 impl Default for LiveSpec {
     fn default() -> Self {
-        LiveSpec {
-            interface: String::new(),
-            filter: None,
-            snaplen: 65_535,
-            promiscuous: true,
-            buffer_mb: 64,
-        }
+        LiveSpec { interface: String::new(), filter: None, snaplen: 65_535, promiscuous: true, buffer_mb: 64 }
     }
 }
 
@@ -81,10 +75,8 @@ impl Source {
     }
 
     fn open_file(path: &Path) -> Result<Source, SensorError> {
-        let cap = Capture::from_file(path).map_err(|e| SensorError::OpenFile {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
+        let cap = Capture::from_file(path)
+            .map_err(|e| SensorError::OpenFile { path: path.to_path_buf(), msg: e.to_string() })?;
         let linktype = LinkType::from_dlt(cap.get_datalink().0);
         Ok(Source {
             name: path.display().to_string(),
@@ -97,10 +89,7 @@ impl Source {
 
     fn open_live(spec: &LiveSpec) -> Result<Source, SensorError> {
         let iface = spec.interface.clone();
-        let err = |e: pcap::Error| SensorError::OpenInterface {
-            iface: iface.clone(),
-            msg: e.to_string(),
-        };
+        let err = |e: pcap::Error| SensorError::OpenInterface { iface: iface.clone(), msg: e.to_string() };
         let mut cap = Capture::from_device(spec.interface.as_str())
             .map_err(err)?
             .promisc(spec.promiscuous)
@@ -115,19 +104,10 @@ impl Source {
             .setnonblock()
             .map_err(err)?;
         if let Some(f) = &spec.filter {
-            cap.filter(f, true).map_err(|e| SensorError::Filter {
-                filter: f.clone(),
-                msg: e.to_string(),
-            })?;
+            cap.filter(f, true).map_err(|e| SensorError::Filter { filter: f.clone(), msg: e.to_string() })?;
         }
         let linktype = LinkType::from_dlt(cap.get_datalink().0);
-        Ok(Source {
-            name: spec.interface.clone(),
-            inner: Inner::Live(cap),
-            linktype,
-            packets: 0,
-            waiting: false,
-        })
+        Ok(Source { name: spec.interface.clone(), inner: Inner::Live(cap), linktype, packets: 0, waiting: false })
     }
 
     pub fn linktype(&self) -> LinkType {
@@ -152,11 +132,7 @@ impl Source {
                     }
                     Ok(n)
                 }
-                Err(msg) => Err(SensorError::DamagedFile {
-                    path: path.clone(),
-                    packets,
-                    msg,
-                }),
+                Err(msg) => Err(SensorError::DamagedFile { path: path.clone(), packets, msg }),
             },
             Inner::Live(cap) => match next_live(cap, &mut self.waiting) {
                 Ok(n) => {
@@ -165,10 +141,7 @@ impl Source {
                     }
                     Ok(n)
                 }
-                Err(msg) => Err(SensorError::Live {
-                    iface: self.name.clone(),
-                    msg,
-                }),
+                Err(msg) => Err(SensorError::Live { iface: self.name.clone(), msg }),
             },
         }
     }
@@ -193,23 +166,14 @@ impl Source {
 /// timers, signals and progress are serviced on a quiet link.
 const LIVE_POLL_MS: i64 = 200;
 
-fn next_live<'a>(
-    cap: &'a mut Capture<pcap::Active>,
-    waiting: &mut bool,
-) -> Result<Next<'a>, String> {
+fn next_live<'a>(cap: &'a mut Capture<pcap::Active>, waiting: &mut bool) -> Result<Next<'a>, String> {
     use std::os::fd::{AsRawFd, BorrowedFd};
     if *waiting {
         let fd = cap.as_raw_fd();
         // SAFETY: the descriptor belongs to `cap`, which outlives this borrow.
         let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut fds = [rustix::event::PollFd::new(
-            &bfd,
-            rustix::event::PollFlags::IN,
-        )];
-        let ts = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: LIVE_POLL_MS * 1_000_000,
-        };
+        let mut fds = [rustix::event::PollFd::new(&bfd, rustix::event::PollFlags::IN)];
+        let ts = rustix::event::Timespec { tv_sec: 0, tv_nsec: LIVE_POLL_MS * 1_000_000 };
         let ready = match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(n) => n > 0,
             Err(rustix::io::Errno::INTR) => false,
@@ -229,11 +193,7 @@ fn next_from<T: Activated + ?Sized>(cap: &mut Capture<T>) -> Result<Next<'_>, St
     match cap.next_packet() {
         Ok(p) => {
             let ts = Time::from_secs_micros(p.header.ts.tv_sec, p.header.ts.tv_usec);
-            Ok(Next::Packet {
-                ts,
-                data: p.data,
-                wire_len: p.header.len,
-            })
+            Ok(Next::Packet { ts, data: p.data, wire_len: p.header.len })
         }
         Err(pcap::Error::NoMorePackets) => Ok(Next::End),
         Err(pcap::Error::TimeoutExpired) => Ok(Next::Idle),

@@ -5,11 +5,7 @@ pub enum SensorError {
     #[error("cannot open capture {path}: {msg}")]
     OpenFile { path: PathBuf, msg: String },
     #[error("capture {path} is damaged after {packets} packets: {msg}")]
-    DamagedFile {
-        path: PathBuf,
-        packets: u64,
-        msg: String,
-    },
+    DamagedFile { path: PathBuf, packets: u64, msg: String },
     #[error("cannot capture on interface {iface}: {msg}")]
     OpenInterface { iface: String, msg: String },
     #[error("invalid capture filter {filter:?}: {msg}")]
@@ -17,10 +13,7 @@ pub enum SensorError {
     #[error("capture on {iface} failed: {msg}")]
     Live { iface: String, msg: String },
     #[error("cannot write log {path}: {source}")]
-    Log {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Log { path: PathBuf, source: std::io::Error },
     #[error("a sensor thread panicked: {0}")]
     Thread(String),
 }

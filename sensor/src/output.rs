@@ -23,15 +23,8 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn new(dir: &Path) -> Result<LogWriter, SensorError> {
-        std::fs::create_dir_all(dir).map_err(|source| SensorError::Log {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(LogWriter {
-            dir: dir.to_path_buf(),
-            files: HashMap::new(),
-            line: Vec::with_capacity(1024),
-        })
+        std::fs::create_dir_all(dir).map_err(|source| SensorError::Log { path: dir.to_path_buf(), source })?;
+        Ok(LogWriter { dir: dir.to_path_buf(), files: HashMap::new(), line: Vec::with_capacity(1024) })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -44,36 +37,25 @@ impl EventSink for LogWriter {
         for ev in events {
             let name = ev.log_name();
             self.line.clear();
-            serde_json::to_writer(&mut self.line, ev).map_err(|e| SensorError::Log {
-                path: self.path(name),
-                source: std::io::Error::other(e),
-            })?;
+            serde_json::to_writer(&mut self.line, ev)
+                .map_err(|e| SensorError::Log { path: self.path(name), source: std::io::Error::other(e) })?;
             self.line.push(b'\n');
             let w = match self.files.get_mut(name) {
                 Some(w) => w,
                 None => {
                     let path = self.path(name);
-                    let f =
-                        File::create(&path).map_err(|source| SensorError::Log { path, source })?;
-                    self.files
-                        .entry(name)
-                        .or_insert_with(|| BufWriter::with_capacity(1 << 16, f))
+                    let f = File::create(&path).map_err(|source| SensorError::Log { path, source })?;
+                    self.files.entry(name).or_insert_with(|| BufWriter::with_capacity(1 << 16, f))
                 }
             };
-            w.write_all(&self.line).map_err(|source| SensorError::Log {
-                path: self.dir.join(name),
-                source,
-            })?;
+            w.write_all(&self.line).map_err(|source| SensorError::Log { path: self.dir.join(name), source })?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SensorError> {
         for (name, w) in self.files.iter_mut() {
-            w.flush().map_err(|source| SensorError::Log {
-                path: self.dir.join(format!("{name}.log")),
-                source,
-            })?;
+            w.flush().map_err(|source| SensorError::Log { path: self.dir.join(format!("{name}.log")), source })?;
         }
         Ok(())
     }

@@ -27,12 +27,7 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig {
-            workers: 1,
-            worker: WorkerConfig::default(),
-            batch_packets: 1024,
-            queue_batches: 8,
-        }
+        PipelineConfig { workers: 1, worker: WorkerConfig::default(), batch_packets: 1024, queue_batches: 8 }
     }
 }
 
@@ -83,11 +78,7 @@ struct Batch {
 
 impl Batch {
     fn new(cap: usize) -> Batch {
-        Batch {
-            data: Vec::with_capacity(cap * 128),
-            pkts: Vec::with_capacity(cap),
-            now: Time(i64::MIN),
-        }
+        Batch { data: Vec::with_capacity(cap * 128), pkts: Vec::with_capacity(cap), now: Time(i64::MIN) }
     }
 }
 
@@ -98,13 +89,7 @@ struct CaptureCounters {
     drops: DropStats,
 }
 
-fn stats_record(
-    ts: Time,
-    peer: &str,
-    cap: &CaptureCounters,
-    w: &WorkerCounters,
-    live: bool,
-) -> StatsRecord {
+fn stats_record(ts: Time, peer: &str, cap: &CaptureCounters, w: &WorkerCounters, live: bool) -> StatsRecord {
     StatsRecord {
         ts,
         peer: peer.to_string(),
@@ -153,9 +138,7 @@ fn sum(all: &[Arc<Mutex<WorkerCounters>>]) -> WorkerCounters {
 }
 
 fn wall_now() -> Time {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     Time(d.as_micros() as i64)
 }
 
@@ -219,8 +202,7 @@ pub fn run<S: EventSink + 'static>(
             r.pkts.clear();
             r
         });
-        let mut full =
-            std::mem::replace(b, fresh.unwrap_or_else(|_| Batch::new(cfg.batch_packets)));
+        let mut full = std::mem::replace(b, fresh.unwrap_or_else(|_| Batch::new(cfg.batch_packets)));
         full.now = now;
         to_workers[i].send(full).is_ok()
     };
@@ -232,13 +214,7 @@ pub fn run<S: EventSink + 'static>(
             if live {
                 cap.drops = source.drops();
             }
-            let rec = stats_record(
-                if live { wall_now() } else { now },
-                &peer,
-                &cap,
-                &sum(&shared),
-                live,
-            );
+            let rec = stats_record(if live { wall_now() } else { now }, &peer, &cap, &sum(&shared), live);
             if let Some(r) = hooks.report.as_mut() {
                 r(&rec);
             }
@@ -251,11 +227,7 @@ pub fn run<S: EventSink + 'static>(
                 if ts > now {
                     now = ts;
                 }
-                let i = if n == 1 {
-                    0
-                } else {
-                    (shard_hash(linktype, data) % n as u64) as usize
-                };
+                let i = if n == 1 { 0 } else { (shard_hash(linktype, data) % n as u64) as usize };
                 let b = &mut batches[i];
                 let off = b.data.len() as u32;
                 b.data.extend_from_slice(data);
@@ -265,10 +237,7 @@ pub fn run<S: EventSink + 'static>(
                 }
                 if cap.pkts % 65_536 == 0 {
                     if let Some(p) = hooks.progress.as_mut() {
-                        p(Progress {
-                            packets: cap.pkts,
-                            file_bytes,
-                        });
+                        p(Progress { packets: cap.pkts, file_bytes });
                     }
                 }
             }
@@ -293,10 +262,7 @@ pub fn run<S: EventSink + 'static>(
         send(i, b, now, &recycled);
     }
     if let Some(p) = hooks.progress.as_mut() {
-        p(Progress {
-            packets: cap.pkts,
-            file_bytes,
-        });
+        p(Progress { packets: cap.pkts, file_bytes });
     }
     if live {
         cap.drops = source.drops();
@@ -309,13 +275,7 @@ pub fn run<S: EventSink + 'static>(
         }
     }
     let totals = sum(&shared);
-    let stats = stats_record(
-        if live { wall_now() } else { now.max(Time(0)) },
-        &peer,
-        &cap,
-        &totals,
-        live,
-    );
+    let stats = stats_record(if live { wall_now() } else { now.max(Time(0)) }, &peer, &cap, &totals, live);
     let _ = ev_tx.send(vec![Event::Stats(stats.clone())]);
     drop(ev_tx);
     let sink = match output.join() {
@@ -325,15 +285,7 @@ pub fn run<S: EventSink + 'static>(
     if let Some(e) = panicked {
         return Err(e);
     }
-    Ok((
-        RunSummary {
-            stats,
-            source_error,
-            elapsed: started.elapsed(),
-            wire_bytes: cap.bytes,
-        },
-        sink,
-    ))
+    Ok((RunSummary { stats, source_error, elapsed: started.elapsed(), wire_bytes: cap.bytes }, sink))
 }
 
 fn worker_loop(
@@ -348,10 +300,7 @@ fn worker_loop(
     let mut events = Vec::new();
     for batch in rx {
         for &(ts, off, len) in &batch.pkts {
-            let data = batch
-                .data
-                .get(off as usize..(off + len) as usize)
-                .unwrap_or(&[]);
+            let data = batch.data.get(off as usize..(off + len) as usize).unwrap_or(&[]);
             w.process(ts, linktype, data, &mut events);
         }
         w.tick(batch.now, &mut events);
@@ -363,7 +312,12 @@ fn worker_loop(
             *g = w.counters();
         }
     }
-    w.finish(&mut events);
+    // Flush in slices so the output queue, not memory, absorbs a large table.
+    while w.finish_some(4096, &mut events) {
+        if out.send(std::mem::take(&mut events)).is_err() {
+            return;
+        }
+    }
     if let Ok(mut g) = counters.lock() {
         *g = w.counters();
     }

@@ -3,8 +3,7 @@
 //! packets whose outer address pair hashes to it.
 
 use crate::decode::{
-    self, decode_ethernet, decode_link, FragConfig, FragOutcome, IpView, LinkType, Malformed,
-    Reassembler, L3,
+    self, decode_ethernet, decode_link, FragConfig, FragOutcome, IpView, LinkType, Malformed, Reassembler, L3,
 };
 use crate::flow::{EndReason, FlowConfig, FlowOutput, FlowTable, PacketMeta, Transport};
 use schema::{Event, FlowUid, Interval, Time, TunnelRecord, WeirdRecord};
@@ -151,12 +150,7 @@ impl Worker {
         match decode_link(lt, data) {
             Ok(view) => match view.l3 {
                 L3::Ip(ip) => {
-                    let ctx = Ctx {
-                        vlan: view.vlan,
-                        inner_vlan: view.inner_vlan,
-                        parent: None,
-                        depth: 0,
-                    };
+                    let ctx = Ctx { vlan: view.vlan, inner_vlan: view.inner_vlan, parent: None, depth: 0 };
                     self.handle_ip(ts, ip, ctx, out);
                 }
                 L3::NonIp(_) => self.counters.pkts_non_ip += 1,
@@ -174,22 +168,13 @@ impl Worker {
         self.flows.expire(now, &mut self.flow_out);
         let dropped = self.frags.expire(now);
         if dropped > 0 {
-            self.net_weird(
-                now,
-                "fragment_reassembly_timeout",
-                Some(format!("{dropped} fragments")),
-                out,
-            );
+            self.net_weird(now, "fragment_reassembly_timeout", Some(format!("{dropped} fragments")), out);
         }
         if now.since(self.last_tunnel_sweep) >= Interval::from_secs(60) {
             self.last_tunnel_sweep = now;
             let exp = self.cfg.tunnel_expiration;
-            let old: Vec<_> = self
-                .ip_tunnels
-                .iter()
-                .filter(|(_, t)| now.since(t.last_seen) >= exp)
-                .map(|(k, _)| *k)
-                .collect();
+            let old: Vec<_> =
+                self.ip_tunnels.iter().filter(|(_, t)| now.since(t.last_seen) >= exp).map(|(k, _)| *k).collect();
             for k in old {
                 if let Some(t) = self.ip_tunnels.remove(&k) {
                     out.push(tunnel_event(now, &t, k.2, "Tunnel::EXPIRE"));
@@ -205,15 +190,22 @@ impl Worker {
         self.drain_flows(out);
     }
 
+    /// Ends the run in steps of at most `max` flows; returns false when no
+    /// flow is left. Keeps the records of a huge table from piling up at once.
+    pub fn finish_some(&mut self, max: usize, out: &mut Vec<Event>) -> bool {
+        let n = self.flows.flush_some(max, &mut self.flow_out);
+        self.drain_flows(out);
+        n > 0
+    }
+
     fn drain_flows(&mut self, out: &mut Vec<Event>) {
+        if self.flow_out.weirds.is_empty() && self.flow_out.conns.is_empty() {
+            return;
+        }
         for w in self.flow_out.weirds.drain(..) {
             let n = self.weird_counts.entry(w.name).or_insert(0);
             *n += 1;
-            if !sampled(
-                *n,
-                self.cfg.weird_sampling_threshold,
-                self.cfg.weird_sampling_rate,
-            ) {
+            if !sampled(*n, self.cfg.weird_sampling_threshold, self.cfg.weird_sampling_rate) {
                 self.counters.weirds_suppressed += 1;
                 continue;
             }
@@ -265,20 +257,10 @@ impl Worker {
         }
     }
 
-    fn net_weird(
-        &mut self,
-        ts: Time,
-        name: &'static str,
-        addl: Option<String>,
-        out: &mut Vec<Event>,
-    ) {
+    fn net_weird(&mut self, ts: Time, name: &'static str, addl: Option<String>, out: &mut Vec<Event>) {
         let n = self.weird_counts.entry(name).or_insert(0);
         *n += 1;
-        if !sampled(
-            *n,
-            self.cfg.weird_sampling_threshold,
-            self.cfg.weird_sampling_rate,
-        ) {
+        if !sampled(*n, self.cfg.weird_sampling_threshold, self.cfg.weird_sampling_rate) {
             self.counters.weirds_suppressed += 1;
             return;
         }
@@ -309,9 +291,7 @@ impl Worker {
             Err(m) => return self.malformed(ts, m, out),
         };
         if self.cfg.verify_checksums && matches!(ip.src, IpAddr::V4(_)) {
-            let ok = data
-                .get(..ip.header_len)
-                .is_some_and(decode::ipv4_header_checksum_ok);
+            let ok = data.get(..ip.header_len).is_some_and(decode::ipv4_header_checksum_ok);
             if !ok {
                 self.counters.pkts_bad_checksum += 1;
                 return self.net_weird(ts, "bad_IP_checksum", None, out);
@@ -322,27 +302,12 @@ impl Worker {
             let mut notes = decode::frag::FragNotes::default();
             let outcome = self.frags.push(ts, &ip, &frag, data, &mut notes);
             if notes.inconsistent {
-                self.net_weird(
-                    ts,
-                    "fragment_inconsistency",
-                    Some(format!("{} > {}", ip.src, ip.dst)),
-                    out,
-                );
+                self.net_weird(ts, "fragment_inconsistency", Some(format!("{} > {}", ip.src, ip.dst)), out);
             } else if notes.overlap {
-                self.net_weird(
-                    ts,
-                    "fragment_overlap",
-                    Some(format!("{} > {}", ip.src, ip.dst)),
-                    out,
-                );
+                self.net_weird(ts, "fragment_overlap", Some(format!("{} > {}", ip.src, ip.dst)), out);
             }
             if notes.evicted > 0 {
-                self.net_weird(
-                    ts,
-                    "fragment_buffer_full",
-                    Some(format!("{} fragments dropped", notes.evicted)),
-                    out,
-                );
+                self.net_weird(ts, "fragment_buffer_full", Some(format!("{} fragments dropped", notes.evicted)), out);
             }
             match outcome {
                 FragOutcome::Held => {}
@@ -366,11 +331,7 @@ impl Worker {
                 Err(m) => return self.malformed(ts, m, out),
             },
             decode::IPPROTO_UDP => match decode::parse_udp(ip) {
-                Ok(u) => Transport::Udp {
-                    src_port: u.src_port,
-                    dst_port: u.dst_port,
-                    len: u.len,
-                },
+                Ok(u) => Transport::Udp { src_port: u.src_port, dst_port: u.dst_port, len: u.len },
                 Err(m) => return self.malformed(ts, m, out),
             },
             decode::IPPROTO_ICMP | decode::IPPROTO_ICMPV6 => {
@@ -386,12 +347,9 @@ impl Worker {
                 };
                 return self.handle_ip(ts, ip.payload, inner, out);
             }
-            _ => Transport::Other {
-                len: ip.payload_len,
-            },
+            _ => Transport::Other { len: ip.payload_len },
         };
-        let bad_checksum =
-            self.cfg.verify_checksums && decode::transport_checksum_ok(ip) == Some(false);
+        let bad_checksum = self.cfg.verify_checksums && decode::transport_checksum_ok(ip) == Some(false);
         if bad_checksum {
             self.counters.pkts_bad_checksum += 1;
         }
@@ -412,10 +370,7 @@ impl Worker {
         if bad_checksum {
             return;
         }
-        if let Transport::Udp {
-            src_port, dst_port, ..
-        } = transport
-        {
+        if let Transport::Udp { src_port, dst_port, .. } = transport {
             self.maybe_udp_tunnel(ts, ip, uid, src_port, dst_port, ctx, out);
         }
     }
@@ -433,31 +388,24 @@ impl Worker {
     ) {
         let payload = ip.payload.get(8..).unwrap_or(&[]);
         let is = |p: u16| sport == p || dport == p;
-        let (kind, service, inner): (&'static str, &'static str, Option<InnerL2<'_>>) =
-            if is(VXLAN_PORT) {
-                ("Tunnel::VXLAN", "vxlan", vxlan_inner(payload))
-            } else if is(GENEVE_PORT) {
-                ("Tunnel::GENEVE", "geneve", geneve_inner(payload))
-            } else if is(GTPU_PORT) {
-                ("Tunnel::GTPv1", "gtpv1", gtpu_inner(payload))
-            } else if is(TEREDO_PORT) {
-                ("Tunnel::TEREDO", "teredo", teredo_inner(payload))
-            } else {
-                return;
-            };
+        let (kind, service, inner): (&'static str, &'static str, Option<InnerL2<'_>>) = if is(VXLAN_PORT) {
+            ("Tunnel::VXLAN", "vxlan", vxlan_inner(payload))
+        } else if is(GENEVE_PORT) {
+            ("Tunnel::GENEVE", "geneve", geneve_inner(payload))
+        } else if is(GTPU_PORT) {
+            ("Tunnel::GTPv1", "gtpv1", gtpu_inner(payload))
+        } else if is(TEREDO_PORT) {
+            ("Tunnel::TEREDO", "teredo", teredo_inner(payload))
+        } else {
+            return;
+        };
         let Some(inner) = inner else { return };
         if ctx.depth >= self.cfg.max_tunnel_depth {
             self.counters.pkts_tunnel_too_deep += 1;
             return self.net_weird(ts, "exceeded_tunnel_max_depth", None, out);
         }
         let (src, dst) = (ip.src, ip.dst);
-        self.flows.set_service(
-            uid,
-            (src, sport),
-            (dst, dport),
-            decode::IPPROTO_UDP,
-            service,
-        );
+        self.flows.set_service(uid, (src, sport), (dst, dport), decode::IPPROTO_UDP, service);
         if self.udp_tunnels.insert(uid, kind).is_none() {
             out.push(Event::Tunnel(TunnelRecord {
                 ts,
@@ -470,11 +418,7 @@ impl Worker {
                 action: "Tunnel::DISCOVER",
             }));
         }
-        let mut inner_ctx = Ctx {
-            parent: Some(uid),
-            depth: ctx.depth + 1,
-            ..ctx
-        };
+        let mut inner_ctx = Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx };
         let bytes = match inner {
             InnerL2::Ip(b) => b,
             InnerL2::Ethernet(frame) => match decode_ethernet(frame) {
@@ -510,28 +454,15 @@ impl Worker {
             self.net_weird(ts, "exceeded_tunnel_max_depth", None, out);
             return None;
         }
-        let key = if ip.src <= ip.dst {
-            (ip.src, ip.dst, kind)
-        } else {
-            (ip.dst, ip.src, kind)
-        };
+        let key = if ip.src <= ip.dst { (ip.src, ip.dst, kind) } else { (ip.dst, ip.src, kind) };
         if let Some(t) = self.ip_tunnels.get_mut(&key) {
             t.last_seen = ts;
             let uid = t.uid;
-            return Some(Ctx {
-                parent: Some(uid),
-                depth: ctx.depth + 1,
-                ..ctx
-            });
+            return Some(Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx });
         }
         if self.ip_tunnels.len() >= self.cfg.max_ip_tunnels.max(1) {
             // Full: the longest idle tunnel is logged as expired to make room.
-            if let Some(oldest) = self
-                .ip_tunnels
-                .iter()
-                .min_by_key(|(_, t)| t.last_seen)
-                .map(|(k, _)| *k)
-            {
+            if let Some(oldest) = self.ip_tunnels.iter().min_by_key(|(_, t)| t.last_seen).map(|(k, _)| *k) {
                 if let Some(t) = self.ip_tunnels.remove(&oldest) {
                     out.push(tunnel_event(ts, &t, oldest.2, "Tunnel::EXPIRE"));
                 }
@@ -539,19 +470,10 @@ impl Worker {
             }
         }
         let uid = self.flows.make_aux_uid(ip.src, ip.dst, ts, kind as u8);
-        let t = IpTunnel {
-            uid,
-            orig: ip.src,
-            resp: ip.dst,
-            last_seen: ts,
-        };
+        let t = IpTunnel { uid, orig: ip.src, resp: ip.dst, last_seen: ts };
         out.push(tunnel_event(ts, &t, kind, "Tunnel::DISCOVER"));
         self.ip_tunnels.insert(key, t);
-        Some(Ctx {
-            parent: Some(uid),
-            depth: ctx.depth + 1,
-            ..ctx
-        })
+        Some(Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx })
     }
 
     fn handle_gre(&mut self, ts: Time, ip: &IpView<'_>, ctx: Ctx, out: &mut Vec<Event>) {
@@ -684,12 +606,7 @@ fn gre_inner(p: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
     let h = p.get(..4).ok_or(Malformed::Truncated("truncated_GRE"))?;
     let (flags, version) = (h[0], h[1] & 0x07);
     let proto = u16::from_be_bytes([h[2], h[3]]);
-    let (csum, routing, key, seq) = (
-        flags & 0x80 != 0,
-        flags & 0x40 != 0,
-        flags & 0x20 != 0,
-        flags & 0x10 != 0,
-    );
+    let (csum, routing, key, seq) = (flags & 0x80 != 0, flags & 0x40 != 0, flags & 0x20 != 0, flags & 0x10 != 0);
     let mut off = 4;
     match version {
         0 => {
@@ -731,9 +648,7 @@ fn gre_inner(p: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
         }
         // ERSPAN type III: 12-byte header, plus 8 when the O flag is set.
         0x22eb => {
-            let h3 = body
-                .get(..12)
-                .ok_or(Malformed::Truncated("truncated_ERSPAN"))?;
+            let h3 = body.get(..12).ok_or(Malformed::Truncated("truncated_ERSPAN"))?;
             let skip = if h3[11] & 0x01 != 0 { 20 } else { 12 };
             Ok(body.get(skip..).map(|b| (link::ETH_TEB, b)))
         }

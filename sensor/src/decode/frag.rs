@@ -88,13 +88,7 @@ const MAX_DATAGRAM: u32 = 65_535;
 
 impl Reassembler {
     pub fn new(cfg: FragConfig) -> Self {
-        Reassembler {
-            cfg,
-            pending: HashMap::new(),
-            order: VecDeque::new(),
-            bytes: 0,
-            dropped_fragments: 0,
-        }
+        Reassembler { cfg, pending: HashMap::new(), order: VecDeque::new(), bytes: 0, dropped_fragments: 0 }
     }
 
     pub fn in_flight(&self) -> usize {
@@ -139,12 +133,7 @@ impl Reassembler {
         notes: &mut FragNotes,
     ) -> FragOutcome {
         let v6 = matches!(ip.src, IpAddr::V6(_));
-        let key = Key {
-            src: ip.src,
-            dst: ip.dst,
-            id: frag.id,
-            proto: if v6 { 0 } else { ip.proto },
-        };
+        let key = Key { src: ip.src, dst: ip.dst, id: frag.id, proto: if v6 { 0 } else { ip.proto } };
         let data = ip.payload;
         if data.len() < ip.payload_len as usize {
             return FragOutcome::Dropped("truncated_fragment");
@@ -159,9 +148,7 @@ impl Reassembler {
             return FragOutcome::Dropped("fragment_size_not_multiple_of_8");
         }
         if !self.pending.contains_key(&key) {
-            while self.pending.len() >= self.cfg.max_datagrams
-                || self.bytes + 2048 > self.cfg.max_bytes
-            {
+            while self.pending.len() >= self.cfg.max_datagrams || self.bytes + 2048 > self.cfg.max_bytes {
                 let Some((t, old)) = self.order.pop_front() else {
                     break;
                 };
@@ -200,11 +187,7 @@ impl Reassembler {
             d.total.get_or_insert(end);
         }
         if start == 0 && d.header.is_empty() {
-            let hdr = if v6 {
-                raw.get(..frag.frag_hdr_at)
-            } else {
-                raw.get(..ip.header_len)
-            };
+            let hdr = if v6 { raw.get(..frag.frag_hdr_at) } else { raw.get(..ip.header_len) };
             if let Some(h) = hdr {
                 d.header.extend_from_slice(h);
                 self.bytes += d.header.capacity();
@@ -238,9 +221,7 @@ impl Reassembler {
                 other => {
                     let upto = other.map_or(end, |(hs, _)| hs.min(end));
                     let (a, b) = ((pos - start) as usize, (upto - start) as usize);
-                    if let (Some(dst), Some(src)) =
-                        (d.data.get_mut(pos as usize..upto as usize), data.get(a..b))
-                    {
+                    if let (Some(dst), Some(src)) = (d.data.get_mut(pos as usize..upto as usize), data.get(a..b)) {
                         dst.copy_from_slice(src);
                     }
                     pos = upto;
@@ -309,9 +290,7 @@ mod tests {
     fn frag4(id: u16, off: u16, more: bool, payload: &[u8]) -> Vec<u8> {
         let total = 20 + payload.len() as u16;
         let fl = (off / 8) | if more { 0x2000 } else { 0 };
-        let mut p = vec![
-            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         p[2..4].copy_from_slice(&total.to_be_bytes());
         p[4..6].copy_from_slice(&id.to_be_bytes());
         p[6..8].copy_from_slice(&fl.to_be_bytes());
@@ -335,9 +314,7 @@ mod tests {
         assert_eq!(push(&mut r, &b).0, FragOutcome::Held);
         assert_eq!(push(&mut r, &b).0, FragOutcome::Held);
         let (out, _) = push(&mut r, &a);
-        let FragOutcome::Complete(d) = out else {
-            panic!("{out:?}")
-        };
+        let FragOutcome::Complete(d) = out else { panic!("{out:?}") };
         assert_eq!(&d[20..], b"AAAAAAAABBBBBBBB");
         assert_eq!(u16::from_be_bytes([d[2], d[3]]), 36);
         // A late conflicting duplicate starts a new datagram and is held.
@@ -354,10 +331,7 @@ mod tests {
 
     #[test]
     fn caps_hold() {
-        let cfg = FragConfig {
-            max_datagrams: 4,
-            ..FragConfig::default()
-        };
+        let cfg = FragConfig { max_datagrams: 4, ..FragConfig::default() };
         let mut r = Reassembler::new(cfg);
         let mut evicted = 0;
         for id in 0..100u16 {

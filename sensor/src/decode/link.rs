@@ -71,18 +71,12 @@ pub const ETH_TEB: u16 = 0x6558;
 const MAX_LINK_NESTING: usize = 16;
 
 pub fn decode_link(lt: LinkType, data: &[u8]) -> Result<LinkView<'_>, Malformed> {
-    let mut view = LinkView {
-        vlan: None,
-        inner_vlan: None,
-        l3: L3::NonIp(0),
-    };
+    let mut view = LinkView { vlan: None, inner_vlan: None, l3: L3::NonIp(0) };
     match lt {
         LinkType::Ethernet => return decode_ethernet(data),
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => view.l3 = L3::Ip(data),
         LinkType::Null | LinkType::Loop => {
-            let h = data
-                .get(..4)
-                .ok_or(Malformed::Truncated("truncated_link_header"))?;
+            let h = data.get(..4).ok_or(Malformed::Truncated("truncated_link_header"))?;
             let af = if lt == LinkType::Loop {
                 u32::from_be_bytes([h[0], h[1], h[2], h[3]])
             } else {
@@ -103,23 +97,17 @@ pub fn decode_link(lt: LinkType, data: &[u8]) -> Result<LinkView<'_>, Malformed>
         }
         LinkType::Ppp | LinkType::PppHdlc => return decode_ppp(data),
         LinkType::CiscoHdlc => {
-            let h = data
-                .get(..4)
-                .ok_or(Malformed::Truncated("truncated_link_header"))?;
+            let h = data.get(..4).ok_or(Malformed::Truncated("truncated_link_header"))?;
             let et = u16::from_be_bytes([h[2], h[3]]);
             return decode_ethertype(et, &data[4..], view, 0);
         }
         LinkType::LinuxSll => {
-            let h = data
-                .get(..16)
-                .ok_or(Malformed::Truncated("truncated_link_header"))?;
+            let h = data.get(..16).ok_or(Malformed::Truncated("truncated_link_header"))?;
             let et = u16::from_be_bytes([h[14], h[15]]);
             return decode_ethertype(et, &data[16..], view, 0);
         }
         LinkType::LinuxSll2 => {
-            let h = data
-                .get(..20)
-                .ok_or(Malformed::Truncated("truncated_link_header"))?;
+            let h = data.get(..20).ok_or(Malformed::Truncated("truncated_link_header"))?;
             let et = u16::from_be_bytes([h[0], h[1]]);
             return decode_ethertype(et, &data[20..], view, 0);
         }
@@ -132,11 +120,7 @@ pub fn decode_link(lt: LinkType, data: &[u8]) -> Result<LinkView<'_>, Malformed>
 pub fn decode_ethernet(data: &[u8]) -> Result<LinkView<'_>, Malformed> {
     let eth = EthernetPacket::new(data).ok_or(Malformed::Truncated("truncated_link_header"))?;
     let et = eth.get_ethertype().0;
-    let view = LinkView {
-        vlan: None,
-        inner_vlan: None,
-        l3: L3::NonIp(et),
-    };
+    let view = LinkView { vlan: None, inner_vlan: None, l3: L3::NonIp(et) };
     decode_ethertype(et, &data[14..], view, 0)
 }
 
@@ -157,9 +141,7 @@ fn decode_ethertype<'a>(
                 return Ok(view);
             }
             ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD => {
-                let h = data
-                    .get(..4)
-                    .ok_or(Malformed::Truncated("truncated_VLAN_header"))?;
+                let h = data.get(..4).ok_or(Malformed::Truncated("truncated_VLAN_header"))?;
                 let id = u16::from_be_bytes([h[0], h[1]]) & 0x0fff;
                 if view.vlan.is_none() {
                     view.vlan = Some(id);
@@ -173,9 +155,7 @@ fn decode_ethertype<'a>(
                 // Walk labels to the bottom of the stack (RFC 3032 2.1), then
                 // guess the payload by its version nibble, as Zeek does.
                 loop {
-                    let h = data
-                        .get(..4)
-                        .ok_or(Malformed::Truncated("truncated_MPLS_header"))?;
+                    let h = data.get(..4).ok_or(Malformed::Truncated("truncated_MPLS_header"))?;
                     data = &data[4..];
                     if h[2] & 0x01 != 0 {
                         break;
@@ -193,9 +173,7 @@ fn decode_ethertype<'a>(
             }
             ETH_PPPOE_SESSION => {
                 // 6-byte PPPoE header (RFC 2516 4), then a 2-byte PPP protocol.
-                let h = data
-                    .get(..8)
-                    .ok_or(Malformed::Truncated("truncated_PPPoE_header"))?;
+                let h = data.get(..8).ok_or(Malformed::Truncated("truncated_PPPoE_header"))?;
                 let proto = u16::from_be_bytes([h[6], h[7]]);
                 data = &data[8..];
                 view.l3 = ppp_l3(proto, data);
@@ -223,31 +201,19 @@ pub fn decode_ppp(data: &[u8]) -> Result<LinkView<'_>, Malformed> {
     if d.starts_with(&[0xff, 0x03]) {
         d = &d[2..];
     }
-    let first = *d
-        .first()
-        .ok_or(Malformed::Truncated("truncated_link_header"))?;
+    let first = *d.first().ok_or(Malformed::Truncated("truncated_link_header"))?;
     let (proto, rest) = if first & 1 == 1 {
         (u16::from(first), &d[1..])
     } else {
-        let h = d
-            .get(..2)
-            .ok_or(Malformed::Truncated("truncated_link_header"))?;
+        let h = d.get(..2).ok_or(Malformed::Truncated("truncated_link_header"))?;
         (u16::from_be_bytes([h[0], h[1]]), &d[2..])
     };
-    Ok(LinkView {
-        vlan: None,
-        inner_vlan: None,
-        l3: ppp_l3(proto, rest),
-    })
+    Ok(LinkView { vlan: None, inner_vlan: None, l3: ppp_l3(proto, rest) })
 }
 
 /// Decodes a payload that a GRE header announces with `proto`.
 pub fn decode_gre_payload(proto: u16, data: &[u8]) -> Result<LinkView<'_>, Malformed> {
-    let view = LinkView {
-        vlan: None,
-        inner_vlan: None,
-        l3: L3::NonIp(proto),
-    };
+    let view = LinkView { vlan: None, inner_vlan: None, l3: L3::NonIp(proto) };
     match proto {
         ETH_TEB => decode_ethernet(data),
         // PPTP's enhanced GRE carries PPP (RFC 2637 4.1).

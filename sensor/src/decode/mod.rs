@@ -141,9 +141,7 @@ pub fn parse_ipv4(data: &[u8]) -> Result<IpView<'_>, Malformed> {
     }
     // Ethernet pads short frames; the IP total length says where the datagram ends.
     let end = total.min(data.len());
-    let payload = data
-        .get(hlen..end)
-        .ok_or(Malformed::Truncated("truncated_IP"))?;
+    let payload = data.get(hlen..end).ok_or(Malformed::Truncated("truncated_IP"))?;
     let flags = ip.get_flags();
     let more = flags & 0b001 != 0;
     let offset = u32::from(ip.get_fragment_offset()) * 8;
@@ -187,9 +185,7 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
         match next {
             0 | 43 | 60 => {
                 // Hop-by-Hop, Routing, Destination Options: (len + 1) * 8 bytes.
-                let h = data
-                    .get(off..off + 2)
-                    .ok_or(Malformed::Truncated("truncated_IPv6_ext"))?;
+                let h = data.get(off..off + 2).ok_or(Malformed::Truncated("truncated_IPv6_ext"))?;
                 let len = (usize::from(h[1]) + 1) * 8;
                 next = h[0];
                 nh_byte_at = off;
@@ -199,9 +195,7 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
                 }
             }
             44 => {
-                let h = data
-                    .get(off..off + 8)
-                    .ok_or(Malformed::Truncated("truncated_IPv6_frag"))?;
+                let h = data.get(off..off + 8).ok_or(Malformed::Truncated("truncated_IPv6_frag"))?;
                 let offset_field = u16::from_be_bytes([h[2], h[3]]);
                 let info = FragInfo {
                     id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
@@ -222,9 +216,7 @@ pub fn parse_ipv6(data: &[u8]) -> Result<IpView<'_>, Malformed> {
             }
             51 => {
                 // Authentication Header: (len + 2) * 4 bytes (RFC 4302 2.2).
-                let h = data
-                    .get(off..off + 2)
-                    .ok_or(Malformed::Truncated("truncated_IPv6_ext"))?;
+                let h = data.get(off..off + 2).ok_or(Malformed::Truncated("truncated_IPv6_ext"))?;
                 let len = (usize::from(h[1]) + 2) * 4;
                 next = h[0];
                 nh_byte_at = off;
@@ -327,12 +319,7 @@ pub fn parse_udp<'a>(ip: &IpView<'a>) -> Result<UdpView<'a>, Malformed> {
     }
     let end = (ulen as usize).min(ip.payload.len());
     let payload = ip.payload.get(8..end).unwrap_or(&[]);
-    Ok(UdpView {
-        src_port: udp.get_source(),
-        dst_port: udp.get_destination(),
-        len: ulen - 8,
-        payload,
-    })
+    Ok(UdpView { src_port: udp.get_source(), dst_port: udp.get_destination(), len: ulen - 8, payload })
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -353,18 +340,9 @@ pub fn parse_icmp(ip: &IpView<'_>, v6: bool) -> Result<IcmpView, Malformed> {
         (p.get_icmp_type().0, p.get_icmp_code().0)
     };
     if ip.payload.len() < 8 && ip.payload_len < 8 {
-        return Err(Malformed::Truncated(if v6 {
-            "truncated_ICMPv6"
-        } else {
-            "truncated_ICMP"
-        }));
+        return Err(Malformed::Truncated(if v6 { "truncated_ICMPv6" } else { "truncated_ICMP" }));
     }
-    Ok(IcmpView {
-        typ,
-        code,
-        v6,
-        len: ip.payload_len.saturating_sub(8),
-    })
+    Ok(IcmpView { typ, code, v6, len: ip.payload_len.saturating_sub(8) })
 }
 
 /// Verifies the TCP/UDP/ICMPv6 checksum over the captured segment; returns
@@ -375,14 +353,11 @@ pub fn transport_checksum_ok(ip: &IpView<'_>) -> Option<bool> {
     }
     let seg = ip.payload;
     let init = match ip.proto {
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMPV6 => {
-            pseudo_header_sum(ip.src, ip.dst, ip.proto, seg.len() as u32)
-        }
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMPV6 => pseudo_header_sum(ip.src, ip.dst, ip.proto, seg.len() as u32),
         IPPROTO_ICMP => 0,
         _ => return None,
     };
-    if ip.proto == IPPROTO_UDP && matches!(ip.src, IpAddr::V4(_)) && seg.get(6..8) == Some(&[0, 0])
-    {
+    if ip.proto == IPPROTO_UDP && matches!(ip.src, IpAddr::V4(_)) && seg.get(6..8) == Some(&[0, 0]) {
         // RFC 768: a zero UDP checksum over IPv4 means "not computed".
         return Some(true);
     }

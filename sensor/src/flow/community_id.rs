@@ -1,4 +1,4 @@
-//! Community ID v1 (https://github.com/corelight/community-id-spec).
+//! Community ID v1 (<https://github.com/corelight/community-id-spec>).
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -7,19 +7,9 @@ use std::net::IpAddr;
 /// Computes the Community ID of a flow given in its logged orientation.
 /// `one_way` is for ICMP messages without a counterpart, whose tuple is hashed
 /// in the original direction rather than ordered.
-pub fn community_id_v1(
-    seed: u16,
-    proto: u8,
-    (a, ap): (IpAddr, u16),
-    (b, bp): (IpAddr, u16),
-    one_way: bool,
-) -> String {
+pub fn community_id_v1(seed: u16, proto: u8, (a, ap): (IpAddr, u16), (b, bp): (IpAddr, u16), one_way: bool) -> String {
     let swap = !one_way && (ip_bytes(&b), bp) < (ip_bytes(&a), ap);
-    let ((a, ap), (b, bp)) = if swap {
-        ((b, bp), (a, ap))
-    } else {
-        ((a, ap), (b, bp))
-    };
+    let ((a, ap), (b, bp)) = if swap { ((b, bp), (a, ap)) } else { ((a, ap), (b, bp)) };
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
     h.update(ip_bytes(&a));
@@ -32,10 +22,7 @@ pub fn community_id_v1(
         h.update(bp.to_be_bytes());
     }
     let digest = h.finalize();
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
+    format!("1:{}", base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
 fn ip_bytes(a: &IpAddr) -> Vec<u8> {

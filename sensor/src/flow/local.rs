@@ -35,11 +35,7 @@ const V6: &[(u128, u8)] = &[
 fn in_v4(a: Ipv4Addr) -> bool {
     let x = u32::from(a);
     V4.iter().any(|&(net, len)| {
-        let mask = if len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(len))
-        };
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
         x & mask == net
     })
 }
@@ -47,11 +43,7 @@ fn in_v4(a: Ipv4Addr) -> bool {
 fn in_v6(a: Ipv6Addr) -> bool {
     let x = u128::from(a);
     let direct = V6.iter().any(|&(net, len)| {
-        let mask = if len == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(len))
-        };
+        let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
         x & mask == net
     });
     // 6to4 (2002::/16) forms of the private IPv4 ranges.
@@ -71,24 +63,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        for a in [
-            "10.1.2.3",
-            "172.28.2.3",
-            "192.168.10.111",
-            "127.0.0.1",
-            "fe80::1",
-            "2002:c0a8:101::1",
-            "::1",
-        ] {
+        for a in ["10.1.2.3", "172.28.2.3", "192.168.10.111", "127.0.0.1", "fe80::1", "2002:c0a8:101::1", "::1"] {
             assert!(is_private(a.parse().unwrap()), "{a}");
         }
-        for a in [
-            "8.8.8.8",
-            "224.2.127.254",
-            "172.32.0.1",
-            "2a00::1",
-            "ff02::1",
-        ] {
+        for a in ["8.8.8.8", "224.2.127.254", "172.32.0.1", "2a00::1", "ff02::1"] {
             assert!(!is_private(a.parse().unwrap()), "{a}");
         }
     }

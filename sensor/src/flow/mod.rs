@@ -11,10 +11,11 @@ pub use local::is_private;
 pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use hashbrown::HashTable;
 use schema::{ConnRecord, FlowUid, Interval, Time};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::net::IpAddr;
+use std::collections::BinaryHeap;
+use std::net::{IpAddr, Ipv6Addr};
 use tcp::{History, TcpConn, TcpEffects};
 
 /// Flow-table settings. Times are Zeek's defaults.
@@ -57,42 +58,52 @@ impl Default for FlowConfig {
 }
 
 /// A connection key with the endpoints in canonical order, so both
-/// directions find the same entry. VLANs and tunnels are not part of it, as in Zeek.
+/// directions find the same entry. VLANs and tunnels are not part of it, as in
+/// Zeek. Addresses are stored as 16 bytes (IPv4 mapped) to keep the key small.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
-    lo: IpAddr,
-    hi: IpAddr,
+    lo: [u8; 16],
+    hi: [u8; 16],
     lo_port: u16,
     hi_port: u16,
     proto: u8,
+    v6: bool,
+}
+
+fn addr_bytes(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    }
 }
 
 impl FlowKey {
     /// Returns the key and whether `src` is the low endpoint.
     pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> (FlowKey, bool) {
-        if (src, sport) <= (dst, dport) {
-            (
-                FlowKey {
-                    lo: src,
-                    hi: dst,
-                    lo_port: sport,
-                    hi_port: dport,
-                    proto,
-                },
-                true,
-            )
+        let v6 = src.is_ipv6();
+        let (s, d) = (addr_bytes(src), addr_bytes(dst));
+        let (sn, dn) = (u128::from_be_bytes(s), u128::from_be_bytes(d));
+        if (sn, sport) <= (dn, dport) {
+            (FlowKey { lo: s, hi: d, lo_port: sport, hi_port: dport, proto, v6 }, true)
         } else {
-            (
-                FlowKey {
-                    lo: dst,
-                    hi: src,
-                    lo_port: dport,
-                    hi_port: sport,
-                    proto,
-                },
-                false,
-            )
+            (FlowKey { lo: d, hi: s, lo_port: dport, hi_port: sport, proto, v6 }, false)
         }
+    }
+
+    fn addr(&self, b: [u8; 16]) -> IpAddr {
+        let a = Ipv6Addr::from(b);
+        match (self.v6, a.to_ipv4_mapped()) {
+            (false, Some(v4)) => IpAddr::V4(v4),
+            _ => IpAddr::V6(a),
+        }
+    }
+
+    fn lo(&self) -> (IpAddr, u16) {
+        (self.addr(self.lo), self.lo_port)
+    }
+
+    fn hi(&self) -> (IpAddr, u16) {
+        (self.addr(self.hi), self.hi_port)
     }
 }
 
@@ -100,15 +111,9 @@ impl FlowKey {
 #[derive(Clone, Copy, Debug)]
 pub enum Transport<'a> {
     Tcp(TcpView<'a>),
-    Udp {
-        src_port: u16,
-        dst_port: u16,
-        len: u32,
-    },
+    Udp { src_port: u16, dst_port: u16, len: u32 },
     Icmp(IcmpView),
-    Other {
-        len: u32,
-    },
+    Other { len: u32 },
 }
 
 /// Per-packet facts that the flow table records.
@@ -173,7 +178,7 @@ pub fn icmp_ports(typ: u8, code: u8, v6: bool) -> (u16, u16, bool) {
 #[derive(Clone, Copy, Debug, Default)]
 struct HistBuf {
     len: u8,
-    buf: [u8; 23],
+    buf: [u8; 19],
 }
 
 impl History for HistBuf {
@@ -193,73 +198,130 @@ impl HistBuf {
 
 const NONE: i64 = i64::MAX;
 
+/// Per-connection state other than TCP's, laid out for size: the table
+/// holds up to `max_flows` of these.
 struct Conn {
-    uid: FlowUid,
+    uid_lo: u64,
     start: Time,
     last: Time,
     /// Index 0 is the originator.
     pkts: [u64; 2],
     ip_bytes: [u64; 2],
-    /// UDP/ICMP/other payload bytes (TCP counts from sequence numbers).
-    bytes: [u64; 2],
-    missed: u64,
-    tcp: Option<Box<TcpConn>>,
-    tunnel_parents: Vec<FlowUid>,
-    service: Option<&'static str>,
-    history: HistBuf,
+    proto: ProtoState,
+    tunnel_parents: Option<Box<Vec<FlowUid>>>,
     /// Deadlines in microseconds, `NONE` when not armed.
-    attempt_at: i64,
     delete_at: i64,
-    partial_close_at: i64,
     /// The deadline of this flow's live entry in the timer heap.
     heap_at: i64,
-    inactivity: Option<Interval>,
-    vlan: Option<u16>,
-    inner_vlan: Option<u16>,
-    /// The originator is the `lo` endpoint of the key.
-    orig_is_lo: bool,
-    one_way: bool,
-    ip_proto: u8,
-    seen: [bool; 2],
+    uid_hi: u32,
+    /// Handshake timers as microsecond offsets from `start`, `OFF_NONE` when
+    /// not armed; they fire within seconds of the packets that arm them, so
+    /// 32 bits suffice (a flow older than 71 minutes simply never arms them).
+    attempt_off: u32,
+    partial_close_off: u32,
+    history: HistBuf,
+    /// `NO_VLAN` when untagged.
+    vlan: u16,
+    inner_vlan: u16,
     /// Names of weirds already reported for this flow (hashed to bits).
-    weird_bits: u64,
+    weird_bits: u16,
+    /// Index into `SERVICES`, 0 for none.
+    service: u8,
+    ip_proto: u8,
+    flags: u8,
 }
 
+enum ProtoState {
+    Tcp(Box<TcpConn>),
+    /// UDP, ICMP and other protocols: payload bytes per direction.
+    Counted([u64; 2]),
+}
+
+const OFF_NONE: u32 = u32::MAX;
+const NO_VLAN: u16 = u16::MAX;
+
+/// `Conn::flags` bits.
+const F_ORIG_IS_LO: u8 = 1;
+const F_ONE_WAY: u8 = 2;
+const F_SEEN_ORIG: u8 = 4;
+const F_SEEN_RESP: u8 = 8;
+/// The inactivity timeout applies (always for UDP/ICMP, once established for TCP).
+const F_INACTIVITY: u8 = 16;
+
+/// Service names a flow can carry; index 0 means none.
+pub const SERVICES: &[&str] = &["", "vxlan", "geneve", "gtpv1", "teredo"];
+
 impl Conn {
-    fn deadline(&self) -> i64 {
-        let mut d = self.delete_at;
-        if self.attempt_at != NONE {
-            d = d.min(self.attempt_at);
+    fn tcp(&self) -> Option<&TcpConn> {
+        match &self.proto {
+            ProtoState::Tcp(t) => Some(t),
+            ProtoState::Counted(_) => None,
         }
-        d = d.min(self.partial_close_at);
-        if let Some(t) = self.inactivity {
-            d = d.min(self.last.plus(t).micros());
+    }
+
+    fn uid(&self) -> FlowUid {
+        FlowUid::new((u128::from(self.uid_hi) << 64) | u128::from(self.uid_lo))
+    }
+
+    fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    fn set(&mut self, f: u8, on: bool) {
+        if on {
+            self.flags |= f;
+        } else {
+            self.flags &= !f;
+        }
+    }
+
+    fn abs(&self, off: u32) -> i64 {
+        if off == OFF_NONE {
+            NONE
+        } else {
+            self.start.micros().saturating_add(i64::from(off))
+        }
+    }
+
+    fn off(&self, at: i64) -> u32 {
+        let d = at.saturating_sub(self.start.micros());
+        if d < 0 {
+            0
+        } else if d >= i64::from(OFF_NONE) {
+            OFF_NONE
+        } else {
+            d as u32
+        }
+    }
+
+    fn deadline(&self, inactivity: Interval) -> i64 {
+        let mut d = self.delete_at.min(self.abs(self.attempt_off)).min(self.abs(self.partial_close_off));
+        if self.has(F_INACTIVITY) {
+            d = d.min(self.last.plus(inactivity).micros());
         }
         d
     }
 
     /// Would Zeek have removed this connection by `now`, given that nothing
     /// happened since its last packet? Disarms timers that fired in vain.
-    fn due(&mut self, now: i64) -> bool {
+    fn due(&mut self, now: i64, inactivity: Interval) -> bool {
         if self.delete_at <= now {
             return true;
         }
-        if let Some(t) = self.inactivity {
-            if self.last.plus(t).micros() <= now {
-                return true;
-            }
+        if self.has(F_INACTIVITY) && self.last.plus(inactivity).micros() <= now {
+            return true;
         }
-        if self.attempt_at <= now {
-            if self.tcp.as_ref().is_some_and(|t| t.is_attempt()) {
+        if self.abs(self.attempt_off) <= now {
+            if self.tcp().is_some_and(|t| t.is_attempt()) {
                 return true;
             }
-            self.attempt_at = NONE;
+            self.attempt_off = OFF_NONE;
         }
-        if self.partial_close_at <= now {
-            if self.tcp.as_ref().is_some_and(|t| t.partial_close_removes()) {
+        if self.abs(self.partial_close_off) <= now {
+            if self.tcp().is_some_and(|t| t.partial_close_removes()) {
                 return true;
             }
-            self.partial_close_at = NONE;
+            self.partial_close_off = OFF_NONE;
         }
         false
     }
@@ -306,27 +368,36 @@ type Hasher = ahash::RandomState;
 
 pub struct FlowTable {
     cfg: FlowConfig,
-    index: HashMap<FlowKey, u32, Hasher>,
+    hasher: Hasher,
+    /// Slot numbers with 32 bits of their key's hash, found by that hash: 8
+    /// bytes per entry instead of a copy of the key, and growing the table
+    /// never has to read the slots.
+    index: HashTable<(u32, u32)>,
     slots: Vec<Option<(FlowKey, Conn)>>,
     free: Vec<u32>,
     heap: BinaryHeap<Reverse<(i64, u32)>>,
     uid_seed: u64,
     pub counters: FlowCounters,
     now: i64,
+    /// Slots left to log at the end of a run, newest first.
+    flush_queue: Vec<u32>,
 }
 
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
-        let uid_seed = cfg.uid_seed.unwrap_or_else(|| Hasher::new().hash_one(0u8));
+        let hasher = Hasher::new();
+        let uid_seed = cfg.uid_seed.unwrap_or_else(|| hasher.hash_one(0x5eed_u32));
         FlowTable {
             cfg,
-            index: HashMap::default(),
+            hasher,
+            index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
             heap: BinaryHeap::new(),
             uid_seed,
             counters: FlowCounters::default(),
             now: i64::MIN,
+            flush_queue: Vec::new(),
         }
     }
 
@@ -338,20 +409,41 @@ impl FlowTable {
         self.index.is_empty()
     }
 
+    fn inactivity(&self, proto: u8) -> Interval {
+        match proto {
+            IPPROTO_TCP => self.cfg.tcp_inactivity,
+            IPPROTO_UDP => self.cfg.udp_inactivity,
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => self.cfg.icmp_inactivity,
+            _ => self.cfg.other_inactivity,
+        }
+    }
+
+    fn hash(&self, key: &FlowKey) -> u32 {
+        let h = self.hasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
+    }
+
+    fn find(&self, key: &FlowKey) -> Option<u32> {
+        let h = self.hash(key);
+        let slots = &self.slots;
+        self.index
+            .find(widen(h), |&(i, hi)| {
+                hi == h && slots.get(i as usize).and_then(|s| s.as_ref()).is_some_and(|(k, _)| k == key)
+            })
+            .map(|&(i, _)| i)
+    }
+
+    fn conn_mut(&mut self, i: u32) -> Option<(&FlowKey, &mut Conn)> {
+        self.slots.get_mut(i as usize).and_then(|s| s.as_mut()).map(|(k, c)| (&*k, c))
+    }
+
     /// Uid for a new flow: a hash of the seed, the key and the start time, so
     /// a seeded run gives the same uids whatever the number of workers.
     fn make_uid(&self, key: &FlowKey, ts: Time, salt: u8) -> FlowUid {
         // A fixed, portable mix (not the table's random hasher): seeded runs
         // must give the same uids on every machine.
-        let ports = (u64::from(key.lo_port) << 32)
-            | (u64::from(key.hi_port) << 16)
-            | (u64::from(key.proto) << 8);
-        let words = [
-            addr_word(key.lo),
-            addr_word(key.hi),
-            ports | u64::from(salt),
-            ts.micros() as u64,
-        ];
+        let ports = (u64::from(key.lo_port) << 32) | (u64::from(key.hi_port) << 16) | (u64::from(key.proto) << 8);
+        let words = [addr_word(&key.lo), addr_word(&key.hi), ports | u64::from(salt), ts.micros() as u64];
         let mut a = mix64(self.uid_seed ^ 0x9e37_79b9_7f4a_7c15);
         let mut b = mix64(self.uid_seed.rotate_left(29) ^ 0xc2b2_ae3d_27d4_eb4f);
         for w in words {
@@ -377,51 +469,35 @@ impl FlowTable {
         }
         let (sport, dport, one_way) = match pkt.transport {
             Transport::Tcp(t) => (t.src_port, t.dst_port, false),
-            Transport::Udp {
-                src_port, dst_port, ..
-            } => (src_port, dst_port, false),
+            Transport::Udp { src_port, dst_port, .. } => (src_port, dst_port, false),
             Transport::Icmp(i) => icmp_ports(i.typ, i.code, i.v6),
             Transport::Other { .. } => (0, 0, false),
         };
         let (key, src_is_lo) = FlowKey::new(pkt.src, sport, pkt.dst, dport, pkt.ip_proto);
+        let inactivity = self.inactivity(pkt.ip_proto);
 
-        let mut slot = self.index.get(&key).copied();
+        let mut slot = self.find(&key);
         if let Some(i) = slot {
-            let reuse_or_due = {
-                let Some((_, c)) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) else {
-                    unreachable_slot();
-                    return FlowUid::new(0);
-                };
-                if c.due(now) {
-                    Some(EndReason::Expired)
-                } else if let (Some(t), Transport::Tcp(v)) = (c.tcp.as_ref(), pkt.transport) {
-                    let mut w = Vec::new();
-                    let r = t.is_reuse(&v, pkt.ts, c.last, &mut w);
-                    let orig = if c.orig_is_lo {
-                        (key.lo, key.lo_port)
-                    } else {
-                        (key.hi, key.hi_port)
-                    };
-                    let resp = if c.orig_is_lo {
-                        (key.hi, key.hi_port)
-                    } else {
-                        (key.lo, key.lo_port)
-                    };
-                    for name in w {
-                        out.weirds.push(FlowWeird {
-                            ts: pkt.ts,
-                            uid: c.uid,
-                            orig,
-                            resp,
-                            name,
-                        });
-                    }
-                    r.then_some(EndReason::Reused)
-                } else {
-                    None
-                }
+            let Some((_, c)) = self.conn_mut(i) else {
+                unreachable_slot();
+                return FlowUid::new(0);
             };
-            if let Some(reason) = reuse_or_due {
+            let end = if c.due(now, inactivity) {
+                Some(EndReason::Expired)
+            } else if let (Some(t), Transport::Tcp(v)) = (c.tcp(), pkt.transport) {
+                let mut w = Vec::new();
+                let r = t.is_reuse(&v, pkt.ts, c.last, &mut w);
+                if !w.is_empty() {
+                    let (orig, resp) = endpoints(&key, c);
+                    for name in w {
+                        out.weirds.push(FlowWeird { ts: pkt.ts, uid: c.uid(), orig, resp, name });
+                    }
+                }
+                r.then_some(EndReason::Reused)
+            } else {
+                None
+            };
+            if let Some(reason) = end {
                 self.remove(i, reason, out);
                 slot = None;
             }
@@ -430,13 +506,13 @@ impl FlowTable {
             Some(i) => i,
             None => self.create(key, src_is_lo, pkt, one_way, sport, dport, out),
         };
-        let Some((key, c)) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) else {
+        let cfg = self.cfg.clone_timers();
+        let Some((key, c)) = self.conn_mut(i) else {
             unreachable_slot();
             return FlowUid::new(0);
         };
         let key = *key;
-        let is_orig = c.orig_is_lo == src_is_lo;
-        let cfg = &self.cfg;
+        let is_orig = c.has(F_ORIG_IS_LO) == src_is_lo;
         let mut weirds: Vec<&'static str> = Vec::new();
         let mut earlier_deadline = false;
 
@@ -447,24 +523,23 @@ impl FlowTable {
                 Transport::Udp { .. } => "bad_UDP_checksum",
                 _ => "bad_ICMP_checksum",
             });
-            if let Some(t) = c.tcp.as_mut() {
-                let e = &mut t.ep[usize::from(!is_orig)];
-                if bump_scaled(&mut e.chk) {
-                    c.history.add(if is_orig { b'C' } else { b'c' });
+            let letter = if is_orig { b'C' } else { b'c' };
+            match &mut c.proto {
+                ProtoState::Tcp(t) => {
+                    if bump_scaled(&mut t.ep[usize::from(!is_orig)].chk) {
+                        c.history.add(letter);
+                    }
                 }
-            } else {
-                c.history.add(if is_orig { b'C' } else { b'c' });
+                ProtoState::Counted(_) => c.history.add(letter),
             }
         } else {
             let mut dir = usize::from(!is_orig);
-            match pkt.transport {
-                Transport::Tcp(v) => {
+            match (&mut c.proto, pkt.transport) {
+                (ProtoState::Tcp(t), Transport::Tcp(v)) => {
                     let mut fx = TcpEffects::default();
-                    if let Some(t) = c.tcp.as_mut() {
-                        t.process(&mut c.history, is_orig, &v, &mut fx);
-                    }
+                    t.process(&mut c.history, is_orig, &v, &mut fx);
                     if fx.flip {
-                        c.orig_is_lo = !c.orig_is_lo;
+                        c.flags ^= F_ORIG_IS_LO;
                         c.pkts.swap(0, 1);
                         c.ip_bytes.swap(0, 1);
                         c.history.add(b'^');
@@ -473,84 +548,72 @@ impl FlowTable {
                     if fx.touch {
                         c.last = pkt.ts;
                     }
-                    if fx.attempt_started && c.attempt_at == NONE {
-                        c.attempt_at = pkt.ts.plus(cfg.tcp_attempt_delay).micros();
+                    if fx.attempt_started && c.attempt_off == OFF_NONE {
+                        c.attempt_off = c.off(pkt.ts.plus(cfg.tcp_attempt_delay).micros());
                     }
                     if fx.start_inactivity {
-                        c.inactivity = Some(cfg.tcp_inactivity);
+                        c.set(F_INACTIVITY, true);
                     }
                     if fx.close_complete {
                         // Zeek cancels the handshake timers and deletes the
                         // connection after the close delay.
-                        c.attempt_at = NONE;
-                        c.partial_close_at = NONE;
+                        c.attempt_off = OFF_NONE;
+                        c.partial_close_off = OFF_NONE;
                         c.delete_at = c.last.plus(cfg.tcp_close_delay).micros();
                         earlier_deadline = true;
                     }
                     if fx.partial_close {
-                        c.partial_close_at = c.last.plus(cfg.tcp_partial_close_delay).micros();
+                        c.partial_close_off = c.off(c.last.plus(cfg.tcp_partial_close_delay).micros());
                         earlier_deadline = true;
                     }
-                    c.missed += fx.missed;
                     weirds.extend(fx.weirds);
                 }
-                Transport::Udp { len, .. } => {
+                (ProtoState::Counted(bytes), Transport::Udp { len, .. }) => {
                     c.last = pkt.ts;
-                    c.bytes[dir] += u64::from(len);
-                    if !c.seen[dir] {
+                    bytes[dir] += u64::from(len);
+                    let seen = if dir == 0 { F_SEEN_ORIG } else { F_SEEN_RESP };
+                    if c.flags & seen == 0 {
                         c.history.add(if dir == 0 { b'D' } else { b'd' });
                     }
                 }
-                Transport::Icmp(i) => {
+                (ProtoState::Counted(bytes), Transport::Icmp(ic)) => {
                     c.last = pkt.ts;
-                    c.bytes[dir] += u64::from(i.len);
+                    bytes[dir] += u64::from(ic.len);
                 }
-                Transport::Other { len } => {
+                (ProtoState::Counted(bytes), Transport::Other { len }) => {
                     c.last = pkt.ts;
-                    c.bytes[dir] += u64::from(len);
+                    bytes[dir] += u64::from(len);
                 }
+                // The key includes the protocol, so a flow never changes kind.
+                _ => {}
             }
-            c.seen[dir] = true;
+            c.flags |= if dir == 0 { F_SEEN_ORIG } else { F_SEEN_RESP };
             c.pkts[dir] += 1;
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
         }
-        if c.vlan.is_none() {
-            c.vlan = pkt.vlan;
-            c.inner_vlan = pkt.inner_vlan;
+        if c.vlan == NO_VLAN {
+            c.vlan = pkt.vlan.unwrap_or(NO_VLAN);
+            c.inner_vlan = pkt.inner_vlan.unwrap_or(NO_VLAN);
         }
         if let Some(p) = pkt.tunnel_parent {
-            if !c.tunnel_parents.contains(&p) && c.tunnel_parents.len() < 8 {
-                c.tunnel_parents.push(p);
+            let tp = c.tunnel_parents.get_or_insert_with(Default::default);
+            if !tp.contains(&p) && tp.len() < 8 {
+                tp.push(p);
             }
         }
-        let uid = c.uid;
+        let uid = c.uid();
         if !weirds.is_empty() {
-            let orig = if c.orig_is_lo {
-                (key.lo, key.lo_port)
-            } else {
-                (key.hi, key.hi_port)
-            };
-            let resp = if c.orig_is_lo {
-                (key.hi, key.hi_port)
-            } else {
-                (key.lo, key.lo_port)
-            };
+            let (orig, resp) = endpoints(&key, c);
             for name in weirds {
-                let bit = 1u64 << (name_hash(name) % 64);
+                let bit = 1u16 << (name_hash(name) % 16);
                 if c.weird_bits & bit == 0 {
                     c.weird_bits |= bit;
-                    out.weirds.push(FlowWeird {
-                        ts: pkt.ts,
-                        uid,
-                        orig,
-                        resp,
-                        name,
-                    });
+                    out.weirds.push(FlowWeird { ts: pkt.ts, uid, orig, resp, name });
                 }
             }
         }
         if earlier_deadline {
-            let d = c.deadline();
+            let d = c.deadline(inactivity);
             if d < c.heap_at {
                 c.heap_at = d;
                 self.heap.push(Reverse((d, i)));
@@ -570,10 +633,13 @@ impl FlowTable {
         s: &'static str,
     ) {
         let (key, _) = FlowKey::new(src, sport, dst, dport, proto);
-        if let Some(&i) = self.index.get(&key) {
-            if let Some(Some((_, c))) = self.slots.get_mut(i as usize) {
-                if c.uid == uid {
-                    c.service = Some(s);
+        let Some(idx) = SERVICES.iter().position(|x| *x == s) else {
+            return;
+        };
+        if let Some(i) = self.find(&key) {
+            if let Some((_, c)) = self.conn_mut(i) {
+                if c.uid() == uid {
+                    c.service = idx as u8;
                 }
             }
         }
@@ -597,70 +663,61 @@ impl FlowTable {
         }
         self.counters.created += 1;
         let mut flip = false;
-        let mut tcp = None;
-        let inactivity = match pkt.transport {
+        let (proto, inactive_timer) = match pkt.transport {
             Transport::Tcp(v) => {
-                tcp = Some(Box::default());
-                let (syn, ack) = (
-                    v.flags & crate::decode::TH_SYN != 0,
-                    v.flags & crate::decode::TH_ACK != 0,
-                );
+                let (syn, ack) = (v.flags & crate::decode::TH_SYN != 0, v.flags & crate::decode::TH_ACK != 0);
                 if !syn || ack {
                     // A partial connection: guess the responder by the ports.
                     if likely_server_port(sport, IPPROTO_TCP) {
-                        flip = if likely_server_port(dport, IPPROTO_TCP) {
-                            !syn && sport < dport
-                        } else {
-                            true
-                        };
+                        flip = if likely_server_port(dport, IPPROTO_TCP) { !syn && sport < dport } else { true };
                     }
                 }
-                None
+                (ProtoState::Tcp(Box::default()), false)
             }
             Transport::Udp { .. } => {
-                flip = likely_server_port(sport, IPPROTO_UDP)
-                    && !likely_server_port(dport, IPPROTO_UDP);
-                Some(self.cfg.udp_inactivity)
+                flip = likely_server_port(sport, IPPROTO_UDP) && !likely_server_port(dport, IPPROTO_UDP);
+                (ProtoState::Counted([0; 2]), true)
             }
-            Transport::Icmp(_) => Some(self.cfg.icmp_inactivity),
-            Transport::Other { .. } => Some(self.cfg.other_inactivity),
+            Transport::Icmp(_) | Transport::Other { .. } => (ProtoState::Counted([0; 2]), true),
         };
-        let uid = self.make_uid(&key, pkt.ts, 0);
+        let uid = self.make_uid(&key, pkt.ts, 0).0;
+        let mut flags = 0;
+        if src_is_lo != flip {
+            flags |= F_ORIG_IS_LO;
+        }
+        if one_way {
+            flags |= F_ONE_WAY;
+        }
+        if inactive_timer {
+            flags |= F_INACTIVITY;
+        }
+        // Until a packet arms a real timer, check back after the shortest
+        // delay that could apply.
+        let first_check = pkt.ts.plus(self.cfg.tcp_attempt_delay.min(self.cfg.udp_inactivity)).micros();
         let mut conn = Conn {
-            uid,
+            uid_lo: uid as u64,
             start: pkt.ts,
             last: pkt.ts,
             pkts: [0; 2],
             ip_bytes: [0; 2],
-            bytes: [0; 2],
-            missed: 0,
-            tcp,
-            tunnel_parents: Vec::new(),
-            service: None,
-            history: HistBuf::default(),
-            attempt_at: NONE,
+            proto,
+            tunnel_parents: None,
             delete_at: NONE,
-            partial_close_at: NONE,
-            heap_at: NONE,
-            inactivity,
-            vlan: pkt.vlan,
-            inner_vlan: pkt.inner_vlan,
-            orig_is_lo: src_is_lo != flip,
-            one_way,
-            ip_proto: pkt.ip_proto,
-            seen: [false; 2],
+            heap_at: first_check,
+            uid_hi: (uid >> 64) as u32,
+            attempt_off: OFF_NONE,
+            partial_close_off: OFF_NONE,
+            history: HistBuf::default(),
+            vlan: pkt.vlan.unwrap_or(NO_VLAN),
+            inner_vlan: pkt.inner_vlan.unwrap_or(NO_VLAN),
             weird_bits: 0,
+            service: 0,
+            ip_proto: pkt.ip_proto,
+            flags,
         };
         if flip {
             conn.history.add(b'^');
         }
-        // Until the first packet arms a real timer, check back after the
-        // longest delay that could apply.
-        let first_check = pkt
-            .ts
-            .plus(self.cfg.tcp_attempt_delay.min(self.cfg.udp_inactivity))
-            .micros();
-        conn.heap_at = first_check;
         let i = match self.free.pop() {
             Some(i) => {
                 if let Some(s) = self.slots.get_mut(i as usize) {
@@ -673,7 +730,8 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, i);
+        let h = self.hash(&key);
+        self.index.insert_unique(widen(h), (i, h), |&(_, hj)| widen(hj));
         self.heap.push(Reverse((first_check, i)));
         i
     }
@@ -689,21 +747,22 @@ impl FlowTable {
                 break;
             }
             self.heap.pop();
-            let Some(Some((_, c))) = self.slots.get_mut(i as usize) else {
+            let tcp_inactivity = self.cfg.tcp_inactivity;
+            let Some(proto) = self.slots.get(i as usize).and_then(|s| s.as_ref()).map(|(k, _)| k.proto) else {
+                continue;
+            };
+            let inactivity = self.inactivity(proto);
+            let Some((_, c)) = self.conn_mut(i) else {
                 continue;
             };
             if c.heap_at != at {
                 continue; // superseded entry
             }
-            if c.due(now) {
+            if c.due(now, inactivity) {
                 self.remove(i, EndReason::Expired, out);
             } else {
-                let d = c.deadline().max(now + 1);
-                let d = if d == NONE {
-                    now + self.cfg.tcp_inactivity.micros()
-                } else {
-                    d
-                };
+                let d = c.deadline(inactivity);
+                let d = if d == NONE { now + tcp_inactivity.micros() } else { d.max(now + 1) };
                 c.heap_at = d;
                 self.heap.push(Reverse((d, i)));
             }
@@ -713,14 +772,19 @@ impl FlowTable {
     /// Evicts the flow nearest to its own timeout.
     fn evict_one(&mut self, out: &mut FlowOutput) -> bool {
         while let Some(Reverse((at, i))) = self.heap.pop() {
-            let Some(Some((_, c))) = self.slots.get_mut(i as usize) else {
+            let Some(proto) = self.slots.get(i as usize).and_then(|s| s.as_ref()).map(|(k, _)| k.proto) else {
+                continue;
+            };
+            let inactivity = self.inactivity(proto);
+            let next = self.heap.peek().map(|Reverse((n, _))| *n);
+            let Some((_, c)) = self.conn_mut(i) else {
                 continue;
             };
             if c.heap_at != at {
                 continue;
             }
-            let d = c.deadline();
-            if d > at && d != NONE && self.heap.peek().is_some_and(|Reverse((next, _))| *next < d) {
+            let d = c.deadline(inactivity);
+            if d > at && d != NONE && next.is_some_and(|n| n < d) {
                 c.heap_at = d;
                 self.heap.push(Reverse((d, i)));
                 continue;
@@ -733,24 +797,44 @@ impl FlowTable {
 
     /// Logs every open flow, as at the end of a capture.
     pub fn flush(&mut self, out: &mut FlowOutput) {
-        let mut open: Vec<(Time, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|(_, c)| (c.start, i as u32)))
-            .collect();
-        open.sort_unstable();
-        for (_, i) in open {
-            self.remove(i, EndReason::Flushed, out);
+        while self.flush_some(usize::MAX, out) > 0 {}
+    }
+
+    /// Logs up to `max` open flows, oldest first; returns how many. Lets the
+    /// caller hand records on in bounded batches at the end of a large run.
+    pub fn flush_some(&mut self, max: usize, out: &mut FlowOutput) -> usize {
+        if self.flush_queue.is_empty() {
+            let mut open: Vec<(Time, u32)> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.as_ref().map(|(_, c)| (c.start, i as u32)))
+                .collect();
+            // Newest first, so that popping yields the oldest.
+            open.sort_unstable_by(|a, b| b.cmp(a));
+            self.flush_queue = open.into_iter().map(|(_, i)| i).collect();
         }
-        self.heap.clear();
+        let mut n = 0;
+        while n < max {
+            let Some(i) = self.flush_queue.pop() else { break };
+            self.remove(i, EndReason::Flushed, out);
+            n += 1;
+        }
+        if self.index.is_empty() {
+            self.heap.clear();
+            self.flush_queue = Vec::new();
+        }
+        n
     }
 
     fn remove(&mut self, i: u32, reason: EndReason, out: &mut FlowOutput) {
         let Some((key, c)) = self.slots.get_mut(i as usize).and_then(|s| s.take()) else {
             return;
         };
-        self.index.remove(&key);
+        let h = self.hash(&key);
+        if let Ok(entry) = self.index.find_entry(widen(h), |&(j, _)| j == i) {
+            entry.remove();
+        }
         self.free.push(i);
         match reason {
             EndReason::Expired | EndReason::Reused => self.counters.expired += 1,
@@ -761,72 +845,92 @@ impl FlowTable {
     }
 
     fn record(&self, key: &FlowKey, c: &Conn) -> ConnRecord {
-        let (orig, resp) = if c.orig_is_lo {
-            ((key.lo, key.lo_port), (key.hi, key.hi_port))
-        } else {
-            ((key.hi, key.hi_port), (key.lo, key.lo_port))
-        };
+        let (orig, resp) = endpoints(key, c);
         let duration = c.last.since(c.start);
-        let (proto, conn_state, sizes) = match (&c.tcp, key.proto) {
-            (Some(t), _) => (
-                "tcp",
-                t.conn_state(c.history.as_str()),
-                (t.orig_size(), t.resp_size()),
-            ),
-            (None, IPPROTO_UDP) => {
-                let st = match c.seen {
-                    [true, true] => "SF",
-                    [true, false] => "S0",
-                    [false, true] => "SHR",
-                    [false, false] => "OTH",
-                };
-                ("udp", st, (c.bytes[0], c.bytes[1]))
+        let (proto, conn_state, sizes, missed) = match (&c.proto, key.proto) {
+            (ProtoState::Tcp(t), _) => {
+                ("tcp", t.conn_state(c.history.as_str()), (t.orig_size(), t.resp_size()), t.missed)
             }
-            (None, IPPROTO_ICMP | IPPROTO_ICMPV6) => ("icmp", "OTH", (c.bytes[0], c.bytes[1])),
-            (None, _) => ("unknown_transport", "OTH", (c.bytes[0], c.bytes[1])),
+            (ProtoState::Counted(b), IPPROTO_UDP) => {
+                let st = match (c.has(F_SEEN_ORIG), c.has(F_SEEN_RESP)) {
+                    (true, true) => "SF",
+                    (true, false) => "S0",
+                    (false, true) => "SHR",
+                    (false, false) => "OTH",
+                };
+                ("udp", st, (b[0], b[1]), 0)
+            }
+            (ProtoState::Counted(b), IPPROTO_ICMP | IPPROTO_ICMPV6) => ("icmp", "OTH", (b[0], b[1]), 0),
+            (ProtoState::Counted(b), _) => ("unknown_transport", "OTH", (b[0], b[1]), 0),
         };
-        let has_ports = matches!(
-            key.proto,
-            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6
-        );
-        let community_id = community_id_v1(
-            self.cfg.community_id_seed,
-            c.ip_proto,
-            orig,
-            resp,
-            c.one_way && has_ports,
-        );
-        let history = match (&c.tcp, key.proto) {
-            (None, IPPROTO_ICMP | IPPROTO_ICMPV6) => None,
+        let has_ports = matches!(key.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_ICMPV6);
+        let community_id =
+            community_id_v1(self.cfg.community_id_seed, c.ip_proto, orig, resp, c.has(F_ONE_WAY) && has_ports);
+        let history = match (&c.proto, key.proto) {
+            (ProtoState::Counted(_), IPPROTO_ICMP | IPPROTO_ICMPV6) => None,
             _ if c.history.len == 0 => None,
             _ => Some(c.history.as_str().to_string()),
         };
+        let some_vlan = |v: u16| (v != NO_VLAN).then_some(v);
         ConnRecord {
             ts: c.start,
-            uid: c.uid,
+            uid: c.uid(),
             orig_h: orig.0,
             orig_p: orig.1,
             resp_h: resp.0,
             resp_p: resp.1,
             proto,
-            service: c.service.map(str::to_string),
+            service: SERVICES.get(usize::from(c.service)).filter(|s| !s.is_empty()).map(|s| s.to_string()),
             duration: (duration.micros() > 0).then_some(duration),
             orig_bytes: (duration.micros() > 0).then_some(sizes.0),
             resp_bytes: (duration.micros() > 0).then_some(sizes.1),
             conn_state,
             local_orig: is_private(orig.0),
             local_resp: is_private(resp.0),
-            missed_bytes: c.missed,
+            missed_bytes: missed,
             history,
             orig_pkts: c.pkts[0],
             orig_ip_bytes: c.ip_bytes[0],
             resp_pkts: c.pkts[1],
             resp_ip_bytes: c.ip_bytes[1],
-            tunnel_parents: c.tunnel_parents.clone(),
+            tunnel_parents: c.tunnel_parents.as_deref().cloned().unwrap_or_default(),
             ip_proto: c.ip_proto,
-            vlan: c.vlan,
-            inner_vlan: c.inner_vlan,
+            vlan: some_vlan(c.vlan),
+            inner_vlan: some_vlan(c.inner_vlan).filter(|_| c.vlan != NO_VLAN),
             community_id: Some(community_id),
+        }
+    }
+}
+
+/// Spreads a 32-bit hash over the 64 bits hashbrown reads: the low bits
+/// pick the bucket, the top seven are the tag.
+fn widen(h: u32) -> u64 {
+    u64::from(h) | (u64::from(h) << 32)
+}
+
+fn endpoints(key: &FlowKey, c: &Conn) -> ((IpAddr, u16), (IpAddr, u16)) {
+    if c.has(F_ORIG_IS_LO) {
+        (key.lo(), key.hi())
+    } else {
+        (key.hi(), key.lo())
+    }
+}
+
+/// The timer settings the per-packet path needs, copied out so the table can
+/// be borrowed mutably at the same time.
+#[derive(Clone, Copy)]
+struct Timers {
+    tcp_attempt_delay: Interval,
+    tcp_close_delay: Interval,
+    tcp_partial_close_delay: Interval,
+}
+
+impl FlowConfig {
+    fn clone_timers(&self) -> Timers {
+        Timers {
+            tcp_attempt_delay: self.tcp_attempt_delay,
+            tcp_close_delay: self.tcp_close_delay,
+            tcp_partial_close_delay: self.tcp_partial_close_delay,
         }
     }
 }
@@ -836,14 +940,9 @@ fn bump_scaled(s: &mut tcp::Scaled) -> bool {
 }
 
 /// Folds an address into 64 bits for uid hashing.
-fn addr_word(a: IpAddr) -> u64 {
-    match a {
-        IpAddr::V4(v) => u64::from(u32::from(v)),
-        IpAddr::V6(v) => {
-            let x = u128::from(v);
-            mix64(x as u64) ^ (x >> 64) as u64
-        }
-    }
+fn addr_word(a: &[u8; 16]) -> u64 {
+    let x = u128::from_be_bytes(*a);
+    mix64(x as u64) ^ (x >> 64) as u64
 }
 
 /// The 64-bit finaliser of MurmurHash3.
@@ -856,12 +955,43 @@ fn mix64(mut x: u64) -> u64 {
 }
 
 fn name_hash(s: &str) -> u32 {
-    s.bytes().fold(2_166_136_261u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(16_777_619)
-    })
+    s.bytes().fold(2_166_136_261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16_777_619))
 }
 
 #[cold]
 fn unreachable_slot() {
     tracing::error!("flow index points at an empty slot");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-flow footprint is a budget (see the README's benchmark): these
+    /// sizes change only on purpose.
+    #[test]
+    fn flow_state_stays_small() {
+        assert_eq!(std::mem::size_of::<FlowKey>(), 38);
+        assert!(
+            std::mem::size_of::<Option<(FlowKey, Conn)>>() <= 192,
+            "{}",
+            std::mem::size_of::<Option<(FlowKey, Conn)>>()
+        );
+        assert!(std::mem::size_of::<TcpConn>() <= 128, "{}", std::mem::size_of::<TcpConn>());
+    }
+
+    #[test]
+    fn keys_are_canonical_and_round_trip() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        let (k1, lo1) = FlowKey::new(a, 5, "10.0.0.2".parse().unwrap(), 6, 17);
+        let (k2, lo2) = FlowKey::new("10.0.0.2".parse().unwrap(), 6, a, 5, 17);
+        assert_eq!(k1, k2);
+        assert_ne!(lo1, lo2);
+        assert_eq!(k1.lo(), (a, 5));
+        // A real IPv6 packet with a v4-mapped address stays IPv6.
+        let (k3, _) = FlowKey::new(b, 1, "::1".parse().unwrap(), 2, 17);
+        assert!(k3.lo().0.is_ipv6() && k3.hi().0.is_ipv6());
+        assert_ne!(k3, FlowKey::new("10.0.0.2".parse().unwrap(), 1, "0.0.0.1".parse().unwrap(), 2, 17).0);
+    }
 }

@@ -23,10 +23,7 @@ pub enum EpState {
 }
 
 fn is_handshake(s: EpState) -> bool {
-    matches!(
-        s,
-        EpState::Inactive | EpState::SynSent | EpState::SynAckSent
-    )
+    matches!(s, EpState::Inactive | EpState::SynSent | EpState::SynAckSent)
 }
 
 /// History letter groups, one bit each per side (Zeek's `HIST_*`).
@@ -41,55 +38,147 @@ pub mod hist {
 }
 
 /// A scaled history entry: the letter is recorded at the 1st, 10th, 100th...
-/// occurrence.
+/// occurrence. Counting saturates at 65535, so a sixth letter (Zeek's
+/// 100000th occurrence) is never written.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Scaled {
-    count: u32,
-    threshold: u32,
-}
+pub struct Scaled(u16);
 
 impl Scaled {
     /// Returns true when this occurrence earns a history letter.
     pub(crate) fn bump(&mut self) -> bool {
-        if self.threshold == 0 {
-            self.threshold = 1;
+        if self.0 == u16::MAX {
+            return false;
         }
-        self.count = self.count.saturating_add(1);
-        if self.count == self.threshold {
-            self.threshold = self.threshold.saturating_mul(10);
-            return true;
-        }
-        false
+        self.0 += 1;
+        matches!(self.0, 1 | 10 | 100 | 1000 | 10000)
     }
 }
 
+/// `a < b` in 32-bit sequence space (RFC 1982 serial arithmetic).
+fn lt32(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+fn le32(a: u32, b: u32) -> bool {
+    !lt32(b, a)
+}
+
+/// Content seen from one endpoint, in relative sequence numbers truncated to
+/// 32 bits and compared with wrap-around (exact while windows stay under
+/// 2 GiB). One out-of-order range is remembered above the contiguous part;
+/// a second disjoint one declares the lower hole a gap.
+#[derive(Clone, Copy, Debug, Default)]
+struct Content {
+    delivered: u32,
+    pend_start: u32,
+    pend_end: u32,
+}
+
+impl Content {
+    fn reset(&mut self) {
+        *self = Content { delivered: 1, pend_start: 0, pend_end: 0 };
+    }
+
+    fn has_pending(&self) -> bool {
+        self.pend_start != self.pend_end
+    }
+
+    fn absorb_pending(&mut self) {
+        if self.has_pending() && le32(self.pend_start, self.delivered) {
+            if lt32(self.delivered, self.pend_end) {
+                self.delivered = self.pend_end;
+            }
+            self.pend_start = 0;
+            self.pend_end = 0;
+        }
+    }
+
+    /// Notes `[seq, seq+len)`; returns bytes declared missing to stay bounded.
+    fn data(&mut self, seq: u32, len: u32) -> u64 {
+        let end = seq.wrapping_add(len);
+        if le32(end, self.delivered) {
+            return 0;
+        }
+        if le32(seq, self.delivered) {
+            self.delivered = end;
+            self.absorb_pending();
+            return 0;
+        }
+        if !self.has_pending() {
+            self.pend_start = seq;
+            self.pend_end = end;
+            return 0;
+        }
+        if le32(seq, self.pend_end) && le32(self.pend_start, end) {
+            // Overlaps or touches the held range: merge.
+            if lt32(seq, self.pend_start) {
+                self.pend_start = seq;
+            }
+            if lt32(self.pend_end, end) {
+                self.pend_end = end;
+            }
+            return 0;
+        }
+        // Two disjoint holes: the lower one is given up as a gap.
+        let (lo_start, hi) = if lt32(seq, self.pend_start) {
+            (seq, (self.pend_start, self.pend_end))
+        } else {
+            (self.pend_start, (seq, end))
+        };
+        let missed = u64::from(lo_start.wrapping_sub(self.delivered));
+        let lo_end = if lt32(seq, self.pend_start) { end } else { self.pend_end };
+        self.delivered = lo_end;
+        self.pend_start = hi.0;
+        self.pend_end = hi.1;
+        self.absorb_pending();
+        missed
+    }
+
+    /// The peer acknowledged up to `upto`: whatever was never seen below it
+    /// is a content gap. Returns the missing bytes.
+    fn acked(&mut self, upto: u32) -> u64 {
+        if le32(upto, self.delivered) {
+            return 0;
+        }
+        let mut missed = u64::from(upto.wrapping_sub(self.delivered));
+        if self.has_pending() && lt32(self.pend_start, upto) {
+            let covered_end = if lt32(self.pend_end, upto) { self.pend_end } else { upto };
+            missed -= u64::from(covered_end.wrapping_sub(self.pend_start));
+        }
+        self.delivered = upto;
+        self.absorb_pending();
+        if self.has_pending() && le32(self.pend_end, self.delivered) {
+            self.pend_start = 0;
+            self.pend_end = 0;
+        }
+        missed
+    }
+}
+
+/// One side of a TCP connection. Field order packs the struct tightly: a
+/// flow table holds a million of these.
 #[derive(Clone, Debug, Default)]
 pub struct Endpoint {
-    pub state: EpState,
-    pub prev_state: EpState,
     start_seq: u32,
     last_seq: u32,
     ack_seq: u32,
-    seq_wraps: u32,
-    ack_wraps: u32,
-    fin_cnt: u16,
-    pub did_close: bool,
-    fin_seq: u64,
-    hist_last_syn: u64,
-    hist_last_fin: u64,
-    hist_last_rst: u64,
+    /// Relative sequence number just past this side's FIN.
+    fin_seq: u32,
+    hist_last_syn: u32,
+    hist_last_fin: u32,
+    hist_last_rst: u32,
+    content: Content,
+    seq_wraps: u16,
+    ack_wraps: u16,
     rxmt: Scaled,
     win0: Scaled,
     gap: Scaled,
     pub chk: Scaled,
-    /// Relative sequence number up to which content is contiguous.
-    delivered: u64,
-    /// Out-of-order content held above `delivered`, sorted and disjoint.
-    /// Kept short: with more holes than this, the lowest is declared a gap.
-    pending: Vec<(u64, u64)>,
+    pub state: EpState,
+    pub prev_state: EpState,
+    fin_cnt: u8,
+    pub did_close: bool,
 }
-
-const MAX_PENDING_RANGES: usize = 8;
 
 fn seq_delta(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
@@ -106,24 +195,24 @@ impl Endpoint {
         }
     }
 
-    fn to_full(seq: u32, wraps: u32) -> u64 {
+    fn to_full(seq: u32, wraps: u16) -> u64 {
         (u64::from(wraps) << 32) | u64::from(seq)
     }
 
-    fn to_relative(&self, seq: u32, wraps: u32) -> u64 {
+    fn to_relative(&self, seq: u32, wraps: u16) -> u64 {
         Self::to_full(seq, wraps).wrapping_sub(u64::from(self.start_seq))
     }
 
     fn update_last_seq_raw(&mut self, seq: u32) {
         if seq < self.last_seq {
-            self.seq_wraps += 1;
+            self.seq_wraps = self.seq_wraps.wrapping_add(1);
         }
         self.last_seq = seq;
     }
 
     fn update_ack_seq_raw(&mut self, seq: u32) {
         if seq < self.ack_seq {
-            self.ack_wraps += 1;
+            self.ack_wraps = self.ack_wraps.wrapping_add(1);
         }
         self.ack_seq = seq;
     }
@@ -152,11 +241,7 @@ impl Endpoint {
         let last = Self::to_full(self.last_seq, self.seq_wraps);
         let ack = Self::to_full(self.ack_seq, self.ack_wraps);
         let start = u64::from(self.start_seq);
-        let mut size = if last > ack {
-            last.wrapping_sub(start)
-        } else {
-            ack.wrapping_sub(start)
-        };
+        let mut size = if last > ack { last.wrapping_sub(start) } else { ack.wrapping_sub(start) };
         size = size.saturating_sub(1);
         if self.fin_cnt > 0 && size != 0 {
             size -= 1;
@@ -166,31 +251,6 @@ impl Endpoint {
 
     fn is_active(&self) -> bool {
         self.state != EpState::Inactive && !self.did_close
-    }
-
-    /// Notes content delivered at `[seq, seq+len)` (relative).
-    fn data_sent(&mut self, seq: u64, len: u64) {
-        let end = seq + len;
-        if end <= self.delivered {
-            return;
-        }
-        if seq <= self.delivered {
-            self.delivered = end;
-        } else {
-            self.pending.push((seq, end));
-            self.pending.sort_unstable();
-        }
-        self.drain_pending();
-    }
-
-    fn drain_pending(&mut self) {
-        while let Some(&(s, e)) = self.pending.first() {
-            if s > self.delivered {
-                break;
-            }
-            self.delivered = self.delivered.max(e);
-            self.pending.remove(0);
-        }
     }
 }
 
@@ -209,8 +269,6 @@ pub struct TcpEffects {
     pub touch: bool,
     /// An originator SYN started the attempt timer.
     pub attempt_started: bool,
-    /// Bytes lost in content gaps that this packet's ACK revealed.
-    pub missed: u64,
     pub weirds: Vec<&'static str>,
     /// Zeek's `do_close`/`gen_event` out-parameters of the state machine.
     pub do_close: bool,
@@ -223,6 +281,8 @@ pub struct TcpConn {
     /// `[originator, responder]`.
     pub ep: [Endpoint; 2],
     pub hist_seen: u32,
+    /// Bytes lost in content gaps (`missed_bytes`).
+    pub missed: u64,
 }
 
 /// Something that appends history letters; implemented by the connection.
@@ -232,11 +292,7 @@ pub trait History {
 
 impl TcpConn {
     fn check_history(&mut self, h: &mut impl History, is_orig: bool, mask: u32, code: u8) -> bool {
-        let (mask, code) = if is_orig {
-            (mask, code)
-        } else {
-            (mask << 16, code.to_ascii_lowercase())
-        };
+        let (mask, code) = if is_orig { (mask, code) } else { (mask << 16, code.to_ascii_lowercase()) };
         if self.hist_seen & mask == 0 {
             self.hist_seen |= mask;
             h.add(code);
@@ -247,11 +303,7 @@ impl TcpConn {
     }
 
     fn add_history(h: &mut impl History, is_orig: bool, code: u8) {
-        h.add(if is_orig {
-            code
-        } else {
-            code.to_ascii_lowercase()
-        });
+        h.add(if is_orig { code } else { code.to_ascii_lowercase() });
     }
 
     /// Swaps the roles of the endpoints (Zeek's `FlipRoles`).
@@ -261,13 +313,7 @@ impl TcpConn {
     }
 
     /// Zeek's `IsReuse`: does this packet start a new connection on the key?
-    pub fn is_reuse(
-        &self,
-        tcp: &TcpView<'_>,
-        now: Time,
-        last_time: Time,
-        weirds: &mut Vec<&'static str>,
-    ) -> bool {
+    pub fn is_reuse(&self, tcp: &TcpView<'_>, now: Time, last_time: Time, weirds: &mut Vec<&'static str>) -> bool {
         let [orig, resp] = &self.ep;
         if tcp.flags & TH_SYN == 0 {
             return false;
@@ -291,40 +337,20 @@ impl TcpConn {
             {
                 return false;
             }
-            weirds.push(if conn_orig.state == EpState::SynSent {
-                "SYN_seq_jump"
-            } else {
-                "active_connection_reuse"
-            });
-        } else if (orig.is_active() || resp.is_active())
-            && orig.state != EpState::Reset
-            && resp.state != EpState::Reset
+            weirds.push(if conn_orig.state == EpState::SynSent { "SYN_seq_jump" } else { "active_connection_reuse" });
+        } else if (orig.is_active() || resp.is_active()) && orig.state != EpState::Reset && resp.state != EpState::Reset
         {
             weirds.push("active_connection_reuse");
-        } else if now.since(last_time) < LINGER
-            && orig.state != EpState::Reset
-            && resp.state != EpState::Reset
-        {
+        } else if now.since(last_time) < LINGER && orig.state != EpState::Reset && resp.state != EpState::Reset {
             weirds.push("premature_connection_reuse");
         }
         true
     }
 
     /// Processes one segment from the originator (`is_orig`) or responder.
-    pub fn process(
-        &mut self,
-        h: &mut impl History,
-        is_orig: bool,
-        tcp: &TcpView<'_>,
-        fx: &mut TcpEffects,
-    ) {
+    pub fn process(&mut self, h: &mut impl History, is_orig: bool, tcp: &TcpView<'_>, fx: &mut TcpEffects) {
         let flags = tcp.flags;
-        let (syn, fin, rst, ack) = (
-            flags & TH_SYN != 0,
-            flags & TH_FIN != 0,
-            flags & TH_RST != 0,
-            flags & TH_ACK != 0,
-        );
+        let (syn, fin, rst, ack) = (flags & TH_SYN != 0, flags & TH_FIN != 0, flags & TH_RST != 0, flags & TH_ACK != 0);
         let len = tcp.len;
         let base_seq = tcp.seq;
         let ack_seq = tcp.ack;
@@ -348,13 +374,13 @@ impl TcpConn {
                         // A partial connection: number as though a SYN was seen.
                         e.init_seqs(base_seq.wrapping_sub(1), base_seq);
                     }
-                    e.delivered = 1;
+                    e.content.reset();
                 }
                 EpState::SynSent | EpState::SynAckSent => {
                     if syn && base_seq != e.start_seq {
                         fx.weirds.push("SYN_seq_jump");
                         e.init_seqs(base_seq, seq_one_past);
-                        e.delivered = 1;
+                        e.content.reset();
                     }
                 }
                 EpState::Established | EpState::Partial => {
@@ -366,13 +392,13 @@ impl TcpConn {
                             fx.weirds.push("SYN_seq_jump");
                         }
                         e.init_seqs(base_seq, seq_one_past);
-                        e.delivered = 1;
+                        e.content.reset();
                     }
                 }
                 EpState::Reset => {
                     if syn && e.prev_state == EpState::Inactive {
                         e.init_seqs(base_seq, seq_one_past);
-                        e.delivered = 1;
+                        e.content.reset();
                     }
                 }
                 EpState::Closed => {}
@@ -390,11 +416,7 @@ impl TcpConn {
         self.update_history(h, is_orig, s, flags, rel_seq, len);
 
         // update_window: only the zero-window history matters for conn.log.
-        if tcp.window == 0
-            && !rst
-            && self.ep[p].state != EpState::Closed
-            && self.ep[s].state != EpState::Reset
-        {
+        if tcp.window == 0 && !rst && self.ep[p].state != EpState::Closed && self.ep[s].state != EpState::Reset {
             let e = &mut self.ep[s];
             if e.win0.bump() {
                 Self::add_history(h, is_orig, b'W');
@@ -414,7 +436,7 @@ impl TcpConn {
         if fin {
             let e = &mut self.ep[s];
             e.fin_cnt = e.fin_cnt.saturating_add(1);
-            e.fin_seq = rel_seq.wrapping_add(seg_len as u64);
+            e.fin_seq = rel_seq.wrapping_add(seg_len as u64) as u32;
         }
 
         let mut rel_ack = 0u64;
@@ -424,10 +446,7 @@ impl TcpConn {
                 if !syn
                     && !fin
                     && !rst
-                    && matches!(
-                        self.ep[s].state,
-                        EpState::SynSent | EpState::SynAckSent | EpState::Established
-                    )
+                    && matches!(self.ep[s].state, EpState::SynSent | EpState::SynAckSent | EpState::Established)
                 {
                     fx.weirds.push("possible_split_routing");
                 }
@@ -436,7 +455,7 @@ impl TcpConn {
                 peer.start_seq = a;
                 peer.ack_seq = a;
                 peer.last_seq = a;
-                peer.delivered = 1;
+                peer.content.reset();
             } else {
                 let peer = &self.ep[p];
                 let (r, under) = relative_seq(peer, ack_seq, peer.ack_seq, peer.ack_wraps);
@@ -485,58 +504,34 @@ impl TcpConn {
         let is_orig = s == 0;
 
         // Content gaps: the peer acknowledged data we never saw. Gaps revealed
-        // by a RST are not reliable and are not counted, as in Zeek.
-        if ack && !rst && rel_ack > 0 {
+        // by a RST are not reliable and are not counted, as in Zeek. For
+        // partial connections, acks of 1 or 2 are artefacts of the sequence
+        // numbering faked for the missing SYN.
+        if ack && !rst && rel_ack > 2 {
             let peer = &mut self.ep[p];
-            let mut upto = rel_ack;
-            if peer.fin_cnt > 0 && upto >= peer.fin_seq {
-                upto = peer.fin_seq.saturating_sub(1);
+            let mut upto = rel_ack as u32;
+            if peer.fin_cnt > 0 && le32(peer.fin_seq, upto) {
+                upto = peer.fin_seq.wrapping_sub(1);
             }
-            // For partial connections, acks of 1 or 2 are artefacts of the
-            // sequence numbering faked for the missing SYN.
-            if upto > peer.delivered && upto > 2 {
-                let mut missed = 0;
-                let mut pos = peer.delivered;
-                for &(ps, pe) in peer.pending.iter() {
-                    if ps >= upto {
-                        break;
-                    }
-                    missed += ps.saturating_sub(pos);
-                    pos = pe.max(pos);
-                }
-                if upto > pos {
-                    missed += upto - pos;
-                }
-                peer.delivered = upto;
-                peer.drain_pending();
-                peer.pending.retain(|&(_, e)| e > upto);
-                if missed > 0 {
-                    fx.missed += missed;
-                    let closed = matches!(peer.state, EpState::Closed | EpState::Reset);
-                    if !closed && peer.gap.bump() {
-                        Self::add_history(h, !is_orig, b'G');
-                    }
+            let missed = peer.content.acked(upto);
+            if missed > 0 {
+                self.missed += missed;
+                let peer = &mut self.ep[p];
+                let closed = matches!(peer.state, EpState::Closed | EpState::Reset);
+                if !closed && peer.gap.bump() {
+                    Self::add_history(h, !is_orig, b'G');
                 }
             }
         }
 
-        let rel_data_seq = if syn {
-            rel_seq.wrapping_add(1)
-        } else {
-            rel_seq
-        };
+        let rel_data_seq = if syn { rel_seq.wrapping_add(1) } else { rel_seq };
         if len > 0 && !rst && !seq_underflow {
             let e = &mut self.ep[s];
-            e.data_sent(rel_data_seq, u64::from(len));
-            if e.pending.len() > MAX_PENDING_RANGES {
-                // Too many holes to track: the lowest one is a gap.
-                if let Some(&(ps, _)) = e.pending.first() {
-                    fx.missed += ps - e.delivered;
-                    e.delivered = ps;
-                    e.drain_pending();
-                    if e.gap.bump() {
-                        Self::add_history(h, is_orig, b'G');
-                    }
+            let missed = e.content.data(rel_data_seq as u32, len);
+            if missed > 0 {
+                self.missed += missed;
+                if e.gap.bump() {
+                    Self::add_history(h, is_orig, b'G');
                 }
             }
         }
@@ -546,21 +541,8 @@ impl TcpConn {
         }
     }
 
-    fn update_history(
-        &mut self,
-        h: &mut impl History,
-        is_orig: bool,
-        s: usize,
-        flags: u8,
-        rel_seq: u64,
-        len: u32,
-    ) {
-        let (syn, fin, rst, ack) = (
-            flags & TH_SYN != 0,
-            flags & TH_FIN != 0,
-            flags & TH_RST != 0,
-            flags & TH_ACK != 0,
-        );
+    fn update_history(&mut self, h: &mut impl History, is_orig: bool, s: usize, flags: u8, rel_seq: u64, len: u32) {
+        let (syn, fin, rst, ack) = (flags & TH_SYN != 0, flags & TH_FIN != 0, flags & TH_RST != 0, flags & TH_ACK != 0);
         let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
         if bits > 1 {
             if fin && rst {
@@ -571,28 +553,23 @@ impl TcpConn {
         } else if bits == 1 {
             if syn {
                 let code = if ack { b'H' } else { b'S' };
-                if self.check_history(h, is_orig, hist::SYN, code)
-                    && rel_seq != self.ep[s].hist_last_syn
-                {
+                if self.check_history(h, is_orig, hist::SYN, code) && rel_seq as u32 != self.ep[s].hist_last_syn {
                     Self::add_history(h, is_orig, code);
                 }
-                self.ep[s].hist_last_syn = rel_seq;
+                self.ep[s].hist_last_syn = rel_seq as u32;
             }
             if fin {
-                let at = rel_seq.wrapping_add(u64::from(len));
-                if self.check_history(h, is_orig, hist::FIN, b'F') && at != self.ep[s].hist_last_fin
-                {
+                let at = rel_seq.wrapping_add(u64::from(len)) as u32;
+                if self.check_history(h, is_orig, hist::FIN, b'F') && at != self.ep[s].hist_last_fin {
                     Self::add_history(h, is_orig, b'F');
                 }
                 self.ep[s].hist_last_fin = at;
             }
             if rst {
-                if self.check_history(h, is_orig, hist::RST, b'R')
-                    && rel_seq != self.ep[s].hist_last_rst
-                {
+                if self.check_history(h, is_orig, hist::RST, b'R') && rel_seq as u32 != self.ep[s].hist_last_rst {
                     Self::add_history(h, is_orig, b'R');
                 }
-                self.ep[s].hist_last_rst = rel_seq;
+                self.ep[s].hist_last_rst = rel_seq as u32;
             }
         } else if len > 0 {
             self.check_history(h, is_orig, hist::DATA, b'D');
@@ -614,12 +591,7 @@ impl TcpConn {
         fx: &mut TcpEffects,
     ) {
         let p = 1 - s;
-        let (syn, fin, rst, ack) = (
-            flags & TH_SYN != 0,
-            flags & TH_FIN != 0,
-            flags & TH_RST != 0,
-            flags & TH_ACK != 0,
-        );
+        let (syn, fin, rst, ack) = (flags & TH_SYN != 0, flags & TH_FIN != 0, flags & TH_RST != 0, flags & TH_ACK != 0);
         let mut inact = false;
         fx.do_close = false;
         fx.gen_event = false;
@@ -644,9 +616,7 @@ impl TcpConn {
                             {
                                 fx.weirds.push("bad_SYN_ack");
                             }
-                        } else if self.ep[p].state == EpState::SynAckSent
-                            && base_seq == self.ep[s].start_seq
-                        {
+                        } else if self.ep[p].state == EpState::SynAckSent && base_seq == self.ep[s].start_seq {
                             // SYN and SYN-ACK seen in reverse order: flip and establish.
                             fx.flip = true;
                             let st = self.ep[s].state;
@@ -727,11 +697,7 @@ impl TcpConn {
                 }
             }
             EpState::Established | EpState::Partial => {
-                if syn
-                    && self.ep[s].state == EpState::Partial
-                    && self.ep[p].state == EpState::Inactive
-                    && !ack
-                {
+                if syn && self.ep[s].state == EpState::Partial && self.ep[p].state == EpState::Inactive && !ack {
                     fx.weirds.push("SYN_after_partial");
                     let ps = self.ep[p].state;
                     self.ep[s].set_state(EpState::SynSent, ps, &mut inact);
@@ -739,9 +705,7 @@ impl TcpConn {
                 if fin && !rst {
                     let ps = self.ep[p].state;
                     self.ep[s].set_state(EpState::Closed, ps, &mut inact);
-                    if self.ep[p].state == EpState::Reset
-                        && self.ep[p].prev_state == EpState::Closed
-                    {
+                    if self.ep[p].state == EpState::Reset && self.ep[p].prev_state == EpState::Closed {
                         let ss = self.ep[s].state;
                         self.ep[p].set_state(EpState::Closed, ss, &mut inact);
                     }
@@ -793,9 +757,8 @@ impl TcpConn {
             return;
         }
         self.ep[s].did_close = true;
-        let complete = self.ep[s].state == EpState::Reset
-            || self.ep[p].did_close
-            || self.ep[p].state == EpState::Inactive;
+        let complete =
+            self.ep[s].state == EpState::Reset || self.ep[p].did_close || self.ep[p].state == EpState::Inactive;
         if complete {
             fx.close_complete = true;
         } else if self.ep[s].prev_state == EpState::Inactive {
@@ -862,8 +825,7 @@ impl TcpConn {
 
     /// Zeek's `AttemptTimer` condition: a SYN that nobody answered.
     pub fn is_attempt(&self) -> bool {
-        matches!(self.ep[0].state, EpState::SynSent | EpState::SynAckSent)
-            && self.ep[1].state == EpState::Inactive
+        matches!(self.ep[0].state, EpState::SynSent | EpState::SynAckSent) && self.ep[1].state == EpState::Inactive
     }
 
     /// Zeek's `PartialCloseTimer` condition.
@@ -908,7 +870,7 @@ fn seq_between(seq: u32, low: u32, high: u32) -> bool {
 
 /// Zeek's `get_relative_seq`: the sequence number relative to the
 /// endpoint's initial one, and whether it fell before it.
-fn relative_seq(e: &Endpoint, cur: u32, last: u32, wraps: u32) -> (u64, bool) {
+fn relative_seq(e: &Endpoint, cur: u32, last: u32, wraps: u16) -> (u64, bool) {
     let delta = seq_delta(cur, last);
     let mut wraps = wraps;
     if delta < 0 {
@@ -916,7 +878,7 @@ fn relative_seq(e: &Endpoint, cur: u32, last: u32, wraps: u32) -> (u64, bool) {
             wraps -= 1;
         }
     } else if delta > 0 && cur < last {
-        wraps += 1;
+        wraps = wraps.wrapping_add(1);
     }
     if wraps == 0 {
         let d = seq_delta(cur, e.start_seq);
