@@ -208,7 +208,7 @@ struct Conn {
     pkts: [u64; 2],
     ip_bytes: [u64; 2],
     proto: ProtoState,
-    tunnel_parents: Option<Box<Vec<FlowUid>>>,
+    tunnel_parents: Option<Box<Parents>>,
     /// Deadlines in microseconds, `NONE` when not armed.
     delete_at: i64,
     /// The deadline of this flow's live entry in the timer heap.
@@ -230,6 +230,11 @@ struct Conn {
     ip_proto: u8,
     flags: u8,
 }
+
+/// Uids of the tunnels that carried a flow; boxed behind one pointer because
+/// most flows have none.
+#[derive(Default)]
+struct Parents(Vec<FlowUid>);
 
 enum ProtoState {
     Tcp(Box<TcpConn>),
@@ -596,7 +601,7 @@ impl FlowTable {
             c.inner_vlan = pkt.inner_vlan.unwrap_or(NO_VLAN);
         }
         if let Some(p) = pkt.tunnel_parent {
-            let tp = c.tunnel_parents.get_or_insert_with(Default::default);
+            let tp = &mut c.tunnel_parents.get_or_insert_with(Default::default).0;
             if !tp.contains(&p) && tp.len() < 8 {
                 tp.push(p);
             }
@@ -893,7 +898,7 @@ impl FlowTable {
             orig_ip_bytes: c.ip_bytes[0],
             resp_pkts: c.pkts[1],
             resp_ip_bytes: c.ip_bytes[1],
-            tunnel_parents: c.tunnel_parents.as_deref().cloned().unwrap_or_default(),
+            tunnel_parents: c.tunnel_parents.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
             ip_proto: c.ip_proto,
             vlan: some_vlan(c.vlan),
             inner_vlan: some_vlan(c.inner_vlan).filter(|_| c.vlan != NO_VLAN),
