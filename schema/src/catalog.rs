@@ -97,6 +97,37 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "dns",
+        fields: &[
+            f("ts", Time, "time of the query (or of the reply when no query was seen)"),
+            f("uid", String, "connection the exchange belongs to"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("proto", String, "udp or tcp"),
+            f("trans_id", Count, "DNS transaction id"),
+            f("rtt", Interval, "time from the query to its reply, when the reply had answers"),
+            f("query", String, "queried name, lower case"),
+            f("qclass", Count, "query class"),
+            f("qclass_name", String, "query class name"),
+            f("qtype", Count, "query type"),
+            f("qtype_name", String, "query type name"),
+            f("rcode", Count, "response code"),
+            f("rcode_name", String, "response code name"),
+            f("AA", Bool, "authoritative answer"),
+            f("TC", Bool, "truncated"),
+            f("RD", Bool, "recursion desired (from the query)"),
+            f("RA", Bool, "recursion available"),
+            f("Z", Count, "reserved header bits"),
+            f("answers", StringSet, "answer data: addresses, names, TXT strings"),
+            f("TTLs", StringSet, "TTL of each answer, in seconds"),
+            f("rejected", Bool, "the server answered with no records"),
+            f("opcode", Count, "DNS opcode"),
+            f("opcode_name", String, "DNS opcode name"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -125,7 +156,7 @@ pub const CATALOG: &[LogDef] = &[
 #[cfg(test)]
 mod tests {
     use super::CATALOG;
-    use crate::{ConnRecord, Event, FlowUid, Interval, StatsRecord, Time, TunnelRecord, WeirdRecord};
+    use crate::{ConnRecord, DnsRecord, Event, FlowUid, Interval, StatsRecord, Time, TunnelRecord, WeirdRecord};
     use std::net::IpAddr;
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
@@ -192,7 +223,35 @@ mod tests {
             action: "Tunnel::DISCOVER",
         });
         let stats = Event::Stats(StatsRecord { pkts_dropped_iface: Some(0), ..Default::default() });
-        for ev in [conn, weird, tunnel, stats] {
+        let dns = Event::Dns(DnsRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 53,
+            proto: "udp",
+            trans_id: 1,
+            rtt: Some(Interval(1)),
+            query: Some("a".into()),
+            qclass: Some(1),
+            qclass_name: Some("C_INTERNET".into()),
+            qtype: Some(1),
+            qtype_name: Some("A".into()),
+            rcode: Some(0),
+            rcode_name: Some("NOERROR".into()),
+            aa: false,
+            tc: false,
+            rd: true,
+            ra: true,
+            z: 0,
+            answers: Some(vec!["10.0.0.1".into()]),
+            ttls: Some(vec![Interval(1)]),
+            rejected: false,
+            opcode: 0,
+            opcode_name: "query",
+        });
+        for ev in [conn, weird, tunnel, stats, dns] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

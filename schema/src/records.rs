@@ -89,6 +89,57 @@ pub struct TunnelRecord {
     pub action: &'static str,
 }
 
+/// One DNS query and its response: a line of Zeek's `dns.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DnsRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `udp` or `tcp`.
+    pub proto: &'static str,
+    pub trans_id: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qclass: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qclass_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qtype: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qtype_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode_name: Option<String>,
+    #[serde(rename = "AA")]
+    pub aa: bool,
+    #[serde(rename = "TC")]
+    pub tc: bool,
+    #[serde(rename = "RD")]
+    pub rd: bool,
+    #[serde(rename = "RA")]
+    pub ra: bool,
+    #[serde(rename = "Z")]
+    pub z: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Vec<String>>,
+    #[serde(rename = "TTLs", skip_serializing_if = "Option::is_none")]
+    pub ttls: Option<Vec<Interval>>,
+    pub rejected: bool,
+    pub opcode: u8,
+    pub opcode_name: &'static str,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -132,6 +183,7 @@ pub enum Event {
     Weird(WeirdRecord),
     Tunnel(TunnelRecord),
     Stats(StatsRecord),
+    Dns(DnsRecord),
 }
 
 impl Event {
@@ -142,6 +194,7 @@ impl Event {
             Event::Weird(_) => "weird",
             Event::Tunnel(_) => "tunnel",
             Event::Stats(_) => "stats",
+            Event::Dns(_) => "dns",
         }
     }
 }

@@ -6,6 +6,7 @@ mod error;
 pub mod flow;
 pub mod output;
 pub mod pipeline;
+pub mod proto;
 pub mod worker;
 
 pub use error::SensorError;

@@ -199,9 +199,10 @@ impl Worker {
     }
 
     fn drain_flows(&mut self, out: &mut Vec<Event>) {
-        if self.flow_out.weirds.is_empty() && self.flow_out.conns.is_empty() {
+        if self.flow_out.weirds.is_empty() && self.flow_out.conns.is_empty() && self.flow_out.events.is_empty() {
             return;
         }
+        out.append(&mut self.flow_out.events);
         for w in self.flow_out.weirds.drain(..) {
             let n = self.weird_counts.entry(w.name).or_insert(0);
             *n += 1;
@@ -366,12 +367,18 @@ impl Worker {
             bad_checksum,
         };
         self.counters.pkts_flow += 1;
-        let uid = self.flows.observe(&meta, &mut self.flow_out);
+        let obs = self.flows.observe(&meta, &mut self.flow_out);
         if bad_checksum {
             return;
         }
-        if let Transport::Udp { src_port, dst_port, .. } = transport {
-            self.maybe_udp_tunnel(ts, ip, uid, src_port, dst_port, ctx, out);
+        if let Transport::Udp { src_port, dst_port, len } = transport {
+            let payload = ip.payload.get(8..).unwrap_or(&[]);
+            let tunnel = self.maybe_udp_tunnel(ts, ip, obs.uid, src_port, dst_port, ctx, out);
+            // A datagram cut by the snap length is not handed on: the
+            // analyzer would misread its end.
+            if !tunnel && payload.len() as u32 == len && !payload.is_empty() {
+                self.flows.udp_payload(&obs, ts, (src_port, dst_port), payload, &mut self.flow_out);
+            }
         }
     }
 
@@ -385,7 +392,7 @@ impl Worker {
         dport: u16,
         ctx: Ctx,
         out: &mut Vec<Event>,
-    ) {
+    ) -> bool {
         let payload = ip.payload.get(8..).unwrap_or(&[]);
         let is = |p: u16| sport == p || dport == p;
         let (kind, service, inner): (&'static str, &'static str, Option<InnerL2<'_>>) = if is(VXLAN_PORT) {
@@ -397,12 +404,13 @@ impl Worker {
         } else if is(TEREDO_PORT) {
             ("Tunnel::TEREDO", "teredo", teredo_inner(payload))
         } else {
-            return;
+            return false;
         };
-        let Some(inner) = inner else { return };
+        let Some(inner) = inner else { return false };
         if ctx.depth >= self.cfg.max_tunnel_depth {
             self.counters.pkts_tunnel_too_deep += 1;
-            return self.net_weird(ts, "exceeded_tunnel_max_depth", None, out);
+            self.net_weird(ts, "exceeded_tunnel_max_depth", None, out);
+            return true;
         }
         let (src, dst) = (ip.src, ip.dst);
         self.flows.set_service(uid, (src, sport), (dst, dport), decode::IPPROTO_UDP, service);
@@ -431,14 +439,18 @@ impl Worker {
                         L3::Ip(b) => b,
                         L3::NonIp(_) => {
                             self.counters.pkts_non_ip += 1;
-                            return;
+                            return true;
                         }
                     }
                 }
-                Err(m) => return self.malformed(ts, m, out),
+                Err(m) => {
+                    self.malformed(ts, m, out);
+                    return true;
+                }
             },
         };
         self.handle_ip(ts, bytes, inner_ctx, out);
+        true
     }
 
     fn enter_ip_tunnel(

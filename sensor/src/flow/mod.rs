@@ -11,8 +11,9 @@ pub use local::is_private;
 pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::proto::{App, AppOut, FlowCtx};
 use hashbrown::HashTable;
-use schema::{ConnRecord, FlowUid, Interval, Time};
+use schema::{ConnRecord, Event, FlowUid, Interval, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -229,6 +230,8 @@ struct Conn {
     service: u8,
     ip_proto: u8,
     flags: u8,
+    /// The application analyzer, once one is chosen.
+    app: Option<Box<App>>,
 }
 
 /// Uids of the tunnels that carried a flow; boxed behind one pointer because
@@ -252,9 +255,11 @@ const F_SEEN_ORIG: u8 = 4;
 const F_SEEN_RESP: u8 = 8;
 /// The inactivity timeout applies (always for UDP/ICMP, once established for TCP).
 const F_INACTIVITY: u8 = 16;
+/// An analyzer was chosen for the flow, or none fits: do not look again.
+const F_APP_DECIDED: u8 = 32;
 
 /// Service names a flow can carry; index 0 means none.
-pub const SERVICES: &[&str] = &["", "vxlan", "geneve", "gtpv1", "teredo"];
+pub const SERVICES: &[&str] = &["", "vxlan", "geneve", "gtpv1", "teredo", "dns"];
 
 impl Conn {
     fn tcp(&self) -> Option<&TcpConn> {
@@ -365,6 +370,17 @@ pub struct FlowCounters {
 pub struct FlowOutput {
     pub conns: Vec<(ConnRecord, EndReason)>,
     pub weirds: Vec<FlowWeird>,
+    /// Records of the application analyzers.
+    pub events: Vec<Event>,
+}
+
+/// Where a packet went: its connection and direction, for the analyzers.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed {
+    pub uid: FlowUid,
+    pub slot: u32,
+    /// The packet came from the originator (after any flip it caused).
+    pub is_orig: bool,
 }
 
 /// Keys come from the network, so the table hashes with a per-process random
@@ -466,7 +482,7 @@ impl FlowTable {
     }
 
     /// Adds one packet. Returns the uid of its connection.
-    pub fn observe(&mut self, pkt: &PacketMeta<'_>, out: &mut FlowOutput) -> FlowUid {
+    pub fn observe(&mut self, pkt: &PacketMeta<'_>, out: &mut FlowOutput) -> Observed {
         self.counters.pkts += 1;
         let now = pkt.ts.micros();
         if now > self.now {
@@ -485,7 +501,7 @@ impl FlowTable {
         if let Some(i) = slot {
             let Some((_, c)) = self.conn_mut(i) else {
                 unreachable_slot();
-                return FlowUid::new(0);
+                return Observed { uid: FlowUid::new(0), slot: u32::MAX, is_orig: true };
             };
             let end = if c.due(now, inactivity) {
                 Some(EndReason::Expired)
@@ -514,7 +530,7 @@ impl FlowTable {
         let cfg = self.cfg.clone_timers();
         let Some((key, c)) = self.conn_mut(i) else {
             unreachable_slot();
-            return FlowUid::new(0);
+            return Observed { uid: FlowUid::new(0), slot: u32::MAX, is_orig: true };
         };
         let key = *key;
         let is_orig = c.has(F_ORIG_IS_LO) == src_is_lo;
@@ -607,6 +623,7 @@ impl FlowTable {
             }
         }
         let uid = c.uid();
+        let now_orig = c.has(F_ORIG_IS_LO) == src_is_lo;
         if !weirds.is_empty() {
             let (orig, resp) = endpoints(&key, c);
             for name in weirds {
@@ -624,7 +641,44 @@ impl FlowTable {
                 self.heap.push(Reverse((d, i)));
             }
         }
-        uid
+        Observed { uid, slot: i, is_orig: now_orig }
+    }
+
+    /// Hands a UDP datagram's payload to the flow's analyzer, choosing one on
+    /// the first payload.
+    pub fn udp_payload(&mut self, obs: &Observed, ts: Time, ports: (u16, u16), payload: &[u8], out: &mut FlowOutput) {
+        let Some(Some((key, c))) = self.slots.get_mut(obs.slot as usize) else { return };
+        if c.uid() != obs.uid {
+            return;
+        }
+        if !c.has(F_APP_DECIDED) {
+            c.set(F_APP_DECIDED, true);
+            c.app = App::for_udp(ports.0, ports.1, payload).map(Box::new);
+        }
+        if c.app.is_none() {
+            return;
+        }
+        let (orig, resp) = endpoints(key, c);
+        let Some(app) = c.app.as_mut() else { return };
+        let ctx = FlowCtx { ts, uid: obs.uid, orig, resp, is_orig: obs.is_orig };
+        let mut ao = AppOut::default();
+        app.datagram(&ctx, payload, &mut ao);
+        if app.failed() {
+            c.app = None;
+        }
+        if let Some(s) = ao.confirmed {
+            if c.service == 0 {
+                c.service = SERVICES.iter().position(|x| *x == s).unwrap_or(0) as u8;
+            }
+        }
+        for name in ao.weirds {
+            let bit = 1u16 << (name_hash(name) % 16);
+            if c.weird_bits & bit == 0 {
+                c.weird_bits |= bit;
+                out.weirds.push(FlowWeird { ts, uid: obs.uid, orig, resp, name });
+            }
+        }
+        out.events.append(&mut ao.events);
     }
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
@@ -719,6 +773,7 @@ impl FlowTable {
             service: 0,
             ip_proto: pkt.ip_proto,
             flags,
+            app: None,
         };
         if flip {
             conn.history.add(b'^');
@@ -845,6 +900,14 @@ impl FlowTable {
             EndReason::Expired | EndReason::Reused => self.counters.expired += 1,
             EndReason::Evicted => self.counters.evicted += 1,
             EndReason::Flushed => self.counters.flushed += 1,
+        }
+        let mut c = c;
+        if let Some(mut app) = c.app.take() {
+            let (orig, resp) = endpoints(&key, &c);
+            let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true };
+            let mut ao = AppOut::default();
+            app.finish(&ctx, &mut ao);
+            out.events.append(&mut ao.events);
         }
         out.conns.push((self.record(&key, &c), reason));
     }
@@ -978,7 +1041,7 @@ mod tests {
     fn flow_state_stays_small() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 38);
         assert!(
-            std::mem::size_of::<Option<(FlowKey, Conn)>>() <= 192,
+            std::mem::size_of::<Option<(FlowKey, Conn)>>() <= 200,
             "{}",
             std::mem::size_of::<Option<(FlowKey, Conn)>>()
         );

@@ -1,0 +1,92 @@
+//! Application-layer analyzers. Each keeps per-flow state behind one pointer
+//! in the flow table, takes payload (UDP datagrams now), and emits typed
+//! records; `service` in conn.log names the analyzers that confirmed their
+//! protocol, as Zeek does.
+
+pub mod dns;
+
+use schema::{Event, FlowUid, Time};
+use std::net::IpAddr;
+
+/// The connection a payload belongs to, as conn.log shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowCtx {
+    pub ts: Time,
+    pub uid: FlowUid,
+    pub orig: (IpAddr, u16),
+    pub resp: (IpAddr, u16),
+    /// The payload came from the originator.
+    pub is_orig: bool,
+}
+
+/// What an analyzer produced for one payload; owned by the caller.
+#[derive(Debug, Default)]
+pub struct AppOut {
+    pub events: Vec<Event>,
+    pub weirds: Vec<&'static str>,
+    /// The analyzer confirmed its protocol: the conn.log service name.
+    pub confirmed: Option<&'static str>,
+}
+
+/// Per-flow analyzer state.
+#[derive(Debug)]
+pub enum App {
+    Dns(dns::DnsState),
+}
+
+impl App {
+    /// Picks an analyzer for a UDP flow from its ports and first payload:
+    /// the registered ports first, then the content.
+    pub fn for_udp(sport: u16, dport: u16, payload: &[u8]) -> Option<App> {
+        let is = |p: u16| sport == p || dport == p;
+        if dns::UDP_PORTS.iter().any(|&p| is(p)) || dns::parser::looks_like_dns(payload) {
+            return Some(App::Dns(dns::DnsState::new("udp")));
+        }
+        None
+    }
+
+    pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {
+        match self {
+            App::Dns(d) => d.message(ctx, payload, out),
+        }
+    }
+
+    /// The flow ends: whatever is pending is logged.
+    pub fn finish(&mut self, ctx: &FlowCtx, out: &mut AppOut) {
+        match self {
+            App::Dns(d) => d.finish(ctx, out),
+        }
+    }
+
+    /// The analyzer saw too much that is not its protocol and gave up.
+    pub fn failed(&self) -> bool {
+        match self {
+            App::Dns(d) => d.failed(),
+        }
+    }
+}
+
+/// Renders bytes as Zeek logs strings: printable ASCII as is, anything else as
+/// `\xHH`, so that nothing a packet carries can reach a log reader raw.
+pub fn zeek_escape(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len());
+    for &c in b {
+        if (0x20..0x7f).contains(&c) && c != b'\\' {
+            s.push(c as char);
+        } else {
+            s.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(zeek_escape(b"a.b"), "a.b");
+        assert_eq!(zeek_escape(b"a\x00<\\"), "a\\x00<\\x5c");
+    }
+}
