@@ -17,6 +17,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("other-protocols", "ESP, SCTP and OSPF traffic tracked as flows of their own"),
     ("malformed", "damaged and truncated packets among good ones"),
     ("checksums", "bad IP, UDP and TCP checksums (replayed with --verify-checksums)"),
+    ("dns", "DNS over UDP: answers of several types, errors, retransmissions, a high port, malformed names"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
     ("linktype-null", "BSD loopback (NULL)"),
@@ -599,6 +600,110 @@ fn checksums() -> Cap {
     c
 }
 
+/// A DNS message: header fields, one question, and answer records given as
+/// (type, ttl, rdata) owned by the question name (a compression pointer).
+fn dns_msg(id: u16, flags: u16, qname: &[u8], qtype: u16, answers: &[(u16, u32, Vec<u8>)], nscount: u16) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&flags.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    m.extend_from_slice(&nscount.to_be_bytes());
+    m.extend_from_slice(&[0, 0]);
+    for label in qname.split(|&b| b == b'.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label);
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    for (t, ttl, rdata) in answers {
+        m.extend_from_slice(&[0xc0, 12]);
+        m.extend_from_slice(&t.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m.extend_from_slice(&ttl.to_be_bytes());
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(rdata);
+    }
+    if nscount > 0 {
+        // One SOA record in the authority section.
+        m.extend_from_slice(&[0xc0, 12, 0, 6, 0, 1, 0, 0, 0x0e, 0x10, 0, 24]);
+        m.extend_from_slice(b"\x02ns\xc0\x0c\x02hm\xc0\x0c");
+        m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5][..12]);
+    }
+    m
+}
+
+fn name_rdata(n: &str) -> Vec<u8> {
+    let mut r = Vec::new();
+    for label in n.split('.') {
+        r.push(label.len() as u8);
+        r.extend_from_slice(label.as_bytes());
+    }
+    r.push(0);
+    r
+}
+
+fn dns_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (cl, ns) = (a("10.22.0.10"), a("10.22.0.53"));
+    let mut t = 0;
+    let exchange = |c: &mut Cap, sport: u16, dport: u16, q: Vec<u8>, r: Option<Vec<u8>>, t: &mut i64| {
+        c.ip(*t, ip(cl, ns, 17, &udp(cl, ns, sport, dport, &q)));
+        if let Some(r) = r {
+            c.ip(*t + 3 * MS, ip(ns, cl, 17, &udp(ns, cl, dport, sport, &r)));
+        }
+        *t += 100 * MS;
+    };
+    // A with a CNAME: two answers, RD/RA, mixed-case name logged lower case.
+    let q = dns_msg(0x0101, 0x0100, b"WWW.City.example", 1, &[], 0);
+    let r = dns_msg(
+        0x0101,
+        0x8180,
+        b"WWW.City.example",
+        1,
+        &[(5, 300, name_rdata("web.city.example")), (1, 60, vec![192, 0, 2, 80])],
+        0,
+    );
+    exchange(&mut c, 41000, 53, q, Some(r), &mut t);
+    // AAAA answered by NXDOMAIN with an SOA in the authority section.
+    let q = dns_msg(0x0202, 0x0100, b"missing.city.example", 28, &[], 0);
+    let r = dns_msg(0x0202, 0x8583, b"missing.city.example", 28, &[], 1);
+    exchange(&mut c, 41001, 53, q, Some(r), &mut t);
+    // REFUSED with no records at all: rejected.
+    let q = dns_msg(0x0303, 0x0100, b"internal.city.example", 1, &[], 0);
+    let r = dns_msg(0x0303, 0x8185, b"internal.city.example", 1, &[], 0);
+    exchange(&mut c, 41002, 53, q, Some(r), &mut t);
+    // TXT with two strings, authoritative.
+    let mut txt = vec![5];
+    txt.extend_from_slice(b"v=abc");
+    txt.push(3);
+    txt.extend_from_slice(b"x y");
+    let q = dns_msg(0x0404, 0x0100, b"city.example", 16, &[], 0);
+    let r = dns_msg(0x0404, 0x8580, b"city.example", 16, &[(16, 3600, txt)], 0);
+    exchange(&mut c, 41003, 53, q, Some(r), &mut t);
+    // A query sent twice and never answered: two records.
+    let q = dns_msg(0x0505, 0x0100, b"slow.city.example", 1, &[], 0);
+    exchange(&mut c, 41004, 53, q.clone(), None, &mut t);
+    exchange(&mut c, 41004, 53, q, None, &mut t);
+    // DNS on a port registered for nothing: found by its content.
+    let q = dns_msg(0x0606, 0x0100, b"sensor-17.water.city.example", 1, &[], 0);
+    let r = dns_msg(0x0606, 0x8180, b"sensor-17.water.city.example", 1, &[(1, 30, vec![10, 22, 1, 17])], 0);
+    exchange(&mut c, 41005, 5300, q, Some(r), &mut t);
+    // A reply whose answer points forward: a weird, no answers.
+    let q = dns_msg(0x0707, 0x0100, b"bad.city.example", 1, &[], 0);
+    let mut r = dns_msg(0x0707, 0x8180, b"bad.city.example", 1, &[(1, 30, vec![10, 0, 0, 1])], 0);
+    let at = 12 + 18 + 4;
+    r[at] = 0xc0;
+    r[at + 1] = 0xff;
+    exchange(&mut c, 41006, 53, q, Some(r), &mut t);
+    // Not DNS at all on port 53.
+    exchange(&mut c, 41007, 53, b"\x01hello".to_vec(), None, &mut t);
+    // A label with a control byte and a NUL: logged escaped.
+    let q = dns_msg(0x0808, 0x0100, b"a\x01b\x00c.city.example", 1, &[], 0);
+    exchange(&mut c, 41008, 53, q, None, &mut t);
+    c
+}
+
 fn linktype(lt: u32) -> Cap {
     let mut c = Cap::new(lt);
     session(&mut c, 0, "10.21.0.1", 47000, "10.21.0.2", 80, 20, &[30]);
@@ -623,6 +728,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "other-protocols" => other_protocols(),
         "malformed" => malformed(),
         "checksums" => checksums(),
+        "dns" => dns_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),
