@@ -701,6 +701,29 @@ fn dns_scenario() -> Cap {
     // A label with a control byte and a NUL: logged escaped.
     let q = dns_msg(0x0808, 0x0100, b"a\x01b\x00c.city.example", 1, &[], 0);
     exchange(&mut c, 41008, 53, q, None, &mut t);
+    // DNS over TCP: the query split over two segments sent in reverse
+    // order, the response in one segment, framed by 2-byte lengths.
+    let framed = |m: Vec<u8>| {
+        let mut f = (m.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(&m);
+        f
+    };
+    let q = framed(dns_msg(0x0909, 0x0100, b"big.city.example", 16, &[], 0));
+    let r = framed(dns_msg(0x0909, 0x8180, b"big.city.example", 16, &[(16, 120, vec![4, b'b', b'i', b'g', b'!'])], 0));
+    let mut s = TcpSession::new(cl, 41009, ns, 53, 5000, 9000);
+    c.ip(t, s.seg(true, SYN, &[]));
+    c.ip(t + MS, s.seg(false, SYN | ACK, &[]));
+    c.ip(t + 2 * MS, s.seg(true, ACK, &[]));
+    let start = s.cseq;
+    let (q1, q2) = q.split_at(7);
+    let second = s.seg_at(true, start.wrapping_add(7), PSH | ACK, q2);
+    c.ip(t + 3 * MS, second);
+    c.ip(t + 4 * MS, s.seg_at(true, start, PSH | ACK, q1));
+    s.cseq = start.wrapping_add(q.len() as u32);
+    c.ip(t + 6 * MS, s.seg(false, PSH | ACK, &r));
+    c.ip(t + 7 * MS, s.seg(true, FIN | ACK, &[]));
+    c.ip(t + 8 * MS, s.seg(false, FIN | ACK, &[]));
+    c.ip(t + 9 * MS, s.seg(true, ACK, &[]));
     c
 }
 

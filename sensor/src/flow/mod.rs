@@ -11,6 +11,7 @@ pub use local::is_private;
 pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::proto::stream::{Chunk, Stream};
 use crate::proto::{App, AppOut, FlowCtx};
 use hashbrown::HashTable;
 use schema::{ConnRecord, Event, FlowUid, Interval, Time};
@@ -231,8 +232,18 @@ struct Conn {
     ip_proto: u8,
     flags: u8,
     /// The application analyzer, once one is chosen.
-    app: Option<Box<App>>,
+    app: Option<Box<AppSlot>>,
 }
+
+/// An analyzer and, for TCP, the two reassembled streams feeding it.
+struct AppSlot {
+    app: App,
+    streams: [Stream; 2],
+}
+
+/// Out-of-order bytes one TCP stream may hold for its analyzer; past it the
+/// lowest hole is declared a gap.
+const STREAM_HOLD_CAP: usize = 256 << 10;
 
 /// Uids of the tunnels that carried a flow; boxed behind one pointer because
 /// most flows have none.
@@ -536,6 +547,7 @@ impl FlowTable {
         let is_orig = c.has(F_ORIG_IS_LO) == src_is_lo;
         let mut weirds: Vec<&'static str> = Vec::new();
         let mut earlier_deadline = false;
+        let mut tcp_feed = None;
 
         if pkt.bad_checksum {
             // Zeek notes the bad checksum in the history and skips the packet.
@@ -588,6 +600,8 @@ impl FlowTable {
                         earlier_deadline = true;
                     }
                     weirds.extend(fx.weirds);
+                    let captured = v.payload.get(..(v.len as usize).min(v.payload.len())).unwrap_or(&[]);
+                    tcp_feed = Some((fx.data_seq.map(|s| (s, captured)), fx.peer_acked, dir == 0));
                 }
                 (ProtoState::Counted(bytes), Transport::Udp { len, .. }) => {
                     c.last = pkt.ts;
@@ -611,6 +625,9 @@ impl FlowTable {
             c.flags |= if dir == 0 { F_SEEN_ORIG } else { F_SEEN_RESP };
             c.pkts[dir] += 1;
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
+        }
+        if let Some((data, ack, from_orig)) = tcp_feed {
+            tcp_app(c, &key, pkt.ts, from_orig, data, ack, out);
         }
         if c.vlan == NO_VLAN {
             c.vlan = pkt.vlan.unwrap_or(NO_VLAN);
@@ -653,32 +670,14 @@ impl FlowTable {
         }
         if !c.has(F_APP_DECIDED) {
             c.set(F_APP_DECIDED, true);
-            c.app = App::for_udp(ports.0, ports.1, payload).map(Box::new);
+            c.app = App::for_udp(ports.0, ports.1, payload)
+                .map(|app| Box::new(AppSlot { app, streams: Default::default() }));
         }
         if c.app.is_none() {
             return;
         }
-        let (orig, resp) = endpoints(key, c);
-        let Some(app) = c.app.as_mut() else { return };
-        let ctx = FlowCtx { ts, uid: obs.uid, orig, resp, is_orig: obs.is_orig };
-        let mut ao = AppOut::default();
-        app.datagram(&ctx, payload, &mut ao);
-        if app.failed() {
-            c.app = None;
-        }
-        if let Some(s) = ao.confirmed {
-            if c.service == 0 {
-                c.service = SERVICES.iter().position(|x| *x == s).unwrap_or(0) as u8;
-            }
-        }
-        for name in ao.weirds {
-            let bit = 1u16 << (name_hash(name) % 16);
-            if c.weird_bits & bit == 0 {
-                c.weird_bits |= bit;
-                out.weirds.push(FlowWeird { ts, uid: obs.uid, orig, resp, name });
-            }
-        }
-        out.events.append(&mut ao.events);
+        let key = *key;
+        app_call(c, &key, ts, obs.is_orig, out, |app, ctx, ao| app.datagram(ctx, payload, ao));
     }
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
@@ -902,11 +901,11 @@ impl FlowTable {
             EndReason::Flushed => self.counters.flushed += 1,
         }
         let mut c = c;
-        if let Some(mut app) = c.app.take() {
+        if let Some(mut slot) = c.app.take() {
             let (orig, resp) = endpoints(&key, &c);
             let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true };
             let mut ao = AppOut::default();
-            app.finish(&ctx, &mut ao);
+            slot.app.finish(&ctx, &mut ao);
             out.events.append(&mut ao.events);
         }
         out.conns.push((self.record(&key, &c), reason));
@@ -967,6 +966,87 @@ impl FlowTable {
             inner_vlan: some_vlan(c.inner_vlan).filter(|_| c.vlan != NO_VLAN),
             community_id: Some(community_id),
         }
+    }
+}
+
+/// Runs `f` on the flow's analyzer and applies what it produced: records,
+/// weirds (once per flow), the service it confirmed, and its removal if it
+/// gave up.
+fn app_call(
+    c: &mut Conn,
+    key: &FlowKey,
+    ts: Time,
+    is_orig: bool,
+    out: &mut FlowOutput,
+    f: impl FnOnce(&mut App, &FlowCtx, &mut AppOut),
+) {
+    let (orig, resp) = endpoints(key, c);
+    let uid = c.uid();
+    let Some(slot) = c.app.as_mut() else { return };
+    let ctx = FlowCtx { ts, uid, orig, resp, is_orig };
+    let mut ao = AppOut::default();
+    f(&mut slot.app, &ctx, &mut ao);
+    if slot.app.failed() {
+        c.app = None;
+    }
+    if let Some(s) = ao.confirmed {
+        if c.service == 0 {
+            c.service = SERVICES.iter().position(|x| *x == s).unwrap_or(0) as u8;
+        }
+    }
+    for name in ao.weirds {
+        let bit = 1u16 << (name_hash(name) % 16);
+        if c.weird_bits & bit == 0 {
+            c.weird_bits |= bit;
+            out.weirds.push(FlowWeird { ts, uid, orig, resp, name });
+        }
+    }
+    out.events.append(&mut ao.events);
+}
+
+/// Feeds one TCP segment's payload and acknowledgement to the flow's
+/// streams and analyzer, choosing the analyzer on the first payload.
+fn tcp_app(
+    c: &mut Conn,
+    key: &FlowKey,
+    ts: Time,
+    is_orig: bool,
+    data: Option<(u64, &[u8])>,
+    ack: Option<u64>,
+    out: &mut FlowOutput,
+) {
+    if !c.has(F_APP_DECIDED) {
+        let Some((_, payload)) = data.filter(|(_, d)| !d.is_empty()) else { return };
+        c.set(F_APP_DECIDED, true);
+        let resp_port = endpoints(key, c).1 .1;
+        c.app = App::for_tcp(resp_port, payload).map(|app| Box::new(AppSlot { app, streams: Default::default() }));
+    }
+    if c.app.is_none() {
+        return;
+    }
+    let side = usize::from(!is_orig);
+    let mut chunks: Vec<(bool, Vec<u8>, u64)> = Vec::new();
+    if let Some(slot) = c.app.as_mut() {
+        // Chunks are copied out so the analyzer can run with the flow's
+        // bookkeeping at hand; a segment is at most a packet long.
+        if let (Some((seq, payload)), Some(stream)) = (data, slot.streams.get_mut(side)) {
+            stream.segment(seq, payload, STREAM_HOLD_CAP, &mut |ch: Chunk<'_>| match ch {
+                Chunk::Data(d) => chunks.push((is_orig, d.to_vec(), 0)),
+                Chunk::Gap(n) => chunks.push((is_orig, Vec::new(), n)),
+            });
+        }
+        if let (Some(upto), Some(stream)) = (ack, slot.streams.get_mut(1 - side)) {
+            stream.acked(upto, &mut |ch: Chunk<'_>| match ch {
+                Chunk::Data(d) => chunks.push((!is_orig, d.to_vec(), 0)),
+                Chunk::Gap(n) => chunks.push((!is_orig, Vec::new(), n)),
+            });
+        }
+    }
+    for (from_orig, bytes, gap) in chunks {
+        app_call(c, key, ts, from_orig, out, |app, ctx, ao| {
+            let ch = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };
+            app.stream(ctx, ch, ao)
+        });
     }
 }
 

@@ -270,6 +270,12 @@ pub struct TcpEffects {
     /// An originator SYN started the attempt timer.
     pub attempt_started: bool,
     pub weirds: Vec<&'static str>,
+    /// Relative sequence number of this packet's payload, when it carries
+    /// content for the stream (not on a RST, not before the initial sequence).
+    pub data_seq: Option<u64>,
+    /// The peer's content is acknowledged below this relative sequence
+    /// number (FIN excluded).
+    pub peer_acked: Option<u64>,
     /// Zeek's `do_close`/`gen_event` out-parameters of the state machine.
     pub do_close: bool,
     pub gen_event: bool,
@@ -513,6 +519,7 @@ impl TcpConn {
             if peer.fin_cnt > 0 && le32(peer.fin_seq, upto) {
                 upto = peer.fin_seq.wrapping_sub(1);
             }
+            fx.peer_acked = Some(rel_ack - u64::from((rel_ack as u32).wrapping_sub(upto)));
             let missed = peer.content.acked(upto);
             if missed > 0 {
                 self.missed += missed;
@@ -526,6 +533,7 @@ impl TcpConn {
 
         let rel_data_seq = if syn { rel_seq.wrapping_add(1) } else { rel_seq };
         if len > 0 && !rst && !seq_underflow {
+            fx.data_seq = Some(rel_data_seq);
             let e = &mut self.ep[s];
             let missed = e.content.data(rel_data_seq as u32, len);
             if missed > 0 {

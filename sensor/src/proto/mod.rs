@@ -4,6 +4,7 @@
 //! protocol, as Zeek does.
 
 pub mod dns;
+pub mod stream;
 
 use schema::{Event, FlowUid, Time};
 use std::net::IpAddr;
@@ -43,6 +44,24 @@ impl App {
             return Some(App::Dns(dns::DnsState::new("udp")));
         }
         None
+    }
+
+    /// Picks an analyzer for a TCP flow from its ports and first payload.
+    pub fn for_tcp(resp_port: u16, payload: &[u8]) -> Option<App> {
+        let framed_dns = payload.len() > 2
+            && usize::from(u16::from_be_bytes([payload[0], payload[1]])) == payload.len() - 2
+            && dns::parser::looks_like_dns(&payload[2..]);
+        if resp_port == dns::TCP_PORT || framed_dns {
+            return Some(App::Dns(dns::DnsState::new("tcp")));
+        }
+        None
+    }
+
+    /// Reassembled stream content (or a gap) from one side of a TCP flow.
+    pub fn stream(&mut self, ctx: &FlowCtx, chunk: stream::Chunk<'_>, out: &mut AppOut) {
+        match self {
+            App::Dns(d) => d.stream(ctx, chunk, out),
+        }
     }
 
     pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {

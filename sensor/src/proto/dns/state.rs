@@ -3,6 +3,7 @@
 //! seen, and whatever is unmatched logged when the connection ends.
 
 use super::parser::{parse_message, Message, Rdata};
+use crate::proto::stream::Chunk;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
 use schema::{DnsRecord, Event, Interval};
 use std::collections::VecDeque;
@@ -26,11 +27,54 @@ pub struct DnsState {
     queries: VecDeque<Pending>,
     replies: VecDeque<Pending>,
     violations: u8,
+    /// TCP: bytes of a length-prefixed message still incomplete, per side.
+    framing: [Vec<u8>; 2],
 }
+
+/// A DNS message over TCP is at most this long, plus its 2-byte length.
+const MAX_TCP_MESSAGE: usize = 65_535 + 2;
 
 impl DnsState {
     pub fn new(proto: &'static str) -> Self {
-        DnsState { proto, queries: VecDeque::new(), replies: VecDeque::new(), violations: 0 }
+        DnsState {
+            proto,
+            queries: VecDeque::new(),
+            replies: VecDeque::new(),
+            violations: 0,
+            framing: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// TCP: messages framed by a 2-byte length (RFC 1035 4.2.2). After a gap
+    /// the side's partial message is dropped and framing restarts with the
+    /// next segment.
+    pub fn stream(&mut self, ctx: &FlowCtx, chunk: Chunk<'_>, out: &mut AppOut) {
+        let side = usize::from(!ctx.is_orig);
+        let data = match chunk {
+            Chunk::Data(d) => d,
+            Chunk::Gap(_) => {
+                if let Some(b) = self.framing.get_mut(side) {
+                    b.clear();
+                }
+                out.weirds.push("DNS_content_gap");
+                return;
+            }
+        };
+        let mut buf = std::mem::take(&mut self.framing[side]);
+        buf.extend_from_slice(data);
+        let mut off = 0;
+        while let Some(h) = buf.get(off..off + 2) {
+            let len = usize::from(u16::from_be_bytes([h[0], h[1]]));
+            let Some(msg) = buf.get(off + 2..off + 2 + len) else { break };
+            let msg = msg.to_vec();
+            self.message(ctx, &msg, out);
+            off += 2 + len;
+        }
+        buf.drain(..off.min(buf.len()));
+        if buf.len() > MAX_TCP_MESSAGE {
+            buf.clear();
+        }
+        self.framing[side] = buf;
     }
 
     pub fn failed(&self) -> bool {
