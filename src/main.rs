@@ -3,6 +3,12 @@
 mod sensor_cmd;
 
 use clap::{Parser, Subcommand};
+
+/// Records are built on worker threads and freed on the output thread;
+/// glibc's allocator serialises such cross-thread frees on an arena lock,
+/// mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -832,7 +832,12 @@ pub fn bench_mix_with(w: &mut impl Write, target_bytes: u64, small: bool) -> io:
             let c = IpAddr::V4(std::net::Ipv4Addr::new(10, 64 + (n >> 8) as u8 % 64, (n >> 16) as u8, (n >> 24) as u8));
             let s = IpAddr::V4(std::net::Ipv4Addr::new(172, 17, 0, 53));
             let d = if roll < 8 {
-                ip(c, s, 17, &udp(c, s, 1024 + (n >> 32) as u16 % 60000, 53, &payload[..40 + (n % 60) as usize]))
+                {
+                    // A real DNS query, so the DNS analyzer does real work.
+                    let name = format!("host-{}.district-{}.city.example", n % 100_000, (n >> 20) % 12);
+                    let q = dns_msg((n >> 40) as u16, 0x0100, name.as_bytes(), 1, &[], 0);
+                    ip(c, s, 17, &udp(c, s, 1024 + (n >> 32) as u16 % 60000, 53, &q))
+                }
             } else {
                 ipv4(
                     match c {

@@ -12,13 +12,14 @@
 //! each the median of five runs;
 //! - memory per tracked flow, from a counting allocator over 1M open flows.
 
+use mimalloc::MiMalloc;
 use schema::Time;
 use sensor::capture::{Next, Source, SourceSpec};
 use sensor::decode::LinkType;
 use sensor::output::LogWriter;
 use sensor::pipeline::{self, Controls, Hooks, PipelineConfig};
 use sensor::worker::{Worker, WorkerConfig};
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,23 +29,23 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards to the system allocator and only counts bytes.
+// SAFETY: forwards to mimalloc (the binary's allocator) and only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Ordering::Relaxed);
         // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
+        unsafe { MiMalloc.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { System.dealloc(p, l) }
+        unsafe { MiMalloc.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new, Ordering::Relaxed);
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         // SAFETY: `p` came from `alloc` with layout `l`.
-        unsafe { System.realloc(p, l, new) }
+        unsafe { MiMalloc.realloc(p, l, new) }
     }
 }
 

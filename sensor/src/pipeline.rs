@@ -304,8 +304,12 @@ fn worker_loop(
             w.process(ts, linktype, data, &mut events);
         }
         w.tick(batch.now, &mut events);
+        // Records go out in bunches (fewer wake-ups of the output thread),
+        // and at once with a partial batch: the capture sends those on its
+        // clock ticks, so a quiet link still sees its records within a second.
+        let partial = batch.pkts.len() < batch.pkts.capacity().min(256);
         let _ = back.try_send(batch);
-        if !events.is_empty() && out.send(std::mem::take(&mut events)).is_err() {
+        if (events.len() >= 512 || (partial && !events.is_empty())) && out.send(std::mem::take(&mut events)).is_err() {
             return;
         }
         if let Ok(mut g) = counters.lock() {

@@ -238,7 +238,8 @@ struct Conn {
 /// An analyzer and, for TCP, the two reassembled streams feeding it.
 struct AppSlot {
     app: App,
-    streams: [Stream; 2],
+    /// TCP only: the originator's and the responder's streams.
+    streams: Option<Box<[Stream; 2]>>,
 }
 
 /// Out-of-order bytes one TCP stream may hold for its analyzer; past it the
@@ -670,8 +671,7 @@ impl FlowTable {
         }
         if !c.has(F_APP_DECIDED) {
             c.set(F_APP_DECIDED, true);
-            c.app = App::for_udp(ports.0, ports.1, payload)
-                .map(|app| Box::new(AppSlot { app, streams: Default::default() }));
+            c.app = App::for_udp(ports.0, ports.1, payload).map(|app| Box::new(AppSlot { app, streams: None }));
         }
         if c.app.is_none() {
             return;
@@ -1019,7 +1019,7 @@ fn tcp_app(
         let Some((_, payload)) = data.filter(|(_, d)| !d.is_empty()) else { return };
         c.set(F_APP_DECIDED, true);
         let resp_port = endpoints(key, c).1 .1;
-        c.app = App::for_tcp(resp_port, payload).map(|app| Box::new(AppSlot { app, streams: Default::default() }));
+        c.app = App::for_tcp(resp_port, payload).map(|app| Box::new(AppSlot { app, streams: Some(Box::default()) }));
     }
     if c.app.is_none() {
         return;
@@ -1029,13 +1029,14 @@ fn tcp_app(
     if let Some(slot) = c.app.as_mut() {
         // Chunks are copied out so the analyzer can run with the flow's
         // bookkeeping at hand; a segment is at most a packet long.
-        if let (Some((seq, payload)), Some(stream)) = (data, slot.streams.get_mut(side)) {
+        let Some(streams) = slot.streams.as_mut() else { return };
+        if let (Some((seq, payload)), Some(stream)) = (data, streams.get_mut(side)) {
             stream.segment(seq, payload, STREAM_HOLD_CAP, &mut |ch: Chunk<'_>| match ch {
                 Chunk::Data(d) => chunks.push((is_orig, d.to_vec(), 0)),
                 Chunk::Gap(n) => chunks.push((is_orig, Vec::new(), n)),
             });
         }
-        if let (Some(upto), Some(stream)) = (ack, slot.streams.get_mut(1 - side)) {
+        if let (Some(upto), Some(stream)) = (ack, streams.get_mut(1 - side)) {
             stream.acked(upto, &mut |ch: Chunk<'_>| match ch {
                 Chunk::Data(d) => chunks.push((!is_orig, d.to_vec(), 0)),
                 Chunk::Gap(n) => chunks.push((!is_orig, Vec::new(), n)),
