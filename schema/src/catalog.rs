@@ -128,6 +128,36 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "ssh",
+        fields: &[
+            f("ts", Time, "time of the first version string"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("version", Count, "SSH major version (0 when client and server disagree)"),
+            f("auth_success", Bool, "authentication outcome, when it can be told"),
+            f("auth_attempts", Count, "authentication attempts seen"),
+            f("direction", String, "INBOUND or OUTBOUND when exactly one side is local"),
+            f("client", String, "client version string"),
+            f("server", String, "server version string"),
+            f("cipher_alg", String, "negotiated cipher"),
+            f("mac_alg", String, "negotiated MAC"),
+            f("compression_alg", String, "negotiated compression"),
+            f("kex_alg", String, "negotiated key exchange"),
+            f("host_key_alg", String, "negotiated host key algorithm"),
+            f("host_key", String, "MD5 fingerprint of the server host key"),
+            f("hasshVersion", String, "HASSH version"),
+            f("hassh", String, "HASSH of the client"),
+            f("hasshAlgorithms", String, "the client algorithms HASSH hashes"),
+            f("hasshServer", String, "HASSH of the server"),
+            f("hasshServerAlgorithms", String, "the server algorithms HASSH hashes"),
+            f("cshka", String, "client's host key algorithms"),
+            f("sshka", String, "server's host key algorithms"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -156,7 +186,9 @@ pub const CATALOG: &[LogDef] = &[
 #[cfg(test)]
 mod tests {
     use super::CATALOG;
-    use crate::{ConnRecord, DnsRecord, Event, FlowUid, Interval, StatsRecord, Time, TunnelRecord, WeirdRecord};
+    use crate::{
+        ConnRecord, DnsRecord, Event, FlowUid, Interval, SshRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+    };
     use std::net::IpAddr;
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
@@ -251,7 +283,35 @@ mod tests {
             opcode: 0,
             opcode_name: "query",
         });
-        for ev in [conn, weird, tunnel, stats, dns] {
+        let s = || Some("x".to_string());
+        let ssh = Event::Ssh(SshRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 22,
+            version: Some(2),
+            auth_success: Some(true),
+            auth_attempts: 1,
+            direction: Some("INBOUND"),
+            client: s(),
+            server: s(),
+            cipher_alg: s(),
+            mac_alg: s(),
+            compression_alg: s(),
+            kex_alg: s(),
+            host_key_alg: s(),
+            host_key: s(),
+            hassh_version: Some("1.1"),
+            hassh: s(),
+            hassh_algorithms: s(),
+            hassh_server: s(),
+            hassh_server_algorithms: s(),
+            cshka: s(),
+            sshka: s(),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

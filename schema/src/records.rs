@@ -140,6 +140,64 @@ pub struct DnsRecord {
     pub opcode_name: &'static str,
 }
 
+/// One SSH session: a line of Zeek's `ssh.log`, with the HASSH fields of
+/// the widely used hassh package.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SshRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// SSH major version (1 or 2; 0 when the two sides disagree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_success: Option<bool>,
+    pub auth_attempts: u32,
+    /// `INBOUND` or `OUTBOUND` when exactly one side is local.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kex_alg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_key_alg: Option<String>,
+    /// MD5 of the server's host key, as colon-separated hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+    #[serde(rename = "hasshVersion", skip_serializing_if = "Option::is_none")]
+    pub hassh_version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hassh: Option<String>,
+    #[serde(rename = "hasshAlgorithms", skip_serializing_if = "Option::is_none")]
+    pub hassh_algorithms: Option<String>,
+    #[serde(rename = "hasshServer", skip_serializing_if = "Option::is_none")]
+    pub hassh_server: Option<String>,
+    #[serde(rename = "hasshServerAlgorithms", skip_serializing_if = "Option::is_none")]
+    pub hassh_server_algorithms: Option<String>,
+    /// The client's server-host-key algorithms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cshka: Option<String>,
+    /// The server's host-key algorithms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sshka: Option<String>,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -184,6 +242,7 @@ pub enum Event {
     Tunnel(TunnelRecord),
     Stats(StatsRecord),
     Dns(DnsRecord),
+    Ssh(SshRecord),
 }
 
 impl Event {
@@ -195,6 +254,7 @@ impl Event {
             Event::Tunnel(_) => "tunnel",
             Event::Stats(_) => "stats",
             Event::Dns(_) => "dns",
+            Event::Ssh(_) => "ssh",
         }
     }
 }

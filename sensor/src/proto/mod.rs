@@ -4,6 +4,7 @@
 //! protocol, as Zeek does.
 
 pub mod dns;
+pub mod ssh;
 pub mod stream;
 
 use schema::{Event, FlowUid, Time};
@@ -33,6 +34,7 @@ pub struct AppOut {
 #[derive(Debug)]
 pub enum App {
     Dns(dns::DnsState),
+    Ssh(Box<ssh::SshState>),
 }
 
 impl App {
@@ -54,6 +56,9 @@ impl App {
         if resp_port == dns::TCP_PORT || framed_dns {
             return Some(App::Dns(dns::DnsState::new("tcp")));
         }
+        if resp_port == ssh::PORT || payload.starts_with(b"SSH-") {
+            return Some(App::Ssh(Box::default()));
+        }
         None
     }
 
@@ -61,12 +66,14 @@ impl App {
     pub fn stream(&mut self, ctx: &FlowCtx, chunk: stream::Chunk<'_>, out: &mut AppOut) {
         match self {
             App::Dns(d) => d.stream(ctx, chunk, out),
+            App::Ssh(s) => s.stream(ctx, chunk, out),
         }
     }
 
     pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
+            App::Ssh(_) => {}
         }
     }
 
@@ -74,6 +81,7 @@ impl App {
     pub fn finish(&mut self, ctx: &FlowCtx, out: &mut AppOut) {
         match self {
             App::Dns(d) => d.finish(ctx, out),
+            App::Ssh(s) => s.finish(ctx, out),
         }
     }
 
@@ -81,6 +89,7 @@ impl App {
     pub fn failed(&self) -> bool {
         match self {
             App::Dns(d) => d.failed(),
+            App::Ssh(s) => s.failed(),
         }
     }
 }
