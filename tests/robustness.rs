@@ -76,3 +76,16 @@ fn prefixes_and_corruptions_never_panic() {
     }
     assert!(fed > 10_000, "only {fed} inputs");
 }
+
+/// Inputs the fuzzer once found crashing stay fixed.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/packets");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        sensor::fuzzing::run_packets(&data);
+        n += 1;
+    }
+    assert!(n > 0);
+}

@@ -4,6 +4,8 @@ pub mod capture;
 pub mod decode;
 mod error;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod output;
 pub mod pipeline;
 pub mod proto;

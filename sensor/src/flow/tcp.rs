@@ -143,7 +143,7 @@ impl Content {
         let mut missed = u64::from(upto.wrapping_sub(self.delivered));
         if self.has_pending() && lt32(self.pend_start, upto) {
             let covered_end = if lt32(self.pend_end, upto) { self.pend_end } else { upto };
-            missed -= u64::from(covered_end.wrapping_sub(self.pend_start));
+            missed = missed.saturating_sub(u64::from(covered_end.wrapping_sub(self.pend_start)));
         }
         self.delivered = upto;
         self.absorb_pending();
@@ -519,7 +519,7 @@ impl TcpConn {
             if peer.fin_cnt > 0 && le32(peer.fin_seq, upto) {
                 upto = peer.fin_seq.wrapping_sub(1);
             }
-            fx.peer_acked = Some(rel_ack - u64::from((rel_ack as u32).wrapping_sub(upto)));
+            fx.peer_acked = Some(rel_ack.saturating_sub(u64::from((rel_ack as u32).wrapping_sub(upto))));
             let missed = peer.content.acked(upto);
             if missed > 0 {
                 self.missed += missed;
