@@ -18,6 +18,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("malformed", "damaged and truncated packets among good ones"),
     ("checksums", "bad IP, UDP and TCP checksums (replayed with --verify-checksums)"),
     ("dns", "DNS over UDP: answers of several types, errors, retransmissions, a high port, malformed names"),
+    ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
     ("linktype-null", "BSD loopback (NULL)"),
@@ -727,6 +728,108 @@ fn dns_scenario() -> Cap {
     c
 }
 
+/// An unencrypted SSH binary packet (RFC 4253 6) around `payload`.
+fn ssh_packet(payload: &[u8]) -> Vec<u8> {
+    let pad = 8 - (payload.len() + 5) % 8 + 4;
+    let len = (payload.len() + pad + 1) as u32;
+    let mut v = len.to_be_bytes().to_vec();
+    v.push(pad as u8);
+    v.extend_from_slice(payload);
+    v.extend(std::iter::repeat_n(0u8, pad));
+    v
+}
+
+fn ssh_kexinit(kex: &str, hk: &str, enc: &str, mac: &str, comp: &str) -> Vec<u8> {
+    let mut p = vec![20];
+    p.extend_from_slice(&[0x5a; 16]);
+    for s in [kex, hk, enc, enc, mac, mac, comp, comp, "", ""] {
+        p.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    p.extend_from_slice(&[0, 0, 0, 0, 0]);
+    ssh_packet(&p)
+}
+
+/// One SSH session over TCP: the server's version first (as servers do),
+/// the client's, both KEXINITs, the server's ECDH reply with its host key,
+/// NEWKEYS both ways, then encrypted bytes and a clean close.
+fn ssh_session(c: &mut Cap, t: i64, client: &str, cport: u16, server: &str, sport: u16, client_banner: &[u8]) {
+    let mut s = TcpSession::new(a(client), cport, a(server), sport, 11_000, 77_000);
+    let mut t = t;
+    let mut send = |c: &mut Cap, from_client: bool, flags: u8, data: &[u8]| {
+        c.ip(t, s.seg(from_client, flags, data));
+        t += MS;
+    };
+    send(c, true, SYN, &[]);
+    send(c, false, SYN | ACK, &[]);
+    send(c, true, ACK, &[]);
+    send(c, false, PSH | ACK, b"SSH-2.0-OpenSSH_9.6 CityGW\r\n");
+    send(c, true, PSH | ACK, client_banner);
+    send(
+        c,
+        true,
+        PSH | ACK,
+        &ssh_kexinit(
+            "curve25519-sha256,ecdh-sha2-nistp256,diffie-hellman-group14-sha256",
+            "ssh-ed25519,rsa-sha2-512",
+            "chacha20-poly1305@openssh.com,aes128-ctr",
+            "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
+            "none,zlib@openssh.com",
+        ),
+    );
+    send(
+        c,
+        false,
+        PSH | ACK,
+        &ssh_kexinit(
+            "curve25519-sha256,ecdh-sha2-nistp256",
+            "rsa-sha2-512,ssh-ed25519",
+            "aes128-ctr,chacha20-poly1305@openssh.com",
+            "hmac-sha2-256",
+            "none",
+        ),
+    );
+    let mut ecdh_init = vec![30, 0, 0, 0, 32];
+    ecdh_init.extend_from_slice(&[0x11; 32]);
+    send(c, true, PSH | ACK, &ssh_packet(&ecdh_init));
+    // KEX_ECDH_REPLY: K_S (an ssh-ed25519 key blob), Q_S, signature.
+    let mut ks = Vec::new();
+    for part in [b"ssh-ed25519".as_slice(), &[0x42; 32]] {
+        ks.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        ks.extend_from_slice(part);
+    }
+    let mut reply = vec![31];
+    reply.extend_from_slice(&(ks.len() as u32).to_be_bytes());
+    reply.extend_from_slice(&ks);
+    reply.extend_from_slice(&[0, 0, 0, 32]);
+    reply.extend_from_slice(&[0x22; 32]);
+    reply.extend_from_slice(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let mut both = ssh_packet(&reply);
+    both.extend_from_slice(&ssh_packet(&[21]));
+    send(c, false, PSH | ACK, &both);
+    send(c, true, PSH | ACK, &ssh_packet(&[21]));
+    send(c, true, PSH | ACK, &[0x9c; 64]);
+    send(c, false, PSH | ACK, &[0x3e; 96]);
+    send(c, true, FIN | ACK, &[]);
+    send(c, false, FIN | ACK, &[]);
+    send(c, true, ACK, &[]);
+}
+
+fn ssh_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // From the Internet to a city gateway: INBOUND.
+    ssh_session(&mut c, 0, "198.100.7.9", 52000, "10.23.0.22", 22, b"SSH-2.0-libssh_0.10.6\r\n");
+    // Between two city hosts on port 2222: found by content, no direction.
+    ssh_session(&mut c, S, "10.23.0.5", 52001, "10.23.0.6", 2222, b"SSH-2.0-PuTTY_Release_0.81\r\n");
+    // A client that speaks something else to port 22.
+    let mut x = TcpSession::new(a("10.23.0.7"), 52002, a("10.23.0.22"), 22, 1, 2);
+    c.ip(2 * S, x.seg(true, SYN, &[]));
+    c.ip(2 * S + MS, x.seg(false, SYN | ACK, &[]));
+    c.ip(2 * S + 2 * MS, x.seg(true, ACK, &[]));
+    c.ip(2 * S + 3 * MS, x.seg(true, PSH | ACK, b"GET / HTTP/1.0\r\n\r\n"));
+    c
+}
+
 fn linktype(lt: u32) -> Cap {
     let mut c = Cap::new(lt);
     session(&mut c, 0, "10.21.0.1", 47000, "10.21.0.2", 80, 20, &[30]);
@@ -752,6 +855,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "malformed" => malformed(),
         "checksums" => checksums(),
         "dns" => dns_scenario(),
+        "ssh" => ssh_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),
