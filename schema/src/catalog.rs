@@ -158,6 +158,35 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "http",
+        fields: &[
+            f("ts", Time, "time of the request"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("trans_depth", Count, "position of the request in the connection"),
+            f("method", String, "request method"),
+            f("host", String, "Host header"),
+            f("uri", String, "request target"),
+            f("referrer", String, "Referer header"),
+            f("version", String, "HTTP version of the reply"),
+            f("user_agent", String, "User-Agent header"),
+            f("origin", String, "Origin header"),
+            f("request_body_len", Count, "request body bytes after transfer decoding"),
+            f("response_body_len", Count, "response body bytes after transfer and content decoding"),
+            f("status_code", Count, "final status code"),
+            f("status_msg", String, "final status message"),
+            f("info_code", Count, "last 1xx status code"),
+            f("info_msg", String, "last 1xx status message"),
+            f("tags", StringSet, "indicators set by analysis"),
+            f("username", String, "user name from Basic authentication"),
+            f("orig_mime_types", StringSet, "MIME types sniffed from the request body"),
+            f("resp_mime_types", StringSet, "MIME types sniffed from the response body"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -187,7 +216,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FlowUid, Interval, SshRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        ConnRecord, DnsRecord, Event, FlowUid, HttpRecord, Interval, SshRecord, StatsRecord, Time, TunnelRecord,
+        WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -311,7 +341,33 @@ mod tests {
             cshka: s(),
             sshka: s(),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh] {
+        let http = Event::Http(HttpRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 80,
+            trans_depth: 1,
+            method: s(),
+            host: s(),
+            uri: s(),
+            referrer: s(),
+            version: s(),
+            user_agent: s(),
+            origin: s(),
+            request_body_len: 0,
+            response_body_len: 1,
+            status_code: Some(200),
+            status_msg: s(),
+            info_code: Some(100),
+            info_msg: s(),
+            tags: vec![],
+            username: s(),
+            orig_mime_types: Some(vec![]),
+            resp_mime_types: Some(vec![]),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

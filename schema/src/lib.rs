@@ -13,5 +13,5 @@ mod time;
 
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ids::{FlowUid, SensorId};
-pub use records::{ConnRecord, DnsRecord, Event, SshRecord, StatsRecord, TunnelRecord, WeirdRecord};
+pub use records::{ConnRecord, DnsRecord, Event, HttpRecord, SshRecord, StatsRecord, TunnelRecord, WeirdRecord};
 pub use time::{Interval, Time};

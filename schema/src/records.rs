@@ -198,6 +198,55 @@ pub struct SshRecord {
     pub sshka: Option<String>,
 }
 
+/// One HTTP request and its response: a line of Zeek's `http.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HttpRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// Position of the request in its connection, from 1.
+    pub trans_depth: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// The reply's HTTP version (the request's when there was no reply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    pub request_body_len: u64,
+    pub response_body_len: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_msg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info_msg: Option<String>,
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_mime_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_mime_types: Option<Vec<String>>,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -243,6 +292,7 @@ pub enum Event {
     Stats(StatsRecord),
     Dns(DnsRecord),
     Ssh(SshRecord),
+    Http(HttpRecord),
 }
 
 impl Event {
@@ -255,6 +305,7 @@ impl Event {
             Event::Stats(_) => "stats",
             Event::Dns(_) => "dns",
             Event::Ssh(_) => "ssh",
+            Event::Http(_) => "http",
         }
     }
 }

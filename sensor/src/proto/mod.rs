@@ -4,6 +4,7 @@
 //! protocol, as Zeek does.
 
 pub mod dns;
+pub mod http;
 pub mod ssh;
 pub mod stream;
 
@@ -35,6 +36,7 @@ pub struct AppOut {
 pub enum App {
     Dns(dns::DnsState),
     Ssh(Box<ssh::SshState>),
+    Http(Box<http::HttpState>),
 }
 
 impl App {
@@ -59,6 +61,9 @@ impl App {
         if resp_port == ssh::PORT || payload.starts_with(b"SSH-") {
             return Some(App::Ssh(Box::default()));
         }
+        if http::PORTS.contains(&resp_port) || http::looks_like_request(payload) {
+            return Some(App::Http(Box::default()));
+        }
         None
     }
 
@@ -67,13 +72,14 @@ impl App {
         match self {
             App::Dns(d) => d.stream(ctx, chunk, out),
             App::Ssh(s) => s.stream(ctx, chunk, out),
+            App::Http(h) => h.stream(ctx, chunk, out),
         }
     }
 
     pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
-            App::Ssh(_) => {}
+            App::Ssh(_) | App::Http(_) => {}
         }
     }
 
@@ -82,6 +88,7 @@ impl App {
         match self {
             App::Dns(d) => d.finish(ctx, out),
             App::Ssh(s) => s.finish(ctx, out),
+            App::Http(h) => h.finish(ctx, out),
         }
     }
 
@@ -90,6 +97,7 @@ impl App {
         match self {
             App::Dns(d) => d.failed(),
             App::Ssh(s) => s.failed(),
+            App::Http(h) => h.failed(),
         }
     }
 }
