@@ -111,9 +111,33 @@ fn a(s: &str) -> IpAddr {
     s.parse().expect("address literal")
 }
 
+/// An HTTP request of exactly `n` bytes (at least 60), padded in a header.
+fn http_request(n: usize, host: &str) -> Vec<u8> {
+    let head = format!("GET /status HTTP/1.1\r\nHost: {host}\r\nUser-Agent: citysoc-gen/1\r\nX-Pad: ");
+    let pad = n.saturating_sub(head.len() + 4).max(1);
+    let mut r = head.into_bytes();
+    r.extend(std::iter::repeat_n(b'p', pad));
+    r.extend_from_slice(b"\r\n\r\n");
+    r
+}
+
+/// An HTTP response of exactly `n` bytes (at least 60) with a text body.
+fn http_response(n: usize) -> Vec<u8> {
+    let mut body_len = n.saturating_sub(60);
+    loop {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n\r\n");
+        if head.len() + body_len == n || body_len == 0 {
+            let mut r = head.into_bytes();
+            r.extend(std::iter::repeat_n(b'r', body_len));
+            return r;
+        }
+        body_len = n.saturating_sub(head.len());
+    }
+}
+
 /// A complete session: handshake, request, response in `resp_segs`
 /// segments, FIN from the client, FIN from the server, last ACK.
-/// History `ShADadFf`.
+/// History `ShADadFf`. Large enough exchanges are real HTTP.
 #[allow(clippy::too_many_arguments)]
 fn session(cap: &mut Cap, t: i64, c: &str, cp: u16, s: &str, sp: u16, req: usize, resp: &[usize]) -> i64 {
     let mut x = TcpSession::new(a(c), cp, a(s), sp, 1_000, 50_000);
@@ -125,10 +149,16 @@ fn session(cap: &mut Cap, t: i64, c: &str, cp: u16, s: &str, sp: u16, req: usize
     step(cap, x.seg(true, SYN, &[]));
     step(cap, x.seg(false, SYN | ACK, &[]));
     step(cap, x.seg(true, ACK, &[]));
-    step(cap, x.seg(true, PSH | ACK, &vec![b'q'; req]));
+    let total: usize = resp.iter().sum();
+    let http = req >= 60 && total >= 60;
+    let request = if http { http_request(req, s) } else { vec![b'q'; req] };
+    step(cap, x.seg(true, PSH | ACK, &request));
     step(cap, x.seg(false, ACK, &[]));
+    let response = if http { http_response(total) } else { vec![b'r'; total] };
+    let mut off = 0;
     for &n in resp {
-        step(cap, x.seg(false, PSH | ACK, &vec![b'r'; n]));
+        step(cap, x.seg(false, PSH | ACK, &response[off..off + n]));
+        off += n;
     }
     step(cap, x.seg(true, ACK, &[]));
     step(cap, x.seg(true, FIN | ACK, &[]));
@@ -140,7 +170,7 @@ fn session(cap: &mut Cap, t: i64, c: &str, cp: u16, s: &str, sp: u16, req: usize
 fn tcp_basic() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     session(&mut c, 0, "10.1.0.10", 49152, "10.1.0.80", 80, 100, &[1000, 500]);
-    session(&mut c, 100 * MS, "fd00:1::10", 49153, "fd00:1::80", 8080, 64, &[1200]);
+    session(&mut c, 100 * MS, "fd00:1::10", 49153, "fd00:1::80", 8080, 100, &[1200]);
     c
 }
 
@@ -275,8 +305,8 @@ fn tcp_reuse_timeouts() -> Cap {
         c.ip(t, syn.clone());
     }
     // A finished session, then a new SYN on the same ports 2 s later.
-    session(&mut c, 20 * S, "10.5.0.3", 41001, "10.5.0.4", 80, 10, &[20]);
-    let mut y = TcpSession::new(a("10.5.0.3"), 41001, a("10.5.0.4"), 80, 777_777, 88_888);
+    session(&mut c, 20 * S, "10.5.0.3", 41001, "10.5.0.4", 9000, 10, &[20]);
+    let mut y = TcpSession::new(a("10.5.0.3"), 41001, a("10.5.0.4"), 9000, 777_777, 88_888);
     c.ip(22 * S, y.seg(true, SYN, &[]));
     c.ip(22 * S + MS, y.seg(false, SYN | ACK, &[]));
     c.ip(22 * S + 2 * MS, y.seg(true, ACK, &[]));
@@ -832,7 +862,7 @@ fn ssh_scenario() -> Cap {
 
 fn linktype(lt: u32) -> Cap {
     let mut c = Cap::new(lt);
-    session(&mut c, 0, "10.21.0.1", 47000, "10.21.0.2", 80, 20, &[30]);
+    session(&mut c, 0, "10.21.0.1", 47000, "10.21.0.2", 9000, 20, &[30]);
     let (x, y) = (a("fd00:21::1"), a("fd00:21::2"));
     c.ip(50 * MS, ip(x, y, 17, &udp(x, y, 5353, 5353, &[1; 20])));
     c
