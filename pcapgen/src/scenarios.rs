@@ -18,6 +18,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("malformed", "damaged and truncated packets among good ones"),
     ("checksums", "bad IP, UDP and TCP checksums (replayed with --verify-checksums)"),
     ("dns", "DNS over UDP: answers of several types, errors, retransmissions, a high port, malformed names"),
+    ("http", "HTTP/1.x: pipelining, chunked and compressed bodies, HEAD, errors, a non-standard port"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
@@ -845,6 +846,104 @@ fn ssh_session(c: &mut Cap, t: i64, client: &str, cport: u16, server: &str, spor
     send(c, true, ACK, &[]);
 }
 
+/// Sends `data` from one side in segments of at most `mss` bytes, each
+/// acknowledged by the other side.
+fn stream_send(c: &mut Cap, s: &mut TcpSession, t: &mut i64, from_client: bool, data: &[u8], mss: usize) {
+    for part in data.chunks(mss) {
+        c.ip(*t, s.seg(from_client, PSH | ACK, part));
+        c.ip(*t + 100, s.seg(!from_client, ACK, &[]));
+        *t += MS;
+    }
+}
+
+fn http_conversation(
+    c: &mut Cap,
+    t0: i64,
+    client: &str,
+    cport: u16,
+    server: &str,
+    sport: u16,
+    req: &[u8],
+    resp: &[u8],
+) {
+    let mut s = TcpSession::new(a(client), cport, a(server), sport, 21_000, 61_000);
+    let mut t = t0;
+    c.ip(t, s.seg(true, SYN, &[]));
+    c.ip(t + 100, s.seg(false, SYN | ACK, &[]));
+    c.ip(t + 200, s.seg(true, ACK, &[]));
+    t += MS;
+    stream_send(c, &mut s, &mut t, true, req, 536);
+    stream_send(c, &mut s, &mut t, false, resp, 700);
+    c.ip(t, s.seg(true, FIN | ACK, &[]));
+    c.ip(t + 100, s.seg(false, FIN | ACK, &[]));
+    c.ip(t + 200, s.seg(true, ACK, &[]));
+}
+
+fn http_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // Two pipelined requests (the second a chunked upload) and their replies,
+    // the second compressed with gzip.
+    let req = b"GET /api/levels?station=7 HTTP/1.1\r\nHost: water.city.example\r\nUser-Agent: pump-ctl/2.1\r\n\
+Referer: http://portal.city.example/\r\nAuthorization: Basic b3BlcmF0b3I6aHVuVGVyMg==\r\n\r\n\
+POST /api/readings HTTP/1.1\r\nHost: water.city.example\r\nTransfer-Encoding: chunked\r\n\r\n\
+a\r\n{\"lvl\":1.5\r\n1\r\n}\r\n0\r\n\r\n";
+    let body = br#"{"station":7,"level_cm":152,"status":"normal","history":[150,151,152]}"#;
+    let mut gz = Vec::new();
+    {
+        // A stored (uncompressed) gzip member: valid gzip without a
+        // compressor in the generator.
+        gz.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        gz.push(1);
+        gz.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        gz.extend_from_slice(&(!(body.len() as u16)).to_le_bytes());
+        gz.extend_from_slice(body);
+        gz.extend_from_slice(&crc32(body).to_le_bytes());
+        gz.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    }
+    let mut resp =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())
+            .into_bytes();
+    resp.extend_from_slice(body);
+    resp.extend_from_slice(
+        format!("HTTP/1.1 201 Created\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", gz.len()).as_bytes(),
+    );
+    resp.extend_from_slice(&gz);
+    http_conversation(&mut c, 0, "10.24.0.10", 53000, "10.24.0.80", 80, req, &resp);
+    // HEAD then a 404 whose body runs to the close (HTTP/1.0).
+    let req = b"HEAD /index.html HTTP/1.1\r\nHost: portal.city.example\r\n\r\nGET /old HTTP/1.0\r\nHost: portal.city.example\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5120\r\nContent-Type: text/html\r\n\r\nHTTP/1.0 404 Not Found\r\n\r\n<html><body>gone</body></html>";
+    http_conversation(&mut c, S, "10.24.0.11", 53001, "10.24.0.80", 80, req, resp);
+    // HTTP on port 9999, found by its request line.
+    let req = b"GET /camera/3/snapshot.png HTTP/1.1\r\nHost: cam3.traffic.city.example:9999\r\n\r\n";
+    let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\n".to_vec();
+    resp.extend_from_slice(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01");
+    http_conversation(&mut c, 2 * S, "10.24.0.12", 53002, "10.24.0.93", 9999, req, &resp);
+    // Not HTTP on port 80.
+    http_conversation(
+        &mut c,
+        3 * S,
+        "10.24.0.13",
+        53003,
+        "10.24.0.80",
+        80,
+        b"\x16\x03\x01\x00\x05hello",
+        b"\x15\x03\x01\x00\x02\x02\x28",
+    );
+    c
+}
+
+/// CRC-32 (IEEE 802.3), for the gzip trailer.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 fn ssh_scenario() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     // From the Internet to a city gateway: INBOUND.
@@ -886,6 +985,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "checksums" => checksums(),
         "dns" => dns_scenario(),
         "ssh" => ssh_scenario(),
+        "http" => http_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),
