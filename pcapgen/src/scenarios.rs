@@ -856,6 +856,7 @@ fn stream_send(c: &mut Cap, s: &mut TcpSession, t: &mut i64, from_client: bool, 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn http_conversation(
     c: &mut Cap,
     t0: i64,
