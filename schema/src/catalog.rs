@@ -187,6 +187,31 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "ssl",
+        fields: &[
+            f("ts", Time, "time of the ClientHello"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("version", String, "negotiated version (TLSv12, TLSv13, ...)"),
+            f("cipher", String, "negotiated cipher suite"),
+            f("curve", String, "key exchange group"),
+            f("server_name", String, "SNI host name"),
+            f("resumed", Bool, "the session was resumed"),
+            f("last_alert", String, "last alert seen in clear"),
+            f("next_protocol", String, "ALPN protocol chosen by the server"),
+            f("established", Bool, "the handshake completed"),
+            f("subject", String, "subject of the server's leaf certificate"),
+            f("issuer", String, "issuer of the server's leaf certificate"),
+            f("ja3", String, "JA3 of the ClientHello"),
+            f("ja3s", String, "JA3S of the ServerHello"),
+            f("ja4", String, "JA4 of the ClientHello"),
+            f("ja4s", String, "JA4S of the ServerHello"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -216,8 +241,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FlowUid, HttpRecord, Interval, SshRecord, StatsRecord, Time, TunnelRecord,
-        WeirdRecord,
+        ConnRecord, DnsRecord, Event, FlowUid, HttpRecord, Interval, SshRecord, SslRecord, StatsRecord, Time,
+        TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -367,7 +392,29 @@ mod tests {
             orig_mime_types: Some(vec![]),
             resp_mime_types: Some(vec![]),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http] {
+        let ssl = Event::Ssl(SslRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 443,
+            version: s(),
+            cipher: s(),
+            curve: s(),
+            server_name: s(),
+            resumed: false,
+            last_alert: s(),
+            next_protocol: s(),
+            established: true,
+            subject: s(),
+            issuer: s(),
+            ja3: s(),
+            ja3s: s(),
+            ja4: s(),
+            ja4s: s(),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

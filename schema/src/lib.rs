@@ -13,5 +13,7 @@ mod time;
 
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ids::{FlowUid, SensorId};
-pub use records::{ConnRecord, DnsRecord, Event, HttpRecord, SshRecord, StatsRecord, TunnelRecord, WeirdRecord};
+pub use records::{
+    ConnRecord, DnsRecord, Event, HttpRecord, SshRecord, SslRecord, StatsRecord, TunnelRecord, WeirdRecord,
+};
 pub use time::{Interval, Time};

@@ -247,6 +247,50 @@ pub struct HttpRecord {
     pub resp_mime_types: Option<Vec<String>>,
 }
 
+/// One TLS session: a line of Zeek's `ssl.log`, with the fingerprints of the
+/// widely used ja3 and ja4 packages.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SslRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `TLSv12`, `TLSv13`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub curve: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    pub resumed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_alert: Option<String>,
+    /// The ALPN protocol the server chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_protocol: Option<String>,
+    pub established: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja3s: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ja4s: Option<String>,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -293,6 +337,7 @@ pub enum Event {
     Dns(DnsRecord),
     Ssh(SshRecord),
     Http(HttpRecord),
+    Ssl(SslRecord),
 }
 
 impl Event {
@@ -306,6 +351,7 @@ impl Event {
             Event::Dns(_) => "dns",
             Event::Ssh(_) => "ssh",
             Event::Http(_) => "http",
+            Event::Ssl(_) => "ssl",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 pub mod ssh;
 pub mod stream;
+pub mod tls;
 
 use schema::{Event, FlowUid, Time};
 use std::net::IpAddr;
@@ -37,6 +38,7 @@ pub enum App {
     Dns(dns::DnsState),
     Ssh(Box<ssh::SshState>),
     Http(Box<http::HttpState>),
+    Tls(Box<tls::TlsState>),
 }
 
 impl App {
@@ -61,6 +63,11 @@ impl App {
         if resp_port == ssh::PORT || payload.starts_with(b"SSH-") {
             return Some(App::Ssh(Box::default()));
         }
+        // TLS is recognised by content before ports: HTTPS on 8080, TLS on
+        // 502 and the like are common.
+        if tls::looks_like_tls(payload) {
+            return Some(App::Tls(Box::default()));
+        }
         if http::PORTS.contains(&resp_port) || http::looks_like_request(payload) {
             return Some(App::Http(Box::default()));
         }
@@ -73,13 +80,14 @@ impl App {
             App::Dns(d) => d.stream(ctx, chunk, out),
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
+            App::Tls(t) => t.stream(ctx, chunk, out),
         }
     }
 
     pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
-            App::Ssh(_) | App::Http(_) => {}
+            App::Ssh(_) | App::Http(_) | App::Tls(_) => {}
         }
     }
 
@@ -89,6 +97,7 @@ impl App {
             App::Dns(d) => d.finish(ctx, out),
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
+            App::Tls(t) => t.finish(ctx, out),
         }
     }
 
@@ -98,6 +107,7 @@ impl App {
             App::Dns(d) => d.failed(),
             App::Ssh(s) => s.failed(),
             App::Http(h) => h.failed(),
+            App::Tls(t) => t.failed(),
         }
     }
 }
