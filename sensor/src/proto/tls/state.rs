@@ -48,7 +48,7 @@ impl TlsState {
     }
 
     fn record(&mut self, ctx: &FlowCtx) -> &mut SslRecord {
-        self.rec.get_or_insert_with(|| SslRecord {
+        self.rec.get_or_insert(SslRecord {
             ts: ctx.ts,
             uid: ctx.uid,
             orig_h: ctx.orig.0,
@@ -115,11 +115,9 @@ impl TlsState {
                 side.encrypted = true;
                 side.finished = true;
             }
-            21 => {
-                if !self.sides[s].encrypted {
-                    if let Some(&d) = body.get(1) {
-                        self.record(ctx).last_alert = Some(names::alert(d));
-                    }
+            21 if !self.sides[s].encrypted => {
+                if let Some(&d) = body.get(1) {
+                    self.record(ctx).last_alert = Some(names::alert(d));
                 }
             }
             22 => {
