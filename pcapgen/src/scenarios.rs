@@ -19,6 +19,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("checksums", "bad IP, UDP and TCP checksums (replayed with --verify-checksums)"),
     ("dns", "DNS over UDP: answers of several types, errors, retransmissions, a high port, malformed names"),
     ("http", "HTTP/1.x: pipelining, chunked and compressed bodies, HEAD, errors, a non-standard port"),
+    ("tls", "TLS 1.2 and 1.3 handshakes: SNI, ALPN, GREASE, certificate, key exchange, an alert, a non-standard port"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
@@ -933,6 +934,229 @@ a\r\n{\"lvl\":1.5\r\n1\r\n}\r\n0\r\n\r\n";
     c
 }
 
+fn tls_record(ctype: u8, body: &[u8]) -> Vec<u8> {
+    let mut r = vec![ctype, 3, 3];
+    r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+fn tls_handshake(t: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![t];
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    m.extend_from_slice(body);
+    m
+}
+
+fn tls_ext(t: u16, body: &[u8]) -> Vec<u8> {
+    let mut e = t.to_be_bytes().to_vec();
+    e.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    e.extend_from_slice(body);
+    e
+}
+
+fn u16s(len_bytes: usize, v: &[u16]) -> Vec<u8> {
+    let n = v.len() * 2;
+    let mut b = if len_bytes == 1 { vec![n as u8] } else { (n as u16).to_be_bytes().to_vec() };
+    for x in v {
+        b.extend_from_slice(&x.to_be_bytes());
+    }
+    b
+}
+
+fn client_hello(sni: Option<&str>, alpn: &[&str], tls13: bool) -> Vec<u8> {
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&[0x21; 32]);
+    b.push(32);
+    b.extend_from_slice(&[0x44; 32]);
+    let ciphers = [0x2a2a, 0x1301, 0x1302, 0xc02b, 0xc02f, 0xc030, 0xcca9, 0x009c, 0x002f];
+    b.extend_from_slice(&u16s(2, &ciphers));
+    b.extend_from_slice(&[1, 0]);
+    let mut e = tls_ext(0x3a3a, &[]);
+    if let Some(n) = sni {
+        let mut v = ((n.len() + 3) as u16).to_be_bytes().to_vec();
+        v.push(0);
+        v.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        v.extend_from_slice(n.as_bytes());
+        e.extend_from_slice(&tls_ext(0, &v));
+    }
+    e.extend_from_slice(&tls_ext(23, &[]));
+    e.extend_from_slice(&tls_ext(0xff01, &[0]));
+    e.extend_from_slice(&tls_ext(10, &u16s(2, &[0x4a4a, 29, 23, 24])));
+    e.extend_from_slice(&tls_ext(11, &[1, 0]));
+    e.extend_from_slice(&tls_ext(35, &[]));
+    if !alpn.is_empty() {
+        let mut l = Vec::new();
+        for p in alpn {
+            l.push(p.len() as u8);
+            l.extend_from_slice(p.as_bytes());
+        }
+        let mut v = (l.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(&l);
+        e.extend_from_slice(&tls_ext(16, &v));
+    }
+    e.extend_from_slice(&tls_ext(13, &u16s(2, &[0x0403, 0x0804, 0x0401, 0x0503])));
+    if tls13 {
+        e.extend_from_slice(&tls_ext(43, &u16s(1, &[0x5a5a, 0x0304, 0x0303])));
+        let mut ks = vec![0, 36, 0, 29, 0, 32];
+        ks.extend_from_slice(&[0x55; 32]);
+        e.extend_from_slice(&tls_ext(51, &ks));
+        e.extend_from_slice(&tls_ext(45, &[1, 1]));
+    }
+    b.extend_from_slice(&(e.len() as u16).to_be_bytes());
+    b.extend_from_slice(&e);
+    tls_handshake(1, &b)
+}
+
+fn server_hello(cipher: u16, alpn: Option<&str>, tls13: bool) -> Vec<u8> {
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&[0x31; 32]);
+    b.push(32);
+    b.extend_from_slice(&[0x66; 32]);
+    b.extend_from_slice(&cipher.to_be_bytes());
+    b.push(0);
+    let mut e = Vec::new();
+    if tls13 {
+        e.extend_from_slice(&tls_ext(43, &[3, 4]));
+        let mut ks = vec![0, 29, 0, 32];
+        ks.extend_from_slice(&[0x77; 32]);
+        e.extend_from_slice(&tls_ext(51, &ks));
+    } else {
+        e.extend_from_slice(&tls_ext(0xff01, &[0]));
+        e.extend_from_slice(&tls_ext(11, &[1, 0]));
+    }
+    if let Some(p) = alpn {
+        let mut v = ((p.len() + 1) as u16).to_be_bytes().to_vec();
+        v.push(p.len() as u8);
+        v.extend_from_slice(p.as_bytes());
+        e.extend_from_slice(&tls_ext(16, &v));
+    }
+    b.extend_from_slice(&(e.len() as u16).to_be_bytes());
+    b.extend_from_slice(&e);
+    tls_handshake(2, &b)
+}
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    if content.len() < 128 {
+        v.push(content.len() as u8);
+    } else {
+        v.push(0x82);
+        v.extend_from_slice(&(content.len() as u16).to_be_bytes());
+    }
+    v.extend_from_slice(content);
+    v
+}
+
+fn der_name(parts: &[(&[u8], &str)]) -> Vec<u8> {
+    let mut seq = Vec::new();
+    for (oid, val) in parts {
+        let mut atv = der(0x06, oid);
+        atv.extend_from_slice(&der(0x0c, val.as_bytes()));
+        seq.extend_from_slice(&der(0x31, &der(0x30, &atv)));
+    }
+    der(0x30, &seq)
+}
+
+/// A Certificate message with one certificate whose names are set (the key
+/// and signature are placeholders: the sensor reads names only).
+fn certificate(subject_cn: &str) -> Vec<u8> {
+    let mut tbs = der(0xa0, &der(0x02, &[2]));
+    tbs.extend_from_slice(&der(0x02, &[0x10, 0x20]));
+    tbs.extend_from_slice(&der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2])));
+    tbs.extend_from_slice(&der_name(&[
+        (&[0x55, 4, 6], "VN"),
+        (&[0x55, 4, 10], "City"),
+        (&[0x55, 4, 3], "City Issuing CA"),
+    ]));
+    tbs.extend_from_slice(&der(0x30, &[]));
+    tbs.extend_from_slice(&der_name(&[(&[0x55, 4, 6], "VN"), (&[0x55, 4, 10], "City"), (&[0x55, 4, 3], subject_cn)]));
+    tbs.extend_from_slice(&der(0x30, &[0x05, 0x00]));
+    let mut cert = der(0x30, &tbs);
+    cert.extend_from_slice(&der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2])));
+    cert.extend_from_slice(&der(0x03, &[0, 1, 2, 3]));
+    let cert = der(0x30, &cert);
+    let mut body = ((cert.len() + 3) as u32).to_be_bytes()[1..].to_vec();
+    body.extend_from_slice(&(cert.len() as u32).to_be_bytes()[1..]);
+    body.extend_from_slice(&cert);
+    tls_handshake(11, &body)
+}
+
+fn tls_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let conv = |c: &mut Cap, t0: i64, cport: u16, server: &str, sport: u16, flights: &[(bool, Vec<u8>)]| {
+        let mut s = TcpSession::new(a("10.25.0.10"), cport, a(server), sport, 31_000, 91_000);
+        let mut t = t0;
+        c.ip(t, s.seg(true, SYN, &[]));
+        c.ip(t + 100, s.seg(false, SYN | ACK, &[]));
+        c.ip(t + 200, s.seg(true, ACK, &[]));
+        t += MS;
+        for (from_client, data) in flights {
+            stream_send(c, &mut s, &mut t, *from_client, data, 1200);
+        }
+        c.ip(t, s.seg(true, FIN | ACK, &[]));
+        c.ip(t + 100, s.seg(false, FIN | ACK, &[]));
+        c.ip(t + 200, s.seg(true, ACK, &[]));
+    };
+    // TLS 1.2 with ECDHE: certificate and key exchange in clear.
+    let mut server_flight = tls_record(22, &server_hello(0xc02f, Some("http/1.1"), false));
+    server_flight.extend_from_slice(&tls_record(22, &certificate("portal.city.example")));
+    let mut ske = vec![3, 0, 23, 65, 4];
+    ske.extend_from_slice(&[0x99; 64]);
+    ske.extend_from_slice(&[4, 3, 0, 4, 1, 2, 3, 4]);
+    let mut hs = tls_handshake(12, &ske);
+    hs.extend_from_slice(&tls_handshake(14, &[]));
+    server_flight.extend_from_slice(&tls_record(22, &hs));
+    let mut client_fin = tls_record(22, &tls_handshake(16, &[65; 66]));
+    client_fin.extend_from_slice(&tls_record(20, &[1]));
+    client_fin.extend_from_slice(&tls_record(22, &[0xab; 40]));
+    let mut server_fin = tls_record(20, &[1]);
+    server_fin.extend_from_slice(&tls_record(22, &[0xcd; 40]));
+    conv(
+        &mut c,
+        0,
+        54000,
+        "10.25.0.43",
+        443,
+        &[
+            (true, tls_record(22, &client_hello(Some("portal.city.example"), &["h2", "http/1.1"], false))),
+            (false, server_flight),
+            (true, client_fin),
+            (false, server_fin),
+            (true, tls_record(23, &[0x17; 120])),
+            (false, tls_record(23, &[0x18; 900])),
+        ],
+    );
+    // TLS 1.3: everything after the ServerHello is encrypted.
+    let mut sh = tls_record(22, &server_hello(0x1301, None, true));
+    sh.extend_from_slice(&tls_record(20, &[1]));
+    sh.extend_from_slice(&tls_record(23, &[0x2e; 700]));
+    let mut cf = tls_record(20, &[1]);
+    cf.extend_from_slice(&tls_record(23, &[0x2f; 60]));
+    conv(
+        &mut c,
+        S,
+        54001,
+        "10.25.0.44",
+        8443,
+        &[
+            (true, tls_record(22, &client_hello(Some("api.traffic.city.example"), &["h2"], true))),
+            (false, sh),
+            (true, cf),
+        ],
+    );
+    // No SNI, refused with a handshake_failure alert.
+    conv(
+        &mut c,
+        2 * S,
+        54002,
+        "10.25.0.45",
+        443,
+        &[(true, tls_record(22, &client_hello(None, &[], false))), (false, tls_record(21, &[2, 40]))],
+    );
+    c
+}
+
 /// CRC-32 (IEEE 802.3), for the gzip trailer.
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
@@ -987,6 +1211,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "dns" => dns_scenario(),
         "ssh" => ssh_scenario(),
         "http" => http_scenario(),
+        "tls" => tls_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),
