@@ -212,6 +212,30 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "ntp",
+        fields: &[
+            f("ts", Time, "time of the message"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("version", Count, "NTP version"),
+            f("mode", Count, "association mode (3 client, 4 server, ...)"),
+            f("stratum", Count, "distance from the reference clock"),
+            f("poll", Interval, "maximum interval between messages"),
+            f("precision", Interval, "precision of the sender's clock"),
+            f("root_delay", Interval, "round-trip delay to the reference clock"),
+            f("root_disp", Interval, "dispersion to the reference clock"),
+            f("ref_id", String, "reference clock code or address"),
+            f("ref_time", Time, "when the clock was last set"),
+            f("org_time", Time, "origin timestamp"),
+            f("rec_time", Time, "receive timestamp"),
+            f("xmt_time", Time, "transmit timestamp"),
+            f("num_exts", Count, "extension fields"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -241,8 +265,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FlowUid, HttpRecord, Interval, SshRecord, SslRecord, StatsRecord, Time,
-        TunnelRecord, WeirdRecord,
+        ConnRecord, DnsRecord, Event, FlowUid, HttpRecord, Interval, NtpRecord, SshRecord, SslRecord, StatsRecord,
+        Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -414,7 +438,28 @@ mod tests {
             ja4: s(),
             ja4s: s(),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl] {
+        let ntp = Event::Ntp(NtpRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 123,
+            resp_h: a,
+            resp_p: 123,
+            version: 4,
+            mode: 3,
+            stratum: 2,
+            poll: Interval(1),
+            precision: Interval(1),
+            root_delay: Interval(1),
+            root_disp: Interval(1),
+            ref_id: "x".into(),
+            ref_time: Time(1),
+            org_time: Time(1),
+            rec_time: Time(1),
+            xmt_time: Time(1),
+            num_exts: 0,
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

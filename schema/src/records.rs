@@ -291,6 +291,37 @@ pub struct SslRecord {
     pub ja4s: Option<String>,
 }
 
+/// One NTP message: a line of Zeek's `ntp.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NtpRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub version: u8,
+    pub mode: u8,
+    pub stratum: u8,
+    /// Maximum interval between messages.
+    pub poll: Interval,
+    /// Precision of the sender's clock.
+    pub precision: Interval,
+    pub root_delay: Interval,
+    pub root_disp: Interval,
+    /// Reference clock: a 4-character code at stratum 0 and 1, else an address.
+    pub ref_id: String,
+    pub ref_time: Time,
+    pub org_time: Time,
+    pub rec_time: Time,
+    pub xmt_time: Time,
+    pub num_exts: u32,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -338,6 +369,7 @@ pub enum Event {
     Ssh(SshRecord),
     Http(HttpRecord),
     Ssl(SslRecord),
+    Ntp(NtpRecord),
 }
 
 impl Event {
@@ -352,6 +384,7 @@ impl Event {
             Event::Ssh(_) => "ssh",
             Event::Http(_) => "http",
             Event::Ssl(_) => "ssl",
+            Event::Ntp(_) => "ntp",
         }
     }
 }

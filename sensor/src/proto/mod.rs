@@ -5,6 +5,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod ntp;
 pub mod ssh;
 pub mod stream;
 pub mod tls;
@@ -39,6 +40,7 @@ pub enum App {
     Ssh(Box<ssh::SshState>),
     Http(Box<http::HttpState>),
     Tls(Box<tls::TlsState>),
+    Ntp(ntp::NtpState),
 }
 
 impl App {
@@ -48,6 +50,9 @@ impl App {
         let is = |p: u16| sport == p || dport == p;
         if dns::UDP_PORTS.iter().any(|&p| is(p)) || dns::parser::looks_like_dns(payload) {
             return Some(App::Dns(dns::DnsState::new("udp")));
+        }
+        if is(ntp::PORT) {
+            return Some(App::Ntp(ntp::NtpState::default()));
         }
         None
     }
@@ -81,12 +86,14 @@ impl App {
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
             App::Tls(t) => t.stream(ctx, chunk, out),
+            App::Ntp(_) => {}
         }
     }
 
     pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
+            App::Ntp(n) => n.message(ctx, payload, out),
             App::Ssh(_) | App::Http(_) | App::Tls(_) => {}
         }
     }
@@ -98,6 +105,7 @@ impl App {
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
             App::Tls(t) => t.finish(ctx, out),
+            App::Ntp(_) => {}
         }
     }
 
@@ -108,6 +116,7 @@ impl App {
             App::Ssh(s) => s.failed(),
             App::Http(h) => h.failed(),
             App::Tls(t) => t.failed(),
+            App::Ntp(n) => n.failed(),
         }
     }
 }
