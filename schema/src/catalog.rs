@@ -236,6 +236,29 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "ftp",
+        fields: &[
+            f("ts", Time, "time of the command"),
+            f("uid", String, "control connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("user", String, "user name, <unknown> before USER"),
+            f("password", String, "password of a guest login"),
+            f("command", String, "command"),
+            f("arg", String, "argument; a URL for file commands"),
+            f("mime_type", String, "MIME type sniffed from the transferred file"),
+            f("file_size", Count, "bytes transferred on the data channel"),
+            f("reply_code", Count, "final reply code"),
+            f("reply_msg", String, "final reply text"),
+            f("data_channel.passive", Bool, "the data channel is passive (PASV/EPSV)"),
+            f("data_channel.orig_h", Addr, "data channel originator"),
+            f("data_channel.resp_h", Addr, "data channel responder"),
+            f("data_channel.resp_p", Port, "data channel responder port"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -265,8 +288,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FlowUid, HttpRecord, Interval, NtpRecord, SshRecord, SslRecord, StatsRecord,
-        Time, TunnelRecord, WeirdRecord,
+        ConnRecord, DnsRecord, Event, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord, SshRecord, SslRecord,
+        StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -459,7 +482,27 @@ mod tests {
             xmt_time: Time(1),
             num_exts: 0,
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp] {
+        let ftp = Event::Ftp(FtpRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 21,
+            user: "u".into(),
+            password: s(),
+            command: "RETR".into(),
+            arg: s(),
+            mime_type: s(),
+            file_size: Some(1),
+            reply_code: Some(226),
+            reply_msg: s(),
+            dc_passive: Some(true),
+            dc_orig_h: Some(a),
+            dc_resp_h: Some(a),
+            dc_resp_p: Some(1),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

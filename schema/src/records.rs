@@ -322,6 +322,44 @@ pub struct NtpRecord {
     pub num_exts: u32,
 }
 
+/// One FTP command and its final reply: a line of Zeek's `ftp.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FtpRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub user: String,
+    /// Logged for anonymous (guest) logins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub command: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_msg: Option<String>,
+    #[serde(rename = "data_channel.passive", skip_serializing_if = "Option::is_none")]
+    pub dc_passive: Option<bool>,
+    #[serde(rename = "data_channel.orig_h", skip_serializing_if = "Option::is_none")]
+    pub dc_orig_h: Option<IpAddr>,
+    #[serde(rename = "data_channel.resp_h", skip_serializing_if = "Option::is_none")]
+    pub dc_resp_h: Option<IpAddr>,
+    #[serde(rename = "data_channel.resp_p", skip_serializing_if = "Option::is_none")]
+    pub dc_resp_p: Option<u16>,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -370,6 +408,7 @@ pub enum Event {
     Http(HttpRecord),
     Ssl(SslRecord),
     Ntp(NtpRecord),
+    Ftp(FtpRecord),
 }
 
 impl Event {
@@ -385,6 +424,7 @@ impl Event {
             Event::Http(_) => "http",
             Event::Ssl(_) => "ssl",
             Event::Ntp(_) => "ntp",
+            Event::Ftp(_) => "ftp",
         }
     }
 }

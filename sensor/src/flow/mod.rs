@@ -12,7 +12,7 @@ pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::proto::stream::{Chunk, Stream};
-use crate::proto::{App, AppOut, FlowCtx};
+use crate::proto::{App, AppOut, FlowCtx, Shared};
 use hashbrown::HashTable;
 use schema::{ConnRecord, Event, FlowUid, Interval, Time};
 use std::cmp::Reverse;
@@ -271,7 +271,8 @@ const F_INACTIVITY: u8 = 16;
 const F_APP_DECIDED: u8 = 32;
 
 /// Service names a flow can carry; index 0 means none.
-pub const SERVICES: &[&str] = &["", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp"];
+pub const SERVICES: &[&str] =
+    &["", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data"];
 
 impl Conn {
     fn tcp(&self) -> Option<&TcpConn> {
@@ -414,6 +415,8 @@ pub struct FlowTable {
     now: i64,
     /// Slots left to log at the end of a run, newest first.
     flush_queue: Vec<u32>,
+    /// What analyzers share across flows (expected data channels, ...).
+    shared: Shared,
 }
 
 impl FlowTable {
@@ -431,6 +434,7 @@ impl FlowTable {
             counters: FlowCounters::default(),
             now: i64::MIN,
             flush_queue: Vec::new(),
+            shared: Shared::default(),
         }
     }
 
@@ -540,7 +544,7 @@ impl FlowTable {
             None => self.create(key, src_is_lo, pkt, one_way, sport, dport, out),
         };
         let cfg = self.cfg.clone_timers();
-        let Some((key, c)) = self.conn_mut(i) else {
+        let Some(Some((key, c))) = self.slots.get_mut(i as usize) else {
             unreachable_slot();
             return Observed { uid: FlowUid::new(0), slot: u32::MAX, is_orig: true };
         };
@@ -628,7 +632,7 @@ impl FlowTable {
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
         }
         if let Some((data, ack, from_orig)) = tcp_feed {
-            tcp_app(c, &key, pkt.ts, from_orig, data, ack, out);
+            tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, out);
         }
         if c.vlan == NO_VLAN {
             c.vlan = pkt.vlan.unwrap_or(NO_VLAN);
@@ -677,7 +681,7 @@ impl FlowTable {
             return;
         }
         let key = *key;
-        app_call(c, &key, ts, obs.is_orig, out, |app, ctx, ao| app.datagram(ctx, payload, ao));
+        app_call(c, &key, ts, obs.is_orig, out, |app, ctx, ao| app.datagram(ctx, payload, &mut self.shared, ao));
     }
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
@@ -776,6 +780,17 @@ impl FlowTable {
         };
         if flip {
             conn.history.add(b'^');
+        }
+        if let Transport::Tcp(_) = pkt.transport {
+            // A data channel announced on a control connection.
+            if let Some(e) = self.shared.take_expected((pkt.src, pkt.dst, dport), pkt.ts) {
+                conn.flags |= F_APP_DECIDED;
+                conn.service = SERVICES.iter().position(|s| *s == "ftp-data").unwrap_or(0) as u8;
+                conn.app = Some(Box::new(AppSlot {
+                    app: App::FtpData(Box::new(crate::proto::ftp::FtpData::new(e.control))),
+                    streams: Some(Box::default()),
+                }));
+            }
         }
         let i = match self.free.pop() {
             Some(i) => {
@@ -905,7 +920,7 @@ impl FlowTable {
             let (orig, resp) = endpoints(&key, &c);
             let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true };
             let mut ao = AppOut::default();
-            slot.app.finish(&ctx, &mut ao);
+            slot.app.finish(&ctx, &mut self.shared, &mut ao);
             out.events.append(&mut ao.events);
         }
         out.conns.push((self.record(&key, &c), reason));
@@ -1006,6 +1021,7 @@ fn app_call(
 
 /// Feeds one TCP segment's payload and acknowledgement to the flow's
 /// streams and analyzer, choosing the analyzer on the first payload.
+#[allow(clippy::too_many_arguments)]
 fn tcp_app(
     c: &mut Conn,
     key: &FlowKey,
@@ -1013,6 +1029,7 @@ fn tcp_app(
     is_orig: bool,
     data: Option<(u64, &[u8])>,
     ack: Option<u64>,
+    shared: &mut Shared,
     out: &mut FlowOutput,
 ) {
     if !c.has(F_APP_DECIDED) {
@@ -1046,7 +1063,7 @@ fn tcp_app(
     for (from_orig, bytes, gap) in chunks {
         app_call(c, key, ts, from_orig, out, |app, ctx, ao| {
             let ch = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };
-            app.stream(ctx, ch, ao)
+            app.stream(ctx, ch, shared, ao)
         });
     }
 }

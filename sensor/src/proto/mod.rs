@@ -4,6 +4,7 @@
 //! protocol, as Zeek does.
 
 pub mod dns;
+pub mod ftp;
 pub mod http;
 pub mod ntp;
 pub mod ssh;
@@ -41,6 +42,8 @@ pub enum App {
     Http(Box<http::HttpState>),
     Tls(Box<tls::TlsState>),
     Ntp(ntp::NtpState),
+    Ftp(Box<ftp::FtpState>),
+    FtpData(Box<ftp::FtpData>),
 }
 
 impl App {
@@ -73,6 +76,9 @@ impl App {
         if tls::looks_like_tls(payload) {
             return Some(App::Tls(Box::default()));
         }
+        if resp_port == ftp::PORT {
+            return Some(App::Ftp(Box::default()));
+        }
         if http::PORTS.contains(&resp_port) || http::looks_like_request(payload) {
             return Some(App::Http(Box::default()));
         }
@@ -80,8 +86,10 @@ impl App {
     }
 
     /// Reassembled stream content (or a gap) from one side of a TCP flow.
-    pub fn stream(&mut self, ctx: &FlowCtx, chunk: stream::Chunk<'_>, out: &mut AppOut) {
+    pub fn stream(&mut self, ctx: &FlowCtx, chunk: stream::Chunk<'_>, shared: &mut Shared, out: &mut AppOut) {
         match self {
+            App::Ftp(f) => f.stream(ctx, chunk, shared, out),
+            App::FtpData(d) => d.stream(chunk, shared),
             App::Dns(d) => d.stream(ctx, chunk, out),
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
@@ -90,17 +98,19 @@ impl App {
         }
     }
 
-    pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], out: &mut AppOut) {
+    pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], _shared: &mut Shared, out: &mut AppOut) {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
             App::Ntp(n) => n.message(ctx, payload, out),
-            App::Ssh(_) | App::Http(_) | App::Tls(_) => {}
+            App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) => {}
         }
     }
 
     /// The flow ends: whatever is pending is logged.
-    pub fn finish(&mut self, ctx: &FlowCtx, out: &mut AppOut) {
+    pub fn finish(&mut self, ctx: &FlowCtx, _shared: &mut Shared, out: &mut AppOut) {
         match self {
+            App::Ftp(f) => f.finish(ctx, out),
+            App::FtpData(_) => {}
             App::Dns(d) => d.finish(ctx, out),
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
@@ -117,7 +127,53 @@ impl App {
             App::Http(h) => h.failed(),
             App::Tls(t) => t.failed(),
             App::Ntp(n) => n.failed(),
+            App::Ftp(f) => f.failed(),
+            App::FtpData(_) => false,
         }
+    }
+}
+
+/// State analyzers share across the flows of one worker. Related flows (an
+/// FTP control connection and its data channels) share an address pair, so
+/// they always reach the same worker.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Data connections announced on a control connection, by
+    /// (originator, responder, responder port).
+    pub expected: std::collections::HashMap<(IpAddr, IpAddr, u16), Expected>,
+    /// What the latest data channel of a control connection carried.
+    pub transfers: std::collections::HashMap<FlowUid, ftp::Transfer>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Expected {
+    pub control: FlowUid,
+    pub at: Time,
+}
+
+/// Announced connections kept at once, and how long each waits.
+const MAX_EXPECTED: usize = 4096;
+const EXPECT_WINDOW: schema::Interval = schema::Interval::from_secs(300);
+
+impl Shared {
+    pub fn expect(&mut self, key: (IpAddr, IpAddr, u16), e: Expected) {
+        if self.expected.len() >= MAX_EXPECTED {
+            // Forget the stale ones first, then the oldest.
+            let now = e.at;
+            self.expected.retain(|_, x| now.since(x.at) < EXPECT_WINDOW);
+            if self.expected.len() >= MAX_EXPECTED {
+                if let Some(k) = self.expected.iter().min_by_key(|(_, x)| x.at).map(|(k, _)| *k) {
+                    self.expected.remove(&k);
+                }
+            }
+        }
+        self.expected.insert(key, e);
+    }
+
+    /// Takes the announcement a new connection fulfils, if any.
+    pub fn take_expected(&mut self, key: (IpAddr, IpAddr, u16), now: Time) -> Option<Expected> {
+        let e = self.expected.remove(&key)?;
+        (now.since(e.at) < EXPECT_WINDOW).then_some(e)
     }
 }
 

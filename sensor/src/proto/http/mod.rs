@@ -3,9 +3,10 @@
 //! or deflate with a size cap, and sniffed for their MIME type; Zeek's
 //! `http.log`.
 
-mod body;
+pub mod body;
 mod state;
 
+pub use body::sniff;
 pub use state::HttpState;
 
 /// Zeek's registered HTTP ports.
