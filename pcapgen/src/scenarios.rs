@@ -20,6 +20,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("dns", "DNS over UDP: answers of several types, errors, retransmissions, a high port, malformed names"),
     ("http", "HTTP/1.x: pipelining, chunked and compressed bodies, HEAD, errors, a non-standard port"),
     ("tls", "TLS 1.2 and 1.3 handshakes: SNI, ALPN, GREASE, certificate, key exchange, an alert, a non-standard port"),
+    ("ftp", "an FTP session: login, passive and active transfers with their data channels"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
@@ -934,6 +935,67 @@ a\r\n{\"lvl\":1.5\r\n1\r\n}\r\n0\r\n\r\n";
     c
 }
 
+fn ftp_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (client, server) = ("10.26.0.10", "10.26.0.21");
+    let mut ctl = TcpSession::new(a(client), 55000, a(server), 21, 1_000, 2_000);
+    let mut t = 0;
+    c.ip(t, ctl.seg(true, SYN, &[]));
+    c.ip(t + 100, ctl.seg(false, SYN | ACK, &[]));
+    c.ip(t + 200, ctl.seg(true, ACK, &[]));
+    t += MS;
+    let say = |c: &mut Cap, ctl: &mut TcpSession, t: &mut i64, from_client: bool, line: &str| {
+        c.ip(*t, ctl.seg(from_client, PSH | ACK, line.as_bytes()));
+        *t += MS;
+    };
+    say(&mut c, &mut ctl, &mut t, false, "220-City file exchange\r\n220 Ready.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "USER anonymous\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "331 Guest login ok, send your e-mail as password.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "PASS ops@city.example\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "230 Guest login ok.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "CWD reports\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "250 CWD command successful.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "PASV\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "227 Entering Passive Mode (10,26,0,21,195,80).\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "RETR levels.csv\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "150 Opening BINARY mode data connection.\r\n");
+    // The passive data channel: client to 10.26.0.21:50000.
+    let csv = b"station,level_cm\n7,152\n8,149\n9,160\n";
+    let mut d = TcpSession::new(a(client), 55001, a(server), 50000, 7_000, 8_000);
+    c.ip(t, d.seg(true, SYN, &[]));
+    c.ip(t + 100, d.seg(false, SYN | ACK, &[]));
+    c.ip(t + 200, d.seg(true, ACK, &[]));
+    c.ip(t + 300, d.seg(false, PSH | ACK, csv));
+    c.ip(t + 400, d.seg(false, FIN | ACK, &[]));
+    c.ip(t + 500, d.seg(true, FIN | ACK, &[]));
+    c.ip(t + 600, d.seg(false, ACK, &[]));
+    t += MS;
+    say(&mut c, &mut ctl, &mut t, false, "226 Transfer complete.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "PORT 10,26,0,10,214,216\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "200 PORT command successful.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "STOR /upload/plan.pdf\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "150 Opening data connection.\r\n");
+    // The active data channel: server port 20 to the client's port 55000.
+    let mut d = TcpSession::new(a(server), 20, a(client), 55000, 3_000, 4_000);
+    c.ip(t, d.seg(true, SYN, &[]));
+    c.ip(t + 100, d.seg(false, SYN | ACK, &[]));
+    c.ip(t + 200, d.seg(true, ACK, &[]));
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend_from_slice(&[b'z'; 300]);
+    c.ip(t + 300, d.seg(false, PSH | ACK, &pdf));
+    c.ip(t + 400, d.seg(false, FIN | ACK, &[]));
+    c.ip(t + 500, d.seg(true, FIN | ACK, &[]));
+    c.ip(t + 600, d.seg(false, ACK, &[]));
+    t += MS;
+    say(&mut c, &mut ctl, &mut t, false, "226 Transfer complete.\r\n");
+    say(&mut c, &mut ctl, &mut t, true, "QUIT\r\n");
+    say(&mut c, &mut ctl, &mut t, false, "221 Goodbye.\r\n");
+    c.ip(t, ctl.seg(true, FIN | ACK, &[]));
+    c.ip(t + 100, ctl.seg(false, FIN | ACK, &[]));
+    c.ip(t + 200, ctl.seg(true, ACK, &[]));
+    c
+}
+
 fn tls_record(ctype: u8, body: &[u8]) -> Vec<u8> {
     let mut r = vec![ctype, 3, 3];
     r.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -1212,6 +1274,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "ssh" => ssh_scenario(),
         "http" => http_scenario(),
         "tls" => tls_scenario(),
+        "ftp" => ftp_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),
