@@ -1338,7 +1338,7 @@ pub fn bench_mix_with(w: &mut impl Write, target_bytes: u64, small: bool) -> io:
             ));
             let server = IpAddr::V4(std::net::Ipv4Addr::new(172, 16, rng.below(16) as u8, 1 + rng.below(250) as u8));
             let cport = 1024 + (next_port % 60000) as u16;
-            let sport = [80u16, 443, 8080, 22, 1883, 502][rng.below(6) as usize];
+            let sport = [80u16, 443, 8080, 443, 1883, 502][rng.below(6) as usize];
             let mut f = MixFlow {
                 sess: TcpSession::new(client, cport, server, sport, rng.next() as u32, rng.next() as u32),
                 step: 0,
@@ -1380,15 +1380,45 @@ pub fn bench_mix_with(w: &mut impl Write, target_bytes: u64, small: bool) -> io:
             let p = match f.step {
                 1 => f.sess.seg(false, SYN | ACK, &[]),
                 2 => f.sess.seg(true, ACK, &[]),
+                // The first exchange speaks the port's protocol, so the
+                // analyzers do the work they would on real traffic.
+                3 => match f.sess.sport {
+                    80 | 8080 => f.sess.seg(
+                        true,
+                        PSH | ACK,
+                        b"GET /api/v1/status HTTP/1.1\r\nHost: svc.city.example\r\nUser-Agent: bench/1\r\n\r\n",
+                    ),
+                    443 => f.sess.seg(
+                        true,
+                        PSH | ACK,
+                        &tls_record(22, &client_hello(Some("svc.city.example"), &["h2"], true)),
+                    ),
+                    _ => f.sess.seg(true, PSH | ACK, &payload[..40]),
+                },
+                4 => match f.sess.sport {
+                    80 | 8080 => f.sess.seg(
+                        false,
+                        PSH | ACK,
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{}",
+                    ),
+                    443 => f.sess.seg(false, PSH | ACK, &tls_record(22, &server_hello(0x1301, Some("h2"), true))),
+                    _ => f.sess.seg(false, PSH | ACK, &payload[..40]),
+                },
                 s if s < 3 + f.data_pkts => {
-                    let from_client = rng.below(4) == 0;
                     let n = if f.small {
                         10 + rng.below(80) as usize
                     } else {
                         [60usize, 200, 576, 1460, 1460][rng.below(5) as usize]
                     };
+                    // HTTP bodies flow from the server; TLS carries records.
+                    let from_client = f.sess.sport != 80 && f.sess.sport != 8080 && rng.below(4) == 0;
                     if rng.below(3) == 0 {
                         f.sess.seg(!from_client, ACK, &[])
+                    } else if f.sess.sport == 443 {
+                        let mut r = vec![23, 3, 3];
+                        r.extend_from_slice(&((n.max(6) - 5) as u16).to_be_bytes());
+                        r.extend_from_slice(&payload[..n.max(6) - 5]);
+                        f.sess.seg(from_client, PSH | ACK, &r)
                     } else {
                         f.sess.seg(from_client, PSH | ACK, &payload[..n])
                     }
