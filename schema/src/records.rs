@@ -1,5 +1,6 @@
 use crate::{FlowUid, Interval, Time};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// One finished (or flushed) connection: a line of Zeek's `conn.log`.
@@ -112,15 +113,15 @@ pub struct DnsRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qclass: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub qclass_name: Option<String>,
+    pub qclass_name: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qtype: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub qtype_name: Option<String>,
+    pub qtype_name: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rcode: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rcode_name: Option<String>,
+    pub rcode_name: Option<Cow<'static, str>>,
     #[serde(rename = "AA")]
     pub aa: bool,
     #[serde(rename = "TC")]

@@ -6,6 +6,7 @@ use super::parser::{parse_message, Message, Rdata};
 use crate::proto::stream::Chunk;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
 use schema::{DnsRecord, Event, Interval};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 /// Unmatched messages kept per connection (Zeek's `max_pending_msgs`);
@@ -204,6 +205,11 @@ fn take(q: &mut VecDeque<Pending>, id: u16) -> Option<Pending> {
 }
 
 fn push_bounded(q: &mut VecDeque<Pending>, p: Pending, out: &mut AppOut) {
+    // Most flows hold one pending query: do not let the first push reserve
+    // room for four records.
+    if q.capacity() == 0 {
+        q.reserve_exact(1);
+    }
     if q.len() >= MAX_PENDING {
         if let Some(old) = q.pop_front() {
             out.events.push(Event::Dns(old.rec));
@@ -239,7 +245,7 @@ fn answer_text(owner: &[u8], rd: &Rdata) -> String {
 }
 
 /// Zeek's `DNS::query_types`.
-pub fn type_name(t: u16) -> String {
+pub fn type_name(t: u16) -> Cow<'static, str> {
     let n = match t {
         1 => "A",
         2 => "NS",
@@ -321,13 +327,13 @@ pub fn type_name(t: u16) -> String {
         65281 => "WINS",
         65282 => "WINS-R",
         65521 => "INTEGRITY",
-        _ => return format!("query-{t}"),
+        _ => return Cow::Owned(format!("query-{t}")),
     };
-    n.to_string()
+    Cow::Borrowed(n)
 }
 
 /// Zeek's `DNS::classes`.
-pub fn class_name(c: u16) -> String {
+pub fn class_name(c: u16) -> Cow<'static, str> {
     let n = match c {
         1 => "C_INTERNET",
         2 => "C_CSNET",
@@ -335,13 +341,13 @@ pub fn class_name(c: u16) -> String {
         4 => "C_HESIOD",
         254 => "C_NONE",
         255 => "C_ANY",
-        _ => return format!("qclass-{c}"),
+        _ => return Cow::Owned(format!("qclass-{c}")),
     };
-    n.to_string()
+    Cow::Borrowed(n)
 }
 
 /// Zeek's `DNS::base_errors`.
-pub fn rcode_name(r: u8) -> String {
+pub fn rcode_name(r: u8) -> Cow<'static, str> {
     let n = match r {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -354,9 +360,9 @@ pub fn rcode_name(r: u8) -> String {
         8 => "NXRRSet",
         9 => "NOTAUTH",
         10 => "NOTZONE",
-        _ => return format!("unknown-{r}"),
+        _ => return Cow::Owned(format!("unknown-{r}")),
     };
-    n.to_string()
+    Cow::Borrowed(n)
 }
 
 fn opcode_name(o: u8) -> &'static str {

@@ -270,6 +270,10 @@ impl HttpState {
                 out.events.push(Event::Http(old.rec));
             }
         }
+        if self.txns.capacity() == 0 {
+            // Most connections carry one transaction at a time.
+            self.txns.reserve_exact(1);
+        }
         self.txns.push_back(t);
     }
 
