@@ -45,6 +45,9 @@ pub struct SensorArgs {
     /// Name of this sensor in the logs.
     #[arg(long)]
     name: Option<String>,
+    /// Track flows only: no protocol analyzers.
+    #[arg(long)]
+    no_analyzers: bool,
 }
 
 pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +69,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
     if args.seed.is_some() {
         cfg.uid_seed = args.seed;
+    }
+    if args.no_analyzers {
+        cfg.analyzers = false;
     }
     if let Some(n) = &args.name {
         cfg.sensor_name = n.clone();

@@ -48,6 +48,9 @@ pub struct SensorConfig {
     pub buffer_mb: i32,
     /// Live capture: put the interface in promiscuous mode.
     pub promiscuous: bool,
+    /// Run the protocol analyzers (DNS, HTTP, TLS, SSH, FTP, NTP); off, the
+    /// sensor writes conn.log, weird.log and tunnel.log only.
+    pub analyzers: bool,
 }
 
 impl Default for SensorConfig {
@@ -72,6 +75,7 @@ impl Default for SensorConfig {
             snaplen: 65_535,
             buffer_mb: 64,
             promiscuous: true,
+            analyzers: true,
         }
     }
 }
@@ -127,6 +131,7 @@ impl SensorConfig {
         w.flow.max_flows = self.max_flows.div_ceil(self.workers.max(1));
         w.flow.uid_seed = self.uid_seed;
         w.flow.community_id_seed = self.community_id_seed;
+        w.flow.analyzers = self.analyzers;
         w.frag.max_datagrams = self.frag_max_datagrams;
         w.frag.max_bytes = self.frag_max_mb << 20;
         w.frag.max_fragments_per_datagram = self.frag_max_per_datagram;

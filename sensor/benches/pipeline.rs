@@ -6,8 +6,9 @@
 //! default 1024 MiB each), then measures, each in a fresh child process so
 //! that peak memory is per mode:
 //! - `libpcap`: a bare `pcap_next_ex` loop touching every byte count (the ceiling);
-//! - `1 worker` / `2 workers`: the conn-only pipeline writing conn.log to disk
-//!   (capture and log writing run on threads of their own);
+//! - flows only (`--no-analyzers`) and flows with every protocol analyzer,
+//!   each with 1 and 2 workers, writing the logs to disk (capture and log
+//!   writing run on threads of their own);
 //!
 //! each the median of five runs;
 //! - memory per tracked flow, from a counting allocator over 1M open flows.
@@ -89,8 +90,10 @@ fn child(mode: &str, path: &Path) {
             }
             (n, b)
         }
-        "w1" | "w2" => {
-            let cfg = PipelineConfig { workers: if mode == "w1" { 1 } else { 2 }, ..PipelineConfig::default() };
+        "w1" | "w2" | "f1" | "f2" => {
+            let mut cfg =
+                PipelineConfig { workers: if mode.ends_with('1') { 1 } else { 2 }, ..PipelineConfig::default() };
+            cfg.worker.flow.analyzers = mode.starts_with('f');
             let out = tempdir();
             let sink = LogWriter::new(&out).expect("log dir");
             let (s, _) =
@@ -195,13 +198,15 @@ fn main() {
         // Warm the page cache so that every mode reads from memory.
         let _ = std::fs::read(&path).map(|v| v.len());
         let base = median_run("libpcap", &path, reps);
-        for mode in ["libpcap", "w1", "w2"] {
+        for mode in ["libpcap", "w1", "w2", "f1", "f2"] {
             let r =
                 if mode == "libpcap" { Row { mode: base.mode.clone(), ..base } } else { median_run(mode, &path, reps) };
             let label = match r.mode.as_str() {
                 "libpcap" => "bare libpcap loop",
-                "w1" => "pipeline, 1 worker",
-                _ => "pipeline, 2 workers",
+                "w1" => "flows only, 1 worker",
+                "w2" => "flows only, 2 workers",
+                "f1" => "flows + analyzers, 1 worker",
+                _ => "flows + analyzers, 2 workers",
             };
             println!(
                 "| {name} ({:.0} B/pkt) | {label} | {} | {:.2} | {:.2} | {:.0}% | {} MiB |",

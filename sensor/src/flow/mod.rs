@@ -40,6 +40,8 @@ pub struct FlowConfig {
     pub uid_seed: Option<u64>,
     /// Seed of the Community ID hash.
     pub community_id_seed: u16,
+    /// Run the protocol analyzers; off, the sensor tracks flows only.
+    pub analyzers: bool,
 }
 
 impl Default for FlowConfig {
@@ -55,6 +57,7 @@ impl Default for FlowConfig {
             max_flows: 1_000_000,
             uid_seed: None,
             community_id_seed: 0,
+            analyzers: true,
         }
     }
 }
@@ -631,7 +634,7 @@ impl FlowTable {
             c.pkts[dir] += 1;
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
         }
-        if let Some((data, ack, from_orig)) = tcp_feed {
+        if let (Some((data, ack, from_orig)), true) = (tcp_feed, self.cfg.analyzers) {
             tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, out);
         }
         if c.vlan == NO_VLAN {
@@ -671,6 +674,9 @@ impl FlowTable {
     pub fn udp_payload(&mut self, obs: &Observed, ts: Time, ports: (u16, u16), payload: &[u8], out: &mut FlowOutput) {
         let Some(Some((key, c))) = self.slots.get_mut(obs.slot as usize) else { return };
         if c.uid() != obs.uid {
+            return;
+        }
+        if !self.cfg.analyzers {
             return;
         }
         if !c.has(F_APP_DECIDED) {
