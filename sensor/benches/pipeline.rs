@@ -116,9 +116,10 @@ fn tempdir() -> PathBuf {
 
 /// Bytes allocated per open flow, from one worker holding `n` flows: TCP
 /// SYNs (`tcp`) or one-packet UDP exchanges.
-fn flow_memory(n: u32, tcp: bool) -> f64 {
+fn flow_memory(n: u32, tcp: bool, analyzers: bool) -> f64 {
     let mut cfg = WorkerConfig::default();
     cfg.flow.max_flows = n as usize + 1;
+    cfg.flow.analyzers = analyzers;
     let mut w = Worker::new(cfg);
     let mut out = Vec::new();
     let mut frame = vec![0u8; 54];
@@ -184,6 +185,10 @@ fn main() {
         child(&args[2], Path::new(&args[3]));
         return;
     }
+    if args.iter().any(|a| a == "--memory-only") {
+        print_memory(1_000_000);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: then
     // only check that the harness runs on a tiny capture.
     let quick = !args.iter().any(|a| a == "--bench");
@@ -223,9 +228,15 @@ fn main() {
         }
     }
     let n = if quick { 10_000 } else { 1_000_000 };
+    print_memory(n);
+}
+
+fn print_memory(n: u32) {
     println!(
-        "\nmemory per tracked flow, {n} open flows in one worker: TCP {:.0} bytes, UDP {:.0} bytes",
-        flow_memory(n, true),
-        flow_memory(n, false)
+        "\nmemory per tracked flow, {n} open flows in one worker: flows only: TCP {:.0} bytes, UDP {:.0} bytes; \
+         with analyzers, a DNS query awaiting its reply: {:.0} bytes",
+        flow_memory(n, true, false),
+        flow_memory(n, false, false),
+        flow_memory(n, false, true)
     );
 }
