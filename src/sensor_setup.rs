@@ -51,6 +51,9 @@ pub struct SensorConfig {
     /// Run the protocol analyzers (DNS, HTTP, TLS, SSH, FTP, NTP); off, the
     /// sensor writes conn.log, weird.log and tunnel.log only.
     pub analyzers: bool,
+    /// Out-of-order TCP data all streams of one worker may hold for the
+    /// analyzers; past it, holes are declared gaps at once.
+    pub reassembly_memory_mb: usize,
 }
 
 impl Default for SensorConfig {
@@ -76,6 +79,7 @@ impl Default for SensorConfig {
             buffer_mb: 64,
             promiscuous: true,
             analyzers: true,
+            reassembly_memory_mb: 64,
         }
     }
 }
@@ -132,6 +136,7 @@ impl SensorConfig {
         w.flow.uid_seed = self.uid_seed;
         w.flow.community_id_seed = self.community_id_seed;
         w.flow.analyzers = self.analyzers;
+        w.flow.stream_memory = self.reassembly_memory_mb << 20;
         w.frag.max_datagrams = self.frag_max_datagrams;
         w.frag.max_bytes = self.frag_max_mb << 20;
         w.frag.max_fragments_per_datagram = self.frag_max_per_datagram;

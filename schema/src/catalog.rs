@@ -279,6 +279,8 @@ pub const CATALOG: &[LogDef] = &[
             f("flows_evicted", Count, "flows ended early because the flow table was full"),
             f("flows_flushed", Count, "flows ended by the end of the capture"),
             f("flows_active", Count, "flows open at the time of the report"),
+            f("reassembly_held_bytes", Count, "out-of-order TCP bytes held for the analyzers"),
+            f("reassembly_forced_gaps", Count, "gaps declared because a reassembly budget was full"),
             f("weirds", Count, "weird.log records written"),
         ],
     },

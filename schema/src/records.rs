@@ -393,6 +393,10 @@ pub struct StatsRecord {
     pub flows_evicted: u64,
     pub flows_flushed: u64,
     pub flows_active: u64,
+    /// Out-of-order TCP bytes held for the analyzers at the report.
+    pub reassembly_held_bytes: u64,
+    /// Gaps declared because a stream or the reassembly budget was full.
+    pub reassembly_forced_gaps: u64,
     pub weirds: u64,
 }
 

@@ -109,6 +109,8 @@ fn stats_record(ts: Time, peer: &str, cap: &CaptureCounters, w: &WorkerCounters,
         flows_evicted: w.flows_evicted,
         flows_flushed: w.flows_flushed,
         flows_active: w.flows_active,
+        reassembly_held_bytes: w.reassembly_held_bytes,
+        reassembly_forced_gaps: w.reassembly_forced_gaps,
         weirds: w.weirds,
     }
 }
@@ -133,6 +135,8 @@ fn sum(all: &[Arc<Mutex<WorkerCounters>>]) -> WorkerCounters {
         t.flows_evicted += c.flows_evicted;
         t.flows_flushed += c.flows_flushed;
         t.flows_active += c.flows_active;
+        t.reassembly_held_bytes += c.reassembly_held_bytes;
+        t.reassembly_forced_gaps += c.reassembly_forced_gaps;
     }
     t
 }

@@ -66,6 +66,8 @@ pub struct WorkerCounters {
     pub flows_evicted: u64,
     pub flows_flushed: u64,
     pub flows_active: u64,
+    pub reassembly_held_bytes: u64,
+    pub reassembly_forced_gaps: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -141,6 +143,9 @@ impl Worker {
         c.flows_flushed = f.flushed;
         c.flows_active = self.flows.len() as u64;
         c.fragments_dropped = self.frags.dropped_fragments;
+        let (held, forced) = self.flows.reassembly();
+        c.reassembly_held_bytes = held as u64;
+        c.reassembly_forced_gaps = forced;
         c
     }
 
@@ -670,3 +675,46 @@ fn gre_inner(p: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
 }
 
 use crate::decode::link;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcapgen::{eth, TcpSession, ACK, ETH_IPV4, PSH, SYN};
+
+    fn run(budget: usize) -> WorkerCounters {
+        let mut cfg = WorkerConfig::default();
+        cfg.flow.stream_memory = budget;
+        let mut w = Worker::new(cfg);
+        let mut out = Vec::new();
+        let (c, s) = ("10.0.0.1".parse().unwrap(), "10.0.0.80".parse().unwrap());
+        let mut x = TcpSession::new(c, 40000, s, 80, 100, 900);
+        let mut t = 1_700_000_000_000_000;
+        let mut send = |w: &mut Worker, ip: Vec<u8>| {
+            t += 1000;
+            w.process(Time(t), LinkType::Ethernet, &eth(ETH_IPV4, &ip), &mut out);
+        };
+        send(&mut w, x.seg(true, SYN, &[]));
+        send(&mut w, x.seg(false, SYN | ACK, &[]));
+        send(&mut w, x.seg(true, ACK, &[]));
+        let start = x.cseq;
+        // The second half of the request arrives first.
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        send(&mut w, x.seg_at(true, start.wrapping_add(10), PSH | ACK, &req[10..]));
+        let held = w.counters().reassembly_held_bytes;
+        send(&mut w, x.seg_at(true, start, PSH | ACK, &req[..10]));
+        let mut c = w.counters();
+        c.reassembly_held_bytes = held;
+        w.finish(&mut out);
+        c
+    }
+
+    #[test]
+    fn reassembly_budget_forces_gaps_and_is_released() {
+        let roomy = run(1 << 20);
+        assert_eq!(roomy.reassembly_forced_gaps, 0);
+        assert_eq!(roomy.reassembly_held_bytes, 17);
+        let full = run(0);
+        assert_eq!(full.reassembly_forced_gaps, 1);
+        assert_eq!(full.reassembly_held_bytes, 0);
+    }
+}

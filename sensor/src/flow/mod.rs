@@ -42,6 +42,9 @@ pub struct FlowConfig {
     pub community_id_seed: u16,
     /// Run the protocol analyzers; off, the sensor tracks flows only.
     pub analyzers: bool,
+    /// Out-of-order TCP bytes all streams of a worker may hold for the
+    /// analyzers; past it, holes are declared gaps at once.
+    pub stream_memory: usize,
 }
 
 impl Default for FlowConfig {
@@ -58,6 +61,7 @@ impl Default for FlowConfig {
             uid_seed: None,
             community_id_seed: 0,
             analyzers: true,
+            stream_memory: 64 << 20,
         }
     }
 }
@@ -445,6 +449,12 @@ impl FlowTable {
         self.index.len()
     }
 
+    /// Out-of-order bytes held for the analyzers now, and gaps declared
+    /// because a stream or the worker's budget was full.
+    pub fn reassembly(&self) -> (usize, u64) {
+        (self.shared.stream_held, self.shared.stream_forced_gaps)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -635,7 +645,7 @@ impl FlowTable {
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
         }
         if let (Some((data, ack, from_orig)), true) = (tcp_feed, self.cfg.analyzers) {
-            tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, out);
+            tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, self.cfg.stream_memory, out);
         }
         if c.vlan == NO_VLAN {
             c.vlan = pkt.vlan.unwrap_or(NO_VLAN);
@@ -923,6 +933,10 @@ impl FlowTable {
         }
         let mut c = c;
         if let Some(mut slot) = c.app.take() {
+            if let Some(st) = &slot.streams {
+                let held: usize = st.iter().map(Stream::held_bytes).sum();
+                self.shared.stream_held = self.shared.stream_held.saturating_sub(held);
+            }
             let (orig, resp) = endpoints(&key, &c);
             let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true };
             let mut ao = AppOut::default();
@@ -1036,6 +1050,7 @@ fn tcp_app(
     data: Option<(u64, &[u8])>,
     ack: Option<u64>,
     shared: &mut Shared,
+    budget: usize,
     out: &mut FlowOutput,
 ) {
     if !c.has(F_APP_DECIDED) {
@@ -1049,21 +1064,29 @@ fn tcp_app(
     }
     let side = usize::from(!is_orig);
     let mut chunks: Vec<(bool, Vec<u8>, u64)> = Vec::new();
+    let cap = if shared.stream_held >= budget { 0 } else { STREAM_HOLD_CAP };
     if let Some(slot) = c.app.as_mut() {
         // Chunks are copied out so the analyzer can run with the flow's
         // bookkeeping at hand; a segment is at most a packet long.
         let Some(streams) = slot.streams.as_mut() else { return };
         if let (Some((seq, payload)), Some(stream)) = (data, streams.get_mut(side)) {
-            stream.segment(seq, payload, STREAM_HOLD_CAP, &mut |ch: Chunk<'_>| match ch {
+            let mut forced = 0;
+            let delta = stream.segment(seq, payload, cap, &mut |ch: Chunk<'_>| match ch {
                 Chunk::Data(d) => chunks.push((is_orig, d.to_vec(), 0)),
-                Chunk::Gap(n) => chunks.push((is_orig, Vec::new(), n)),
+                Chunk::Gap(n) => {
+                    forced += 1;
+                    chunks.push((is_orig, Vec::new(), n))
+                }
             });
+            shared.stream_held = shared.stream_held.saturating_add_signed(delta);
+            shared.stream_forced_gaps += forced;
         }
         if let (Some(upto), Some(stream)) = (ack, streams.get_mut(1 - side)) {
-            stream.acked(upto, &mut |ch: Chunk<'_>| match ch {
+            let delta = stream.acked(upto, &mut |ch: Chunk<'_>| match ch {
                 Chunk::Data(d) => chunks.push((!is_orig, d.to_vec(), 0)),
                 Chunk::Gap(n) => chunks.push((!is_orig, Vec::new(), n)),
             });
+            shared.stream_held = shared.stream_held.saturating_add_signed(delta);
         }
     }
     for (from_orig, bytes, gap) in chunks {

@@ -143,6 +143,10 @@ pub struct Shared {
     pub expected: std::collections::HashMap<(IpAddr, IpAddr, u16), Expected>,
     /// What the latest data channel of a control connection carried.
     pub transfers: std::collections::HashMap<FlowUid, ftp::Transfer>,
+    /// Out-of-order bytes held by every TCP stream of the worker.
+    pub stream_held: usize,
+    /// Gaps declared because a stream or the worker's budget was full.
+    pub stream_forced_gaps: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
