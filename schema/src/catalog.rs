@@ -182,7 +182,9 @@ pub const CATALOG: &[LogDef] = &[
             f("info_msg", String, "last 1xx status message"),
             f("tags", StringSet, "indicators set by analysis"),
             f("username", String, "user name from Basic authentication"),
+            f("orig_fuids", StringSet, "files sent in request bodies"),
             f("orig_mime_types", StringSet, "MIME types sniffed from the request body"),
+            f("resp_fuids", StringSet, "files sent in response bodies"),
             f("resp_mime_types", StringSet, "MIME types sniffed from the response body"),
         ],
     },
@@ -256,6 +258,35 @@ pub const CATALOG: &[LogDef] = &[
             f("data_channel.orig_h", Addr, "data channel originator"),
             f("data_channel.resp_h", Addr, "data channel responder"),
             f("data_channel.resp_p", Port, "data channel responder port"),
+            f("fuid", String, "the transferred file"),
+        ],
+    },
+    LogDef {
+        name: "files",
+        fields: &[
+            f("ts", Time, "time the file was first seen"),
+            f("fuid", String, "file identifier"),
+            f("uid", String, "connection that carried it"),
+            f("id.orig_h", Addr, "connection originator"),
+            f("id.orig_p", Port, "connection originator port"),
+            f("id.resp_h", Addr, "connection responder"),
+            f("id.resp_p", Port, "connection responder port"),
+            f("source", String, "protocol that carried it"),
+            f("depth", Count, "position in its protocol session"),
+            f("analyzers", StringSet, "file analyzers run (hashes)"),
+            f("mime_type", String, "MIME type sniffed from its content"),
+            f("filename", String, "name given by the protocol"),
+            f("duration", Interval, "last minus first data"),
+            f("local_orig", Bool, "the connection originator is local"),
+            f("is_orig", Bool, "the connection originator sent it"),
+            f("seen_bytes", Count, "bytes seen"),
+            f("total_bytes", Count, "size announced by the protocol"),
+            f("missing_bytes", Count, "bytes lost in gaps"),
+            f("overflow_bytes", Count, "bytes beyond what was buffered"),
+            f("timedout", Bool, "analysis timed out"),
+            f("md5", String, "MD5 of the content"),
+            f("sha1", String, "SHA-1 of the content"),
+            f("sha256", String, "SHA-256 of the content"),
         ],
     },
     LogDef {
@@ -290,8 +321,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord, SshRecord, SslRecord,
-        StatsRecord, Time, TunnelRecord, WeirdRecord,
+        ConnRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord, SshRecord,
+        SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -438,7 +469,9 @@ mod tests {
             info_msg: s(),
             tags: vec![],
             username: s(),
+            orig_fuids: Some(vec![]),
             orig_mime_types: Some(vec![]),
+            resp_fuids: Some(vec![]),
             resp_mime_types: Some(vec![]),
         });
         let ssl = Event::Ssl(SslRecord {
@@ -503,8 +536,34 @@ mod tests {
             dc_orig_h: Some(a),
             dc_resp_h: Some(a),
             dc_resp_p: Some(1),
+            fuid: s(),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp] {
+        let files = Event::Files(FilesRecord {
+            ts: Time(1),
+            fuid: "F1".into(),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 80,
+            source: "HTTP",
+            depth: 1,
+            analyzers: vec!["MD5"],
+            mime_type: s(),
+            filename: s(),
+            duration: Interval(0),
+            local_orig: true,
+            is_orig: false,
+            seen_bytes: 1,
+            total_bytes: Some(1),
+            missing_bytes: 0,
+            overflow_bytes: 0,
+            timedout: false,
+            md5: s(),
+            sha1: s(),
+            sha256: s(),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

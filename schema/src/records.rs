@@ -243,7 +243,11 @@ pub struct HttpRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_fuids: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub orig_mime_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_fuids: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resp_mime_types: Option<Vec<String>>,
 }
@@ -359,6 +363,50 @@ pub struct FtpRecord {
     pub dc_resp_h: Option<IpAddr>,
     #[serde(rename = "data_channel.resp_p", skip_serializing_if = "Option::is_none")]
     pub dc_resp_p: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuid: Option<String>,
+}
+
+/// One file seen on the wire: a line of Zeek's `files.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FilesRecord {
+    pub ts: Time,
+    /// File identifier (`F...`), listed by the protocol log that carried it.
+    pub fuid: String,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `HTTP`, `FTP_DATA`, `SMTP`, ...
+    pub source: &'static str,
+    /// Position of the file in its protocol session (HTTP: trans_depth).
+    pub depth: u32,
+    pub analyzers: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    pub duration: Interval,
+    pub local_orig: bool,
+    /// The originator of the connection sent the file.
+    pub is_orig: bool,
+    pub seen_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+    pub missing_bytes: u64,
+    pub overflow_bytes: u64,
+    pub timedout: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The sensor's own counters for one run or one reporting interval: a line of
@@ -414,6 +462,7 @@ pub enum Event {
     Ssl(SslRecord),
     Ntp(NtpRecord),
     Ftp(FtpRecord),
+    Files(FilesRecord),
 }
 
 impl Event {
@@ -430,6 +479,7 @@ impl Event {
             Event::Ssl(_) => "ssl",
             Event::Ntp(_) => "ntp",
             Event::Ftp(_) => "ftp",
+            Event::Files(_) => "files",
         }
     }
 }

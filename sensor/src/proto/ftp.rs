@@ -3,6 +3,7 @@
 //! recognised when they open (service `ftp-data`), and the size and type of
 //! what they carried attached to the transfer command.
 
+use crate::proto::files::{fuid, FileState};
 use crate::proto::http::sniff;
 use crate::proto::stream::Chunk;
 use crate::proto::{zeek_escape, AppOut, Expected, FlowCtx, Shared};
@@ -24,6 +25,7 @@ const MAX_PENDING: usize = 64;
 pub struct Transfer {
     pub size: u64,
     pub head: Vec<u8>,
+    pub fuid: String,
 }
 
 #[derive(Debug)]
@@ -206,6 +208,7 @@ impl FtpState {
             dc_orig_h: None,
             dc_resp_h: None,
             dc_resp_p: None,
+            fuid: None,
         };
         let (client, server) = (ctx.orig.0, ctx.resp.0);
         let channel = match (c.cmd.as_str(), code) {
@@ -234,6 +237,7 @@ impl FtpState {
             if let Some(t) = shared.transfers.remove(&ctx.uid) {
                 r.file_size = Some(t.size);
                 r.mime_type = sniff(&t.head).map(str::to_string);
+                r.fuid = Some(t.fuid);
             }
         }
         out.events.push(Event::Ftp(r));
@@ -261,34 +265,56 @@ impl FtpState {
                     dc_orig_h: None,
                     dc_resp_h: None,
                     dc_resp_p: None,
+                    fuid: None,
                 }));
             }
         }
     }
 }
 
-/// A data channel: counts what it carries for its control connection.
+/// A data channel: hashes what it carries as a file and tells its control
+/// connection the size and type.
 #[derive(Debug)]
 pub struct FtpData {
     control: FlowUid,
     t: Transfer,
+    file: Option<FileState>,
+    /// The data came from the channel's originator.
+    from_orig: bool,
 }
 
 const SNIFF: usize = 512;
 
 impl FtpData {
     pub fn new(control: FlowUid) -> Self {
-        FtpData { control, t: Transfer::default() }
+        FtpData { control, t: Transfer::default(), file: None, from_orig: false }
     }
 
-    pub fn stream(&mut self, chunk: Chunk<'_>, shared: &mut Shared) {
-        if let Chunk::Data(d) = chunk {
-            self.t.size += d.len() as u64;
-            if self.t.head.len() < SNIFF {
-                let take = (SNIFF - self.t.head.len()).min(d.len());
-                self.t.head.extend_from_slice(&d[..take]);
+    pub fn stream(&mut self, ctx: &FlowCtx, chunk: Chunk<'_>, shared: &mut Shared) {
+        let file = self.file.get_or_insert_with(|| FileState::new(fuid(ctx.uid, 1, ctx.is_orig)));
+        match chunk {
+            Chunk::Data(d) => {
+                if file.seen() == 0 {
+                    self.from_orig = ctx.is_orig;
+                }
+                file.data(ctx.ts, d);
+                self.t.size += d.len() as u64;
+                self.t.fuid = file.fuid.clone();
+                if self.t.head.len() < SNIFF {
+                    let take = (SNIFF - self.t.head.len()).min(d.len());
+                    self.t.head.extend_from_slice(&d[..take]);
+                }
+                shared.transfers.insert(self.control, self.t.clone());
             }
-            shared.transfers.insert(self.control, self.t.clone());
+            Chunk::Gap(n) => file.gap(n),
+        }
+    }
+
+    pub fn finish(&mut self, ctx: &FlowCtx, out: &mut AppOut) {
+        if let Some(f) = self.file.take() {
+            if let Some(r) = f.finish(ctx, "FTP_DATA", 0, self.from_orig, None, None) {
+                out.events.push(Event::Files(r));
+            }
         }
     }
 }

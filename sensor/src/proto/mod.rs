@@ -4,6 +4,7 @@
 //! protocol, as Zeek does.
 
 pub mod dns;
+pub mod files;
 pub mod ftp;
 pub mod http;
 pub mod ntp;
@@ -89,7 +90,7 @@ impl App {
     pub fn stream(&mut self, ctx: &FlowCtx, chunk: stream::Chunk<'_>, shared: &mut Shared, out: &mut AppOut) {
         match self {
             App::Ftp(f) => f.stream(ctx, chunk, shared, out),
-            App::FtpData(d) => d.stream(chunk, shared),
+            App::FtpData(d) => d.stream(ctx, chunk, shared),
             App::Dns(d) => d.stream(ctx, chunk, out),
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
@@ -110,7 +111,7 @@ impl App {
     pub fn finish(&mut self, ctx: &FlowCtx, _shared: &mut Shared, out: &mut AppOut) {
         match self {
             App::Ftp(f) => f.finish(ctx, out),
-            App::FtpData(_) => {}
+            App::FtpData(d) => d.finish(ctx, out),
             App::Dns(d) => d.finish(ctx, out),
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),

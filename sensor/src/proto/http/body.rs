@@ -1,7 +1,9 @@
 //! Message bodies: framing (RFC 9112 6), content decoding with a cap, and
 //! MIME sniffing of the first bytes.
 
+use crate::proto::files::FileState;
 use flate2::write::{GzDecoder, ZlibDecoder};
+use schema::Time;
 use std::io::Write;
 
 /// Decoded body bytes counted and sniffed per message; past it decoding
@@ -29,11 +31,18 @@ pub enum ChunkState {
     Trailer,
 }
 
-/// Collects the decoded size and the first bytes of a body.
-#[derive(Default)]
+/// Collects the decoded size and the first bytes of a body, and hashes it.
 struct Sink {
     len: u64,
     head: Vec<u8>,
+    file: Option<FileState>,
+    now: Time,
+}
+
+impl Default for Sink {
+    fn default() -> Self {
+        Sink { len: 0, head: Vec::new(), file: None, now: Time(0) }
+    }
 }
 
 impl Write for Sink {
@@ -42,6 +51,9 @@ impl Write for Sink {
             return Err(std::io::Error::other("decoded body over the cap"));
         }
         self.len += buf.len() as u64;
+        if let Some(f) = self.file.as_mut() {
+            f.data(self.now, buf);
+        }
         if self.head.len() < SNIFF {
             let take = (SNIFF - self.head.len()).min(buf.len());
             self.head.extend_from_slice(buf.get(..take).unwrap_or(&[]));
@@ -81,13 +93,33 @@ pub struct Body {
 
 impl Body {
     pub fn new(content_encoding: Option<&[u8]>) -> Body {
+        Self::with_file(content_encoding, None)
+    }
+
+    /// A body whose decoded content is also hashed as a file.
+    pub fn with_file(content_encoding: Option<&[u8]>, file: Option<FileState>) -> Body {
         let enc = content_encoding.map(|e| e.trim_ascii().to_ascii_lowercase());
+        let sink = Sink { file, ..Sink::default() };
         let dec = match enc.as_deref() {
-            Some(b"gzip") | Some(b"x-gzip") => Decoder::Gzip(Box::new(GzDecoder::new(Sink::default()))),
-            Some(b"deflate") => Decoder::Deflate(Box::new(ZlibDecoder::new(Sink::default()))),
-            _ => Decoder::Identity(Sink::default()),
+            Some(b"gzip") | Some(b"x-gzip") => Decoder::Gzip(Box::new(GzDecoder::new(sink))),
+            Some(b"deflate") => Decoder::Deflate(Box::new(ZlibDecoder::new(sink))),
+            _ => Decoder::Identity(sink),
         };
         Body { dec, weird: None }
+    }
+
+    fn sink_mut(&mut self) -> &mut Sink {
+        match &mut self.dec {
+            Decoder::Identity(s) | Decoder::Broken(s) => s,
+            Decoder::Gzip(g) => g.get_mut(),
+            Decoder::Deflate(z) => z.get_mut(),
+        }
+    }
+
+    /// Data of the body as captured at `now`.
+    pub fn data_at(&mut self, now: Time, d: &[u8]) {
+        self.sink_mut().now = now;
+        self.data(d);
     }
 
     pub fn data(&mut self, d: &[u8]) {
@@ -112,13 +144,19 @@ impl Body {
 
     /// The decoded length and the sniffed MIME type.
     pub fn finish(self) -> (u64, Option<&'static str>) {
-        let sink = match self.dec {
+        let (len, mime, _) = self.finish_file();
+        (len, mime)
+    }
+
+    /// The decoded length, the MIME type, and the file when one was kept.
+    pub fn finish_file(self) -> (u64, Option<&'static str>, Option<FileState>) {
+        let mut sink = match self.dec {
             Decoder::Identity(s) | Decoder::Broken(s) => s,
             Decoder::Gzip(g) => g.finish().unwrap_or_default(),
             Decoder::Deflate(z) => z.finish().unwrap_or_default(),
         };
         let mime = (sink.len > 0).then(|| sniff(&sink.head)).flatten();
-        (sink.len, mime)
+        (sink.len, mime, sink.file.take())
     }
 }
 

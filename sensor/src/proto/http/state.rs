@@ -3,6 +3,7 @@
 //! replies, so pipelined transactions pair up as Zeek pairs them.
 
 use super::body::{Body, ChunkState, Framing};
+use crate::proto::files::{fuid, FileState};
 use crate::proto::stream::Chunk;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
 use base64::Engine;
@@ -46,6 +47,8 @@ pub struct HttpState {
     txns: VecDeque<Txn>,
     depth: u32,
     bad_heads: u8,
+    /// Files (bodies) seen on the connection, for their ids.
+    files: u32,
 }
 
 fn header<'a>(h: &'a [httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
@@ -116,7 +119,9 @@ impl HttpState {
                 info_msg: None,
                 tags: Vec::new(),
                 username: None,
+                orig_fuids: None,
                 orig_mime_types: None,
+                resp_fuids: None,
                 resp_mime_types: None,
             },
             head_request: false,
@@ -264,7 +269,7 @@ impl HttpState {
             }
         }
         let fr = framing(h, true, false, &mut out.weirds);
-        self.start_body(0, fr, header(h, "content-encoding"));
+        self.start_body(ctx, 0, fr, header(h, "content-encoding"));
         if self.txns.len() >= MAX_PENDING {
             if let Some(old) = self.txns.pop_front() {
                 out.events.push(Event::Http(old.rec));
@@ -312,27 +317,30 @@ impl HttpState {
             return;
         }
         let fr = framing(h, false, no_body, &mut out.weirds);
-        self.start_body(1, fr, header(h, "content-encoding"));
+        self.start_body(ctx, 1, fr, header(h, "content-encoding"));
         if self.sides[1].phase == Phase::Head {
             self.finish_reply(out);
         }
     }
 
-    fn start_body(&mut self, s: usize, fr: Framing, encoding: Option<&[u8]>) {
-        let side = &mut self.sides[s];
+    fn start_body(&mut self, ctx: &FlowCtx, s: usize, fr: Framing, encoding: Option<&[u8]>) {
         if matches!(fr, Framing::None) {
+            let side = &mut self.sides[s];
             side.phase = Phase::Head;
             side.framing = None;
             side.body = None;
         } else {
+            self.files += 1;
+            let file = FileState::new(fuid(ctx.uid, self.files, s == 0));
+            let side = &mut self.sides[s];
             side.phase = Phase::Body;
             side.framing = Some(fr);
-            side.body = Some(Body::new(encoding));
+            side.body = Some(Body::with_file(encoding, Some(file)));
         }
     }
 
     /// Consumes body bytes; returns whether the body ended (so parsing goes on).
-    fn body(&mut self, _ctx: &FlowCtx, s: usize, out: &mut AppOut) -> bool {
+    fn body(&mut self, ctx: &FlowCtx, s: usize, out: &mut AppOut) -> bool {
         let side = &mut self.sides[s];
         let mut buf = std::mem::take(&mut side.buf);
         let mut off = 0;
@@ -345,14 +353,14 @@ impl HttpState {
                 }
                 Some(Framing::UntilClose) => {
                     if let Some(b) = side.body.as_mut() {
-                        b.data(rest);
+                        b.data_at(ctx.ts, rest);
                     }
                     off = buf.len();
                 }
                 Some(Framing::Length(rem)) => {
                     let take = (*rem).min(rest.len() as u64) as usize;
                     if let (Some(b), Some(d)) = (side.body.as_mut(), rest.get(..take)) {
-                        b.data(d);
+                        b.data_at(ctx.ts, d);
                     }
                     *rem -= take as u64;
                     off += take;
@@ -395,7 +403,7 @@ impl HttpState {
                     ChunkState::Data(rem) => {
                         let take = rem.min(rest.len() as u64) as usize;
                         if let (Some(b), Some(d)) = (side.body.as_mut(), rest.get(..take)) {
-                            b.data(d);
+                            b.data_at(ctx.ts, d);
                         }
                         off += take;
                         let left = rem - take as u64;
@@ -410,7 +418,7 @@ impl HttpState {
             side.phase = Phase::Head;
             side.framing = None;
             let body = side.body.take();
-            self.body_done(s, body, out);
+            self.body_done(ctx, s, body, out);
             if s == 1 {
                 self.finish_reply(out);
             }
@@ -419,28 +427,35 @@ impl HttpState {
         false
     }
 
-    fn body_done(&mut self, s: usize, body: Option<Body>, out: &mut AppOut) {
+    fn body_done(&mut self, ctx: &FlowCtx, s: usize, body: Option<Body>, out: &mut AppOut) {
         let Some(body) = body else { return };
         if let Some(w) = body.weird {
             out.weirds.push(w);
         }
-        let (len, mime) = body.finish();
+        let (len, mime, file) = body.finish_file();
         let t = if s == 0 {
             self.txns.back_mut()
         } else {
             self.txns.iter_mut().find(|t| t.replied && t.rec.status_code.is_some())
         };
         let Some(t) = t else { return };
-        if s == 0 {
-            t.rec.request_body_len += len;
-            if let Some(m) = mime {
-                t.rec.orig_mime_types.get_or_insert_with(Vec::new).push(m.to_string());
-            }
+        let depth = t.rec.trans_depth;
+        let record = file.and_then(|f| f.finish(ctx, "HTTP", depth, s == 0, None, None));
+        let fuid = record.as_ref().map(|r| r.fuid.clone());
+        if let Some(r) = record {
+            out.events.push(Event::Files(r));
+        }
+        let (fuids, mimes, body_len) = if s == 0 {
+            (&mut t.rec.orig_fuids, &mut t.rec.orig_mime_types, &mut t.rec.request_body_len)
         } else {
-            t.rec.response_body_len += len;
-            if let Some(m) = mime {
-                t.rec.resp_mime_types.get_or_insert_with(Vec::new).push(m.to_string());
-            }
+            (&mut t.rec.resp_fuids, &mut t.rec.resp_mime_types, &mut t.rec.response_body_len)
+        };
+        *body_len += len;
+        if let Some(f) = fuid {
+            fuids.get_or_insert_with(Vec::new).push(f);
+        }
+        if let Some(m) = mime {
+            mimes.get_or_insert_with(Vec::new).push(m.to_string());
         }
     }
 
@@ -455,13 +470,13 @@ impl HttpState {
 
     /// The connection ends: a body that ran to the close is complete, and
     /// every transaction still open is logged as it is.
-    pub fn finish(&mut self, _ctx: &FlowCtx, out: &mut AppOut) {
+    pub fn finish(&mut self, ctx: &FlowCtx, out: &mut AppOut) {
         for s in 0..2 {
             let side = &mut self.sides[s];
             if side.phase == Phase::Body {
                 side.phase = Phase::Done;
                 let body = side.body.take();
-                self.body_done(s, body, out);
+                self.body_done(ctx, s, body, out);
             }
         }
         for t in self.txns.drain(..) {
