@@ -290,6 +290,37 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "smtp",
+        fields: &[
+            f("ts", Time, "time the transaction began"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("trans_depth", Count, "position of the transaction in the connection"),
+            f("helo", String, "HELO/EHLO argument"),
+            f("mailfrom", String, "MAIL FROM address"),
+            f("rcptto", StringSet, "RCPT TO addresses"),
+            f("date", String, "Date header"),
+            f("from", String, "From header"),
+            f("to", StringSet, "To header addresses"),
+            f("cc", StringSet, "Cc header addresses"),
+            f("reply_to", String, "Reply-To header"),
+            f("msg_id", String, "Message-ID header"),
+            f("in_reply_to", String, "In-Reply-To header"),
+            f("subject", String, "Subject header"),
+            f("x_originating_ip", String, "X-Originating-IP header"),
+            f("first_received", String, "first Received header"),
+            f("second_received", String, "second Received header"),
+            f("last_reply", String, "last server reply"),
+            f("path", StringSet, "hosts the message passed: server, client, then Received hosts"),
+            f("user_agent", String, "User-Agent or X-Mailer header"),
+            f("tls", Bool, "the session switched to TLS"),
+            f("fuids", StringSet, "files of the message (MIME parts)"),
+        ],
+    },
+    LogDef {
         name: "stats",
         fields: &[
             f("ts", Time, "time of the report"),
@@ -321,8 +352,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord, SshRecord,
-        SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        ConnRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord, SmtpRecord,
+        SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -563,7 +594,36 @@ mod tests {
             sha1: s(),
             sha256: s(),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files] {
+        let v = || Some(vec!["x".to_string()]);
+        let smtp = Event::Smtp(SmtpRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 25,
+            trans_depth: 1,
+            helo: s(),
+            mailfrom: s(),
+            rcptto: v(),
+            date: s(),
+            from: s(),
+            to: v(),
+            cc: v(),
+            reply_to: s(),
+            msg_id: s(),
+            in_reply_to: s(),
+            subject: s(),
+            x_originating_ip: s(),
+            first_received: s(),
+            second_received: s(),
+            last_reply: s(),
+            path: vec![a],
+            user_agent: s(),
+            tls: false,
+            fuids: v(),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

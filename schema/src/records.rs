@@ -409,6 +409,58 @@ pub struct FilesRecord {
     pub sha256: Option<String>,
 }
 
+/// One SMTP transaction: a line of Zeek's `smtp.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SmtpRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub trans_depth: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailfrom: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcptto: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cc: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_originating_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_received: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_received: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reply: Option<String>,
+    pub path: Vec<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    pub tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuids: Option<Vec<String>>,
+}
+
 /// The sensor's own counters for one run or one reporting interval: a line of
 /// `stats.log`. Every packet read is accounted for in exactly one bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -463,6 +515,7 @@ pub enum Event {
     Ntp(NtpRecord),
     Ftp(FtpRecord),
     Files(FilesRecord),
+    Smtp(SmtpRecord),
 }
 
 impl Event {
@@ -480,6 +533,7 @@ impl Event {
             Event::Ntp(_) => "ntp",
             Event::Ftp(_) => "ftp",
             Event::Files(_) => "files",
+            Event::Smtp(_) => "smtp",
         }
     }
 }

@@ -73,6 +73,14 @@ impl FileState {
         self.sha256.update(d);
     }
 
+    /// Bytes owed to the file from data already seen (a line break kept at
+    /// its end): counted and hashed without moving its time.
+    pub fn append_owed(&mut self, d: &[u8]) {
+        let last = self.last;
+        self.data(last, d);
+        self.last = last;
+    }
+
     pub fn gap(&mut self, n: u64) {
         self.missing += n;
     }

@@ -7,7 +7,9 @@ pub mod dns;
 pub mod files;
 pub mod ftp;
 pub mod http;
+pub mod mime;
 pub mod ntp;
+pub mod smtp;
 pub mod ssh;
 pub mod stream;
 pub mod tls;
@@ -45,6 +47,7 @@ pub enum App {
     Ntp(ntp::NtpState),
     Ftp(Box<ftp::FtpState>),
     FtpData(Box<ftp::FtpData>),
+    Smtp(Box<smtp::SmtpState>),
 }
 
 impl App {
@@ -77,6 +80,9 @@ impl App {
         if tls::looks_like_tls(payload) {
             return Some(App::Tls(Box::default()));
         }
+        if smtp::PORTS.contains(&resp_port) {
+            return Some(App::Smtp(Box::default()));
+        }
         if resp_port == ftp::PORT {
             return Some(App::Ftp(Box::default()));
         }
@@ -91,6 +97,7 @@ impl App {
         match self {
             App::Ftp(f) => f.stream(ctx, chunk, shared, out),
             App::FtpData(d) => d.stream(ctx, chunk, shared),
+            App::Smtp(m) => m.stream(ctx, chunk, out),
             App::Dns(d) => d.stream(ctx, chunk, out),
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
@@ -103,7 +110,7 @@ impl App {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
             App::Ntp(n) => n.message(ctx, payload, out),
-            App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) => {}
+            App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) | App::Smtp(_) => {}
         }
     }
 
@@ -112,6 +119,7 @@ impl App {
         match self {
             App::Ftp(f) => f.finish(ctx, out),
             App::FtpData(d) => d.finish(ctx, out),
+            App::Smtp(m) => m.finish(ctx, out),
             App::Dns(d) => d.finish(ctx, out),
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
@@ -130,6 +138,7 @@ impl App {
             App::Ntp(n) => n.failed(),
             App::Ftp(f) => f.failed(),
             App::FtpData(_) => false,
+            App::Smtp(m) => m.failed(),
         }
     }
 }
