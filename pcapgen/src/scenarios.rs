@@ -21,6 +21,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("http", "HTTP/1.x: pipelining, chunked and compressed bodies, HEAD, errors, a non-standard port"),
     ("tls", "TLS 1.2 and 1.3 handshakes: SNI, ALPN, GREASE, certificate, key exchange, an alert, a non-standard port"),
     ("ftp", "an FTP session: login, passive and active transfers with their data channels"),
+    ("smtp", "SMTP: a multipart message with a base64 attachment, a second transaction, STARTTLS"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
@@ -996,6 +997,80 @@ fn ftp_scenario() -> Cap {
     c
 }
 
+fn smtp_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let dialog = |c: &mut Cap, t0: i64, cport: u16, lines: &[(bool, &[u8])]| {
+        let mut s = TcpSession::new(a("10.27.0.5"), cport, a("10.27.0.25"), 25, 40_000, 50_000);
+        let mut t = t0;
+        c.ip(t, s.seg(true, SYN, &[]));
+        c.ip(t + 100, s.seg(false, SYN | ACK, &[]));
+        c.ip(t + 200, s.seg(true, ACK, &[]));
+        t += MS;
+        for (from_client, data) in lines {
+            stream_send(c, &mut s, &mut t, *from_client, data, 536);
+        }
+        c.ip(t, s.seg(true, FIN | ACK, &[]));
+        c.ip(t + 100, s.seg(false, FIN | ACK, &[]));
+        c.ip(t + 200, s.seg(true, ACK, &[]));
+    };
+    let message = b"Received: from ws17.city.example ([10.27.3.17]) by relay.city.example\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0700\r\nFrom: Water Ops <ops@water.city.example>\r\n\
+To: chief@police.city.example, desk@police.city.example\r\nCc: audit@city.example\r\n\
+Subject: Pump station 7 readings\r\nMessage-ID: <7.1700000000@water.city.example>\r\n\
+X-Mailer: CityMail 3.2\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"==b1==\"\r\n\r\n\
+This is a multi-part message.\r\n--==b1==\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nLevels attached =E2=80=94 station 7 is norm=\r\nal.\r\n\r\n\
+--==b1==\r\nContent-Type: text/csv; name=\"levels.csv\"\r\nContent-Disposition: attachment; filename=\"levels.csv\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nc3RhdGlvbixsZXZlbF9jbQo3LDE1Mgo4LDE0OQo5LDE2MAo=\r\n--==b1==--\r\n.\r\n";
+    dialog(
+        &mut c,
+        0,
+        56000,
+        &[
+            (false, b"220 relay.city.example ESMTP\r\n"),
+            (true, b"EHLO ws17.city.example\r\n"),
+            (false, b"250-relay.city.example\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+            (true, b"MAIL FROM:<ops@water.city.example>\r\n"),
+            (false, b"250 2.1.0 Ok\r\n"),
+            (true, b"RCPT TO:<chief@police.city.example>\r\n"),
+            (false, b"250 2.1.5 Ok\r\n"),
+            (true, b"RCPT TO:<desk@police.city.example>\r\n"),
+            (false, b"250 2.1.5 Ok\r\n"),
+            (true, b"DATA\r\n"),
+            (false, b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+            (true, message),
+            (false, b"250 2.0.0 Ok: queued as 7A1B2\r\n"),
+            (true, b"MAIL FROM:<ops@water.city.example>\r\n"),
+            (false, b"250 2.1.0 Ok\r\n"),
+            (true, b"RCPT TO:<audit@city.example>\r\n"),
+            (false, b"250 2.1.5 Ok\r\n"),
+            (true, b"DATA\r\n"),
+            (false, b"354 go ahead\r\n"),
+            (true, b"Subject: heartbeat\r\n\r\nok\r\n.\r\n"),
+            (false, b"250 2.0.0 Ok: queued as 7A1B3\r\n"),
+            (true, b"QUIT\r\n"),
+            (false, b"221 2.0.0 Bye\r\n"),
+        ],
+    );
+    // STARTTLS: after it, nothing is readable.
+    dialog(
+        &mut c,
+        S,
+        56001,
+        &[
+            (false, b"220 relay.city.example ESMTP\r\n"),
+            (true, b"EHLO ws18.city.example\r\n"),
+            (false, b"250-relay.city.example\r\n250 STARTTLS\r\n"),
+            (true, b"MAIL FROM:<a@city.example>\r\n"),
+            (false, b"250 Ok\r\n"),
+            (true, b"STARTTLS\r\n"),
+            (false, b"220 Ready to start TLS\r\n"),
+            (true, &tls_record(22, &client_hello(Some("relay.city.example"), &[], false))),
+        ],
+    );
+    c
+}
+
 fn tls_record(ctype: u8, body: &[u8]) -> Vec<u8> {
     let mut r = vec![ctype, 3, 3];
     r.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -1275,6 +1350,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "http" => http_scenario(),
         "tls" => tls_scenario(),
         "ftp" => ftp_scenario(),
+        "smtp" => smtp_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),
