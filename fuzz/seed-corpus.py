@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Turns the bundled replay captures into seed inputs for the `packets` target.
+"""Turns the bundled replay captures into seed inputs for the fuzz targets.
 
-Input format (see fuzz_targets/packets.rs): one byte choosing the link type,
+`packets` (see sensor::fuzzing::run_packets): one byte choosing the link type,
 then records of [len: u16 le][delta_ms: u8][packet bytes].
+
+`streams` (see sensor::fuzzing::run_streams): one byte choosing the analyzer,
+then records of [control: u8][len: u8][bytes], control bit 0 set for the
+responder's side. Seeds are the TCP payloads of the Ethernet/IPv4 captures of
+each protocol's scenario, in capture order.
 """
 import os
 import struct
@@ -41,7 +46,50 @@ def main(cases_dir, corpus_dir):
             f.write(body)
 
 
+# Scenario -> analyzer selector of run_streams.
+STREAM_CASES = {"http": 0, "tls": 1, "ssh": 2, "ftp": 3, "smtp": 4, "dns": 5, "ntp": 6}
+
+
+def payloads(pkts):
+    """(from_client, payload) of each TCP or UDP segment of Ethernet/IPv4 packets."""
+    client = None
+    for p in pkts:
+        if len(p) < 34 or p[12:14] != b"\x08\x00":
+            continue
+        ihl = (p[14] & 0x0F) * 4
+        proto, src = p[23], p[26:30]
+        l4 = p[14 + ihl:14 + struct.unpack(">H", p[16:18])[0]]
+        if proto == 6 and len(l4) >= 20:
+            body = l4[(l4[12] >> 4) * 4:]
+            if client is None and l4[13] & 0x12 == 0x02:
+                client = src
+        elif proto == 17 and len(l4) >= 8:
+            body = l4[8:]
+        else:
+            continue
+        if body:
+            yield (client is None or src == client), body
+
+
+def stream_seeds(cases_dir, corpus_dir):
+    os.makedirs(corpus_dir, exist_ok=True)
+    for case, sel in STREAM_CASES.items():
+        cap = os.path.join(cases_dir, case, "capture.pcap")
+        if not os.path.exists(cap):
+            continue
+        _, pkts = packets(cap)
+        body = bytes([sel])
+        for from_client, data in payloads(pkts):
+            for i in range(0, len(data), 255):
+                chunk = data[i:i + 255]
+                body += bytes([0 if from_client else 1, len(chunk)]) + chunk
+        with open(os.path.join(corpus_dir, case), "wb") as f:
+            f.write(body)
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "replay-pcaps"),
-         sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "corpus", "packets"))
+    cases = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "replay-pcaps")
+    corpus = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "corpus")
+    main(cases, os.path.join(corpus, "packets"))
+    stream_seeds(cases, os.path.join(corpus, "streams"))

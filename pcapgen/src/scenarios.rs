@@ -22,6 +22,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("tls", "TLS 1.2 and 1.3 handshakes: SNI, ALPN, GREASE, certificate, key exchange, an alert, a non-standard port"),
     ("ftp", "an FTP session: login, passive and active transfers with their data channels"),
     ("smtp", "SMTP: a multipart message with a base64 attachment, a second transaction, STARTTLS"),
+    ("ntp", "NTP: client/server, symmetric with an extension field, broadcast, and two datagrams that are not NTP"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
@@ -997,6 +998,72 @@ fn ftp_scenario() -> Cap {
     c
 }
 
+/// An NTP header: version/mode, stratum, poll and precision exponents, root
+/// delay and dispersion (16.16 seconds), reference id, and the four
+/// timestamps given as Unix seconds with a fraction (0 leaves one unset).
+#[allow(clippy::too_many_arguments)]
+fn ntp_msg(
+    vm: u8,
+    stratum: u8,
+    poll: i8,
+    precision: i8,
+    root: (u32, u32),
+    ref_id: [u8; 4],
+    times: [f64; 4],
+) -> Vec<u8> {
+    let mut p = vec![vm, stratum, poll as u8, precision as u8];
+    p.extend_from_slice(&root.0.to_be_bytes());
+    p.extend_from_slice(&root.1.to_be_bytes());
+    p.extend_from_slice(&ref_id);
+    for t in times {
+        if t == 0.0 {
+            p.extend_from_slice(&[0; 8]);
+        } else {
+            let secs = t.trunc() as u64 + 2_208_988_800;
+            let frac = (t.fract() * 4_294_967_296.0) as u64;
+            p.extend_from_slice(&(secs as u32).to_be_bytes());
+            p.extend_from_slice(&(frac as u32).to_be_bytes());
+        }
+    }
+    p
+}
+
+fn ntp_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (cl, srv, gps, bc) = (a("10.28.0.40"), a("10.28.0.123"), a("10.28.0.1"), a("10.28.0.255"));
+    let t0 = 1_700_000_000.0;
+    // A client (version 4, mode 3) asks the city's time server, which syncs
+    // from a stratum-1 GPS clock, and gets a mode-4 reply.
+    let q = ntp_msg(0x23, 0, 6, -20, (0, 0), [0; 4], [0.0, 0.0, 0.0, t0 + 0.25]);
+    let r = ntp_msg(
+        0x24,
+        2,
+        6,
+        -23,
+        (0x0000_2000, 0x0000_1000),
+        [10, 28, 0, 1],
+        [t0 - 30.0, t0 + 0.25, t0 + 0.5, t0 + 0.5],
+    );
+    c.ip(0, ip(cl, srv, 17, &udp(cl, srv, 42123, 123, &q)));
+    c.ip(2 * MS, ip(srv, cl, 17, &udp(srv, cl, 123, 42123, &r)));
+    // The time server polls the GPS clock (symmetric active, mode 1), which
+    // answers as stratum 1 with its reference name and an extension field.
+    let q = ntp_msg(0x21, 2, 10, -23, (0x0000_2000, 0x0000_1000), [10, 28, 0, 1], [t0 - 30.0, 0.0, 0.0, t0 + 1.0]);
+    let mut r = ntp_msg(0x1a, 1, 10, -20, (0, 0x0000_0100), *b"GPS\0", [t0, t0 + 1.0, t0 + 1.001, t0 + 1.001]);
+    r.extend_from_slice(&[0x01, 0x04, 0x00, 0x18]);
+    r.extend_from_slice(&[0; 20]);
+    c.ip(S, ip(srv, gps, 17, &udp(srv, gps, 123, 123, &q)));
+    c.ip(S + MS, ip(gps, srv, 17, &udp(gps, srv, 123, 123, &r)));
+    // A broadcast (mode 5) to the segment.
+    let b = ntp_msg(0x25, 2, 6, -23, (0x0000_2000, 0x0000_1000), [10, 28, 0, 1], [t0 - 30.0, 0.0, 0.0, t0 + 2.0]);
+    c.ip(2 * S, ip(srv, bc, 17, &udp(srv, bc, 123, 123, &b)));
+    // Not NTP: a short datagram and one claiming version 7 on port 123.
+    c.ip(3 * S, ip(cl, srv, 17, &udp(cl, srv, 42124, 123, b"time?")));
+    let bad = ntp_msg(0x3b, 0, 6, -20, (0, 0), [0; 4], [0.0, 0.0, 0.0, t0 + 3.0]);
+    c.ip(3 * S + MS, ip(cl, srv, 17, &udp(cl, srv, 42125, 123, &bad)));
+    c
+}
+
 fn smtp_scenario() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     let dialog = |c: &mut Cap, t0: i64, cport: u16, lines: &[(bool, &[u8])]| {
@@ -1351,6 +1418,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "tls" => tls_scenario(),
         "ftp" => ftp_scenario(),
         "smtp" => smtp_scenario(),
+        "ntp" => ntp_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),

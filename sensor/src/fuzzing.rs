@@ -2,8 +2,13 @@
 //! replay the inputs the fuzzer once found crashing.
 
 use crate::decode::LinkType;
+use crate::proto::dns::DnsState;
+use crate::proto::ntp::NtpState;
+use crate::proto::stream::Chunk;
+use crate::proto::{App, AppOut, FlowCtx, Shared};
 use crate::worker::{Worker, WorkerConfig};
-use schema::Time;
+use schema::{FlowUid, Time};
+use std::net::IpAddr;
 
 const LINKS: [i32; 11] = [1, 0, 9, 50, 104, 101, 108, 113, 276, 228, 229];
 
@@ -33,4 +38,62 @@ pub fn run_packets(data: &[u8]) {
         out.clear();
     }
     w.finish(&mut out);
+}
+
+/// The analyzers the `streams` target drives directly, in the order its first
+/// input byte selects them.
+const STREAM_APPS: usize = 7;
+
+fn stream_app(sel: u8) -> App {
+    match usize::from(sel) % STREAM_APPS {
+        0 => App::Http(Box::default()),
+        1 => App::Tls(Box::default()),
+        2 => App::Ssh(Box::default()),
+        3 => App::Ftp(Box::default()),
+        4 => App::Smtp(Box::default()),
+        5 => App::Dns(DnsState::new("tcp")),
+        _ => App::Ntp(NtpState::default()),
+    }
+}
+
+/// Feeds one fuzz input to one analyzer as the two sides of a conversation,
+/// skipping decoding and the flow table so that every input byte reaches the
+/// parser: a byte choosing the analyzer, then records of `[control: u8]
+/// [len: u8][bytes]`. The control byte's low bit names the side; with its
+/// second bit set the record is a gap of `len * 97` bytes instead of data.
+/// Datagram analyzers (NTP) take each record as one message.
+pub fn run_streams(data: &[u8]) {
+    let Some((&sel, mut rest)) = data.split_first() else { return };
+    let mut app = stream_app(sel);
+    let mut shared = Shared::default();
+    let mut out = AppOut::default();
+    let mut ctx = FlowCtx {
+        ts: Time(1_700_000_000_000_000),
+        uid: FlowUid::new(1),
+        orig: (IpAddr::from([10, 0, 0, 1]), 40000),
+        resp: (IpAddr::from([10, 0, 0, 2]), 80),
+        is_orig: true,
+    };
+    while rest.len() >= 2 {
+        let (control, len) = (rest[0], usize::from(rest[1]));
+        rest = &rest[2..];
+        ctx.is_orig = control & 1 == 0;
+        ctx.ts = Time(ctx.ts.0 + 1000);
+        if control & 2 != 0 {
+            app.stream(&ctx, Chunk::Gap(len as u64 * 97), &mut shared, &mut out);
+            continue;
+        }
+        let n = len.min(rest.len());
+        if matches!(app, App::Ntp(_)) {
+            app.datagram(&ctx, &rest[..n], &mut shared, &mut out);
+        } else {
+            app.stream(&ctx, Chunk::Data(&rest[..n]), &mut shared, &mut out);
+        }
+        rest = &rest[n..];
+        out.events.clear();
+        if app.failed() {
+            return;
+        }
+    }
+    app.finish(&ctx, &mut shared, &mut out);
 }
