@@ -22,6 +22,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("tls", "TLS 1.2 and 1.3 handshakes: SNI, ALPN, GREASE, certificate, key exchange, an alert, a non-standard port"),
     ("ftp", "an FTP session: login, passive and active transfers with their data channels"),
     ("smtp", "SMTP: a multipart message with a base64 attachment, a second transaction, STARTTLS"),
+    ("dhcp", "DHCP: a camera's broadcast DORA, a unicast renewal, a refused request, a datagram that is not DHCP"),
     ("ntp", "NTP: client/server, symmetric with an extension field, broadcast, and two datagrams that are not NTP"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
@@ -1064,6 +1065,97 @@ fn ntp_scenario() -> Cap {
     c
 }
 
+/// A DHCP message: op (1 request, 2 reply), transaction id, client address,
+/// offered address, the client's Ethernet address and the options after the
+/// message type.
+fn dhcp_msg(
+    op: u8,
+    xid: u32,
+    ciaddr: [u8; 4],
+    yiaddr: [u8; 4],
+    mac: [u8; 6],
+    kind: u8,
+    opts: &[(u8, &[u8])],
+) -> Vec<u8> {
+    let mut p = vec![0u8; 236];
+    p[..4].copy_from_slice(&[op, 1, 6, 0]);
+    p[4..8].copy_from_slice(&xid.to_be_bytes());
+    p[12..16].copy_from_slice(&ciaddr);
+    p[16..20].copy_from_slice(&yiaddr);
+    p[28..34].copy_from_slice(&mac);
+    p.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+    for (code, v) in opts {
+        p.push(*code);
+        p.push(v.len() as u8);
+        p.extend_from_slice(v);
+    }
+    p.push(255);
+    // Padded to BOOTP's minimum size, as clients do.
+    p.resize(p.len().max(300), 0);
+    p
+}
+
+fn dhcp_scenario() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let (any, bcast, srv) = (a("0.0.0.0"), a("255.255.255.255"), a("10.29.0.1"));
+    let cam = [0x00, 0x1b, 0x63, 0x84, 0x45, 0xe6];
+    let light = [0x3c, 0x71, 0xbf, 0x10, 0x20, 0x30];
+    let client_id = [1, 0x00, 0x1b, 0x63, 0x84, 0x45, 0xe6];
+    let sid: &[u8] = &[10, 29, 0, 1];
+    let lease: &[u8] = &86_400u32.to_be_bytes();
+    let domain: &[u8] = b"cameras.city.example";
+    let bc = |c: &mut Cap, t: i64, from: IpAddr, sport: u16, dport: u16, m: &[u8]| {
+        c.ip(t, ip(from, bcast, 17, &udp(from, bcast, sport, dport, m)));
+    };
+    // A traffic camera boots: DISCOVER, OFFER, REQUEST, ACK, all broadcast.
+    let x = 0x3903_f326;
+    let name: &[u8] = b"cam-junction-12";
+    let fqdn: &[u8] = b"\x04\x00\x00\x0fcam-junction-12\x07cameras\x04city\x07example\x00";
+    let d = dhcp_msg(1, x, [0; 4], [0; 4], cam, 1, &[(61, &client_id), (12, name), (55, &[1, 3, 6, 15, 42])]);
+    bc(&mut c, 0, any, 68, 67, &d);
+    let o = dhcp_msg(
+        2,
+        x,
+        [0; 4],
+        [10, 29, 0, 57],
+        cam,
+        2,
+        &[(54, sid), (51, lease), (15, domain), (1, &[255, 255, 255, 0])],
+    );
+    bc(&mut c, 3 * MS, srv, 67, 68, &o);
+    let r = dhcp_msg(
+        1,
+        x,
+        [0; 4],
+        [0; 4],
+        cam,
+        3,
+        &[(61, &client_id), (50, &[10, 29, 0, 57]), (54, sid), (12, name), (81, fqdn)],
+    );
+    bc(&mut c, 500 * MS, any, 68, 67, &r);
+    let k = dhcp_msg(2, x, [0; 4], [10, 29, 0, 57], cam, 5, &[(54, sid), (51, lease), (15, domain)]);
+    bc(&mut c, 503 * MS, srv, 67, 68, &k);
+    // Twelve hours later the camera renews by unicast.
+    let x = 0x5a11_0001;
+    let t = 60 * S;
+    let me = a("10.29.0.57");
+    let r = dhcp_msg(1, x, [10, 29, 0, 57], [0; 4], cam, 3, &[(61, &client_id), (12, name)]);
+    c.ip(t, ip(me, srv, 17, &udp(me, srv, 68, 67, &r)));
+    let k = dhcp_msg(2, x, [10, 29, 0, 57], [10, 29, 0, 57], cam, 5, &[(54, sid), (51, lease)]);
+    c.ip(t + 2 * MS, ip(srv, me, 17, &udp(srv, me, 67, 68, &k)));
+    // A street light asks for an address from another subnet and is refused;
+    // it sends no client identifier, so its MAC comes from the header.
+    let x = 0x00c0_ffee;
+    let t = 120 * S;
+    let r = dhcp_msg(1, x, [0; 4], [0; 4], light, 3, &[(50, &[192, 168, 1, 50]), (12, b"light-0412")]);
+    bc(&mut c, t, any, 68, 67, &r);
+    let n = dhcp_msg(2, x, [0; 4], [0; 4], light, 6, &[(54, sid), (56, b"requested address not on this subnet")]);
+    bc(&mut c, t + 2 * MS, srv, 67, 68, &n);
+    // Not DHCP: a short datagram to the server port.
+    c.ip(180 * S, ip(me, srv, 17, &udp(me, srv, 40000, 67, b"hello?")));
+    c
+}
+
 fn smtp_scenario() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     let dialog = |c: &mut Cap, t0: i64, cport: u16, lines: &[(bool, &[u8])]| {
@@ -1419,6 +1511,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "ftp" => ftp_scenario(),
         "smtp" => smtp_scenario(),
         "ntp" => ntp_scenario(),
+        "dhcp" => dhcp_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),

@@ -238,6 +238,26 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "dhcp",
+        fields: &[
+            f("ts", Time, "first message of the transaction"),
+            f("uids", StringSet, "connections that carried the transaction's messages"),
+            f("client_addr", Addr, "client address (its own, or the one assigned)"),
+            f("server_addr", Addr, "server that handed out the address"),
+            f("mac", String, "client hardware address"),
+            f("host_name", String, "host name the client gave (option 12)"),
+            f("client_fqdn", String, "FQDN the client gave (option 81)"),
+            f("domain", String, "domain the server gave (option 15)"),
+            f("requested_addr", Addr, "address the client asked for"),
+            f("assigned_addr", Addr, "address the server assigned"),
+            f("lease_time", Interval, "lease length"),
+            f("client_message", String, "message from the client (option 56)"),
+            f("server_message", String, "message from the server (option 56)"),
+            f("msg_types", StringSet, "message types in order"),
+            f("duration", Interval, "first to last message"),
+        ],
+    },
+    LogDef {
         name: "ftp",
         fields: &[
             f("ts", Time, "time of the command"),
@@ -352,8 +372,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord, SmtpRecord,
-        SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord,
+        SmtpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -623,7 +643,24 @@ mod tests {
             tls: false,
             fuids: v(),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp] {
+        let dhcp = Event::Dhcp(DhcpRecord {
+            ts: Time(1),
+            uids: vec![FlowUid::new(1)],
+            client_addr: Some(a),
+            server_addr: Some(a),
+            mac: s(),
+            host_name: s(),
+            client_fqdn: s(),
+            domain: s(),
+            requested_addr: Some(a),
+            assigned_addr: Some(a),
+            lease_time: Some(Interval(1)),
+            client_message: s(),
+            server_message: s(),
+            msg_types: vec!["ACK"],
+            duration: Interval(1),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp, dhcp] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

@@ -327,6 +327,42 @@ pub struct NtpRecord {
     pub num_exts: u32,
 }
 
+/// One DHCP transaction (the messages sharing a transaction id within a
+/// short time, over any number of connections): a line of Zeek's `dhcp.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DhcpRecord {
+    /// The first message.
+    pub ts: Time,
+    /// Every connection that carried a message of the transaction.
+    pub uids: Vec<FlowUid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<IpAddr>,
+    /// The server that handed out an address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_fqdn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assigned_addr: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_time: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_message: Option<String>,
+    pub msg_types: Vec<&'static str>,
+    /// From the first message to the last.
+    pub duration: Interval,
+}
+
 /// One FTP command and its final reply: a line of Zeek's `ftp.log`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FtpRecord {
@@ -516,6 +552,7 @@ pub enum Event {
     Ftp(FtpRecord),
     Files(FilesRecord),
     Smtp(SmtpRecord),
+    Dhcp(DhcpRecord),
 }
 
 impl Event {
@@ -534,6 +571,7 @@ impl Event {
             Event::Ftp(_) => "ftp",
             Event::Files(_) => "files",
             Event::Smtp(_) => "smtp",
+            Event::Dhcp(_) => "dhcp",
         }
     }
 }

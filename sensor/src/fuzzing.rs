@@ -2,6 +2,7 @@
 //! replay the inputs the fuzzer once found crashing.
 
 use crate::decode::LinkType;
+use crate::proto::dhcp::DhcpState;
 use crate::proto::dns::DnsState;
 use crate::proto::ntp::NtpState;
 use crate::proto::stream::Chunk;
@@ -42,7 +43,7 @@ pub fn run_packets(data: &[u8]) {
 
 /// The analyzers the `streams` target drives directly, in the order its first
 /// input byte selects them.
-const STREAM_APPS: usize = 7;
+const STREAM_APPS: usize = 8;
 
 fn stream_app(sel: u8) -> App {
     match usize::from(sel) % STREAM_APPS {
@@ -52,7 +53,8 @@ fn stream_app(sel: u8) -> App {
         3 => App::Ftp(Box::default()),
         4 => App::Smtp(Box::default()),
         5 => App::Dns(DnsState::new("tcp")),
-        _ => App::Ntp(NtpState::default()),
+        6 => App::Ntp(NtpState::default()),
+        _ => App::Dhcp(DhcpState::default()),
     }
 }
 
@@ -61,7 +63,7 @@ fn stream_app(sel: u8) -> App {
 /// parser: a byte choosing the analyzer, then records of `[control: u8]
 /// [len: u8][bytes]`. The control byte's low bit names the side; with its
 /// second bit set the record is a gap of `len * 97` bytes instead of data.
-/// Datagram analyzers (NTP) take each record as one message.
+/// Datagram analyzers (NTP, DHCP) take each record as one message.
 pub fn run_streams(data: &[u8]) {
     let Some((&sel, mut rest)) = data.split_first() else { return };
     let mut app = stream_app(sel);
@@ -84,7 +86,7 @@ pub fn run_streams(data: &[u8]) {
             continue;
         }
         let n = len.min(rest.len());
-        if matches!(app, App::Ntp(_)) {
+        if matches!(app, App::Ntp(_) | App::Dhcp(_)) {
             app.datagram(&ctx, &rest[..n], &mut shared, &mut out);
         } else {
             app.stream(&ctx, Chunk::Data(&rest[..n]), &mut shared, &mut out);

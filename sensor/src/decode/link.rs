@@ -229,6 +229,9 @@ pub fn shard_hash(lt: LinkType, data: &[u8]) -> u64 {
     let Ok(LinkView { l3: L3::Ip(ip), .. }) = decode_link(lt, data) else {
         return 0;
     };
+    if is_dhcp(ip) {
+        return 0;
+    }
     let (a, b): (u128, u128) = match ip.first().map(|b| b >> 4) {
         Some(4) => match (ip.get(12..16), ip.get(16..20)) {
             (Some(s), Some(d)) => (
@@ -251,6 +254,22 @@ pub fn shard_hash(lt: LinkType, data: &[u8]) -> u64 {
     };
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     mix(mix(lo as u64 ^ (lo >> 64) as u64) ^ hi as u64 ^ (hi >> 64) as u64)
+}
+
+/// An unfragmented IPv4 UDP datagram to or from a DHCP port. A DHCP
+/// transaction crosses address pairs (a broadcast from 0.0.0.0, a reply to
+/// the offered address), so all of DHCP goes to one worker, which joins the
+/// messages by transaction id; DHCP's volume makes that cheap.
+fn is_dhcp(ip: &[u8]) -> bool {
+    let Some(h) = ip.get(..20) else { return false };
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let fragmented = h[6] & 0x3f != 0 || h[7] != 0;
+    if h[0] >> 4 != 4 || h[9] != 17 || fragmented {
+        return false;
+    }
+    let Some(u) = ip.get(ihl..ihl + 4) else { return false };
+    let (sport, dport) = (u16::from_be_bytes([u[0], u[1]]), u16::from_be_bytes([u[2], u[3]]));
+    [sport, dport].iter().any(|p| crate::proto::dhcp::PORTS.contains(p))
 }
 
 /// The 64-bit finaliser of MurmurHash3: cheap and well spread.

@@ -279,7 +279,7 @@ const F_APP_DECIDED: u8 = 32;
 
 /// Service names a flow can carry; index 0 means none.
 pub const SERVICES: &[&str] =
-    &["", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data", "smtp"];
+    &["", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data", "smtp", "dhcp"];
 
 impl Conn {
     fn tcp(&self) -> Option<&TcpConn> {
@@ -828,6 +828,7 @@ impl FlowTable {
 
     /// Ends flows whose time has come, in deadline order.
     pub fn expire(&mut self, now: Time, out: &mut FlowOutput) {
+        self.shared.dhcp.expire(now, &mut out.events);
         let now = now.micros();
         if now > self.now {
             self.now = now;
@@ -911,6 +912,7 @@ impl FlowTable {
             n += 1;
         }
         if self.index.is_empty() {
+            self.shared.dhcp.flush(&mut out.events);
             self.heap.clear();
             self.flush_queue = Vec::new();
         }

@@ -3,6 +3,7 @@
 //! records; `service` in conn.log names the analyzers that confirmed their
 //! protocol, as Zeek does.
 
+pub mod dhcp;
 pub mod dns;
 pub mod files;
 pub mod ftp;
@@ -48,6 +49,7 @@ pub enum App {
     Ftp(Box<ftp::FtpState>),
     FtpData(Box<ftp::FtpData>),
     Smtp(Box<smtp::SmtpState>),
+    Dhcp(dhcp::DhcpState),
 }
 
 impl App {
@@ -55,6 +57,9 @@ impl App {
     /// the registered ports first, then the content.
     pub fn for_udp(sport: u16, dport: u16, payload: &[u8]) -> Option<App> {
         let is = |p: u16| sport == p || dport == p;
+        if dhcp::PORTS.iter().any(|&p| is(p)) {
+            return Some(App::Dhcp(dhcp::DhcpState::default()));
+        }
         if dns::UDP_PORTS.iter().any(|&p| is(p)) || dns::parser::looks_like_dns(payload) {
             return Some(App::Dns(dns::DnsState::new("udp")));
         }
@@ -102,14 +107,15 @@ impl App {
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
             App::Tls(t) => t.stream(ctx, chunk, out),
-            App::Ntp(_) => {}
+            App::Ntp(_) | App::Dhcp(_) => {}
         }
     }
 
-    pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], _shared: &mut Shared, out: &mut AppOut) {
+    pub fn datagram(&mut self, ctx: &FlowCtx, payload: &[u8], shared: &mut Shared, out: &mut AppOut) {
         match self {
             App::Dns(d) => d.message(ctx, payload, out),
             App::Ntp(n) => n.message(ctx, payload, out),
+            App::Dhcp(d) => d.message(ctx, payload, &mut shared.dhcp, out),
             App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) | App::Smtp(_) => {}
         }
     }
@@ -124,7 +130,7 @@ impl App {
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
             App::Tls(t) => t.finish(ctx, out),
-            App::Ntp(_) => {}
+            App::Ntp(_) | App::Dhcp(_) => {}
         }
     }
 
@@ -139,6 +145,7 @@ impl App {
             App::Ftp(f) => f.failed(),
             App::FtpData(_) => false,
             App::Smtp(m) => m.failed(),
+            App::Dhcp(d) => d.failed(),
         }
     }
 }
@@ -157,6 +164,8 @@ pub struct Shared {
     pub stream_held: usize,
     /// Gaps declared because a stream or the worker's budget was full.
     pub stream_forced_gaps: u64,
+    /// DHCP transactions being joined across connections.
+    pub dhcp: dhcp::DhcpJoins,
 }
 
 #[derive(Clone, Copy, Debug)]
