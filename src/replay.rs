@@ -6,7 +6,6 @@
 use crate::sensor_setup::SensorConfig;
 use anyhow::{bail, Context};
 use sensor::capture::SourceSpec;
-use sensor::output::LogWriter;
 use sensor::pipeline::{self, Controls, Hooks};
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -97,7 +96,7 @@ pub fn run_case(case: &Case, log_dir: &Path, workers: usize) -> anyhow::Result<O
     if log_dir.exists() {
         std::fs::remove_dir_all(log_dir)?;
     }
-    let sink = LogWriter::new(log_dir)?;
+    let sink = cfg.log_writer(log_dir)?;
     let (summary, _) =
         pipeline::run(&SourceSpec::File(case.capture()), &cfg.pipeline(), sink, Controls::default(), Hooks::default())?;
     if let Some(e) = summary.source_error {

@@ -3,7 +3,6 @@ use citysoc::sensor_setup::SensorConfig;
 use clap::Args;
 use schema::StatsRecord;
 use sensor::capture::{LiveSpec, SourceSpec};
-use sensor::output::LogWriter;
 use sensor::pipeline::{self, Controls, Hooks, Progress};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +47,9 @@ pub struct SensorArgs {
     /// Track flows only: no protocol analyzers.
     #[arg(long)]
     no_analyzers: bool,
+    /// Store transferred files under <LOG_DIR>/extract_files/
+    #[arg(long)]
+    extract_files: bool,
 }
 
 pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
@@ -73,6 +75,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     if args.no_analyzers {
         cfg.analyzers = false;
     }
+    if args.extract_files {
+        cfg.extract_files = true;
+    }
     if let Some(n) = &args.name {
         cfg.sensor_name = n.clone();
     }
@@ -90,7 +95,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("either --read or --interface is required"),
     };
     let pcfg = cfg.pipeline();
-    let sink = LogWriter::new(&args.log_dir)?;
+    let sink = cfg.log_writer(&args.log_dir)?;
 
     let controls = Controls::default();
     signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())

@@ -1,6 +1,7 @@
 //! Turning the sensor's configuration into the pipeline's runtime settings.
 
 use schema::Interval;
+use sensor::output::LogWriter;
 use sensor::pipeline::PipelineConfig;
 use sensor::worker::WorkerConfig;
 use serde::Deserialize;
@@ -54,6 +55,12 @@ pub struct SensorConfig {
     /// Out-of-order TCP data all streams of one worker may hold for the
     /// analyzers; past it, holes are declared gaps at once.
     pub reassembly_memory_mb: usize,
+    /// Store transferred files under `<log dir>/extract_files/`.
+    pub extract_files: bool,
+    /// Bytes of one file stored at most (the rest is cut off).
+    pub extract_max_file_bytes: u64,
+    /// Files stored at most in one run.
+    pub extract_max_files: u64,
 }
 
 impl Default for SensorConfig {
@@ -80,6 +87,9 @@ impl Default for SensorConfig {
             promiscuous: true,
             analyzers: true,
             reassembly_memory_mb: 64,
+            extract_files: false,
+            extract_max_file_bytes: 16 << 20,
+            extract_max_files: 10_000,
         }
     }
 }
@@ -112,6 +122,9 @@ impl SensorConfig {
                 errs.push(format!("{name} must be positive"));
             }
         }
+        if self.extract_files && (self.extract_max_file_bytes == 0 || self.extract_max_files == 0) {
+            errs.push("extract_max_file_bytes and extract_max_files must be positive when extract_files is on".into());
+        }
         if self.snaplen < 64 {
             errs.push(format!("snaplen must be at least 64, not {}", self.snaplen));
         }
@@ -120,6 +133,12 @@ impl SensorConfig {
         } else {
             Err(errs)
         }
+    }
+
+    /// The writer of the log directory, storing files when extraction is on.
+    pub fn log_writer(&self, dir: &Path) -> anyhow::Result<LogWriter> {
+        let w = LogWriter::new(dir)?;
+        Ok(if self.extract_files { w.with_extraction(self.extract_max_files)? } else { w })
     }
 
     pub fn pipeline(&self) -> PipelineConfig {
@@ -137,6 +156,7 @@ impl SensorConfig {
         w.flow.community_id_seed = self.community_id_seed;
         w.flow.analyzers = self.analyzers;
         w.flow.stream_memory = self.reassembly_memory_mb << 20;
+        w.flow.keep_file_bytes = if self.extract_files { self.extract_max_file_bytes } else { 0 };
         w.frag.max_datagrams = self.frag_max_datagrams;
         w.frag.max_bytes = self.frag_max_mb << 20;
         w.frag.max_fragments_per_datagram = self.frag_max_per_datagram;

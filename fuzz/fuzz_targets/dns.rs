@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         orig: ("10.0.0.1".parse().unwrap(), 1000),
         resp: ("10.0.0.2".parse().unwrap(), 53),
         is_orig,
+        keep_file_bytes: 0,
     };
     let mut out = AppOut::default();
     let mut udp = DnsState::new("udp");

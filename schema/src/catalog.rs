@@ -307,6 +307,9 @@ pub const CATALOG: &[LogDef] = &[
             f("md5", String, "MD5 of the content"),
             f("sha1", String, "SHA-1 of the content"),
             f("sha256", String, "SHA-256 of the content"),
+            f("extracted", String, "name of the extracted copy under extract_files/"),
+            f("extracted_cutoff", Bool, "the extracted copy stops at the size cap"),
+            f("extracted_size", Count, "bytes in the extracted copy"),
         ],
     },
     LogDef {
@@ -613,6 +616,10 @@ mod tests {
             md5: s(),
             sha1: s(),
             sha256: s(),
+            extracted: s(),
+            extracted_cutoff: Some(false),
+            extracted_size: Some(1),
+            content: None,
         });
         let v = || Some(vec!["x".to_string()]);
         let smtp = Event::Smtp(SmtpRecord {

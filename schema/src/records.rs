@@ -443,6 +443,20 @@ pub struct FilesRecord {
     pub sha1: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Name of the extracted copy under the log directory's `extract_files/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted: Option<String>,
+    /// The copy stops short of the file (the size cap was reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted_cutoff: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted_size: Option<u64>,
+    /// The file's bytes, up to the extraction cap, when extraction is on.
+    /// Never logged: the log writer stores them and later stages (content
+    /// scanning) read them from here, so they are copied out of the
+    /// protocol stream once.
+    #[serde(skip)]
+    pub content: Option<Vec<u8>>,
 }
 
 /// One SMTP transaction: a line of Zeek's `smtp.log`.

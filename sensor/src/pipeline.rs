@@ -334,11 +334,11 @@ fn worker_loop(
 
 fn output_loop<S: EventSink>(mut sink: S, rx: Receiver<Vec<Event>>) -> Result<S, SensorError> {
     let mut result = Ok(());
-    for events in rx {
+    for mut events in rx {
         // Keep draining after a write error so the workers never block; the
         // first error is reported when the run ends.
         if result.is_ok() {
-            result = sink.write(&events);
+            result = sink.write(&mut events);
         }
     }
     result?;

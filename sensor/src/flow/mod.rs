@@ -45,6 +45,8 @@ pub struct FlowConfig {
     /// Out-of-order TCP bytes all streams of a worker may hold for the
     /// analyzers; past it, holes are declared gaps at once.
     pub stream_memory: usize,
+    /// Bytes of each transferred file kept for extraction; 0 keeps none.
+    pub keep_file_bytes: u64,
 }
 
 impl Default for FlowConfig {
@@ -62,6 +64,7 @@ impl Default for FlowConfig {
             community_id_seed: 0,
             analyzers: true,
             stream_memory: 64 << 20,
+            keep_file_bytes: 0,
         }
     }
 }
@@ -430,6 +433,7 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         let hasher = Hasher::new();
         let uid_seed = cfg.uid_seed.unwrap_or_else(|| hasher.hash_one(0x5eed_u32));
+        let keep_file_bytes = cfg.keep_file_bytes;
         FlowTable {
             cfg,
             hasher,
@@ -441,7 +445,7 @@ impl FlowTable {
             counters: FlowCounters::default(),
             now: i64::MIN,
             flush_queue: Vec::new(),
-            shared: Shared::default(),
+            shared: Shared { keep_file_bytes, ..Shared::default() },
         }
     }
 
@@ -697,7 +701,8 @@ impl FlowTable {
             return;
         }
         let key = *key;
-        app_call(c, &key, ts, obs.is_orig, out, |app, ctx, ao| app.datagram(ctx, payload, &mut self.shared, ao));
+        let keep = self.shared.keep_file_bytes;
+        app_call(c, &key, ts, obs.is_orig, keep, out, |app, ctx, ao| app.datagram(ctx, payload, &mut self.shared, ao));
     }
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
@@ -940,7 +945,8 @@ impl FlowTable {
                 self.shared.stream_held = self.shared.stream_held.saturating_sub(held);
             }
             let (orig, resp) = endpoints(&key, &c);
-            let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true };
+            let keep_file_bytes = self.shared.keep_file_bytes;
+            let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true, keep_file_bytes };
             let mut ao = AppOut::default();
             slot.app.finish(&ctx, &mut self.shared, &mut ao);
             out.events.append(&mut ao.events);
@@ -1014,13 +1020,14 @@ fn app_call(
     key: &FlowKey,
     ts: Time,
     is_orig: bool,
+    keep_file_bytes: u64,
     out: &mut FlowOutput,
     f: impl FnOnce(&mut App, &FlowCtx, &mut AppOut),
 ) {
     let (orig, resp) = endpoints(key, c);
     let uid = c.uid();
     let Some(slot) = c.app.as_mut() else { return };
-    let ctx = FlowCtx { ts, uid, orig, resp, is_orig };
+    let ctx = FlowCtx { ts, uid, orig, resp, is_orig, keep_file_bytes };
     let mut ao = AppOut::default();
     f(&mut slot.app, &ctx, &mut ao);
     if slot.app.failed() {
@@ -1092,7 +1099,8 @@ fn tcp_app(
         }
     }
     for (from_orig, bytes, gap) in chunks {
-        app_call(c, key, ts, from_orig, out, |app, ctx, ao| {
+        let keep = shared.keep_file_bytes;
+        app_call(c, key, ts, from_orig, keep, out, |app, ctx, ao| {
             let ch = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };
             app.stream(ctx, ch, shared, ao)
         });

@@ -34,6 +34,11 @@ pub struct FileState {
     md5: Md5,
     sha1: Sha1,
     sha256: Sha256,
+    /// Bytes kept for extraction, and how many may be.
+    content: Vec<u8>,
+    keep: u64,
+    extracting: bool,
+    cutoff: bool,
 }
 
 impl std::fmt::Debug for FileState {
@@ -43,7 +48,8 @@ impl std::fmt::Debug for FileState {
 }
 
 impl FileState {
-    pub fn new(fuid: String) -> Self {
+    /// `keep` bytes of the file are kept for extraction (0: none).
+    pub fn new(fuid: String, keep: u64) -> Self {
         FileState {
             fuid,
             first: None,
@@ -54,6 +60,10 @@ impl FileState {
             md5: Md5::new(),
             sha1: Sha1::new(),
             sha256: Sha256::new(),
+            content: Vec::new(),
+            keep,
+            extracting: keep > 0,
+            cutoff: false,
         }
     }
 
@@ -67,6 +77,11 @@ impl FileState {
         if self.head.len() < HEAD {
             let take = (HEAD - self.head.len()).min(d.len());
             self.head.extend_from_slice(&d[..take]);
+        }
+        if self.extracting {
+            let room = usize::try_from(self.keep.saturating_sub(self.content.len() as u64)).unwrap_or(usize::MAX);
+            self.content.extend_from_slice(&d[..room.min(d.len())]);
+            self.cutoff |= room < d.len();
         }
         self.md5.update(d);
         self.sha1.update(d);
@@ -83,6 +98,11 @@ impl FileState {
 
     pub fn gap(&mut self, n: u64) {
         self.missing += n;
+        // A copy with a hole would misrepresent the file; it ends here.
+        if self.extracting && n > 0 {
+            self.cutoff = true;
+            self.keep = self.content.len() as u64;
+        }
     }
 
     pub fn seen(&self) -> u64 {
@@ -131,6 +151,10 @@ impl FileState {
             md5: Some(hex(&self.md5.finalize())),
             sha1: Some(hex(&self.sha1.finalize())),
             sha256: Some(hex(&self.sha256.finalize())),
+            extracted: None,
+            extracted_cutoff: self.extracting.then_some(self.cutoff),
+            extracted_size: None,
+            content: self.extracting.then_some(self.content),
         })
     }
 }
@@ -141,7 +165,7 @@ mod tests {
 
     #[test]
     fn hashes_and_ids() {
-        let mut f = FileState::new(fuid(FlowUid::new(5), 1, false));
+        let mut f = FileState::new(fuid(FlowUid::new(5), 1, false), 0);
         f.data(Time(10), b"hello ");
         f.data(Time(30), b"world");
         let ctx = FlowCtx {
@@ -150,6 +174,7 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 1),
             resp: ("8.8.8.8".parse().unwrap(), 80),
             is_orig: false,
+            keep_file_bytes: 0,
         };
         let r = f.finish(&ctx, "HTTP", 1, false, None, Some(11)).unwrap();
         assert_eq!(r.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
@@ -157,5 +182,32 @@ mod tests {
         assert_eq!(r.duration.micros(), 20);
         assert!(r.fuid.starts_with('F'));
         assert_ne!(fuid(FlowUid::new(5), 1, false), fuid(FlowUid::new(5), 2, false));
+    }
+
+    #[test]
+    fn kept_content_stops_at_the_cap_and_at_a_gap() {
+        let ctx = FlowCtx {
+            ts: Time(30),
+            uid: FlowUid::new(5),
+            orig: ("10.0.0.1".parse().unwrap(), 1),
+            resp: ("8.8.8.8".parse().unwrap(), 80),
+            is_orig: false,
+            keep_file_bytes: 4,
+        };
+        let mut f = FileState::new(fuid(FlowUid::new(5), 1, false), 4);
+        f.data(Time(10), b"abc");
+        f.data(Time(11), b"def");
+        let r = f.finish(&ctx, "HTTP", 1, false, None, None).unwrap();
+        assert_eq!((r.content.as_deref(), r.extracted_cutoff), (Some(&b"abcd"[..]), Some(true)));
+        let mut f = FileState::new(fuid(FlowUid::new(5), 2, false), 100);
+        f.data(Time(10), b"ab");
+        f.gap(3);
+        f.data(Time(11), b"cd");
+        let r = f.finish(&ctx, "HTTP", 1, false, None, None).unwrap();
+        assert_eq!((r.content.as_deref(), r.extracted_cutoff), (Some(&b"ab"[..]), Some(true)));
+        let mut f = FileState::new(fuid(FlowUid::new(5), 3, false), 100);
+        f.data(Time(10), b"whole");
+        let r = f.finish(&ctx, "HTTP", 1, false, None, None).unwrap();
+        assert_eq!((r.content.as_deref(), r.extracted_cutoff), (Some(&b"whole"[..]), Some(false)));
     }
 }

@@ -291,7 +291,7 @@ impl FtpData {
     }
 
     pub fn stream(&mut self, ctx: &FlowCtx, chunk: Chunk<'_>, shared: &mut Shared) {
-        let file = self.file.get_or_insert_with(|| FileState::new(fuid(ctx.uid, 1, ctx.is_orig)));
+        let file = self.file.get_or_insert_with(|| FileState::new(fuid(ctx.uid, 1, ctx.is_orig), ctx.keep_file_bytes));
         match chunk {
             Chunk::Data(d) => {
                 if file.seen() == 0 {

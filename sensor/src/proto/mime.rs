@@ -157,7 +157,8 @@ impl Mime {
             // Preamble or epilogue of a container: not content.
             return;
         }
-        let file = e.file.get_or_insert_with(|| FileState::new(fuid(ctx.uid, 1000 + e.depth, true)));
+        let file =
+            e.file.get_or_insert_with(|| FileState::new(fuid(ctx.uid, 1000 + e.depth, true), ctx.keep_file_bytes));
         match e.encoding {
             Encoding::Plain => {
                 if e.pending_crlf {

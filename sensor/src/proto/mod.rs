@@ -27,6 +27,8 @@ pub struct FlowCtx {
     pub resp: (IpAddr, u16),
     /// The payload came from the originator.
     pub is_orig: bool,
+    /// Bytes of each file to keep for extraction (0: none).
+    pub keep_file_bytes: u64,
 }
 
 /// What an analyzer produced for one payload; owned by the caller.
@@ -166,6 +168,8 @@ pub struct Shared {
     pub stream_forced_gaps: u64,
     /// DHCP transactions being joined across connections.
     pub dhcp: dhcp::DhcpJoins,
+    /// Bytes of each file kept for extraction (0: none).
+    pub keep_file_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug)]

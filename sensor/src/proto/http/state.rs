@@ -331,7 +331,7 @@ impl HttpState {
             side.body = None;
         } else {
             self.files += 1;
-            let file = FileState::new(fuid(ctx.uid, self.files, s == 0));
+            let file = FileState::new(fuid(ctx.uid, self.files, s == 0), ctx.keep_file_bytes);
             let side = &mut self.sides[s];
             side.phase = Phase::Body;
             side.framing = Some(fr);
@@ -498,6 +498,7 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 40000),
             resp: ("10.0.0.80".parse().unwrap(), 80),
             is_orig,
+            keep_file_bytes: 0,
         }
     }
 

@@ -299,6 +299,7 @@ mod tests {
             orig: ("11.2.3.4".parse().unwrap(), 50000),
             resp: ("10.1.0.22".parse().unwrap(), 22),
             is_orig,
+            keep_file_bytes: 0,
         }
     }
 
