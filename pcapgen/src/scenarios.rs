@@ -21,7 +21,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("http", "HTTP/1.x: pipelining, chunked and compressed bodies, HEAD, errors, a non-standard port"),
     ("tls", "TLS 1.2 and 1.3 handshakes: SNI, ALPN, GREASE, certificate, key exchange, an alert, a non-standard port"),
     ("ftp", "an FTP session: login, passive and active transfers with their data channels"),
-    ("smtp", "SMTP: a multipart message with a base64 attachment, a second transaction, STARTTLS"),
+    ("smtp", "SMTP: a multipart message with a base64 attachment, a second transaction, STARTTLS accepted and refused"),
     ("dhcp", "DHCP: a camera's broadcast DORA, a unicast renewal, a refused request, a datagram that is not DHCP"),
     ("ntp", "NTP: client/server, symmetric with an extension field, broadcast, and two datagrams that are not NTP"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
@@ -1211,7 +1211,7 @@ Content-Transfer-Encoding: base64\r\n\r\nc3RhdGlvbixsZXZlbF9jbQo3LDE1Mgo4LDE0OQo
             (false, b"221 2.0.0 Bye\r\n"),
         ],
     );
-    // STARTTLS: after it, nothing is readable.
+    // STARTTLS accepted: the rest is a TLS handshake.
     dialog(
         &mut c,
         S,
@@ -1225,6 +1225,29 @@ Content-Transfer-Encoding: base64\r\n\r\nc3RhdGlvbixsZXZlbF9jbQo3LDE1Mgo4LDE0OQo
             (true, b"STARTTLS\r\n"),
             (false, b"220 Ready to start TLS\r\n"),
             (true, &tls_record(22, &client_hello(Some("relay.city.example"), &[], false))),
+        ],
+    );
+    // STARTTLS refused: the session goes on in the clear.
+    dialog(
+        &mut c,
+        2 * S,
+        56002,
+        &[
+            (false, b"220 relay.city.example ESMTP\r\n"),
+            (true, b"EHLO ws19.city.example\r\n"),
+            (false, b"250 relay.city.example\r\n"),
+            (true, b"STARTTLS\r\n"),
+            (false, b"454 4.7.0 TLS not available due to temporary reason\r\n"),
+            (true, b"MAIL FROM:<b@city.example>\r\n"),
+            (false, b"250 Ok\r\n"),
+            (true, b"RCPT TO:<c@city.example>\r\n"),
+            (false, b"250 Ok\r\n"),
+            (true, b"DATA\r\n"),
+            (false, b"354 go ahead\r\n"),
+            (true, b"Subject: plain\r\n\r\nx\r\n.\r\n"),
+            (false, b"250 Ok: queued as 7A1B4\r\n"),
+            (true, b"QUIT\r\n"),
+            (false, b"221 Bye\r\n"),
         ],
     );
     c

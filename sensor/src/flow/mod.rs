@@ -281,8 +281,10 @@ const F_INACTIVITY: u8 = 16;
 const F_APP_DECIDED: u8 = 32;
 
 /// Service names a flow can carry; index 0 means none.
-pub const SERVICES: &[&str] =
-    &["", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data", "smtp", "dhcp"];
+pub const SERVICES: &[&str] = &[
+    "", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data", "smtp", "dhcp",
+    "smtp,ssl",
+];
 
 impl Conn {
     fn tcp(&self) -> Option<&TcpConn> {
@@ -1034,7 +1036,8 @@ fn app_call(
         c.app = None;
     }
     if let Some(s) = ao.confirmed {
-        if c.service == 0 {
+        // A composite name ("smtp,ssl") refines the one already set.
+        if c.service == 0 || s.contains(',') {
             c.service = SERVICES.iter().position(|x| *x == s).unwrap_or(0) as u8;
         }
     }

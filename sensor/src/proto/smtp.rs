@@ -1,9 +1,11 @@
 //! SMTP (RFC 5321): the envelope (HELO, MAIL FROM, RCPT TO), the message
 //! headers, each MIME part as a file, and the last reply; Zeek's `smtp.log`.
-//! After STARTTLS the session is encrypted and only `tls` is noted.
+//! Once the server accepts STARTTLS, the rest of the connection goes to the
+//! TLS analyzer (ssl.log, service `smtp,ssl`), as in Zeek.
 
 use crate::proto::mime::Mime;
 use crate::proto::stream::Chunk;
+use crate::proto::tls::TlsState;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
 use schema::{Event, SmtpRecord};
 use std::net::IpAddr;
@@ -21,7 +23,11 @@ pub struct SmtpState {
     in_data: bool,
     data_pending: bool,
     mime: Option<Mime>,
+    /// The client asked for STARTTLS; the server's reply decides.
+    starttls_pending: bool,
     tls: bool,
+    /// The TLS handshake after STARTTLS.
+    tls_state: Option<Box<TlsState>>,
     multi: Option<String>,
     bad: u8,
     /// The message ended: log the transaction with the server's reply.
@@ -74,7 +80,7 @@ impl SmtpState {
             last_reply: None,
             path: vec![ctx.resp.0, ctx.orig.0],
             user_agent: None,
-            tls: false,
+            tls: self.tls,
             fuids: None,
         })
     }
@@ -90,6 +96,7 @@ impl SmtpState {
             }
         };
         if self.tls {
+            self.feed_tls(ctx, Chunk::Data(data), out);
             return;
         }
         self.bufs[s].extend_from_slice(data);
@@ -103,7 +110,13 @@ impl SmtpState {
                 self.server_line(ctx, line, out);
             }
             if self.tls {
+                // What the client sent past STARTTLS is already TLS.
+                let rest = std::mem::take(&mut self.bufs[0]);
                 self.bufs = [Vec::new(), Vec::new()];
+                if !rest.is_empty() {
+                    let c = FlowCtx { is_orig: true, ..*ctx };
+                    self.feed_tls(&c, Chunk::Data(&rest), out);
+                }
                 return;
             }
         }
@@ -144,12 +157,7 @@ impl SmtpState {
             }
             "DATA" => self.data_pending = true,
             "RSET" => self.log(out),
-            "STARTTLS" => {
-                self.tls = true;
-                if let Some(t) = self.txn.as_mut() {
-                    t.tls = true;
-                }
-            }
+            "STARTTLS" => self.starttls_pending = true,
             "QUIT" | "NOOP" | "AUTH" | "VRFY" | "EXPN" | "HELP" | "BDAT" | "XCLIENT" => {}
             _ if cmd.chars().all(|c| c.is_ascii_alphabetic()) && cmd.len() <= 10 => {}
             _ => {
@@ -178,6 +186,16 @@ impl SmtpState {
         if self.log_after_reply {
             self.log_after_reply = false;
             self.log(out);
+        }
+        if self.starttls_pending {
+            self.starttls_pending = false;
+            if code == 220 {
+                self.tls = true;
+                self.tls_state = Some(Box::default());
+                if let Some(t) = self.txn.as_mut() {
+                    t.tls = true;
+                }
+            }
         }
         if code == 354 && self.data_pending {
             self.data_pending = false;
@@ -235,7 +253,24 @@ impl SmtpState {
         }
     }
 
+    fn feed_tls(&mut self, ctx: &FlowCtx, chunk: Chunk<'_>, out: &mut AppOut) {
+        let Some(t) = self.tls_state.as_mut() else { return };
+        let mut inner = AppOut::default();
+        t.stream(ctx, chunk, &mut inner);
+        if t.failed() {
+            self.tls_state = None;
+        }
+        if inner.confirmed.is_some() {
+            out.confirmed = Some("smtp,ssl");
+        }
+        out.events.append(&mut inner.events);
+        out.weirds.append(&mut inner.weirds);
+    }
+
     pub fn finish(&mut self, ctx: &FlowCtx, out: &mut AppOut) {
+        if let Some(t) = self.tls_state.as_mut() {
+            t.finish(ctx, out);
+        }
         if let Some(mut m) = self.mime.take() {
             m.finish(ctx);
             for f in m.files.drain(..) {
