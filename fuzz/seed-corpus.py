@@ -47,7 +47,7 @@ def main(cases_dir, corpus_dir):
 
 
 # Scenario -> analyzer selector of run_streams.
-STREAM_CASES = {"http": 0, "tls": 1, "ssh": 2, "ftp": 3, "smtp": 4, "dns": 5, "ntp": 6, "dhcp": 7}
+STREAM_CASES = {"http": 0, "tls": 1, "ssh": 2, "ftp": 3, "smtp": 4, "dns": 5, "ntp": 6, "dhcp": 7, "quic": 8}
 
 
 def payloads(pkts):

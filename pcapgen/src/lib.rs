@@ -5,6 +5,7 @@
 //! timestamps, so the captures are small, reproducible and free of real data.
 
 mod build;
+mod quic;
 mod scenarios;
 
 pub use build::*;

@@ -23,6 +23,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("ftp", "an FTP session: login, passive and active transfers with their data channels"),
     ("smtp", "SMTP: a multipart message with a base64 attachment, a second transaction, STARTTLS accepted and refused"),
     ("dhcp", "DHCP: a camera's broadcast DORA, a unicast renewal, a refused request, a datagram that is not DHCP"),
+    ("quic", "QUIC: a version 1 handshake with shuffled CRYPTO frames, a version 2 ClientHello across two packets, a datagram that is not QUIC"),
     ("ntp", "NTP: client/server, symmetric with an extension field, broadcast, and two datagrams that are not NTP"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
@@ -1156,6 +1157,39 @@ fn dhcp_scenario() -> Cap {
     c
 }
 
+fn quic_scenario() -> Cap {
+    use crate::quic::{ack0, crypto, initial, V1, V2};
+    let mut c = Cap::new(DLT_EN10MB);
+    let (cl, srv, portal) = (a("10.30.0.20"), a("10.30.0.80"), a("10.30.0.81"));
+    // Version 1 on 443: the ClientHello's CRYPTO data in two frames, the
+    // second half first (browsers shuffle them), and the server's Initial
+    // with its ServerHello.
+    let odcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+    let (cscid, sscid) = ([0xc1, 0x01, 0x02, 0x03], [0x5e, 0x01, 0x02, 0x03, 0x04]);
+    let hello = client_hello(Some("traffic.city.example"), &["h3"], true);
+    let half = hello.len() / 2;
+    let mut frames = crypto(half as u64, &hello[half..]);
+    frames.extend(crypto(0, &hello[..half]));
+    let p = initial(V1, &odcid, &odcid, &cscid, true, 0, &frames, 1200);
+    c.ip(0, ip(cl, srv, 17, &udp(cl, srv, 51000, 443, &p)));
+    let mut frames = ack0();
+    frames.extend(crypto(0, &server_hello(0x1301, None, true)));
+    let p = initial(V1, &odcid, &cscid, &sscid, false, 0, &frames, 0);
+    c.ip(5 * MS, ip(srv, cl, 17, &udp(srv, cl, 443, 51000, &p)));
+    // Version 2 on a non-standard port: the ClientHello spans two Initial
+    // packets in two datagrams.
+    let odcid = [0x0a, 0xc5, 0x03, 0xe9, 0x80, 0x8e, 0xff, 0x1c, 0xa8, 0xa3];
+    let hello = client_hello(Some("portal.city.example"), &["h3", "h3-29"], true);
+    let half = hello.len() / 2;
+    let p = initial(V2, &odcid, &odcid, &[], true, 0, &crypto(0, &hello[..half]), 1200);
+    c.ip(S, ip(cl, portal, 17, &udp(cl, portal, 51001, 4433, &p)));
+    let p = initial(V2, &odcid, &odcid, &[], true, 1, &crypto(half as u64, &hello[half..]), 1200);
+    c.ip(S + MS, ip(cl, portal, 17, &udp(cl, portal, 51001, 4433, &p)));
+    // Not QUIC: a short datagram to 443.
+    c.ip(2 * S, ip(cl, srv, 17, &udp(cl, srv, 51002, 443, b"\xc0hello")));
+    c
+}
+
 fn smtp_scenario() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     let dialog = |c: &mut Cap, t0: i64, cport: u16, lines: &[(bool, &[u8])]| {
@@ -1535,6 +1569,7 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "smtp" => smtp_scenario(),
         "ntp" => ntp_scenario(),
         "dhcp" => dhcp_scenario(),
+        "quic" => quic_scenario(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),

@@ -258,6 +258,23 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "quic",
+        fields: &[
+            f("ts", Time, "first Initial packet"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("version", String, "QUIC version (1, quicv2, draft-N, or hex)"),
+            f("client_initial_dcid", String, "Destination Connection ID of the client's first Initial (hex)"),
+            f("client_scid", String, "client's Source Connection ID (hex)"),
+            f("server_scid", String, "server's Source Connection ID (hex)"),
+            f("server_name", String, "SNI of the ClientHello"),
+            f("client_protocol", String, "first ALPN value the client offered"),
+        ],
+    },
+    LogDef {
         name: "ftp",
         fields: &[
             f("ts", Time, "time of the command"),
@@ -376,7 +393,7 @@ mod tests {
     use super::CATALOG;
     use crate::{
         ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord,
-        SmtpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        QuicRecord, SmtpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -667,7 +684,21 @@ mod tests {
             msg_types: vec!["ACK"],
             duration: Interval(1),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp, dhcp] {
+        let quic = Event::Quic(QuicRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 443,
+            version: "1".into(),
+            client_initial_dcid: "00".into(),
+            client_scid: s(),
+            server_scid: s(),
+            server_name: s(),
+            client_protocol: s(),
+        });
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp, dhcp, quic] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

@@ -14,7 +14,7 @@ mod time;
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ids::{FlowUid, SensorId};
 pub use records::{
-    ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FtpRecord, HttpRecord, NtpRecord, SmtpRecord, SshRecord,
-    SslRecord, StatsRecord, TunnelRecord, WeirdRecord,
+    ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FtpRecord, HttpRecord, NtpRecord, QuicRecord, SmtpRecord,
+    SshRecord, SslRecord, StatsRecord, TunnelRecord, WeirdRecord,
 };
 pub use time::{Interval, Time};

@@ -363,6 +363,34 @@ pub struct DhcpRecord {
     pub duration: Interval,
 }
 
+/// One QUIC connection as its Initial packets show it: a line of Zeek's
+/// `quic.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QuicRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `1`, `quicv2`, `draft-29`, or the number in hex.
+    pub version: String,
+    pub client_initial_dcid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_scid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_scid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The first ALPN value the client offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_protocol: Option<String>,
+}
+
 /// One FTP command and its final reply: a line of Zeek's `ftp.log`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FtpRecord {
@@ -567,6 +595,7 @@ pub enum Event {
     Files(FilesRecord),
     Smtp(SmtpRecord),
     Dhcp(DhcpRecord),
+    Quic(QuicRecord),
 }
 
 impl Event {
@@ -586,6 +615,7 @@ impl Event {
             Event::Files(_) => "files",
             Event::Smtp(_) => "smtp",
             Event::Dhcp(_) => "dhcp",
+            Event::Quic(_) => "quic",
         }
     }
 }

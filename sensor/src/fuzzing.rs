@@ -43,7 +43,7 @@ pub fn run_packets(data: &[u8]) {
 
 /// The analyzers the `streams` target drives directly, in the order its first
 /// input byte selects them.
-const STREAM_APPS: usize = 8;
+const STREAM_APPS: usize = 9;
 
 fn stream_app(sel: u8) -> App {
     match usize::from(sel) % STREAM_APPS {
@@ -54,7 +54,8 @@ fn stream_app(sel: u8) -> App {
         4 => App::Smtp(Box::default()),
         5 => App::Dns(DnsState::new("tcp")),
         6 => App::Ntp(NtpState::default()),
-        _ => App::Dhcp(DhcpState::default()),
+        7 => App::Dhcp(DhcpState::default()),
+        _ => App::Quic(Box::default()),
     }
 }
 
@@ -63,7 +64,7 @@ fn stream_app(sel: u8) -> App {
 /// parser: a byte choosing the analyzer, then records of `[control: u8]
 /// [len: u8][bytes]`. The control byte's low bit names the side; with its
 /// second bit set the record is a gap of `len * 97` bytes instead of data.
-/// Datagram analyzers (NTP, DHCP) take each record as one message.
+/// Datagram analyzers (NTP, DHCP, QUIC) take each record as one message.
 pub fn run_streams(data: &[u8]) {
     let Some((&sel, mut rest)) = data.split_first() else { return };
     let mut app = stream_app(sel);
@@ -87,7 +88,7 @@ pub fn run_streams(data: &[u8]) {
             continue;
         }
         let n = len.min(rest.len());
-        if matches!(app, App::Ntp(_) | App::Dhcp(_)) {
+        if matches!(app, App::Ntp(_) | App::Dhcp(_) | App::Quic(_)) {
             app.datagram(&ctx, &rest[..n], &mut shared, &mut out);
         } else {
             app.stream(&ctx, Chunk::Data(&rest[..n]), &mut shared, &mut out);

@@ -10,6 +10,7 @@ pub mod ftp;
 pub mod http;
 pub mod mime;
 pub mod ntp;
+pub mod quic;
 pub mod smtp;
 pub mod ssh;
 pub mod stream;
@@ -52,6 +53,7 @@ pub enum App {
     FtpData(Box<ftp::FtpData>),
     Smtp(Box<smtp::SmtpState>),
     Dhcp(dhcp::DhcpState),
+    Quic(Box<quic::QuicState>),
 }
 
 impl App {
@@ -62,7 +64,14 @@ impl App {
         if dhcp::PORTS.iter().any(|&p| is(p)) {
             return Some(App::Dhcp(dhcp::DhcpState::default()));
         }
-        if dns::UDP_PORTS.iter().any(|&p| is(p)) || dns::parser::looks_like_dns(payload) {
+        if dns::UDP_PORTS.iter().any(|&p| is(p)) {
+            return Some(App::Dns(dns::DnsState::new("udp")));
+        }
+        // QUIC by content: an Initial this sensor can decrypt, on any port.
+        if quic::looks_like_initial(payload) {
+            return Some(App::Quic(Box::default()));
+        }
+        if dns::parser::looks_like_dns(payload) {
             return Some(App::Dns(dns::DnsState::new("udp")));
         }
         if is(ntp::PORT) {
@@ -109,7 +118,7 @@ impl App {
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
             App::Tls(t) => t.stream(ctx, chunk, out),
-            App::Ntp(_) | App::Dhcp(_) => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) => {}
         }
     }
 
@@ -118,6 +127,7 @@ impl App {
             App::Dns(d) => d.message(ctx, payload, out),
             App::Ntp(n) => n.message(ctx, payload, out),
             App::Dhcp(d) => d.message(ctx, payload, &mut shared.dhcp, out),
+            App::Quic(q) => q.message(ctx, payload, out),
             App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) | App::Smtp(_) => {}
         }
     }
@@ -133,6 +143,7 @@ impl App {
             App::Http(h) => h.finish(ctx, out),
             App::Tls(t) => t.finish(ctx, out),
             App::Ntp(_) | App::Dhcp(_) => {}
+            App::Quic(q) => q.finish(ctx, out),
         }
     }
 
@@ -148,6 +159,7 @@ impl App {
             App::FtpData(_) => false,
             App::Smtp(m) => m.failed(),
             App::Dhcp(d) => d.failed(),
+            App::Quic(q) => q.failed(),
         }
     }
 }

@@ -36,11 +36,24 @@ pub struct TlsState {
     saw_server_hello: bool,
     records: u32,
     failed: bool,
+    /// The handshake travels in QUIC: JA4 starts with `q`.
+    quic: bool,
 }
 
 impl TlsState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For a handshake carried by QUIC CRYPTO frames.
+    pub fn quic() -> Self {
+        TlsState { quic: true, ..Self::default() }
+    }
+
+    /// Handshake messages that arrived outside TLS records (QUIC).
+    pub fn handshake(&mut self, ctx: &FlowCtx, msgs: &[u8], out: &mut AppOut) {
+        let s = usize::from(!ctx.is_orig);
+        self.on_record(ctx, s, 22, msgs, out);
     }
 
     pub fn failed(&self) -> bool {
@@ -186,11 +199,12 @@ impl TlsState {
 
     fn client_hello(&mut self, ctx: &FlowCtx, h: &Hello) {
         self.client_session = h.session_id.clone();
+        let transport = if self.quic { 'q' } else { 't' };
         let r = self.record(ctx);
         r.ts = ctx.ts;
         r.server_name = h.ext(EXT_SNI).and_then(server_name).map(zeek_escape);
         r.ja3 = Some(ja3(h));
-        r.ja4 = Some(ja4(h, 't'));
+        r.ja4 = Some(ja4(h, transport));
     }
 
     fn server_hello(&mut self, ctx: &FlowCtx, h: &Hello) {
@@ -198,12 +212,13 @@ impl TlsState {
         self.server_version = Some(v);
         self.saw_server_hello = true;
         let resumed_12 = !h.session_id.is_empty() && h.session_id == self.client_session;
+        let transport = if self.quic { 'q' } else { 't' };
         let r = self.record(ctx);
         r.version = Some(names::version(v));
         r.cipher = h.ciphers.first().map(|&c| names::cipher(c));
         r.next_protocol = h.ext(EXT_ALPN).and_then(|e| alpn(e).first().map(|p| zeek_escape(p)));
         r.ja3s = Some(ja3s(h));
-        r.ja4s = Some(ja4s(h, 't'));
+        r.ja4s = Some(ja4s(h, transport));
         if v == 0x0304 {
             if let Some([a, b, ..]) = h.ext(EXT_KEY_SHARE) {
                 r.curve = Some(names::group(u16::from_be_bytes([*a, *b])));
