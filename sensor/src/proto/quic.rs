@@ -384,4 +384,29 @@ mod tests {
         assert_eq!(varint(&unhex("25")).unwrap().0, 37);
         assert!(varint(&unhex("c2197c")).is_none());
     }
+
+    #[test]
+    fn crypto_frames_reassemble_in_any_order() {
+        // A handshake message of type 1 and 6 body bytes, cut in three.
+        let msg = [1u8, 0, 0, 6, 10, 11, 12, 13, 14, 15];
+        let frame = |off: u8, d: &[u8]| {
+            let mut f = vec![0x06, off, d.len() as u8];
+            f.extend_from_slice(d);
+            f
+        };
+        let mut pkt = vec![0x02, 0, 0, 0, 0, 0x01];
+        pkt.extend(frame(7, &msg[7..]));
+        pkt.extend(frame(0, &msg[..3]));
+        let mut rest = frame(3, &msg[3..7]);
+        rest.extend([0u8; 20]);
+        let mut c = Crypto::default();
+        assert!(frames(&pkt, &mut c).is_some());
+        assert!(c.message().is_none());
+        assert!(frames(&rest, &mut c).is_some());
+        assert_eq!(c.message().as_deref(), Some(&msg[..]));
+        for n in 0..pkt.len() {
+            let _ = frames(&pkt[..n], &mut Crypto::default());
+        }
+        assert!(frames(&[0x30], &mut Crypto::default()).is_none());
+    }
 }
