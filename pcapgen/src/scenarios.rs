@@ -790,7 +790,20 @@ fn ssh_kexinit(kex: &str, hk: &str, enc: &str, mac: &str, comp: &str) -> Vec<u8>
 /// One SSH session over TCP: the server's version first (as servers do),
 /// the client's, both KEXINITs, the server's ECDH reply with its host key,
 /// NEWKEYS both ways, then encrypted bytes and a clean close.
-fn ssh_session(c: &mut Cap, t: i64, client: &str, cport: u16, server: &str, sport: u16, client_banner: &[u8]) {
+/// An SSH-2 session to NEWKEYS, then encrypted traffic: SERVICE_REQUEST and
+/// SERVICE_ACCEPT (96 bytes), then one authentication request per entry of
+/// `server_auth`, answered by a server packet of that size.
+#[allow(clippy::too_many_arguments)]
+fn ssh_session(
+    c: &mut Cap,
+    t: i64,
+    client: &str,
+    cport: u16,
+    server: &str,
+    sport: u16,
+    client_banner: &[u8],
+    server_auth: &[usize],
+) {
     let mut s = TcpSession::new(a(client), cport, a(server), sport, 11_000, 77_000);
     let mut t = t;
     let mut send = |c: &mut Cap, from_client: bool, flags: u8, data: &[u8]| {
@@ -847,6 +860,10 @@ fn ssh_session(c: &mut Cap, t: i64, client: &str, cport: u16, server: &str, spor
     send(c, true, PSH | ACK, &ssh_packet(&[21]));
     send(c, true, PSH | ACK, &[0x9c; 64]);
     send(c, false, PSH | ACK, &[0x3e; 96]);
+    for &n in server_auth {
+        send(c, true, PSH | ACK, &[0x9d; 128]);
+        send(c, false, PSH | ACK, &vec![0x3f; n]);
+    }
     send(c, true, FIN | ACK, &[]);
     send(c, false, FIN | ACK, &[]);
     send(c, true, ACK, &[]);
@@ -1525,9 +1542,12 @@ fn crc32(data: &[u8]) -> u32 {
 fn ssh_scenario() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     // From the Internet to a city gateway: INBOUND.
-    ssh_session(&mut c, 0, "198.100.7.9", 52000, "10.23.0.22", 22, b"SSH-2.0-libssh_0.10.6\r\n");
+    // Two failed passwords (112-byte USERAUTH_FAILUREs), then a success (80
+    // bytes, 16 fewer than SERVICE_ACCEPT).
+    ssh_session(&mut c, 0, "198.100.7.9", 52000, "10.23.0.22", 22, b"SSH-2.0-libssh_0.10.6\r\n", &[112, 112, 80]);
     // Between two city hosts on port 2222: found by content, no direction.
-    ssh_session(&mut c, S, "10.23.0.5", 52001, "10.23.0.6", 2222, b"SSH-2.0-PuTTY_Release_0.81\r\n");
+    // Only failures: the first sets the failure size, the second counts.
+    ssh_session(&mut c, S, "10.23.0.5", 52001, "10.23.0.6", 2222, b"SSH-2.0-PuTTY_Release_0.81\r\n", &[112, 112]);
     // A client that speaks something else to port 22.
     let mut x = TcpSession::new(a("10.23.0.7"), 52002, a("10.23.0.22"), 22, 1, 2);
     c.ip(2 * S, x.seg(true, SYN, &[]));

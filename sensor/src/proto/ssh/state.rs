@@ -1,5 +1,6 @@
 //! Per-connection SSH state: each side goes version line, then clear binary
-//! packets until NEWKEYS, then encrypted (ignored).
+//! packets until NEWKEYS, then encrypted; the sizes of the encrypted server
+//! packets give Zeek's authentication heuristics.
 
 use super::parser::{first_string, kexinit, packet, KexInit, MAX_LINE};
 use crate::flow::is_private;
@@ -13,7 +14,9 @@ enum Phase {
     #[default]
     Version,
     Packets,
-    /// After NEWKEYS, after a gap in the clear part, or given up.
+    /// After NEWKEYS: only sizes are seen.
+    Encrypted,
+    /// After a gap in the clear part, SSH-1, or given up.
     Done,
 }
 
@@ -32,6 +35,21 @@ pub struct SshState {
     rec: Option<SshRecord>,
     sides: [Side; 2],
     failed: bool,
+    auth: AuthGuess,
+    /// A gap anywhere ends all analysis, as in Zeek.
+    had_gap: bool,
+}
+
+/// Zeek's guess at authentication from the sizes of the server's encrypted
+/// segments: the first is SERVICE_ACCEPT; one 16 bytes shorter is
+/// USERAUTH_SUCCESS; repeats of the first failure's size are failures.
+#[derive(Debug, Default)]
+struct AuthGuess {
+    saw_client: bool,
+    service_accept: usize,
+    failure: usize,
+    skipped_banner: bool,
+    decided: bool,
 }
 
 /// Clear-text bytes buffered per side before the analyzer gives up.
@@ -45,7 +63,13 @@ impl Default for SshState {
 
 impl SshState {
     pub fn new() -> Self {
-        SshState { rec: None, sides: [Side::default(), Side::default()], failed: false }
+        SshState {
+            rec: None,
+            sides: [Side::default(), Side::default()],
+            failed: false,
+            auth: AuthGuess::default(),
+            had_gap: false,
+        }
     }
 
     pub fn failed(&self) -> bool {
@@ -95,12 +119,21 @@ impl SshState {
                     side.phase = Phase::Done;
                     side.buf = Vec::new();
                 }
+                self.had_gap = true;
                 return;
             }
         };
-        let Some(side) = self.sides.get_mut(s) else { return };
-        if side.phase == Phase::Done {
+        if self.had_gap {
             return;
+        }
+        let Some(side) = self.sides.get_mut(s) else { return };
+        match side.phase {
+            Phase::Done => return,
+            Phase::Encrypted => {
+                self.encrypted(data.len(), ctx.is_orig);
+                return;
+            }
+            _ => {}
         }
         side.buf.extend_from_slice(data);
         loop {
@@ -108,6 +141,14 @@ impl SshState {
             match side.phase {
                 Phase::Done => {
                     side.buf = Vec::new();
+                    return;
+                }
+                Phase::Encrypted => {
+                    // The rest of the segment that carried NEWKEYS.
+                    let n = std::mem::take(&mut side.buf).len();
+                    if n > 0 {
+                        self.encrypted(n, ctx.is_orig);
+                    }
                     return;
                 }
                 Phase::Version => {
@@ -188,7 +229,7 @@ impl SshState {
             // SSH_MSG_NEWKEYS: this side encrypts from here on.
             21 => {
                 if let Some(side) = self.sides.get_mut(s) {
-                    side.phase = Phase::Done;
+                    side.phase = Phase::Encrypted;
                 }
             }
             // KEXDH_REPLY / KEX_ECDH_REPLY (31) or KEX_DH_GEX_REPLY (33) from
@@ -207,6 +248,59 @@ impl SshState {
             }
             _ => {}
         }
+    }
+
+    /// One encrypted segment of `len` bytes (Zeek's `ProcessEncrypted`).
+    fn encrypted(&mut self, len: usize, is_orig: bool) {
+        let a = &mut self.auth;
+        if a.decided || self.rec.as_ref().and_then(|r| r.version) != Some(2) {
+            return;
+        }
+        if is_orig {
+            a.saw_client = true;
+            return;
+        }
+        if !a.saw_client {
+            return;
+        }
+        if a.service_accept == 0 {
+            a.service_accept = len;
+            return;
+        }
+        // USERAUTH_SUCCESS (8 bytes before padding and MAC) is 16 bytes
+        // shorter than SERVICE_ACCEPT.
+        let success = len + 16 == a.service_accept;
+        if a.failure == 0 {
+            if success {
+                a.decided = true;
+                self.attempted(true);
+                return;
+            }
+            // A much larger packet is a pre-authentication banner.
+            if !a.skipped_banner && len > a.service_accept + 256 {
+                a.skipped_banner = true;
+                return;
+            }
+            a.failure = len;
+            return;
+        }
+        if len == a.failure {
+            self.attempted(false);
+        } else if success {
+            self.auth.decided = true;
+            self.attempted(true);
+        }
+    }
+
+    /// Zeek's `ssh_auth_attempted` handler: sizes say nothing under
+    /// compression, and a success is final.
+    fn attempted(&mut self, success: bool) {
+        let Some(r) = self.rec.as_mut() else { return };
+        if matches!(r.compression_alg.as_deref(), Some("zlib" | "zlib@openssh.com")) || r.auth_success == Some(true) {
+            return;
+        }
+        r.auth_success = Some(success);
+        r.auth_attempts += 1;
     }
 
     /// Zeek's `set_version`.
@@ -387,5 +481,47 @@ mod tests {
         let Some(Event::Ssh(r)) = out.events.pop() else { panic!() };
         assert_eq!(r.version, Some(2));
         assert_eq!(r.server.as_deref(), Some("SSH-1.99-OpenSSH_3.1p1"));
+    }
+
+    fn with_encrypted(sizes: &[(bool, usize)]) -> SshRecord {
+        let mut st = SshState::new();
+        let mut out = AppOut::default();
+        for (is_orig, bytes) in session() {
+            st.stream(&ctx(is_orig), Chunk::Data(&bytes), &mut out);
+        }
+        for &(is_orig, n) in sizes {
+            st.stream(&ctx(is_orig), Chunk::Data(&vec![0x5a; n]), &mut out);
+        }
+        st.finish(&ctx(true), &mut out);
+        match out.events.pop() {
+            Some(Event::Ssh(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn authentication_guessed_from_encrypted_sizes() {
+        // SERVICE_ACCEPT 52, two failures of 68 (the first only sets the
+        // size), then a success of 36.
+        let r = with_encrypted(&[
+            (true, 52),
+            (false, 52),
+            (true, 84),
+            (false, 68),
+            (true, 84),
+            (false, 68),
+            (true, 84),
+            (false, 36),
+        ]);
+        assert_eq!((r.auth_success, r.auth_attempts), (Some(true), 2));
+        // Failures only.
+        let r = with_encrypted(&[(true, 52), (false, 52), (true, 84), (false, 68), (true, 84), (false, 68)]);
+        assert_eq!((r.auth_success, r.auth_attempts), (Some(false), 1));
+        // Success with no failure first ("none" method), after a banner.
+        let r = with_encrypted(&[(true, 52), (false, 52), (false, 600), (false, 36)]);
+        assert_eq!((r.auth_success, r.auth_attempts), (Some(true), 1));
+        // Nothing decided yet: unset, as in Zeek.
+        let r = with_encrypted(&[(false, 52)]);
+        assert_eq!((r.auth_success, r.auth_attempts), (None, 0));
     }
 }
