@@ -12,6 +12,7 @@ pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::proto::stream::{Chunk, Stream};
+use crate::proto::tap::StreamChunk;
 use crate::proto::{App, AppOut, FlowCtx, Shared};
 use hashbrown::HashTable;
 use schema::{ConnRecord, Event, FlowUid, Interval, Time};
@@ -47,6 +48,8 @@ pub struct FlowConfig {
     pub stream_memory: usize,
     /// Bytes of each transferred file kept for extraction; 0 keeps none.
     pub keep_file_bytes: u64,
+    /// Makes the tap that receives every analyzed TCP stream's payload.
+    pub tap: Option<crate::proto::tap::TapFactory>,
 }
 
 impl Default for FlowConfig {
@@ -65,6 +68,7 @@ impl Default for FlowConfig {
             analyzers: true,
             stream_memory: 64 << 20,
             keep_file_bytes: 0,
+            tap: None,
         }
     }
 }
@@ -436,6 +440,7 @@ impl FlowTable {
         let hasher = Hasher::new();
         let uid_seed = cfg.uid_seed.unwrap_or_else(|| hasher.hash_one(0x5eed_u32));
         let keep_file_bytes = cfg.keep_file_bytes;
+        let tap = cfg.tap.as_ref().map(|f| crate::proto::tap::Tap((f.0)()));
         FlowTable {
             cfg,
             hasher,
@@ -447,7 +452,7 @@ impl FlowTable {
             counters: FlowCounters::default(),
             now: i64::MIN,
             flush_queue: Vec::new(),
-            shared: Shared { keep_file_bytes, ..Shared::default() },
+            shared: Shared { keep_file_bytes, tap, ..Shared::default() },
         }
     }
 
@@ -1102,6 +1107,11 @@ fn tcp_app(
         }
     }
     for (from_orig, bytes, gap) in chunks {
+        if let Some(tap) = shared.tap.as_mut() {
+            let (orig, resp) = endpoints(key, c);
+            let chunk = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };
+            tap.0.stream(&StreamChunk { ts, uid: c.uid(), orig, resp, is_orig: from_orig, chunk });
+        }
         let keep = shared.keep_file_bytes;
         app_call(c, key, ts, from_orig, keep, out, |app, ctx, ao| {
             let ch = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };

@@ -14,6 +14,7 @@ pub mod quic;
 pub mod smtp;
 pub mod ssh;
 pub mod stream;
+pub mod tap;
 pub mod tls;
 
 use schema::{Event, FlowUid, Time};
@@ -182,6 +183,8 @@ pub struct Shared {
     pub dhcp: dhcp::DhcpJoins,
     /// Bytes of each file kept for extraction (0: none).
     pub keep_file_bytes: u64,
+    /// Where stream payload goes for later stages, if anywhere.
+    pub tap: Option<tap::Tap>,
 }
 
 #[derive(Clone, Copy, Debug)]
