@@ -181,6 +181,10 @@ pub struct SshRecord {
     /// MD5 of the server's host key, as colon-separated hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
+    /// SHA-256 of the server host key in OpenSSH's notation (`SHA256:` and
+    /// base64), cut to 32 characters as newer Zeek writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_key_fingerprint: Option<String>,
     #[serde(rename = "hasshVersion", skip_serializing_if = "Option::is_none")]
     pub hassh_version: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,8 +6,10 @@ use super::parser::{first_string, kexinit, packet, KexInit, MAX_LINE};
 use crate::flow::is_private;
 use crate::proto::stream::Chunk;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
+use base64::Engine;
 use md5::{Digest, Md5};
 use schema::{Event, SshRecord};
+use sha2::Sha256;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -98,6 +100,7 @@ impl SshState {
                 kex_alg: None,
                 host_key_alg: None,
                 host_key: None,
+                host_key_fingerprint: None,
                 hassh_version: None,
                 hassh: None,
                 hassh_algorithms: None,
@@ -242,7 +245,12 @@ impl SshState {
                     if let Ok((_, key)) = first_string(body) {
                         let d = Md5::digest(key);
                         let hex: Vec<String> = d.iter().map(|b| format!("{b:02x}")).collect();
-                        self.record(ctx).host_key = Some(hex.join(":"));
+                        let sha = base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(key));
+                        let r = self.record(ctx);
+                        r.host_key = Some(hex.join(":"));
+                        // Zeek writes the first 32 base64 characters (24
+                        // of the 32 digest bytes); so do we, to match it.
+                        r.host_key_fingerprint = Some(format!("SHA256:{}", &sha[..32]));
                     }
                 }
             }
