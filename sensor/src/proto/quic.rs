@@ -160,6 +160,14 @@ impl Crypto {
         if self.done || offset.saturating_add(data.len() as u64) > MAX_CRYPTO {
             return;
         }
+        // Repeated or overlapping frames must not pile up: what is held
+        // out of order is capped like the offsets.
+        let held: usize = self.pieces.iter().map(|p| p.1.len()).sum();
+        if (held + data.len()) as u64 > MAX_CRYPTO {
+            self.done = true;
+            self.pieces = Vec::new();
+            return;
+        }
         self.pieces.push((offset, data.to_vec()));
         self.pieces.sort_by_key(|p| p.0);
         let mut progressed = true;
@@ -408,5 +416,14 @@ mod tests {
             let _ = frames(&pkt[..n], &mut Crypto::default());
         }
         assert!(frames(&[0x30], &mut Crypto::default()).is_none());
+    }
+
+    #[test]
+    fn repeated_crypto_frames_stay_bounded() {
+        let mut c = Crypto::default();
+        for _ in 0..10_000 {
+            c.add(100, &[7; 1000]);
+        }
+        assert!(c.pieces.len() <= 66);
     }
 }
