@@ -5,7 +5,7 @@
 
 use crate::proto::files::{fuid, FileState};
 use crate::proto::http::sniff;
-use crate::proto::stream::Chunk;
+use crate::proto::stream::{Chunk, Lines};
 use crate::proto::{zeek_escape, AppOut, Expected, FlowCtx, Shared};
 use schema::{Event, FlowUid, FtpRecord, Time};
 use std::collections::VecDeque;
@@ -37,7 +37,7 @@ struct Cmd {
 
 #[derive(Debug)]
 pub struct FtpState {
-    bufs: [Vec<u8>; 2],
+    lines: [Lines; 2],
     pending: VecDeque<Cmd>,
     user: String,
     password: Option<String>,
@@ -50,7 +50,7 @@ pub struct FtpState {
 impl Default for FtpState {
     fn default() -> Self {
         FtpState {
-            bufs: [Vec::new(), Vec::new()],
+            lines: [Lines::default(), Lines::default()],
             pending: VecDeque::new(),
             user: "<unknown>".into(),
             password: None,
@@ -104,25 +104,21 @@ impl FtpState {
         let data = match chunk {
             Chunk::Data(d) => d,
             Chunk::Gap(_) => {
-                self.bufs[s].clear();
+                self.lines[s].take();
                 out.weirds.push("FTP_content_gap");
                 return;
             }
         };
-        self.bufs[s].extend_from_slice(data);
-        while let Some(nl) = self.bufs[s].iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.bufs[s].drain(..=nl).collect();
-            let line = line.strip_suffix(b"\n").unwrap_or(&line);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.lines[s].push(data);
+        while let Some(line) = self.lines[s].next_line() {
             if s == 0 {
-                self.command(ctx, line, out);
+                self.command(ctx, &line, out);
             } else {
-                self.reply_line(ctx, line, shared, out);
+                self.reply_line(ctx, &line, shared, out);
             }
         }
-        if self.bufs[s].len() > MAX_LINE {
+        if self.lines[s].overflowed(MAX_LINE) {
             out.weirds.push("FTP_line_too_long");
-            self.bufs[s].clear();
             self.bad = self.bad.saturating_add(1);
         }
     }

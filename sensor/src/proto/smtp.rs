@@ -4,7 +4,7 @@
 //! TLS analyzer (ssl.log, service `smtp,ssl`), as in Zeek.
 
 use crate::proto::mime::Mime;
-use crate::proto::stream::Chunk;
+use crate::proto::stream::{Chunk, Lines};
 use crate::proto::tls::TlsState;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
 use schema::{Event, SmtpRecord};
@@ -15,7 +15,7 @@ const MAX_LINE: usize = 64 << 10;
 
 #[derive(Debug, Default)]
 pub struct SmtpState {
-    bufs: [Vec<u8>; 2],
+    lines: [Lines; 2],
     helo: Option<String>,
     txn: Option<SmtpRecord>,
     depth: u32,
@@ -90,7 +90,7 @@ impl SmtpState {
         let data = match chunk {
             Chunk::Data(d) => d,
             Chunk::Gap(_) => {
-                self.bufs[s].clear();
+                self.lines[s].take();
                 out.weirds.push("SMTP_content_gap");
                 return;
             }
@@ -99,20 +99,17 @@ impl SmtpState {
             self.feed_tls(ctx, Chunk::Data(data), out);
             return;
         }
-        self.bufs[s].extend_from_slice(data);
-        while let Some(nl) = self.bufs[s].iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.bufs[s].drain(..=nl).collect();
-            let line = line.strip_suffix(b"\n").unwrap_or(&line);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.lines[s].push(data);
+        while let Some(line) = self.lines[s].next_line() {
             if s == 0 {
-                self.client_line(ctx, line, out);
+                self.client_line(ctx, &line, out);
             } else {
-                self.server_line(ctx, line, out);
+                self.server_line(ctx, &line, out);
             }
             if self.tls {
                 // What the client sent past STARTTLS is already TLS.
-                let rest = std::mem::take(&mut self.bufs[0]);
-                self.bufs = [Vec::new(), Vec::new()];
+                let rest = self.lines[0].take();
+                self.lines[1].take();
                 if !rest.is_empty() {
                     let c = FlowCtx { is_orig: true, ..*ctx };
                     self.feed_tls(&c, Chunk::Data(&rest), out);
@@ -120,9 +117,8 @@ impl SmtpState {
                 return;
             }
         }
-        if self.bufs[s].len() > MAX_LINE {
+        if self.lines[s].overflowed(MAX_LINE) {
             out.weirds.push("SMTP_line_too_long");
-            self.bufs[s].clear();
         }
     }
 

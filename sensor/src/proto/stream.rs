@@ -139,6 +139,44 @@ impl Stream {
     }
 }
 
+/// Splits one direction of a line-based protocol (FTP, SMTP) into lines,
+/// without their CR LF, across any chunking.
+#[derive(Debug, Default)]
+pub struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete line.
+    pub fn next_line(&mut self) -> Option<Vec<u8>> {
+        let nl = self.buf.iter().position(|&b| b == b'\n')?;
+        let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(line)
+    }
+
+    /// Drops an unfinished line longer than `max`; says whether it did.
+    pub fn overflowed(&mut self, max: usize) -> bool {
+        let over = self.buf.len() > max;
+        if over {
+            self.buf.clear();
+        }
+        over
+    }
+
+    /// Forgets what is buffered (after a gap), returning it.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
