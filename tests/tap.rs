@@ -13,7 +13,7 @@ type Streams = Arc<Mutex<BTreeMap<(String, bool), Vec<u8>>>>;
 struct Collect(Streams);
 
 impl PayloadTap for Collect {
-    fn stream(&mut self, c: &StreamChunk<'_>) {
+    fn stream(&mut self, c: &StreamChunk<'_>, _out: &mut Vec<schema::Event>) {
         let mut m = self.0.lock().unwrap();
         let s = m.entry((c.uid.render('C'), c.is_orig)).or_default();
         match c.chunk {

@@ -387,14 +387,41 @@ pub const CATALOG: &[LogDef] = &[
             f("weirds", Count, "weird.log records written"),
         ],
     },
+    LogDef {
+        name: "alerts",
+        fields: &[
+            f("ts", Time, "when the alert was first raised"),
+            f("id", String, "alert identifier, stable across replays of the same input"),
+            f("severity", String, "informational, low, medium, high or critical"),
+            f("rule.source", String, "sigma, yara, model or ioc"),
+            f("rule.id", String, "identifier of the rule or indicator"),
+            f("rule.title", String, "title of the rule"),
+            f("rule.version", String, "content hash of the rule as loaded"),
+            f("mitre_attack", StringSet, "ATT&CK technique ids"),
+            f("sensor", String, "sensor that raised the alert"),
+            f("uid", String, "connection the alert is about"),
+            f("community_id", String, "Community ID of that connection"),
+            f("id.orig_h", Addr, "source address"),
+            f("id.orig_p", Port, "source port"),
+            f("id.resp_h", Addr, "destination address"),
+            f("id.resp_p", Port, "destination port"),
+            f("summary", String, "what happened, in one sentence"),
+            f("matched", StringSet, "what matched: field values, YARA strings with offsets, indicators"),
+            f("evidence", StringSet, "records behind the alert, as log:uid"),
+            f("confidence", Count, "indicator confidence, 0-100"),
+            f("count", Count, "occurrences folded into this alert"),
+            f("first_seen", Time, "first occurrence"),
+            f("last_seen", Time, "last occurrence"),
+        ],
+    },
 ];
-
 #[cfg(test)]
 mod tests {
     use super::CATALOG;
     use crate::{
-        ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, NtpRecord,
-        QuicRecord, SmtpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        AlertRecord, ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval,
+        NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord,
+        WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -700,7 +727,31 @@ mod tests {
             server_name: s(),
             client_protocol: s(),
         });
-        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp, dhcp, quic] {
+        let alert = Event::Alert(Box::new(AlertRecord {
+            ts: Time(1),
+            id: "A1".into(),
+            severity: Severity::High,
+            rule_source: RuleSource::Sigma,
+            rule_id: "r".into(),
+            rule_title: "t".into(),
+            rule_version: "v".into(),
+            mitre_attack: vec!["T1046".into()],
+            sensor: "s".into(),
+            uid: Some(FlowUid::new(1)),
+            community_id: s(),
+            orig_h: Some(a),
+            orig_p: Some(1),
+            resp_h: Some(a),
+            resp_p: Some(2),
+            summary: "x".into(),
+            matched: vec!["a=b".into()],
+            evidence: vec!["conn:C1".into()],
+            confidence: Some(50),
+            count: 1,
+            first_seen: Time(1),
+            last_seen: Time(1),
+        }));
+        for ev in [conn, weird, tunnel, stats, dns, ssh, http, ssl, ntp, ftp, files, smtp, dhcp, quic, alert] {
             let v = serde_json::to_value(&ev).unwrap();
             let mut got = keys(&v);
             let mut want: Vec<String> = log(ev.log_name()).iter().map(|s| s.to_string()).collect();

@@ -6,11 +6,13 @@
 //! (`LogAscii::use_json=T`): dotted field names, times as epoch seconds with
 //! microseconds, unset fields omitted.
 
+mod alert;
 mod catalog;
 mod ids;
 mod records;
 mod time;
 
+pub use alert::{AlertRecord, RuleSource, Severity};
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ids::{FlowUid, SensorId};
 pub use records::{

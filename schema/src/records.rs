@@ -600,6 +600,7 @@ pub enum Event {
     Smtp(SmtpRecord),
     Dhcp(DhcpRecord),
     Quic(QuicRecord),
+    Alert(Box<crate::AlertRecord>),
 }
 
 impl Event {
@@ -620,6 +621,7 @@ impl Event {
             Event::Smtp(_) => "smtp",
             Event::Dhcp(_) => "dhcp",
             Event::Quic(_) => "quic",
+            Event::Alert(_) => "alerts",
         }
     }
 }

@@ -12,7 +12,7 @@ pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::proto::stream::{Chunk, Stream};
-use crate::proto::tap::StreamChunk;
+use crate::proto::tap::{Datagram, StreamChunk};
 use crate::proto::{App, AppOut, FlowCtx, Shared};
 use hashbrown::HashTable;
 use schema::{ConnRecord, Event, FlowUid, Interval, Time};
@@ -704,6 +704,11 @@ impl FlowTable {
             c.set(F_APP_DECIDED, true);
             c.app = App::for_udp(ports.0, ports.1, payload).map(|app| Box::new(AppSlot { app, streams: None }));
         }
+        if let Some(tap) = self.shared.tap.as_mut() {
+            let (orig, resp) = endpoints(key, c);
+            let d = Datagram { ts, uid: c.uid(), orig, resp, is_orig: obs.is_orig, payload };
+            tap.0.datagram(&d, &mut out.events);
+        }
         if c.app.is_none() {
             return;
         }
@@ -957,6 +962,9 @@ impl FlowTable {
             let mut ao = AppOut::default();
             slot.app.finish(&ctx, &mut self.shared, &mut ao);
             out.events.append(&mut ao.events);
+            if let Some(tap) = self.shared.tap.as_mut() {
+                tap.0.end(c.last, c.uid(), &mut out.events);
+            }
         }
         out.conns.push((self.record(&key, &c), reason));
     }
@@ -1074,7 +1082,9 @@ fn tcp_app(
         let Some((_, payload)) = data.filter(|(_, d)| !d.is_empty()) else { return };
         c.set(F_APP_DECIDED, true);
         let resp_port = endpoints(key, c).1 .1;
-        c.app = App::for_tcp(resp_port, payload).map(|app| Box::new(AppSlot { app, streams: Some(Box::default()) }));
+        // With a tap, streams no analyzer claims are still reassembled for it.
+        let app = App::for_tcp(resp_port, payload).or(shared.tap.is_some().then_some(App::Opaque));
+        c.app = app.map(|app| Box::new(AppSlot { app, streams: Some(Box::default()) }));
     }
     if c.app.is_none() {
         return;
@@ -1110,7 +1120,7 @@ fn tcp_app(
         if let Some(tap) = shared.tap.as_mut() {
             let (orig, resp) = endpoints(key, c);
             let chunk = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };
-            tap.0.stream(&StreamChunk { ts, uid: c.uid(), orig, resp, is_orig: from_orig, chunk });
+            tap.0.stream(&StreamChunk { ts, uid: c.uid(), orig, resp, is_orig: from_orig, chunk }, &mut out.events);
         }
         let keep = shared.keep_file_bytes;
         app_call(c, key, ts, from_orig, keep, out, |app, ctx, ao| {

@@ -55,6 +55,8 @@ pub enum App {
     Smtp(Box<smtp::SmtpState>),
     Dhcp(dhcp::DhcpState),
     Quic(Box<quic::QuicState>),
+    /// No analyzer: the stream is reassembled only for the payload tap.
+    Opaque,
 }
 
 impl App {
@@ -119,7 +121,7 @@ impl App {
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
             App::Tls(t) => t.stream(ctx, chunk, out),
-            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Opaque => {}
         }
     }
 
@@ -129,7 +131,7 @@ impl App {
             App::Ntp(n) => n.message(ctx, payload, out),
             App::Dhcp(d) => d.message(ctx, payload, &mut shared.dhcp, out),
             App::Quic(q) => q.message(ctx, payload, out),
-            App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) | App::Smtp(_) => {}
+            App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) | App::Smtp(_) | App::Opaque => {}
         }
     }
 
@@ -143,7 +145,7 @@ impl App {
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
             App::Tls(t) => t.finish(ctx, out),
-            App::Ntp(_) | App::Dhcp(_) => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Opaque => {}
             App::Quic(q) => q.finish(ctx, out),
         }
     }
@@ -157,7 +159,7 @@ impl App {
             App::Tls(t) => t.failed(),
             App::Ntp(n) => n.failed(),
             App::Ftp(f) => f.failed(),
-            App::FtpData(_) => false,
+            App::FtpData(_) | App::Opaque => false,
             App::Smtp(m) => m.failed(),
             App::Dhcp(d) => d.failed(),
             App::Quic(q) => q.failed(),

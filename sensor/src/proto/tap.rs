@@ -5,7 +5,7 @@
 //! `FlowConfig::keep_file_bytes` is set).
 
 use crate::proto::stream::Chunk;
-use schema::{FlowUid, Time};
+use schema::{Event, FlowUid, Time};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,10 +20,24 @@ pub struct StreamChunk<'a> {
     pub chunk: Chunk<'a>,
 }
 
-/// Receives stream payload on a worker thread; it must not block for long,
-/// since the worker waits for it.
+/// One UDP payload.
+pub struct Datagram<'a> {
+    pub ts: Time,
+    pub uid: FlowUid,
+    pub orig: (IpAddr, u16),
+    pub resp: (IpAddr, u16),
+    pub is_orig: bool,
+    pub payload: &'a [u8],
+}
+
+/// Receives payload on a worker thread; it must not block for long, since
+/// the worker waits for it. Records it makes (alerts) go to `out`, which
+/// joins the worker's output.
 pub trait PayloadTap: Send {
-    fn stream(&mut self, chunk: &StreamChunk<'_>);
+    fn stream(&mut self, chunk: &StreamChunk<'_>, out: &mut Vec<Event>);
+    fn datagram(&mut self, _d: &Datagram<'_>, _out: &mut Vec<Event>) {}
+    /// The flow ended (expired, closed or flushed): no more payload for it.
+    fn end(&mut self, _ts: Time, _uid: FlowUid, _out: &mut Vec<Event>) {}
 }
 
 /// Makes one tap for each worker.
