@@ -1,1 +1,7 @@
-pub fn x() {}
+//! Detection over the sensor's records and payloads: Sigma rules (with
+//! correlation and filters), YARA-X over payloads and files, threat
+//! intelligence indicators, and the alert aggregation they all feed.
+
+pub mod error;
+pub mod flat;
+pub mod sigma;
