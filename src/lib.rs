@@ -1,5 +1,6 @@
 //! The composition root's library part: what the `citysoc` binary and the
 //! end-to-end tests share.
 
+pub mod detection;
 pub mod replay;
 pub mod sensor_setup;

@@ -1,5 +1,6 @@
 //! `citysoc`: the one binary. Subcommands wire the libraries together.
 
+mod rules_cmd;
 mod sensor_cmd;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,9 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Replay the bundled scenario captures and check every expectation.
     Replay(ReplayArgs),
+    /// Check and test detection rules.
+    #[command(subcommand)]
+    Rules(rules_cmd::RulesCmd),
 }
 
 #[derive(clap::Args)]
@@ -39,6 +43,12 @@ struct ReplayArgs {
     /// Worker threads.
     #[arg(long, short = 'w', default_value_t = 1)]
     workers: usize,
+    /// The rules folder.
+    #[arg(long, default_value = "rules")]
+    rules: std::path::PathBuf,
+    /// Do not run detection.
+    #[arg(long)]
+    no_detect: bool,
 }
 
 #[derive(clap::Args)]
@@ -67,6 +77,7 @@ fn main() -> ExitCode {
         Cmd::Sensor(args) => sensor_cmd::run(args),
         Cmd::Generate(args) => generate(args),
         Cmd::Replay(args) => replay(args),
+        Cmd::Rules(cmd) => rules_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -110,10 +121,20 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if cases.is_empty() {
         anyhow::bail!("no cases under {}", args.cases.display());
     }
+    let rules = if args.no_detect {
+        None
+    } else {
+        let settings = citysoc::detection::DetectSettings { rules_dir: args.rules.clone(), ..Default::default() };
+        let rules = settings.load("sensor")?;
+        for e in &rules.errors {
+            eprintln!("rule not loaded: {e}");
+        }
+        Some(rules)
+    };
     let mut failed = 0;
     for case in &cases {
         let out = args.log_dir.join(&case.name);
-        let outcome = citysoc::replay::run_case(case, &out, args.workers)?;
+        let outcome = citysoc::replay::run_case(case, &out, args.workers, rules.as_ref())?;
         if outcome.failures.is_empty() {
             println!("ok    {:22} {:3} checks  {}", case.name, outcome.checks, case.spec.description);
         } else {

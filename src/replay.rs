@@ -3,7 +3,10 @@
 //! the sensor writes for it. Checks count matching records rather than
 //! comparing whole files, so they keep passing when logs gain fields.
 
+use crate::detection;
 use crate::sensor_setup::SensorConfig;
+use detector::detect::RuleSet;
+use std::sync::Arc;
 use anyhow::{bail, Context};
 use sensor::capture::SourceSpec;
 use sensor::pipeline::{self, Controls, Hooks};
@@ -31,6 +34,27 @@ pub struct CaseSpec {
     pub stats: toml::Table,
     #[serde(default)]
     pub expect: Vec<Expect>,
+    /// The alerts the case raises. Any other alert in alerts.log fails
+    /// the case, so every case is also a "stays silent" check for every
+    /// rule it does not list.
+    #[serde(default)]
+    pub alert: Vec<ExpectAlert>,
+    /// Rules this case is a benign look-alike for: traffic close to what
+    /// they detect, on which they must stay silent.
+    #[serde(default)]
+    pub benign_for: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectAlert {
+    /// `rule.id` of the alert.
+    pub rule: String,
+    /// Alerts (after folding) with this rule id.
+    pub count: usize,
+    /// Field values each of them has.
+    #[serde(default, rename = "where")]
+    pub fields: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,8 +108,14 @@ pub struct Outcome {
     pub failures: Vec<String>,
 }
 
-/// Replays one case into `log_dir` with `workers` workers and checks it.
-pub fn run_case(case: &Case, log_dir: &Path, workers: usize) -> anyhow::Result<Outcome> {
+/// Replays one case into `log_dir` with `workers` workers and checks it;
+/// with `rules`, detection runs too and its alerts are checked.
+pub fn run_case(
+    case: &Case,
+    log_dir: &Path,
+    workers: usize,
+    rules: Option<&Arc<RuleSet>>,
+) -> anyhow::Result<Outcome> {
     let mut cfg: SensorConfig =
         Toml::Table(case.spec.sensor.clone()).try_into().with_context(|| format!("{}: [sensor]", case.name))?;
     cfg.workers = workers;
@@ -96,13 +126,59 @@ pub fn run_case(case: &Case, log_dir: &Path, workers: usize) -> anyhow::Result<O
     if log_dir.exists() {
         std::fs::remove_dir_all(log_dir)?;
     }
-    let sink = cfg.log_writer(log_dir)?;
-    let (summary, _) =
-        pipeline::run(&SourceSpec::File(case.capture()), &cfg.pipeline(), sink, Controls::default(), Hooks::default())?;
+    let writer = cfg.log_writer(log_dir)?;
+    let mut pcfg = cfg.pipeline();
+    if let Some(r) = rules {
+        detection::attach(&mut pcfg, r);
+    }
+    let sink = detection::MaybeDetecting::new(writer, rules.cloned());
+    let (summary, _) = pipeline::run(&SourceSpec::File(case.capture()), &pcfg, sink, Controls::default(), Hooks::default())?;
     if let Some(e) = summary.source_error {
         bail!("{}: {e}", case.name);
     }
-    check(case, log_dir)
+    let mut out = check(case, log_dir)?;
+    if rules.is_some() {
+        check_alerts(case, log_dir, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Alert counts per rule id in a case's alerts.log.
+pub fn alert_counts(log_dir: &Path) -> anyhow::Result<BTreeMap<String, usize>> {
+    let mut m = BTreeMap::new();
+    for a in read_log(log_dir, "alerts")? {
+        if let Some(id) = a.get("rule.id").and_then(Json::as_str) {
+            *m.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    Ok(m)
+}
+
+fn check_alerts(case: &Case, log_dir: &Path, out: &mut Outcome) -> anyhow::Result<()> {
+    let alerts = read_log(log_dir, "alerts")?;
+    for e in &case.spec.alert {
+        out.checks += 1;
+        let with_rule: Vec<&Json> =
+            alerts.iter().filter(|a| a.get("rule.id").and_then(Json::as_str) == Some(e.rule.as_str())).collect();
+        let n = with_rule.iter().filter(|a| record_matches(&e.fields, a)).count();
+        if n != e.count || with_rule.len() != e.count {
+            out.failures.push(format!(
+                "alerts.log: expected {} alert(s) of rule {} {}, found {} ({} with the fields)",
+                e.count,
+                e.rule,
+                describe(&e.fields),
+                with_rule.len(),
+                n
+            ));
+        }
+    }
+    out.checks += 1;
+    for (rule, n) in alert_counts(log_dir)? {
+        if !case.spec.alert.iter().any(|e| e.rule == rule) {
+            out.failures.push(format!("alerts.log: unexpected {n} alert(s) of rule {rule}"));
+        }
+    }
+    Ok(())
 }
 
 fn read_log(dir: &Path, name: &str) -> anyhow::Result<Vec<Json>> {

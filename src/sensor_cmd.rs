@@ -50,6 +50,12 @@ pub struct SensorArgs {
     /// Store transferred files under <LOG_DIR>/extract_files/
     #[arg(long)]
     extract_files: bool,
+    /// Do not run detection (no alerts.log).
+    #[arg(long)]
+    no_detect: bool,
+    /// The rules folder (sigma/, yara/, intel/ under it).
+    #[arg(long)]
+    rules: Option<PathBuf>,
 }
 
 pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
@@ -81,6 +87,12 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = &args.name {
         cfg.sensor_name = n.clone();
     }
+    if args.no_detect {
+        cfg.detect.enabled = false;
+    }
+    if let Some(r) = &args.rules {
+        cfg.detect.rules_dir = r.clone();
+    }
     cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
 
     let spec = match (&args.read, &args.interface) {
@@ -94,8 +106,20 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         }),
         (None, None) => anyhow::bail!("either --read or --interface is required"),
     };
-    let pcfg = cfg.pipeline();
-    let sink = cfg.log_writer(&args.log_dir)?;
+    let mut pcfg = cfg.pipeline();
+    let writer = cfg.log_writer(&args.log_dir)?;
+    let rules = if cfg.detect.enabled {
+        let rules = cfg.detect.load(&cfg.sensor_name)?;
+        for e in &rules.errors {
+            eprintln!("rule not loaded: {e}");
+        }
+        eprintln!("detection: {}", citysoc::detection::describe(&rules, &cfg.detect.rules_dir));
+        citysoc::detection::attach(&mut pcfg, &rules);
+        Some(rules)
+    } else {
+        None
+    };
+    let sink = citysoc::detection::MaybeDetecting::new(writer, rules);
 
     let controls = Controls::default();
     signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())

@@ -61,6 +61,8 @@ pub struct SensorConfig {
     pub extract_max_file_bytes: u64,
     /// Files stored at most in one run.
     pub extract_max_files: u64,
+    /// Detection (Sigma, YARA, threat intelligence) run on the records.
+    pub detect: crate::detection::DetectSettings,
 }
 
 impl Default for SensorConfig {
@@ -90,6 +92,7 @@ impl Default for SensorConfig {
             extract_files: false,
             extract_max_file_bytes: 16 << 20,
             extract_max_files: 10_000,
+            detect: crate::detection::DetectSettings::default(),
         }
     }
 }
@@ -125,6 +128,7 @@ impl SensorConfig {
         if self.extract_files && (self.extract_max_file_bytes == 0 || self.extract_max_files == 0) {
             errs.push("extract_max_file_bytes and extract_max_files must be positive when extract_files is on".into());
         }
+        errs.extend(self.detect.validate());
         if self.snaplen < 64 {
             errs.push(format!("snaplen must be at least 64, not {}", self.snaplen));
         }

@@ -20,7 +20,7 @@ fn every_case_passes_with_one_and_two_workers() {
     let mut report = Vec::new();
     for workers in [1, 2] {
         for case in cases() {
-            let out = run_case(&case, &tmp.path().join(format!("{}-{workers}", case.name)), workers).unwrap();
+            let out = run_case(&case, &tmp.path().join(format!("{}-{workers}", case.name)), workers, None).unwrap();
             assert!(out.checks > 0, "{} has no checks", case.name);
             for f in out.failures {
                 report.push(format!("{} ({workers} workers): {f}", case.name));
@@ -53,8 +53,8 @@ fn seeded_records_do_not_depend_on_the_worker_count() {
     {
         let one = tmp.path().join(format!("{}-1", case.name));
         let two = tmp.path().join(format!("{}-2", case.name));
-        run_case(case, &one, 1).unwrap();
-        run_case(case, &two, 2).unwrap();
+        run_case(case, &one, 1, None).unwrap();
+        run_case(case, &two, 2, None).unwrap();
         for log in ["conn.log", "tunnel.log", "weird.log"] {
             if one.join(log).exists() {
                 assert_eq!(sorted_lines(&one.join(log)), sorted_lines(&two.join(log)), "{} {log}", case.name);
@@ -74,7 +74,7 @@ fn a_wrong_expectation_is_reported() {
         std::fs::read_to_string(src.join("case.toml")).unwrap().replace("history = \"ShADadFf\"", "history = \"ShAF\"");
     std::fs::write(dir.join("case.toml"), toml).unwrap();
     let case = load_cases(&tmp.path().join("cases")).unwrap().pop().unwrap();
-    let out = run_case(&case, &tmp.path().join("logs"), 1).unwrap();
+    let out = run_case(&case, &tmp.path().join("logs"), 1, None).unwrap();
     assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
     assert!(out.failures[0].contains("history=\"ShAF\""), "{}", out.failures[0]);
     // Checking the same logs again gives the same verdict.

@@ -5,3 +5,6 @@
 pub mod error;
 pub mod flat;
 pub mod sigma;
+pub mod yara;
+pub mod intel;
+pub mod detect;

@@ -1,0 +1,619 @@
+//! The detector as the sensor runs it: rules loaded once and shared, an
+//! evaluator per thread, alerts folded by rule and endpoints.
+
+use crate::error::RuleError;
+use crate::flat::FlatRecord;
+use crate::intel::{self, IntelHit, IntelSet};
+use crate::sigma::correlation::{CorrelationConfig, CorrelationEngine, CorrelationHit};
+use crate::sigma::engine::{Evaluator, RuleHit};
+use crate::sigma::mapping::Mapping;
+use crate::sigma::{self, LoadReport, SigmaOptions, SigmaSet};
+use crate::yara::{self, YaraHit, YaraScanner, YaraSet};
+use schema::{AlertRecord, Event, FlowUid, RuleSource, Severity, Time};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    pub sigma_paths: Vec<PathBuf>,
+    pub yara_paths: Vec<PathBuf>,
+    pub intel_paths: Vec<PathBuf>,
+    pub mapping: Mapping,
+    pub placeholders: HashMap<String, Vec<String>>,
+    pub sensor_name: String,
+    /// Repeats of a rule on the same endpoints within this window (record
+    /// time) are folded into one alert.
+    pub aggregate_window_secs: f64,
+    /// Alerts held open for folding; beyond it the oldest is written out.
+    pub max_open_alerts: usize,
+    /// Bytes scanned at the start of each TCP stream direction.
+    pub stream_scan_bytes: usize,
+    /// Largest file handed to YARA (bytes beyond it are not scanned).
+    pub file_scan_bytes: usize,
+    /// Scan UDP payloads.
+    pub scan_udp: bool,
+    pub correlation: CorrelationConfig,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            sigma_paths: Vec::new(),
+            yara_paths: Vec::new(),
+            intel_paths: Vec::new(),
+            mapping: Mapping::shipped(),
+            placeholders: HashMap::new(),
+            sensor_name: "sensor".into(),
+            aggregate_window_secs: 60.0,
+            max_open_alerts: 10_000,
+            stream_scan_bytes: 64 << 10,
+            file_scan_bytes: 8 << 20,
+            scan_udp: true,
+            correlation: CorrelationConfig::default(),
+        }
+    }
+}
+
+/// Everything loaded from the rule folders, shared read-only.
+pub struct RuleSet {
+    pub sigma: SigmaSet,
+    pub sigma_report: LoadReport,
+    pub yara: Option<Arc<YaraSet>>,
+    pub intel: IntelSet,
+    pub errors: Vec<RuleError>,
+    pub cfg: DetectorConfig,
+}
+
+impl RuleSet {
+    pub fn load(cfg: DetectorConfig) -> RuleSet {
+        let opts = SigmaOptions { mapping: cfg.mapping.clone(), placeholders: cfg.placeholders.clone() };
+        let (sigma, sigma_report) = sigma::load(&cfg.sigma_paths, &opts);
+        let mut errors = sigma_report.errors.clone();
+        let (yara, yerr) = if cfg.yara_paths.is_empty() { (None, Vec::new()) } else { yara::load(&cfg.yara_paths) };
+        errors.extend(yerr);
+        let (intel, ierr) = intel::load(&cfg.intel_paths);
+        errors.extend(ierr);
+        RuleSet { sigma, sigma_report, yara, intel, errors, cfg }
+    }
+
+    pub fn wants_payload(&self) -> bool {
+        self.yara.is_some()
+    }
+}
+
+struct Open {
+    alert: AlertRecord,
+}
+
+/// Folds repeats (same rule, same source and destination) within a window.
+pub struct Aggregator {
+    window_us: i64,
+    max_open: usize,
+    open: HashMap<(String, Option<IpAddr>, Option<IpAddr>), Open>,
+}
+
+const EVIDENCE_KEPT: usize = 20;
+
+impl Aggregator {
+    pub fn new(window_secs: f64, max_open: usize) -> Self {
+        Aggregator { window_us: (window_secs * 1e6) as i64, max_open: max_open.max(1), open: HashMap::new() }
+    }
+
+    pub fn add(&mut self, a: AlertRecord, out: &mut Vec<AlertRecord>) {
+        let key = (a.rule_id.clone(), a.orig_h, a.resp_h);
+        if let Some(o) = self.open.get_mut(&key) {
+            if a.first_seen.0 - o.alert.last_seen.0 <= self.window_us {
+                let x = &mut o.alert;
+                x.count += a.count;
+                x.last_seen = x.last_seen.max(a.last_seen);
+                for e in a.evidence {
+                    if x.evidence.len() < EVIDENCE_KEPT && !x.evidence.contains(&e) {
+                        x.evidence.push(e);
+                    }
+                }
+                for m in a.matched {
+                    if x.matched.len() < EVIDENCE_KEPT && !x.matched.contains(&m) {
+                        x.matched.push(m);
+                    }
+                }
+                return;
+            }
+            if let Some(old) = self.open.remove(&key) {
+                out.push(old.alert);
+            }
+        }
+        if self.open.len() >= self.max_open {
+            if let Some(k) = self.open.iter().min_by_key(|(_, o)| o.alert.last_seen).map(|(k, _)| k.clone()) {
+                if let Some(o) = self.open.remove(&k) {
+                    out.push(o.alert);
+                }
+            }
+        }
+        self.open.insert(key, Open { alert: a });
+    }
+
+    /// Writes out alerts whose window has passed at record time `now`.
+    pub fn expire(&mut self, now: Time, out: &mut Vec<AlertRecord>) {
+        let w = self.window_us;
+        let mut done: Vec<_> =
+            self.open.iter().filter(|(_, o)| now.0 - o.alert.last_seen.0 > w).map(|(k, _)| k.clone()).collect();
+        done.sort_by_key(|k| self.open.get(k).map(|o| o.alert.first_seen));
+        for k in done {
+            if let Some(o) = self.open.remove(&k) {
+                out.push(o.alert);
+            }
+        }
+    }
+
+    pub fn flush(&mut self, out: &mut Vec<AlertRecord>) {
+        let mut all: Vec<AlertRecord> = self.open.drain().map(|(_, o)| o.alert).collect();
+        all.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then_with(|| a.rule_id.cmp(&b.rule_id)));
+        out.extend(all);
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+}
+
+/// Stable alert id: the same input gives the same ids on every replay.
+fn alert_id(rule: &str, ts: Time, key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(rule.as_bytes());
+    h.update(ts.0.to_le_bytes());
+    h.update(key.as_bytes());
+    let d = h.finalize();
+    let hex: String = d.iter().take(10).map(|b| format!("{b:02x}")).collect();
+    format!("A{hex}")
+}
+
+/// What an alert is about, taken from the record that raised it.
+#[derive(Clone, Debug, Default)]
+pub struct Subject {
+    pub ts: Time,
+    pub uid: Option<FlowUid>,
+    pub community_id: Option<String>,
+    pub orig: Option<(IpAddr, u16)>,
+    pub resp: Option<(IpAddr, u16)>,
+}
+
+impl Subject {
+    pub fn from_flat(flat: &FlatRecord) -> Subject {
+        let mut buf = String::new();
+        let s = |k: &str, buf: &mut String| flat.get(k).next().map(|v| flat.text_of(v, buf).to_string());
+        let ts = flat.get("ts").next().and_then(|v| flat.num_of(v)).map_or(Time(0), |f| Time((f * 1e6).round() as i64));
+        let uid = s("uid", &mut buf).and_then(|u| parse_uid(&u));
+        let ep = |h: &str, p: &str, buf: &mut String| {
+            let ip = s(h, buf)?.parse().ok()?;
+            let port = s(p, buf).and_then(|p| p.parse().ok()).unwrap_or(0);
+            Some((ip, port))
+        };
+        Subject {
+            ts,
+            uid,
+            community_id: s("community_id", &mut buf),
+            orig: ep("id.orig_h", "id.orig_p", &mut buf),
+            resp: ep("id.resp_h", "id.resp_p", &mut buf),
+        }
+    }
+}
+
+/// Parses a rendered `C...` uid back (base 62).
+pub fn parse_uid(s: &str) -> Option<FlowUid> {
+    let body = s.strip_prefix('C')?;
+    let mut n: u128 = 0;
+    for c in body.bytes() {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'Z' => c - b'A' + 10,
+            b'a'..=b'z' => c - b'a' + 36,
+            _ => return None,
+        };
+        n = n.checked_mul(62)?.checked_add(u128::from(d))?;
+    }
+    Some(FlowUid::new(n))
+}
+
+pub struct AlertSpec<'a> {
+    pub source: RuleSource,
+    pub rule_id: &'a str,
+    pub title: &'a str,
+    pub version: &'a str,
+    pub severity: Severity,
+    pub attack: &'a [String],
+    pub summary: String,
+    pub matched: Vec<String>,
+    pub evidence: Vec<String>,
+    pub confidence: Option<u8>,
+}
+
+pub fn make_alert(sensor: &str, subj: &Subject, spec: AlertSpec<'_>, first: Time, count: u64) -> AlertRecord {
+    let key = format!("{:?}{:?}{:?}", subj.uid, subj.orig, subj.resp);
+    AlertRecord {
+        ts: first,
+        id: alert_id(spec.rule_id, first, &key),
+        severity: spec.severity,
+        rule_source: spec.source,
+        rule_id: spec.rule_id.to_string(),
+        rule_title: spec.title.to_string(),
+        rule_version: spec.version.to_string(),
+        mitre_attack: spec.attack.to_vec(),
+        sensor: sensor.to_string(),
+        uid: subj.uid,
+        community_id: subj.community_id.clone(),
+        orig_h: subj.orig.map(|o| o.0),
+        orig_p: subj.orig.map(|o| o.1),
+        resp_h: subj.resp.map(|o| o.0),
+        resp_p: subj.resp.map(|o| o.1),
+        summary: spec.summary,
+        matched: spec.matched,
+        evidence: spec.evidence,
+        confidence: spec.confidence,
+        count,
+        first_seen: first,
+        last_seen: subj.ts.max(first),
+    }
+}
+
+fn endpoints(subj: &Subject) -> String {
+    match (subj.orig, subj.resp) {
+        (Some(o), Some(r)) => format!(" ({}:{} -> {}:{})", fmt_ip(o.0), o.1, fmt_ip(r.0), r.1),
+        _ => String::new(),
+    }
+}
+
+fn fmt_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v) => format!("[{v}]"),
+        v => v.to_string(),
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DetectorCounters {
+    pub records: u64,
+    pub sigma_matches: u64,
+    pub correlation_matches: u64,
+    pub intel_matches: u64,
+    pub yara_matches: u64,
+    pub files_scanned: u64,
+    pub alerts_raised: u64,
+}
+
+/// The record-side detector (Sigma, correlation, intel, YARA on files),
+/// one per output thread.
+pub struct Detector {
+    rules: Arc<RuleSet>,
+    eval: Evaluator,
+    corr: CorrelationEngine,
+    yara: Option<YaraScanner>,
+    agg: Aggregator,
+    hits: Vec<RuleHit>,
+    chits: Vec<CorrelationHit>,
+    ihits: Vec<IntelHit>,
+    yhits: Vec<YaraHit>,
+    pending: Vec<AlertRecord>,
+    now: Time,
+    pub counters: DetectorCounters,
+}
+
+impl Detector {
+    pub fn new(rules: Arc<RuleSet>) -> Detector {
+        let corr = CorrelationEngine::new(&rules.sigma, rules.cfg.correlation.clone());
+        let agg = Aggregator::new(rules.cfg.aggregate_window_secs, rules.cfg.max_open_alerts);
+        let yara = rules.yara.clone().map(YaraScanner::new);
+        Detector {
+            rules,
+            eval: Evaluator::default(),
+            corr,
+            yara,
+            agg,
+            hits: Vec::new(),
+            chits: Vec::new(),
+            ihits: Vec::new(),
+            yhits: Vec::new(),
+            pending: Vec::new(),
+            now: Time(0),
+            counters: DetectorCounters::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Evaluates one record; finished alerts are appended to `out`.
+    pub fn observe(&mut self, ev: &Event, out: &mut Vec<AlertRecord>) {
+        if let Event::Alert(a) = ev {
+            // Made elsewhere (payload scanning on the workers): folded here.
+            self.now = self.now.max(a.last_seen);
+            self.counters.alerts_raised += 1;
+            self.agg.add((**a).clone(), out);
+            return;
+        }
+        if matches!(ev, Event::Stats(_)) {
+            return;
+        }
+        self.counters.records += 1;
+        let rules = Arc::clone(&self.rules);
+        self.hits.clear();
+        rules.sigma.engine.eval(ev, &mut self.eval, &mut self.hits);
+        // The evaluator flattened the record; the other checks reuse it,
+        // except when no Sigma rule reads this log.
+        if self.eval.flat.fields.is_empty() {
+            self.eval.flat.fill(ev);
+        }
+        let subj = Subject::from_flat(&self.eval.flat);
+        if subj.ts > self.now {
+            self.now = subj.ts;
+        }
+        let log = ev.log_name();
+        let sensor = rules.cfg.sensor_name.as_str();
+        let hits = std::mem::take(&mut self.hits);
+        for h in &hits {
+            let Some(r) = rules.sigma.rules.get(h.rule as usize) else { continue };
+            self.counters.sigma_matches += 1;
+            if !self.corr.is_empty() {
+                self.chits.clear();
+                let uid = subj.uid.map(|u| u.to_string());
+                let ts = subj.ts.as_secs_f64();
+                self.corr.observe(&rules.sigma, h.rule, ts, &self.eval.flat, uid.as_deref(), &mut self.chits);
+                for c in std::mem::take(&mut self.chits) {
+                    self.correlation_alert(&rules, &c, &subj, out);
+                }
+            }
+            if r.quiet {
+                continue;
+            }
+            let matched: Vec<String> = h.matched.iter().map(|(f, v)| format!("{f}={}", clip(v))).collect();
+            let id = r.meta.id.clone().unwrap_or_else(|| r.meta.title.clone());
+            let summary = format!("{}{}", r.meta.title, endpoints(&subj));
+            let evidence = subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default();
+            let spec = AlertSpec {
+                source: RuleSource::Sigma,
+                rule_id: &id,
+                title: &r.meta.title,
+                version: &r.version,
+                severity: r.severity,
+                attack: &r.attack,
+                summary,
+                matched,
+                evidence,
+                confidence: None,
+            };
+            self.raise(make_alert(sensor, &subj, spec, subj.ts, 1), out);
+        }
+        self.hits = hits;
+        self.ihits.clear();
+        rules.intel.check(ev, &self.eval.flat, &mut self.ihits);
+        for h in std::mem::take(&mut self.ihits) {
+            let Some(ind) = rules.intel.indicators.get(h.indicator as usize) else { continue };
+            self.counters.intel_matches += 1;
+            let rule_id = format!("intel:{}:{}", ind.kind.as_str(), ind.value);
+            let title = format!("Threat intelligence: {} {} listed by {}", ind.kind.as_str(), ind.value, ind.source);
+            let attack: Vec<String> = Vec::new();
+            let spec = AlertSpec {
+                source: RuleSource::Ioc,
+                rule_id: &rule_id,
+                title: &title,
+                version: "",
+                severity: if ind.confidence >= 80 { Severity::High } else { Severity::Medium },
+                attack: &attack,
+                summary: format!("{} matched {} {}{}", h.field, ind.kind.as_str(), ind.value, endpoints(&subj)),
+                matched: vec![format!("{}={}", h.field, clip(&h.value))],
+                evidence: subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default(),
+                confidence: Some(ind.confidence),
+            };
+            self.raise(make_alert(sensor, &subj, spec, subj.ts, 1), out);
+        }
+        if let (Event::Files(f), Some(scanner)) = (ev, self.yara.as_mut()) {
+            if let Some(content) = f.content.as_deref() {
+                let data = content.get(..rules.cfg.file_scan_bytes.min(content.len())).unwrap_or(content);
+                self.yhits.clear();
+                scanner.scan(data, &mut self.yhits);
+                self.counters.files_scanned += 1;
+                let what = match (&f.filename, &f.mime_type) {
+                    (Some(n), _) => format!("file {} ({})", clip(n), f.source),
+                    (None, Some(m)) => format!("{m} file ({})", f.source),
+                    (None, None) => format!("file ({})", f.source),
+                };
+                let mut hashes = Vec::new();
+                for (k, v) in [("md5", &f.md5), ("sha1", &f.sha1), ("sha256", &f.sha256)] {
+                    if let Some(v) = v {
+                        hashes.push(format!("{k}={v}"));
+                    }
+                }
+                for y in std::mem::take(&mut self.yhits) {
+                    let ev = vec![format!("files:{}", f.fuid), format!("conn:{}", f.uid)];
+                    let a = yara_alert(&rules, sensor, &subj, &y, &what, hashes.clone(), ev);
+                    self.counters.yara_matches += 1;
+                    self.raise(a, out);
+                }
+            }
+        }
+        self.agg.expire(self.now, out);
+    }
+
+    fn correlation_alert(&mut self, rules: &RuleSet, c: &CorrelationHit, subj: &Subject, out: &mut Vec<AlertRecord>) {
+        let Some(cr) = rules.sigma.correlations.get(c.correlation as usize) else { return };
+        self.counters.correlation_matches += 1;
+        let id = cr.meta.id.clone().unwrap_or_else(|| cr.meta.title.clone());
+        let group: Vec<String> = c.group.iter().map(|(k, v)| format!("{k}={}", clip(v))).collect();
+        let what = match cr.corr.kind {
+            sigma::parse::CorrelationKind::EventCount => format!("{} events", c.value),
+            sigma::parse::CorrelationKind::ValueCount => {
+                format!("{} distinct {}", c.value, cr.corr.field.as_deref().unwrap_or("values"))
+            }
+            _ => format!("{} rules in sequence", c.value),
+        };
+        let summary = format!(
+            "{}: {what} within {}s{}",
+            cr.meta.title,
+            cr.corr.timespan_secs,
+            if group.is_empty() { String::new() } else { format!(" for {}", group.join(", ")) }
+        );
+        let evidence: Vec<String> = c.evidence.iter().map(|u| format!("conn:{u}")).collect();
+        // Grouped alerts are about the group, not one flow: keep only the
+        // endpoints the group fixes.
+        let mut s = subj.clone();
+        let fixed = |name: &str| c.group.iter().any(|(k, _)| k == name);
+        if !fixed("id.orig_h") && !fixed("src_ip") {
+            s.orig = None;
+        }
+        if !fixed("id.resp_h") && !fixed("dst_ip") {
+            s.resp = None;
+        }
+        if c.evidence.len() > 1 {
+            s.uid = None;
+            s.community_id = None;
+        }
+        let spec = AlertSpec {
+            source: RuleSource::Sigma,
+            rule_id: &id,
+            title: &cr.meta.title,
+            version: &cr.version,
+            severity: cr.severity,
+            attack: &cr.attack,
+            summary,
+            matched: group,
+            evidence,
+            confidence: None,
+        };
+        let first = Time((c.first * 1e6).round() as i64);
+        let a = make_alert(&rules.cfg.sensor_name, &s, spec, first, c.value.max(1.0) as u64);
+        self.raise(a, out);
+    }
+
+    fn raise(&mut self, a: AlertRecord, out: &mut Vec<AlertRecord>) {
+        self.counters.alerts_raised += 1;
+        self.agg.add(a, out);
+    }
+
+    /// Writes out every alert still held for folding.
+    pub fn flush(&mut self, out: &mut Vec<AlertRecord>) {
+        out.append(&mut self.pending);
+        self.agg.flush(out);
+    }
+
+    pub fn open_alerts(&self) -> usize {
+        self.agg.open()
+    }
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+pub fn yara_alert(
+    rules: &RuleSet,
+    sensor: &str,
+    subj: &Subject,
+    y: &YaraHit,
+    what: &str,
+    extra: Vec<String>,
+    evidence: Vec<String>,
+) -> AlertRecord {
+    let info = rules.yara.as_ref().and_then(|s| s.info.get(&y.rule));
+    let title = info.map_or(y.rule.as_str(), |i| i.title.as_str());
+    let mut matched: Vec<String> =
+        y.patterns.iter().map(|p| format!("{}@{}: {}", p.pattern, p.offset, p.excerpt)).collect();
+    matched.extend(extra);
+    let empty = Vec::new();
+    let spec = AlertSpec {
+        source: RuleSource::Yara,
+        rule_id: &y.rule,
+        title,
+        version: info.map_or("", |i| i.version.as_str()),
+        severity: info.map_or(Severity::High, |i| i.severity),
+        attack: info.map_or(&empty, |i| &i.attack),
+        summary: format!("YARA {} matched {what}{}", y.rule, endpoints(subj)),
+        matched,
+        evidence,
+        confidence: None,
+    };
+    make_alert(sensor, subj, spec, subj.ts, 1)
+}
+
+/// YARA over stream starts and UDP payloads, on a worker thread.
+pub struct PayloadScanner {
+    rules: Arc<RuleSet>,
+    scanner: YaraScanner,
+    buffers: HashMap<(FlowUid, bool), (Vec<u8>, Subject, bool)>,
+    hits: Vec<YaraHit>,
+}
+
+impl PayloadScanner {
+    pub fn new(rules: Arc<RuleSet>) -> Option<PayloadScanner> {
+        let set = rules.yara.clone()?;
+        Some(PayloadScanner { rules, scanner: YaraScanner::new(set), buffers: HashMap::new(), hits: Vec::new() })
+    }
+
+    /// In-order bytes of one direction of a stream (`None`: a gap).
+    pub fn stream(&mut self, subj: &Subject, is_orig: bool, data: Option<&[u8]>, out: &mut Vec<Event>) {
+        let Some(uid) = subj.uid else { return };
+        let cap = self.rules.cfg.stream_scan_bytes;
+        let entry = self.buffers.entry((uid, is_orig)).or_insert_with(|| (Vec::new(), subj.clone(), false));
+        if entry.2 {
+            return;
+        }
+        match data {
+            Some(d) => {
+                let room = cap.saturating_sub(entry.0.len());
+                entry.0.extend_from_slice(d.get(..room.min(d.len())).unwrap_or(d));
+            }
+            // Scanning across a hole would match bytes that were never
+            // adjacent: scan what came before it and stop.
+            None => entry.2 = true,
+        }
+        entry.1.ts = subj.ts;
+        if entry.0.len() >= cap || entry.2 {
+            entry.2 = true;
+            let buf = std::mem::take(&mut entry.0);
+            let s = entry.1.clone();
+            self.scan_buf(&buf, &s, if is_orig { "stream from originator" } else { "stream from responder" }, out);
+        }
+    }
+
+    pub fn datagram(&mut self, subj: &Subject, payload: &[u8], out: &mut Vec<Event>) {
+        if self.rules.cfg.scan_udp && !payload.is_empty() {
+            self.scan_buf(payload, subj, "UDP payload", out);
+        }
+    }
+
+    /// The flow ended: scan what is buffered of it.
+    pub fn end(&mut self, uid: FlowUid, out: &mut Vec<Event>) {
+        for dir in [true, false] {
+            if let Some((buf, s, done)) = self.buffers.remove(&(uid, dir)) {
+                if !done && !buf.is_empty() {
+                    let what = if dir { "stream from originator" } else { "stream from responder" };
+                    self.scan_buf(&buf, &s, what, out);
+                }
+            }
+        }
+    }
+
+    fn scan_buf(&mut self, buf: &[u8], subj: &Subject, what: &str, out: &mut Vec<Event>) {
+        self.hits.clear();
+        self.scanner.scan(buf, &mut self.hits);
+        for y in std::mem::take(&mut self.hits) {
+            let ev = subj.uid.map(|u| vec![format!("conn:{u}")]).unwrap_or_default();
+            let a = yara_alert(&self.rules, &self.rules.cfg.sensor_name, subj, &y, what, Vec::new(), ev);
+            out.push(Event::Alert(Box::new(a)));
+        }
+    }
+
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.scanner.scans, self.scanner.scanned_bytes, self.scanner.errors)
+    }
+}

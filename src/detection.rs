@@ -1,0 +1,302 @@
+//! Detection wired into the sensor: the rule folders, the sink that runs
+//! the detector on the output thread and writes `alerts.log`, and the
+//! payload tap that runs YARA on the workers.
+
+use detector::detect::{Detector, DetectorConfig, PayloadScanner, RuleSet, Subject};
+use detector::sigma::correlation::CorrelationConfig;
+use detector::sigma::mapping::Mapping;
+use schema::{AlertRecord, Event, Time};
+use sensor::output::EventSink;
+use sensor::pipeline::PipelineConfig;
+use sensor::proto::stream::Chunk;
+use sensor::proto::tap::{Datagram, PayloadTap, StreamChunk, TapFactory};
+use sensor::SensorError;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `[detect]` table of the sensor's configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSettings {
+    /// Run detection at all (`--no-detect` turns it off).
+    pub enabled: bool,
+    /// The rules folder: `sigma/`, `yara/`, `intel/`, `sigma-mapping.toml`
+    /// and `placeholders.toml` under it.
+    pub rules_dir: PathBuf,
+    /// More Sigma folders (a SigmaHQ checkout loads as is).
+    pub sigma_dirs: Vec<PathBuf>,
+    /// More YARA folders.
+    pub yara_dirs: Vec<PathBuf>,
+    /// More indicator folders or files.
+    pub intel_dirs: Vec<PathBuf>,
+    /// Repeats of a rule between the same endpoints within this many
+    /// seconds (record time) become one alert with a count.
+    pub alert_window_secs: u64,
+    /// Alerts held open for folding at once.
+    pub max_open_alerts: usize,
+    /// Bytes of each TCP stream direction scanned by YARA.
+    pub yara_stream_bytes: usize,
+    /// Bytes of each file scanned by YARA.
+    pub yara_file_bytes: usize,
+    /// Scan UDP payloads with YARA.
+    pub yara_udp: bool,
+    /// Correlation groups kept at once.
+    pub correlation_max_groups: usize,
+    /// Matches remembered per correlation group.
+    pub correlation_max_events_per_group: usize,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        let d = DetectorConfig::default();
+        let c = CorrelationConfig::default();
+        DetectSettings {
+            enabled: true,
+            rules_dir: PathBuf::from("rules"),
+            sigma_dirs: Vec::new(),
+            yara_dirs: Vec::new(),
+            intel_dirs: Vec::new(),
+            alert_window_secs: d.aggregate_window_secs as u64,
+            max_open_alerts: d.max_open_alerts,
+            yara_stream_bytes: d.stream_scan_bytes,
+            yara_file_bytes: d.file_scan_bytes,
+            yara_udp: d.scan_udp,
+            correlation_max_groups: c.max_groups,
+            correlation_max_events_per_group: c.max_events_per_group,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Placeholders {
+    #[serde(default)]
+    placeholders: HashMap<String, Vec<String>>,
+}
+
+impl DetectSettings {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for (name, v) in [
+            ("detect.max_open_alerts", self.max_open_alerts),
+            ("detect.correlation_max_groups", self.correlation_max_groups),
+            ("detect.correlation_max_events_per_group", self.correlation_max_events_per_group),
+        ] {
+            if v == 0 {
+                errs.push(format!("{name} must be positive"));
+            }
+        }
+        errs
+    }
+
+    /// The detector's configuration: folders resolved, mapping and
+    /// placeholders read from the rules folder when it has them.
+    pub fn detector_config(&self, sensor_name: &str) -> anyhow::Result<DetectorConfig> {
+        let root = &self.rules_dir;
+        let sub = |s: &str| root.join(s);
+        let mut sigma_paths: Vec<PathBuf> = Vec::new();
+        if sub("sigma").is_dir() {
+            sigma_paths.push(sub("sigma"));
+        }
+        sigma_paths.extend(self.sigma_dirs.iter().cloned());
+        let mut yara_paths: Vec<PathBuf> = Vec::new();
+        if sub("yara").is_dir() {
+            yara_paths.push(sub("yara"));
+        }
+        yara_paths.extend(self.yara_dirs.iter().cloned());
+        let mut intel_paths: Vec<PathBuf> = Vec::new();
+        if sub("intel").is_dir() {
+            intel_paths.push(sub("intel"));
+        }
+        intel_paths.extend(self.intel_dirs.iter().cloned());
+        let mapping_path = sub("sigma-mapping.toml");
+        let mapping = if mapping_path.is_file() {
+            let text = std::fs::read_to_string(&mapping_path)?;
+            Mapping::parse(&text, &mapping_path.display().to_string())?
+        } else {
+            Mapping::shipped()
+        };
+        let ph_path = sub("placeholders.toml");
+        let placeholders = if ph_path.is_file() {
+            let text = std::fs::read_to_string(&ph_path)?;
+            toml::from_str::<Placeholders>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ph_path.display()))?
+                .placeholders
+        } else {
+            HashMap::new()
+        };
+        Ok(DetectorConfig {
+            sigma_paths,
+            yara_paths,
+            intel_paths,
+            mapping,
+            placeholders,
+            sensor_name: sensor_name.to_string(),
+            aggregate_window_secs: self.alert_window_secs as f64,
+            max_open_alerts: self.max_open_alerts,
+            stream_scan_bytes: self.yara_stream_bytes,
+            file_scan_bytes: self.yara_file_bytes,
+            scan_udp: self.yara_udp,
+            correlation: CorrelationConfig {
+                max_groups: self.correlation_max_groups,
+                max_events_per_group: self.correlation_max_events_per_group,
+            },
+        })
+    }
+
+    /// Loads the rules; failures of single rules are in `RuleSet::errors`.
+    pub fn load(&self, sensor_name: &str) -> anyhow::Result<Arc<RuleSet>> {
+        Ok(Arc::new(RuleSet::load(self.detector_config(sensor_name)?)))
+    }
+}
+
+/// Adds what detection needs to the pipeline: file bytes kept for YARA and
+/// the payload tap on every worker.
+pub fn attach(pcfg: &mut PipelineConfig, rules: &Arc<RuleSet>) {
+    if !rules.wants_payload() {
+        return;
+    }
+    let keep = rules.cfg.file_scan_bytes as u64;
+    pcfg.worker.flow.keep_file_bytes = pcfg.worker.flow.keep_file_bytes.max(keep);
+    let r = Arc::clone(rules);
+    pcfg.worker.flow.tap = Some(TapFactory(Arc::new(move || match PayloadScanner::new(Arc::clone(&r)) {
+        Some(s) => Box::new(YaraTap(s)) as Box<dyn PayloadTap>,
+        None => Box::new(NoTap),
+    })));
+}
+
+struct NoTap;
+
+impl PayloadTap for NoTap {
+    fn stream(&mut self, _: &StreamChunk<'_>, _: &mut Vec<Event>) {}
+}
+
+struct YaraTap(PayloadScanner);
+
+fn subject(ts: Time, uid: schema::FlowUid, orig: (std::net::IpAddr, u16), resp: (std::net::IpAddr, u16)) -> Subject {
+    Subject { ts, uid: Some(uid), community_id: None, orig: Some(orig), resp: Some(resp) }
+}
+
+impl PayloadTap for YaraTap {
+    fn stream(&mut self, c: &StreamChunk<'_>, out: &mut Vec<Event>) {
+        let s = subject(c.ts, c.uid, c.orig, c.resp);
+        let data = match c.chunk {
+            Chunk::Data(d) => Some(d),
+            Chunk::Gap(_) => None,
+        };
+        self.0.stream(&s, c.is_orig, data, out);
+    }
+
+    fn datagram(&mut self, d: &Datagram<'_>, out: &mut Vec<Event>) {
+        let s = subject(d.ts, d.uid, d.orig, d.resp);
+        self.0.datagram(&s, d.payload, out);
+    }
+
+    fn end(&mut self, _ts: Time, uid: schema::FlowUid, out: &mut Vec<Event>) {
+        self.0.end(uid, out);
+    }
+}
+
+/// Runs the detector over every record on its way to the logs; alerts go
+/// to `alerts.log` once folded.
+pub struct DetectingSink<S> {
+    inner: S,
+    detector: Detector,
+    alerts: Vec<AlertRecord>,
+    batch: Vec<Event>,
+}
+
+impl<S: EventSink> DetectingSink<S> {
+    pub fn new(inner: S, rules: Arc<RuleSet>) -> Self {
+        DetectingSink { inner, detector: Detector::new(rules), alerts: Vec::new(), batch: Vec::new() }
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn write_alerts(&mut self) -> Result<(), SensorError> {
+        if self.alerts.is_empty() {
+            return Ok(());
+        }
+        self.batch.clear();
+        self.batch.extend(self.alerts.drain(..).map(|a| Event::Alert(Box::new(a))));
+        let mut b = std::mem::take(&mut self.batch);
+        let r = self.inner.write(&mut b);
+        self.batch = b;
+        r
+    }
+}
+
+impl<S: EventSink> EventSink for DetectingSink<S> {
+    fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
+        for ev in events.iter() {
+            self.detector.observe(ev, &mut self.alerts);
+        }
+        // Alerts made on the workers were folded by the detector; the rest
+        // of the batch goes on as it came.
+        if events.iter().any(|e| matches!(e, Event::Alert(_))) {
+            let mut rest: Vec<Event> = events.iter().filter(|e| !matches!(e, Event::Alert(_))).cloned().collect();
+            self.inner.write(&mut rest)?;
+        } else {
+            self.inner.write(events)?;
+        }
+        self.write_alerts()
+    }
+
+    fn flush(&mut self) -> Result<(), SensorError> {
+        self.detector.flush(&mut self.alerts);
+        self.write_alerts()?;
+        self.inner.flush()
+    }
+}
+
+/// Where rule files are, for messages.
+pub fn describe(rules: &RuleSet, root: &Path) -> String {
+    format!(
+        "{} Sigma rules, {} correlations, {} YARA files, {} indicators from {} ({} rule errors)",
+        rules.sigma.rules.len(),
+        rules.sigma.correlations.len(),
+        rules.yara.as_ref().map_or(0, |y| y.files),
+        rules.intel.len(),
+        root.display(),
+        rules.errors.len()
+    )
+}
+
+/// The sensor's sink with or without detection.
+pub enum MaybeDetecting<S> {
+    Plain(S),
+    Detecting(Box<DetectingSink<S>>),
+}
+
+impl<S: EventSink> MaybeDetecting<S> {
+    pub fn new(inner: S, rules: Option<Arc<RuleSet>>) -> Self {
+        match rules {
+            Some(r) => MaybeDetecting::Detecting(Box::new(DetectingSink::new(inner, r))),
+            None => MaybeDetecting::Plain(inner),
+        }
+    }
+}
+
+impl<S: EventSink> EventSink for MaybeDetecting<S> {
+    fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
+        match self {
+            MaybeDetecting::Plain(s) => s.write(events),
+            MaybeDetecting::Detecting(d) => d.write(events),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SensorError> {
+        match self {
+            MaybeDetecting::Plain(s) => s.flush(),
+            MaybeDetecting::Detecting(d) => d.flush(),
+        }
+    }
+}
