@@ -61,6 +61,9 @@ pub struct SensorConfig {
     pub extract_max_file_bytes: u64,
     /// Files stored at most in one run.
     pub extract_max_files: u64,
+    /// The city's networks (`10.0.0.0/8`, ...) for `local_orig` and
+    /// `local_resp`; empty means the private address space, as in Zeek.
+    pub local_nets: Vec<String>,
     /// Detection (Sigma, YARA, threat intelligence) run on the records.
     pub detect: crate::detection::DetectSettings,
 }
@@ -92,6 +95,7 @@ impl Default for SensorConfig {
             extract_files: false,
             extract_max_file_bytes: 16 << 20,
             extract_max_files: 10_000,
+            local_nets: Vec::new(),
             detect: crate::detection::DetectSettings::default(),
         }
     }
@@ -129,6 +133,9 @@ impl SensorConfig {
             errs.push("extract_max_file_bytes and extract_max_files must be positive when extract_files is on".into());
         }
         errs.extend(self.detect.validate());
+        if let Err(e) = sensor::flow::LocalNets::parse(&self.local_nets) {
+            errs.push(e);
+        }
         if self.snaplen < 64 {
             errs.push(format!("snaplen must be at least 64, not {}", self.snaplen));
         }
@@ -160,6 +167,8 @@ impl SensorConfig {
         w.flow.community_id_seed = self.community_id_seed;
         w.flow.analyzers = self.analyzers;
         w.flow.stream_memory = self.reassembly_memory_mb << 20;
+        // Validated before use; an invalid list falls back to the default.
+        w.flow.local_nets = sensor::flow::LocalNets::parse(&self.local_nets).unwrap_or_default();
         w.flow.keep_file_bytes = if self.extract_files { self.extract_max_file_bytes } else { 0 };
         w.frag.max_datagrams = self.frag_max_datagrams;
         w.frag.max_bytes = self.frag_max_mb << 20;

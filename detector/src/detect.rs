@@ -341,11 +341,6 @@ impl Detector {
         let rules = Arc::clone(&self.rules);
         self.hits.clear();
         rules.sigma.engine.eval(ev, &mut self.eval, &mut self.hits);
-        // The evaluator flattened the record; the other checks reuse it,
-        // except when no Sigma rule reads this log.
-        if self.eval.flat.fields.is_empty() {
-            self.eval.flat.fill(ev);
-        }
         let subj = Subject::from_flat(&self.eval.flat);
         if subj.ts > self.now {
             self.now = subj.ts;

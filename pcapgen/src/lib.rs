@@ -9,4 +9,4 @@ mod quic;
 mod scenarios;
 
 pub use build::*;
-pub use scenarios::{bench_mix, bench_mix_with, scenario, SCENARIOS};
+pub use scenarios::{bench_mix, bench_mix_with, scenario, BAD_UPDATE, DROPPER, EICAR, SCENARIOS};

@@ -1,3 +1,6 @@
+mod attacks;
+
+pub use attacks::{BAD_UPDATE, DROPPER, EICAR};
 use crate::build::*;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -26,6 +29,17 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("quic", "QUIC: a version 1 handshake with shuffled CRYPTO frames, a version 2 ClientHello across two packets, a datagram that is not QUIC"),
     ("ntp", "NTP: client/server, symmetric with an extension field, broadcast, and two datagrams that are not NTP"),
     ("ssh", "SSH sessions: versions, key exchange offers, host key, encrypted traffic, a non-standard port"),
+    ("web-attacks", "web attacks on the city portal (SQL injection, traversal, command injection, a GPON exploit, a web shell upload, the EICAR file) and a camera fetching a botnet dropper"),
+    ("web-benign", "portal traffic with attack words in harmless places, look-alike files, and the city's authorised scanner"),
+    ("port-scan", "a vertical TCP scan of one server and a Mirai-like Telnet sweep across devices"),
+    ("scan-benign", "monitoring checks, an operator trying a few ports, a technician's Telnet sessions"),
+    ("ssh-bruteforce", "eight SSH sessions from the Internet to a camera, every password refused"),
+    ("dns-dyndns", "DNS queries for dynamic DNS names and for city names that contain the same words"),
+    ("exposure", "Telnet, MQTT and Modbus reached from the Internet; Modbus from a laptop that is not an engineering station"),
+    ("exposure-benign", "the engineering station on Modbus, city hosts on management ports, a refused knock, the public portal"),
+    ("tls-self-signed", "a TLS server with a self-signed certificate and one signed by the city CA"),
+    ("ftp-cleartext", "an FTP login with an operator's password in cleartext"),
+    ("intel-hits", "traffic to a listed address, domain, URL and file, and to their neighbours"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
     ("linktype-null", "BSD loopback (NULL)"),
@@ -1431,13 +1445,17 @@ fn der_name(parts: &[(&[u8], &str)]) -> Vec<u8> {
 /// A Certificate message with one certificate whose names are set (the key
 /// and signature are placeholders: the sensor reads names only).
 fn certificate(subject_cn: &str) -> Vec<u8> {
+    certificate_from(subject_cn, "City Issuing CA")
+}
+
+fn certificate_from(subject_cn: &str, issuer_cn: &str) -> Vec<u8> {
     let mut tbs = der(0xa0, &der(0x02, &[2]));
     tbs.extend_from_slice(&der(0x02, &[0x10, 0x20]));
     tbs.extend_from_slice(&der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2])));
     tbs.extend_from_slice(&der_name(&[
         (&[0x55, 4, 6], "VN"),
         (&[0x55, 4, 10], "City"),
-        (&[0x55, 4, 3], "City Issuing CA"),
+        (&[0x55, 4, 3], issuer_cn),
     ]));
     tbs.extend_from_slice(&der(0x30, &[]));
     tbs.extend_from_slice(&der_name(&[(&[0x55, 4, 6], "VN"), (&[0x55, 4, 10], "City"), (&[0x55, 4, 3], subject_cn)]));
@@ -1590,6 +1608,17 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "ntp" => ntp_scenario(),
         "dhcp" => dhcp_scenario(),
         "quic" => quic_scenario(),
+        "web-attacks" => attacks::web_attacks(),
+        "web-benign" => attacks::web_benign(),
+        "port-scan" => attacks::port_scan(),
+        "scan-benign" => attacks::scan_benign(),
+        "ssh-bruteforce" => attacks::ssh_bruteforce(),
+        "dns-dyndns" => attacks::dns_dyndns(),
+        "exposure" => attacks::exposure(),
+        "exposure-benign" => attacks::exposure_benign(),
+        "tls-self-signed" => attacks::tls_self_signed(),
+        "ftp-cleartext" => attacks::ftp_cleartext(),
+        "intel-hits" => attacks::intel_hits(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),

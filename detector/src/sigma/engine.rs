@@ -362,6 +362,9 @@ impl Engine {
     /// Rules that match `ev`, appended to `out` (a program per rule and log,
     /// so a rule appears at most once per record).
     pub fn eval(&self, ev: &Event, s: &mut Evaluator, out: &mut Vec<RuleHit>) {
+        // Filled even when no rule reads this log: the caller's other
+        // checks (intelligence, subjects of alerts) use the same record.
+        s.flat.fill(ev);
         let Some(log) = log_index(ev.log_name()) else { return };
         let Some(li) = self.logs.get(log as usize) else { return };
         if li.fields.is_empty() && li.keywords.is_none() && li.always.is_empty() && li.residual.is_empty() {
@@ -372,7 +375,6 @@ impl Engine {
             s.hit_at = vec![0; self.preds.len()];
             s.mark = vec![0; self.programs.len()];
         }
-        s.flat.fill(ev);
         self.scan(li, s);
         // Candidates: programs of hit predicates, and those true on no hit.
         s.gen = s.gen.wrapping_add(1);

@@ -50,6 +50,49 @@ fn in_v6(a: Ipv6Addr) -> bool {
     direct || ((x >> 112) == 0x2002 && in_v4(Ipv4Addr::from(((x >> 80) & 0xffff_ffff) as u32)))
 }
 
+/// The networks that count as local (Zeek's `Site::local_nets`); with none
+/// configured, the private address space does.
+#[derive(Clone, Debug, Default)]
+pub struct LocalNets(Vec<(IpAddr, u8)>);
+
+impl LocalNets {
+    /// Parses `10.0.0.0/8`-style networks (a bare address is one host).
+    pub fn parse(nets: &[String]) -> Result<LocalNets, String> {
+        let mut out = Vec::new();
+        for n in nets {
+            let (addr, len) = match n.split_once('/') {
+                Some((a, l)) => (a, Some(l)),
+                None => (n.as_str(), None),
+            };
+            let ip: IpAddr = addr.trim().parse().map_err(|_| format!("local network '{n}': bad address"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len: u8 = match len {
+                Some(l) => l.trim().parse().ok().filter(|&l| l <= max).ok_or(format!("local network '{n}': bad prefix"))?,
+                None => max,
+            };
+            out.push((ip, len));
+        }
+        Ok(LocalNets(out))
+    }
+
+    pub fn contains(&self, a: IpAddr) -> bool {
+        if self.0.is_empty() {
+            return is_private(a);
+        }
+        self.0.iter().any(|&(net, len)| match (net, a) {
+            (IpAddr::V4(n), IpAddr::V4(x)) => {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+                u32::from(x) & mask == u32::from(n) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(x)) => {
+                let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+                u128::from(x) & mask == u128::from(n) & mask
+            }
+            _ => false,
+        })
+    }
+}
+
 pub fn is_private(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(v) => in_v4(v),

@@ -7,7 +7,7 @@ mod ports;
 pub mod tcp;
 
 pub use community_id::community_id_v1;
-pub use local::is_private;
+pub use local::{is_private, LocalNets};
 pub use ports::likely_server_port;
 
 use crate::decode::{IcmpView, TcpView, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
@@ -50,6 +50,8 @@ pub struct FlowConfig {
     pub keep_file_bytes: u64,
     /// Makes the tap that receives every analyzed TCP stream's payload.
     pub tap: Option<crate::proto::tap::TapFactory>,
+    /// Networks that count as local for `local_orig`/`local_resp`.
+    pub local_nets: LocalNets,
 }
 
 impl Default for FlowConfig {
@@ -69,6 +71,7 @@ impl Default for FlowConfig {
             stream_memory: 64 << 20,
             keep_file_bytes: 0,
             tap: None,
+            local_nets: LocalNets::default(),
         }
     }
 }
@@ -656,7 +659,7 @@ impl FlowTable {
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
         }
         if let (Some((data, ack, from_orig)), true) = (tcp_feed, self.cfg.analyzers) {
-            tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, self.cfg.stream_memory, out);
+            tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, &self.cfg, out);
         }
         if c.vlan == NO_VLAN {
             c.vlan = pkt.vlan.unwrap_or(NO_VLAN);
@@ -714,7 +717,7 @@ impl FlowTable {
         }
         let key = *key;
         let keep = self.shared.keep_file_bytes;
-        app_call(c, &key, ts, obs.is_orig, keep, out, |app, ctx, ao| app.datagram(ctx, payload, &mut self.shared, ao));
+        app_call(c, &key, ts, obs.is_orig, (keep, &self.cfg.local_nets), out, |app, ctx, ao| app.datagram(ctx, payload, &mut self.shared, ao));
     }
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
@@ -958,7 +961,9 @@ impl FlowTable {
             }
             let (orig, resp) = endpoints(&key, &c);
             let keep_file_bytes = self.shared.keep_file_bytes;
-            let ctx = FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true, keep_file_bytes };
+            let (orig_local, resp_local) = (self.cfg.local_nets.contains(orig.0), self.cfg.local_nets.contains(resp.0));
+            let ctx =
+                FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true, keep_file_bytes, orig_local, resp_local };
             let mut ao = AppOut::default();
             slot.app.finish(&ctx, &mut self.shared, &mut ao);
             out.events.append(&mut ao.events);
@@ -1010,8 +1015,8 @@ impl FlowTable {
             orig_bytes: (duration.micros() > 0).then_some(sizes.0),
             resp_bytes: (duration.micros() > 0).then_some(sizes.1),
             conn_state,
-            local_orig: is_private(orig.0),
-            local_resp: is_private(resp.0),
+            local_orig: self.cfg.local_nets.contains(orig.0),
+            local_resp: self.cfg.local_nets.contains(resp.0),
             missed_bytes: missed,
             history,
             orig_pkts: c.pkts[0],
@@ -1035,14 +1040,15 @@ fn app_call(
     key: &FlowKey,
     ts: Time,
     is_orig: bool,
-    keep_file_bytes: u64,
+    (keep_file_bytes, nets): (u64, &LocalNets),
     out: &mut FlowOutput,
     f: impl FnOnce(&mut App, &FlowCtx, &mut AppOut),
 ) {
     let (orig, resp) = endpoints(key, c);
     let uid = c.uid();
     let Some(slot) = c.app.as_mut() else { return };
-    let ctx = FlowCtx { ts, uid, orig, resp, is_orig, keep_file_bytes };
+    let (orig_local, resp_local) = (nets.contains(orig.0), nets.contains(resp.0));
+    let ctx = FlowCtx { ts, uid, orig, resp, is_orig, keep_file_bytes, orig_local, resp_local };
     let mut ao = AppOut::default();
     f(&mut slot.app, &ctx, &mut ao);
     if slot.app.failed() {
@@ -1075,9 +1081,10 @@ fn tcp_app(
     data: Option<(u64, &[u8])>,
     ack: Option<u64>,
     shared: &mut Shared,
-    budget: usize,
+    cfg: &FlowConfig,
     out: &mut FlowOutput,
 ) {
+    let budget = cfg.stream_memory;
     if !c.has(F_APP_DECIDED) {
         let Some((_, payload)) = data.filter(|(_, d)| !d.is_empty()) else { return };
         c.set(F_APP_DECIDED, true);
@@ -1123,7 +1130,7 @@ fn tcp_app(
             tap.0.stream(&StreamChunk { ts, uid: c.uid(), orig, resp, is_orig: from_orig, chunk }, &mut out.events);
         }
         let keep = shared.keep_file_bytes;
-        app_call(c, key, ts, from_orig, keep, out, |app, ctx, ao| {
+        app_call(c, key, ts, from_orig, (keep, &cfg.local_nets), out, |app, ctx, ao| {
             let ch = if gap > 0 { Chunk::Gap(gap) } else { Chunk::Data(&bytes) };
             app.stream(ctx, ch, shared, ao)
         });

@@ -1,7 +1,6 @@
 //! Files carried by protocols (HTTP bodies, FTP transfers): hashed as they
 //! stream by, sniffed from their first bytes, and logged to `files.log`.
 
-use crate::flow::is_private;
 use crate::proto::http::sniff;
 use crate::proto::FlowCtx;
 use md5::{Digest, Md5};
@@ -141,7 +140,7 @@ impl FileState {
             mime_type: mime,
             filename,
             duration: self.last.since(first),
-            local_orig: is_private(ctx.orig.0),
+            local_orig: ctx.orig_local,
             is_orig,
             seen_bytes: self.seen,
             total_bytes: total,
@@ -174,7 +173,7 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 1),
             resp: ("8.8.8.8".parse().unwrap(), 80),
             is_orig: false,
-            keep_file_bytes: 0,
+            keep_file_bytes: 0, orig_local: false, resp_local: false
         };
         let r = f.finish(&ctx, "HTTP", 1, false, None, Some(11)).unwrap();
         assert_eq!(r.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
@@ -192,7 +191,7 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 1),
             resp: ("8.8.8.8".parse().unwrap(), 80),
             is_orig: false,
-            keep_file_bytes: 4,
+            keep_file_bytes: 4, orig_local: false, resp_local: false
         };
         let mut f = FileState::new(fuid(FlowUid::new(5), 1, false), 4);
         f.data(Time(10), b"abc");

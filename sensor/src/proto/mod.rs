@@ -31,6 +31,9 @@ pub struct FlowCtx {
     pub is_orig: bool,
     /// Bytes of each file to keep for extraction (0: none).
     pub keep_file_bytes: u64,
+    /// The originator is in a local network.
+    pub orig_local: bool,
+    pub resp_local: bool,
 }
 
 /// What an analyzer produced for one payload; owned by the caller.

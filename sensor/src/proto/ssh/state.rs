@@ -3,7 +3,6 @@
 //! packets give Zeek's authentication heuristics.
 
 use super::parser::{first_string, kexinit, packet, KexInit, MAX_LINE};
-use crate::flow::is_private;
 use crate::proto::stream::Chunk;
 use crate::proto::{zeek_escape, AppOut, FlowCtx};
 use base64::Engine;
@@ -80,7 +79,7 @@ impl SshState {
 
     fn record(&mut self, ctx: &FlowCtx) -> &mut SshRecord {
         self.rec.get_or_insert_with(|| {
-            let (lo, lr) = (is_private(ctx.orig.0), is_private(ctx.resp.0));
+            let (lo, lr) = (ctx.orig_local, ctx.resp_local);
             SshRecord {
                 ts: ctx.ts,
                 uid: ctx.uid,
@@ -401,7 +400,7 @@ mod tests {
             orig: ("11.2.3.4".parse().unwrap(), 50000),
             resp: ("10.1.0.22".parse().unwrap(), 22),
             is_orig,
-            keep_file_bytes: 0,
+            keep_file_bytes: 0, orig_local: false, resp_local: false
         }
     }
 
