@@ -5,15 +5,15 @@
 
 use crate::detection;
 use crate::sensor_setup::SensorConfig;
-use detector::detect::RuleSet;
-use std::sync::Arc;
 use anyhow::{bail, Context};
+use detector::detect::RuleSet;
 use sensor::capture::SourceSpec;
 use sensor::pipeline::{self, Controls, Hooks};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use toml::Value as Toml;
 
 /// Writing `UNSET` in a check asserts that the field is absent from the record.
@@ -110,12 +110,7 @@ pub struct Outcome {
 
 /// Replays one case into `log_dir` with `workers` workers and checks it;
 /// with `rules`, detection runs too and its alerts are checked.
-pub fn run_case(
-    case: &Case,
-    log_dir: &Path,
-    workers: usize,
-    rules: Option<&Arc<RuleSet>>,
-) -> anyhow::Result<Outcome> {
+pub fn run_case(case: &Case, log_dir: &Path, workers: usize, rules: Option<&Arc<RuleSet>>) -> anyhow::Result<Outcome> {
     let mut cfg: SensorConfig =
         Toml::Table(case.spec.sensor.clone()).try_into().with_context(|| format!("{}: [sensor]", case.name))?;
     cfg.workers = workers;
@@ -132,7 +127,8 @@ pub fn run_case(
         detection::attach(&mut pcfg, r);
     }
     let sink = detection::MaybeDetecting::new(writer, rules.cloned());
-    let (summary, _) = pipeline::run(&SourceSpec::File(case.capture()), &pcfg, sink, Controls::default(), Hooks::default())?;
+    let (summary, _) =
+        pipeline::run(&SourceSpec::File(case.capture()), &pcfg, sink, Controls::default(), Hooks::default())?;
     if let Some(e) = summary.source_error {
         bail!("{}: {e}", case.name);
     }

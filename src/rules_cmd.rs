@@ -71,7 +71,10 @@ fn check(dir: PathBuf, extra: Vec<PathBuf>, verbose: bool) -> anyhow::Result<Exi
         }
     }
     for (file, title, field) in &rules.sigma_report.unknown_fields {
-        println!("note    {}: {title}: field '{field}' is not in the log it reads; tests on it never match", file.display());
+        println!(
+            "note    {}: {title}: field '{field}' is not in the log it reads; tests on it never match",
+            file.display()
+        );
     }
     for e in &rules.errors {
         println!("error   {e}");

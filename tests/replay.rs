@@ -14,13 +14,26 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+fn shipped_rules() -> std::sync::Arc<detector::detect::RuleSet> {
+    let settings = citysoc::detection::DetectSettings {
+        rules_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        ..Default::default()
+    };
+    let rules = settings.load("sensor").unwrap();
+    assert!(rules.errors.is_empty(), "shipped rules fail to load: {:?}", rules.errors);
+    rules
+}
+
+/// Every case with detection on: its records and exactly its alerts.
 #[test]
 fn every_case_passes_with_one_and_two_workers() {
     let tmp = tempfile::tempdir().unwrap();
+    let rules = shipped_rules();
     let mut report = Vec::new();
     for workers in [1, 2] {
         for case in cases() {
-            let out = run_case(&case, &tmp.path().join(format!("{}-{workers}", case.name)), workers, None).unwrap();
+            let dir = tmp.path().join(format!("{}-{workers}", case.name));
+            let out = run_case(&case, &dir, workers, Some(&rules)).unwrap();
             assert!(out.checks > 0, "{} has no checks", case.name);
             for f in out.failures {
                 report.push(format!("{} ({workers} workers): {f}", case.name));

@@ -430,7 +430,11 @@ mod tests {
     #[test]
     fn formats_and_subdomains() {
         let mut s = IntelSet::default();
-        parse_plain("# confidence: 80\n203.0.113.7\n198.51.100.0/24\nevil.example\nja3:e7d705a3286e19ea42f587b344ee6865\n", "list.txt", &mut s);
+        parse_plain(
+            "# confidence: 80\n203.0.113.7\n198.51.100.0/24\nevil.example\nja3:e7d705a3286e19ea42f587b344ee6865\n",
+            "list.txt",
+            &mut s,
+        );
         let stix = serde_json::json!({"type": "bundle", "objects": [
             {"type": "indicator", "name": "c2", "confidence": 90,
              "pattern": "[domain-name:value = 'c2.example'] OR [ipv4-addr:value = '192.0.2.9']"},
@@ -451,6 +455,8 @@ mod tests {
         let bad = s.ip("192.0.2.44").unwrap();
         assert_eq!(s.indicators[bad as usize].confidence, 90);
         assert!(s.exact.contains_key(&(Kind::Url, "bad.example/x.php".into())));
-        assert!(s.exact.contains_key(&(Kind::Sha256, "ab00000000000000000000000000000000000000000000000000000000000000".into())));
+        assert!(s
+            .exact
+            .contains_key(&(Kind::Sha256, "ab00000000000000000000000000000000000000000000000000000000000000".into())));
     }
 }

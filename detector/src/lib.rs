@@ -2,9 +2,9 @@
 //! correlation and filters), YARA-X over payloads and files, threat
 //! intelligence indicators, and the alert aggregation they all feed.
 
+pub mod detect;
 pub mod error;
 pub mod flat;
+pub mod intel;
 pub mod sigma;
 pub mod yara;
-pub mod intel;
-pub mod detect;

@@ -1,7 +1,7 @@
 mod attacks;
 
-pub use attacks::{BAD_UPDATE, DROPPER, EICAR};
 use crate::build::*;
+pub use attacks::{BAD_UPDATE, DROPPER, EICAR};
 use std::io::{self, Write};
 use std::net::IpAddr;
 
@@ -1452,11 +1452,7 @@ fn certificate_from(subject_cn: &str, issuer_cn: &str) -> Vec<u8> {
     let mut tbs = der(0xa0, &der(0x02, &[2]));
     tbs.extend_from_slice(&der(0x02, &[0x10, 0x20]));
     tbs.extend_from_slice(&der(0x30, &der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2])));
-    tbs.extend_from_slice(&der_name(&[
-        (&[0x55, 4, 6], "VN"),
-        (&[0x55, 4, 10], "City"),
-        (&[0x55, 4, 3], issuer_cn),
-    ]));
+    tbs.extend_from_slice(&der_name(&[(&[0x55, 4, 6], "VN"), (&[0x55, 4, 10], "City"), (&[0x55, 4, 3], issuer_cn)]));
     tbs.extend_from_slice(&der(0x30, &[]));
     tbs.extend_from_slice(&der_name(&[(&[0x55, 4, 6], "VN"), (&[0x55, 4, 10], "City"), (&[0x55, 4, 3], subject_cn)]));
     tbs.extend_from_slice(&der(0x30, &[0x05, 0x00]));

@@ -76,7 +76,9 @@ pub fn run_streams(data: &[u8]) {
         orig: (IpAddr::from([10, 0, 0, 1]), 40000),
         resp: (IpAddr::from([10, 0, 0, 2]), 80),
         is_orig: true,
-        keep_file_bytes: 0, orig_local: false, resp_local: false
+        keep_file_bytes: 0,
+        orig_local: false,
+        resp_local: false,
     };
     while rest.len() >= 2 {
         let (control, len) = (rest[0], usize::from(rest[1]));

@@ -69,7 +69,7 @@ pub fn parse(cond: &str, sels: &[(String, Expr)]) -> Result<Expr, DocError> {
         return Err(err(
             Code::Unsupported,
             "aggregation in the condition (`| count() ...`) is Sigma 1.0 syntax; write a correlation rule",
-            Some("condition"),
+            Some("condition:"),
         ));
     }
     let mut p = Parser { toks, pos: 0, sels, text: cond };
@@ -83,7 +83,7 @@ pub fn parse(cond: &str, sels: &[(String, Expr)]) -> Result<Expr, DocError> {
 impl Parser<'_> {
     fn fail(&self, what: &str) -> DocError {
         let at = self.toks.get(self.pos).map(|t| format!("{t:?}")).unwrap_or_else(|| "end".into());
-        err(Code::Condition, format!("condition '{}': {what} at {at}", self.text), Some("condition"))
+        err(Code::Condition, format!("condition '{}': {what} at {at}", self.text), Some("condition:"))
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -154,7 +154,7 @@ impl Parser<'_> {
                     return Err(err(
                         Code::Condition,
                         format!("condition '{}': no selection matches '{target}'", self.text),
-                        Some("condition"),
+                        Some("condition:"),
                     ));
                 }
                 Ok(if q == Tok::All { Expr::And(picked) } else { Expr::Or(picked) })
@@ -165,7 +165,7 @@ impl Parser<'_> {
                     err(
                         Code::Condition,
                         format!("condition '{}': unknown selection '{name}'", self.text),
-                        Some("condition"),
+                        Some("condition:"),
                     )
                 })
             }

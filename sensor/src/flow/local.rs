@@ -67,7 +67,9 @@ impl LocalNets {
             let ip: IpAddr = addr.trim().parse().map_err(|_| format!("local network '{n}': bad address"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let len: u8 = match len {
-                Some(l) => l.trim().parse().ok().filter(|&l| l <= max).ok_or(format!("local network '{n}': bad prefix"))?,
+                Some(l) => {
+                    l.trim().parse().ok().filter(|&l| l <= max).ok_or(format!("local network '{n}': bad prefix"))?
+                }
                 None => max,
             };
             out.push((ip, len));

@@ -717,7 +717,9 @@ impl FlowTable {
         }
         let key = *key;
         let keep = self.shared.keep_file_bytes;
-        app_call(c, &key, ts, obs.is_orig, (keep, &self.cfg.local_nets), out, |app, ctx, ao| app.datagram(ctx, payload, &mut self.shared, ao));
+        app_call(c, &key, ts, obs.is_orig, (keep, &self.cfg.local_nets), out, |app, ctx, ao| {
+            app.datagram(ctx, payload, &mut self.shared, ao)
+        });
     }
 
     /// Sets the service of a flow (a tunnel's outer UDP connection, or later an
@@ -962,8 +964,16 @@ impl FlowTable {
             let (orig, resp) = endpoints(&key, &c);
             let keep_file_bytes = self.shared.keep_file_bytes;
             let (orig_local, resp_local) = (self.cfg.local_nets.contains(orig.0), self.cfg.local_nets.contains(resp.0));
-            let ctx =
-                FlowCtx { ts: c.last, uid: c.uid(), orig, resp, is_orig: true, keep_file_bytes, orig_local, resp_local };
+            let ctx = FlowCtx {
+                ts: c.last,
+                uid: c.uid(),
+                orig,
+                resp,
+                is_orig: true,
+                keep_file_bytes,
+                orig_local,
+                resp_local,
+            };
             let mut ao = AppOut::default();
             slot.app.finish(&ctx, &mut self.shared, &mut ao);
             out.events.append(&mut ao.events);

@@ -373,7 +373,9 @@ mod tests {
             orig: (orig.0.parse().unwrap(), orig.1),
             resp: (resp.0.parse().unwrap(), resp.1),
             is_orig,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         }
     }
 

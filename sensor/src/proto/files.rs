@@ -173,7 +173,9 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 1),
             resp: ("8.8.8.8".parse().unwrap(), 80),
             is_orig: false,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         };
         let r = f.finish(&ctx, "HTTP", 1, false, None, Some(11)).unwrap();
         assert_eq!(r.md5.as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
@@ -191,7 +193,9 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 1),
             resp: ("8.8.8.8".parse().unwrap(), 80),
             is_orig: false,
-            keep_file_bytes: 4, orig_local: false, resp_local: false
+            keep_file_bytes: 4,
+            orig_local: false,
+            resp_local: false,
         };
         let mut f = FileState::new(fuid(FlowUid::new(5), 1, false), 4);
         f.data(Time(10), b"abc");

@@ -120,7 +120,9 @@ mod tests {
             orig: ("10.0.0.2".parse().unwrap(), 123),
             resp: ("10.0.0.1".parse().unwrap(), 123),
             is_orig: false,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         };
         let mut out = AppOut::default();
         let mut st = NtpState::default();

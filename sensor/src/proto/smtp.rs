@@ -289,7 +289,9 @@ mod tests {
             orig: ("10.0.0.5".parse().unwrap(), 40000),
             resp: ("10.0.0.25".parse().unwrap(), 25),
             is_orig,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         }
     }
 

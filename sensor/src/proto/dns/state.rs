@@ -390,7 +390,9 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 5555),
             resp: ("10.0.0.53".parse().unwrap(), 53),
             is_orig,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         }
     }
 

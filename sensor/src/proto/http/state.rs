@@ -498,7 +498,9 @@ mod tests {
             orig: ("10.0.0.1".parse().unwrap(), 40000),
             resp: ("10.0.0.80".parse().unwrap(), 80),
             is_orig,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         }
     }
 

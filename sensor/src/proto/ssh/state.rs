@@ -400,7 +400,9 @@ mod tests {
             orig: ("11.2.3.4".parse().unwrap(), 50000),
             resp: ("10.1.0.22".parse().unwrap(), 22),
             is_orig,
-            keep_file_bytes: 0, orig_local: false, resp_local: false
+            keep_file_bytes: 0,
+            orig_local: false,
+            resp_local: false,
         }
     }
 
