@@ -46,6 +46,9 @@ pub struct DetectSettings {
     pub correlation_max_groups: usize,
     /// Matches remembered per correlation group.
     pub correlation_max_events_per_group: usize,
+    /// How often (seconds) the indicator files are checked for changes and
+    /// reloaded.
+    pub intel_reload_secs: u64,
 }
 
 impl Default for DetectSettings {
@@ -65,6 +68,7 @@ impl Default for DetectSettings {
             yara_udp: d.scan_udp,
             correlation_max_groups: c.max_groups,
             correlation_max_events_per_group: c.max_events_per_group,
+            intel_reload_secs: d.intel_reload_secs,
         }
     }
 }
@@ -143,6 +147,7 @@ impl DetectSettings {
                 max_groups: self.correlation_max_groups,
                 max_events_per_group: self.correlation_max_events_per_group,
             },
+            intel_reload_secs: self.intel_reload_secs,
         })
     }
 
@@ -236,6 +241,11 @@ impl<S: EventSink> DetectingSink<S> {
 
 impl<S: EventSink> EventSink for DetectingSink<S> {
     fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
+        if let Some(errors) = self.detector.reload_intel_if_changed() {
+            for e in errors {
+                tracing::warn!(error = %e, "indicator file not loaded");
+            }
+        }
         for ev in events.iter() {
             self.detector.observe(ev, &mut self.alerts);
         }

@@ -70,7 +70,7 @@ fn records(n: usize) -> Vec<Event> {
                     resp_h: resp,
                     resp_p: 80,
                     trans_depth: 1,
-                    method: Some(if r.next() % 5 == 0 { "POST" } else { "GET" }.into()),
+                    method: Some(if r.next().is_multiple_of(5) { "POST" } else { "GET" }.into()),
                     host: Some(format!("{}.city.example", r.pick(WORDS))),
                     uri: Some(uri),
                     referrer: None,
@@ -159,7 +159,9 @@ fn synthetic_rules(n: usize) -> String {
     let mut r = Rng(0x1234_5678);
     let mut out = String::new();
     for i in 0..n {
-        let tok = |r: &mut Rng| format!("{}{:x}", ["evil", "bad", "xpl", "c2", "drop"][(r.next() % 5) as usize], r.next() % 0xfffff);
+        let tok = |r: &mut Rng| {
+            format!("{}{:x}", ["evil", "bad", "xpl", "c2", "drop"][(r.next() % 5) as usize], r.next() % 0xfffff)
+        };
         let (svc, det) = match i % 5 {
             0 | 1 => (
                 "http",
@@ -376,7 +378,9 @@ fn main() {
             let len = 4096 + (r.next() % 60_000) as usize;
             let mut b = Vec::with_capacity(len);
             while b.len() < len {
-                b.extend_from_slice(format!("<div class=\"{}\">{} {}</div>\n", r.pick(WORDS), r.pick(WORDS), i).as_bytes());
+                b.extend_from_slice(
+                    format!("<div class=\"{}\">{} {}</div>\n", r.pick(WORDS), r.pick(WORDS), i).as_bytes(),
+                );
             }
             b
         })

@@ -36,6 +36,8 @@ pub struct DetectorConfig {
     /// Scan UDP payloads.
     pub scan_udp: bool,
     pub correlation: CorrelationConfig,
+    /// How often the indicator files are looked at for changes.
+    pub intel_reload_secs: u64,
 }
 
 impl Default for DetectorConfig {
@@ -53,6 +55,7 @@ impl Default for DetectorConfig {
             file_scan_bytes: 8 << 20,
             scan_udp: true,
             correlation: CorrelationConfig::default(),
+            intel_reload_secs: 5,
         }
     }
 }
@@ -62,7 +65,7 @@ pub struct RuleSet {
     pub sigma: SigmaSet,
     pub sigma_report: LoadReport,
     pub yara: Option<Arc<YaraSet>>,
-    pub intel: IntelSet,
+    pub intel: Arc<IntelSet>,
     pub errors: Vec<RuleError>,
     pub cfg: DetectorConfig,
 }
@@ -76,13 +79,16 @@ impl RuleSet {
         errors.extend(yerr);
         let (intel, ierr) = intel::load(&cfg.intel_paths);
         errors.extend(ierr);
-        RuleSet { sigma, sigma_report, yara, intel, errors, cfg }
+        RuleSet { sigma, sigma_report, yara, intel: Arc::new(intel), errors, cfg }
     }
 
     pub fn wants_payload(&self) -> bool {
         self.yara.is_some()
     }
 }
+
+/// Alerts fold by rule, source and destination.
+type FoldKey = (String, Option<IpAddr>, Option<IpAddr>);
 
 struct Open {
     alert: AlertRecord,
@@ -92,14 +98,22 @@ struct Open {
 pub struct Aggregator {
     window_us: i64,
     max_open: usize,
-    open: HashMap<(String, Option<IpAddr>, Option<IpAddr>), Open>,
+    open: HashMap<FoldKey, Open>,
+    /// Open alerts about a flow whose Community ID is not known yet (it
+    /// comes with the flow's conn.log record, when the flow ends).
+    awaiting_cid: HashMap<FlowUid, Vec<FoldKey>>,
 }
 
 const EVIDENCE_KEPT: usize = 20;
 
 impl Aggregator {
     pub fn new(window_secs: f64, max_open: usize) -> Self {
-        Aggregator { window_us: (window_secs * 1e6) as i64, max_open: max_open.max(1), open: HashMap::new() }
+        Aggregator {
+            window_us: (window_secs * 1e6) as i64,
+            max_open: max_open.max(1),
+            open: HashMap::new(),
+            awaiting_cid: HashMap::new(),
+        }
     }
 
     pub fn add(&mut self, a: AlertRecord, out: &mut Vec<AlertRecord>) {
@@ -122,17 +136,44 @@ impl Aggregator {
                 return;
             }
             if let Some(old) = self.open.remove(&key) {
+                self.forget(&old.alert);
                 out.push(old.alert);
             }
         }
         if self.open.len() >= self.max_open {
             if let Some(k) = self.open.iter().min_by_key(|(_, o)| o.alert.last_seen).map(|(k, _)| k.clone()) {
                 if let Some(o) = self.open.remove(&k) {
+                    self.forget(&o.alert);
                     out.push(o.alert);
                 }
             }
         }
+        if let (Some(uid), None) = (a.uid, &a.community_id) {
+            self.awaiting_cid.entry(uid).or_default().push(key.clone());
+        }
         self.open.insert(key, Open { alert: a });
+    }
+
+    /// A flow's Community ID became known: fill it into its open alerts.
+    pub fn community_id(&mut self, uid: FlowUid, cid: &str) {
+        let Some(keys) = self.awaiting_cid.remove(&uid) else { return };
+        for k in keys {
+            if let Some(o) = self.open.get_mut(&k) {
+                if o.alert.uid == Some(uid) && o.alert.community_id.is_none() {
+                    o.alert.community_id = Some(cid.to_string());
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, a: &AlertRecord) {
+        let Some(uid) = a.uid else { return };
+        if let Some(keys) = self.awaiting_cid.get_mut(&uid) {
+            keys.retain(|k| !(k.0 == a.rule_id && k.1 == a.orig_h && k.2 == a.resp_h));
+            if keys.is_empty() {
+                self.awaiting_cid.remove(&uid);
+            }
+        }
     }
 
     /// Writes out alerts whose window has passed at record time `now`.
@@ -143,12 +184,14 @@ impl Aggregator {
         done.sort_by_key(|k| self.open.get(k).map(|o| o.alert.first_seen));
         for k in done {
             if let Some(o) = self.open.remove(&k) {
+                self.forget(&o.alert);
                 out.push(o.alert);
             }
         }
     }
 
     pub fn flush(&mut self, out: &mut Vec<AlertRecord>) {
+        self.awaiting_cid.clear();
         let mut all: Vec<AlertRecord> = self.open.drain().map(|(_, o)| o.alert).collect();
         all.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then_with(|| a.rule_id.cmp(&b.rule_id)));
         out.extend(all);
@@ -287,6 +330,11 @@ pub struct DetectorCounters {
 /// one per output thread.
 pub struct Detector {
     rules: Arc<RuleSet>,
+    /// The indicators in use: those of the rule set, or a newer load of
+    /// the same files after they changed.
+    intel: Arc<IntelSet>,
+    intel_files: Vec<(PathBuf, Option<std::time::SystemTime>)>,
+    intel_checked: std::time::Instant,
     eval: Evaluator,
     corr: CorrelationEngine,
     yara: Option<YaraScanner>,
@@ -305,7 +353,11 @@ impl Detector {
         let corr = CorrelationEngine::new(&rules.sigma, rules.cfg.correlation.clone());
         let agg = Aggregator::new(rules.cfg.aggregate_window_secs, rules.cfg.max_open_alerts);
         let yara = rules.yara.clone().map(YaraScanner::new);
+        let intel_files = intel::fingerprint(&rules.cfg.intel_paths);
         Detector {
+            intel: Arc::clone(&rules.intel),
+            intel_files,
+            intel_checked: std::time::Instant::now(),
             rules,
             eval: Evaluator::default(),
             corr,
@@ -323,6 +375,26 @@ impl Detector {
 
     pub fn rules(&self) -> &Arc<RuleSet> {
         &self.rules
+    }
+
+    /// Reloads the indicator files if any changed since the last look (at
+    /// most every `intel_reload_secs` of wall time). Returns the errors of the new
+    /// load; on errors in a file, its indicators are left out, as at start.
+    pub fn reload_intel_if_changed(&mut self) -> Option<Vec<RuleError>> {
+        let every = std::time::Duration::from_secs(self.rules.cfg.intel_reload_secs);
+        if self.intel_checked.elapsed() < every || self.rules.cfg.intel_paths.is_empty() {
+            return None;
+        }
+        self.intel_checked = std::time::Instant::now();
+        let now = intel::fingerprint(&self.rules.cfg.intel_paths);
+        if now == self.intel_files {
+            return None;
+        }
+        self.intel_files = now;
+        let (set, errors) = intel::load(&self.rules.cfg.intel_paths);
+        tracing::info!(indicators = set.len(), errors = errors.len(), "indicator files changed, reloaded");
+        self.intel = Arc::new(set);
+        Some(errors)
     }
 
     /// Evaluates one record; finished alerts are appended to `out`.
@@ -344,6 +416,9 @@ impl Detector {
         let subj = Subject::from_flat(&self.eval.flat);
         if subj.ts > self.now {
             self.now = subj.ts;
+        }
+        if let (Event::Conn(c), Some(cid)) = (ev, &subj.community_id) {
+            self.agg.community_id(c.uid, cid);
         }
         let log = ev.log_name();
         let sensor = rules.cfg.sensor_name.as_str();
@@ -383,9 +458,10 @@ impl Detector {
         }
         self.hits = hits;
         self.ihits.clear();
-        rules.intel.check(ev, &self.eval.flat, &mut self.ihits);
+        let intel = Arc::clone(&self.intel);
+        intel.check(ev, &self.eval.flat, &mut self.ihits);
         for h in std::mem::take(&mut self.ihits) {
-            let Some(ind) = rules.intel.indicators.get(h.indicator as usize) else { continue };
+            let Some(ind) = intel.indicators.get(h.indicator as usize) else { continue };
             self.counters.intel_matches += 1;
             let rule_id = format!("intel:{}:{}", ind.kind.as_str(), ind.value);
             let title = format!("Threat intelligence: {} {} listed by {}", ind.kind.as_str(), ind.value, ind.source);
@@ -610,5 +686,106 @@ impl PayloadScanner {
 
     pub fn counters(&self) -> (u64, u64, u64) {
         (self.scanner.scans, self.scanner.scanned_bytes, self.scanner.errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schema::ConnRecord;
+
+    fn conn_to(ip: &str) -> Event {
+        Event::Conn(ConnRecord {
+            ts: Time(5_000_000),
+            uid: FlowUid::new(77),
+            orig_h: "10.0.0.1".parse().unwrap(),
+            orig_p: 5000,
+            resp_h: ip.parse().unwrap(),
+            resp_p: 443,
+            proto: "tcp",
+            service: None,
+            duration: None,
+            orig_bytes: None,
+            resp_bytes: None,
+            conn_state: "SF",
+            local_orig: true,
+            local_resp: false,
+            missed_bytes: 0,
+            history: None,
+            orig_pkts: 1,
+            orig_ip_bytes: 1,
+            resp_pkts: 1,
+            resp_ip_bytes: 1,
+            tunnel_parents: vec![],
+            ip_proto: 6,
+            vlan: None,
+            inner_vlan: None,
+            community_id: Some("1:abc".into()),
+        })
+    }
+
+    #[test]
+    fn indicator_files_reload_when_they_change() {
+        let dir = std::env::temp_dir().join(format!("citysoc-intel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("list.txt");
+        std::fs::write(&list, "192.0.2.1\n").unwrap();
+        let cfg = DetectorConfig { intel_paths: vec![dir.clone()], intel_reload_secs: 0, ..Default::default() };
+        let mut d = Detector::new(Arc::new(RuleSet::load(cfg)));
+        let mut out = Vec::new();
+        d.observe(&conn_to("192.0.2.2"), &mut out);
+        d.flush(&mut out);
+        assert!(out.is_empty());
+        // A new file version (the mtime may not move within a second, so
+        // the size differs too).
+        std::fs::write(&list, "192.0.2.1\n192.0.2.2 # added\n").unwrap();
+        let t = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+        std::fs::File::options().write(true).open(&list).unwrap().set_modified(t).unwrap();
+        assert!(d.reload_intel_if_changed().is_some_and(|e| e.is_empty()));
+        d.observe(&conn_to("192.0.2.2"), &mut out);
+        d.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        let a = &out[0];
+        assert_eq!(a.rule_source, RuleSource::Ioc);
+        assert_eq!(a.community_id.as_deref(), Some("1:abc"));
+        assert_eq!(a.matched, ["id.resp_h=192.0.2.2"]);
+        // Unchanged files are not reloaded.
+        assert!(d.reload_intel_if_changed().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn repeats_fold_within_the_window_and_not_beyond() {
+        let mut agg = Aggregator::new(60.0, 10);
+        let subj = Subject {
+            ts: Time(0),
+            orig: Some(("10.0.0.1".parse().unwrap(), 1)),
+            resp: Some(("10.0.0.2".parse().unwrap(), 2)),
+            ..Subject::default()
+        };
+        let spec = |n: &str| AlertSpec {
+            source: RuleSource::Sigma,
+            rule_id: "r",
+            title: "t",
+            version: "v",
+            severity: Severity::High,
+            attack: &[],
+            summary: "s".into(),
+            matched: vec![n.to_string()],
+            evidence: vec![format!("conn:{n}")],
+            confidence: None,
+        };
+        let mut out = Vec::new();
+        for (i, t) in [0i64, 10, 50, 200].iter().enumerate() {
+            let s = Subject { ts: Time(t * 1_000_000), ..subj.clone() };
+            agg.add(make_alert("s", &s, spec(&i.to_string()), s.ts, 1), &mut out);
+            agg.expire(s.ts, &mut out);
+        }
+        agg.flush(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].count, out[0].first_seen, out[0].last_seen), (3, Time(0), Time(50_000_000)));
+        assert_eq!(out[0].evidence.len(), 3);
+        assert_eq!(out[1].count, 1);
+        assert_ne!(out[0].id, out[1].id);
     }
 }

@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
         resp: ("10.0.0.2".parse().unwrap(), 53),
         is_orig,
         keep_file_bytes: 0,
+        orig_local: true,
+        resp_local: true,
     };
     let mut out = AppOut::default();
     let mut udp = DnsState::new("udp");

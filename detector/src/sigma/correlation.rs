@@ -224,10 +224,22 @@ impl CorrelationEngine {
             g.last >= now - span
         });
         if self.groups.len() >= self.cfg.max_groups {
-            // Still full of live groups: drop the least recently updated.
-            if let Some(k) = self.groups.iter().min_by(|a, b| a.1.last.total_cmp(&b.1.last)).map(|(k, _)| k.clone()) {
-                self.groups.remove(&k);
-            }
+            // Still full of live groups: drop the least recently updated
+            // tenth at once, so that a flood of new groups costs one scan
+            // per tenth of the table rather than one per group.
+            let mut lasts: Vec<f64> = self.groups.values().map(|g| g.last).collect();
+            let k = (self.cfg.max_groups / 10).max(1).min(lasts.len() - 1);
+            lasts.select_nth_unstable_by(k, f64::total_cmp);
+            let cut = lasts[k];
+            let mut budget = k;
+            self.groups.retain(|_, g| {
+                if budget > 0 && g.last <= cut {
+                    budget -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
         }
         self.counters.groups_evicted += (before - self.groups.len()) as u64;
     }

@@ -402,7 +402,7 @@ mod tests {
             is_orig,
             keep_file_bytes: 0,
             orig_local: false,
-            resp_local: false,
+            resp_local: true,
         }
     }
 
