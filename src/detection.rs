@@ -42,6 +42,9 @@ pub struct DetectSettings {
     pub yara_file_bytes: usize,
     /// Scan UDP payloads with YARA.
     pub yara_udp: bool,
+    /// Stream bytes one worker holds for YARA at most (MiB); past it,
+    /// streams are scanned with what they have.
+    pub yara_buffer_mb: usize,
     /// Correlation groups kept at once.
     pub correlation_max_groups: usize,
     /// Matches remembered per correlation group.
@@ -66,6 +69,7 @@ impl Default for DetectSettings {
             yara_stream_bytes: d.stream_scan_bytes,
             yara_file_bytes: d.file_scan_bytes,
             yara_udp: d.scan_udp,
+            yara_buffer_mb: d.stream_buffer_bytes >> 20,
             correlation_max_groups: c.max_groups,
             correlation_max_events_per_group: c.max_events_per_group,
             intel_reload_secs: d.intel_reload_secs,
@@ -143,6 +147,7 @@ impl DetectSettings {
             stream_scan_bytes: self.yara_stream_bytes,
             file_scan_bytes: self.yara_file_bytes,
             scan_udp: self.yara_udp,
+            stream_buffer_bytes: self.yara_buffer_mb << 20,
             correlation: CorrelationConfig {
                 max_groups: self.correlation_max_groups,
                 max_events_per_group: self.correlation_max_events_per_group,

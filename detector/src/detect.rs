@@ -35,6 +35,9 @@ pub struct DetectorConfig {
     pub file_scan_bytes: usize,
     /// Scan UDP payloads.
     pub scan_udp: bool,
+    /// Stream bytes one worker holds for scanning at most; past it, a
+    /// stream is scanned with what it has instead of waiting for more.
+    pub stream_buffer_bytes: usize,
     pub correlation: CorrelationConfig,
     /// How often the indicator files are looked at for changes.
     pub intel_reload_secs: u64,
@@ -54,6 +57,7 @@ impl Default for DetectorConfig {
             stream_scan_bytes: 64 << 10,
             file_scan_bytes: 8 << 20,
             scan_udp: true,
+            stream_buffer_bytes: 16 << 20,
             correlation: CorrelationConfig::default(),
             intel_reload_secs: 5,
         }
@@ -345,6 +349,7 @@ pub struct Detector {
     yhits: Vec<YaraHit>,
     pending: Vec<AlertRecord>,
     now: Time,
+    expired_at: Time,
     pub counters: DetectorCounters,
 }
 
@@ -369,6 +374,7 @@ impl Detector {
             yhits: Vec::new(),
             pending: Vec::new(),
             now: Time(0),
+            expired_at: Time(0),
             counters: DetectorCounters::default(),
         }
     }
@@ -413,13 +419,25 @@ impl Detector {
         let rules = Arc::clone(&self.rules);
         self.hits.clear();
         rules.sigma.engine.eval(ev, &mut self.eval, &mut self.hits);
+        let ts = self.eval.flat.get("ts").next().and_then(|v| self.eval.flat.num_of(v));
+        if let Some(t) = ts.map(|f| Time((f * 1e6).round() as i64)) {
+            self.now = self.now.max(t);
+        }
+        if let Event::Conn(c) = ev {
+            if let Some(cid) = &c.community_id {
+                self.agg.community_id(c.uid, cid);
+            }
+        }
+        self.ihits.clear();
+        let intel = Arc::clone(&self.intel);
+        intel.check(ev, &self.eval.flat, &mut self.ihits);
+        let scan_file = matches!(ev, Event::Files(f) if f.content.is_some()) && self.yara.is_some();
+        if self.hits.is_empty() && self.ihits.is_empty() && !scan_file {
+            // The common case: nothing to say about this record.
+            self.expire(out);
+            return;
+        }
         let subj = Subject::from_flat(&self.eval.flat);
-        if subj.ts > self.now {
-            self.now = subj.ts;
-        }
-        if let (Event::Conn(c), Some(cid)) = (ev, &subj.community_id) {
-            self.agg.community_id(c.uid, cid);
-        }
         let log = ev.log_name();
         let sensor = rules.cfg.sensor_name.as_str();
         let hits = std::mem::take(&mut self.hits);
@@ -457,9 +475,6 @@ impl Detector {
             self.raise(make_alert(sensor, &subj, spec, subj.ts, 1), out);
         }
         self.hits = hits;
-        self.ihits.clear();
-        let intel = Arc::clone(&self.intel);
-        intel.check(ev, &self.eval.flat, &mut self.ihits);
         for h in std::mem::take(&mut self.ihits) {
             let Some(ind) = intel.indicators.get(h.indicator as usize) else { continue };
             self.counters.intel_matches += 1;
@@ -505,7 +520,16 @@ impl Detector {
                 }
             }
         }
-        self.agg.expire(self.now, out);
+        self.expire(out);
+    }
+
+    /// Folding windows close in record time; looking once per second of
+    /// it keeps the cost independent of the number of open alerts.
+    fn expire(&mut self, out: &mut Vec<AlertRecord>) {
+        if self.now.0 - self.expired_at.0 >= 1_000_000 {
+            self.expired_at = self.now;
+            self.agg.expire(self.now, out);
+        }
     }
 
     fn correlation_alert(&mut self, rules: &RuleSet, c: &CorrelationHit, subj: &Subject, out: &mut Vec<AlertRecord>) {
@@ -621,13 +645,23 @@ pub struct PayloadScanner {
     rules: Arc<RuleSet>,
     scanner: YaraScanner,
     buffers: HashMap<(FlowUid, bool), (Vec<u8>, Subject, bool)>,
+    held: usize,
     hits: Vec<YaraHit>,
+    /// Streams scanned early because the buffer budget was reached.
+    pub early_scans: u64,
 }
 
 impl PayloadScanner {
     pub fn new(rules: Arc<RuleSet>) -> Option<PayloadScanner> {
         let set = rules.yara.clone()?;
-        Some(PayloadScanner { rules, scanner: YaraScanner::new(set), buffers: HashMap::new(), hits: Vec::new() })
+        Some(PayloadScanner {
+            rules,
+            scanner: YaraScanner::new(set),
+            buffers: HashMap::new(),
+            held: 0,
+            hits: Vec::new(),
+            early_scans: 0,
+        })
     }
 
     /// In-order bytes of one direction of a stream (`None`: a gap).
@@ -641,16 +675,23 @@ impl PayloadScanner {
         match data {
             Some(d) => {
                 let room = cap.saturating_sub(entry.0.len());
-                entry.0.extend_from_slice(d.get(..room.min(d.len())).unwrap_or(d));
+                let take = d.get(..room.min(d.len())).unwrap_or(d);
+                entry.0.extend_from_slice(take);
+                self.held += take.len();
             }
             // Scanning across a hole would match bytes that were never
             // adjacent: scan what came before it and stop.
             None => entry.2 = true,
         }
         entry.1.ts = subj.ts;
-        if entry.0.len() >= cap || entry.2 {
+        let over_budget = self.held > self.rules.cfg.stream_buffer_bytes;
+        if entry.0.len() >= cap || entry.2 || over_budget {
+            if over_budget && entry.0.len() < cap && !entry.2 {
+                self.early_scans += 1;
+            }
             entry.2 = true;
             let buf = std::mem::take(&mut entry.0);
+            self.held = self.held.saturating_sub(buf.len());
             let s = entry.1.clone();
             self.scan_buf(&buf, &s, if is_orig { "stream from originator" } else { "stream from responder" }, out);
         }
@@ -666,6 +707,7 @@ impl PayloadScanner {
     pub fn end(&mut self, uid: FlowUid, out: &mut Vec<Event>) {
         for dir in [true, false] {
             if let Some((buf, s, done)) = self.buffers.remove(&(uid, dir)) {
+                self.held = self.held.saturating_sub(buf.len());
                 if !done && !buf.is_empty() {
                     let what = if dir { "stream from originator" } else { "stream from responder" };
                     self.scan_buf(&buf, &s, what, out);
