@@ -1,0 +1,7 @@
+//! The SOC's memory: records and alerts from every sensor, stored in
+//! Tantivy (embedded, the default) or ClickHouse (scale-out) on one schema,
+//! searched with one query language.
+
+pub mod query;
+pub mod schema;
+pub mod store;

@@ -1,0 +1,493 @@
+//! The search language: what users of Lucene and KQL type.
+//!
+//! ```text
+//! id.orig_h:10.1.0.0/16 AND (query:*.duckdns.org OR dns.rcode_name:NXDOMAIN)
+//! _log:http status_code:[400 TO 499] NOT user_agent:"Mozilla/5.0" evil
+//! ```
+//!
+//! `field:value` (a term; `*` and `?` make it a wildcard), `field:"a phrase"`,
+//! ranges `field:[a TO b]` (inclusive), `field:{a TO b}` (exclusive),
+//! `field:>=a` and friends, addresses by CIDR, `field:*` (the field exists),
+//! free text (words and phrases, matched against every text value), `AND`,
+//! `OR`, `NOT` / `-`, parentheses; juxtaposition means AND. Queries are
+//! parsed into this AST, checked against the field catalog, and translated
+//! per backend; user text never reaches SQL or a query parser as text.
+
+use crate::schema::{Catalog, Kind};
+use std::fmt;
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Query {
+    All,
+    And(Vec<Query>),
+    Or(Vec<Query>),
+    Not(Box<Query>),
+    /// Exact value of a field (typed by the catalog).
+    Term {
+        field: String,
+        value: String,
+    },
+    /// A field's text matches a pattern with `*` and `?`.
+    Wildcard {
+        field: String,
+        pattern: String,
+    },
+    Range {
+        field: String,
+        lo: Bound,
+        hi: Bound,
+    },
+    Cidr {
+        field: String,
+        net: cidr::IpCidr,
+    },
+    Exists {
+        field: String,
+    },
+    /// Words (one, or a phrase of several in order) anywhere in the text.
+    Text {
+        words: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bound {
+    Unbounded,
+    Included(String),
+    Excluded(String),
+}
+
+/// A query that does not parse or names what does not exist; `position` is
+/// the byte offset in the query text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryError {
+    pub position: usize,
+    pub message: String,
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at {}: {}", self.position, self.message)
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// Longest query accepted, and deepest nesting: bounds on the work one
+/// request can ask for.
+pub const MAX_QUERY_BYTES: usize = 4096;
+const MAX_DEPTH: usize = 32;
+
+struct P<'a> {
+    s: &'a str,
+    pos: usize,
+    depth: usize,
+    catalog: &'a Catalog,
+}
+
+pub fn parse(text: &str, catalog: &Catalog) -> Result<Query, QueryError> {
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(QueryError {
+            position: MAX_QUERY_BYTES,
+            message: format!("query longer than {MAX_QUERY_BYTES} bytes"),
+        });
+    }
+    let mut p = P { s: text, pos: 0, depth: 0, catalog };
+    p.ws();
+    if p.pos == text.len() {
+        return Ok(Query::All);
+    }
+    let q = p.or()?;
+    p.ws();
+    if p.pos != text.len() {
+        return Err(p.err("unexpected text"));
+    }
+    Ok(q)
+}
+
+fn is_word_char(c: char) -> bool {
+    !c.is_whitespace() && !matches!(c, '(' | ')' | '"' | ':' | '[' | ']' | '{' | '}')
+}
+
+impl<'a> P<'a> {
+    fn err(&self, m: &str) -> QueryError {
+        let near: String = self.s[self.pos..].chars().take(12).collect();
+        let message = if near.is_empty() { format!("{m} at the end") } else { format!("{m} near '{near}'") };
+        QueryError { position: self.pos, message }
+    }
+
+    fn rest(&self) -> &'a str {
+        &self.s[self.pos..]
+    }
+
+    fn ws(&mut self) {
+        while let Some(c) = self.rest().chars().next() {
+            if c.is_whitespace() {
+                self.pos += c.len_utf8();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// A keyword (AND, OR, NOT, TO) followed by a separator.
+    fn keyword(&mut self, k: &str) -> bool {
+        let r = self.rest();
+        if r.len() >= k.len() && r.is_char_boundary(k.len()) && &r[..k.len()] == k {
+            let after = r[k.len()..].chars().next();
+            if after.is_none_or(|c| c.is_whitespace() || c == '(') {
+                self.pos += k.len();
+                return true;
+            }
+        }
+        false
+    }
+
+    fn symbol(&mut self, s: &str) -> bool {
+        if self.rest().starts_with(s) {
+            self.pos += s.len();
+            return true;
+        }
+        false
+    }
+
+    fn enter(&mut self) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err("query nested too deeply"));
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Query, QueryError> {
+        self.enter()?;
+        let mut parts = vec![self.and()?];
+        loop {
+            self.ws();
+            if self.keyword("OR") || self.symbol("||") {
+                self.ws();
+                parts.push(self.and()?);
+            } else {
+                break;
+            }
+        }
+        self.depth -= 1;
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Query::Or(parts) })
+    }
+
+    fn and(&mut self) -> Result<Query, QueryError> {
+        let mut parts = vec![self.not()?];
+        loop {
+            self.ws();
+            let save = self.pos;
+            if self.keyword("AND") || self.symbol("&&") {
+                self.ws();
+                parts.push(self.not()?);
+                continue;
+            }
+            // Juxtaposition is AND, unless what follows ends this group.
+            let r = self.rest();
+            if r.is_empty() || r.starts_with(')') || self.keyword("OR") || r.starts_with("||") {
+                self.pos = save;
+                break;
+            }
+            parts.push(self.not()?);
+        }
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Query::And(parts) })
+    }
+
+    fn not(&mut self) -> Result<Query, QueryError> {
+        self.ws();
+        if self.keyword("NOT") {
+            self.ws();
+            return Ok(Query::Not(Box::new(self.not()?)));
+        }
+        if self.rest().starts_with('-') && self.rest()[1..].chars().next().is_some_and(|c| !c.is_whitespace()) {
+            self.pos += 1;
+            return Ok(Query::Not(Box::new(self.atom()?)));
+        }
+        self.atom()
+    }
+
+    fn atom(&mut self) -> Result<Query, QueryError> {
+        self.ws();
+        let r = self.rest();
+        if r.starts_with('(') {
+            self.pos += 1;
+            let q = self.or()?;
+            self.ws();
+            if !self.rest().starts_with(')') {
+                return Err(self.err("missing ')'"));
+            }
+            self.pos += 1;
+            return Ok(q);
+        }
+        if r.starts_with('"') {
+            let words = self.phrase()?;
+            return Ok(Query::Text { words });
+        }
+        let start = self.pos;
+        let word = self.word();
+        if word.is_empty() {
+            return Err(self.err("expected a term"));
+        }
+        if self.rest().starts_with(':') {
+            self.pos += 1;
+            return self.field_value(word, start);
+        }
+        if word == "*" {
+            return Ok(Query::All);
+        }
+        // Punctuation alone has no words to search: it matches everything,
+        // as an analyzer drops it.
+        let _ = start;
+        if tokens(&word).is_empty() {
+            return Ok(Query::All);
+        }
+        Ok(Query::Text { words: vec![word] })
+    }
+
+    fn word(&mut self) -> String {
+        self.word_with(false)
+    }
+
+    /// A word; with `colons`, `:` belongs to it (IPv6 addresses).
+    fn word_with(&mut self, colons: bool) -> String {
+        let mut out = String::new();
+        let mut chars = self.rest().char_indices().peekable();
+        let mut end = 0;
+        while let Some((i, c)) = chars.next() {
+            if c == '\\' {
+                if let Some(&(j, n)) = chars.peek() {
+                    out.push('\\');
+                    out.push(n);
+                    chars.next();
+                    end = j + n.len_utf8();
+                    continue;
+                }
+            }
+            if !(is_word_char(c) || colons && c == ':') {
+                break;
+            }
+            out.push(c);
+            end = i + c.len_utf8();
+        }
+        self.pos += end;
+        out
+    }
+
+    fn phrase(&mut self) -> Result<Vec<String>, QueryError> {
+        let start = self.pos;
+        self.pos += 1;
+        let mut text = String::new();
+        loop {
+            let Some(c) = self.rest().chars().next() else {
+                return Err(QueryError { position: start, message: "unclosed '\"'".into() });
+            };
+            self.pos += c.len_utf8();
+            match c {
+                '"' => break,
+                '\\' => {
+                    if let Some(n) = self.rest().chars().next() {
+                        text.push(n);
+                        self.pos += n.len_utf8();
+                    }
+                }
+                c => text.push(c),
+            }
+        }
+        Ok(vec![text])
+    }
+
+    fn field_value(&mut self, field: String, start: usize) -> Result<Query, QueryError> {
+        let Some(kind) = self.catalog.kind(&field) else {
+            return Err(QueryError { position: start, message: format!("unknown field '{field}'") });
+        };
+        let at = self.pos;
+        let bad = |m: String| QueryError { position: at, message: m };
+        let r = self.rest();
+        if r.starts_with('"') {
+            let text = self.phrase()?.remove(0);
+            check_value(kind, &text).map_err(bad)?;
+            return Ok(Query::Term { field, value: text });
+        }
+        if r.starts_with('[') || r.starts_with('{') {
+            let inclusive_lo = r.starts_with('[');
+            self.pos += 1;
+            self.ws();
+            let lo = self.word_with(kind == Kind::Addr);
+            self.ws();
+            if !self.keyword("TO") {
+                return Err(self.err("expected TO in a range"));
+            }
+            self.ws();
+            let hi = self.word_with(kind == Kind::Addr);
+            self.ws();
+            let close = self.rest().chars().next();
+            let inclusive_hi = match close {
+                Some(']') => true,
+                Some('}') => false,
+                _ => return Err(self.err("expected ']' or '}'")),
+            };
+            self.pos += 1;
+            let b = |v: String, inc: bool| -> Result<Bound, QueryError> {
+                if v == "*" {
+                    return Ok(Bound::Unbounded);
+                }
+                check_value(kind, &v).map_err(|m| QueryError { position: at, message: m })?;
+                Ok(if inc { Bound::Included(v) } else { Bound::Excluded(v) })
+            };
+            let (lo, hi) = (b(lo, inclusive_lo)?, b(hi, inclusive_hi)?);
+            return Ok(Query::Range { field, lo, hi });
+        }
+        for (op, mk) in [(">=", 0), ("<=", 1), (">", 2), ("<", 3)] {
+            if let Some(rest) = r.strip_prefix(op) {
+                let _ = rest;
+                self.pos += op.len();
+                let v = self.word_with(kind == Kind::Addr);
+                check_value(kind, &v).map_err(bad)?;
+                let (lo, hi) = match mk {
+                    0 => (Bound::Included(v), Bound::Unbounded),
+                    1 => (Bound::Unbounded, Bound::Included(v)),
+                    2 => (Bound::Excluded(v), Bound::Unbounded),
+                    _ => (Bound::Unbounded, Bound::Excluded(v)),
+                };
+                return Ok(Query::Range { field, lo, hi });
+            }
+        }
+        let v = self.word_with(kind == Kind::Addr);
+        if v.is_empty() {
+            return Err(self.err("expected a value"));
+        }
+        if v == "*" {
+            return Ok(Query::Exists { field });
+        }
+        if kind == Kind::Addr && v.contains('/') {
+            let net: cidr::IpCidr = v.parse().map_err(|e| bad(format!("'{v}' is not a network: {e}")))?;
+            return Ok(Query::Cidr { field, net });
+        }
+        let unescaped = unescape(&v);
+        if has_wildcard(&v) {
+            if !matches!(kind, Kind::Str | Kind::StrSet | Kind::Addr) {
+                return Err(bad(format!("wildcards apply to text fields; {field} is {}", kind.name())));
+            }
+            return Ok(Query::Wildcard { field, pattern: v });
+        }
+        check_value(kind, &unescaped).map_err(bad)?;
+        Ok(Query::Term { field, value: unescaped })
+    }
+}
+
+/// Unescaped `*` or `?` in a word.
+fn has_wildcard(v: &str) -> bool {
+    let mut esc = false;
+    for c in v.chars() {
+        if esc {
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else if c == '*' || c == '?' {
+            return true;
+        }
+    }
+    false
+}
+
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in v.chars() {
+        if esc {
+            out.push(c);
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn check_value(kind: Kind, v: &str) -> Result<(), String> {
+    let ok = match kind {
+        Kind::Str | Kind::StrSet => true,
+        Kind::Addr => v.parse::<IpAddr>().is_ok(),
+        Kind::Count => v.parse::<u64>().is_ok(),
+        Kind::Float => v.parse::<f64>().is_ok_and(f64::is_finite),
+        Kind::Bool => v == "true" || v == "false",
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("'{v}' is not a valid {}", kind.name()))
+    }
+}
+
+/// The words of a text, as both backends split text for free-text search:
+/// runs of letters and digits, lower-cased.
+pub fn tokens(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Pattern (`*`, `?`, `\` escapes) as an anchored regular expression.
+pub fn wildcard_regex(p: &str) -> String {
+    let mut re = String::from("^");
+    let mut esc = false;
+    for c in p.chars() {
+        if esc {
+            re.push_str(&regex_syntax::escape(&c.to_string()));
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' => esc = true,
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            c => re.push_str(&regex_syntax::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    re
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Query, QueryError> {
+        parse(s, &Catalog::new())
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(p("").unwrap(), Query::All);
+        assert_eq!(
+            p("id.orig_h:10.1.0.0/16").unwrap(),
+            Query::Cidr { field: "id.orig_h".into(), net: "10.1.0.0/16".parse().unwrap() }
+        );
+        assert!(matches!(p("a b OR c").unwrap(), Query::Or(v) if matches!(&v[0], Query::And(a) if a.len() == 2)));
+        assert!(matches!(p("status_code:[400 TO 499]").unwrap(), Query::Range { .. }));
+        assert!(matches!(p("status_code:>=400").unwrap(), Query::Range { lo: Bound::Included(_), .. }));
+        assert!(matches!(p("query:*.duckdns.org").unwrap(), Query::Wildcard { .. }));
+        assert!(matches!(p("-_log:conn").unwrap(), Query::Not(_)));
+        assert!(matches!(p("NOT (a OR b)").unwrap(), Query::Not(_)));
+        assert_eq!(p("\"Evil Corp\"").unwrap(), Query::Text { words: vec!["Evil Corp".into()] });
+        assert_eq!(p("uid:*").unwrap(), Query::Exists { field: "uid".into() });
+        assert_eq!(p("uri:\"/a b\"").unwrap(), Query::Term { field: "uri".into(), value: "/a b".into() });
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let e = p("query:x AND nosuch:1").unwrap_err();
+        assert_eq!(e.position, 12);
+        assert!(e.message.contains("unknown field 'nosuch'"));
+        assert_eq!(p("id.resp_p:http").unwrap_err().position, 10);
+        assert_eq!(p("(a OR b").unwrap_err().message, "missing ')' at the end");
+        assert!(p("id.orig_h:10.0.0.0/99").is_err());
+        assert!(p("\"open").is_err());
+        assert!(p(&"(".repeat(100)).is_err());
+        assert!(p("'; DROP TABLE events; --").is_ok(), "only text: searched, never executed");
+    }
+}

@@ -1,0 +1,554 @@
+//! The scale-out store: one MergeTree table, partitioned by day, with a
+//! column per catalog field, written with `JSONEachRow` inserts and read
+//! with SQL whose every value goes through the crate's escaping `bind()`.
+//!
+//! The DDL and queries keep to what both ClickHouse 18.16 (Debian's
+//! package) and current releases accept: no DateTime64, IPv4/IPv6 types,
+//! TTL, skipping indexes or server-side parameters. Addresses are strings
+//! compared through `IPv4StringToNum`/`IPv6StringToNum` for CIDR search;
+//! retention drops whole partitions.
+
+use super::{
+    day_of, Agg, AggResult, Bucket, Partition, Record, Result, SearchRequest, SearchResult, Store, StoreError,
+};
+use crate::query::{tokens, Bound as QBound, Query};
+use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+
+#[derive(Clone, Debug)]
+pub struct ClickHouseConfig {
+    /// `http://host:8123`
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+pub struct ClickHouseStore {
+    client: clickhouse::Client,
+    rt: tokio::runtime::Runtime,
+    catalog: Catalog,
+    table: String,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A value bound into a query.
+#[derive(Clone, Debug, PartialEq)]
+enum Arg {
+    Str(String),
+    U64(u64),
+    F64(f64),
+}
+
+fn col_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Str | Kind::Addr => "Nullable(String)",
+        Kind::StrSet => "Array(String)",
+        Kind::Count => "Nullable(UInt64)",
+        Kind::Float => "Nullable(Float64)",
+        Kind::Bool => "Nullable(UInt8)",
+    }
+}
+
+/// Columns of the events table, in order: (name, type).
+pub fn columns(catalog: &Catalog) -> Vec<(String, String)> {
+    let mut cols: Vec<(String, String)> = vec![
+        ("_day".into(), "Date".into()),
+        ("_ts".into(), "Float64".into()),
+        ("_log".into(), "String".into()),
+        ("_sensor".into(), "String".into()),
+        ("_all".into(), "String".into()),
+        ("_raw".into(), "String".into()),
+    ];
+    for f in &catalog.fields {
+        if f.path == LOG_FIELD || f.path == SENSOR_FIELD {
+            continue;
+        }
+        cols.push((column(&f.path), col_type(f.kind).into()));
+    }
+    cols
+}
+
+/// The table's DDL, derived from the catalog.
+pub fn ddl(catalog: &Catalog, table: &str) -> String {
+    let cols: Vec<String> = columns(catalog).iter().map(|(n, t)| format!("    `{n}` {t}")).collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY _day ORDER BY (_day, _log, _ts)",
+        cols.join(",\n")
+    )
+}
+
+impl ClickHouseStore {
+    /// Connects, creates the database and table if missing, and refuses a
+    /// table whose columns disagree with the catalog.
+    pub fn open(cfg: &ClickHouseConfig) -> Result<ClickHouseStore> {
+        let valid = cfg.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !cfg.database.is_empty();
+        if !valid {
+            return Err(StoreError::Invalid(format!("database name '{}' must be letters, digits and _", cfg.database)));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(backend)?;
+        // 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
+        let mut client = clickhouse::Client::default().with_url(&cfg.url).with_validation(false);
+        if let Some(u) = &cfg.user {
+            client = client.with_user(u);
+        }
+        if let Some(p) = &cfg.password {
+            client = client.with_password(p);
+        }
+        let catalog = Catalog::new();
+        let table = format!("{}.events", cfg.database);
+        let store = ClickHouseStore { client, rt, catalog, table };
+        store.exec(&format!("CREATE DATABASE IF NOT EXISTS {}", cfg.database), &[])?;
+        store.exec(&ddl(&store.catalog, &store.table), &[])?;
+        store.check_schema(&cfg.database)?;
+        Ok(store)
+    }
+
+    fn check_schema(&self, db: &str) -> Result<()> {
+        let rows = self.fetch(
+            "SELECT name, type FROM system.columns WHERE database = ? AND table = 'events'",
+            &[Arg::Str(db.to_string())],
+        )?;
+        let have: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["type"].as_str().unwrap_or("").to_string()))
+            .collect();
+        let want = columns(&self.catalog);
+        if have.len() != want.len() || want.iter().any(|w| !have.contains(w)) {
+            let diff: Vec<String> = want
+                .iter()
+                .filter(|w| !have.contains(w))
+                .map(|(n, t)| format!("{n} {t}"))
+                .chain(have.iter().filter(|h| !want.contains(h)).map(|(n, t)| format!("unexpected {n} {t}")))
+                .take(10)
+                .collect();
+            return Err(StoreError::Backend(format!(
+                "table {} disagrees with the field catalog: {}",
+                self.table,
+                diff.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn query(&self, sql: &str, args: &[Arg]) -> clickhouse::query::Query {
+        let mut q = self.client.query(sql);
+        for a in args {
+            q = match a {
+                Arg::Str(s) => q.bind(s.as_str()),
+                Arg::U64(n) => q.bind(*n),
+                Arg::F64(f) => q.bind(*f),
+            };
+        }
+        q
+    }
+
+    fn exec(&self, sql: &str, args: &[Arg]) -> Result<()> {
+        let q = self.query(sql, args);
+        self.rt.block_on(q.execute()).map_err(backend)
+    }
+
+    fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<Value>> {
+        let q = self.query(sql, args);
+        let bytes = self
+            .rt
+            .block_on(async move {
+                let mut cur = q.fetch_bytes("JSONEachRow")?;
+                cur.collect().await
+            })
+            .map_err(backend)?;
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).map_err(backend)).collect()
+    }
+
+    fn row(&self, r: &Record) -> Value {
+        let mut m = Map::new();
+        m.insert("_day".into(), Value::String(r.day()));
+        m.insert("_ts".into(), Value::from(r.ts));
+        m.insert("_log".into(), Value::String(r.log.clone()));
+        m.insert("_sensor".into(), Value::String(r.sensor.clone()));
+        m.insert("_all".into(), Value::String(r.all_text()));
+        m.insert("_raw".into(), Value::String(r.to_json().to_string()));
+        for (k, v) in &r.fields {
+            let Some(kind) = self.catalog.kind(k) else { continue };
+            let out = match kind {
+                Kind::Str => super::text_of(v).map(Value::String),
+                Kind::StrSet => Some(Value::Array(
+                    v.as_array().into_iter().flatten().filter_map(super::text_of).map(Value::String).collect(),
+                )),
+                Kind::Addr => v.as_str().and_then(|s| s.parse::<IpAddr>().ok()).map(|ip| Value::String(ip.to_string())),
+                Kind::Count | Kind::Float => Some(v.clone()),
+                Kind::Bool => v.as_bool().map(|b| Value::from(u8::from(b))),
+            };
+            if let Some(o) = out {
+                m.insert(column(k), o);
+            }
+        }
+        Value::Object(m)
+    }
+
+    fn kind(&self, field: &str) -> Result<Kind> {
+        self.catalog.kind(field).ok_or_else(|| StoreError::Invalid(format!("unknown field '{field}'")))
+    }
+
+    fn typed(&self, field: &str, v: &str) -> Result<Arg> {
+        let kind = self.kind(field)?;
+        let bad = || StoreError::Invalid(format!("'{v}' is not a valid {} for {field}", kind.name()));
+        Ok(match kind {
+            Kind::Str | Kind::StrSet => Arg::Str(v.to_string()),
+            Kind::Addr => Arg::Str(v.parse::<IpAddr>().map_err(|_| bad())?.to_string()),
+            Kind::Count => Arg::U64(v.parse().map_err(|_| bad())?),
+            Kind::Float => Arg::F64(v.parse().map_err(|_| bad())?),
+            Kind::Bool => Arg::U64(u64::from(v == "true")),
+        })
+    }
+
+    /// The query as a SQL condition; every leaf is wrapped so that NULL
+    /// (the field is absent) counts as false, as in Tantivy.
+    fn sql(&self, q: &Query, args: &mut Vec<Arg>) -> Result<String> {
+        Ok(match q {
+            Query::All => "1".into(),
+            Query::And(v) => {
+                let parts: Result<Vec<String>> = v.iter().map(|x| self.sql(x, args)).collect();
+                format!("({})", parts?.join(" AND "))
+            }
+            Query::Or(v) => {
+                let parts: Result<Vec<String>> = v.iter().map(|x| self.sql(x, args)).collect();
+                format!("({})", parts?.join(" OR "))
+            }
+            Query::Not(x) => format!("(NOT {})", self.sql(x, args)?),
+            Query::Term { field, value } => {
+                let c = column(field);
+                let kind = self.kind(field)?;
+                args.push(self.typed(field, value)?);
+                if kind == Kind::StrSet {
+                    format!("has(`{c}`, ?)")
+                } else {
+                    format!("ifNull(`{c}` = ?, 0)")
+                }
+            }
+            Query::Wildcard { field, pattern } => {
+                let c = column(field);
+                args.push(Arg::Str(like_pattern(pattern)));
+                if self.kind(field)? == Kind::StrSet {
+                    format!("arrayExists(x -> x LIKE ?, `{c}`)")
+                } else {
+                    format!("ifNull(`{c}` LIKE ?, 0)")
+                }
+            }
+            Query::Range { field, lo, hi } => {
+                let c = column(field);
+                let kind = self.kind(field)?;
+                if matches!(kind, Kind::Str | Kind::StrSet | Kind::Bool) {
+                    return Err(StoreError::Invalid(format!(
+                        "ranges apply to numbers and addresses; {field} is a {}",
+                        kind.name()
+                    )));
+                }
+                let expr =
+                    if kind == Kind::Addr { format!("IPv6StringToNum(ifNull(`{c}`, ''))") } else { format!("`{c}`") };
+                let mut parts = vec![format!("isNotNull(`{c}`)")];
+                for (b, inc, exc) in [(lo, ">=", ">"), (hi, "<=", "<")] {
+                    let (op, v) = match b {
+                        QBound::Unbounded => continue,
+                        QBound::Included(v) => (inc, v),
+                        QBound::Excluded(v) => (exc, v),
+                    };
+                    if kind == Kind::Addr {
+                        let ip: IpAddr =
+                            v.parse().map_err(|_| StoreError::Invalid(format!("'{v}' is not an address")))?;
+                        args.push(Arg::Str(hex16(ip)));
+                        parts.push(format!("{expr} {op} unhex(?)"));
+                    } else {
+                        args.push(self.typed(field, v)?);
+                        parts.push(format!("{expr} {op} ?"));
+                    }
+                }
+                format!("ifNull(({}), 0)", parts.join(" AND "))
+            }
+            Query::Cidr { field, net } => {
+                let c = column(field);
+                // Compared as IPv6 (IPv4 mapped), as Tantivy stores them.
+                args.push(Arg::Str(hex16(net.first_address())));
+                args.push(Arg::Str(hex16(net.last_address())));
+                format!(
+                    "ifNull(isNotNull(`{c}`) AND if(position(`{c}`, ':') > 0, IPv6StringToNum(`{c}`), IPv6StringToNum(concat('::ffff:', `{c}`))) BETWEEN unhex(?) AND unhex(?), 0)"
+                )
+            }
+            Query::Exists { field } => {
+                let c = column(field);
+                if self.kind(field)? == Kind::StrSet {
+                    format!("notEmpty(`{c}`)")
+                } else {
+                    format!("isNotNull(`{c}`)")
+                }
+            }
+            Query::Text { words } => {
+                let toks: Vec<String> = words.iter().flat_map(|w| tokens(w)).collect();
+                if toks.is_empty() {
+                    return Ok("1".into());
+                }
+                // Words in order, separated by non-word characters: the
+                // tokens Tantivy's default tokenizer makes.
+                let body: Vec<String> = toks.iter().map(|t| regex_syntax::escape(t)).collect();
+                args.push(Arg::Str(format!("(^|[^[:alnum:]]){}([^[:alnum:]]|$)", body.join("[^[:alnum:]]+"))));
+                "match(_all, ?)".into()
+            }
+        })
+    }
+
+    fn where_clause(&self, q: &Query, from: Option<f64>, to: Option<f64>, args: &mut Vec<Arg>) -> Result<String> {
+        let mut w = self.sql(q, args)?;
+        if let Some(f) = from {
+            args.push(Arg::Str(day_of(f)));
+            args.push(Arg::F64(f));
+            w = format!("{w} AND _day >= toDate(?) AND _ts >= ?");
+        }
+        if let Some(t) = to {
+            args.push(Arg::Str(day_of(t - 1e-6)));
+            args.push(Arg::F64(t));
+            w = format!("{w} AND _day <= toDate(?) AND _ts < ?");
+        }
+        Ok(w)
+    }
+}
+
+/// An address as the 16 bytes `IPv6StringToNum` gives, in hex.
+fn hex16(ip: IpAddr) -> String {
+    let v6 = match ip {
+        IpAddr::V4(v) => v.to_ipv6_mapped(),
+        IpAddr::V6(v) => v,
+    };
+    v6.octets().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// A `*`/`?` pattern as a LIKE pattern, LIKE's own wildcards escaped.
+fn like_pattern(p: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in p.chars() {
+        if esc {
+            if matches!(c, '%' | '_' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' => esc = true,
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Store for ClickHouseStore {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    fn ingest(&self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut body, &self.row(r)).map_err(backend)?;
+            body.push(b'\n');
+        }
+        let sql = format!("INSERT INTO {} FORMAT JSONEachRow", self.table);
+        let client = self.client.clone();
+        self.rt
+            .block_on(async move {
+                let mut ins = client.insert_formatted_with(sql);
+                ins.send(body.into()).await?;
+                ins.end().await
+            })
+            .map_err(backend)
+    }
+
+    fn search(&self, req: &SearchRequest) -> Result<SearchResult> {
+        req.check(&self.catalog)?;
+        let mut args = Vec::new();
+        let w = self.where_clause(&req.query, req.from, req.to, &mut args)?;
+        let total = self.fetch(&format!("SELECT count() AS n FROM {} WHERE {w}", self.table), &args)?;
+        let total =
+            total.first().and_then(|r| r["n"].as_str().and_then(|s| s.parse().ok()).or(r["n"].as_u64())).unwrap_or(0);
+        let c = column(&req.sort.field);
+        let dir = if req.sort.descending { "DESC" } else { "ASC" };
+        // Records without the sort field last; ties in time order, then by
+        // content, so pages are stable.
+        let sql = format!(
+            "SELECT _raw FROM {} WHERE {w} ORDER BY isNull(`{c}`), `{c}` {dir}, _ts {dir}, _raw LIMIT {} OFFSET {}",
+            self.table, req.limit, req.offset
+        );
+        let rows = self.fetch(&sql, &args)?;
+        let hits = rows
+            .iter()
+            .map(|r| serde_json::from_str(r["_raw"].as_str().unwrap_or("null")).unwrap_or(Value::Null))
+            .collect();
+        Ok(SearchResult { total, hits })
+    }
+
+    fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult> {
+        agg.check(&self.catalog)?;
+        let mut args = Vec::new();
+        let w = self.where_clause(query, from, to, &mut args)?;
+        let t = &self.table;
+        let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+        Ok(match agg {
+            Agg::Terms { field, size } => {
+                let c = column(field);
+                let kind = self.kind(field)?;
+                let key = match kind {
+                    Kind::StrSet => format!("arrayJoin(`{c}`)"),
+                    Kind::Bool => format!("if(`{c}` = 1, 'true', 'false')"),
+                    _ => format!("toString(`{c}`)"),
+                };
+                let cond = if kind == Kind::StrSet { "1".to_string() } else { format!("isNotNull(`{c}`)") };
+                let sql = format!(
+                    "SELECT {key} AS k, count() AS n FROM {t} WHERE {w} AND {cond} GROUP BY k ORDER BY n DESC, k ASC LIMIT {size}"
+                );
+                let rows = self.fetch(&sql, &args)?;
+                AggResult::Buckets(
+                    rows.iter()
+                        .map(|r| Bucket {
+                            key: r["k"].as_str().unwrap_or("").to_string(),
+                            count: num(&r["n"]).unwrap_or(0.0) as u64,
+                        })
+                        .collect(),
+                )
+            }
+            Agg::Histogram { interval_secs } => {
+                // Binds follow the text: the SELECT's before the WHERE's.
+                let mut a2 = vec![Arg::F64(*interval_secs), Arg::F64(*interval_secs)];
+                a2.extend(args.iter().cloned());
+                let sql =
+                    format!("SELECT floor(_ts / ?) * ? AS b, count() AS n FROM {t} WHERE {w} GROUP BY b ORDER BY b");
+                let rows = self.fetch(&sql, &a2)?;
+                AggResult::Buckets(
+                    rows.iter()
+                        .map(|r| {
+                            let b = num(&r["b"]).unwrap_or(0.0);
+                            let key = if b.fract() == 0.0 { format!("{}", b as i64) } else { b.to_string() };
+                            Bucket { key, count: num(&r["n"]).unwrap_or(0.0) as u64 }
+                        })
+                        .collect(),
+                )
+            }
+            Agg::Stats { field } => {
+                let c = column(field);
+                let sql = format!(
+                    "SELECT count(`{c}`) AS n, sum(`{c}`) AS s, avg(`{c}`) AS a, min(`{c}`) AS lo, max(`{c}`) AS hi FROM {t} WHERE {w}"
+                );
+                let rows = self.fetch(&sql, &args)?;
+                let r = rows.first().cloned().unwrap_or(Value::Null);
+                let count = num(&r["n"]).unwrap_or(0.0) as u64;
+                let opt = |v: &Value| if count == 0 { None } else { num(v).filter(|f| f.is_finite()) };
+                AggResult::Stats {
+                    count,
+                    sum: num(&r["s"]).unwrap_or(0.0),
+                    avg: opt(&r["a"]),
+                    min: opt(&r["lo"]),
+                    max: opt(&r["hi"]),
+                }
+            }
+            Agg::Cardinality { field } => {
+                let c = column(field);
+                let expr =
+                    if self.kind(field)? == Kind::StrSet { format!("arrayJoin(`{c}`)") } else { format!("`{c}`") };
+                let sql = format!("SELECT uniqExact({expr}) AS n FROM {t} WHERE {w}");
+                let rows = self.fetch(&sql, &args)?;
+                AggResult::Value { value: rows.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) as u64 }
+            }
+        })
+    }
+
+    fn partitions(&self) -> Result<Vec<Partition>> {
+        let (db, table) = self.table.split_once('.').unwrap_or(("default", "events"));
+        let rows = self.fetch(
+            "SELECT partition, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition",
+            &[Arg::Str(db.into()), Arg::Str(table.into())],
+        )?;
+        let num = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let p = r["partition"].as_str().unwrap_or("").trim_matches('\'').to_string();
+                // Partitions of a Date key are named YYYYMMDD.
+                let day = if p.len() == 8 { format!("{}-{}-{}", &p[..4], &p[4..6], &p[6..]) } else { p };
+                Partition { day, records: num(&r["r"]), bytes: num(&r["b"]) }
+            })
+            .collect())
+    }
+
+    fn drop_before(&self, day: &str) -> Result<usize> {
+        let old: Vec<String> = self.partitions()?.into_iter().map(|p| p.day).filter(|d| d.as_str() < day).collect();
+        for d in &old {
+            // The partition is the day itself: checked to be a date, not
+            // user text, before it is written into the statement.
+            if super::day_start(d).is_none() || !d.chars().all(|c| c.is_ascii_digit() || c == '-') {
+                continue;
+            }
+            self.exec(&format!("ALTER TABLE {} DROP PARTITION '{d}'", self.table), &[])?;
+        }
+        Ok(old.len())
+    }
+
+    fn delete(&self, query: &Query) -> Result<u64> {
+        let mut args = Vec::new();
+        let w = self.sql(query, &mut args)?;
+        let n = self.fetch(&format!("SELECT count() AS n FROM {} WHERE {w}", self.table), &args)?;
+        let n = n
+            .first()
+            .and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())))
+            .unwrap_or(0);
+        // Mutations run in the background; wait for them so the effect is
+        // visible when this returns.
+        self.exec(&format!("ALTER TABLE {} DELETE WHERE {w}", self.table), &args)?;
+        for _ in 0..600 {
+            let pending =
+                self.fetch("SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND table = 'events'", &[])?;
+            let left = pending
+                .first()
+                .and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())))
+                .unwrap_or(0);
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_escapes_its_own_wildcards() {
+        assert_eq!(like_pattern("*.duckdns.org"), "%.duckdns.org");
+        assert_eq!(like_pattern("100%_x?"), "100\\%\\_x_");
+        assert_eq!(like_pattern("a\\*b"), "a*b");
+    }
+
+    #[test]
+    fn ddl_follows_the_catalog() {
+        let d = ddl(&Catalog::new(), "db.events");
+        assert!(d.contains("`id_orig_h` Nullable(String)"));
+        assert!(d.contains("`tunnel_parents` Array(String)"));
+        assert!(d.contains("PARTITION BY _day"));
+    }
+}

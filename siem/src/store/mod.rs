@@ -1,0 +1,331 @@
+//! One storage interface, two backends (Tantivy on disk, ClickHouse), and
+//! what they share: record validation, requests and results. Both pass the
+//! same conformance suite (`tests/store_conformance.rs`).
+
+pub mod clickhouse;
+pub mod tantivy;
+
+use crate::query::Query;
+use crate::schema::{Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("storage I/O on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A validated record: its log, sensor, time, and its fields as sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub log: String,
+    pub sensor: String,
+    pub ts: f64,
+    /// The record's own fields (no `_log`/`_sensor`).
+    pub fields: Map<String, Value>,
+}
+
+/// Largest record accepted, serialised.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+impl Record {
+    /// Checks a record against the catalog: a known log, known fields with
+    /// values of their type, a time. The message names what is wrong.
+    pub fn validate(
+        catalog: &Catalog,
+        log: &str,
+        sensor: &str,
+        fields: Map<String, Value>,
+    ) -> std::result::Result<Record, String> {
+        if !catalog.is_log(log) {
+            return Err(format!("unknown log '{log}'"));
+        }
+        for (k, v) in &fields {
+            let Some(f) = catalog.field(k) else { return Err(format!("unknown field '{k}'")) };
+            if !f.logs.contains(&log) {
+                return Err(format!("field '{k}' is not in {log}.log"));
+            }
+            if !value_fits(f.kind, v) {
+                return Err(format!("field '{k}' should be a {}", f.kind.name()));
+            }
+        }
+        let ts = fields.get("ts").and_then(Value::as_f64).ok_or("missing ts")?;
+        if !(0.0..=4_102_444_800.0).contains(&ts) {
+            return Err(format!("ts {ts} is out of range"));
+        }
+        Ok(Record { log: log.to_string(), sensor: sensor.to_string(), ts, fields })
+    }
+
+    /// The UTC day of the record: its partition.
+    pub fn day(&self) -> String {
+        day_of(self.ts)
+    }
+
+    /// The record as returned by searches: its fields plus `_log` and `_sensor`.
+    pub fn to_json(&self) -> Value {
+        let mut m = self.fields.clone();
+        m.insert(LOG_FIELD.into(), Value::String(self.log.clone()));
+        m.insert(SENSOR_FIELD.into(), Value::String(self.sensor.clone()));
+        Value::Object(m)
+    }
+
+    /// The words of every text value, for free-text search.
+    pub fn all_text(&self) -> String {
+        let mut out = String::new();
+        let mut push = |s: &str| {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&s.to_lowercase());
+        };
+        for v in self.fields.values() {
+            match v {
+                Value::String(s) => push(s),
+                Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(&mut push),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn value_fits(kind: Kind, v: &Value) -> bool {
+    match kind {
+        Kind::Str => v.is_string() || v.is_number(),
+        Kind::StrSet => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_number())),
+        Kind::Addr => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        Kind::Count => v.as_u64().is_some(),
+        Kind::Float => v.as_f64().is_some_and(f64::is_finite),
+        Kind::Bool => v.is_boolean(),
+    }
+}
+
+/// Text of a value for text columns (numbers in a text field keep their
+/// JSON form: ssh.log's `version` 2 is "2").
+pub fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn day_of(ts: f64) -> String {
+    let days = (ts / 86_400.0).floor() as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Seconds since the epoch at the start of a `YYYY-MM-DD` day.
+pub fn day_start(day: &str) -> Option<f64> {
+    let mut it = day.split('-');
+    let (y, m, d): (i64, i64, i64) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(((era * 146_097 + doe - 719_468) * 86_400) as f64)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sort {
+    /// A count or number field.
+    pub field: String,
+    pub descending: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    pub query: Query,
+    /// Time range on `ts`, `[from, to)`.
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    pub sort: Sort,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// Most hits returned by one search, and deepest page.
+pub const MAX_LIMIT: usize = 10_000;
+
+impl SearchRequest {
+    pub fn new(query: Query) -> Self {
+        SearchRequest {
+            query,
+            from: None,
+            to: None,
+            sort: Sort { field: "ts".into(), descending: true },
+            limit: 100,
+            offset: 0,
+        }
+    }
+
+    pub fn check(&self, catalog: &Catalog) -> Result<()> {
+        match catalog.kind(&self.sort.field) {
+            Some(Kind::Count | Kind::Float) => {}
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "cannot sort by '{}': sort by a number field",
+                    self.sort.field
+                )))
+            }
+        }
+        if self.limit > MAX_LIMIT || self.offset > MAX_LIMIT {
+            return Err(StoreError::Invalid(format!("limit and offset are at most {MAX_LIMIT}")));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SearchResult {
+    /// Matching records in the time range (all of them, not just this page).
+    pub total: u64,
+    pub hits: Vec<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Agg {
+    /// The most frequent values of a field.
+    Terms { field: String, size: usize },
+    /// Counts per time bucket of `interval_secs` on `ts`.
+    Histogram { interval_secs: f64 },
+    /// count, sum, avg, min, max of a number field.
+    Stats { field: String },
+    /// Distinct values of a field.
+    Cardinality { field: String },
+}
+
+impl Agg {
+    pub fn check(&self, catalog: &Catalog) -> Result<()> {
+        let need = |f: &str, ok: &dyn Fn(Kind) -> bool, what: &str| match catalog.kind(f) {
+            Some(k) if ok(k) => Ok(()),
+            Some(k) => Err(StoreError::Invalid(format!("'{f}' is a {}; {what}", k.name()))),
+            None => Err(StoreError::Invalid(format!("unknown field '{f}'"))),
+        };
+        match self {
+            Agg::Terms { field, size } => {
+                if *size == 0 || *size > 1000 {
+                    return Err(StoreError::Invalid("terms size is 1..=1000".into()));
+                }
+                need(field, &|k| k != Kind::Float, "terms need a text, address, count or boolean field")
+            }
+            Agg::Histogram { interval_secs } => {
+                if !(*interval_secs >= 1.0 && interval_secs.is_finite()) {
+                    return Err(StoreError::Invalid("histogram interval is at least 1 second".into()));
+                }
+                Ok(())
+            }
+            Agg::Stats { field } => {
+                need(field, &|k| matches!(k, Kind::Count | Kind::Float), "stats need a number field")
+            }
+            Agg::Cardinality { field } => {
+                need(field, &|k| k != Kind::Float, "cardinality needs a text, address, count or boolean field")
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AggResult {
+    /// (key, count): terms most frequent first; histogram buckets by time
+    /// (key = bucket start in seconds).
+    Buckets(Vec<Bucket>),
+    Stats {
+        count: u64,
+        sum: f64,
+        avg: Option<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Value {
+        value: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bucket {
+    pub key: String,
+    pub count: u64,
+}
+
+/// A time partition: one UTC day.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Partition {
+    pub day: String,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// What every backend provides. Calls block: the HTTP layer runs them on a
+/// blocking pool.
+pub trait Store: Send + Sync {
+    /// Stores the records durably before returning.
+    fn ingest(&self, records: &[Record]) -> Result<()>;
+    fn search(&self, req: &SearchRequest) -> Result<SearchResult>;
+    fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult>;
+    fn partitions(&self) -> Result<Vec<Partition>>;
+    /// Drops whole partitions of days before `day` (retention).
+    fn drop_before(&self, day: &str) -> Result<usize>;
+    /// Deletes the records a query matches; returns how many.
+    fn delete(&self, query: &Query) -> Result<u64>;
+    fn name(&self) -> &'static str;
+}
+
+/// Days a time range touches (for partition pruning), given the days present.
+pub fn days_in_range(days: &[String], from: Option<f64>, to: Option<f64>) -> Vec<String> {
+    let lo = from.map(day_of);
+    let hi = to.map(|t| day_of(t - 1e-6));
+    days.iter()
+        .filter(|d| lo.as_ref().is_none_or(|l| *d >= l) && hi.as_ref().is_none_or(|h| *d <= h))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days() {
+        assert_eq!(day_of(0.0), "1970-01-01");
+        assert_eq!(day_of(1_700_000_000.0), "2023-11-14");
+        assert_eq!(day_of(951_782_400.0), "2000-02-29");
+        assert_eq!(day_start("2023-11-14"), Some(1_699_920_000.0));
+        assert_eq!(day_start(&day_of(1_700_000_000.0)).map(day_of), Some("2023-11-14".into()));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let c = Catalog::new();
+        let m = |v: Value| v.as_object().unwrap().clone();
+        assert!(Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "uid": "C1"}))).is_ok());
+        let e = Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "query": "x"}))).unwrap_err();
+        assert_eq!(e, "field 'query' is not in conn.log");
+        let e = Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "id.orig_h": "nope"}))).unwrap_err();
+        assert_eq!(e, "field 'id.orig_h' should be a address");
+        assert!(Record::validate(&c, "nosuch", "s", m(serde_json::json!({"ts": 1.0}))).is_err());
+        assert!(Record::validate(&c, "conn", "s", m(serde_json::json!({"uid": "C1"}))).is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! One suite, every backend: the same records, the same queries, the same
+//! answers from Tantivy and from a real ClickHouse server started here on
+//! a free loopback port with a temporary data directory.
+
+use serde_json::{json, Value};
+use siem::query::{parse, Query};
+use siem::schema::Catalog;
+use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use siem::store::tantivy::{TantivyConfig, TantivyStore};
+use siem::store::{Agg, AggResult, Record, SearchRequest, Sort, Store};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A ClickHouse server for one test, stopped when dropped.
+struct ClickHouse {
+    child: Child,
+    http_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl ClickHouse {
+    fn start() -> ClickHouse {
+        let bin = ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("clickhouse-server is not installed (scripts/install-deps installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (http, tcp, inter) = (free_port(), free_port(), free_port());
+        let arg = |k: &str, v: String| format!("--{k}={v}");
+        let child = Command::new(bin)
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(arg("path", format!("{}/data/", d.display())))
+            .arg(arg("tmp_path", format!("{}/tmp/", d.display())))
+            .arg(arg("user_files_path", format!("{}/uf/", d.display())))
+            .arg(arg("format_schema_path", format!("{}/fs/", d.display())))
+            .arg(arg("http_port", http.to_string()))
+            .arg(arg("tcp_port", tcp.to_string()))
+            .arg(arg("interserver_http_port", inter.to_string()))
+            .arg("--listen_host=127.0.0.1")
+            .arg(arg("logger.log", format!("{}/server.log", d.display())))
+            .arg(arg("logger.errorlog", format!("{}/server.err.log", d.display())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("clickhouse-server starts");
+        let ch = ClickHouse { child, http_port: http, _dir: dir };
+        let start = Instant::now();
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", http)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /ping HTTP/1.0\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.contains("Ok.") {
+                    break;
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "clickhouse-server did not answer /ping");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ch
+    }
+
+    fn store(&self, db: &str) -> ClickHouseStore {
+        ClickHouseStore::open(&ClickHouseConfig {
+            url: format!("http://127.0.0.1:{}", self.http_port),
+            database: db.into(),
+            user: None,
+            password: None,
+        })
+        .unwrap()
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+const DAY1: f64 = 1_700_000_000.0; // 2023-11-14
+const DAY2: f64 = DAY1 + 86_400.0;
+const DAY3: f64 = DAY1 + 2.0 * 86_400.0;
+
+fn rec(log: &str, v: Value) -> Record {
+    Record::validate(&Catalog::new(), log, "s1", v.as_object().unwrap().clone()).unwrap()
+}
+
+fn records() -> Vec<Record> {
+    let mut out = Vec::new();
+    for i in 0..30u64 {
+        let day = [DAY1, DAY2, DAY3][(i % 3) as usize];
+        let port = [80, 443, 502][(i % 3) as usize];
+        out.push(rec(
+            "conn",
+            json!({
+                "ts": day + i as f64 * 10.0 + 0.5,
+                "uid": format!("C{i}"),
+                "id.orig_h": format!("10.1.{}.{}", i % 4, i),
+                "id.orig_p": 40000 + i,
+                "id.resp_h": if i % 5 == 0 { "2001:db8::80".to_string() } else { format!("10.2.0.{}", i % 7) },
+                "id.resp_p": port,
+                "proto": "tcp",
+                "conn_state": if i % 2 == 0 { "SF" } else { "REJ" },
+                "orig_bytes": i * 100,
+                "local_orig": i % 4 != 0,
+                "tunnel_parents": if i % 6 == 0 { json!(["CT1", "CT2"]) } else { json!([]) },
+            }),
+        ));
+    }
+    out.push(rec("dns", json!({"ts": DAY1 + 5.0, "uid": "CD1", "id.orig_h": "10.1.0.9", "query": "cam-7.duckdns.org", "answers": ["203.0.113.5", "cam-7.duckdns.org"], "qtype_name": "A"})));
+    out.push(rec("dns", json!({"ts": DAY2 + 5.0, "uid": "CD2", "id.orig_h": "10.1.0.9", "query": "portal.city.example", "answers": ["10.3.0.80"], "qtype_name": "AAAA"})));
+    out.push(rec("http", json!({"ts": DAY2 + 7.0, "uid": "CH1", "id.orig_h": "203.0.113.50", "host": "portal.city.example", "uri": "/news.php?id=1%27%20OR%20%271%27=%271", "user_agent": "sqlmap/1.7 (Evil Corp)", "status_code": 500, "method": "GET"})));
+    out.push(rec("http", json!({"ts": DAY3 + 7.0, "uid": "CH2", "id.orig_h": "10.1.0.20", "host": "portal.city.example", "uri": "/index.html", "user_agent": "Mozilla/5.0", "status_code": 200, "method": "GET"})));
+    out.push(rec(
+        "ssh",
+        json!({"ts": DAY3 + 9.0, "uid": "CS1", "id.orig_h": "198.51.100.90", "version": 2, "auth_success": false}),
+    ));
+    out.push(rec("ssl", json!({"ts": DAY3 + 9.5, "uid": "CT9", "version": "TLSv13", "server_name": "cdn.example"})));
+    out
+}
+
+fn uids(hits: &[Value]) -> Vec<String> {
+    hits.iter().map(|h| h["uid"].as_str().unwrap_or("?").to_string()).collect()
+}
+
+fn q(s: &str) -> Query {
+    parse(s, &Catalog::new()).unwrap()
+}
+
+/// (query, expected count) over the whole range; both backends must give
+/// these counts and the same records in the same order.
+const QUERIES: &[(&str, u64)] = &[
+    ("", 36),
+    ("_log:conn", 30),
+    ("_log:dns OR _log:http", 4),
+    ("conn_state:REJ", 15),
+    ("id.resp_p:502", 10),
+    ("id.resp_p:[80 TO 443]", 20),
+    ("id.resp_p:{80 TO 502}", 10),
+    ("orig_bytes:>=2500", 5),
+    ("orig_bytes:<300", 3),
+    ("id.orig_h:10.1.0.0/24", 11),
+    ("id.orig_h:10.1.2.4", 0),
+    ("id.orig_h:10.1.2.2", 1),
+    ("id.resp_h:2001:db8::/32", 6),
+    ("id.resp_h:\"2001:db8::80\"", 6),
+    ("local_orig:false", 8),
+    ("tunnel_parents:CT2", 5),
+    ("tunnel_parents:*", 5),
+    ("answers:203.0.113.5", 1),
+    ("query:*.duckdns.org", 1),
+    ("query:portal.city.?xample", 1),
+    ("uri:*\\%27*", 1),
+    ("user_agent:*sqlmap*", 1),
+    ("duckdns", 1),
+    ("\"evil corp\"", 1),
+    ("portal", 3),
+    ("NOT _log:conn", 6),
+    ("-_log:conn -_log:dns", 4),
+    ("_log:conn AND NOT conn_state:SF AND id.resp_p:443", 5),
+    ("status_code:500 OR (_log:ssh auth_success:false)", 2),
+    ("version:2", 1),
+    ("version:TLSv13", 1),
+    ("uid:*", 36),
+    ("query:*", 2),
+    ("'; DROP TABLE events; --", 0),
+];
+
+fn run_suite(store: &dyn Store) {
+    store.ingest(&records()).unwrap();
+    // Idempotent reads: query forms.
+    let mut pages = Vec::new();
+    for (text, want) in QUERIES {
+        let mut req = SearchRequest::new(q(text));
+        req.limit = 50;
+        let r = store.search(&req).unwrap();
+        assert_eq!(r.total, *want, "{}: {text}", store.name());
+        assert_eq!(r.hits.len() as u64, (*want).min(50), "{}: {text}", store.name());
+        pages.push(uids(&r.hits));
+    }
+    // Time range, sort, pagination.
+    let mut req = SearchRequest::new(q("_log:conn"));
+    req.from = Some(DAY2);
+    req.to = Some(DAY3);
+    req.limit = 4;
+    req.offset = 2;
+    req.sort = Sort { field: "orig_bytes".into(), descending: false };
+    let r = store.search(&req).unwrap();
+    assert_eq!(r.total, 10, "{}", store.name());
+    assert_eq!(uids(&r.hits), ["C7", "C10", "C13", "C16"], "{}", store.name());
+    let mut req = SearchRequest::new(Query::All);
+    req.limit = 3;
+    let r = store.search(&req).unwrap();
+    assert_eq!(uids(&r.hits), ["C29", "C26", "C23"], "{}: newest first", store.name());
+    assert_eq!(r.hits[0]["_log"], "conn");
+    assert_eq!(r.hits[0]["_sensor"], "s1");
+    let ssh = store.search(&SearchRequest::new(q("_log:ssh"))).unwrap();
+    assert_eq!(
+        ssh.hits[0],
+        json!({"ts": DAY3 + 9.0, "uid": "CS1", "id.orig_h": "198.51.100.90", "version": 2,
+        "auth_success": false, "_log": "ssh", "_sensor": "s1"}),
+        "records come back as sent"
+    );
+    // Aggregations.
+    let agg = |a: Agg, text: &str| store.aggregate(&q(text), None, None, &a).unwrap();
+    let b = |v: &[(&str, u64)]| {
+        AggResult::Buckets(v.iter().map(|(k, n)| siem::store::Bucket { key: k.to_string(), count: *n }).collect())
+    };
+    assert_eq!(
+        agg(Agg::Terms { field: "_log".into(), size: 3 }, ""),
+        b(&[("conn", 30), ("dns", 2), ("http", 2)]),
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Terms { field: "id.resp_h".into(), size: 2 }, "_log:conn"),
+        b(&[("2001:db8::80", 6), ("10.2.0.0", 4)]),
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Terms { field: "id.resp_p".into(), size: 5 }, "conn_state:SF"),
+        b(&[("443", 5), ("502", 5), ("80", 5)]),
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Terms { field: "local_orig".into(), size: 5 }, ""),
+        b(&[("true", 22), ("false", 8)]),
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Terms { field: "tunnel_parents".into(), size: 5 }, ""),
+        b(&[("CT1", 5), ("CT2", 5)]),
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Histogram { interval_secs: 86_400.0 }, "_log:conn"),
+        b(&[("1699920000", 10), ("1700006400", 10), ("1700092800", 10)]),
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Stats { field: "orig_bytes".into() }, "conn_state:SF"),
+        AggResult::Stats { count: 15, sum: 21000.0, avg: Some(1400.0), min: Some(0.0), max: Some(2800.0) },
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Cardinality { field: "id.resp_h".into() }, ""),
+        AggResult::Value { value: 8 },
+        "{}",
+        store.name()
+    );
+    assert_eq!(
+        agg(Agg::Stats { field: "orig_bytes".into() }, "_log:dns"),
+        AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },
+        "{}",
+        store.name()
+    );
+    // Partitions, deletion, retention.
+    let parts = store.partitions().unwrap();
+    let days: Vec<&str> = parts.iter().map(|p| p.day.as_str()).collect();
+    assert_eq!(days, ["2023-11-14", "2023-11-15", "2023-11-16"], "{}", store.name());
+    assert_eq!(parts.iter().map(|p| p.records).sum::<u64>(), 36);
+    assert_eq!(store.delete(&q("_log:http")).unwrap(), 2);
+    assert_eq!(store.search(&SearchRequest::new(q("_log:http"))).unwrap().total, 0);
+    assert_eq!(store.drop_before("2023-11-15").unwrap(), 1);
+    let left = store.search(&SearchRequest::new(Query::All)).unwrap();
+    assert_eq!(left.total, 36 - 2 - 11, "{}", store.name());
+    // Invalid requests are errors, not panics.
+    let mut bad = SearchRequest::new(Query::All);
+    bad.sort = Sort { field: "uid".into(), descending: true };
+    assert!(store.search(&bad).is_err());
+    assert!(store.aggregate(&Query::All, None, None, &Agg::Stats { field: "uid".into() }).is_err());
+    let _ = pages;
+}
+
+#[test]
+fn tantivy_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap();
+    run_suite(&store);
+    // Reopening finds the days on disk.
+    drop(store);
+    let store = TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap();
+    assert_eq!(store.partitions().unwrap().len(), 2);
+}
+
+#[test]
+fn clickhouse_conforms() {
+    let ch = ClickHouse::start();
+    let store = ch.store("citysoc_test");
+    run_suite(&store);
+}
+
+#[test]
+fn both_backends_return_the_same_pages() {
+    let ch = ClickHouse::start();
+    let c = ch.store("citysoc_same");
+    let dir = tempfile::tempdir().unwrap();
+    let t = TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap();
+    c.ingest(&records()).unwrap();
+    t.ingest(&records()).unwrap();
+    for (text, _) in QUERIES {
+        for (sort, desc) in [("ts", true), ("ts", false), ("orig_bytes", true)] {
+            let mut req = SearchRequest::new(q(text));
+            req.sort = Sort { field: sort.into(), descending: desc };
+            req.limit = 7;
+            req.offset = 1;
+            let (a, b) = (t.search(&req).unwrap(), c.search(&req).unwrap());
+            assert_eq!(a.total, b.total, "{text}");
+            assert_eq!(uids(&a.hits), uids(&b.hits), "{text} sorted by {sort} desc={desc}");
+        }
+    }
+}
+
+#[test]
+fn clickhouse_refuses_a_table_that_disagrees_with_the_catalog() {
+    let ch = ClickHouse::start();
+    let url = format!("http://127.0.0.1:{}", ch.http_port);
+    let client = clickhouse::Client::default().with_url(&url).with_validation(false);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        client.query("CREATE DATABASE drifted").execute().await.unwrap();
+        client
+            .query("CREATE TABLE drifted.events (_day Date, _ts Float64) ENGINE = MergeTree() PARTITION BY _day ORDER BY _ts")
+            .execute()
+            .await
+            .unwrap();
+    });
+    let err = ClickHouseStore::open(&ClickHouseConfig { url, database: "drifted".into(), user: None, password: None })
+        .err()
+        .expect("a drifted table is refused");
+    assert!(err.to_string().contains("disagrees with the field catalog"), "{err}");
+}
