@@ -8,8 +8,6 @@ then records of [len: u16 le][delta_ms: u8][packet bytes].
 then records of [control: u8][len: u8][bytes], control bit 0 set for the
 responder's side. Seeds are the TCP payloads of the Ethernet/IPv4 captures of
 each protocol's scenario, in capture order.
-
-`rules`: the shipped Sigma rule files.
 """
 import os
 import struct
@@ -89,20 +87,9 @@ def stream_seeds(cases_dir, corpus_dir):
             f.write(body)
 
 
-def rule_seeds(rules_dir, corpus_dir):
-    """`rules`: every shipped Sigma file as a seed."""
-    os.makedirs(corpus_dir, exist_ok=True)
-    for root, _, files in os.walk(rules_dir):
-        for name in sorted(files):
-            if name.endswith(".yml"):
-                with open(os.path.join(root, name), "rb") as src, open(os.path.join(corpus_dir, name), "wb") as dst:
-                    dst.write(src.read())
-
-
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     cases = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "replay-pcaps")
     corpus = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "corpus")
     main(cases, os.path.join(corpus, "packets"))
     stream_seeds(cases, os.path.join(corpus, "streams"))
-    rule_seeds(os.path.join(here, "..", "rules", "sigma"), os.path.join(corpus, "rules"))

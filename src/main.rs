@@ -2,6 +2,7 @@
 
 mod rules_cmd;
 mod sensor_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,11 @@ enum Cmd {
     /// Check and test detection rules.
     #[command(subcommand)]
     Rules(rules_cmd::RulesCmd),
+    /// Serve the SIEM's API over the embedded store or ClickHouse.
+    Serve(serve_cmd::ServeArgs),
+    /// Replay the bundled captures through sensor and detector into the
+    /// embedded store, then serve it on 127.0.0.1.
+    Demo(serve_cmd::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -78,6 +84,8 @@ fn main() -> ExitCode {
         Cmd::Generate(args) => generate(args),
         Cmd::Replay(args) => replay(args),
         Cmd::Rules(cmd) => rules_cmd::run(cmd),
+        Cmd::Serve(args) => serve_cmd::run(args),
+        Cmd::Demo(args) => serve_cmd::demo(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! Tantivy (embedded, the default) or ClickHouse (scale-out) on one schema,
 //! searched with one query language.
 
+pub mod api;
 pub mod query;
 pub mod schema;
 pub mod store;

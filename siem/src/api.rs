@@ -1,0 +1,490 @@
+//! The SIEM's HTTP API (axum): ingest from sensors, search, aggregate,
+//! status, and the OpenAPI document. Store calls run on the blocking pool;
+//! ingest is bounded (a full server answers 503 with Retry-After, never
+//! queues without limit); every error is a status with a reason, internals
+//! are logged and not sent.
+
+use crate::query::{parse, Query, QueryError};
+use crate::schema::Catalog;
+use crate::store::{Agg, Record, SearchRequest, Sort, Store, StoreError, MAX_RECORD_BYTES};
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query as UrlQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Largest request body (after decompression too).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Batch ids remembered per sensor for idempotency.
+const BATCH_IDS_KEPT: usize = 100_000;
+
+/// Who may call: sensors ingest, readers search. Tokens are kept as their
+/// SHA-256, never in clear.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// Sensor name → hex SHA-256 of its token.
+    #[serde(default)]
+    pub sensors: BTreeMap<String, String>,
+    /// Reader name → hex SHA-256 of its token.
+    #[serde(default)]
+    pub readers: BTreeMap<String, String>,
+}
+
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Tokens {
+    pub fn load(path: &Path) -> Result<Tokens, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn find<'a>(map: &'a BTreeMap<String, String>, token: &str) -> Option<&'a str> {
+        let h = hash_token(token);
+        // Compared over every entry, equal length hex strings.
+        let mut found = None;
+        for (name, want) in map {
+            if constant_time_eq(want.as_bytes(), h.as_bytes()) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Batch ids seen, per sensor: the set, and the order they came in (the
+/// oldest are forgotten first).
+#[derive(Default)]
+struct SeenBatches {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    /// Being stored now: a concurrent retry waits for the outcome.
+    inflight: HashSet<String>,
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub catalog: Catalog,
+    pub tokens: Tokens,
+    /// Without tokens configured, the API answers on loopback only and
+    /// takes every caller as the `local` sensor and reader (the demo).
+    pub open: bool,
+    ingest_slots: Semaphore,
+    seen: Mutex<HashMap<String, SeenBatches>>,
+    seen_path: Option<PathBuf>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: Option<Tokens>,
+        data: Option<&Path>,
+        ingest_concurrency: usize,
+    ) -> AppState {
+        let seen_path = data.map(|d| d.join("ingest-batches.log"));
+        let mut seen: HashMap<String, SeenBatches> = HashMap::new();
+        if let Some(text) = seen_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+            for line in text.lines() {
+                if let Some((sensor, id)) = line.split_once(' ') {
+                    let e = seen.entry(sensor.to_string()).or_default();
+                    if e.ids.insert(id.to_string()) {
+                        e.order.push_back(id.to_string());
+                    }
+                }
+            }
+        }
+        AppState {
+            store,
+            catalog: Catalog::new(),
+            open: tokens.is_none(),
+            tokens: tokens.unwrap_or_default(),
+            ingest_slots: Semaphore::new(ingest_concurrency.max(1)),
+            seen: Mutex::new(seen),
+            seen_path,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    Forbidden,
+    BadRequest(String),
+    BadQuery(QueryError),
+    TooLarge,
+    NotFound,
+    Busy,
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"error": "missing or unknown bearer token"})),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, json!({"error": "this token may not do that"})),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"error": m})),
+            ApiError::BadQuery(e) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("invalid query: {}", e.message), "position": e.position}),
+            ),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
+            ApiError::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {MAX_BODY_BYTES} bytes")}))
+            }
+            ApiError::Busy => {
+                let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "ingest is busy, retry later"})))
+                    .into_response();
+                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return r;
+            }
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error"}))
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+fn sensor_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    if st.open {
+        return Ok("local".into());
+    }
+    let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    if let Some(name) = Tokens::find(&st.tokens.sensors, t) {
+        return Ok(name.to_string());
+    }
+    if Tokens::find(&st.tokens.readers, t).is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    Err(ApiError::Unauthorized)
+}
+
+fn reader_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    if st.open {
+        return Ok("local".into());
+    }
+    let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    if let Some(name) = Tokens::find(&st.tokens.readers, t) {
+        return Ok(name.to_string());
+    }
+    if Tokens::find(&st.tokens.sensors, t).is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    Err(ApiError::Unauthorized)
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct LineError {
+    pub line: usize,
+    pub error: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct IngestReply {
+    pub accepted: usize,
+    pub rejected: Vec<LineError>,
+    /// The batch id was seen before: nothing was stored again.
+    pub duplicate: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    /// Log of every line without its own `_log` (or Zeek's `_path`).
+    pub log: Option<String>,
+}
+
+/// Parses JSON lines into records; bad lines are reported, good ones kept.
+pub fn parse_lines(
+    catalog: &Catalog,
+    text: &str,
+    sensor: &str,
+    default_log: Option<&str>,
+) -> (Vec<Record>, Vec<LineError>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.len() > MAX_RECORD_BYTES {
+            bad.push(LineError { line: n, error: format!("record larger than {MAX_RECORD_BYTES} bytes") });
+            continue;
+        }
+        let mut obj: Map<String, Value> = match serde_json::from_str(line) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                bad.push(LineError { line: n, error: "not a JSON object".into() });
+                continue;
+            }
+            Err(e) => {
+                bad.push(LineError { line: n, error: format!("invalid JSON: {e}") });
+                continue;
+            }
+        };
+        let log = match obj.remove("_log").or_else(|| obj.remove("_path")) {
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                bad.push(LineError { line: n, error: "_log must be a string".into() });
+                continue;
+            }
+            None => match default_log {
+                Some(l) => l.to_string(),
+                None => {
+                    bad.push(LineError { line: n, error: "no _log in the record and no log parameter".into() });
+                    continue;
+                }
+            },
+        };
+        // The sensor is who authenticated, not what the record says.
+        obj.remove("_sensor");
+        match Record::validate(catalog, &log, sensor, obj) {
+            Ok(r) => good.push(r),
+            Err(e) => bad.push(LineError { line: n, error: e }),
+        }
+    }
+    (good, bad)
+}
+
+async fn ingest(
+    State(st): State<Arc<AppState>>,
+    p: Result<UrlQuery<IngestParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<IngestReply>> {
+    let sensor = sensor_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let _slot = st.ingest_slots.try_acquire().map_err(|_| ApiError::Busy)?;
+    let zstd = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("zstd");
+    let raw = if zstd {
+        let mut out = Vec::new();
+        let dec =
+            zstd::stream::read::Decoder::new(&body[..]).map_err(|e| ApiError::BadRequest(format!("zstd: {e}")))?;
+        // Decompressed size is bounded like the body: a small bomb cannot
+        // take the memory.
+        dec.take(MAX_BODY_BYTES as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| ApiError::BadRequest(format!("zstd: {e}")))?;
+        if out.len() > MAX_BODY_BYTES {
+            return Err(ApiError::TooLarge);
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    let text = String::from_utf8(raw).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let batch = headers.get("x-batch-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(id) = &batch {
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            return Err(ApiError::BadRequest("X-Batch-Id is 1-128 of A-Z a-z 0-9 - _ . :".into()));
+        }
+        let mut seen = st.seen.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let e = seen.entry(sensor.clone()).or_default();
+        if e.ids.contains(id) {
+            return Ok(Json(IngestReply { accepted: 0, rejected: Vec::new(), duplicate: true }));
+        }
+        if !e.inflight.insert(id.clone()) {
+            return Err(ApiError::Busy);
+        }
+    }
+    let st2 = Arc::clone(&st);
+    let sensor2 = sensor.clone();
+    let log = p.log.clone();
+    let reply = tokio::task::spawn_blocking(move || -> ApiResult<IngestReply> {
+        let (good, bad) = parse_lines(&st2.catalog, &text, &sensor2, log.as_deref());
+        // Acknowledged only once stored durably.
+        st2.store.ingest(&good)?;
+        Ok(IngestReply { accepted: good.len(), rejected: bad, duplicate: false })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()));
+    if let Some(id) = batch {
+        let mut seen = st.seen.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let e = seen.entry(sensor.clone()).or_default();
+        e.inflight.remove(&id);
+        // Only a stored batch is remembered: a failed one may be retried.
+        if matches!(reply, Ok(Ok(_))) && e.ids.insert(id.clone()) {
+            e.order.push_back(id.clone());
+            if e.order.len() > BATCH_IDS_KEPT {
+                if let Some(old) = e.order.pop_front() {
+                    e.ids.remove(&old);
+                }
+            }
+            if let Some(p) = &st.seen_path {
+                use std::io::Write;
+                let line = format!("{sensor} {id}\n");
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                f.write_all(line.as_bytes())
+                    .and_then(|_| f.sync_data())
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
+        }
+    }
+    Ok(Json(reply??))
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    pub q: Option<String>,
+    /// Epoch seconds (inclusive).
+    pub from: Option<f64>,
+    /// Epoch seconds (exclusive).
+    pub to: Option<f64>,
+    pub sort: Option<String>,
+    /// `asc` or `desc` (the default).
+    pub order: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+fn query_of(st: &AppState, q: Option<&str>) -> ApiResult<Query> {
+    parse(q.unwrap_or(""), &st.catalog).map_err(ApiError::BadQuery)
+}
+
+async fn search(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    p: Result<UrlQuery<SearchParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut req = SearchRequest::new(query_of(&st, p.q.as_deref())?);
+    req.from = p.from;
+    req.to = p.to;
+    if let Some(s) = p.sort {
+        req.sort.field = s;
+    }
+    req.sort = Sort {
+        field: req.sort.field,
+        descending: match p.order.as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(o) => return Err(ApiError::BadRequest(format!("order is asc or desc, not '{o}'"))),
+        },
+    };
+    req.limit = p.limit.unwrap_or(100);
+    req.offset = p.offset.unwrap_or(0);
+    let st2 = Arc::clone(&st);
+    let r = tokio::task::spawn_blocking(move || st2.store.search(&req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({"total": r.total, "hits": r.hits})))
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AggParams {
+    pub q: Option<String>,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    /// terms, histogram, stats or cardinality.
+    pub agg: String,
+    pub field: Option<String>,
+    pub size: Option<usize>,
+    pub interval: Option<f64>,
+}
+
+async fn aggregate(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    p: Result<UrlQuery<AggParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let q = query_of(&st, p.q.as_deref())?;
+    let field = || p.field.clone().ok_or_else(|| ApiError::BadRequest(format!("{} needs a field", p.agg)));
+    let agg = match p.agg.as_str() {
+        "terms" => Agg::Terms { field: field()?, size: p.size.unwrap_or(10) },
+        "histogram" => Agg::Histogram { interval_secs: p.interval.unwrap_or(3600.0) },
+        "stats" => Agg::Stats { field: field()? },
+        "cardinality" => Agg::Cardinality { field: field()? },
+        other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
+    };
+    let st2 = Arc::clone(&st);
+    let (from, to) = (p.from, p.to);
+    let r = tokio::task::spawn_blocking(move || st2.store.aggregate(&q, from, to, &agg))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(serde_json::to_value(r).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    reader_of(&st, &headers)?;
+    let st2 = Arc::clone(&st);
+    let parts = tokio::task::spawn_blocking(move || st2.store.partitions())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({"store": st.store.name(), "partitions": parts})))
+}
+
+async fn fields(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let f: Vec<Value> = st
+        .catalog
+        .fields
+        .iter()
+        .map(|f| json!({"field": f.path, "type": f.kind.name(), "logs": f.logs, "doc": f.doc}))
+        .collect();
+    Json(json!({"fields": f}))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/aggregate", get(aggregate))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/fields", get(fields))
+        .route("/api/v1/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The API's contract, served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");

@@ -1,0 +1,149 @@
+//! The HTTP API: authentication by role, ingest with per-line errors,
+//! idempotent batches, compression, limits, and search errors that say
+//! where the query is wrong.
+
+use axum::body::{to_bytes, Body};
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use siem::api::{hash_token, router, AppState, Tokens};
+use siem::store::tantivy::{TantivyConfig, TantivyStore};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn app(dir: &std::path::Path, concurrency: usize) -> axum::Router {
+    let store = Arc::new(TantivyStore::open(dir, TantivyConfig::default()).unwrap());
+    let mut tokens = Tokens::default();
+    tokens.sensors.insert("district-7".into(), hash_token("sensor-secret"));
+    tokens.readers.insert("analyst".into(), hash_token("reader-secret"));
+    router(Arc::new(AppState::new(store, Some(tokens), Some(dir), concurrency)))
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn ingest(token: Option<&str>, batch: Option<&str>, body: Vec<u8>, zstd: bool) -> Request<Body> {
+    let mut b = Request::post("/api/v1/ingest");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(id) = batch {
+        b = b.header("x-batch-id", id);
+    }
+    if zstd {
+        b = b.header("content-encoding", "zstd");
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+fn get(uri: &str, token: &str) -> Request<Body> {
+    Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
+}
+
+const LINES: &str = concat!(
+    "{\"_log\":\"conn\",\"ts\":1700000000.5,\"uid\":\"C1\",\"id.orig_h\":\"10.1.0.5\",\"id.resp_p\":502,\"_sensor\":\"spoofed\"}\n",
+    "{\"_log\":\"conn\",\"ts\":1700000001.5,\"uid\":\"C2\",\"id.orig_h\":\"10.2.0.5\",\"id.resp_p\":80}\n",
+    "not json\n",
+    "{\"_log\":\"conn\",\"ts\":1700000002.5,\"uid\":\"C3\",\"bogus\":1}\n",
+    "{\"_log\":\"dns\",\"ts\":1700000003.5,\"uid\":\"C4\",\"query\":\"cam.duckdns.org\"}\n",
+);
+
+#[tokio::test]
+async fn roles_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    assert_eq!(call(&app, ingest(None, None, LINES.into(), false)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, ingest(Some("wrong"), None, LINES.into(), false)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, ingest(Some("reader-secret"), None, LINES.into(), false)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&app, get("/api/v1/search?q=*", "sensor-secret")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(&app, Request::get("/api/v1/search").body(Body::empty()).unwrap()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The catalog and the contract are public.
+    assert_eq!(call(&app, Request::get("/api/v1/openapi.json").body(Body::empty()).unwrap()).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/api/v1/nothing", "reader-secret")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn ingest_keeps_good_lines_reports_bad_ones_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-1"), LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["accepted"], 3);
+    let rejected: Vec<(u64, String)> = r["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["error"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0].0, 3);
+    assert_eq!(rejected[1], (4, "unknown field 'bogus'".to_string()));
+    // A retried batch is not stored twice.
+    let (_, r) = call(&app, ingest(Some("sensor-secret"), Some("b-1"), LINES.into(), false)).await;
+    assert_eq!(r["duplicate"], true);
+    // Compressed bodies.
+    let z = zstd::encode_all(LINES.as_bytes(), 3).unwrap();
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-2"), z, true)).await;
+    assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(3)));
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-3"), b"garbage".to_vec(), true)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let (s, _) = call(&app, ingest(Some("sensor-secret"), Some("bad id!"), LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Stored: once per batch, under the authenticated sensor's name.
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn&sort=ts&order=asc", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["total"], 4);
+    assert_eq!(r["hits"][0]["_sensor"], "district-7");
+    // The batch ledger survives a restart.
+    drop(app);
+    let app = self::app(dir.path(), 4);
+    let (_, r) = call(&app, ingest(Some("sensor-secret"), Some("b-1"), LINES.into(), false)).await;
+    assert_eq!(r["duplicate"], true);
+}
+
+#[tokio::test]
+async fn bad_queries_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await;
+    let (s, r) = call(&app, get("/api/v1/search?q=uid:C1%20AND%20id.resp_p:http", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(r["position"], 21);
+    assert!(r["error"].as_str().unwrap().contains("not a valid count"), "{r}");
+    for bad in [
+        "/api/v1/search?q=(uid:C1",
+        "/api/v1/search?sort=uid",
+        "/api/v1/search?order=sideways",
+        "/api/v1/search?limit=999999",
+        "/api/v1/search?nonsense=1",
+        "/api/v1/aggregate?agg=terms",
+        "/api/v1/aggregate?agg=median&field=ts",
+        "/api/v1/aggregate?agg=stats&field=uid",
+    ] {
+        let (s, r) = call(&app, get(bad, "reader-secret")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {r}");
+        assert!(r["error"].is_string(), "{bad}");
+    }
+    let (s, r) = call(&app, get("/api/v1/aggregate?q=_log:conn&agg=terms&field=id.resp_p", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r.as_array().unwrap().len(), 2);
+    let (s, r) = call(&app, get("/api/v1/search?q=id.orig_h:10.1.0.0/16%20OR%20duckdns", "reader-secret")).await;
+    assert_eq!((s, r["total"].as_u64()), (StatusCode::OK, Some(2)));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let state = AppState::new(store, None, None, 1);
+    let app = router(Arc::new(state));
+    let big = vec![b'x'; siem::api::MAX_BODY_BYTES + 10];
+    let resp = app.clone().oneshot(ingest(None, None, big, false)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -1,0 +1,197 @@
+//! `citysoc serve` (the SIEM's API over a store) and `citysoc demo` (the
+//! bundled captures through sensor and detector into the embedded store,
+//! then served).
+
+use anyhow::{bail, Context};
+use clap::Args;
+use siem::api::{router, AppState, Tokens};
+use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use siem::store::tantivy::{TantivyConfig, TantivyStore};
+use siem::store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Data directory of the embedded store (and the ingest ledger).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Use a ClickHouse server (`http://host:8123`) instead of the embedded store.
+    #[arg(long)]
+    clickhouse: Option<String>,
+    /// ClickHouse database.
+    #[arg(long, default_value = "citysoc")]
+    clickhouse_db: String,
+    /// Tokens file (TOML: [sensors] and [readers], name = sha256 of the token).
+    /// Without it the API is open and listens on loopback only.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// Indexing memory of the embedded store per day partition, MiB.
+    #[arg(long, default_value_t = 64)]
+    writer_heap_mb: usize,
+    /// Ingest requests processed at once; more get 503 with Retry-After.
+    #[arg(long, default_value_t = 4)]
+    ingest_concurrency: usize,
+}
+
+fn open_store(data: &Path, clickhouse: Option<&str>, db: &str, heap: usize) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match clickhouse {
+        Some(url) => Arc::new(
+            ClickHouseStore::open(&ClickHouseConfig {
+                url: url.into(),
+                database: db.into(),
+                user: None,
+                password: None,
+            })
+            .with_context(|| format!("ClickHouse at {url}"))?,
+        ),
+        None => Arc::new(
+            TantivyStore::open(data, TantivyConfig { writer_heap_mb: heap })
+                .with_context(|| format!("store under {}", data.display()))?,
+        ),
+    })
+}
+
+fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        eprintln!("serving the API on http://{listen}/api/v1/ (OpenAPI at /api/v1/openapi.json); Ctrl-C stops");
+        axum::serve(listener, router(Arc::new(state)))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let tokens = match &args.tokens {
+        Some(p) => Some(Tokens::load(p).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    if tokens.is_none() && !args.listen.ip().is_loopback() {
+        bail!("without --tokens the API is open: it listens on a loopback address only, not {}", args.listen);
+    }
+    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
+    let store = open_store(&args.data, args.clickhouse.as_deref(), &args.clickhouse_db, args.writer_heap_mb)?;
+    let state = AppState::new(store, tokens, Some(&args.data), args.ingest_concurrency);
+    serve(state, args.listen)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// The scenario captures.
+    #[arg(long, default_value = "replay-pcaps")]
+    cases: PathBuf,
+    /// The rules folder.
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Where each scenario's logs go.
+    #[arg(long, default_value = "demo-logs")]
+    log_dir: PathBuf,
+    /// The embedded store (emptied first).
+    #[arg(long, default_value = "demo-data")]
+    data: PathBuf,
+    /// Address to serve on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Stop after storing; do not serve.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+/// Stores every log of a directory of per-scenario log directories.
+pub fn ingest_logs(store: &dyn Store, root: &Path, sensor: &str) -> anyhow::Result<(usize, usize)> {
+    let catalog = siem::schema::Catalog::new();
+    let (mut ok, mut bad) = (0, 0);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        files.sort();
+        for f in files {
+            let log = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let text = std::fs::read_to_string(&f)?;
+            let (recs, errs) = siem::api::parse_lines(&catalog, &text, sensor, Some(&log));
+            for e in &errs {
+                eprintln!("{}:{}: not stored: {}", f.display(), e.line, e.error);
+            }
+            store.ingest(&recs).with_context(|| format!("storing {}", f.display()))?;
+            ok += recs.len();
+            bad += errs.len();
+        }
+    }
+    Ok((ok, bad))
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the demo serves an open API: loopback addresses only, not {}", args.listen);
+    }
+    let cases = citysoc::replay::load_cases(&args.cases)?;
+    let settings = citysoc::detection::DetectSettings { rules_dir: args.rules.clone(), ..Default::default() };
+    let rules = settings.load("demo-sensor")?;
+    for e in &rules.errors {
+        eprintln!("rule not loaded: {e}");
+    }
+    let mut failed = 0;
+    for case in &cases {
+        let out = args.log_dir.join(&case.name);
+        let outcome = citysoc::replay::run_case(case, &out, 1, Some(&rules))?;
+        if outcome.failures.is_empty() {
+            println!("ok    {:22} {:3} checks  {}", case.name, outcome.checks, case.spec.description);
+        } else {
+            failed += 1;
+            println!("FAIL  {:22} {}", case.name, case.spec.description);
+            for f in &outcome.failures {
+                println!("      {f}");
+            }
+        }
+    }
+    if args.data.exists() {
+        std::fs::remove_dir_all(&args.data).with_context(|| format!("cannot empty {}", args.data.display()))?;
+    }
+    std::fs::create_dir_all(&args.data)?;
+    let store: Arc<dyn Store> = Arc::new(TantivyStore::open(&args.data, TantivyConfig::default())?);
+    let (ok, bad) = ingest_logs(store.as_ref(), &args.log_dir, "demo-sensor")?;
+    println!("{} cases, {failed} failed; {ok} records stored in {} ({bad} refused)", cases.len(), args.data.display());
+    let alerts = store.search(&{
+        let mut r = siem::store::SearchRequest::new(siem::query::parse("_log:alerts", &siem::schema::Catalog::new())?);
+        r.limit = 1000;
+        r
+    })?;
+    println!("{} alerts; for example:", alerts.total);
+    for a in alerts.hits.iter().take(8) {
+        println!(
+            "  {:8} {}",
+            a["severity"].as_str().unwrap_or(""),
+            a["summary"].as_str().unwrap_or("").chars().take(100).collect::<String>()
+        );
+    }
+    if failed > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "try: curl 'http://{}/api/v1/search?q=_log:alerts%20severity:critical'  and  curl 'http://{}/api/v1/aggregate?q=_log:alerts&agg=terms&field=rule.title'",
+        args.listen, args.listen
+    );
+    let state = AppState::new(store, None, Some(&args.data), 4);
+    serve(state, args.listen)?;
+    Ok(ExitCode::SUCCESS)
+}
