@@ -4,3 +4,4 @@
 pub mod detection;
 pub mod replay;
 pub mod sensor_setup;
+pub mod ship;

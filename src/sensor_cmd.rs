@@ -56,6 +56,12 @@ pub struct SensorArgs {
     /// The rules folder (sigma/, yara/, intel/ under it).
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// Also ship records and alerts to this SIEM (`http://soc:8080`).
+    #[arg(long, requires = "token_file")]
+    ship: Option<String>,
+    /// File holding the sensor's ingest token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
@@ -107,7 +113,25 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("either --read or --interface is required"),
     };
     let mut pcfg = cfg.pipeline();
-    let writer = cfg.log_writer(&args.log_dir)?;
+    let logs = cfg.log_writer(&args.log_dir)?;
+    let writer = match (&args.ship, &args.token_file) {
+        (Some(url), Some(tf)) => {
+            let token = std::fs::read_to_string(tf).with_context(|| format!("cannot read {}", tf.display()))?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                anyhow::bail!("{} is empty", tf.display());
+            }
+            let ship = citysoc::ship::ShipConfig {
+                url: url.clone(),
+                token,
+                batch_records: 5000,
+                batch_secs: 2.0,
+                retry_secs: 600,
+            };
+            citysoc::ship::Output::Shipped(Box::new(citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)))
+        }
+        _ => citysoc::ship::Output::Logs(logs),
+    };
     let rules = if cfg.detect.enabled {
         let rules = cfg.detect.load(&cfg.sensor_name)?;
         for e in &rules.errors {
