@@ -27,7 +27,7 @@ pub struct ServeArgs {
     /// ClickHouse database.
     #[arg(long, default_value = "citysoc")]
     clickhouse_db: String,
-    /// Tokens file (TOML: [sensors] and [readers], name = sha256 of the token).
+    /// Tokens file (TOML: [sensors], [readers] and [admins], name = sha256 of the token).
     /// Without it the API is open and listens on loopback only.
     #[arg(long)]
     tokens: Option<PathBuf>,
@@ -63,7 +63,8 @@ fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("serving the API on http://{listen}/api/v1/ (OpenAPI at /api/v1/openapi.json); Ctrl-C stops");
-        axum::serve(listener, router(Arc::new(state)))
+        let app = router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -82,7 +83,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
     let store = open_store(&args.data, args.clickhouse.as_deref(), &args.clickhouse_db, args.writer_heap_mb)?;
-    let state = AppState::new(store, tokens, Some(&args.data), args.ingest_concurrency);
+    let state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
     serve(state, args.listen)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -191,7 +192,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "try: curl 'http://{}/api/v1/search?q=_log:alerts%20severity:critical'  and  curl 'http://{}/api/v1/aggregate?q=_log:alerts&agg=terms&field=rule.title'",
         args.listen, args.listen
     );
-    let state = AppState::new(store, None, Some(&args.data), 4);
+    let state = AppState::open(store, None, &args.data, 4).map_err(anyhow::Error::msg)?;
     serve(state, args.listen)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -39,6 +39,10 @@ pub struct Tokens {
     /// Reader name → hex SHA-256 of its token.
     #[serde(default)]
     pub readers: BTreeMap<String, String>,
+    /// Admin name → hex SHA-256 of its token (readers who may also read the
+    /// audit trail).
+    #[serde(default)]
+    pub admins: BTreeMap<String, String>,
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -80,6 +84,8 @@ struct SeenBatches {
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub workflow: Option<crate::workflow::Workflow>,
+    pub audit: Option<crate::audit::Audit>,
     pub catalog: Catalog,
     pub tokens: Tokens,
     /// Without tokens configured, the API answers on loopback only and
@@ -91,6 +97,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// With a data directory, triage and the audit trail are kept there;
+    /// a broken audit chain is an error (the trail is not appended to).
+    pub fn open(
+        store: Arc<dyn Store>,
+        tokens: Option<Tokens>,
+        data: &Path,
+        ingest_concurrency: usize,
+    ) -> Result<AppState, String> {
+        let mut st = AppState::new(store, tokens, Some(data), ingest_concurrency);
+        st.workflow = Some(crate::workflow::Workflow::open(data).map_err(|e| format!("{}: {e}", data.display()))?);
+        st.audit = Some(crate::audit::Audit::open(data).map_err(|e| e.to_string())?);
+        Ok(st)
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         tokens: Option<Tokens>,
@@ -111,6 +131,8 @@ impl AppState {
         }
         AppState {
             store,
+            workflow: None,
+            audit: None,
             catalog: Catalog::new(),
             open: tokens.is_none(),
             tokens: tokens.unwrap_or_default(),
@@ -196,13 +218,48 @@ fn reader_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
         return Ok("local".into());
     }
     let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if let Some(name) = Tokens::find(&st.tokens.readers, t) {
+    if let Some(name) = Tokens::find(&st.tokens.readers, t).or_else(|| Tokens::find(&st.tokens.admins, t)) {
         return Ok(name.to_string());
     }
     if Tokens::find(&st.tokens.sensors, t).is_some() {
         return Err(ApiError::Forbidden);
     }
     Err(ApiError::Unauthorized)
+}
+
+fn admin_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    if st.open {
+        return Ok("local".into());
+    }
+    let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    if let Some(name) = Tokens::find(&st.tokens.admins, t) {
+        return Ok(name.to_string());
+    }
+    if Tokens::find(&st.tokens.readers, t).is_some() || Tokens::find(&st.tokens.sensors, t).is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// The caller's address, for the audit trail.
+pub struct Peer(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let addr =
+            parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+        Ok(Peer(addr.unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+fn audit(st: &AppState, who: &str, peer: &Peer, action: &str, detail: Value) -> ApiResult<()> {
+    if let Some(a) = &st.audit {
+        // An action that cannot be audited is not carried out.
+        a.record(who, &peer.0, action, detail).map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -281,6 +338,7 @@ pub fn parse_lines(
 
 async fn ingest(
     State(st): State<Arc<AppState>>,
+    peer: Peer,
     p: Result<UrlQuery<IngestParams>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
@@ -357,7 +415,15 @@ async fn ingest(
             }
         }
     }
-    Ok(Json(reply??))
+    let reply = reply??;
+    audit(
+        &st,
+        &sensor,
+        &peer,
+        "ingest",
+        json!({"batch": headers.get("x-batch-id").and_then(|v| v.to_str().ok()), "accepted": reply.accepted, "rejected": reply.rejected.len()}),
+    )?;
+    Ok(Json(reply))
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -382,10 +448,12 @@ fn query_of(st: &AppState, q: Option<&str>) -> ApiResult<Query> {
 async fn search(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
+    peer: Peer,
     p: Result<UrlQuery<SearchParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    reader_of(&st, &headers)?;
+    let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    audit(&st, &who, &peer, "search", json!({"q": p.q, "from": p.from, "to": p.to}))?;
     let mut req = SearchRequest::new(query_of(&st, p.q.as_deref())?);
     req.from = p.from;
     req.to = p.to;
@@ -425,10 +493,12 @@ pub struct AggParams {
 async fn aggregate(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
+    peer: Peer,
     p: Result<UrlQuery<AggParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    reader_of(&st, &headers)?;
+    let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    audit(&st, &who, &peer, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field}))?;
     let q = query_of(&st, p.q.as_deref())?;
     let field = || p.field.clone().ok_or_else(|| ApiError::BadRequest(format!("{} needs a field", p.agg)));
     let agg = match p.agg.as_str() {
@@ -455,6 +525,179 @@ async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResul
     Ok(Json(json!({"store": st.store.name(), "partitions": parts})))
 }
 
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsParams {
+    pub q: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+fn workflow(st: &AppState) -> ApiResult<&crate::workflow::Workflow> {
+    st.workflow
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("this server keeps no triage state (no data directory)".into()))
+}
+
+/// Alerts, newest first, each with its triage state; `status` filters on it.
+async fn alerts(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<AlertsParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let who = reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let wf = workflow(&st)?;
+    let status = match p.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            crate::workflow::Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?,
+        ),
+    };
+    let user = query_of(&st, p.q.as_deref())?;
+    audit(&st, &who, &peer, "alerts", json!({"q": p.q, "status": p.status}))?;
+    let q = Query::And(vec![Query::Term { field: "_log".into(), value: "alerts".into() }, user]);
+    let mut req = SearchRequest::new(q);
+    req.from = p.from;
+    req.to = p.to;
+    // Triage state lives beside the store: the status filter applies to
+    // the newest alerts the store returns (at most MAX_LIMIT of them).
+    req.limit = crate::store::MAX_LIMIT;
+    let st2 = Arc::clone(&st);
+    let r = tokio::task::spawn_blocking(move || st2.store.search(&req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut out = Vec::new();
+    for mut a in r.hits {
+        let id = a["id"].as_str().unwrap_or("").to_string();
+        let t = wf.get(&id);
+        if status.is_some_and(|s| s != t.status) {
+            continue;
+        }
+        a["triage"] = serde_json::to_value(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
+        out.push(a);
+    }
+    let total = out.len();
+    let offset = p.offset.unwrap_or(0).min(total);
+    let limit = p.limit.unwrap_or(100).min(crate::store::MAX_LIMIT);
+    let page: Vec<Value> = out.into_iter().skip(offset).take(limit).collect();
+    Ok(Json(json!({"total": total, "hits": page})))
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct TriageChange {
+    /// new, acknowledged, in_progress, closed_true_positive,
+    /// closed_false_positive, closed_benign.
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    /// Assign to someone (an empty string unassigns).
+    pub assign: Option<String>,
+    pub comment: Option<String>,
+}
+
+fn valid_alert_id(id: &str) -> bool {
+    id.len() <= 64 && id.starts_with('A') && id[1..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Changes an alert's triage: status (with a reason), assignee, a comment.
+async fn triage(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Json<TriageChange>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    use crate::workflow::{Change, Status, MAX_TEXT};
+    let who = reader_of(&st, &headers)?;
+    let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let wf = workflow(&st)?;
+    if !valid_alert_id(&id) {
+        return Err(ApiError::BadRequest(format!("'{}' is not an alert id", id.chars().take(64).collect::<String>())));
+    }
+    for t in [&c.reason, &c.assign, &c.comment].into_iter().flatten() {
+        if t.len() > MAX_TEXT {
+            return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+        }
+    }
+    let status = match &c.status {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
+    };
+    if status.is_none() && c.assign.is_none() && c.comment.is_none() {
+        return Err(ApiError::BadRequest("nothing to change: give status, assign or comment".into()));
+    }
+    if status.is_some_and(Status::is_closed) && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(ApiError::BadRequest("closing an alert needs a reason".into()));
+    }
+    // The alert must exist.
+    let st2 = Arc::clone(&st);
+    let q = Query::And(vec![
+        Query::Term { field: "_log".into(), value: "alerts".into() },
+        Query::Term { field: "id".into(), value: id.clone() },
+    ]);
+    let found = tokio::task::spawn_blocking(move || st2.store.search(&SearchRequest::new(q)))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    if found.total == 0 {
+        return Err(ApiError::NotFound);
+    }
+    audit(
+        &st,
+        &who,
+        &peer,
+        "alert.triage",
+        json!({"id": id, "status": c.status, "assign": c.assign, "comment": c.comment.is_some()}),
+    )?;
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let io = |e: std::io::Error| ApiError::Internal(e.to_string());
+    let mut t = wf.get(&id);
+    if let Some(to) = c.assign {
+        let to = if to.is_empty() { None } else { Some(to) };
+        t = wf.change(Change::Assign { alert: id.clone(), to, by: who.clone(), ts }).map_err(io)?;
+    }
+    if let Some(text) = c.comment {
+        t = wf.change(Change::Comment { alert: id.clone(), text, by: who.clone(), ts }).map_err(io)?;
+    }
+    if let Some(status) = status {
+        t = wf
+            .change(Change::Status { alert: id.clone(), status, reason: c.reason, by: who.clone(), ts })
+            .map_err(io)?;
+    }
+    Ok(Json(serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    pub action: Option<String>,
+    pub who: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// The audit trail (admins): newest last.
+async fn audit_trail(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<AuditParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let who = admin_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Some(a) = &st.audit else {
+        return Err(ApiError::BadRequest("this server keeps no audit trail (no data directory)".into()));
+    };
+    audit(&st, &who, &peer, "audit.read", json!({"action": p.action, "who": p.who}))?;
+    let entries = a
+        .read(p.action.as_deref(), p.who.as_deref(), p.limit.unwrap_or(100).min(crate::store::MAX_LIMIT))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({"entries": entries})))
+}
+
 async fn fields(State(st): State<Arc<AppState>>) -> Json<Value> {
     let f: Vec<Value> = st
         .catalog
@@ -479,6 +722,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/search", get(search))
         .route("/api/v1/aggregate", get(aggregate))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/{id}/triage", post(triage))
+        .route("/api/v1/audit", get(audit_trail))
         .route("/api/v1/fields", get(fields))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(not_found)

@@ -3,6 +3,8 @@
 //! searched with one query language.
 
 pub mod api;
+pub mod audit;
 pub mod query;
 pub mod schema;
 pub mod store;
+pub mod workflow;

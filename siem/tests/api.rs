@@ -147,3 +147,62 @@ async fn oversized_bodies_are_refused() {
     let resp = app.clone().oneshot(ingest(None, None, big, false)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+fn json_post(uri: &str, token: &str, body: serde_json::Value) -> Request<Body> {
+    Request::post(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn alerts_are_triaged_and_every_action_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let mut tokens = Tokens::default();
+    tokens.sensors.insert("district-7".into(), hash_token("sensor-secret"));
+    tokens.readers.insert("lan".into(), hash_token("reader-secret"));
+    tokens.admins.insert("chief".into(), hash_token("admin-secret"));
+    let app = router(Arc::new(AppState::open(store, Some(tokens), dir.path(), 4).unwrap()));
+    let alert = r#"{"_log":"alerts","ts":1700000000.5,"id":"A0123456789abcdef0123","severity":"high","rule.source":"sigma","rule.id":"r1","rule.title":"t","rule.version":"v","sensor":"s","summary":"x","count":1,"first_seen":1700000000.5,"last_seen":1700000000.5}"#;
+    let (s, _) = call(&app, ingest(Some("sensor-secret"), None, format!("{alert}\n").into(), false)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = call(&app, get("/api/v1/alerts?status=new", "reader-secret")).await;
+    assert_eq!((s, r["total"].as_u64()), (StatusCode::OK, Some(1)));
+    assert_eq!(r["hits"][0]["triage"]["status"], "new");
+    let url = "/api/v1/alerts/A0123456789abcdef0123/triage";
+    let (s, r) =
+        call(&app, json_post(url, "reader-secret", serde_json::json!({"status": "closed_false_positive"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "closing needs a reason: {r}");
+    let (s, _) = call(&app, json_post(url, "reader-secret", serde_json::json!({"status": "finished"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) =
+        call(&app, json_post("/api/v1/alerts/A99/triage", "reader-secret", serde_json::json!({"comment": "x"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) =
+        call(&app, json_post("/api/v1/alerts/..%2Fetc/triage", "reader-secret", serde_json::json!({"comment": "x"})))
+            .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, r) = call(
+        &app,
+        json_post(url, "reader-secret", serde_json::json!({"assign": "lan", "comment": "the vendor's scanner", "status": "closed_false_positive", "reason": "authorised"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "closed_false_positive");
+    let (_, r) = call(&app, get("/api/v1/alerts?status=new", "reader-secret")).await;
+    assert_eq!(r["total"], 0);
+    let (_, r) = call(&app, get("/api/v1/alerts?status=closed_false_positive", "reader-secret")).await;
+    assert_eq!(r["hits"][0]["triage"]["assignee"], "lan");
+    // The audit trail: admins only, and it holds who did what.
+    assert_eq!(call(&app, get("/api/v1/audit", "reader-secret")).await.0, StatusCode::FORBIDDEN);
+    let (s, r) = call(&app, get("/api/v1/audit?action=alert.triage", "admin-secret")).await;
+    assert_eq!(s, StatusCode::OK);
+    let e = &r["entries"].as_array().unwrap()[0];
+    assert_eq!((e["who"].as_str(), e["detail"]["status"].as_str()), (Some("lan"), Some("closed_false_positive")));
+    let (_, r) = call(&app, get("/api/v1/audit", "admin-secret")).await;
+    let actions: Vec<&str> = r["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["ingest", "alerts", "alert.triage", "alerts", "alerts", "audit.read", "audit.read"]);
+    assert!(siem::audit::verify(&dir.path().join("audit.log")).is_ok());
+}
