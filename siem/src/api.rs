@@ -25,6 +25,9 @@ use tokio::sync::Semaphore;
 
 /// Largest request body (after decompression too).
 pub const MAX_BODY_BYTES: usize = 32 << 20;
+/// Alerts of one rule from one source this close together share an
+/// incident opened by the SIEM.
+pub const INCIDENT_WINDOW_SECS: f64 = 3600.0;
 /// Batch ids remembered per sensor for idempotency.
 const BATCH_IDS_KEPT: usize = 100_000;
 
@@ -385,6 +388,20 @@ async fn ingest(
         let (good, bad) = parse_lines(&st2.catalog, &text, &sensor2, log.as_deref());
         // Acknowledged only once stored durably.
         st2.store.ingest(&good)?;
+        if let Some(wf) = &st2.workflow {
+            for r in good.iter().filter(|r| r.log == "alerts") {
+                let f = &r.fields;
+                let (Some(id), Some(rule)) =
+                    (f.get("id").and_then(Value::as_str), f.get("rule.id").and_then(Value::as_str))
+                else {
+                    continue;
+                };
+                let src = f.get("id.orig_h").and_then(Value::as_str).unwrap_or("-");
+                let title = format!("{} from {src}", f.get("rule.title").and_then(Value::as_str).unwrap_or(rule));
+                wf.group_alert(id, &format!("{rule}|{src}"), &title, r.ts, INCIDENT_WINDOW_SECS)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
+        }
         Ok(IngestReply { accepted: good.len(), rejected: bad, duplicate: false })
     })
     .await
@@ -579,6 +596,7 @@ async fn alerts(
             continue;
         }
         a["triage"] = serde_json::to_value(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
+        a["incident"] = wf.incident_of(&id).map_or(Value::Null, Value::String);
         out.push(a);
     }
     let total = out.len();
@@ -673,6 +691,192 @@ async fn triage(
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
+pub struct IncidentsParams {
+    pub status: Option<String>,
+}
+
+async fn incidents(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<IncidentsParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    use crate::workflow::IncidentStatus;
+    let who = reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let wf = workflow(&st)?;
+    let status = match p.status.as_deref() {
+        None => None,
+        Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
+    };
+    audit(&st, &who, &peer, "incidents", json!({"status": p.status}))?;
+    let mut list: Vec<_> = wf.incidents().into_iter().filter(|i| status.is_none_or(|s| i.status == s)).collect();
+    list.sort_by(|a, b| b.updated_ts.total_cmp(&a.updated_ts));
+    Ok(Json(json!({"total": list.len(), "incidents": list})))
+}
+
+/// The alerts of a list that exist, for incident changes.
+async fn check_alerts(st: &Arc<AppState>, ids: &[String]) -> ApiResult<()> {
+    if ids.len() > 1000 {
+        return Err(ApiError::BadRequest("at most 1000 alerts at once".into()));
+    }
+    if let Some(bad) = ids.iter().find(|i| !valid_alert_id(i)) {
+        return Err(ApiError::BadRequest(format!("'{}' is not an alert id", bad.chars().take(64).collect::<String>())));
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let q = Query::And(vec![
+        Query::Term { field: "_log".into(), value: "alerts".into() },
+        Query::Or(ids.iter().map(|i| Query::Term { field: "id".into(), value: i.clone() }).collect()),
+    ]);
+    let st2 = Arc::clone(st);
+    let mut req = SearchRequest::new(q);
+    req.limit = 0;
+    let r = tokio::task::spawn_blocking(move || st2.store.search(&req))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut unique = ids.to_vec();
+    unique.sort();
+    unique.dedup();
+    if r.total < unique.len() as u64 {
+        return Err(ApiError::BadRequest("some of these alerts do not exist".into()));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct NewIncident {
+    pub title: String,
+    #[serde(default)]
+    pub alerts: Vec<String>,
+}
+
+async fn create_incident(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Result<Json<NewIncident>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    use crate::workflow::{Change, MAX_TEXT};
+    let who = reader_of(&st, &headers)?;
+    let Json(n) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let wf = workflow(&st)?;
+    if n.title.trim().is_empty() || n.title.len() > MAX_TEXT {
+        return Err(ApiError::BadRequest(format!("a title of 1 to {MAX_TEXT} bytes is needed")));
+    }
+    check_alerts(&st, &n.alerts).await?;
+    let id = wf.next_incident_id();
+    audit(&st, &who, &peer, "incident.create", json!({"id": id, "title": n.title, "alerts": n.alerts}))?;
+    let ts = now();
+    wf.change(Change::IncidentCreate { id: id.clone(), title: n.title, alerts: n.alerts, auto: None, by: who, ts })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentChange {
+    /// open, investigating, contained, closed.
+    pub status: Option<String>,
+    pub owner: Option<String>,
+    pub note: Option<String>,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    #[serde(default)]
+    pub add_alerts: Vec<String>,
+    #[serde(default)]
+    pub remove_alerts: Vec<String>,
+    /// Fold this other incident (its alerts, evidence) into this one.
+    pub merge: Option<String>,
+}
+
+async fn change_incident(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Json<IncidentChange>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    use crate::workflow::{Change, IncidentStatus, MAX_TEXT};
+    let who = reader_of(&st, &headers)?;
+    let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let wf = workflow(&st)?;
+    let Some(inc) = wf.incident(&id) else { return Err(ApiError::NotFound) };
+    let status = match c.status.as_deref() {
+        None => None,
+        Some("merged") => {
+            return Err(ApiError::BadRequest("merge by naming the incident to fold in: {\"merge\": \"I2\"}".into()))
+        }
+        Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
+    };
+    for t in [&c.owner, &c.note].into_iter().flatten().chain(c.evidence.iter()) {
+        if t.len() > MAX_TEXT {
+            return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+        }
+    }
+    if c.evidence.len() > 1000 {
+        return Err(ApiError::BadRequest("at most 1000 evidence items at once".into()));
+    }
+    check_alerts(&st, &c.add_alerts).await?;
+    let merged = match &c.merge {
+        None => None,
+        Some(other) if *other == id => return Err(ApiError::BadRequest("an incident cannot merge itself".into())),
+        Some(other) => Some(wf.incident(other).ok_or_else(|| {
+            ApiError::BadRequest(format!("no incident '{}'", other.chars().take(64).collect::<String>()))
+        })?),
+    };
+    audit(
+        &st,
+        &who,
+        &peer,
+        "incident.change",
+        json!({"id": id, "status": c.status, "owner": c.owner, "note": c.note.is_some(),
+        "evidence": c.evidence, "add_alerts": c.add_alerts, "remove_alerts": c.remove_alerts, "merge": c.merge}),
+    )?;
+    let ts = now();
+    let io = |e: std::io::Error| ApiError::Internal(e.to_string());
+    let mut add = c.add_alerts;
+    let mut evidence = c.evidence;
+    if let Some(m) = &merged {
+        add.extend(m.alerts.iter().cloned());
+        evidence.extend(m.evidence.iter().cloned());
+        wf.change(Change::IncidentUpdate {
+            id: m.id.clone(),
+            status: Some(IncidentStatus::Merged),
+            owner: None,
+            note: Some(format!("merged into {id}")),
+            evidence: Vec::new(),
+            add_alerts: Vec::new(),
+            remove_alerts: Vec::new(),
+            by: who.clone(),
+            ts,
+        })
+        .map_err(io)?;
+    }
+    let _ = inc;
+    wf.change(Change::IncidentUpdate {
+        id: id.clone(),
+        status,
+        owner: c.owner,
+        note: c.note,
+        evidence,
+        add_alerts: add,
+        remove_alerts: c.remove_alerts,
+        by: who,
+        ts,
+    })
+    .map_err(io)?;
+    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct AuditParams {
     pub action: Option<String>,
     pub who: Option<String>,
@@ -725,6 +929,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{id}/triage", post(triage))
         .route("/api/v1/audit", get(audit_trail))
+        .route("/api/v1/incidents", get(incidents).post(create_incident))
+        .route("/api/v1/incidents/{id}", post(change_incident))
         .route("/api/v1/fields", get(fields))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(not_found)

@@ -206,3 +206,66 @@ async fn alerts_are_triaged_and_every_action_is_audited() {
     assert_eq!(actions, ["ingest", "alerts", "alert.triage", "alerts", "alerts", "audit.read", "audit.read"]);
     assert!(siem::audit::verify(&dir.path().join("audit.log")).is_ok());
 }
+
+fn alert_line(id: &str, rule: &str, src: &str, ts: f64) -> String {
+    format!(
+        r#"{{"_log":"alerts","ts":{ts},"id":"{id}","severity":"high","rule.source":"sigma","rule.id":"{rule}","rule.title":"Rule {rule}","rule.version":"v","sensor":"s","id.orig_h":"{src}","summary":"x","count":1,"first_seen":{ts},"last_seen":{ts}}}"#
+    )
+}
+
+#[tokio::test]
+async fn incidents_group_alerts_and_follow_a_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let app = router(Arc::new(AppState::open(store, None, dir.path(), 4).unwrap()));
+    let t0 = 1_700_000_000.0;
+    let lines = [
+        alert_line("A01", "r1", "203.0.113.5", t0),
+        alert_line("A02", "r1", "203.0.113.5", t0 + 600.0),
+        alert_line("A03", "r2", "203.0.113.5", t0 + 700.0),
+        alert_line("A04", "r1", "203.0.113.9", t0 + 800.0),
+        alert_line("A05", "r1", "203.0.113.5", t0 + 90_000.0),
+    ]
+    .join("\n");
+    let (s, r) = call(&app, ingest(None, None, lines.into(), false)).await;
+    assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(5)), "{r}");
+    // Same rule and source within the hour: one incident; others apart.
+    let (_, r) = call(&app, get("/api/v1/incidents?status=open", "x")).await;
+    let list = r["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 4, "{r}");
+    let first = list.iter().find(|i| i["alerts"] == serde_json::json!(["A01", "A02"])).expect("A01 and A02 together");
+    assert_eq!(first["title"], "Rule r1 from 203.0.113.5");
+    let id = first["id"].as_str().unwrap().to_string();
+    let other =
+        list.iter().find(|i| i["alerts"] == serde_json::json!(["A03"])).unwrap()["id"].as_str().unwrap().to_string();
+    // Merge, own, note, evidence, close.
+    let url = format!("/api/v1/incidents/{id}");
+    let (s, r) = call(
+        &app,
+        json_post(&url, "x", serde_json::json!({"merge": other, "owner": "lan", "note": "same campaign", "evidence": ["http:C4J", "pcap:C4J.pcap"], "status": "investigating"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["alerts"], serde_json::json!(["A01", "A02", "A03"]));
+    assert_eq!((r["owner"].as_str(), r["status"].as_str()), (Some("lan"), Some("investigating")));
+    let (_, r) = call(&app, get("/api/v1/incidents?status=merged", "x")).await;
+    assert_eq!(r["incidents"][0]["id"], other.as_str());
+    // Split an alert out into an incident of its own.
+    let (s, _) = call(&app, json_post(&url, "x", serde_json::json!({"remove_alerts": ["A03"]}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) =
+        call(&app, json_post("/api/v1/incidents", "x", serde_json::json!({"title": "Recon", "alerts": ["A03"]}))).await;
+    assert_eq!((s, r["alerts"].clone()), (StatusCode::OK, serde_json::json!(["A03"])));
+    let (s, _) =
+        call(&app, json_post("/api/v1/incidents", "x", serde_json::json!({"title": "Ghost", "alerts": ["A77"]}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "alerts must exist");
+    let (s, _) = call(&app, json_post("/api/v1/incidents/I999", "x", serde_json::json!({"note": "?"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, json_post(&url, "x", serde_json::json!({"status": "solved"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, r) = call(&app, json_post(&url, "x", serde_json::json!({"status": "closed"}))).await;
+    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("closed")));
+    // The alerts say which incident they are in.
+    let (_, r) = call(&app, get("/api/v1/alerts?q=id:A01", "x")).await;
+    assert_eq!(r["hits"][0]["incident"], id.as_str());
+}
