@@ -525,6 +525,7 @@ async fn aggregate(
         "cardinality" => Agg::Cardinality { field: field()? },
         other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
     };
+    crate::store::check_range(p.from, p.to)?;
     let st2 = Arc::clone(&st);
     let (from, to) = (p.from, p.to);
     let r = tokio::task::spawn_blocking(move || st2.store.aggregate(&q, from, to, &agg))
@@ -577,6 +578,7 @@ async fn alerts(
     };
     let user = query_of(&st, p.q.as_deref())?;
     audit(&st, &who, &peer, "alerts", json!({"q": p.q, "status": p.status}))?;
+    crate::store::check_range(p.from, p.to)?;
     let q = Query::And(vec![Query::Term { field: "_log".into(), value: "alerts".into() }, user]);
     let mut req = SearchRequest::new(q);
     req.from = p.from;

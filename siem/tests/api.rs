@@ -125,6 +125,11 @@ async fn bad_queries_say_where() {
         "/api/v1/aggregate?agg=terms",
         "/api/v1/aggregate?agg=median&field=ts",
         "/api/v1/aggregate?agg=stats&field=uid",
+        "/api/v1/search?to=1.51253520208906e%2B308&from=1.7976931348623157e%2B308",
+        "/api/v1/search?from=-5",
+        "/api/v1/search?from=200&to=100",
+        "/api/v1/aggregate?agg=histogram&from=1e300",
+        "/api/v1/alerts?to=1e300",
     ] {
         let (s, r) = call(&app, get(bad, "reader-secret")).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {r}");

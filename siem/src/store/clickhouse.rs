@@ -403,6 +403,7 @@ impl Store for ClickHouseStore {
 
     fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult> {
         agg.check(&self.catalog)?;
+        super::check_range(from, to)?;
         let mut args = Vec::new();
         let w = self.where_clause(query, from, to, &mut args)?;
         let t = &self.table;

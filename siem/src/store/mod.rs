@@ -58,7 +58,7 @@ impl Record {
             }
         }
         let ts = fields.get("ts").and_then(Value::as_f64).ok_or("missing ts")?;
-        if !(0.0..=4_102_444_800.0).contains(&ts) {
+        if !(0.0..=MAX_TS).contains(&ts) {
             return Err(format!("ts {ts} is out of range"));
         }
         Ok(Record { log: log.to_string(), sensor: sensor.to_string(), ts, fields })
@@ -119,6 +119,9 @@ pub fn text_of(v: &Value) -> Option<String> {
 }
 
 pub fn day_of(ts: f64) -> String {
+    // Times outside 0001..9999 name no day a store holds; clamping keeps
+    // the calendar arithmetic in range for any input.
+    let ts = if ts.is_finite() { ts.clamp(-62_000_000_000.0, 253_000_000_000.0) } else { 0.0 };
     let days = (ts / 86_400.0).floor() as i64;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -165,6 +168,25 @@ pub struct SearchRequest {
     pub offset: usize,
 }
 
+/// Latest time accepted in a range (2100-01-01), as records' `ts`.
+pub const MAX_TS: f64 = 4_102_444_800.0;
+
+/// A time range must be finite, within the times records may have, and
+/// ordered.
+pub fn check_range(from: Option<f64>, to: Option<f64>) -> Result<()> {
+    for t in [from, to].into_iter().flatten() {
+        if !(0.0..=MAX_TS).contains(&t) {
+            return Err(StoreError::Invalid(format!("time {t} is outside 0..={MAX_TS}")));
+        }
+    }
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(StoreError::Invalid("from is after to".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Most hits returned by one search, and deepest page.
 pub const MAX_LIMIT: usize = 10_000;
 
@@ -181,6 +203,7 @@ impl SearchRequest {
     }
 
     pub fn check(&self, catalog: &Catalog) -> Result<()> {
+        check_range(self.from, self.to)?;
         match catalog.kind(&self.sort.field) {
             Some(Kind::Count | Kind::Float) => {}
             _ => {

@@ -395,6 +395,7 @@ impl Store for TantivyStore {
         agg: &Agg,
     ) -> Result<AggResult> {
         agg.check(&self.catalog)?;
+        super::check_range(from, to)?;
         let q = self.with_time(query, from, to)?;
         let name = |f: &str| -> Result<String> {
             let (_, kind) = self.field(f)?;
