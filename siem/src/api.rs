@@ -693,6 +693,67 @@ async fn triage(
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
+pub struct PivotParams {
+    pub uid: Option<String>,
+    pub community_id: Option<String>,
+}
+
+/// Everything about one flow, as a timeline: records with its uid, and,
+/// through the Community ID of its conn record, records of the same flow
+/// seen by other sensors (and theirs uids in turn).
+async fn pivot(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<PivotParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let who = reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let ok = |v: &str| {
+        !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
+    };
+    let (mut uids, mut cids): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    match (p.uid, p.community_id) {
+        (Some(u), None) if ok(&u) => uids.push(u),
+        (None, Some(c)) if ok(&c) => cids.push(c),
+        _ => return Err(ApiError::BadRequest("give one uid or one community_id".into())),
+    }
+    audit(&st, &who, &peer, "pivot", json!({"uid": uids.first(), "community_id": cids.first()}))?;
+    let term = |f: &str, v: &str| Query::Term { field: f.into(), value: v.into() };
+    let st2 = Arc::clone(&st);
+    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Value>> {
+        // uid -> community id -> the other sensors' uids -> their records;
+        // a few rounds at most, until nothing new turns up.
+        let mut seen: Vec<Value> = Vec::new();
+        for _ in 0..4 {
+            let known = uids.len() + cids.len();
+            let mut any: Vec<Query> = uids.iter().map(|u| term("uid", u)).collect();
+            any.extend(cids.iter().map(|c| term("community_id", c)));
+            let mut req = SearchRequest::new(Query::Or(any));
+            req.limit = 1000;
+            seen = st2.store.search(&req)?.hits;
+            for h in &seen {
+                if let Some(c) = h["community_id"].as_str().filter(|c| !cids.iter().any(|x| x == c)) {
+                    cids.push(c.to_string());
+                }
+                if let Some(u) = h["uid"].as_str().filter(|u| !uids.iter().any(|x| x == u)) {
+                    uids.push(u.to_string());
+                }
+            }
+            if uids.len() + cids.len() == known {
+                break;
+            }
+        }
+        seen.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
+        Ok(seen)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({"total": hits.len(), "hits": hits})))
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct IncidentsParams {
     pub status: Option<String>,
 }
@@ -931,6 +992,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{id}/triage", post(triage))
         .route("/api/v1/audit", get(audit_trail))
+        .route("/api/v1/pivot", get(pivot))
         .route("/api/v1/incidents", get(incidents).post(create_incident))
         .route("/api/v1/incidents/{id}", post(change_incident))
         .route("/api/v1/fields", get(fields))

@@ -274,3 +274,35 @@ async fn incidents_group_alerts_and_follow_a_workflow() {
     let (_, r) = call(&app, get("/api/v1/alerts?q=id:A01", "x")).await;
     assert_eq!(r["hits"][0]["incident"], id.as_str());
 }
+
+#[tokio::test]
+async fn a_pivot_follows_a_flow_across_logs_and_sensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let app = router(Arc::new(AppState::open(store, None, dir.path(), 4).unwrap()));
+    let lines = [
+        r#"{"_log":"conn","ts":1700000000.0,"uid":"CA","community_id":"1:abc+/=","id.orig_h":"10.0.0.1"}"#,
+        r#"{"_log":"http","ts":1700000000.1,"uid":"CA","uri":"/x"}"#,
+        r#"{"_log":"files","ts":1700000000.2,"uid":"CA","fuid":"F1"}"#,
+        r#"{"_log":"conn","ts":1700000000.05,"uid":"CB","community_id":"1:abc+/=","id.orig_h":"10.0.0.1"}"#,
+        r#"{"_log":"dns","ts":1700000000.3,"uid":"CB","query":"x.example"}"#,
+        r#"{"_log":"conn","ts":1700000001.0,"uid":"CC","community_id":"1:other","id.orig_h":"10.0.0.2"}"#,
+    ]
+    .join("\n");
+    let (s, r) = call(&app, ingest(None, None, lines.into(), false)).await;
+    assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(6)), "{r}");
+    let (s, r) = call(&app, get("/api/v1/pivot?uid=CA", "x")).await;
+    assert_eq!(s, StatusCode::OK);
+    let logs: Vec<(&str, &str)> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["_log"].as_str().unwrap(), h["uid"].as_str().unwrap()))
+        .collect();
+    assert_eq!(logs, [("conn", "CA"), ("conn", "CB"), ("http", "CA"), ("files", "CA"), ("dns", "CB")]);
+    let (_, r) = call(&app, get("/api/v1/pivot?community_id=1%3Aabc%2B%2F%3D", "x")).await;
+    assert_eq!(r["total"], 5);
+    for bad in ["/api/v1/pivot", "/api/v1/pivot?uid=CA&community_id=x", "/api/v1/pivot?uid=C%20A%22"] {
+        assert_eq!(call(&app, get(bad, "x")).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
