@@ -347,7 +347,6 @@ pub struct Detector {
     chits: Vec<CorrelationHit>,
     ihits: Vec<IntelHit>,
     yhits: Vec<YaraHit>,
-    pending: Vec<AlertRecord>,
     now: Time,
     expired_at: Time,
     pub counters: DetectorCounters,
@@ -372,7 +371,6 @@ impl Detector {
             chits: Vec::new(),
             ihits: Vec::new(),
             yhits: Vec::new(),
-            pending: Vec::new(),
             now: Time(0),
             expired_at: Time(0),
             counters: DetectorCounters::default(),
@@ -589,7 +587,6 @@ impl Detector {
 
     /// Writes out every alert still held for folding.
     pub fn flush(&mut self, out: &mut Vec<AlertRecord>) {
-        out.append(&mut self.pending);
         self.agg.flush(out);
     }
 

@@ -9,7 +9,7 @@
 //! SIEM costs. Without `--bench` (as `cargo test` runs it) it does a quick
 //! pass over a few thousand records that only checks the harness.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use siem::query::parse;
 use siem::schema::Catalog;
 use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
@@ -252,7 +252,6 @@ fn main() {
         let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
         println!("{:<12} {} on disk ({:.0} bytes/record)", "", human(bytes), bytes as f64 / n as f64);
     }
-    let _ = Value::Null;
 }
 
 fn human(b: u64) -> String {

@@ -202,46 +202,53 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
-fn sensor_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
-    if st.open {
-        return Ok("local".into());
-    }
-    let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if let Some(name) = Tokens::find(&st.tokens.sensors, t) {
-        return Ok(name.to_string());
-    }
-    if Tokens::find(&st.tokens.readers, t).is_some() {
-        return Err(ApiError::Forbidden);
-    }
-    Err(ApiError::Unauthorized)
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Sensor,
+    Reader,
+    Admin,
 }
 
-fn reader_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+/// Who the bearer token names, and whether that role may make this call:
+/// 401 for an unknown token, 403 for a known one in the wrong role.
+fn caller(st: &AppState, headers: &HeaderMap, allowed: &[Role]) -> ApiResult<String> {
     if st.open {
         return Ok("local".into());
     }
     let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if let Some(name) = Tokens::find(&st.tokens.readers, t).or_else(|| Tokens::find(&st.tokens.admins, t)) {
-        return Ok(name.to_string());
+    let tables =
+        [(Role::Sensor, &st.tokens.sensors), (Role::Reader, &st.tokens.readers), (Role::Admin, &st.tokens.admins)];
+    let (role, name) = tables
+        .iter()
+        .find_map(|(r, m)| Tokens::find(m, t).map(|n| (*r, n.to_string())))
+        .ok_or(ApiError::Unauthorized)?;
+    if allowed.contains(&role) {
+        Ok(name)
+    } else {
+        Err(ApiError::Forbidden)
     }
-    if Tokens::find(&st.tokens.sensors, t).is_some() {
-        return Err(ApiError::Forbidden);
-    }
-    Err(ApiError::Unauthorized)
+}
+
+fn sensor_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    caller(st, headers, &[Role::Sensor])
+}
+
+/// Readers, and admins who are readers too.
+fn reader_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    caller(st, headers, &[Role::Reader, Role::Admin])
 }
 
 fn admin_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
-    if st.open {
-        return Ok("local".into());
-    }
-    let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if let Some(name) = Tokens::find(&st.tokens.admins, t) {
-        return Ok(name.to_string());
-    }
-    if Tokens::find(&st.tokens.readers, t).is_some() || Tokens::find(&st.tokens.sensors, t).is_some() {
-        return Err(ApiError::Forbidden);
-    }
-    Err(ApiError::Unauthorized)
+    caller(st, headers, &[Role::Admin])
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// Runs a store call on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
 /// The caller's address, for the audit trail.
@@ -260,7 +267,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 fn audit(st: &AppState, who: &str, peer: &Peer, action: &str, detail: Value) -> ApiResult<()> {
     if let Some(a) = &st.audit {
         // An action that cannot be audited is not carried out.
-        a.record(who, &peer.0, action, detail).map_err(|e| ApiError::Internal(e.to_string()))?;
+        a.record(who, &peer.0, action, detail).map_err(internal)?;
     }
     Ok(())
 }
@@ -372,7 +379,7 @@ async fn ingest(
         if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
             return Err(ApiError::BadRequest("X-Batch-Id is 1-128 of A-Z a-z 0-9 - _ . :".into()));
         }
-        let mut seen = st.seen.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut seen = st.seen.lock().map_err(internal)?;
         let e = seen.entry(sensor.clone()).or_default();
         if e.ids.contains(id) {
             return Ok(Json(IngestReply { accepted: 0, rejected: Vec::new(), duplicate: true }));
@@ -384,7 +391,7 @@ async fn ingest(
     let st2 = Arc::clone(&st);
     let sensor2 = sensor.clone();
     let log = p.log.clone();
-    let reply = tokio::task::spawn_blocking(move || -> ApiResult<IngestReply> {
+    let reply = blocking(move || -> ApiResult<IngestReply> {
         let (good, bad) = parse_lines(&st2.catalog, &text, &sensor2, log.as_deref());
         // Acknowledged only once stored durably.
         st2.store.ingest(&good)?;
@@ -398,20 +405,18 @@ async fn ingest(
                 };
                 let src = f.get("id.orig_h").and_then(Value::as_str).unwrap_or("-");
                 let title = format!("{} from {src}", f.get("rule.title").and_then(Value::as_str).unwrap_or(rule));
-                wf.group_alert(id, &format!("{rule}|{src}"), &title, r.ts, INCIDENT_WINDOW_SECS)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                wf.group_alert(id, &format!("{rule}|{src}"), &title, r.ts, INCIDENT_WINDOW_SECS).map_err(internal)?;
             }
         }
         Ok(IngestReply { accepted: good.len(), rejected: bad, duplicate: false })
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()));
+    .await;
     if let Some(id) = batch {
-        let mut seen = st.seen.lock().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut seen = st.seen.lock().map_err(internal)?;
         let e = seen.entry(sensor.clone()).or_default();
         e.inflight.remove(&id);
         // Only a stored batch is remembered: a failed one may be retried.
-        if matches!(reply, Ok(Ok(_))) && e.ids.insert(id.clone()) {
+        if reply.is_ok() && e.ids.insert(id.clone()) {
             e.order.push_back(id.clone());
             if e.order.len() > BATCH_IDS_KEPT {
                 if let Some(old) = e.order.pop_front() {
@@ -421,18 +426,12 @@ async fn ingest(
             if let Some(p) = &st.seen_path {
                 use std::io::Write;
                 let line = format!("{sensor} {id}\n");
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                f.write_all(line.as_bytes())
-                    .and_then(|_| f.sync_data())
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(internal)?;
+                f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(internal)?;
             }
         }
     }
-    let reply = reply??;
+    let reply = reply?;
     audit(
         &st,
         &sensor,
@@ -488,9 +487,7 @@ async fn search(
     req.limit = p.limit.unwrap_or(100);
     req.offset = p.offset.unwrap_or(0);
     let st2 = Arc::clone(&st);
-    let r = tokio::task::spawn_blocking(move || st2.store.search(&req))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let r = blocking(move || Ok(st2.store.search(&req)?)).await?;
     Ok(Json(json!({"total": r.total, "hits": r.hits})))
 }
 
@@ -528,18 +525,14 @@ async fn aggregate(
     crate::store::check_range(p.from, p.to)?;
     let st2 = Arc::clone(&st);
     let (from, to) = (p.from, p.to);
-    let r = tokio::task::spawn_blocking(move || st2.store.aggregate(&q, from, to, &agg))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(serde_json::to_value(r).map_err(|e| ApiError::Internal(e.to_string()))?))
+    let r = blocking(move || Ok(st2.store.aggregate(&q, from, to, &agg)?)).await?;
+    Ok(Json(serde_json::to_value(r).map_err(internal)?))
 }
 
 async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     reader_of(&st, &headers)?;
     let st2 = Arc::clone(&st);
-    let parts = tokio::task::spawn_blocking(move || st2.store.partitions())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let parts = blocking(move || Ok(st2.store.partitions()?)).await?;
     Ok(Json(json!({"store": st.store.name(), "partitions": parts})))
 }
 
@@ -587,9 +580,7 @@ async fn alerts(
     // the newest alerts the store returns (at most MAX_LIMIT of them).
     req.limit = crate::store::MAX_LIMIT;
     let st2 = Arc::clone(&st);
-    let r = tokio::task::spawn_blocking(move || st2.store.search(&req))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let r = blocking(move || Ok(st2.store.search(&req)?)).await?;
     let mut out = Vec::new();
     for mut a in r.hits {
         let id = a["id"].as_str().unwrap_or("").to_string();
@@ -597,7 +588,7 @@ async fn alerts(
         if status.is_some_and(|s| s != t.status) {
             continue;
         }
-        a["triage"] = serde_json::to_value(&t).map_err(|e| ApiError::Internal(e.to_string()))?;
+        a["triage"] = serde_json::to_value(&t).map_err(internal)?;
         a["incident"] = wf.incident_of(&id).map_or(Value::Null, Value::String);
         out.push(a);
     }
@@ -660,9 +651,7 @@ async fn triage(
         Query::Term { field: "_log".into(), value: "alerts".into() },
         Query::Term { field: "id".into(), value: id.clone() },
     ]);
-    let found = tokio::task::spawn_blocking(move || st2.store.search(&SearchRequest::new(q)))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let found = blocking(move || Ok(st2.store.search(&SearchRequest::new(q))?)).await?;
     if found.total == 0 {
         return Err(ApiError::NotFound);
     }
@@ -688,7 +677,7 @@ async fn triage(
             .change(Change::Status { alert: id.clone(), status, reason: c.reason, by: who.clone(), ts })
             .map_err(io)?;
     }
-    Ok(Json(serde_json::to_value(t).map_err(|e| ApiError::Internal(e.to_string()))?))
+    Ok(Json(serde_json::to_value(t).map_err(internal)?))
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -721,7 +710,7 @@ async fn pivot(
     audit(&st, &who, &peer, "pivot", json!({"uid": uids.first(), "community_id": cids.first()}))?;
     let term = |f: &str, v: &str| Query::Term { field: f.into(), value: v.into() };
     let st2 = Arc::clone(&st);
-    let hits = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Value>> {
+    let hits = blocking(move || -> ApiResult<Vec<Value>> {
         // uid -> community id -> the other sensors' uids -> their records;
         // a few rounds at most, until nothing new turns up.
         let mut seen: Vec<Value> = Vec::new();
@@ -747,8 +736,7 @@ async fn pivot(
         seen.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
         Ok(seen)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await?;
     Ok(Json(json!({"total": hits.len(), "hits": hits})))
 }
 
@@ -796,9 +784,7 @@ async fn check_alerts(st: &Arc<AppState>, ids: &[String]) -> ApiResult<()> {
     let st2 = Arc::clone(st);
     let mut req = SearchRequest::new(q);
     req.limit = 0;
-    let r = tokio::task::spawn_blocking(move || st2.store.search(&req))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let r = blocking(move || Ok(st2.store.search(&req)?)).await?;
     let mut unique = ids.to_vec();
     unique.sort();
     unique.dedup();
@@ -834,8 +820,8 @@ async fn create_incident(
     audit(&st, &who, &peer, "incident.create", json!({"id": id, "title": n.title, "alerts": n.alerts}))?;
     let ts = now();
     wf.change(Change::IncidentCreate { id: id.clone(), title: n.title, alerts: n.alerts, auto: None, by: who, ts })
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(|e| ApiError::Internal(e.to_string()))?))
+        .map_err(internal)?;
+    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(internal)?))
 }
 
 fn now() -> f64 {
@@ -870,7 +856,9 @@ async fn change_incident(
     let who = reader_of(&st, &headers)?;
     let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let wf = workflow(&st)?;
-    let Some(inc) = wf.incident(&id) else { return Err(ApiError::NotFound) };
+    if wf.incident(&id).is_none() {
+        return Err(ApiError::NotFound);
+    }
     let status = match c.status.as_deref() {
         None => None,
         Some("merged") => {
@@ -922,7 +910,6 @@ async fn change_incident(
         })
         .map_err(io)?;
     }
-    let _ = inc;
     wf.change(Change::IncidentUpdate {
         id: id.clone(),
         status,
@@ -935,7 +922,7 @@ async fn change_incident(
         ts,
     })
     .map_err(io)?;
-    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(|e| ApiError::Internal(e.to_string()))?))
+    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(internal)?))
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -961,7 +948,7 @@ async fn audit_trail(
     audit(&st, &who, &peer, "audit.read", json!({"action": p.action, "who": p.who}))?;
     let entries = a
         .read(p.action.as_deref(), p.who.as_deref(), p.limit.unwrap_or(100).min(crate::store::MAX_LIMIT))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(internal)?;
     Ok(Json(json!({"entries": entries})))
 }
 

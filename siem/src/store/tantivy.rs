@@ -9,8 +9,8 @@
 //! text; and the record itself, stored, as returned by searches.
 
 use super::{
-    day_of, days_in_range, text_of, Agg, AggResult, Bucket, Partition, Record, Result, SearchRequest, SearchResult,
-    Store, StoreError,
+    days_in_range, text_of, Agg, AggResult, Bucket, Partition, Record, Result, SearchRequest, SearchResult, Store,
+    StoreError,
 };
 use crate::query::{tokens, Bound as QBound, Query};
 use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
@@ -524,9 +524,4 @@ impl Store for TantivyStore {
         }
         Ok(n)
     }
-}
-
-/// The day partitions a time range touches, exposed for tests.
-pub fn day_for(ts: f64) -> String {
-    day_of(ts)
 }
