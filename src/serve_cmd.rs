@@ -37,6 +37,16 @@ pub struct ServeArgs {
     /// Ingest requests processed at once; more get 503 with Retry-After.
     #[arg(long, default_value_t = 4)]
     ingest_concurrency: usize,
+    /// Maximum age of a class, CLASS=AGE (`flows=30d`, `alerts=none`); repeatable.
+    /// Defaults: alerts 365d, records 90d, flows 30d.
+    #[arg(long, value_name = "CLASS=AGE")]
+    retain_age: Vec<String>,
+    /// Disk budget of a class, CLASS=SIZE (`flows=50GiB`); repeatable. Default: none.
+    #[arg(long, value_name = "CLASS=SIZE")]
+    retain_budget: Vec<String>,
+    /// How often retention runs.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    retention_interval: std::time::Duration,
 }
 
 fn open_store(data: &Path, clickhouse: Option<&str>, db: &str, heap: usize) -> anyhow::Result<Arc<dyn Store>> {
@@ -57,13 +67,43 @@ fn open_store(data: &Path, clickhouse: Option<&str>, db: &str, heap: usize) -> a
     })
 }
 
-fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+/// Serves the API; with an interval, enforces retention at start and then
+/// every interval.
+fn serve(state: AppState, listen: SocketAddr, retention: Option<std::time::Duration>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("serving the API on http://{listen}/api/v1/ (OpenAPI at /api/v1/openapi.json); Ctrl-C stops");
-        let app = router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>();
+        let state = Arc::new(state);
+        if let Some(every) = retention {
+            let st = Arc::clone(&state);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let st = Arc::clone(&st);
+                    match tokio::task::spawn_blocking(move || st.enforce_retention()).await {
+                        Ok(Ok(dropped)) => {
+                            for d in dropped {
+                                eprintln!(
+                                    "retention: dropped {} {} ({} records, {} bytes) for its {:?}",
+                                    d.class.name(),
+                                    d.day,
+                                    d.records,
+                                    d.bytes,
+                                    d.reason
+                                );
+                            }
+                        }
+                        Ok(Err(e)) => eprintln!("retention failed (retried next interval): {e}"),
+                        Err(e) => eprintln!("retention task failed: {e}"),
+                    }
+                }
+            });
+        }
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -83,8 +123,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
     let store = open_store(&args.data, args.clickhouse.as_deref(), &args.clickhouse_db, args.writer_heap_mb)?;
-    let state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
-    serve(state, args.listen)?;
+    let mut policy = siem::retention::Policy::default();
+    for spec in &args.retain_age {
+        policy.set_age(spec).map_err(|e| anyhow::anyhow!("--retain-age {e}"))?;
+    }
+    for spec in &args.retain_budget {
+        policy.set_budget(spec).map_err(|e| anyhow::anyhow!("--retain-budget {e}"))?;
+    }
+    if args.retention_interval.is_zero() {
+        bail!("--retention-interval must be more than zero");
+    }
+    let mut state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
+    state.retention = policy;
+    serve(state, args.listen, Some(args.retention_interval))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -192,7 +243,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "try: curl 'http://{}/api/v1/search?q=_log:alerts%20severity:critical'  and  curl 'http://{}/api/v1/aggregate?q=_log:alerts&agg=terms&field=rule.title'",
         args.listen, args.listen
     );
-    let state = AppState::open(store, None, &args.data, 4).map_err(anyhow::Error::msg)?;
-    serve(state, args.listen)?;
+    let mut state = AppState::open(store, None, &args.data, 4).map_err(anyhow::Error::msg)?;
+    // The bundled captures are old on purpose: the demo keeps them whatever
+    // their age.
+    state.retention = siem::retention::Policy(Default::default());
+    serve(state, args.listen, None)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -97,6 +97,23 @@ pub struct AppState {
     ingest_slots: Semaphore,
     seen: Mutex<HashMap<String, SeenBatches>>,
     seen_path: Option<PathBuf>,
+    pub retention: crate::retention::Policy,
+    retention_runs: Mutex<RetentionRuns>,
+}
+
+/// What the last retention runs did, for the status view.
+#[derive(Default, Serialize)]
+struct RetentionRuns {
+    last_run: Option<f64>,
+    last_error: Option<String>,
+    /// The most recent drops, oldest first.
+    recent: VecDeque<crate::retention::Dropped>,
+}
+
+const RECENT_DROPS: usize = 100;
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl AppState {
@@ -112,6 +129,35 @@ impl AppState {
         st.workflow = Some(crate::workflow::Workflow::open(data).map_err(|e| format!("{}: {e}", data.display()))?);
         st.audit = Some(crate::audit::Audit::open(data).map_err(|e| e.to_string())?);
         Ok(st)
+    }
+
+    /// Drops what the retention policy says is past its age or budget; each
+    /// drop is audited as done by `retention`. Blocks: call it on a
+    /// blocking thread.
+    pub fn enforce_retention(&self) -> Result<Vec<crate::retention::Dropped>, String> {
+        let r = crate::retention::enforce(self.store.as_ref(), &self.retention, now_secs());
+        let mut runs = self.retention_runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.last_run = Some(now_secs());
+        match r {
+            Ok(dropped) => {
+                runs.last_error = None;
+                for d in &dropped {
+                    if let Some(a) = &self.audit {
+                        let detail = serde_json::to_value(d).unwrap_or(Value::Null);
+                        a.record("retention", "server", "retention.drop", detail).map_err(|e| e.to_string())?;
+                    }
+                    runs.recent.push_back(d.clone());
+                    if runs.recent.len() > RECENT_DROPS {
+                        runs.recent.pop_front();
+                    }
+                }
+                Ok(dropped)
+            }
+            Err(e) => {
+                runs.last_error = Some(e.to_string());
+                Err(e.to_string())
+            }
+        }
     }
 
     pub fn new(
@@ -142,6 +188,8 @@ impl AppState {
             ingest_slots: Semaphore::new(ingest_concurrency.max(1)),
             seen: Mutex::new(seen),
             seen_path,
+            retention: crate::retention::Policy::default(),
+            retention_runs: Mutex::new(RetentionRuns::default()),
         }
     }
 }
@@ -533,7 +581,22 @@ async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResul
     reader_of(&st, &headers)?;
     let st2 = Arc::clone(&st);
     let parts = blocking(move || Ok(st2.store.partitions()?)).await?;
-    Ok(Json(json!({"store": st.store.name(), "partitions": parts})))
+    let classes = crate::retention::status(&parts, &st.retention);
+    let runs = st.retention_runs.lock().map_err(internal)?;
+    Ok(Json(json!({
+        "store": st.store.name(),
+        "partitions": parts,
+        "retention": {"classes": classes, "runs": &*runs},
+    })))
+}
+
+/// Enforces retention now (admins); answers what was dropped.
+async fn run_retention(State(st): State<Arc<AppState>>, headers: HeaderMap, peer: Peer) -> ApiResult<Json<Value>> {
+    let who = admin_of(&st, &headers)?;
+    audit(&st, &who, &peer, "retention.run", json!({}))?;
+    let st2 = Arc::clone(&st);
+    let dropped = blocking(move || st2.enforce_retention().map_err(ApiError::Internal)).await?;
+    Ok(Json(json!({"dropped": dropped})))
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -976,6 +1039,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/search", get(search))
         .route("/api/v1/aggregate", get(aggregate))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/retention/run", post(run_retention))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{id}/triage", post(triage))
         .route("/api/v1/audit", get(audit_trail))

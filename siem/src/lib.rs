@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod query;
+pub mod retention;
 pub mod schema;
 pub mod store;
 pub mod workflow;

@@ -306,3 +306,44 @@ async fn a_pivot_follows_a_flow_across_logs_and_sensors() {
         assert_eq!(call(&app, get(bad, "x")).await.0, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn retention_runs_for_admins_and_shows_in_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let mut tokens = Tokens::default();
+    tokens.sensors.insert("district-7".into(), hash_token("sensor-secret"));
+    tokens.readers.insert("lan".into(), hash_token("reader-secret"));
+    tokens.admins.insert("chief".into(), hash_token("admin-secret"));
+    let mut state = AppState::open(store, Some(tokens), dir.path(), 4).unwrap();
+    // Protocol records kept for ever; flows 30 days (the default), so the
+    // 2023 flows are past it.
+    state.retention.set_age("records=none").unwrap();
+    let app = router(Arc::new(state));
+    let (s, _) = call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = call(&app, get("/api/v1/status", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK);
+    let classes = r["retention"]["classes"].as_array().unwrap();
+    let flows = classes.iter().find(|c| c["class"] == "flows").unwrap();
+    assert_eq!((flows["records"].as_u64(), flows["policy"]["max_age_secs"].as_u64()), (Some(2), Some(30 * 86_400)));
+    assert!(flows["bytes"].as_u64().unwrap() > 0);
+    let post = |token: &str| {
+        Request::post("/api/v1/retention/run")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(call(&app, post("reader-secret")).await.0, StatusCode::FORBIDDEN);
+    let (s, r) = call(&app, post("admin-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let dropped = r["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 1, "{r}");
+    assert_eq!((dropped[0]["class"].as_str(), dropped[0]["reason"].as_str()), (Some("flows"), Some("age")));
+    let (_, r) = call(&app, get("/api/v1/search?q=*", "reader-secret")).await;
+    assert_eq!(r["total"], 1, "the DNS record stays: {r}");
+    let (_, r) = call(&app, get("/api/v1/status", "reader-secret")).await;
+    assert_eq!(r["retention"]["runs"]["recent"][0]["day"], "2023-11-14");
+    let (_, r) = call(&app, get("/api/v1/audit?action=retention.drop", "admin-secret")).await;
+    assert_eq!(r["entries"][0]["who"], "retention");
+}

@@ -4,10 +4,12 @@
 
 use serde_json::{json, Value};
 use siem::query::{parse, Query};
+use siem::retention::{self, Policy, Reason};
 use siem::schema::Catalog;
 use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use siem::store::tantivy::{TantivyConfig, TantivyStore};
-use siem::store::{Agg, AggResult, Record, SearchRequest, Sort, Store};
+use siem::store::{Agg, AggResult, Class, Record, SearchRequest, Sort, Store};
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -270,16 +272,38 @@ fn run_suite(store: &dyn Store) {
         "{}",
         store.name()
     );
-    // Partitions, deletion, retention.
+    // Partitions (one per class and day), deletion, retention.
     let parts = store.partitions().unwrap();
-    let days: Vec<&str> = parts.iter().map(|p| p.day.as_str()).collect();
-    assert_eq!(days, ["2023-11-14", "2023-11-15", "2023-11-16"], "{}", store.name());
+    let keys: Vec<(Class, &str)> = parts.iter().map(|p| (p.class, p.day.as_str())).collect();
+    let days = ["2023-11-14", "2023-11-15", "2023-11-16"];
+    let want: Vec<(Class, &str)> =
+        [Class::Records, Class::Flows].into_iter().flat_map(|c| days.map(|d| (c, d))).collect();
+    assert_eq!(keys, want, "{}", store.name());
     assert_eq!(parts.iter().map(|p| p.records).sum::<u64>(), 36);
+    assert!(parts.iter().all(|p| p.bytes > 0), "{}", store.name());
     assert_eq!(store.delete(&q("_log:http")).unwrap(), 2);
     assert_eq!(store.search(&SearchRequest::new(q("_log:http"))).unwrap().total, 0);
-    assert_eq!(store.drop_before("2023-11-15").unwrap(), 1);
+    // Flows kept a day, late on the third day: the first day's flows go.
+    let mut policy = Policy(BTreeMap::new());
+    policy.set_age("flows=1d").unwrap();
+    let dropped = retention::enforce(store, &policy, DAY3).unwrap();
+    let got: Vec<(Class, &str, Reason)> = dropped.iter().map(|d| (d.class, d.day.as_str(), d.reason)).collect();
+    assert_eq!(got, [(Class::Flows, "2023-11-14", Reason::Age)], "{}", store.name());
+    assert_eq!(store.search(&SearchRequest::new(Query::All)).unwrap().total, 36 - 2 - 10, "{}", store.name());
+    // A budget no day fits: all but the newest day of protocol records go.
+    policy.set_budget("records=1B").unwrap();
+    let dropped = retention::enforce(store, &policy, DAY3).unwrap();
+    let got: Vec<(Class, &str, Reason)> = dropped.iter().map(|d| (d.class, d.day.as_str(), d.reason)).collect();
+    assert_eq!(
+        got,
+        [(Class::Records, "2023-11-14", Reason::Budget), (Class::Records, "2023-11-15", Reason::Budget)],
+        "{}",
+        store.name()
+    );
     let left = store.search(&SearchRequest::new(Query::All)).unwrap();
-    assert_eq!(left.total, 36 - 2 - 11, "{}", store.name());
+    assert_eq!(left.total, 36 - 2 - 10 - 2, "{}", store.name());
+    assert_eq!(store.search(&SearchRequest::new(q("_log:dns"))).unwrap().total, 0, "{}", store.name());
+    assert!(!store.drop_partition(Class::Alerts, "2023-11-14").unwrap());
     // Invalid requests are errors, not panics.
     let mut bad = SearchRequest::new(Query::All);
     bad.sort = Sort { field: "uid".into(), descending: true };
@@ -296,7 +320,7 @@ fn tantivy_conforms() {
     // Reopening finds the days on disk.
     drop(store);
     let store = TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap();
-    assert_eq!(store.partitions().unwrap().len(), 2);
+    assert_eq!(store.partitions().unwrap().len(), 3);
 }
 
 #[test]

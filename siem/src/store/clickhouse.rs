@@ -1,4 +1,4 @@
-//! The scale-out store: one MergeTree table, partitioned by day, with a
+//! The scale-out store: one MergeTree table, partitioned by class and day, with a
 //! column per catalog field, written with `JSONEachRow` inserts and read
 //! with SQL whose every value goes through the crate's escaping `bind()`.
 //!
@@ -9,7 +9,8 @@
 //! retention drops whole partitions.
 
 use super::{
-    day_of, Agg, AggResult, Bucket, Partition, Record, Result, SearchRequest, SearchResult, Store, StoreError,
+    day_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result, SearchRequest, SearchResult, Store,
+    StoreError,
 };
 use crate::query::{tokens, Bound as QBound, Query};
 use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
@@ -57,6 +58,7 @@ fn col_type(kind: Kind) -> &'static str {
 /// Columns of the events table, in order: (name, type).
 pub fn columns(catalog: &Catalog) -> Vec<(String, String)> {
     let mut cols: Vec<(String, String)> = vec![
+        ("_class".into(), "String".into()),
         ("_day".into(), "Date".into()),
         ("_ts".into(), "Float64".into()),
         ("_log".into(), "String".into()),
@@ -77,7 +79,7 @@ pub fn columns(catalog: &Catalog) -> Vec<(String, String)> {
 pub fn ddl(catalog: &Catalog, table: &str) -> String {
     let cols: Vec<String> = columns(catalog).iter().map(|(n, t)| format!("    `{n}` {t}")).collect();
     format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY _day ORDER BY (_day, _log, _ts)",
+        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY (_class, _day) ORDER BY (_day, _log, _ts)",
         cols.join(",\n")
     )
 }
@@ -167,6 +169,7 @@ impl ClickHouseStore {
 
     fn row(&self, r: &Record) -> Value {
         let mut m = Map::new();
+        m.insert("_class".into(), Value::String(r.class().name().into()));
         m.insert("_day".into(), Value::String(r.day()));
         m.insert("_ts".into(), Value::from(r.ts));
         m.insert("_log".into(), Value::String(r.log.clone()));
@@ -189,6 +192,23 @@ impl ClickHouseStore {
             }
         }
         Value::Object(m)
+    }
+
+    /// Active partitions: key, server id, rows, bytes on disk.
+    fn parts(&self) -> Result<Vec<(PartKey, String, u64, u64)>> {
+        let (db, table) = self.table.split_once('.').unwrap_or(("default", "events"));
+        let rows = self.fetch(
+            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition, partition_id",
+            &[Arg::Str(db.into()), Arg::Str(table.into())],
+        )?;
+        let num = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let key = parse_partition(r["partition"].as_str()?)?;
+                Some((key, r["partition_id"].as_str()?.to_string(), num(&r["r"]), num(&r["b"])))
+            })
+            .collect())
     }
 
     fn kind(&self, field: &str) -> Result<Kind> {
@@ -318,6 +338,17 @@ impl ClickHouseStore {
 }
 
 /// An address as the 16 bytes `IPv6StringToNum` gives, in hex.
+/// `('flows','2023-11-14')` as the server prints a (class, day) key.
+fn parse_partition(p: &str) -> Option<PartKey> {
+    let inner = p.trim().strip_prefix('(')?.strip_suffix(')')?;
+    let (class, day) = inner.split_once(',')?;
+    let unquote = |s: &str| s.trim().trim_matches('\'').to_string();
+    let class = Class::parse(&unquote(class))?;
+    let day = unquote(day);
+    super::day_start(&day)?;
+    Some(PartKey { class, day })
+}
+
 fn hex16(ip: IpAddr) -> String {
     let v6 = match ip {
         IpAddr::V4(v) => v.to_ipv6_mapped(),
@@ -477,34 +508,26 @@ impl Store for ClickHouseStore {
     }
 
     fn partitions(&self) -> Result<Vec<Partition>> {
-        let (db, table) = self.table.split_once('.').unwrap_or(("default", "events"));
-        let rows = self.fetch(
-            "SELECT partition, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition ORDER BY partition",
-            &[Arg::Str(db.into()), Arg::Str(table.into())],
-        )?;
-        let num = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let p = r["partition"].as_str().unwrap_or("").trim_matches('\'').to_string();
-                // Partitions of a Date key are named YYYYMMDD.
-                let day = if p.len() == 8 { format!("{}-{}-{}", &p[..4], &p[4..6], &p[6..]) } else { p };
-                Partition { day, records: num(&r["r"]), bytes: num(&r["b"]) }
-            })
-            .collect())
+        let mut out: Vec<Partition> = self
+            .parts()?
+            .into_iter()
+            .map(|(key, _, records, bytes)| Partition { class: key.class, day: key.day, records, bytes })
+            .collect();
+        out.sort_by(|a, b| (a.class, &a.day).cmp(&(b.class, &b.day)));
+        Ok(out)
     }
 
-    fn drop_before(&self, day: &str) -> Result<usize> {
-        let old: Vec<String> = self.partitions()?.into_iter().map(|p| p.day).filter(|d| d.as_str() < day).collect();
-        for d in &old {
-            // The partition is the day itself: checked to be a date, not
-            // user text, before it is written into the statement.
-            if super::day_start(d).is_none() || !d.chars().all(|c| c.is_ascii_digit() || c == '-') {
-                continue;
-            }
-            self.exec(&format!("ALTER TABLE {} DROP PARTITION '{d}'", self.table), &[])?;
+    fn drop_partition(&self, class: Class, day: &str) -> Result<bool> {
+        let Some((_, id, _, _)) = self.parts()?.into_iter().find(|(k, ..)| k.class == class && k.day == day) else {
+            return Ok(false);
+        };
+        // Partition ids are hex digests made by the server; checked anyway,
+        // since ALTER takes no bound parameters.
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(StoreError::Backend(format!("unexpected partition id '{id}'")));
         }
-        Ok(old.len())
+        self.exec(&format!("ALTER TABLE {} DROP PARTITION ID '{id}'", self.table), &[])?;
+        Ok(true)
     }
 
     fn delete(&self, query: &Query) -> Result<u64> {
@@ -539,6 +562,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partition_keys_as_the_server_prints_them() {
+        let k = parse_partition("('flows','2023-11-14')").unwrap();
+        assert_eq!((k.class, k.day.as_str()), (Class::Flows, "2023-11-14"));
+        assert!(parse_partition("('nope','2023-11-14')").is_none());
+        assert!(parse_partition("20231114").is_none());
+    }
+
+    #[test]
     fn like_escapes_its_own_wildcards() {
         assert_eq!(like_pattern("*.duckdns.org"), "%.duckdns.org");
         assert_eq!(like_pattern("100%_x?"), "100\\%\\_x_");
@@ -550,6 +581,6 @@ mod tests {
         let d = ddl(&Catalog::new(), "db.events");
         assert!(d.contains("`id_orig_h` Nullable(String)"));
         assert!(d.contains("`tunnel_parents` Array(String)"));
-        assert!(d.contains("PARTITION BY _day"));
+        assert!(d.contains("PARTITION BY (_class, _day)"));
     }
 }

@@ -65,6 +65,10 @@ impl Record {
     }
 
     /// The UTC day of the record: its partition.
+    pub fn class(&self) -> Class {
+        Class::of_log(&self.log)
+    }
+
     pub fn day(&self) -> String {
         day_of(self.ts)
     }
@@ -293,9 +297,52 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// A time partition: one UTC day.
+/// What a record is kept as, for retention: each class has its own age and
+/// disk budget, since a city keeps alerts far longer than flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Alerts,
+    Records,
+    Flows,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Alerts, Class::Records, Class::Flows];
+
+    /// `alerts.log` is alerts, `conn.log` flows, every other log a protocol
+    /// record.
+    pub fn of_log(log: &str) -> Class {
+        match log {
+            "alerts" => Class::Alerts,
+            "conn" => Class::Flows,
+            _ => Class::Records,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Alerts => "alerts",
+            Class::Records => "records",
+            Class::Flows => "flows",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+/// The unit of retention: one class, one UTC day.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartKey {
+    pub class: Class,
+    pub day: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Partition {
+    pub class: Class,
     pub day: String,
     pub records: u64,
     pub bytes: u64,
@@ -308,20 +355,22 @@ pub trait Store: Send + Sync {
     fn ingest(&self, records: &[Record]) -> Result<()>;
     fn search(&self, req: &SearchRequest) -> Result<SearchResult>;
     fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult>;
+    /// Partitions in (class, day) order.
     fn partitions(&self) -> Result<Vec<Partition>>;
-    /// Drops whole partitions of days before `day` (retention).
-    fn drop_before(&self, day: &str) -> Result<usize>;
+    /// Drops one whole partition (retention); false if there was none.
+    fn drop_partition(&self, class: Class, day: &str) -> Result<bool>;
     /// Deletes the records a query matches; returns how many.
     fn delete(&self, query: &Query) -> Result<u64>;
     fn name(&self) -> &'static str;
 }
 
-/// Days a time range touches (for partition pruning), given the days present.
-pub fn days_in_range(days: &[String], from: Option<f64>, to: Option<f64>) -> Vec<String> {
+/// Partitions a time range touches (for pruning), given those present.
+pub fn parts_in_range(parts: &[PartKey], from: Option<f64>, to: Option<f64>) -> Vec<PartKey> {
     let lo = from.map(day_of);
     let hi = to.map(|t| day_of(t - 1e-6));
-    days.iter()
-        .filter(|d| lo.as_ref().is_none_or(|l| *d >= l) && hi.as_ref().is_none_or(|h| *d <= h))
+    parts
+        .iter()
+        .filter(|p| lo.as_ref().is_none_or(|l| &p.day >= l) && hi.as_ref().is_none_or(|h| &p.day <= h))
         .cloned()
         .collect()
 }

@@ -1,6 +1,6 @@
-//! The embedded store: one Tantivy index per UTC day under
-//! `<data>/tantivy/<YYYY-MM-DD>/`, so retention drops whole directories and
-//! searches visit only the days in their time range.
+//! The embedded store: one Tantivy index per class and UTC day under
+//! `<data>/tantivy/<class>/<YYYY-MM-DD>/`, so retention drops whole
+//! directories and searches visit only the days in their time range.
 //!
 //! Every catalog field is indexed by type (text as raw terms, addresses as
 //! IP fields, counts, numbers, booleans) with a fast column for sorting and
@@ -9,8 +9,8 @@
 //! text; and the record itself, stored, as returned by searches.
 
 use super::{
-    days_in_range, text_of, Agg, AggResult, Bucket, Partition, Record, Result, SearchRequest, SearchResult, Store,
-    StoreError,
+    parts_in_range, text_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result, SearchRequest,
+    SearchResult, Store, StoreError,
 };
 use crate::query::{tokens, Bound as QBound, Query};
 use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
@@ -97,7 +97,7 @@ pub struct TantivyStore {
     cfg: TantivyConfig,
     catalog: Catalog,
     fields: Arc<Fields>,
-    days: Mutex<BTreeMap<String, Arc<Mutex<Day>>>>,
+    days: Mutex<BTreeMap<PartKey, Arc<Mutex<Day>>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -119,24 +119,31 @@ impl TantivyStore {
         let catalog = Catalog::new();
         let fields = Arc::new(build_schema(&catalog));
         let store = TantivyStore { dir, cfg, catalog, fields, days: Mutex::new(BTreeMap::new()) };
-        let entries = std::fs::read_dir(&store.dir)
-            .map_err(|source| StoreError::Io { path: store.dir.display().to_string(), source })?;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if super::day_start(&name).is_some() {
-                store.day(&name)?;
+        for class in Class::ALL {
+            let dir = store.dir.join(class.name());
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if super::day_start(&name).is_some() {
+                    store.day(&PartKey { class, day: name })?;
+                }
             }
         }
         Ok(store)
     }
 
-    fn day(&self, day: &str) -> Result<Arc<Mutex<Day>>> {
+    fn path_of(&self, key: &PartKey) -> PathBuf {
+        // Only class names and days made by day_of reach here: no path
+        // from a request.
+        self.dir.join(key.class.name()).join(&key.day)
+    }
+
+    fn day(&self, key: &PartKey) -> Result<Arc<Mutex<Day>>> {
         let mut days = self.days.lock().map_err(backend)?;
-        if let Some(d) = days.get(day) {
+        if let Some(d) = days.get(key) {
             return Ok(Arc::clone(d));
         }
-        // Only names made by day_of reach here: no path from the request.
-        let path = self.dir.join(day);
+        let path = self.path_of(key);
         std::fs::create_dir_all(&path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         let dir = tantivy::directory::MmapDirectory::open(&path).map_err(backend)?;
         let index = Index::open_or_create(dir, self.fields.schema.clone()).map_err(backend)?;
@@ -146,11 +153,11 @@ impl TantivyStore {
         let writer = index.writer(self.cfg.writer_heap_mb << 20).map_err(backend)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(backend)?;
         let d = Arc::new(Mutex::new(Day { index, writer, reader }));
-        days.insert(day.to_string(), Arc::clone(&d));
+        days.insert(key.clone(), Arc::clone(&d));
         Ok(d)
     }
 
-    fn day_names(&self) -> Result<Vec<String>> {
+    fn day_names(&self) -> Result<Vec<PartKey>> {
         Ok(self.days.lock().map_err(backend)?.keys().cloned().collect())
     }
 
@@ -319,9 +326,9 @@ impl Store for TantivyStore {
     }
 
     fn ingest(&self, records: &[Record]) -> Result<()> {
-        let mut by_day: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+        let mut by_day: BTreeMap<PartKey, Vec<&Record>> = BTreeMap::new();
         for r in records {
-            by_day.entry(r.day()).or_default().push(r);
+            by_day.entry(PartKey { class: r.class(), day: r.day() }).or_default().push(r);
         }
         for (day, recs) in by_day {
             let d = self.day(&day)?;
@@ -345,8 +352,8 @@ impl Store for TantivyStore {
         // The best `want` of each day by (has the field, field, ts), in the
         // requested direction: records without the field last, ties in
         // time order, as in ClickHouse.
-        let mut best: Vec<((f64, f64, f64), String, DocAddress)> = Vec::new();
-        for day in days_in_range(&self.day_names()?, req.from, req.to) {
+        let mut best: Vec<((f64, f64, f64), PartKey, DocAddress)> = Vec::new();
+        for day in parts_in_range(&self.day_names()?, req.from, req.to) {
             let d = self.day(&day)?;
             let d = d.lock().map_err(backend)?;
             let searcher = d.reader.searcher();
@@ -413,7 +420,7 @@ impl Store for TantivyStore {
         };
         let aggs: Aggregations = serde_json::from_value(req).map_err(backend)?;
         let mut merged: Option<IntermediateAggregationResults> = None;
-        for day in days_in_range(&self.day_names()?, from, to) {
+        for day in parts_in_range(&self.day_names()?, from, to) {
             let d = self.day(&day)?;
             let d = d.lock().map_err(backend)?;
             let ctx = AggContextParams::new(AggregationLimitsGuard::default(), d.index.tokenizers().clone());
@@ -483,32 +490,29 @@ impl Store for TantivyStore {
 
     fn partitions(&self) -> Result<Vec<Partition>> {
         let mut out = Vec::new();
-        for day in self.day_names()? {
-            let d = self.day(&day)?;
+        for key in self.day_names()? {
+            let d = self.day(&key)?;
             let d = d.lock().map_err(backend)?;
             let records = d.reader.searcher().num_docs();
-            let path = self.dir.join(&day);
-            let bytes = std::fs::read_dir(&path)
+            let bytes = std::fs::read_dir(self.path_of(&key))
                 .map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
                 .unwrap_or(0);
-            out.push(Partition { day, records, bytes });
+            out.push(Partition { class: key.class, day: key.day, records, bytes });
         }
         Ok(out)
     }
 
-    fn drop_before(&self, day: &str) -> Result<usize> {
+    fn drop_partition(&self, class: Class, day: &str) -> Result<bool> {
+        let key = PartKey { class, day: day.to_string() };
         let mut days = self.days.lock().map_err(backend)?;
-        let old: Vec<String> = days.keys().filter(|d| String::as_str(d) < day).cloned().collect();
-        for d in &old {
-            if let Some(entry) = days.remove(d) {
-                // The writer's lock on the directory goes with it.
-                drop(entry);
-            }
-            let path = self.dir.join(d);
-            std::fs::remove_dir_all(&path)
-                .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
-        }
-        Ok(old.len())
+        let Some(entry) = days.remove(&key) else { return Ok(false) };
+        // Wait for a writer in use, then let its directory lock go with it;
+        // searches already running keep their mapped files until they end.
+        drop(entry.lock().map_err(backend)?);
+        drop(entry);
+        let path = self.path_of(&key);
+        std::fs::remove_dir_all(&path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        Ok(true)
     }
 
     fn delete(&self, query: &crate::query::Query) -> Result<u64> {
