@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Disk budget of a class, CLASS=SIZE (`flows=50GiB`); repeatable. Default: none.
     #[arg(long, value_name = "CLASS=SIZE")]
     retain_budget: Vec<String>,
+    /// Console settings (TOML: idle_timeout_secs, max_sessions, login_failures,
+    /// login_window_secs, secure_cookies, time_zone).
+    #[arg(long)]
+    console_config: Option<PathBuf>,
     /// How often retention runs.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     retention_interval: std::time::Duration,
@@ -67,15 +71,29 @@ fn open_store(data: &Path, clickhouse: Option<&str>, db: &str, heap: usize) -> a
     })
 }
 
-/// Serves the API; with an interval, enforces retention at start and then
-/// every interval.
-fn serve(state: AppState, listen: SocketAddr, retention: Option<std::time::Duration>) -> anyhow::Result<()> {
+/// Serves the API and the console; with an interval, enforces retention at
+/// start and then every interval.
+fn serve(
+    state: AppState,
+    listen: SocketAddr,
+    retention: Option<std::time::Duration>,
+    data: &Path,
+    console_cfg: console::ConsoleConfig,
+) -> anyhow::Result<()> {
+    let state = Arc::new(state);
+    let (console, first) =
+        console::Console::open(Arc::clone(&state), data, console_cfg).map_err(|e| anyhow::anyhow!("console: {e}"))?;
+    if let Some(pw) = first {
+        eprintln!(
+            "console: first start, account 'admin' created with the one-time password  {pw}  \
+             (shown once; it must be changed at first sign-in)"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        eprintln!("serving the API on http://{listen}/api/v1/ (OpenAPI at /api/v1/openapi.json); Ctrl-C stops");
-        let state = Arc::new(state);
+        eprintln!("serving the console on http://{listen}/ and the API on http://{listen}/api/v1/; Ctrl-C stops");
         if let Some(every) = retention {
             let st = Arc::clone(&state);
             tokio::spawn(async move {
@@ -103,7 +121,8 @@ fn serve(state: AppState, listen: SocketAddr, retention: Option<std::time::Durat
                 }
             });
         }
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            router(state).merge(console::router(Arc::new(console))).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -135,7 +154,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
     state.retention = policy;
-    serve(state, args.listen, Some(args.retention_interval))?;
+    let console_cfg = match &args.console_config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", p.display()))?
+        }
+        None => console::ConsoleConfig::default(),
+    };
+    serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -247,6 +273,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The bundled captures are old on purpose: the demo keeps them whatever
     // their age.
     state.retention = siem::retention::Policy(Default::default());
-    serve(state, args.listen, None)?;
+    serve(state, args.listen, None, &args.data, console::ConsoleConfig::default())?;
     Ok(ExitCode::SUCCESS)
 }

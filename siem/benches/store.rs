@@ -30,14 +30,34 @@ impl Rng {
     }
 }
 
+const BATCH: usize = 50_000;
 const T0: f64 = 1_700_000_000.0;
 const WORDS: &[&str] = &["api", "status", "login", "admin", "camera", "levels", "news", "search", "upload", "map"];
 
-fn records(n: usize) -> Vec<Record> {
-    let c = Catalog::new();
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    (0..n)
-        .map(|i| {
+/// The records, made on demand: ten million of them do not fit in memory
+/// beside the stores' own buffers.
+struct Gen {
+    c: Catalog,
+    r: Rng,
+    i: usize,
+    n: usize,
+}
+
+impl Gen {
+    fn new(n: usize) -> Gen {
+        Gen { c: Catalog::new(), r: Rng(0x9e37_79b9_7f4a_7c15), i: 0, n }
+    }
+
+    fn chunk(&mut self, max: usize) -> Vec<Record> {
+        let end = (self.i + max).min(self.n);
+        let out = (self.i..end).map(|i| self.record(i)).collect();
+        self.i = end;
+        out
+    }
+
+    fn record(&mut self, i: usize) -> Record {
+        let (c, r, n) = (&self.c, &mut self.r, self.n);
+        {
             let ts = T0 + (i as f64) * 86_400.0 / n as f64;
             let orig = format!("10.{}.{}.{}", r.next() % 16, r.next() % 256, r.next() % 256);
             let resp = format!("10.{}.0.{}", 100 + r.next() % 16, r.next() % 256);
@@ -66,9 +86,9 @@ fn records(n: usize) -> Vec<Record> {
                        "resp_bytes": r.next() % 1000000, "duration": (r.next() % 10000) as f64 / 100.0, "local_orig": true}),
                 ),
             };
-            Record::validate(&c, log, "bench", v.as_object().cloned().unwrap_or_default()).unwrap()
-        })
-        .collect()
+            Record::validate(c, log, "bench", v.as_object().cloned().unwrap_or_default()).unwrap()
+        }
+    }
 }
 
 struct ClickHouse {
@@ -141,13 +161,21 @@ fn main() {
     };
     let reps = if quick { 3 } else { 30 };
     let t = Instant::now();
-    let recs = records(n);
+    let mut g = Gen::new(n);
+    let mut lines: Vec<String> = Vec::with_capacity(n);
+    let mut probe = String::new();
+    while lines.len() < n {
+        for r in g.chunk(BATCH) {
+            if lines.len() == n / 2 {
+                probe = r.fields["id.orig_h"].as_str().unwrap_or("10.0.0.1").to_string();
+            }
+            lines.push(r.to_json().to_string());
+        }
+    }
     eprintln!("generated {n} records in {:.1} s", t.elapsed().as_secs_f64());
-    let lines: Vec<String> = recs.iter().map(|r| r.to_json().to_string()).collect();
 
     let c = Catalog::new();
-    // An address that occurs, and its /24.
-    let probe = recs[n / 2].fields["id.orig_h"].as_str().unwrap_or("10.0.0.1").to_string();
+    // An address that occurs (`probe`), and its /24.
     let net = probe.rsplit_once('.').map_or("10.0.0".to_string(), |(a, _)| a.to_string());
     let field_q = format!("id.orig_h:{probe}");
     let cidr_q = format!("id.orig_h:{net}.0/24 AND _log:conn");
@@ -199,11 +227,18 @@ fn main() {
         "store", "ingest rec/s", "query", "p50 ms", "p99 ms", "scan ms", "scan/p50"
     );
     for store in &stores {
-        let t = Instant::now();
-        for chunk in recs.chunks(50_000) {
-            store.ingest(chunk).unwrap();
+        let mut g = Gen::new(n);
+        let mut spent = Duration::ZERO;
+        loop {
+            let chunk = g.chunk(BATCH);
+            if chunk.is_empty() {
+                break;
+            }
+            let t = Instant::now();
+            store.ingest(&chunk).unwrap();
+            spent += t.elapsed();
         }
-        let rate = n as f64 / t.elapsed().as_secs_f64();
+        let rate = n as f64 / spent.as_secs_f64();
         for (i, (name, text)) in queries.iter().enumerate() {
             let q = parse(text, &c).unwrap();
             let mut times = Vec::new();

@@ -6,7 +6,7 @@
 
 use crate::query::{parse, Query, QueryError};
 use crate::schema::Catalog;
-use crate::store::{Agg, Record, SearchRequest, Sort, Store, StoreError, MAX_RECORD_BYTES};
+use crate::store::{Agg, Record, SearchRequest, Store, StoreError, MAX_RECORD_BYTES};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query as UrlQuery, State};
@@ -312,12 +312,210 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
-fn audit(st: &AppState, who: &str, peer: &Peer, action: &str, detail: Value) -> ApiResult<()> {
-    if let Some(a) = &st.audit {
-        // An action that cannot be audited is not carried out.
-        a.record(who, &peer.0, action, detail).map_err(internal)?;
+/// The operations the API and the console share: each checks its input,
+/// is audited as done by `who` from `from`, and blocks (run it on a
+/// blocking thread). Callers check the role first.
+impl AppState {
+    pub fn audit_as(&self, who: &str, from: &str, action: &str, detail: Value) -> ApiResult<()> {
+        if let Some(a) = &self.audit {
+            // An action that cannot be audited is not carried out.
+            a.record(who, from, action, detail).map_err(internal)?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    pub fn search_records(&self, who: &str, from: &str, p: &SearchParams) -> ApiResult<crate::store::SearchResult> {
+        self.audit_as(who, from, "search", json!({"q": p.q, "from": p.from, "to": p.to}))?;
+        let mut req = SearchRequest::new(query_of(self, p.q.as_deref())?);
+        req.from = p.from;
+        req.to = p.to;
+        if let Some(s) = &p.sort {
+            req.sort.field = s.clone();
+        }
+        req.sort.descending = match p.order.as_deref() {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(o) => return Err(ApiError::BadRequest(format!("order is asc or desc, not '{o}'"))),
+        };
+        req.limit = p.limit.unwrap_or(100);
+        req.offset = p.offset.unwrap_or(0);
+        Ok(self.store.search(&req)?)
+    }
+
+    pub fn aggregate_records(&self, who: &str, from: &str, p: &AggParams) -> ApiResult<crate::store::AggResult> {
+        self.audit_as(who, from, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field}))?;
+        let q = query_of(self, p.q.as_deref())?;
+        let field = || p.field.clone().ok_or_else(|| ApiError::BadRequest(format!("{} needs a field", p.agg)));
+        let agg = match p.agg.as_str() {
+            "terms" => Agg::Terms { field: field()?, size: p.size.unwrap_or(10) },
+            "histogram" => Agg::Histogram { interval_secs: p.interval.unwrap_or(3600.0) },
+            "stats" => Agg::Stats { field: field()? },
+            "cardinality" => Agg::Cardinality { field: field()? },
+            other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
+        };
+        crate::store::check_range(p.from, p.to)?;
+        Ok(self.store.aggregate(&q, p.from, p.to, &agg)?)
+    }
+
+    /// Alerts, newest first, each with its triage state and incident, and
+    /// how many there are.
+    pub fn list_alerts(&self, who: &str, from: &str, p: &AlertsParams) -> ApiResult<(usize, Vec<Value>)> {
+        let wf = workflow(self)?;
+        let status = match p.status.as_deref() {
+            None => None,
+            Some(s) => Some(
+                crate::workflow::Status::parse(s)
+                    .ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?,
+            ),
+        };
+        let user = query_of(self, p.q.as_deref())?;
+        self.audit_as(who, from, "alerts", json!({"q": p.q, "status": p.status}))?;
+        crate::store::check_range(p.from, p.to)?;
+        let q = Query::And(vec![Query::Term { field: "_log".into(), value: "alerts".into() }, user]);
+        let mut req = SearchRequest::new(q);
+        req.from = p.from;
+        req.to = p.to;
+        // Triage state lives beside the store: the status filter applies to
+        // the newest alerts the store returns (at most MAX_LIMIT of them).
+        req.limit = crate::store::MAX_LIMIT;
+        let r = self.store.search(&req)?;
+        let mut out = Vec::new();
+        for mut a in r.hits {
+            let id = a["id"].as_str().unwrap_or("").to_string();
+            let t = wf.get(&id);
+            if status.is_some_and(|s| s != t.status) {
+                continue;
+            }
+            a["triage"] = serde_json::to_value(&t).map_err(internal)?;
+            a["incident"] = wf.incident_of(&id).map_or(Value::Null, Value::String);
+            out.push(a);
+        }
+        let total = out.len();
+        let offset = p.offset.unwrap_or(0).min(total);
+        let limit = p.limit.unwrap_or(100).min(crate::store::MAX_LIMIT);
+        Ok((total, out.into_iter().skip(offset).take(limit).collect()))
+    }
+
+    /// One alert with its triage state and incident.
+    pub fn alert(&self, who: &str, from: &str, id: &str) -> ApiResult<Value> {
+        let wf = workflow(self)?;
+        if !valid_alert_id(id) {
+            return Err(ApiError::BadRequest(format!(
+                "'{}' is not an alert id",
+                id.chars().take(64).collect::<String>()
+            )));
+        }
+        self.audit_as(who, from, "alert.view", json!({"id": id}))?;
+        let q = Query::And(vec![
+            Query::Term { field: "_log".into(), value: "alerts".into() },
+            Query::Term { field: "id".into(), value: id.into() },
+        ]);
+        let mut a = self.store.search(&SearchRequest::new(q))?.hits.into_iter().next().ok_or(ApiError::NotFound)?;
+        a["triage"] = serde_json::to_value(wf.get(id)).map_err(internal)?;
+        a["incident"] = wf.incident_of(id).map_or(Value::Null, Value::String);
+        Ok(a)
+    }
+
+    /// Changes an alert's triage: status (with a reason), assignee, a comment.
+    pub fn triage_alert(&self, who: &str, from: &str, id: &str, c: TriageChange) -> ApiResult<crate::workflow::Triage> {
+        use crate::workflow::{Change, Status, MAX_TEXT};
+        let wf = workflow(self)?;
+        if !valid_alert_id(id) {
+            return Err(ApiError::BadRequest(format!(
+                "'{}' is not an alert id",
+                id.chars().take(64).collect::<String>()
+            )));
+        }
+        for t in [&c.reason, &c.assign, &c.comment].into_iter().flatten() {
+            if t.len() > MAX_TEXT {
+                return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+            }
+        }
+        let status = match &c.status {
+            None => None,
+            Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
+        };
+        if status.is_none() && c.assign.is_none() && c.comment.is_none() {
+            return Err(ApiError::BadRequest("nothing to change: give status, assign or comment".into()));
+        }
+        if status.is_some_and(Status::is_closed) && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err(ApiError::BadRequest("closing an alert needs a reason".into()));
+        }
+        // The alert must exist.
+        let q = Query::And(vec![
+            Query::Term { field: "_log".into(), value: "alerts".into() },
+            Query::Term { field: "id".into(), value: id.into() },
+        ]);
+        if self.store.search(&SearchRequest::new(q))?.total == 0 {
+            return Err(ApiError::NotFound);
+        }
+        self.audit_as(
+            who,
+            from,
+            "alert.triage",
+            json!({"id": id, "status": c.status, "assign": c.assign, "comment": c.comment.is_some()}),
+        )?;
+        let ts = now_secs();
+        let io = |e: std::io::Error| ApiError::Internal(e.to_string());
+        let mut t = wf.get(id);
+        let by = who.to_string();
+        if let Some(to) = c.assign {
+            let to = if to.is_empty() { None } else { Some(to) };
+            t = wf.change(Change::Assign { alert: id.into(), to, by: by.clone(), ts }).map_err(io)?;
+        }
+        if let Some(text) = c.comment {
+            t = wf.change(Change::Comment { alert: id.into(), text, by: by.clone(), ts }).map_err(io)?;
+        }
+        if let Some(status) = status {
+            t = wf.change(Change::Status { alert: id.into(), status, reason: c.reason, by, ts }).map_err(io)?;
+        }
+        Ok(t)
+    }
+
+    /// Everything about one flow, as a timeline: records with its uid, and,
+    /// through the Community ID of its conn record, records of the same flow
+    /// seen by other sensors (and their uids in turn).
+    pub fn flow_timeline(&self, who: &str, from: &str, p: PivotParams) -> ApiResult<Vec<Value>> {
+        let ok = |v: &str| {
+            !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
+        };
+        let (mut uids, mut cids): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        match (p.uid, p.community_id) {
+            (Some(u), None) if ok(&u) => uids.push(u),
+            (None, Some(c)) if ok(&c) => cids.push(c),
+            _ => return Err(ApiError::BadRequest("give one uid or one community_id".into())),
+        }
+        self.audit_as(who, from, "pivot", json!({"uid": uids.first(), "community_id": cids.first()}))?;
+        let term = |f: &str, v: &str| Query::Term { field: f.into(), value: v.into() };
+        // uid -> community id -> the other sensors' uids -> their records;
+        // a few rounds at most, until nothing new turns up.
+        let mut seen: Vec<Value> = Vec::new();
+        for _ in 0..4 {
+            let known = uids.len() + cids.len();
+            let mut any: Vec<Query> = uids.iter().map(|u| term("uid", u)).collect();
+            any.extend(cids.iter().map(|c| term("community_id", c)));
+            let mut req = SearchRequest::new(Query::Or(any));
+            req.limit = 1000;
+            seen = self.store.search(&req)?.hits;
+            for h in &seen {
+                if let Some(c) = h["community_id"].as_str().filter(|c| !cids.iter().any(|x| x == c)) {
+                    cids.push(c.to_string());
+                }
+                if let Some(u) = h["uid"].as_str().filter(|u| !uids.iter().any(|x| x == u)) {
+                    uids.push(u.to_string());
+                }
+            }
+            if uids.len() + cids.len() == known {
+                break;
+            }
+        }
+        seen.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
+        Ok(seen)
+    }
+}
+
+fn audit(st: &AppState, who: &str, peer: &Peer, action: &str, detail: Value) -> ApiResult<()> {
+    st.audit_as(who, &peer.0, action, detail)
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -517,25 +715,7 @@ async fn search(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    audit(&st, &who, &peer, "search", json!({"q": p.q, "from": p.from, "to": p.to}))?;
-    let mut req = SearchRequest::new(query_of(&st, p.q.as_deref())?);
-    req.from = p.from;
-    req.to = p.to;
-    if let Some(s) = p.sort {
-        req.sort.field = s;
-    }
-    req.sort = Sort {
-        field: req.sort.field,
-        descending: match p.order.as_deref() {
-            None | Some("desc") => true,
-            Some("asc") => false,
-            Some(o) => return Err(ApiError::BadRequest(format!("order is asc or desc, not '{o}'"))),
-        },
-    };
-    req.limit = p.limit.unwrap_or(100);
-    req.offset = p.offset.unwrap_or(0);
-    let st2 = Arc::clone(&st);
-    let r = blocking(move || Ok(st2.store.search(&req)?)).await?;
+    let r = blocking(move || st.search_records(&who, &peer.0, &p)).await?;
     Ok(Json(json!({"total": r.total, "hits": r.hits})))
 }
 
@@ -560,20 +740,7 @@ async fn aggregate(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    audit(&st, &who, &peer, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field}))?;
-    let q = query_of(&st, p.q.as_deref())?;
-    let field = || p.field.clone().ok_or_else(|| ApiError::BadRequest(format!("{} needs a field", p.agg)));
-    let agg = match p.agg.as_str() {
-        "terms" => Agg::Terms { field: field()?, size: p.size.unwrap_or(10) },
-        "histogram" => Agg::Histogram { interval_secs: p.interval.unwrap_or(3600.0) },
-        "stats" => Agg::Stats { field: field()? },
-        "cardinality" => Agg::Cardinality { field: field()? },
-        other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
-    };
-    crate::store::check_range(p.from, p.to)?;
-    let st2 = Arc::clone(&st);
-    let (from, to) = (p.from, p.to);
-    let r = blocking(move || Ok(st2.store.aggregate(&q, from, to, &agg)?)).await?;
+    let r = blocking(move || st.aggregate_records(&who, &peer.0, &p)).await?;
     Ok(Json(serde_json::to_value(r).map_err(internal)?))
 }
 
@@ -625,40 +792,7 @@ async fn alerts(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let wf = workflow(&st)?;
-    let status = match p.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            crate::workflow::Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?,
-        ),
-    };
-    let user = query_of(&st, p.q.as_deref())?;
-    audit(&st, &who, &peer, "alerts", json!({"q": p.q, "status": p.status}))?;
-    crate::store::check_range(p.from, p.to)?;
-    let q = Query::And(vec![Query::Term { field: "_log".into(), value: "alerts".into() }, user]);
-    let mut req = SearchRequest::new(q);
-    req.from = p.from;
-    req.to = p.to;
-    // Triage state lives beside the store: the status filter applies to
-    // the newest alerts the store returns (at most MAX_LIMIT of them).
-    req.limit = crate::store::MAX_LIMIT;
-    let st2 = Arc::clone(&st);
-    let r = blocking(move || Ok(st2.store.search(&req)?)).await?;
-    let mut out = Vec::new();
-    for mut a in r.hits {
-        let id = a["id"].as_str().unwrap_or("").to_string();
-        let t = wf.get(&id);
-        if status.is_some_and(|s| s != t.status) {
-            continue;
-        }
-        a["triage"] = serde_json::to_value(&t).map_err(internal)?;
-        a["incident"] = wf.incident_of(&id).map_or(Value::Null, Value::String);
-        out.push(a);
-    }
-    let total = out.len();
-    let offset = p.offset.unwrap_or(0).min(total);
-    let limit = p.limit.unwrap_or(100).min(crate::store::MAX_LIMIT);
-    let page: Vec<Value> = out.into_iter().skip(offset).take(limit).collect();
+    let (total, page) = blocking(move || st.list_alerts(&who, &peer.0, &p)).await?;
     Ok(Json(json!({"total": total, "hits": page})))
 }
 
@@ -686,60 +820,9 @@ async fn triage(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<Json<TriageChange>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    use crate::workflow::{Change, Status, MAX_TEXT};
     let who = reader_of(&st, &headers)?;
     let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let wf = workflow(&st)?;
-    if !valid_alert_id(&id) {
-        return Err(ApiError::BadRequest(format!("'{}' is not an alert id", id.chars().take(64).collect::<String>())));
-    }
-    for t in [&c.reason, &c.assign, &c.comment].into_iter().flatten() {
-        if t.len() > MAX_TEXT {
-            return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
-        }
-    }
-    let status = match &c.status {
-        None => None,
-        Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
-    };
-    if status.is_none() && c.assign.is_none() && c.comment.is_none() {
-        return Err(ApiError::BadRequest("nothing to change: give status, assign or comment".into()));
-    }
-    if status.is_some_and(Status::is_closed) && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        return Err(ApiError::BadRequest("closing an alert needs a reason".into()));
-    }
-    // The alert must exist.
-    let st2 = Arc::clone(&st);
-    let q = Query::And(vec![
-        Query::Term { field: "_log".into(), value: "alerts".into() },
-        Query::Term { field: "id".into(), value: id.clone() },
-    ]);
-    let found = blocking(move || Ok(st2.store.search(&SearchRequest::new(q))?)).await?;
-    if found.total == 0 {
-        return Err(ApiError::NotFound);
-    }
-    audit(
-        &st,
-        &who,
-        &peer,
-        "alert.triage",
-        json!({"id": id, "status": c.status, "assign": c.assign, "comment": c.comment.is_some()}),
-    )?;
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let io = |e: std::io::Error| ApiError::Internal(e.to_string());
-    let mut t = wf.get(&id);
-    if let Some(to) = c.assign {
-        let to = if to.is_empty() { None } else { Some(to) };
-        t = wf.change(Change::Assign { alert: id.clone(), to, by: who.clone(), ts }).map_err(io)?;
-    }
-    if let Some(text) = c.comment {
-        t = wf.change(Change::Comment { alert: id.clone(), text, by: who.clone(), ts }).map_err(io)?;
-    }
-    if let Some(status) = status {
-        t = wf
-            .change(Change::Status { alert: id.clone(), status, reason: c.reason, by: who.clone(), ts })
-            .map_err(io)?;
-    }
+    let t = blocking(move || st.triage_alert(&who, &peer.0, &id, c)).await?;
     Ok(Json(serde_json::to_value(t).map_err(internal)?))
 }
 
@@ -750,9 +833,7 @@ pub struct PivotParams {
     pub community_id: Option<String>,
 }
 
-/// Everything about one flow, as a timeline: records with its uid, and,
-/// through the Community ID of its conn record, records of the same flow
-/// seen by other sensors (and theirs uids in turn).
+/// Everything about one flow, as a timeline (see [`AppState::flow_timeline`]).
 async fn pivot(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -761,45 +842,7 @@ async fn pivot(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let ok = |v: &str| {
-        !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
-    };
-    let (mut uids, mut cids): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
-    match (p.uid, p.community_id) {
-        (Some(u), None) if ok(&u) => uids.push(u),
-        (None, Some(c)) if ok(&c) => cids.push(c),
-        _ => return Err(ApiError::BadRequest("give one uid or one community_id".into())),
-    }
-    audit(&st, &who, &peer, "pivot", json!({"uid": uids.first(), "community_id": cids.first()}))?;
-    let term = |f: &str, v: &str| Query::Term { field: f.into(), value: v.into() };
-    let st2 = Arc::clone(&st);
-    let hits = blocking(move || -> ApiResult<Vec<Value>> {
-        // uid -> community id -> the other sensors' uids -> their records;
-        // a few rounds at most, until nothing new turns up.
-        let mut seen: Vec<Value> = Vec::new();
-        for _ in 0..4 {
-            let known = uids.len() + cids.len();
-            let mut any: Vec<Query> = uids.iter().map(|u| term("uid", u)).collect();
-            any.extend(cids.iter().map(|c| term("community_id", c)));
-            let mut req = SearchRequest::new(Query::Or(any));
-            req.limit = 1000;
-            seen = st2.store.search(&req)?.hits;
-            for h in &seen {
-                if let Some(c) = h["community_id"].as_str().filter(|c| !cids.iter().any(|x| x == c)) {
-                    cids.push(c.to_string());
-                }
-                if let Some(u) = h["uid"].as_str().filter(|u| !uids.iter().any(|x| x == u)) {
-                    uids.push(u.to_string());
-                }
-            }
-            if uids.len() + cids.len() == known {
-                break;
-            }
-        }
-        seen.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
-        Ok(seen)
-    })
-    .await?;
+    let hits = blocking(move || st.flow_timeline(&who, &peer.0, p)).await?;
     Ok(Json(json!({"total": hits.len(), "hits": hits})))
 }
 

@@ -51,6 +51,10 @@ pub enum AuditError {
 }
 
 impl Audit {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Opens the trail, checking the chain it holds.
     pub fn open(data: &Path) -> Result<Audit, AuditError> {
         let path = data.join("audit.log");

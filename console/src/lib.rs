@@ -1,0 +1,241 @@
+//! The web console over the SIEM: local accounts with roles, sessions with
+//! CSRF tokens, pages rendered on the server (Askama, escaped by default)
+//! in English or Vietnamese, times in the reader's zone. The console calls
+//! the SIEM's own audited operations; every page checks the role on the
+//! server.
+
+pub mod error;
+pub mod i18n;
+mod pages;
+pub mod session;
+pub mod users;
+pub mod view;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Router;
+use error::ConsoleError;
+use i18n::{Lang, Tr};
+use session::{LoginLimiter, Session, Sessions};
+use siem::api::AppState;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use users::{Perm, Users};
+
+/// Settings of the console (`[console]` of the server's configuration).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// A session unused this long ends.
+    pub idle_timeout_secs: u64,
+    /// Sessions kept at once; past it the longest idle ends.
+    pub max_sessions: usize,
+    /// Failed logins allowed per address and per user name within the window.
+    pub login_failures: usize,
+    pub login_window_secs: u64,
+    /// Mark cookies `Secure` (set it when the console is served over HTTPS,
+    /// directly or behind a proxy).
+    pub secure_cookies: bool,
+    /// Time zone of readers who chose none.
+    pub time_zone: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            idle_timeout_secs: 30 * 60,
+            max_sessions: 10_000,
+            login_failures: 5,
+            login_window_secs: 300,
+            secure_cookies: false,
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+        }
+    }
+}
+
+pub struct Console {
+    pub siem: Arc<AppState>,
+    pub users: Users,
+    pub sessions: Sessions,
+    pub limiter: LoginLimiter,
+    pub cfg: ConsoleConfig,
+    tz: chrono_tz::Tz,
+    /// Per start: pseudonyms cannot be joined across restarts or installs.
+    pseudonym_key: [u8; 32],
+}
+
+impl Console {
+    /// Opens the accounts under `data`. On first run the `admin` account is
+    /// created and its one-time password returned, for the caller to print.
+    pub fn open(
+        siem: Arc<AppState>,
+        data: &Path,
+        cfg: ConsoleConfig,
+    ) -> Result<(Console, Option<String>), ConsoleError> {
+        let tz: chrono_tz::Tz = cfg
+            .time_zone
+            .parse()
+            .map_err(|_| ConsoleError::Invalid(format!("unknown time zone '{}'", cfg.time_zone)))?;
+        let (users, first) = Users::open(data)?;
+        let mut pseudonym_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut pseudonym_key);
+        let c = Console {
+            siem,
+            users,
+            sessions: Sessions::new(Duration::from_secs(cfg.idle_timeout_secs.max(60)), cfg.max_sessions.max(1)),
+            limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
+            tz,
+            pseudonym_key,
+            cfg,
+        };
+        Ok((c, first))
+    }
+
+    fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+        let secure = if self.cfg.secure_cookies { "; Secure" } else { "" };
+        let age = max_age.map_or(String::new(), |a| format!("; Max-Age={a}"));
+        // Values are hex tokens or fixed words: nothing to escape.
+        HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+    }
+}
+
+pub const SESSION_COOKIE: &str = "citysoc_session";
+
+pub fn cookie_of<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+}
+
+/// The reader's language: their choice (cookie), else the browser's.
+pub fn lang_of(headers: &HeaderMap) -> Tr {
+    let lang = cookie_of(headers, "lang").and_then(Lang::parse).unwrap_or_else(|| {
+        Lang::from_accept(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).unwrap_or(""))
+    });
+    Tr { lang }
+}
+
+/// A signed-in reader: their session, language, and where they call from.
+pub struct Auth {
+    pub session: Session,
+    pub cookie: String,
+    pub t: Tr,
+    pub peer: String,
+    pub lens: view::Lens,
+}
+
+impl Auth {
+    pub fn need(&self, p: Perm) -> Result<(), ConsoleError> {
+        if self.session.role.may(p) {
+            Ok(())
+        } else {
+            Err(ConsoleError::Forbidden)
+        }
+    }
+
+    pub fn may(&self, p: Perm) -> bool {
+        self.session.role.may(p)
+    }
+
+    /// Checks the form's CSRF token against the session's.
+    pub fn csrf(&self, form: &Form) -> Result<(), ConsoleError> {
+        match form.get("csrf") {
+            Some(t) if session::same(t, &self.session.csrf) => Ok(()),
+            _ => Err(ConsoleError::Csrf),
+        }
+    }
+}
+
+/// Where a request without a valid session goes.
+pub enum AuthRejection {
+    Login,
+    ChangePassword,
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            AuthRejection::Login => Redirect::to("/login").into_response(),
+            AuthRejection::ChangePassword => Redirect::to("/password").into_response(),
+        }
+    }
+}
+
+fn peer_of(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string())
+}
+
+impl FromRequestParts<Arc<Console>> for Auth {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Arc<Console>) -> Result<Self, Self::Rejection> {
+        let cookie = cookie_of(&parts.headers, SESSION_COOKIE).ok_or(AuthRejection::Login)?.to_string();
+        let session = c.sessions.get(&cookie).ok_or(AuthRejection::Login)?;
+        // An account disabled or changed since sign-in loses its session.
+        match c.users.get(&session.user) {
+            Some(u) if !u.disabled && u.role == session.role => {}
+            _ => {
+                c.sessions.end(&cookie);
+                return Err(AuthRejection::Login);
+            }
+        }
+        if session.must_change && parts.uri.path() != "/password" && parts.uri.path() != "/logout" {
+            return Err(AuthRejection::ChangePassword);
+        }
+        let tz = cookie_of(&parts.headers, "tz").and_then(|z| z.replace("%2F", "/").parse().ok()).unwrap_or(c.tz);
+        let lens = view::Lens { tz, pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key) };
+        Ok(Auth { t: lang_of(&parts.headers), peer: peer_of(parts), session, cookie, lens })
+    }
+}
+
+/// A URL-encoded form body, repeated keys kept (`ids=a&ids=b`).
+pub struct Form(pub Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Form {
+        Form(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// Headers on every console response: no framing, no sniffing, no
+/// referrer leaking queries, and scripts only from the console itself.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The console's routes; merge them with the SIEM's API router.
+pub fn router(console: Arc<Console>) -> Router {
+    pages::routes().with_state(console).layer(axum::middleware::from_fn(security_headers))
+}

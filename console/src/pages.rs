@@ -1,0 +1,1286 @@
+//! The pages and forms. Reads go through the SIEM's audited operations as
+//! the signed-in user; store calls run on the blocking pool.
+
+use crate::error::ConsoleError;
+use crate::i18n::Tr;
+use crate::users::{Perm, Role};
+use crate::view::{attack_href, bytes, enc, quote, search_href, Lens};
+use crate::{cookie_of, lang_of, Auth, Console, Form, SESSION_COOKIE};
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use siem::api::{AggParams, AlertsParams, AppState, PivotParams, SearchParams, TriageChange};
+use siem::store::AggResult;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Res = Result<Response, ConsoleError>;
+
+pub fn routes() -> Router<Arc<Console>> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/password", get(password_page).post(change_password))
+        .route("/lang", get(set_lang))
+        .route("/alerts", get(alerts))
+        .route("/alerts/rows", get(alert_rows))
+        .route("/alerts/bulk", post(bulk))
+        .route("/alerts/{id}", get(alert))
+        .route("/alerts/{id}/triage", post(triage))
+        .route("/incidents", get(incidents))
+        .route("/search", get(search))
+        .route("/search/export", get(export))
+        .route("/sensors", get(sensors))
+        .route("/users", get(users).post(add_user))
+        .route("/users/update", post(update_user))
+        .route("/audit", get(audit))
+        .route("/assets/{*file}", get(asset))
+}
+
+/// What the layout needs: who is signed in and what they may open.
+struct Nav {
+    user: String,
+    role_key: &'static str,
+    csrf: String,
+    tz: String,
+    alerts: bool,
+    search: bool,
+    sensors: bool,
+    admin: bool,
+    notice: String,
+}
+
+fn nav(a: &Auth) -> Nav {
+    let role_key = match a.session.role {
+        Role::Analyst => "role.analyst",
+        Role::Responder => "role.responder",
+        Role::Admin => "role.admin",
+        Role::Operator => "role.operator",
+        Role::Viewer => "role.viewer",
+    };
+    Nav {
+        user: a.session.user.clone(),
+        role_key,
+        csrf: a.session.csrf.clone(),
+        tz: a.lens.tz.name().to_string(),
+        alerts: a.may(Perm::ReadAlerts),
+        search: a.may(Perm::Search),
+        sensors: a.may(Perm::Sensors),
+        admin: a.may(Perm::Users),
+        notice: String::new(),
+    }
+}
+
+fn page(t: impl Template) -> Res {
+    let html = t.render().map_err(|e| ConsoleError::Internal(format!("template: {e}")))?;
+    Ok(Html(html).into_response())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ConsoleError> + Send + 'static,
+) -> Result<T, ConsoleError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ConsoleError::Internal(e.to_string()))?
+}
+
+const RANGES: [(&str, &str); 5] =
+    [("1h", "range.1h"), ("24h", "range.24h"), ("7d", "range.7d"), ("30d", "range.30d"), ("all", "range.all")];
+
+fn range_from(r: &str) -> Option<f64> {
+    let secs = match r {
+        "1h" => 3600.0,
+        "24h" => 86_400.0,
+        "7d" => 7.0 * 86_400.0,
+        "30d" => 30.0 * 86_400.0,
+        _ => return None,
+    };
+    Some(now() - secs)
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+// ---------------------------------------------------------------- login
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    t: Tr,
+    csrf: String,
+    error: String,
+}
+
+const PRE_CSRF: &str = "citysoc_login";
+
+/// The login form, with a token tied to a cookie (double submit): another
+/// site cannot sign a browser in to an account of its choosing.
+async fn login_page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res {
+    login_form(&c, &headers, String::new(), StatusCode::OK)
+}
+
+fn login_form(c: &Console, headers: &HeaderMap, error: String, status: StatusCode) -> Res {
+    let token = crate::users::random_password();
+    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error }
+        .render()
+        .map_err(|e| ConsoleError::Internal(e.to_string()))?;
+    let mut resp = (status, Html(html)).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, c.cookie(PRE_CSRF, &token, Some(600)));
+    Ok(resp)
+}
+
+async fn login(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: Bytes,
+) -> Res {
+    let t = lang_of(&headers);
+    let f = Form::parse(&body);
+    let pre = cookie_of(&headers, PRE_CSRF).unwrap_or("");
+    if pre.is_empty() || !f.get("csrf").is_some_and(|v| crate::session::same(v, pre)) {
+        return login_form(&c, &headers, t.t("login.stale").to_string(), StatusCode::FORBIDDEN);
+    }
+    let user = f.get("user").unwrap_or("").trim().to_string();
+    let password = f.get("password").unwrap_or("").to_string();
+    let ip = peer.0.ip().to_string();
+    let keys = [format!("ip:{ip}"), format!("user:{user}")];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    if let Some(wait) = c.limiter.blocked(&keys) {
+        let mut r = login_form(&c, &headers, t.t("login.limited").to_string(), StatusCode::TOO_MANY_REQUESTS)?;
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(r);
+    }
+    let c2 = Arc::clone(&c);
+    let (u2, p2) = (user.clone(), password);
+    // argon2 takes tens of milliseconds on purpose: not on the runtime.
+    let found = blocking(move || Ok(c2.users.verify(&u2, &p2))).await?;
+    let Some(u) = found else {
+        c.limiter.failed(&keys);
+        let _ = c.siem.audit_as(&user, &ip, "console.login_failed", json!({}));
+        return login_form(&c, &headers, t.t("login.failed").to_string(), StatusCode::UNAUTHORIZED);
+    };
+    c.limiter.succeeded(&keys);
+    c.siem.audit_as(&user, &ip, "console.login", json!({"role": u.role.name()}))?;
+    let cookie = c.sessions.start(&user, u.role, u.must_change);
+    let mut resp = Redirect::to(if u.must_change { "/password" } else { "/" }).into_response();
+    resp.headers_mut().append(header::SET_COOKIE, c.cookie(SESSION_COOKIE, &cookie, None));
+    resp.headers_mut().append(header::SET_COOKIE, c.cookie(PRE_CSRF, "", Some(0)));
+    Ok(resp)
+}
+
+async fn logout(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    a.csrf(&Form::parse(&body))?;
+    c.sessions.end(&a.cookie);
+    c.siem.audit_as(&a.session.user, &a.peer, "console.logout", json!({}))?;
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().append(header::SET_COOKIE, c.cookie(SESSION_COOKIE, "", Some(0)));
+    Ok(resp)
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    t: Tr,
+    nav: Nav,
+    must_change: bool,
+    error: String,
+}
+
+async fn password_page(a: Auth) -> Res {
+    page(PasswordPage { t: a.t, nav: nav(&a), must_change: a.session.must_change, error: String::new() })
+}
+
+async fn change_password(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    let (current, new, repeat) =
+        (f.get("current").unwrap_or("").to_string(), f.get("new").unwrap_or(""), f.get("repeat").unwrap_or(""));
+    let fail = |key: &str| {
+        let mut p = PasswordPage { t: a.t, nav: nav(&a), must_change: a.session.must_change, error: String::new() };
+        p.error = a.t.t(key).to_string();
+        page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
+    };
+    if new != repeat {
+        return fail("password.mismatch");
+    }
+    if new == current {
+        return fail("password.same");
+    }
+    if new.chars().count() < crate::users::MIN_PASSWORD || new.len() > crate::users::MAX_PASSWORD {
+        return fail("password.weak");
+    }
+    let c2 = Arc::clone(&c);
+    let user = a.session.user.clone();
+    let new = new.to_string();
+    let ok = blocking(move || {
+        if c2.users.verify(&user, &current).is_none() {
+            return Ok(false);
+        }
+        c2.users.set_password(&user, &new, false)?;
+        Ok(true)
+    })
+    .await?;
+    if !ok {
+        return fail("password.wrong");
+    }
+    c.siem.audit_as(&a.session.user, &a.peer, "console.password", json!({}))?;
+    c.sessions.end_user(&a.session.user, Some(&a.cookie));
+    c.sessions.clear_must_change(&a.cookie);
+    Ok(Redirect::to("/").into_response())
+}
+
+#[derive(Deserialize)]
+struct LangParams {
+    to: String,
+}
+
+/// Stores the language choice and goes back to the console.
+async fn set_lang(State(c): State<Arc<Console>>, Query(p): Query<LangParams>) -> Res {
+    let lang = crate::i18n::Lang::parse(&p.to).ok_or_else(|| ConsoleError::Invalid("language is en or vi".into()))?;
+    let mut resp = Redirect::to("/").into_response();
+    resp.headers_mut().append(header::SET_COOKIE, c.cookie("lang", lang.code(), Some(365 * 86_400)));
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------- alerts
+
+/// One alert as a row of the queue.
+struct AlertRow {
+    id: String,
+    time: String,
+    severity: String,
+    title: String,
+    count: u64,
+    src: String,
+    dst: String,
+    sensor: String,
+    techniques: String,
+    status: String,
+    assignee: String,
+}
+
+const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
+const STATUSES: [&str; 6] =
+    ["new", "acknowledged", "in_progress", "closed_true_positive", "closed_false_positive", "closed_benign"];
+
+fn severity_rank(s: &str) -> usize {
+    SEVERITIES.iter().position(|x| *x == s).map_or(0, |i| SEVERITIES.len() - i)
+}
+
+fn alert_row(lens: &Lens, a: &Value) -> AlertRow {
+    let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
+    let techniques = a["mitre_attack"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    let severity = s("severity");
+    AlertRow {
+        id: s("id"),
+        time: lens.time(a["ts"].as_f64().unwrap_or(0.0)),
+        severity: if SEVERITIES.contains(&severity.as_str()) { severity } else { "info".into() },
+        title: s("rule.title"),
+        count: a["count"].as_u64().unwrap_or(1),
+        src: lens.endpoint(a, "orig"),
+        dst: lens.endpoint(a, "resp"),
+        sensor: s("sensor"),
+        techniques,
+        status: a["triage"]["status"].as_str().unwrap_or("new").to_string(),
+        assignee: a["triage"]["assignee"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+struct AlertFilter {
+    severity: String,
+    status: String,
+    rule: String,
+    sensor: String,
+    src: String,
+    dst: String,
+    technique: String,
+    range: String,
+}
+
+impl AlertFilter {
+    /// The filter as a query of the search language, every value quoted.
+    fn query(&self) -> Result<String, ConsoleError> {
+        let mut parts = Vec::new();
+        let mut add = |field: &str, v: &str| {
+            if !v.trim().is_empty() {
+                parts.push(format!("{field}:{}", quote(v.trim())));
+            }
+        };
+        if !self.severity.is_empty() && !SEVERITIES.contains(&self.severity.as_str()) {
+            return Err(ConsoleError::Invalid(format!("unknown severity '{}'", self.severity)));
+        }
+        add("severity", &self.severity);
+        add("sensor", &self.sensor);
+        add("mitre_attack", &self.technique);
+        let mut q = parts.join(" AND ");
+        for (field, v) in [("id.orig_h", &self.src), ("id.resp_h", &self.dst)] {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            // An address or a network: anything else is refused here, not
+            // passed on as query syntax.
+            let ok = v.parse::<std::net::IpAddr>().is_ok() || v.parse::<cidr::IpCidr>().is_ok();
+            if !ok {
+                return Err(ConsoleError::Invalid(format!("'{v}' is not an address or a network")));
+            }
+            let term = if v.contains('/') { format!("{field}:{v}") } else { format!("{field}:{}", quote(v)) };
+            q = if q.is_empty() { term } else { format!("{q} AND {term}") };
+        }
+        let rule = self.rule.trim();
+        if !rule.is_empty() {
+            let term = format!("(rule.title:{} OR rule.id:{})", quote(rule), quote(rule));
+            q = if q.is_empty() { term } else { format!("{q} AND {term}") };
+        }
+        Ok(q)
+    }
+
+    fn url_query(&self) -> String {
+        [
+            ("severity", &self.severity),
+            ("status", &self.status),
+            ("rule", &self.rule),
+            ("sensor", &self.sensor),
+            ("src", &self.src),
+            ("dst", &self.dst),
+            ("technique", &self.technique),
+            ("range", &self.range),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// The queue: most severe first, then newest.
+async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Vec<AlertRow>), ConsoleError> {
+    a.need(Perm::ReadAlerts)?;
+    if !f.status.is_empty() && !STATUSES.contains(&f.status.as_str()) {
+        return Err(ConsoleError::Invalid(format!("unknown status '{}'", f.status)));
+    }
+    let p = AlertsParams {
+        q: Some(f.query()?),
+        status: (!f.status.is_empty()).then(|| f.status.clone()),
+        from: range_from(&f.range),
+        to: None,
+        limit: Some(500),
+        offset: None,
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let (total, hits) = blocking(move || Ok(siem.list_alerts(&who, &peer, &p)?)).await?;
+    let mut rows: Vec<AlertRow> = hits.iter().map(|h| alert_row(&a.lens, h)).collect();
+    let ts: HashMap<String, f64> =
+        hits.iter().map(|h| (h["id"].as_str().unwrap_or("").to_string(), h["ts"].as_f64().unwrap_or(0.0))).collect();
+    rows.sort_by(|x, y| {
+        severity_rank(&y.severity)
+            .cmp(&severity_rank(&x.severity))
+            .then(ts.get(&y.id).unwrap_or(&0.0).total_cmp(ts.get(&x.id).unwrap_or(&0.0)))
+    });
+    Ok((total, rows))
+}
+
+#[derive(Template)]
+#[template(path = "alerts.html")]
+struct AlertsPage {
+    t: Tr,
+    nav: Nav,
+    f: AlertFilter,
+    severities: [&'static str; 5],
+    statuses: [&'static str; 6],
+    ranges: [(&'static str, &'static str); 5],
+    rows: Vec<AlertRow>,
+    total: usize,
+    can_triage: bool,
+    query: String,
+    back: String,
+}
+
+async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AlertFilter>) -> Res {
+    let (total, rows) = queue(&c, &a, &f).await?;
+    let query = f.url_query();
+    page(AlertsPage {
+        t: a.t,
+        nav: nav(&a),
+        severities: SEVERITIES,
+        statuses: STATUSES,
+        ranges: RANGES,
+        rows,
+        total,
+        can_triage: a.may(Perm::Triage),
+        back: format!("/alerts?{query}"),
+        query,
+        f,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "alert_rows.html")]
+struct AlertRows {
+    t: Tr,
+    rows: Vec<AlertRow>,
+    can_triage: bool,
+}
+
+/// The queue's rows alone, for the page's live refresh; the total rides in
+/// a header.
+async fn alert_rows(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AlertFilter>) -> Res {
+    let (total, rows) = queue(&c, &a, &f).await?;
+    let mut r = page(AlertRows { t: a.t, rows, can_triage: a.may(Perm::Triage) })?;
+    r.headers_mut().insert("x-total", HeaderValue::from(total));
+    Ok(r)
+}
+
+/// Acknowledge, assign or close many alerts at once.
+async fn bulk(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Triage)?;
+    let ids: Vec<String> = f.all("ids").into_iter().map(str::to_string).collect();
+    if ids.is_empty() || ids.len() > 500 {
+        return Err(ConsoleError::Invalid("choose 1 to 500 alerts".into()));
+    }
+    let action = f.get("action").unwrap_or("");
+    let reason = f.get("reason").map(str::to_string).filter(|r| !r.trim().is_empty());
+    let change = |id: &str| -> Result<TriageChange, ConsoleError> {
+        let _ = id;
+        Ok(match action {
+            "assign" => TriageChange {
+                status: None,
+                reason: None,
+                assign: Some(f.get("assignee").unwrap_or("").to_string()),
+                comment: None,
+            },
+            s if STATUSES.contains(&s) => {
+                TriageChange { status: Some(s.to_string()), reason: reason.clone(), assign: None, comment: None }
+            }
+            other => return Err(ConsoleError::Invalid(format!("unknown action '{other}'"))),
+        })
+    };
+    let mut changes = Vec::new();
+    for id in &ids {
+        changes.push((id.clone(), change(id)?));
+    }
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    blocking(move || {
+        for (id, ch) in changes {
+            siem.triage_alert(&who, &peer, &id, ch)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let back = f.get("back").filter(|b| b.starts_with("/alerts") && !b.starts_with("//")).unwrap_or("/alerts");
+    Ok(Redirect::to(back).into_response())
+}
+
+/// A record as a row of an evidence or results table.
+struct RecordRow {
+    time: String,
+    log: String,
+    sensor: String,
+    fields: Vec<(String, String, String)>,
+}
+
+fn record_row(lens: &Lens, r: &Value) -> RecordRow {
+    RecordRow {
+        time: lens.time(r["ts"].as_f64().unwrap_or(0.0)),
+        log: r["_log"].as_str().unwrap_or("").to_string(),
+        sensor: r["_sensor"].as_str().unwrap_or("").to_string(),
+        fields: lens.fields(r, &["ts", "_log", "_sensor"]),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "alert.html")]
+struct AlertPage {
+    t: Tr,
+    nav: Nav,
+    a: AlertRow,
+    summary: String,
+    rule_source: String,
+    rule_id: String,
+    rule_version: String,
+    first_last: String,
+    techniques: Vec<(String, String)>,
+    matched: Vec<(String, String)>,
+    reason: String,
+    incident: String,
+    can_triage: bool,
+    can_search: bool,
+    statuses: [&'static str; 6],
+    comments: Vec<(String, String, String)>,
+    trail: Vec<(String, String, String)>,
+    uid: String,
+    uid_query: String,
+    evidence: Vec<RecordRow>,
+    related: Vec<AlertRow>,
+}
+
+async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    a.need(Perm::ReadAlerts)?;
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let can_search = a.may(Perm::Search);
+    let id2 = id.clone();
+    let (al, evidence, related, trail) = blocking(move || {
+        let al = siem.alert(&who, &peer, &id2)?;
+        let uid = al["uid"].as_str().unwrap_or("").to_string();
+        // The flow's records, for those who may see records.
+        let evidence = if !uid.is_empty() && can_search {
+            siem.flow_timeline(&who, &peer, PivotParams { uid: Some(uid), community_id: None })?
+        } else {
+            Vec::new()
+        };
+        let src = al["id.orig_h"].as_str().unwrap_or("").to_string();
+        let related = if src.is_empty() {
+            Vec::new()
+        } else {
+            let p = AlertsParams {
+                q: Some(format!("id.orig_h:{}", quote(&src))),
+                status: None,
+                from: None,
+                to: None,
+                limit: Some(20),
+                offset: None,
+            };
+            siem.list_alerts(&who, &peer, &p)?.1.into_iter().filter(|r| r["id"] != al["id"]).collect()
+        };
+        let trail: Vec<siem::audit::AuditEntry> = match &siem.audit {
+            Some(log) => log
+                .read(None, None, 100_000)
+                .map_err(|e| ConsoleError::Internal(e.to_string()))?
+                .into_iter()
+                .filter(|e| e.detail["id"].as_str() == Some(id2.as_str()))
+                .collect(),
+            None => Vec::new(),
+        };
+        Ok((al, evidence, related, trail))
+    })
+    .await?;
+    let lens = &a.lens;
+    let s = |k: &str| al[k].as_str().unwrap_or("").to_string();
+    let techniques = al["mitre_attack"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|t| attack_href(t).map(|h| (t.to_string(), h)))
+        .collect();
+    let matched = al["matched"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m.split_once('=') {
+            Some((k, v)) if !k.contains(' ') && !k.starts_with('$') => (k.to_string(), v.to_string()),
+            _ => (String::new(), m.to_string()),
+        })
+        .collect();
+    let comments = al["triage"]["comments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|cm| {
+            (
+                cm["by"].as_str().unwrap_or("").to_string(),
+                lens.time(cm["ts"].as_f64().unwrap_or(0.0)),
+                cm["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let trail = trail
+        .iter()
+        .map(|e| {
+            let what = match e.detail["status"].as_str() {
+                Some(st) => format!("{} → {}", e.action, a.t.tk("status", st)),
+                None => e.action.clone(),
+            };
+            (lens.time(e.ts), e.who.clone(), what)
+        })
+        .collect();
+    let uid = s("uid");
+    let first_last = format!(
+        "{} – {}",
+        lens.time(al["first_seen"].as_f64().unwrap_or(0.0)),
+        lens.time(al["last_seen"].as_f64().unwrap_or(0.0))
+    );
+    page(AlertPage {
+        t: a.t,
+        nav: nav(&a),
+        summary: s("summary"),
+        rule_source: s("rule.source"),
+        rule_id: s("rule.id"),
+        rule_version: s("rule.version"),
+        first_last,
+        techniques,
+        matched,
+        reason: al["triage"]["reason"].as_str().unwrap_or("").to_string(),
+        incident: al["incident"].as_str().unwrap_or("").to_string(),
+        can_triage: a.may(Perm::Triage),
+        can_search,
+        statuses: STATUSES,
+        comments,
+        trail,
+        uid_query: enc(&format!("uid:{}", quote(&uid))),
+        uid,
+        evidence: evidence.iter().map(|r| record_row(lens, r)).collect(),
+        related: related.iter().map(|r| alert_row(lens, r)).collect(),
+        a: alert_row(lens, &al),
+    })
+}
+
+async fn triage(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Triage)?;
+    let nonempty = |k: &str| f.get(k).map(str::to_string).filter(|v| !v.trim().is_empty());
+    let change = TriageChange {
+        status: nonempty("status"),
+        reason: nonempty("reason"),
+        assign: nonempty("assign"),
+        comment: nonempty("comment"),
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let id2 = id.clone();
+    blocking(move || Ok(siem.triage_alert(&who, &peer, &id2, change)?)).await?;
+    Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response())
+}
+
+// ---------------------------------------------------------------- incidents
+
+struct IncidentRow {
+    id: String,
+    title: String,
+    status: String,
+    owner: String,
+    alerts: Vec<String>,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+struct IncidentsPage {
+    t: Tr,
+    nav: Nav,
+    rows: Vec<IncidentRow>,
+}
+
+async fn incidents(State(c): State<Arc<Console>>, a: Auth) -> Res {
+    a.need(Perm::ReadAlerts)?;
+    let wf = c.siem.workflow.as_ref().ok_or_else(|| ConsoleError::Invalid("no triage state kept".into()))?;
+    c.siem.audit_as(&a.session.user, &a.peer, "incidents", json!({}))?;
+    let mut list = wf.incidents();
+    list.sort_by(|x, y| y.updated_ts.total_cmp(&x.updated_ts));
+    let rows = list
+        .into_iter()
+        .map(|i| IncidentRow {
+            status: serde_json::to_value(i.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            owner: i.owner.unwrap_or_default(),
+            updated: a.lens.time(i.updated_ts),
+            id: i.id,
+            title: i.title,
+            alerts: i.alerts,
+        })
+        .collect();
+    page(IncidentsPage { t: a.t, nav: nav(&a), rows })
+}
+
+// ---------------------------------------------------------------- search
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SearchForm {
+    q: String,
+    range: String,
+    offset: usize,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    t: Tr,
+    nav: Nav,
+    q: String,
+    range: String,
+    ranges: [(&'static str, &'static str); 5],
+    fields: Vec<String>,
+    searched: bool,
+    error: String,
+    total: u64,
+    hits: Vec<RecordRow>,
+    histogram: String,
+    export_query: String,
+    prev: String,
+    next: String,
+}
+
+const PAGE: usize = 50;
+
+/// A histogram's interval: about 60 bars over the range.
+fn interval_for(from: Option<f64>, span_hint: f64) -> f64 {
+    let span = from.map_or(span_hint, |f| now() - f).max(60.0);
+    let nice = [60.0, 300.0, 900.0, 3600.0, 3.0 * 3600.0, 6.0 * 3600.0, 86_400.0, 7.0 * 86_400.0];
+    nice.into_iter().find(|n| span / n <= 60.0).unwrap_or(30.0 * 86_400.0)
+}
+
+fn chart(labels: Vec<String>, sets: Vec<(String, Vec<u64>)>, kind: &str) -> String {
+    let datasets: Vec<Value> = sets.into_iter().map(|(label, data)| json!({"label": label, "data": data})).collect();
+    json!({"type": kind, "labels": labels, "datasets": datasets}).to_string()
+}
+
+fn buckets(r: AggResult) -> Vec<siem::store::Bucket> {
+    match r {
+        AggResult::Buckets(b) => b,
+        _ => Vec::new(),
+    }
+}
+
+async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchForm>) -> Res {
+    a.need(Perm::Search)?;
+    let mut fields: Vec<String> = c.siem.catalog.fields.iter().map(|f| f.path.clone()).collect();
+    fields.sort();
+    let range = if f.range.is_empty() { "all".to_string() } else { f.range.clone() };
+    let mut p = SearchPage {
+        t: a.t,
+        nav: nav(&a),
+        q: f.q.clone(),
+        range: range.clone(),
+        ranges: RANGES,
+        fields,
+        searched: false,
+        error: String::new(),
+        total: 0,
+        hits: Vec::new(),
+        histogram: String::new(),
+        export_query: format!("q={}&range={}", enc(&f.q), enc(&range)),
+        prev: String::new(),
+        next: String::new(),
+    };
+    if f.q.trim().is_empty() {
+        return page(p);
+    }
+    let from = range_from(&range);
+    let sp = SearchParams {
+        q: Some(f.q.clone()),
+        from,
+        to: None,
+        sort: None,
+        order: None,
+        limit: Some(PAGE),
+        offset: Some(f.offset.min(10_000)),
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let q = f.q.clone();
+    let r = blocking(move || {
+        let res = siem.search_records(&who, &peer, &sp)?;
+        let span = siem
+            .aggregate_records(
+                &who,
+                &peer,
+                &AggParams {
+                    q: Some(q.clone()),
+                    from,
+                    to: None,
+                    agg: "stats".into(),
+                    field: Some("ts".into()),
+                    size: None,
+                    interval: None,
+                },
+            )
+            .ok()
+            .and_then(|s| match s {
+                AggResult::Stats { min: Some(lo), max: Some(hi), .. } => Some(hi - lo),
+                _ => None,
+            })
+            .unwrap_or(86_400.0);
+        let interval = interval_for(from, span);
+        let hist = siem.aggregate_records(
+            &who,
+            &peer,
+            &AggParams {
+                q: Some(q),
+                from,
+                to: None,
+                agg: "histogram".into(),
+                field: None,
+                size: None,
+                interval: Some(interval),
+            },
+        )?;
+        Ok((res, buckets(hist)))
+    })
+    .await;
+    match r {
+        Ok((res, hist)) => {
+            p.searched = true;
+            p.total = res.total;
+            p.hits = res.hits.iter().map(|h| record_row(&a.lens, h)).collect();
+            let labels = hist.iter().map(|b| a.lens.time(b.key.parse::<f64>().unwrap_or(0.0))).collect();
+            p.histogram =
+                chart(labels, vec![(a.t.t("search.hits").to_string(), hist.iter().map(|b| b.count).collect())], "bar");
+            let base = format!("/search?q={}&range={}", enc(&f.q), enc(&range));
+            if f.offset > 0 {
+                p.prev = format!("{base}&offset={}", f.offset.saturating_sub(PAGE));
+            }
+            if ((f.offset + PAGE) as u64) < res.total && f.offset + PAGE <= 10_000 {
+                p.next = format!("{base}&offset={}", f.offset + PAGE);
+            }
+            page(p)
+        }
+        Err(ConsoleError::Invalid(m)) => {
+            p.error = m;
+            page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ExportForm {
+    q: String,
+    range: String,
+    format: String,
+}
+
+const EXPORT_MAX: usize = 10_000;
+
+/// The first matches of a search as CSV or JSON lines (at most 10 000).
+async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportForm>) -> Res {
+    a.need(Perm::Search)?;
+    if f.format != "csv" && f.format != "json" {
+        return Err(ConsoleError::Invalid("format is csv or json".into()));
+    }
+    let sp = SearchParams {
+        q: Some(f.q.clone()),
+        from: range_from(&f.range),
+        to: None,
+        sort: None,
+        order: None,
+        limit: Some(EXPORT_MAX),
+        offset: None,
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let res = blocking(move || {
+        siem.audit_as(&who, &peer, "export", json!({"q": sp.q, "format": "search"}))?;
+        Ok(siem.search_records(&who, &peer, &sp)?)
+    })
+    .await?;
+    let lens = &a.lens;
+    let shown: Vec<Value> = res
+        .hits
+        .iter()
+        .map(|h| {
+            let mut m = serde_json::Map::new();
+            for (k, v, _) in lens.fields(h, &[]) {
+                m.insert(k, Value::String(v));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let (body, ctype, ext) = if f.format == "json" {
+        let mut out = String::new();
+        for h in &shown {
+            out.push_str(&h.to_string());
+            out.push('\n');
+        }
+        (out, "application/x-ndjson", "jsonl")
+    } else {
+        let mut cols: Vec<String> = Vec::new();
+        for h in &shown {
+            for k in h.as_object().into_iter().flat_map(|m| m.keys()) {
+                if !cols.contains(k) {
+                    cols.push(k.clone());
+                }
+            }
+        }
+        let mut out = cols.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",");
+        out.push('\n');
+        for h in &shown {
+            let row: Vec<String> = cols.iter().map(|c| csv_cell(h[c].as_str().unwrap_or(""))).collect();
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+        (out, "text/csv; charset=utf-8", "csv")
+    };
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"citysoc-search.{ext}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+    );
+    Ok(r)
+}
+
+/// A CSV cell, quoted, with a leading formula character neutralised so a
+/// spreadsheet does not run what a packet put there.
+fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_string() };
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+// ---------------------------------------------------------------- dashboard
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    t: Tr,
+    nav: Nav,
+    range: String,
+    ranges: [(&'static str, &'static str); 5],
+    severity_counts: Vec<(&'static str, u64)>,
+    records: u64,
+    alerts_chart: String,
+    rules_chart: String,
+    protocols_chart: String,
+    talkers: Vec<(String, String, u64)>,
+    destinations: Vec<(String, String, u64)>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RangeForm {
+    range: String,
+}
+
+async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<RangeForm>) -> Res {
+    let range = if f.range.is_empty() { "all".to_string() } else { f.range };
+    let from = range_from(&range);
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let agg = move |siem: &AppState, q: &str, agg: &str, field: Option<&str>, size: usize, interval: Option<f64>| {
+        siem.aggregate_records(
+            &who,
+            &peer,
+            &AggParams {
+                q: Some(q.into()),
+                from,
+                to: None,
+                agg: agg.into(),
+                field: field.map(str::to_string),
+                size: Some(size),
+                interval,
+            },
+        )
+    };
+    let data = blocking(move || {
+        let by_sev = buckets(agg(&siem, "_log:alerts", "terms", Some("severity"), 10, None)?);
+        let span = match agg(&siem, "_log:alerts", "stats", Some("ts"), 0, None)? {
+            AggResult::Stats { min: Some(lo), max: Some(hi), .. } => hi - lo,
+            _ => 86_400.0,
+        };
+        let interval = interval_for(from, span);
+        let mut over_time = Vec::new();
+        for s in SEVERITIES {
+            let q = format!("_log:alerts AND severity:{s}");
+            over_time.push((s, buckets(agg(&siem, &q, "histogram", None, 0, Some(interval))?)));
+        }
+        let rules = buckets(agg(&siem, "_log:alerts", "terms", Some("rule.title"), 10, None)?);
+        let protocols = buckets(agg(&siem, "NOT _log:alerts", "terms", Some("_log"), 12, None)?);
+        let talkers = buckets(agg(&siem, "_log:conn", "terms", Some("id.orig_h"), 10, None)?);
+        let dests = buckets(agg(&siem, "_log:conn", "terms", Some("id.resp_h"), 10, None)?);
+        let records = match agg(&siem, "", "stats", Some("ts"), 0, None)? {
+            AggResult::Stats { count, .. } => count,
+            _ => 0,
+        };
+        Ok((by_sev, over_time, rules, protocols, talkers, dests, records))
+    })
+    .await?;
+    let (by_sev, over_time, rules, protocols, talkers, dests, records) = data;
+    let lens = &a.lens;
+    let severity_counts =
+        SEVERITIES.iter().map(|s| (*s, by_sev.iter().find(|b| b.key == *s).map_or(0, |b| b.count))).collect();
+    // One time axis for every severity.
+    let mut keys: Vec<f64> =
+        over_time.iter().flat_map(|(_, b)| b.iter().filter_map(|x| x.key.parse::<f64>().ok())).collect();
+    keys.sort_by(f64::total_cmp);
+    keys.dedup();
+    let sets = over_time
+        .iter()
+        .map(|(s, b)| {
+            let data = keys
+                .iter()
+                .map(|k| b.iter().find(|x| x.key.parse::<f64>().ok() == Some(*k)).map_or(0, |x| x.count))
+                .collect();
+            (a.t.tk("sev", s), data)
+        })
+        .collect();
+    let alerts_chart = chart(keys.iter().map(|k| lens.time(*k)).collect(), sets, "stacked");
+    let rules_chart = chart(
+        rules.iter().map(|b| b.key.clone()).collect(),
+        vec![(a.t.t("nav.alerts").to_string(), rules.iter().map(|b| b.count).collect())],
+        "hbar",
+    );
+    let protocols_chart = chart(
+        protocols.iter().map(|b| b.key.clone()).collect(),
+        vec![(a.t.t("dash.records").to_string(), protocols.iter().map(|b| b.count).collect())],
+        "doughnut",
+    );
+    let addr_rows = |b: &[siem::store::Bucket], field: &str| -> Vec<(String, String, u64)> {
+        b.iter()
+            .map(|x| {
+                let shown = lens.addr(&x.key);
+                let href = if shown != x.key || !a.may(Perm::Search) {
+                    String::new()
+                } else {
+                    search_href(&format!("{field}:{}", quote(&x.key)))
+                };
+                (shown, href, x.count)
+            })
+            .collect()
+    };
+    page(DashboardPage {
+        t: a.t,
+        nav: nav(&a),
+        range,
+        ranges: RANGES,
+        severity_counts,
+        records,
+        alerts_chart,
+        rules_chart,
+        protocols_chart,
+        talkers: addr_rows(&talkers, "id.orig_h"),
+        destinations: addr_rows(&dests, "id.resp_h"),
+    })
+}
+
+// ---------------------------------------------------------------- sensors
+
+#[derive(Template)]
+#[template(path = "sensors.html")]
+struct SensorsPage {
+    t: Tr,
+    nav: Nav,
+    sensors: Vec<(String, u64, u64, String)>,
+    storage: Vec<(String, u64, String, String, String)>,
+}
+
+async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
+    a.need(Perm::Sensors)?;
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let (rows, parts) = blocking(move || {
+        let terms = |q: &str| -> Result<Vec<siem::store::Bucket>, ConsoleError> {
+            Ok(buckets(siem.aggregate_records(
+                &who,
+                &peer,
+                &AggParams {
+                    q: Some(q.into()),
+                    from: None,
+                    to: None,
+                    agg: "terms".into(),
+                    field: Some("_sensor".into()),
+                    size: Some(200),
+                    interval: None,
+                },
+            )?))
+        };
+        let all = terms("")?;
+        let alerts = terms("_log:alerts")?;
+        let mut rows = Vec::new();
+        for b in all {
+            let last = siem
+                .search_records(
+                    &who,
+                    &peer,
+                    &SearchParams {
+                        q: Some(format!("_sensor:{}", quote(&b.key))),
+                        from: None,
+                        to: None,
+                        sort: None,
+                        order: None,
+                        limit: Some(1),
+                        offset: None,
+                    },
+                )?
+                .hits
+                .first()
+                .and_then(|h| h["ts"].as_f64())
+                .unwrap_or(0.0);
+            let n_alerts = alerts.iter().find(|x| x.key == b.key).map_or(0, |x| x.count);
+            rows.push((b.key, b.count, n_alerts, last));
+        }
+        let parts = siem.store.partitions().map_err(|e| ConsoleError::Internal(e.to_string()))?;
+        Ok((rows, parts))
+    })
+    .await?;
+    let sensors = rows.into_iter().map(|(n, r, al, last)| (n, r, al, a.lens.time(last))).collect();
+    let storage = siem::retention::status(&parts, &c.siem.retention)
+        .into_iter()
+        .map(|s| {
+            let age = s.policy.max_age.map_or("—".to_string(), |d| format!("{} d", d.as_secs() / 86_400));
+            let budget = s.policy.max_bytes.map_or("—".to_string(), bytes);
+            (
+                s.class.name().to_string(),
+                s.records,
+                bytes(s.bytes),
+                s.oldest.unwrap_or_default(),
+                format!("{age} · {budget}"),
+            )
+        })
+        .collect();
+    page(SensorsPage { t: a.t, nav: nav(&a), sensors, storage })
+}
+
+// ---------------------------------------------------------------- admin
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    t: Tr,
+    nav: Nav,
+    users: Vec<(String, &'static str, bool, bool)>,
+    roles: Vec<&'static str>,
+    error: String,
+    created: String,
+}
+
+fn users_page(c: &Console, a: &Auth, error: String, created: String) -> Res {
+    let users = c.users.list().into_iter().map(|(n, u)| (n, u.role.name(), u.disabled, u.must_change)).collect();
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    page(UsersPage { t: a.t, nav: nav(a), users, roles: Role::ALL.iter().map(|r| r.name()).collect(), error, created })
+        .map(|r| (status, r).into_response())
+}
+
+async fn users(State(c): State<Arc<Console>>, a: Auth) -> Res {
+    a.need(Perm::Users)?;
+    users_page(&c, &a, String::new(), String::new())
+}
+
+/// Adds an account with a one-time password shown once to the admin.
+async fn add_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Users)?;
+    let name = f.get("name").unwrap_or("").trim().to_string();
+    let Some(role) = f.get("role").and_then(Role::parse) else {
+        return users_page(&c, &a, "unknown role".into(), String::new());
+    };
+    let password = crate::users::random_password();
+    let (c2, n2, p2) = (Arc::clone(&c), name.clone(), password.clone());
+    match blocking(move || c2.users.add(&n2, role, &p2)).await {
+        Ok(()) => {
+            c.siem.audit_as(
+                &a.session.user,
+                &a.peer,
+                "console.user_add",
+                json!({"user": name, "role": role.name()}),
+            )?;
+            users_page(&c, &a, String::new(), password)
+        }
+        Err(ConsoleError::Invalid(m)) => users_page(&c, &a, m, String::new()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn update_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Users)?;
+    let name = f.get("name").unwrap_or("").to_string();
+    let role = f.get("role").and_then(Role::parse);
+    let disabled = f.get("disabled").map(|d| d == "true");
+    if let Err(e) = c.users.update(&name, role, disabled) {
+        return match e {
+            ConsoleError::Invalid(m) => users_page(&c, &a, m, String::new()),
+            other => Err(other),
+        };
+    }
+    let mut created = String::new();
+    if f.get("reset") == Some("1") {
+        created = crate::users::random_password();
+        let (c2, n2, p2) = (Arc::clone(&c), name.clone(), created.clone());
+        blocking(move || c2.users.set_password(&n2, &p2, true)).await?;
+    }
+    c.siem.audit_as(
+        &a.session.user,
+        &a.peer,
+        "console.user_update",
+        json!({"user": name, "role": role.map(Role::name), "disabled": disabled, "reset": !created.is_empty()}),
+    )?;
+    // Whatever changed, the user signs in again under the new terms.
+    if name != a.session.user {
+        c.sessions.end_user(&name, None);
+    }
+    users_page(&c, &a, String::new(), created)
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    t: Tr,
+    nav: Nav,
+    chain: String,
+    action: String,
+    who: String,
+    entries: Vec<(u64, String, String, String, String, String)>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AuditForm {
+    action: String,
+    who: String,
+}
+
+async fn audit(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AuditForm>) -> Res {
+    a.need(Perm::Audit)?;
+    if c.siem.audit.is_none() {
+        return Err(ConsoleError::Invalid("no audit trail kept".into()));
+    }
+    c.siem.audit_as(&a.session.user, &a.peer, "audit.read", json!({"action": f.action, "who": f.who}))?;
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let (action, who) = (nonempty(&f.action), nonempty(&f.who));
+    let c2 = Arc::clone(&c);
+    let (entries, chain) = blocking(move || {
+        let log = c2.siem.audit.as_ref().ok_or(ConsoleError::NotFound)?;
+        let e = log.read(action.as_deref(), who.as_deref(), 500).map_err(|e| ConsoleError::Internal(e.to_string()))?;
+        Ok((e, log.path().to_path_buf()))
+    })
+    .await?;
+    let chain = match siem::audit::verify(&chain) {
+        Ok((n, _)) => format!("{} {n}", a.t.t("audit.chain_ok")),
+        Err(e) => format!("{}: {e}", a.t.t("audit.chain_broken")),
+    };
+    let entries = entries
+        .into_iter()
+        .rev()
+        .map(|e| (e.seq, a.lens.time(e.ts), e.who, e.from, e.action, e.detail.to_string()))
+        .collect();
+    page(AuditPage { t: a.t, nav: nav(&a), chain, action: f.action, who: f.who, entries })
+}
+
+// ---------------------------------------------------------------- assets
+
+const ASSETS: [(&str, &str, &str); 3] = [
+    ("app.css", "text/css; charset=utf-8", include_str!("../assets/app.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
+    (
+        "vendor/chart-4.6.1.umd.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/vendor/chart-4.6.1.umd.min.js"),
+    ),
+];
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, ..)| *name == file) {
+        Some((_, ctype, body)) => {
+            ([(header::CONTENT_TYPE, *ctype), (header::CACHE_CONTROL, "public, max-age=3600")], *body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

@@ -1,0 +1,261 @@
+//! Local accounts: a name, a role, an argon2id password hash, kept in
+//! `<data>/console-users.json` (written whole to a temporary file, then
+//! renamed, so a crash never leaves half a file).
+
+use crate::error::ConsoleError;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Triages alerts and incidents.
+    Analyst,
+    /// Searches everything, follows flows, exports evidence.
+    Responder,
+    /// Rules, users, sensors, settings; and everything the others do.
+    Admin,
+    /// Sensor health.
+    Operator,
+    /// Read-only dashboards and alerts, internal client addresses
+    /// pseudonymised.
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Analyst, Role::Responder, Role::Admin, Role::Operator, Role::Viewer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Analyst => "analyst",
+            Role::Responder => "responder",
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// What each role may do; the one table every page and call consults.
+    pub fn may(self, what: Perm) -> bool {
+        use Perm::*;
+        use Role::*;
+        match what {
+            Dashboard => true,
+            ReadAlerts => matches!(self, Analyst | Responder | Admin | Viewer),
+            Triage => matches!(self, Analyst | Admin),
+            Search => matches!(self, Analyst | Responder | Admin),
+            Sensors => matches!(self, Operator | Admin),
+            Users | Audit => self == Admin,
+        }
+    }
+
+    /// Whether internal client addresses are shown as pseudonyms.
+    pub fn pseudonymised(self) -> bool {
+        self == Role::Viewer
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Perm {
+    Dashboard,
+    ReadAlerts,
+    Triage,
+    Search,
+    Sensors,
+    Users,
+    Audit,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub role: Role,
+    /// PHC string: `$argon2id$v=19$m=...`.
+    pub hash: String,
+    /// Set for a bootstrap or reset password: the user must choose a new
+    /// one before anything else.
+    pub must_change: bool,
+    pub disabled: bool,
+}
+
+pub const MIN_PASSWORD: usize = 12;
+pub const MAX_PASSWORD: usize = 256;
+
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn hash(password: &str) -> Result<String, ConsoleError> {
+    let mut raw = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    let salt = SaltString::encode_b64(&raw).map_err(|e| ConsoleError::Internal(format!("salt: {e}")))?;
+    // Argon2::default() is argon2id, v19, with the RFC 9106 second
+    // recommended parameters (m=19 MiB, t=2, p=1).
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ConsoleError::Internal(format!("password hashing: {e}")))
+}
+
+fn check_strength(password: &str) -> Result<(), ConsoleError> {
+    if password.chars().count() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        return Err(ConsoleError::Invalid(format!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")));
+    }
+    Ok(())
+}
+
+pub struct Users {
+    path: PathBuf,
+    users: Mutex<BTreeMap<String, User>>,
+    /// A hash to verify against for unknown names, so a login takes as long
+    /// whether or not the name exists.
+    decoy: String,
+}
+
+impl Users {
+    /// Opens the accounts; on first run creates `admin` with a random
+    /// password, returned once so the caller can print it.
+    pub fn open(data: &Path) -> Result<(Users, Option<String>), ConsoleError> {
+        let path = data.join("console-users.json");
+        let io = |e: std::io::Error| ConsoleError::Io(format!("{}: {e}", path.display()));
+        let decoy = hash("decoy password, never used")?;
+        let (users, first) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let users: BTreeMap<String, User> =
+                    serde_json::from_str(&text).map_err(|e| ConsoleError::Io(format!("{}: {e}", path.display())))?;
+                (users, None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let password = random_password();
+                let admin = User { role: Role::Admin, hash: hash(&password)?, must_change: true, disabled: false };
+                (BTreeMap::from([("admin".to_string(), admin)]), Some(password))
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let u = Users { path, users: Mutex::new(users), decoy };
+        if first.is_some() {
+            u.save(&u.users.lock().unwrap_or_else(|p| p.into_inner()))?;
+        }
+        Ok((u, first))
+    }
+
+    fn save(&self, users: &BTreeMap<String, User>) -> Result<(), ConsoleError> {
+        let io = |e: std::io::Error| ConsoleError::Io(format!("{}: {e}", self.path.display()));
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(users).map_err(|e| ConsoleError::Internal(e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)
+    }
+
+    /// The user, if the password is theirs and the account is enabled.
+    pub fn verify(&self, name: &str, password: &str) -> Option<User> {
+        let user = self.users.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        let stored = user.as_ref().map_or(self.decoy.as_str(), |u| u.hash.as_str());
+        let ok = PasswordHash::new(stored)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false);
+        user.filter(|u| ok && !u.disabled)
+    }
+
+    pub fn get(&self, name: &str) -> Option<User> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<(String, User)> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    pub fn set_password(&self, name: &str, password: &str, must_change: bool) -> Result<(), ConsoleError> {
+        check_strength(password)?;
+        let h = hash(password)?;
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let u = users.get_mut(name).ok_or(ConsoleError::NotFound)?;
+        u.hash = h;
+        u.must_change = must_change;
+        self.save(&users)
+    }
+
+    /// Adds an account with a password its owner must change.
+    pub fn add(&self, name: &str, role: Role, password: &str) -> Result<(), ConsoleError> {
+        if !valid_name(name) {
+            return Err(ConsoleError::Invalid("a user name is 1 to 64 letters, digits, '.', '_' or '-'".into()));
+        }
+        check_strength(password)?;
+        let h = hash(password)?;
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if users.contains_key(name) {
+            return Err(ConsoleError::Invalid(format!("user '{name}' exists")));
+        }
+        users.insert(name.to_string(), User { role, hash: h, must_change: true, disabled: false });
+        self.save(&users)
+    }
+
+    pub fn update(&self, name: &str, role: Option<Role>, disabled: Option<bool>) -> Result<(), ConsoleError> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = users.clone();
+        let u = next.get_mut(name).ok_or(ConsoleError::NotFound)?;
+        if let Some(r) = role {
+            u.role = r;
+        }
+        if let Some(d) = disabled {
+            u.disabled = d;
+        }
+        // Someone must still be able to administer the console.
+        if !next.values().any(|u| u.role == Role::Admin && !u.disabled) {
+            return Err(ConsoleError::Invalid("the last enabled admin cannot be demoted or disabled".into()));
+        }
+        self.save(&next)?;
+        *users = next;
+        Ok(())
+    }
+}
+
+/// 20 characters from a 56-letter alphabet without look-alikes: ~116 bits.
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_verify_and_last_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, first) = Users::open(dir.path()).unwrap();
+        let pw = first.unwrap();
+        let admin = u.verify("admin", &pw).unwrap();
+        assert!(admin.must_change && admin.hash.starts_with("$argon2id$"));
+        assert!(u.verify("admin", "wrong password!").is_none());
+        assert!(u.verify("nobody", &pw).is_none());
+        assert!(u.set_password("admin", "short", false).is_err());
+        u.set_password("admin", "a long enough passphrase", false).unwrap();
+        assert!(!u.verify("admin", "a long enough passphrase").unwrap().must_change);
+        assert!(u.update("admin", Some(Role::Viewer), None).is_err());
+        u.add("lan", Role::Analyst, "another long passphrase").unwrap();
+        assert!(u.add("../x", Role::Analyst, "another long passphrase").is_err());
+        // Reopened: no new bootstrap, the accounts kept.
+        drop(u);
+        let (u, first) = Users::open(dir.path()).unwrap();
+        assert!(first.is_none());
+        assert_eq!(u.get("lan").unwrap().role, Role::Analyst);
+    }
+
+    #[test]
+    fn roles_allow_what_they_should() {
+        assert!(Role::Viewer.may(Perm::ReadAlerts) && !Role::Viewer.may(Perm::Triage));
+        assert!(!Role::Operator.may(Perm::Search) && Role::Operator.may(Perm::Sensors));
+        assert!(Role::Responder.may(Perm::Search) && !Role::Responder.may(Perm::Users));
+        assert!(Role::ALL.iter().all(|r| r.may(Perm::Dashboard)));
+    }
+}

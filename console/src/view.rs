@@ -1,0 +1,204 @@
+//! Records as the pages show them: times in the reader's zone, addresses
+//! pseudonymised for viewers, values as text with pivot links. Everything
+//! here returns plain strings; the templates escape them.
+
+use chrono_tz::Tz;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+/// The reader's view settings.
+#[derive(Clone)]
+pub struct Lens {
+    pub tz: Tz,
+    /// Keyed pseudonyms for internal addresses (viewers), or None.
+    pub pseudonym_key: Option<[u8; 32]>,
+}
+
+impl Lens {
+    pub fn time(&self, ts: f64) -> String {
+        if !ts.is_finite() {
+            return String::new();
+        }
+        let secs = ts.floor() as i64;
+        let nanos = ((ts - ts.floor()) * 1e9) as u32;
+        match chrono::DateTime::from_timestamp(secs, nanos) {
+            Some(t) => t.with_timezone(&self.tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+            None => String::new(),
+        }
+    }
+
+    /// An address as this reader may see it.
+    pub fn addr(&self, s: &str) -> String {
+        match (&self.pseudonym_key, s.parse::<IpAddr>()) {
+            (Some(key), Ok(ip)) if internal(ip) => {
+                let mut h = Sha256::new();
+                h.update(key);
+                h.update(ip.to_string().as_bytes());
+                let d = h.finalize();
+                format!("internal-{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
+            }
+            _ => s.to_string(),
+        }
+    }
+
+    pub fn pseudonymised(&self) -> bool {
+        self.pseudonym_key.is_some()
+    }
+
+    /// `addr:port` of a record's originator or responder.
+    pub fn endpoint(&self, rec: &Value, side: &str) -> String {
+        let h = rec[format!("id.{side}_h")].as_str().unwrap_or("");
+        if h.is_empty() {
+            return String::new();
+        }
+        let a = self.addr(h);
+        match rec[format!("id.{side}_p")].as_u64() {
+            Some(p) if a.contains(':') && !a.starts_with("internal-") => format!("[{a}]:{p}"),
+            Some(p) => format!("{a}:{p}"),
+            None => a,
+        }
+    }
+
+    /// A record's fields as (name, text, pivot link), addresses and ids
+    /// linked to a search for them (not for pseudonymised values).
+    pub fn fields(&self, rec: &Value, skip: &[&str]) -> Vec<(String, String, String)> {
+        let Some(m) = rec.as_object() else { return Vec::new() };
+        let mut out = Vec::new();
+        for (k, v) in m {
+            if skip.contains(&k.as_str()) || v.is_null() {
+                continue;
+            }
+            let text = match v {
+                Value::String(s) => self.maybe_addr(s),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), |s| self.maybe_addr(s)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            let pivot = PIVOTS.contains(&k.as_str()) && !text.starts_with("internal-") && !text.is_empty();
+            let href = if pivot { search_href(&format!("{k}:{}", quote(&text))) } else { String::new() };
+            out.push((k.clone(), text, href));
+        }
+        out
+    }
+
+    fn maybe_addr(&self, s: &str) -> String {
+        if self.pseudonymised() {
+            self.addr(s)
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// Fields whose values are worth a click: hosts, flows, names, fingerprints.
+const PIVOTS: &[&str] = &[
+    "uid",
+    "community_id",
+    "id.orig_h",
+    "id.resp_h",
+    "query",
+    "host",
+    "server_name",
+    "ja3",
+    "ja4",
+    "hassh",
+    "md5",
+    "sha1",
+    "sha256",
+    "fuid",
+    "rule.id",
+];
+
+/// Private, loopback, link-local, shared (CGNAT) and unique-local ranges:
+/// the city's own clients.
+pub fn internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || (v.octets()[0] == 100 && v.octets()[1] & 0xc0 == 64)
+        }
+        IpAddr::V6(v) => {
+            v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// A value quoted for the query language when it needs it.
+pub fn quote(v: &str) -> String {
+    if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c)) {
+        v.to_string()
+    } else {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub fn search_href(q: &str) -> String {
+    format!("/search?q={}", enc(q))
+}
+
+/// ATT&CK technique pages: `T1059.001` is `/techniques/T1059/001/`.
+pub fn attack_href(t: &str) -> Option<String> {
+    let ok = t.len() <= 16 && t.starts_with('T') && t[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
+    ok.then(|| format!("https://attack.mitre.org/techniques/{}/", t.replace('.', "/")))
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_the_readers_zone() {
+        let l = Lens { tz: chrono_tz::Asia::Ho_Chi_Minh, pseudonym_key: None };
+        assert_eq!(l.time(1_700_000_000.0), "2023-11-15 05:13:20 +07");
+        assert_eq!(l.time(f64::NAN), "");
+    }
+
+    #[test]
+    fn viewers_see_pseudonyms_for_internal_addresses_only() {
+        let l = Lens { tz: chrono_tz::UTC, pseudonym_key: Some([7; 32]) };
+        let p = l.addr("10.1.2.3");
+        assert!(p.starts_with("internal-") && p != l.addr("10.1.2.4"));
+        assert_eq!(p, l.addr("10.1.2.3"));
+        assert_eq!(l.addr("203.0.113.9"), "203.0.113.9");
+        assert!(l.addr("fd00::1").starts_with("internal-"));
+        let rec = serde_json::json!({"id.orig_h": "192.168.1.5", "id.orig_p": 4000, "uid": "C1"});
+        assert!(l.endpoint(&rec, "orig").starts_with("internal-"));
+        let f = l.fields(&rec, &[]);
+        let orig = f.iter().find(|(k, ..)| k == "id.orig_h").unwrap();
+        assert!(orig.1.starts_with("internal-") && orig.2.is_empty(), "no pivot on a pseudonym");
+    }
+
+    #[test]
+    fn quoting_and_links() {
+        assert_eq!(quote("10.0.0.1"), "10.0.0.1");
+        assert_eq!(quote("a \"b\""), "\"a \\\"b\\\"\"");
+        assert_eq!(search_href("uid:C1 x"), "/search?q=uid%3AC1+x");
+        assert_eq!(attack_href("T1059.001").unwrap(), "https://attack.mitre.org/techniques/T1059/001/");
+        assert!(attack_href("javascript:alert(1)").is_none());
+    }
+}
