@@ -1284,3 +1284,53 @@ async fn asset(Path(file): Path<String>) -> Response {
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::Lang;
+
+    #[test]
+    fn every_data_driven_key_has_both_strings() {
+        let incident = ["open", "investigating", "contained", "closed", "merged"];
+        for lang in [Lang::En, Lang::Vi] {
+            let t = Tr { lang };
+            let mut keys: Vec<(&str, &str)> = SEVERITIES.iter().map(|s| ("sev", *s)).collect();
+            keys.extend(STATUSES.iter().map(|s| ("status", *s)));
+            keys.extend(Role::ALL.iter().map(|r| ("role", r.name())));
+            keys.extend(incident.iter().map(|s| ("incident", *s)));
+            for (p, k) in keys {
+                assert_ne!(t.tk(p, k), format!("{p}.{k}"), "{lang:?} lacks {p}.{k}");
+            }
+        }
+        for s in incident {
+            assert!(siem::workflow::IncidentStatus::parse(s).is_some(), "{s}");
+        }
+    }
+
+    #[test]
+    fn filters_become_quoted_queries_or_errors() {
+        let f = AlertFilter {
+            severity: "high".into(),
+            rule: "a \" OR *".into(),
+            src: "10.0.0.0/8".into(),
+            ..Default::default()
+        };
+        let q = f.query().unwrap();
+        assert_eq!(
+            q,
+            "severity:high AND id.orig_h:10.0.0.0/8 AND (rule.title:\"a \\\" OR *\" OR rule.id:\"a \\\" OR *\")"
+        );
+        assert!(siem::query::parse(&q, &siem::schema::Catalog::new()).is_ok());
+        let bad = AlertFilter { src: "1.2.3.4 OR x:y".into(), ..Default::default() };
+        assert!(bad.query().is_err());
+        let bad = AlertFilter { severity: "severe".into(), ..Default::default() };
+        assert!(bad.query().is_err());
+    }
+
+    #[test]
+    fn csv_cells_do_not_become_formulas() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("plain"), "\"plain\"");
+    }
+}

@@ -1,0 +1,263 @@
+//! The console in a real browser: Debian's Chromium, headless, driven over
+//! WebDriver by chromedriver, against a console served on loopback over a
+//! store holding hostile records. `.ci/run` installs both; without them the
+//! test fails and says what to install.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use siem::api::AppState;
+use siem::schema::Catalog;
+use siem::store::tantivy::{TantivyConfig, TantivyStore};
+use siem::store::{Record, Store};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The payload a packet could carry into a rule title or a field: if it ever
+/// runs, it marks the page.
+const XSS: &str = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn record(log: &str, v: serde_json::Value) -> Record {
+    Record::validate(&Catalog::new(), log, "district-7", v.as_object().unwrap().clone()).unwrap()
+}
+
+fn alert(id: &str, severity: &str, title: &str, ts: f64) -> Record {
+    record(
+        "alerts",
+        json!({"ts": ts, "id": id, "severity": severity, "rule.source": "sigma", "rule.id": "r-1", "rule.title": title,
+               "rule.version": "v1", "sensor": "district-7", "summary": format!("summary {XSS}"), "uid": "CFLOW1",
+               "id.orig_h": "10.20.0.5", "id.orig_p": 40000, "id.resp_h": "203.0.113.9", "id.resp_p": 80,
+               "mitre_attack": ["T1190"], "matched": [format!("uri={XSS}")], "count": 1,
+               "first_seen": ts, "last_seen": ts}),
+    )
+}
+
+struct Harness {
+    url: String,
+    store: Arc<TantivyStore>,
+    password: String,
+    _dir: tempfile::TempDir,
+    _driver: Driver,
+    driver_url: String,
+}
+
+async fn start() -> Harness {
+    for (path, pkg) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+        assert!(std::path::Path::new(path).exists(), "{path} is missing: apt-get install {pkg}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    store
+        .ingest(&[
+            alert("A00000000000000000001", "high", &format!("Injection {XSS}"), now - 60.0),
+            alert("A00000000000000000002", "low", "Cleartext FTP login", now - 30.0),
+            record(
+                "conn",
+                json!({"ts": now - 61.0, "uid": "CFLOW1", "id.orig_h": "10.20.0.5", "id.orig_p": 40000,
+                       "id.resp_h": "203.0.113.9", "id.resp_p": 80, "proto": "tcp", "service": "http"}),
+            ),
+            record(
+                "http",
+                json!({"ts": now - 60.5, "uid": "CFLOW1", "id.orig_h": "10.20.0.5", "host": "portal.city.example",
+                       "uri": format!("/search?q={XSS}"), "user_agent": XSS, "method": "GET", "status_code": 200}),
+            ),
+        ])
+        .unwrap();
+    let siem = Arc::new(AppState::open(store.clone(), None, dir.path(), 2).unwrap());
+    let (c, first) = console::Console::open(Arc::clone(&siem), dir.path(), console::ConsoleConfig::default()).unwrap();
+    let app = console::router(Arc::new(c)).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver(child);
+    let driver_url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Harness { url, store, password: first.unwrap(), _dir: dir, _driver: driver, driver_url }
+}
+
+async fn browser(h: &Harness, lang: &str) -> Client {
+    let profile = tempfile::tempdir().unwrap().keep();
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            // Without the background-networking flags Chromium keeps trying
+            // to reach Google's hosts, which a closed network refuses.
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display()),
+                     format!("--lang={lang}")],
+            "prefs": {"intl.accept_languages": lang}
+        }
+    });
+    let caps = caps.as_object().unwrap().clone();
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&h.driver_url)
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn login(c: &Client, h: &Harness, user: &str, password: &str) {
+    c.goto(&format!("{}/login", h.url)).await.unwrap();
+    c.find(Locator::Id("user")).await.unwrap().send_keys(user).await.unwrap();
+    c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
+    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+}
+
+async fn change_password(c: &Client, old: &str, new: &str) {
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("must-change")).await.unwrap();
+    c.find(Locator::Id("current")).await.unwrap().send_keys(old).await.unwrap();
+    c.find(Locator::Id("new")).await.unwrap().send_keys(new).await.unwrap();
+    c.find(Locator::Id("repeat")).await.unwrap().send_keys(new).await.unwrap();
+    c.find(Locator::Id("change")).await.unwrap().click().await.unwrap();
+}
+
+async fn pwned(c: &Client) -> bool {
+    c.execute("return document.body.getAttribute('data-pwned')", vec![]).await.unwrap() != serde_json::Value::Null
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
+    let h = start().await;
+    let c = browser(&h, "en-US").await;
+
+    // Signed out: every page leads to the login form; a wrong password is refused.
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    login(&c, &h, "admin", "not the password").await;
+    assert!(text(&c, "#login-error").await.contains("Wrong"));
+
+    // First sign-in: the one-time password must be changed first.
+    login(&c, &h, "admin", &h.password).await;
+    change_password(&c, &h.password, "a long admin passphrase").await;
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("canvas[data-drawn]")).await.unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/");
+
+    // The queue: most severe first, hostile text shown as text.
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    let first = text(&c, "#alert-rows tr:first-child a.rule").await;
+    assert!(first.starts_with("Injection <img"), "{first}");
+    assert!(c.find_all(Locator::Css("#alert-rows img")).await.unwrap().is_empty());
+    assert!(!pwned(&c).await);
+
+    // Bulk: acknowledge both.
+    c.find(Locator::Id("select-all")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#bulk-action option[value=acknowledged]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("bulk-apply")).await.unwrap().click().await.unwrap();
+    let rows = text(&c, "#alert-rows").await;
+    assert_eq!(rows.matches("Acknowledged").count(), 2, "{rows}");
+
+    // A state-changing request without the session's CSRF token is refused.
+    let status = c
+        .execute(
+            "return fetch('/alerts/bulk', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, \
+             body: 'ids=A00000000000000000001&action=closed_benign&reason=x'}).then(r => r.status)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(403));
+
+    // Live: a new alert appears without a reload.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    h.store.ingest(&[alert("A00000000000000000003", "critical", "Modbus write from outside", now)]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if text(&c, "#alert-rows").await.contains("Modbus write from outside") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue did not refresh itself");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Detail: matched values and evidence escaped, the flow's records shown.
+    c.goto(&format!("{}/alerts/A00000000000000000001", h.url)).await.unwrap();
+    assert!(text(&c, "#matched").await.contains("<img src=x"));
+    assert!(text(&c, "#evidence").await.contains("portal.city.example"));
+    assert!(!pwned(&c).await);
+
+    // Search, with the hostile user agent as a result.
+    c.goto(&format!("{}/search?q=_log:http", h.url)).await.unwrap();
+    assert_eq!(text(&c, "#hit-total").await, "1");
+    assert!(text(&c, "#hits").await.contains("onerror"));
+    assert!(!pwned(&c).await);
+    c.goto(&format!("{}/search?q=uid:(", h.url)).await.unwrap();
+    assert!(!text(&c, "#search-error").await.is_empty());
+
+    // Vietnamese, chosen in the console.
+    c.goto(&format!("{}/lang?to=vi", h.url)).await.unwrap();
+    assert!(text(&c, "header nav").await.contains("Cảnh báo"));
+    c.goto(&format!("{}/lang?to=en", h.url)).await.unwrap();
+
+    // The admin adds a viewer.
+    c.goto(&format!("{}/users", h.url)).await.unwrap();
+    c.find(Locator::Id("new-name")).await.unwrap().send_keys("mayor-office").await.unwrap();
+    c.find(Locator::Css("#new-role option[value=viewer]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("add")).await.unwrap().click().await.unwrap();
+    let viewer_pw = text(&c, "#new-password").await;
+    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    c.close().await.unwrap();
+
+    // A viewer: read-only queue, internal addresses pseudonymised, no admin pages.
+    let v = browser(&h, "vi-VN").await;
+    login(&v, &h, "mayor-office", &viewer_pw).await;
+    change_password(&v, &viewer_pw, "the viewer's passphrase").await;
+    v.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    let rows = text(&v, "#alert-rows").await;
+    assert!(rows.contains("internal-") && !rows.contains("10.20.0.5"), "{rows}");
+    assert!(v.find_all(Locator::Css("input[name=ids]")).await.unwrap().is_empty());
+    assert!(text(&v, "header nav").await.contains("Cảnh báo"), "the browser's language is the default");
+    let status = v.execute("return fetch('/users').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(status, json!(403));
+    let status = v.execute("return fetch('/search?q=_log:http').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(status, json!(403));
+    v.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_logins_are_held_off() {
+    let h = start().await;
+    let c = browser(&h, "en-US").await;
+    for _ in 0..5 {
+        login(&c, &h, "admin", "wrong password again").await;
+        assert!(text(&c, "#login-error").await.contains("Wrong"));
+    }
+    // Even the right password waits now.
+    login(&c, &h, "admin", &h.password).await;
+    assert!(text(&c, "#login-error").await.contains("Too many"));
+    c.close().await.unwrap();
+}
