@@ -15,7 +15,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use siem::api::{AggParams, AlertsParams, AppState, PivotParams, SearchParams, TriageChange};
+use siem::api::{
+    AggParams, AlertsParams, AppState, IncidentChange, NewIncident, PivotParams, SearchParams, TriageChange,
+};
 use siem::store::AggResult;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/alerts/{id}", get(alert))
         .route("/alerts/{id}/triage", post(triage))
         .route("/incidents", get(incidents))
+        .route("/incidents/{id}", get(incident).post(change_incident))
         .route("/search", get(search))
         .route("/search/export", get(export))
         .route("/sensors", get(sensors))
@@ -454,6 +457,21 @@ async fn bulk(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
         return Err(ConsoleError::Invalid("choose 1 to 500 alerts".into()));
     }
     let action = f.get("action").unwrap_or("");
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let target = f.get("incident").unwrap_or("").trim().to_string();
+    if action == "incident_new" || action == "incident_add" {
+        let new = action == "incident_new";
+        let id = blocking(move || {
+            Ok(if new {
+                siem.create_incident(&who, &peer, NewIncident { title: target, alerts: ids })?.id
+            } else {
+                let change = IncidentChange { add_alerts: ids, ..Default::default() };
+                siem.change_incident(&who, &peer, &target, change)?.id
+            })
+        })
+        .await?;
+        return Ok(Redirect::to(&format!("/incidents/{}", enc(&id))).into_response());
+    }
     let reason = f.get("reason").map(str::to_string).filter(|r| !r.trim().is_empty());
     let change = |id: &str| -> Result<TriageChange, ConsoleError> {
         let _ = id;
@@ -474,7 +492,6 @@ async fn bulk(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     for id in &ids {
         changes.push((id.clone(), change(id)?));
     }
-    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     blocking(move || {
         for (id, ch) in changes {
             siem.triage_alert(&who, &peer, &id, ch)?;
@@ -679,25 +696,92 @@ struct IncidentsPage {
 
 async fn incidents(State(c): State<Arc<Console>>, a: Auth) -> Res {
     a.need(Perm::ReadAlerts)?;
-    let wf = c.siem.workflow.as_ref().ok_or_else(|| ConsoleError::Invalid("no triage state kept".into()))?;
-    c.siem.audit_as(&a.session.user, &a.peer, "incidents", json!({}))?;
-    let mut list = wf.incidents();
-    list.sort_by(|x, y| y.updated_ts.total_cmp(&x.updated_ts));
-    let rows = list
-        .into_iter()
-        .map(|i| IncidentRow {
-            status: serde_json::to_value(i.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            owner: i.owner.unwrap_or_default(),
-            updated: a.lens.time(i.updated_ts),
-            id: i.id,
-            title: i.title,
-            alerts: i.alerts,
-        })
-        .collect();
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let list = blocking(move || Ok(siem.list_incidents(&who, &peer, None)?)).await?;
+    let rows = list.into_iter().map(|i| incident_row(&a.lens, i)).collect();
     page(IncidentsPage { t: a.t, nav: nav(&a), rows })
+}
+
+fn incident_row(lens: &Lens, i: siem::workflow::Incident) -> IncidentRow {
+    IncidentRow {
+        status: serde_json::to_value(i.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        owner: i.owner.unwrap_or_default(),
+        updated: lens.time(i.updated_ts),
+        id: i.id,
+        title: i.title,
+        alerts: i.alerts,
+    }
+}
+
+const INCIDENT_STATUSES: [&str; 4] = ["open", "investigating", "contained", "closed"];
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+struct IncidentPage {
+    t: Tr,
+    nav: Nav,
+    i: IncidentRow,
+    created: String,
+    auto: String,
+    notes: Vec<(String, String, String)>,
+    evidence: Vec<String>,
+    alerts: Vec<AlertRow>,
+    statuses: [&'static str; 4],
+    can_change: bool,
+}
+
+async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    a.need(Perm::ReadAlerts)?;
+    let wf = c.siem.workflow.as_ref().ok_or_else(|| ConsoleError::Invalid("no triage state kept".into()))?;
+    let inc = wf.incident(&id).ok_or(ConsoleError::NotFound)?;
+    c.siem.audit_as(&a.session.user, &a.peer, "incident.view", json!({"id": id}))?;
+    let ids = inc.alerts.clone();
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let alerts = blocking(move || {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(100) {
+            let q = chunk.iter().map(|i| format!("id:{}", quote(i))).collect::<Vec<_>>().join(" OR ");
+            let p = AlertsParams { q: Some(q), status: None, from: None, to: None, limit: Some(100), offset: None };
+            out.extend(siem.list_alerts(&who, &peer, &p)?.1);
+        }
+        Ok(out)
+    })
+    .await?;
+    let lens = &a.lens;
+    let notes = inc.notes.iter().map(|n| (n.by.clone(), lens.time(n.ts), n.text.clone())).collect();
+    page(IncidentPage {
+        t: a.t,
+        nav: nav(&a),
+        created: format!("{} · {}", inc.created_by, lens.time(inc.created_ts)),
+        auto: inc.auto.clone().unwrap_or_default(),
+        notes,
+        evidence: inc.evidence.clone(),
+        alerts: alerts.iter().map(|x| alert_row(lens, x)).collect(),
+        statuses: INCIDENT_STATUSES,
+        can_change: a.may(Perm::Triage),
+        i: incident_row(lens, inc),
+    })
+}
+
+/// Status, owner, a note, evidence, alerts removed, another incident merged.
+async fn change_incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Triage)?;
+    let nonempty = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let change = IncidentChange {
+        status: nonempty("status"),
+        owner: nonempty("owner"),
+        note: nonempty("note"),
+        evidence: nonempty("evidence").into_iter().collect(),
+        add_alerts: Vec::new(),
+        remove_alerts: f.all("remove").into_iter().map(str::to_string).collect(),
+        merge: nonempty("merge"),
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let id2 = id.clone();
+    blocking(move || Ok(siem.change_incident(&who, &peer, &id2, change)?)).await?;
+    Ok(Redirect::to(&format!("/incidents/{}", enc(&id))).into_response())
 }
 
 // ---------------------------------------------------------------- search

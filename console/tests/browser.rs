@@ -127,8 +127,27 @@ async fn browser(h: &Harness, lang: &str) -> Client {
         .expect("a WebDriver session with headless Chromium")
 }
 
+/// The text of an element once it satisfies `ok`; pages change under us
+/// after a submit, so a vanished element is looked up again.
+async fn until(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                if ok(&t) {
+                    return t;
+                }
+                last = t;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} never became as expected; last seen: {last:?}");
+}
+
 async fn text(c: &Client, css: &str) -> String {
-    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    until(c, css, |_| true).await
 }
 
 async fn login(c: &Client, h: &Harness, user: &str, password: &str) {
@@ -159,7 +178,7 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     c.goto(&format!("{}/alerts", h.url)).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/login"));
     login(&c, &h, "admin", "not the password").await;
-    assert!(text(&c, "#login-error").await.contains("Wrong"));
+    until(&c, "#login-error", |t| t.contains("Wrong")).await;
 
     // First sign-in: the one-time password must be changed first.
     login(&c, &h, "admin", &h.password).await;
@@ -178,8 +197,7 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     c.find(Locator::Id("select-all")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("#bulk-action option[value=acknowledged]")).await.unwrap().click().await.unwrap();
     c.find(Locator::Id("bulk-apply")).await.unwrap().click().await.unwrap();
-    let rows = text(&c, "#alert-rows").await;
-    assert_eq!(rows.matches("Acknowledged").count(), 2, "{rows}");
+    until(&c, "#alert-rows", |t| t.matches("Acknowledged").count() == 2).await;
 
     // A state-changing request without the session's CSRF token is refused.
     let status = c
@@ -191,6 +209,20 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
         .await
         .unwrap();
     assert_eq!(status, json!(403));
+
+    // Group both into an incident, then work it.
+    c.find(Locator::Id("select-all")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#bulk-action option[value=incident_new]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("bulk-incident")).await.unwrap().send_keys("Web attack on the portal").await.unwrap();
+    c.find(Locator::Id("bulk-apply")).await.unwrap().click().await.unwrap();
+    until(&c, "#incident-title", |t| t == "Web attack on the portal").await;
+    assert_eq!(c.find_all(Locator::Css("#incident-alerts tr")).await.unwrap().len(), 2);
+    c.find(Locator::Css("#incident-status-select option[value=investigating]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("incident-note")).await.unwrap().send_keys("Blocked at the firewall <b>now</b>").await.unwrap();
+    c.find(Locator::Id("incident-save")).await.unwrap().click().await.unwrap();
+    until(&c, "#incident-status", |t| t == "Investigating").await;
+    assert!(text(&c, "#incident-notes").await.contains("Blocked at the firewall <b>now</b>"));
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
 
     // Live: a new alert appears without a reload.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
@@ -220,7 +252,7 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
 
     // Vietnamese, chosen in the console.
     c.goto(&format!("{}/lang?to=vi", h.url)).await.unwrap();
-    assert!(text(&c, "header nav").await.contains("Cảnh báo"));
+    until(&c, "header nav", |t| t.contains("Cảnh báo")).await;
     c.goto(&format!("{}/lang?to=en", h.url)).await.unwrap();
 
     // The admin adds a viewer.
@@ -254,10 +286,10 @@ async fn repeated_failed_logins_are_held_off() {
     let c = browser(&h, "en-US").await;
     for _ in 0..5 {
         login(&c, &h, "admin", "wrong password again").await;
-        assert!(text(&c, "#login-error").await.contains("Wrong"));
+        until(&c, "#login-error", |t| t.contains("Wrong")).await;
     }
     // Even the right password waits now.
     login(&c, &h, "admin", &h.password).await;
-    assert!(text(&c, "#login-error").await.contains("Too many"));
+    until(&c, "#login-error", |t| t.contains("Too many")).await;
     c.close().await.unwrap();
 }

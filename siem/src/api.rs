@@ -858,46 +858,10 @@ async fn incidents(
     peer: Peer,
     p: Result<UrlQuery<IncidentsParams>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    use crate::workflow::IncidentStatus;
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let wf = workflow(&st)?;
-    let status = match p.status.as_deref() {
-        None => None,
-        Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
-    };
-    audit(&st, &who, &peer, "incidents", json!({"status": p.status}))?;
-    let mut list: Vec<_> = wf.incidents().into_iter().filter(|i| status.is_none_or(|s| i.status == s)).collect();
-    list.sort_by(|a, b| b.updated_ts.total_cmp(&a.updated_ts));
+    let list = blocking(move || st.list_incidents(&who, &peer.0, p.status.as_deref())).await?;
     Ok(Json(json!({"total": list.len(), "incidents": list})))
-}
-
-/// The alerts of a list that exist, for incident changes.
-async fn check_alerts(st: &Arc<AppState>, ids: &[String]) -> ApiResult<()> {
-    if ids.len() > 1000 {
-        return Err(ApiError::BadRequest("at most 1000 alerts at once".into()));
-    }
-    if let Some(bad) = ids.iter().find(|i| !valid_alert_id(i)) {
-        return Err(ApiError::BadRequest(format!("'{}' is not an alert id", bad.chars().take(64).collect::<String>())));
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let q = Query::And(vec![
-        Query::Term { field: "_log".into(), value: "alerts".into() },
-        Query::Or(ids.iter().map(|i| Query::Term { field: "id".into(), value: i.clone() }).collect()),
-    ]);
-    let st2 = Arc::clone(st);
-    let mut req = SearchRequest::new(q);
-    req.limit = 0;
-    let r = blocking(move || Ok(st2.store.search(&req)?)).await?;
-    let mut unique = ids.to_vec();
-    unique.sort();
-    unique.dedup();
-    if r.total < unique.len() as u64 {
-        return Err(ApiError::BadRequest("some of these alerts do not exist".into()));
-    }
-    Ok(())
 }
 
 #[derive(Deserialize, Debug)]
@@ -914,24 +878,14 @@ async fn create_incident(
     peer: Peer,
     body: Result<Json<NewIncident>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    use crate::workflow::{Change, MAX_TEXT};
     let who = reader_of(&st, &headers)?;
     let Json(n) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let wf = workflow(&st)?;
-    if n.title.trim().is_empty() || n.title.len() > MAX_TEXT {
-        return Err(ApiError::BadRequest(format!("a title of 1 to {MAX_TEXT} bytes is needed")));
-    }
-    check_alerts(&st, &n.alerts).await?;
-    let id = wf.next_incident_id();
-    audit(&st, &who, &peer, "incident.create", json!({"id": id, "title": n.title, "alerts": n.alerts}))?;
-    let ts = now();
-    wf.change(Change::IncidentCreate { id: id.clone(), title: n.title, alerts: n.alerts, auto: None, by: who, ts })
-        .map_err(internal)?;
-    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(internal)?))
+    let i = blocking(move || st.create_incident(&who, &peer.0, n)).await?;
+    Ok(Json(serde_json::to_value(i).map_err(internal)?))
 }
 
 fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    now_secs()
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -958,77 +912,164 @@ async fn change_incident(
     axum::extract::Path(id): axum::extract::Path<String>,
     body: Result<Json<IncidentChange>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    use crate::workflow::{Change, IncidentStatus, MAX_TEXT};
     let who = reader_of(&st, &headers)?;
     let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let wf = workflow(&st)?;
-    if wf.incident(&id).is_none() {
-        return Err(ApiError::NotFound);
-    }
-    let status = match c.status.as_deref() {
-        None => None,
-        Some("merged") => {
-            return Err(ApiError::BadRequest("merge by naming the incident to fold in: {\"merge\": \"I2\"}".into()))
+    let i = blocking(move || st.change_incident(&who, &peer.0, &id, c)).await?;
+    Ok(Json(serde_json::to_value(i).map_err(internal)?))
+}
+
+/// Incident operations shared by the API and the console.
+impl AppState {
+    /// Checks that every id is an alert the store holds.
+    fn check_alerts(&self, ids: &[String]) -> ApiResult<()> {
+        if ids.len() > 1000 {
+            return Err(ApiError::BadRequest("at most 1000 alerts at once".into()));
         }
-        Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
-    };
-    for t in [&c.owner, &c.note].into_iter().flatten().chain(c.evidence.iter()) {
-        if t.len() > MAX_TEXT {
-            return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+        if let Some(bad) = ids.iter().find(|i| !valid_alert_id(i)) {
+            return Err(ApiError::BadRequest(format!(
+                "'{}' is not an alert id",
+                bad.chars().take(64).collect::<String>()
+            )));
         }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let q = Query::And(vec![
+            Query::Term { field: "_log".into(), value: "alerts".into() },
+            Query::Or(ids.iter().map(|i| Query::Term { field: "id".into(), value: i.clone() }).collect()),
+        ]);
+        let mut req = SearchRequest::new(q);
+        req.limit = 0;
+        let r = self.store.search(&req)?;
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        if r.total < unique.len() as u64 {
+            return Err(ApiError::BadRequest("some of these alerts do not exist".into()));
+        }
+        Ok(())
     }
-    if c.evidence.len() > 1000 {
-        return Err(ApiError::BadRequest("at most 1000 evidence items at once".into()));
+
+    /// Incidents, most recently changed first; `status` filters on it.
+    pub fn list_incidents(
+        &self,
+        who: &str,
+        from: &str,
+        status: Option<&str>,
+    ) -> ApiResult<Vec<crate::workflow::Incident>> {
+        use crate::workflow::IncidentStatus;
+        let wf = workflow(self)?;
+        let status = match status {
+            None => None,
+            Some(s) => {
+                Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?)
+            }
+        };
+        self.audit_as(who, from, "incidents", json!({"status": status}))?;
+        let mut list: Vec<_> = wf.incidents().into_iter().filter(|i| status.is_none_or(|s| i.status == s)).collect();
+        list.sort_by(|a, b| b.updated_ts.total_cmp(&a.updated_ts));
+        Ok(list)
     }
-    check_alerts(&st, &c.add_alerts).await?;
-    let merged = match &c.merge {
-        None => None,
-        Some(other) if *other == id => return Err(ApiError::BadRequest("an incident cannot merge itself".into())),
-        Some(other) => Some(wf.incident(other).ok_or_else(|| {
-            ApiError::BadRequest(format!("no incident '{}'", other.chars().take(64).collect::<String>()))
-        })?),
-    };
-    audit(
-        &st,
-        &who,
-        &peer,
-        "incident.change",
-        json!({"id": id, "status": c.status, "owner": c.owner, "note": c.note.is_some(),
-        "evidence": c.evidence, "add_alerts": c.add_alerts, "remove_alerts": c.remove_alerts, "merge": c.merge}),
-    )?;
-    let ts = now();
-    let io = |e: std::io::Error| ApiError::Internal(e.to_string());
-    let mut add = c.add_alerts;
-    let mut evidence = c.evidence;
-    if let Some(m) = &merged {
-        add.extend(m.alerts.iter().cloned());
-        evidence.extend(m.evidence.iter().cloned());
+
+    pub fn create_incident(&self, who: &str, from: &str, n: NewIncident) -> ApiResult<crate::workflow::Incident> {
+        use crate::workflow::{Change, MAX_TEXT};
+        let wf = workflow(self)?;
+        if n.title.trim().is_empty() || n.title.len() > MAX_TEXT {
+            return Err(ApiError::BadRequest(format!("a title of 1 to {MAX_TEXT} bytes is needed")));
+        }
+        self.check_alerts(&n.alerts)?;
+        let id = wf.next_incident_id();
+        self.audit_as(who, from, "incident.create", json!({"id": id, "title": n.title, "alerts": n.alerts}))?;
+        wf.change(Change::IncidentCreate {
+            id: id.clone(),
+            title: n.title,
+            alerts: n.alerts,
+            auto: None,
+            by: who.into(),
+            ts: now(),
+        })
+        .map_err(internal)?;
+        wf.incident(&id).ok_or_else(|| ApiError::Internal(format!("incident {id} not kept")))
+    }
+
+    pub fn change_incident(
+        &self,
+        who: &str,
+        from: &str,
+        id: &str,
+        c: IncidentChange,
+    ) -> ApiResult<crate::workflow::Incident> {
+        use crate::workflow::{Change, IncidentStatus, MAX_TEXT};
+        let wf = workflow(self)?;
+        if wf.incident(id).is_none() {
+            return Err(ApiError::NotFound);
+        }
+        let status = match c.status.as_deref() {
+            None => None,
+            Some("merged") => {
+                return Err(ApiError::BadRequest("merge by naming the incident to fold in: {\"merge\": \"I2\"}".into()))
+            }
+            Some(s) => {
+                Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?)
+            }
+        };
+        for t in [&c.owner, &c.note].into_iter().flatten().chain(c.evidence.iter()) {
+            if t.len() > MAX_TEXT {
+                return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+            }
+        }
+        if c.evidence.len() > 1000 {
+            return Err(ApiError::BadRequest("at most 1000 evidence items at once".into()));
+        }
+        self.check_alerts(&c.add_alerts)?;
+        let merged = match &c.merge {
+            None => None,
+            Some(other) if other == id => return Err(ApiError::BadRequest("an incident cannot merge itself".into())),
+            Some(other) => Some(wf.incident(other).ok_or_else(|| {
+                ApiError::BadRequest(format!("no incident '{}'", other.chars().take(64).collect::<String>()))
+            })?),
+        };
+        self.audit_as(
+            who,
+            from,
+            "incident.change",
+            json!({"id": id, "status": c.status, "owner": c.owner, "note": c.note.is_some(),
+            "evidence": c.evidence, "add_alerts": c.add_alerts, "remove_alerts": c.remove_alerts, "merge": c.merge}),
+        )?;
+        let ts = now();
+        let io = |e: std::io::Error| ApiError::Internal(e.to_string());
+        let mut add = c.add_alerts;
+        let mut evidence = c.evidence;
+        if let Some(m) = &merged {
+            add.extend(m.alerts.iter().cloned());
+            evidence.extend(m.evidence.iter().cloned());
+            wf.change(Change::IncidentUpdate {
+                id: m.id.clone(),
+                status: Some(IncidentStatus::Merged),
+                owner: None,
+                note: Some(format!("merged into {id}")),
+                evidence: Vec::new(),
+                add_alerts: Vec::new(),
+                remove_alerts: Vec::new(),
+                by: who.into(),
+                ts,
+            })
+            .map_err(io)?;
+        }
         wf.change(Change::IncidentUpdate {
-            id: m.id.clone(),
-            status: Some(IncidentStatus::Merged),
-            owner: None,
-            note: Some(format!("merged into {id}")),
-            evidence: Vec::new(),
-            add_alerts: Vec::new(),
-            remove_alerts: Vec::new(),
-            by: who.clone(),
+            id: id.into(),
+            status,
+            owner: c.owner,
+            note: c.note,
+            evidence,
+            add_alerts: add,
+            remove_alerts: c.remove_alerts,
+            by: who.into(),
             ts,
         })
         .map_err(io)?;
+        wf.incident(id).ok_or(ApiError::NotFound)
     }
-    wf.change(Change::IncidentUpdate {
-        id: id.clone(),
-        status,
-        owner: c.owner,
-        note: c.note,
-        evidence,
-        add_alerts: add,
-        remove_alerts: c.remove_alerts,
-        by: who,
-        ts,
-    })
-    .map_err(io)?;
-    Ok(Json(serde_json::to_value(wf.incident(&id)).map_err(internal)?))
 }
 
 #[derive(Deserialize, Debug, Default)]
