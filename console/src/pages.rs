@@ -31,6 +31,8 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/logout", post(logout))
         .route("/password", get(password_page).post(change_password))
         .route("/lang", get(set_lang))
+        .route("/tz", get(set_tz))
+        .route("/rules", get(rules))
         .route("/alerts", get(alerts))
         .route("/alerts/rows", get(alert_rows))
         .route("/alerts/bulk", post(bulk))
@@ -49,6 +51,9 @@ pub fn routes() -> Router<Arc<Console>> {
 
 /// What the layout needs: who is signed in and what they may open.
 struct Nav {
+    zones: [&'static str; 8],
+    tz_listed: bool,
+    rules: bool,
     user: String,
     role_key: &'static str,
     csrf: String,
@@ -69,6 +74,9 @@ fn nav(a: &Auth) -> Nav {
         Role::Viewer => "role.viewer",
     };
     Nav {
+        zones: ZONES,
+        tz_listed: ZONES.contains(&a.lens.tz.name()),
+        rules: a.may(Perm::Rules),
         user: a.session.user.clone(),
         role_key,
         csrf: a.session.csrf.clone(),
@@ -249,6 +257,26 @@ async fn set_lang(State(c): State<Arc<Console>>, Query(p): Query<LangParams>) ->
     let lang = crate::i18n::Lang::parse(&p.to).ok_or_else(|| ConsoleError::Invalid("language is en or vi".into()))?;
     let mut resp = Redirect::to("/").into_response();
     resp.headers_mut().append(header::SET_COOKIE, c.cookie("lang", lang.code(), Some(365 * 86_400)));
+    Ok(resp)
+}
+
+/// Zones offered in the footer; any IANA name works through `?to=`.
+pub const ZONES: [&str; 8] = [
+    "Asia/Ho_Chi_Minh",
+    "UTC",
+    "Asia/Bangkok",
+    "Asia/Singapore",
+    "Asia/Tokyo",
+    "Europe/London",
+    "Europe/Paris",
+    "America/New_York",
+];
+
+/// Stores the reader's time zone.
+async fn set_tz(State(c): State<Arc<Console>>, Query(p): Query<LangParams>) -> Res {
+    let tz: chrono_tz::Tz = p.to.parse().map_err(|_| ConsoleError::Invalid(format!("unknown time zone '{}'", p.to)))?;
+    let mut resp = Redirect::to("/").into_response();
+    resp.headers_mut().append(header::SET_COOKIE, c.cookie("tz", tz.name(), Some(365 * 86_400)));
     Ok(resp)
 }
 
@@ -1141,6 +1169,99 @@ async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<Range
         talkers: addr_rows(&talkers, "id.orig_h"),
         destinations: addr_rows(&dests, "id.resp_h"),
     })
+}
+
+// ---------------------------------------------------------------- rules
+
+/// A rule as the rules page shows it: how often it fired and how its
+/// alerts were judged.
+struct RuleRow {
+    source: String,
+    id: String,
+    title: String,
+    alerts: u64,
+    true_positive: u64,
+    false_positive: u64,
+    benign: u64,
+    open: u64,
+    fp_ratio: String,
+    href: String,
+}
+
+#[derive(Template)]
+#[template(path = "rules.html")]
+struct RulesPage {
+    t: Tr,
+    nav: Nav,
+    rows: Vec<RuleRow>,
+    judged_of: usize,
+}
+
+/// Rules that fired, with hit counts over every stored alert and outcomes
+/// from the triage of the newest 10 000 alerts.
+async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
+    a.need(Perm::Rules)?;
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let (hits, alerts) = blocking(move || {
+        let hits = buckets(siem.aggregate_records(
+            &who,
+            &peer,
+            &AggParams {
+                q: Some("_log:alerts".into()),
+                from: None,
+                to: None,
+                agg: "terms".into(),
+                field: Some("rule.id".into()),
+                size: Some(1000),
+                interval: None,
+            },
+        )?);
+        let p = AlertsParams {
+            q: None,
+            status: None,
+            from: None,
+            to: None,
+            limit: Some(siem::store::MAX_LIMIT),
+            offset: None,
+        };
+        Ok((hits, siem.list_alerts(&who, &peer, &p)?.1))
+    })
+    .await?;
+    let mut rows: Vec<RuleRow> = hits
+        .into_iter()
+        .map(|b| RuleRow {
+            href: format!("/alerts?rule={}", enc(&b.key)),
+            id: b.key,
+            source: String::new(),
+            title: String::new(),
+            alerts: b.count,
+            true_positive: 0,
+            false_positive: 0,
+            benign: 0,
+            open: 0,
+            fp_ratio: "—".into(),
+        })
+        .collect();
+    for al in &alerts {
+        let Some(r) = rows.iter_mut().find(|r| al["rule.id"].as_str() == Some(r.id.as_str())) else { continue };
+        if r.title.is_empty() {
+            r.title = al["rule.title"].as_str().unwrap_or("").to_string();
+            r.source = al["rule.source"].as_str().unwrap_or("").to_string();
+        }
+        match al["triage"]["status"].as_str().unwrap_or("new") {
+            "closed_true_positive" => r.true_positive += 1,
+            "closed_false_positive" => r.false_positive += 1,
+            "closed_benign" => r.benign += 1,
+            _ => r.open += 1,
+        }
+    }
+    for r in &mut rows {
+        let judged = r.true_positive + r.false_positive + r.benign;
+        if judged > 0 {
+            r.fp_ratio = format!("{:.0}%", 100.0 * r.false_positive as f64 / judged as f64);
+        }
+    }
+    page(RulesPage { t: a.t, nav: nav(&a), rows, judged_of: alerts.len() })
 }
 
 // ---------------------------------------------------------------- sensors

@@ -53,6 +53,7 @@ impl Role {
             Triage => matches!(self, Analyst | Admin),
             Search => matches!(self, Analyst | Responder | Admin),
             Sensors => matches!(self, Operator | Admin),
+            Rules => matches!(self, Analyst | Admin),
             Users | Audit => self == Admin,
         }
     }
@@ -70,6 +71,7 @@ pub enum Perm {
     Triage,
     Search,
     Sensors,
+    Rules,
     Users,
     Audit,
 }

@@ -255,6 +255,16 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     until(&c, "header nav", |t| t.contains("Cảnh báo")).await;
     c.goto(&format!("{}/lang?to=en", h.url)).await.unwrap();
 
+    // Rules that fired, with their alerts' outcomes.
+    c.goto(&format!("{}/rules", h.url)).await.unwrap();
+    let rules = text(&c, "#rules").await;
+    assert!(rules.contains("r-1 3 0 0 0 3"), "three alerts of r-1, none judged yet: {rules}");
+
+    // The reader's time zone.
+    c.goto(&format!("{}/tz?to=UTC", h.url)).await.unwrap();
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    assert!(text(&c, "#alert-rows tr:first-child td:nth-child(2)").await.ends_with("UTC"));
+
     // The admin adds a viewer.
     c.goto(&format!("{}/users", h.url)).await.unwrap();
     c.find(Locator::Id("new-name")).await.unwrap().send_keys("mayor-office").await.unwrap();
