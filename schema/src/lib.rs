@@ -8,12 +8,16 @@
 
 mod alert;
 mod catalog;
+mod ics;
 mod ids;
 mod records;
 mod time;
 
 pub use alert::{AlertRecord, RuleSource, Severity};
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
+pub use ics::{
+    Dnp3Record, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord, MqttSubscribeRecord,
+};
 pub use ids::{FlowUid, SensorId};
 pub use records::{
     ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FtpRecord, HttpRecord, NtpRecord, QuicRecord, SmtpRecord,

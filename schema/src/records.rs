@@ -600,6 +600,12 @@ pub enum Event {
     Smtp(SmtpRecord),
     Dhcp(DhcpRecord),
     Quic(QuicRecord),
+    Modbus(crate::ModbusRecord),
+    ModbusDetail(crate::ModbusDetailRecord),
+    MqttConnect(crate::MqttConnectRecord),
+    MqttPublish(crate::MqttPublishRecord),
+    MqttSubscribe(crate::MqttSubscribeRecord),
+    Dnp3(crate::Dnp3Record),
     Alert(Box<crate::AlertRecord>),
 }
 
@@ -621,6 +627,12 @@ impl Event {
             Event::Smtp(_) => "smtp",
             Event::Dhcp(_) => "dhcp",
             Event::Quic(_) => "quic",
+            Event::Modbus(_) => "modbus",
+            Event::ModbusDetail(_) => "modbus_detailed",
+            Event::MqttConnect(_) => "mqtt_connect",
+            Event::MqttPublish(_) => "mqtt_publish",
+            Event::MqttSubscribe(_) => "mqtt_subscribe",
+            Event::Dnp3(_) => "dnp3",
             Event::Alert(_) => "alerts",
         }
     }

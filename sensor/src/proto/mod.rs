@@ -4,11 +4,14 @@
 //! protocol, as Zeek does.
 
 pub mod dhcp;
+pub mod dnp3;
 pub mod dns;
 pub mod files;
 pub mod ftp;
 pub mod http;
 pub mod mime;
+pub mod modbus;
+pub mod mqtt;
 pub mod ntp;
 pub mod quic;
 pub mod smtp;
@@ -58,6 +61,9 @@ pub enum App {
     Smtp(Box<smtp::SmtpState>),
     Dhcp(dhcp::DhcpState),
     Quic(Box<quic::QuicState>),
+    Modbus(Box<modbus::ModbusState>),
+    Mqtt(Box<mqtt::MqttState>),
+    Dnp3(Box<dnp3::Dnp3State>),
     /// No analyzer: the stream is reassembled only for the payload tap.
     Opaque,
 }
@@ -108,6 +114,15 @@ impl App {
         if resp_port == ftp::PORT {
             return Some(App::Ftp(Box::default()));
         }
+        if resp_port == modbus::PORT {
+            return Some(App::Modbus(Box::default()));
+        }
+        if resp_port == mqtt::PORT || mqtt::MqttState::looks_like_connect(payload) {
+            return Some(App::Mqtt(Box::default()));
+        }
+        if resp_port == dnp3::PORT || dnp3::Dnp3State::looks_like_dnp3(payload) {
+            return Some(App::Dnp3(Box::default()));
+        }
         if http::PORTS.contains(&resp_port) || http::looks_like_request(payload) {
             return Some(App::Http(Box::default()));
         }
@@ -124,6 +139,9 @@ impl App {
             App::Ssh(s) => s.stream(ctx, chunk, out),
             App::Http(h) => h.stream(ctx, chunk, out),
             App::Tls(t) => t.stream(ctx, chunk, out),
+            App::Modbus(m) => m.stream(ctx, chunk, out),
+            App::Mqtt(m) => m.stream(ctx, chunk, out),
+            App::Dnp3(d) => d.stream(ctx, chunk, out),
             App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Opaque => {}
         }
     }
@@ -134,7 +152,16 @@ impl App {
             App::Ntp(n) => n.message(ctx, payload, out),
             App::Dhcp(d) => d.message(ctx, payload, &mut shared.dhcp, out),
             App::Quic(q) => q.message(ctx, payload, out),
-            App::Ssh(_) | App::Http(_) | App::Tls(_) | App::Ftp(_) | App::FtpData(_) | App::Smtp(_) | App::Opaque => {}
+            App::Ssh(_)
+            | App::Http(_)
+            | App::Tls(_)
+            | App::Ftp(_)
+            | App::FtpData(_)
+            | App::Smtp(_)
+            | App::Modbus(_)
+            | App::Mqtt(_)
+            | App::Dnp3(_)
+            | App::Opaque => {}
         }
     }
 
@@ -148,8 +175,10 @@ impl App {
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
             App::Tls(t) => t.finish(ctx, out),
-            App::Ntp(_) | App::Dhcp(_) | App::Opaque => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Modbus(_) | App::Opaque => {}
             App::Quic(q) => q.finish(ctx, out),
+            App::Mqtt(m) => m.finish(ctx, out),
+            App::Dnp3(d) => d.finish(ctx, out),
         }
     }
 
@@ -166,6 +195,9 @@ impl App {
             App::Smtp(m) => m.failed(),
             App::Dhcp(d) => d.failed(),
             App::Quic(q) => q.failed(),
+            App::Modbus(m) => m.failed(),
+            App::Mqtt(m) => m.failed(),
+            App::Dnp3(d) => d.failed(),
         }
     }
 }

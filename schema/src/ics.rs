@@ -1,0 +1,160 @@
+//! Records of the IoT and control protocols a city runs: Modbus/TCP, MQTT
+//! and DNP3. Names follow Zeek's built-in logs (`modbus.log`, `mqtt_*.log`,
+//! `dnp3.log`) and, for register detail, CISA's ICSNPP `modbus_detailed.log`.
+
+use crate::{FlowUid, Time};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// One Modbus/TCP message (request or response): a line of `modbus.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModbusRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// Transaction identifier of the MBAP header.
+    pub tid: u16,
+    pub unit: u8,
+    /// Function name (`READ_COILS`), or its number when unknown.
+    pub func: String,
+    /// `REQ` or `RESP`.
+    pub pdu_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
+}
+
+/// What a read or write touched: a line of `modbus_detailed.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModbusDetailRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub is_orig: bool,
+    pub tid: u16,
+    pub unit: u8,
+    pub func: String,
+    /// `REQUEST` or `RESPONSE`.
+    pub request_response: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u16>,
+    /// Register or coil values, comma-separated, in address order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
+}
+
+/// One MQTT CONNECT and its answer: a line of `mqtt_connect.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MqttConnectRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `MQTT`, or `MQIsdp` for 3.1.
+    pub proto_name: String,
+    /// `3.1`, `3.1.1` or `5.0`.
+    pub proto_version: String,
+    pub client_id: String,
+    /// The CONNACK's return code, as text; unset without a CONNACK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub will_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub will_payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// One PUBLISH, logged once its QoS handshake ends: a line of
+/// `mqtt_publish.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MqttPublishRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub from_client: bool,
+    pub retain: bool,
+    /// `at most once`, `at least once` or `exactly once`.
+    pub qos: &'static str,
+    /// `ok`, or `incomplete_qos` when the connection ended mid-handshake.
+    pub status: &'static str,
+    pub topic: String,
+    /// The first bytes of the payload, escaped.
+    pub payload: String,
+    pub payload_len: u64,
+}
+
+/// One SUBSCRIBE or UNSUBSCRIBE and its answer: a line of
+/// `mqtt_subscribe.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MqttSubscribeRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// `MQTT::SUBSCRIBE` or `MQTT::UNSUBSCRIBE`.
+    pub action: &'static str,
+    pub topics: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub qos_levels: Vec<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted_qos_level: Option<u8>,
+    pub ack: bool,
+}
+
+/// One DNP3 request and its response: a line of `dnp3.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dnp3Record {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fc_request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fc_reply: Option<String>,
+    /// Internal indications of the response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iin: Option<u16>,
+}
