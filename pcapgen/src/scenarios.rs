@@ -1,4 +1,5 @@
 mod attacks;
+mod ics;
 
 use crate::build::*;
 pub use attacks::{BAD_UPDATE, DROPPER, EICAR};
@@ -40,6 +41,12 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("tls-self-signed", "a TLS server with a self-signed certificate and one signed by the city CA"),
     ("ftp-cleartext", "an FTP login with an operator's password in cleartext"),
     ("intel-hits", "traffic to a listed address, domain, URL and file, and to their neighbours"),
+    ("ics-modbus-write", "a laptop outside the engineering range writes a flood-gate controller's coils and setpoint"),
+    ("ics-modbus-benign", "the engineering stations write a setpoint and poll coils and registers"),
+    ("ics-dnp3-restart", "a cold restart of a pumping-station outstation from a host that is not an engineering station"),
+    ("ics-dnp3-benign", "the SCADA master polls an outstation, which also reports an event unsolicited"),
+    ("iot-mqtt-abuse", "password guessing against the sensor broker from the Internet, then a subscription to every topic"),
+    ("iot-mqtt-benign", "water-level sensors publish (one mistypes its password once), a dashboard subscribes to its subtrees"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
     ("linktype-null", "BSD loopback (NULL)"),
@@ -1615,6 +1622,12 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "tls-self-signed" => attacks::tls_self_signed(),
         "ftp-cleartext" => attacks::ftp_cleartext(),
         "intel-hits" => attacks::intel_hits(),
+        "ics-modbus-write" => ics::ics_modbus_write(),
+        "ics-modbus-benign" => ics::ics_modbus_benign(),
+        "ics-dnp3-restart" => ics::ics_dnp3_restart(),
+        "ics-dnp3-benign" => ics::ics_dnp3_benign(),
+        "iot-mqtt-abuse" => ics::iot_mqtt_abuse(),
+        "iot-mqtt-benign" => ics::iot_mqtt_benign(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),

@@ -43,7 +43,7 @@ pub fn run_packets(data: &[u8]) {
 
 /// The analyzers the `streams` target drives directly, in the order its first
 /// input byte selects them.
-const STREAM_APPS: usize = 9;
+const STREAM_APPS: usize = 12;
 
 fn stream_app(sel: u8) -> App {
     match usize::from(sel) % STREAM_APPS {
@@ -55,7 +55,10 @@ fn stream_app(sel: u8) -> App {
         5 => App::Dns(DnsState::new("tcp")),
         6 => App::Ntp(NtpState::default()),
         7 => App::Dhcp(DhcpState::default()),
-        _ => App::Quic(Box::default()),
+        8 => App::Quic(Box::default()),
+        9 => App::Modbus(Box::default()),
+        10 => App::Mqtt(Box::default()),
+        _ => App::Dnp3(Box::default()),
     }
 }
 

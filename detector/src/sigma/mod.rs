@@ -414,12 +414,21 @@ fn build(parsed: Vec<Parsed>, opts: &SigmaOptions, report: &mut LoadReport) -> S
             b.push_program(engine::Program { rule: i as u32, log, expr });
         }
     }
-    for (rule, _log, field) in std::mem::take(&mut b.unknown_fields) {
-        if let Some(r) = rules.get(rule as usize) {
-            let item = (r.file.clone(), r.meta.title.clone(), field);
-            if !report.unknown_fields.contains(&item) {
-                report.unknown_fields.push(item);
-            }
+    // A field is reported when none of the logs a rule reads has it (a
+    // logsource can cover several logs, each with fields of its own).
+    let mut missing: std::collections::BTreeMap<(u32, String), std::collections::BTreeSet<u16>> = Default::default();
+    for (rule, log, field) in std::mem::take(&mut b.unknown_fields) {
+        missing.entry((rule, field)).or_default().insert(log);
+    }
+    for ((rule, field), logs) in missing {
+        let Some(r) = rules.get(rule as usize) else { continue };
+        let read = mapping
+            .entries
+            .get(r.entry)
+            .map_or(0, |e| e.logs.iter().filter(|l| engine::log_index(l).is_some()).count());
+        let item = (r.file.clone(), r.meta.title.clone(), field);
+        if logs.len() >= read && !report.unknown_fields.contains(&item) {
+            report.unknown_fields.push(item);
         }
     }
     let engine = match b.build() {

@@ -212,8 +212,7 @@ impl ModbusState {
         let Some(buf) = self.bufs.get_mut(s) else { return };
         buf.extend_from_slice(data);
         let mut used = 0;
-        loop {
-            let Some(rest) = buf.get(used..) else { break };
+        while let Some(rest) = buf.get(used..) {
             match adu(rest) {
                 Ok(None) => break,
                 Ok(Some((a, n))) => {
