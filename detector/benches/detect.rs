@@ -142,6 +142,8 @@ fn records(n: usize) -> Vec<Event> {
                 resp_ip_bytes: 4000,
                 tunnel_parents: vec![],
                 ip_proto: 6,
+                orig_l2_addr: None,
+                resp_l2_addr: None,
                 vlan: None,
                 inner_vlan: None,
                 community_id: None,

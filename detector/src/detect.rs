@@ -757,6 +757,8 @@ mod tests {
             resp_ip_bytes: 1,
             tunnel_parents: vec![],
             ip_proto: 6,
+            orig_l2_addr: None,
+            resp_l2_addr: None,
             vlan: None,
             inner_vlan: None,
             community_id: Some("1:abc".into()),

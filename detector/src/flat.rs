@@ -314,6 +314,8 @@ mod tests {
             resp_ip_bytes: 1,
             tunnel_parents: vec![FlowUid::new(1), FlowUid::new(2)],
             ip_proto: 6,
+            orig_l2_addr: None,
+            resp_l2_addr: None,
             vlan: None,
             inner_vlan: None,
             community_id: None,

@@ -109,6 +109,8 @@ fn conn(ts_s: i64, orig: &str, resp: &str, port: u16, state: &'static str) -> Ev
         resp_ip_bytes: 0,
         tunnel_parents: vec![],
         ip_proto: 6,
+        orig_l2_addr: None,
+        resp_l2_addr: None,
         vlan: None,
         inner_vlan: None,
         community_id: None,

@@ -39,6 +39,11 @@ pub struct ConnRecord {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tunnel_parents: Vec<FlowUid>,
     pub ip_proto: u8,
+    /// Originator's MAC address (Zeek's `mac-logging` policy), when seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orig_l2_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_l2_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]

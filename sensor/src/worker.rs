@@ -96,6 +96,8 @@ struct IpTunnel {
 struct Ctx {
     vlan: Option<u16>,
     inner_vlan: Option<u16>,
+    /// MAC addresses of the outermost frame (not of tunnelled ones).
+    macs: Option<([u8; 6], [u8; 6])>,
     parent: Option<FlowUid>,
     depth: u8,
 }
@@ -155,7 +157,7 @@ impl Worker {
         match decode_link(lt, data) {
             Ok(view) => match view.l3 {
                 L3::Ip(ip) => {
-                    let ctx = Ctx { vlan: view.vlan, inner_vlan: view.inner_vlan, parent: None, depth: 0 };
+                    let ctx = Ctx { vlan: view.vlan, inner_vlan: view.inner_vlan, macs: view.macs, parent: None, depth: 0 };
                     self.handle_ip(ts, ip, ctx, out);
                 }
                 L3::NonIp(_) => self.counters.pkts_non_ip += 1,
@@ -368,6 +370,7 @@ impl Worker {
             transport,
             vlan: ctx.vlan,
             inner_vlan: ctx.inner_vlan,
+            macs: ctx.macs,
             tunnel_parent: ctx.parent,
             bad_checksum,
         };
@@ -431,7 +434,8 @@ impl Worker {
                 action: "Tunnel::DISCOVER",
             }));
         }
-        let mut inner_ctx = Ctx { parent: Some(uid), depth: ctx.depth + 1, ..ctx };
+        // Addresses of the carrier's frame are not the inner hosts'.
+        let mut inner_ctx = Ctx { parent: Some(uid), depth: ctx.depth + 1, macs: None, ..ctx };
         let bytes = match inner {
             InnerL2::Ip(b) => b,
             InnerL2::Ethernet(frame) => match decode_ethernet(frame) {

@@ -53,6 +53,8 @@ pub struct LinkView<'a> {
     pub vlan: Option<u16>,
     /// Second tag of a QinQ stack (Zeek's `inner_vlan`).
     pub inner_vlan: Option<u16>,
+    /// Source and destination MAC addresses of an Ethernet frame.
+    pub macs: Option<([u8; 6], [u8; 6])>,
     pub l3: L3<'a>,
 }
 
@@ -71,7 +73,7 @@ pub const ETH_TEB: u16 = 0x6558;
 const MAX_LINK_NESTING: usize = 16;
 
 pub fn decode_link(lt: LinkType, data: &[u8]) -> Result<LinkView<'_>, Malformed> {
-    let mut view = LinkView { vlan: None, inner_vlan: None, l3: L3::NonIp(0) };
+    let mut view = LinkView { vlan: None, inner_vlan: None, macs: None, l3: L3::NonIp(0) };
     match lt {
         LinkType::Ethernet => return decode_ethernet(data),
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => view.l3 = L3::Ip(data),
@@ -120,7 +122,8 @@ pub fn decode_link(lt: LinkType, data: &[u8]) -> Result<LinkView<'_>, Malformed>
 pub fn decode_ethernet(data: &[u8]) -> Result<LinkView<'_>, Malformed> {
     let eth = EthernetPacket::new(data).ok_or(Malformed::Truncated("truncated_link_header"))?;
     let et = eth.get_ethertype().0;
-    let view = LinkView { vlan: None, inner_vlan: None, l3: L3::NonIp(et) };
+    let (src, dst) = (eth.get_source().octets(), eth.get_destination().octets());
+    let view = LinkView { vlan: None, inner_vlan: None, macs: Some((src, dst)), l3: L3::NonIp(et) };
     decode_ethertype(et, &data[14..], view, 0)
 }
 
@@ -208,12 +211,12 @@ pub fn decode_ppp(data: &[u8]) -> Result<LinkView<'_>, Malformed> {
         let h = d.get(..2).ok_or(Malformed::Truncated("truncated_link_header"))?;
         (u16::from_be_bytes([h[0], h[1]]), &d[2..])
     };
-    Ok(LinkView { vlan: None, inner_vlan: None, l3: ppp_l3(proto, rest) })
+    Ok(LinkView { vlan: None, inner_vlan: None, macs: None, l3: ppp_l3(proto, rest) })
 }
 
 /// Decodes a payload that a GRE header announces with `proto`.
 pub fn decode_gre_payload(proto: u16, data: &[u8]) -> Result<LinkView<'_>, Malformed> {
-    let view = LinkView { vlan: None, inner_vlan: None, l3: L3::NonIp(proto) };
+    let view = LinkView { vlan: None, inner_vlan: None, macs: None, l3: L3::NonIp(proto) };
     match proto {
         ETH_TEB => decode_ethernet(data),
         // PPTP's enhanced GRE carries PPP (RFC 2637 4.1).

@@ -146,6 +146,8 @@ pub struct PacketMeta<'a> {
     pub transport: Transport<'a>,
     pub vlan: Option<u16>,
     pub inner_vlan: Option<u16>,
+    /// Source and destination MAC addresses, when the frame was Ethernet.
+    pub macs: Option<([u8; 6], [u8; 6])>,
     /// Uid of the innermost tunnel carrying the packet.
     pub tunnel_parent: Option<FlowUid>,
     /// The transport checksum was verified and is wrong.
@@ -242,6 +244,9 @@ struct Conn {
     /// `NO_VLAN` when untagged.
     vlan: u16,
     inner_vlan: u16,
+    /// Originator's and responder's MAC addresses, from the first frame of
+    /// each direction; all zero when unknown.
+    macs: [[u8; 6]; 2],
     /// Names of weirds already reported for this flow (hashed to bits).
     weird_bits: u16,
     /// Index into `SERVICES`, 0 for none.
@@ -657,6 +662,16 @@ impl FlowTable {
             c.flags |= if dir == 0 { F_SEEN_ORIG } else { F_SEEN_RESP };
             c.pkts[dir] += 1;
             c.ip_bytes[dir] += u64::from(pkt.ip_len);
+            if let (Some((src, dst)), Some(m)) = (pkt.macs, c.macs.get_mut(dir)) {
+                if *m == [0; 6] {
+                    *m = src;
+                    if let Some(other) = c.macs.get_mut(1 - dir) {
+                        if *other == [0; 6] {
+                            *other = dst;
+                        }
+                    }
+                }
+            }
         }
         if let (Some((data, ack, from_orig)), true) = (tcp_feed, self.cfg.analyzers) {
             tcp_app(c, &key, pkt.ts, from_orig, data, ack, &mut self.shared, &self.cfg, out);
@@ -810,6 +825,7 @@ impl FlowTable {
             history: HistBuf::default(),
             vlan: pkt.vlan.unwrap_or(NO_VLAN),
             inner_vlan: pkt.inner_vlan.unwrap_or(NO_VLAN),
+            macs: [[0; 6]; 2],
             weird_bits: 0,
             service: 0,
             ip_proto: pkt.ip_proto,
@@ -1035,11 +1051,18 @@ impl FlowTable {
             resp_ip_bytes: c.ip_bytes[1],
             tunnel_parents: c.tunnel_parents.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
             ip_proto: c.ip_proto,
+            orig_l2_addr: mac_text(c.macs[0]),
+            resp_l2_addr: mac_text(c.macs[1]),
             vlan: some_vlan(c.vlan),
             inner_vlan: some_vlan(c.inner_vlan).filter(|_| c.vlan != NO_VLAN),
             community_id: Some(community_id),
         }
     }
+}
+
+/// `aa:bb:cc:dd:ee:ff`, or nothing for an unknown (all-zero) address.
+fn mac_text(m: [u8; 6]) -> Option<String> {
+    (m != [0; 6]).then(|| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))
 }
 
 /// Runs `f` on the flow's analyzer and applies what it produced: records,
@@ -1218,7 +1241,7 @@ mod tests {
     fn flow_state_stays_small() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 38);
         assert!(
-            std::mem::size_of::<Option<(FlowKey, Conn)>>() <= 200,
+            std::mem::size_of::<Option<(FlowKey, Conn)>>() <= 208,
             "{}",
             std::mem::size_of::<Option<(FlowKey, Conn)>>()
         );
