@@ -126,7 +126,7 @@ pub fn run_case(case: &Case, log_dir: &Path, workers: usize, rules: Option<&Arc<
     if let Some(r) = rules {
         detection::attach(&mut pcfg, r);
     }
-    let sink = detection::MaybeDetecting::new(writer, rules.cloned());
+    let sink = cfg.with_inventory(detection::MaybeDetecting::new(writer, rules.cloned()));
     let (summary, _) =
         pipeline::run(&SourceSpec::File(case.capture()), &pcfg, sink, Controls::default(), Hooks::default())?;
     if let Some(e) = summary.source_error {

@@ -143,7 +143,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let sink = citysoc::detection::MaybeDetecting::new(writer, rules);
+    let sink = cfg.with_inventory(citysoc::detection::MaybeDetecting::new(writer, rules));
 
     let controls = Controls::default();
     signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())

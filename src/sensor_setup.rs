@@ -66,6 +66,8 @@ pub struct SensorConfig {
     pub local_nets: Vec<String>,
     /// Detection (Sigma, YARA, threat intelligence) run on the records.
     pub detect: crate::detection::DetectSettings,
+    /// The passive device inventory (`known_devices.log`).
+    pub inventory: sensor::inventory::InventoryConfig,
 }
 
 impl Default for SensorConfig {
@@ -97,11 +99,18 @@ impl Default for SensorConfig {
             extract_max_files: 10_000,
             local_nets: Vec::new(),
             detect: crate::detection::DetectSettings::default(),
+            inventory: sensor::inventory::InventoryConfig::default(),
         }
     }
 }
 
 impl SensorConfig {
+    /// The device inventory over `inner`, with this sensor's local networks.
+    pub fn with_inventory<S: sensor::output::EventSink>(&self, inner: S) -> sensor::inventory::InventorySink<S> {
+        let nets = sensor::flow::LocalNets::parse(&self.local_nets).unwrap_or_default();
+        sensor::inventory::InventorySink::new(inner, self.inventory.clone(), nets)
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let cfg: SensorConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -133,6 +142,9 @@ impl SensorConfig {
             errs.push("extract_max_file_bytes and extract_max_files must be positive when extract_files is on".into());
         }
         errs.extend(self.detect.validate());
+        if self.inventory.max_devices == 0 || self.inventory.max_addresses_per_mac == 0 {
+            errs.push("inventory.max_devices and inventory.max_addresses_per_mac must be positive".into());
+        }
         if let Err(e) = sensor::flow::LocalNets::parse(&self.local_nets) {
             errs.push(e);
         }

@@ -379,6 +379,22 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "known_devices",
+        fields: &[
+            f("ts", Time, "time of the change"),
+            f("host", Addr, "the device's address"),
+            f("mac", String, "the device's MAC address"),
+            f("vendor", String, "organisation the MAC's OUI is registered to"),
+            f("dhcp_host_name", String, "host name the device gave in DHCP"),
+            f("change", String, "new_device, new_address, new_service or new_protocol"),
+            f("proto", String, "tcp or udp"),
+            f("port", Port, "port the device serves (new_service)"),
+            f("service", String, "protocol name, when an analyzer confirmed it"),
+            f("peer", Addr, "the other end of the connection that showed the change"),
+            f("uid", String, "the connection that showed the change"),
+        ],
+    },
+    LogDef {
         name: "ftp",
         fields: &[
             f("ts", Time, "time of the command"),
@@ -523,9 +539,9 @@ mod tests {
     use super::CATALOG;
     use crate::{
         AlertRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord,
-        Interval, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord, MqttSubscribeRecord,
-        NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord,
-        WeirdRecord,
+        Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord,
+        MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SshRecord, SslRecord,
+        StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -916,6 +932,19 @@ mod tests {
             fc_reply: s(),
             iin: Some(0),
         });
+        let known_devices = Event::KnownDevice(KnownDeviceRecord {
+            ts: Time(1),
+            host: a,
+            mac: s(),
+            vendor: s(),
+            dhcp_host_name: s(),
+            change: "new_service",
+            proto: Some("tcp"),
+            port: Some(502),
+            service: s(),
+            peer: Some(a),
+            uid: Some(FlowUid::new(1)),
+        });
         let alert = Event::Alert(Box::new(AlertRecord {
             ts: Time(1),
             id: "A1".into(),
@@ -961,6 +990,7 @@ mod tests {
             mqtt_publish,
             mqtt_subscribe,
             dnp3,
+            known_devices,
             alert,
         ];
         for ev in all {

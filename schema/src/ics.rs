@@ -158,3 +158,36 @@ pub struct Dnp3Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iin: Option<u16>,
 }
+
+/// A change in the passive device inventory (a device first seen, a new
+/// address, service or protocol for it): a line of `known_devices.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KnownDeviceRecord {
+    pub ts: Time,
+    /// The device's address.
+    pub host: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// Organisation the MAC's OUI is registered to (IEEE registry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_host_name: Option<String>,
+    /// `new_device`, `new_address`, `new_service` or `new_protocol`.
+    pub change: &'static str,
+    /// For services and protocols: `tcp` or `udp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<&'static str>,
+    /// The port the device serves (`new_service`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The protocol name, when an analyzer confirmed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The other end of the connection that showed the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IpAddr>,
+    /// The connection that showed the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<FlowUid>,
+}

@@ -611,6 +611,7 @@ pub enum Event {
     MqttPublish(crate::MqttPublishRecord),
     MqttSubscribe(crate::MqttSubscribeRecord),
     Dnp3(crate::Dnp3Record),
+    KnownDevice(crate::KnownDeviceRecord),
     Alert(Box<crate::AlertRecord>),
 }
 
@@ -638,6 +639,7 @@ impl Event {
             Event::MqttPublish(_) => "mqtt_publish",
             Event::MqttSubscribe(_) => "mqtt_subscribe",
             Event::Dnp3(_) => "dnp3",
+            Event::KnownDevice(_) => "known_devices",
             Event::Alert(_) => "alerts",
         }
     }

@@ -6,6 +6,7 @@ mod error;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inventory;
 pub mod output;
 pub mod pipeline;
 pub mod proto;

@@ -157,7 +157,8 @@ impl Worker {
         match decode_link(lt, data) {
             Ok(view) => match view.l3 {
                 L3::Ip(ip) => {
-                    let ctx = Ctx { vlan: view.vlan, inner_vlan: view.inner_vlan, macs: view.macs, parent: None, depth: 0 };
+                    let ctx =
+                        Ctx { vlan: view.vlan, inner_vlan: view.inner_vlan, macs: view.macs, parent: None, depth: 0 };
                     self.handle_ip(ts, ip, ctx, out);
                 }
                 L3::NonIp(_) => self.counters.pkts_non_ip += 1,
