@@ -379,6 +379,31 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "coap",
+        fields: &[
+            f("ts", Time, "time of the request"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "client address"),
+            f("id.orig_p", Port, "client port"),
+            f("id.resp_h", Addr, "server address"),
+            f("id.resp_p", Port, "server port"),
+            f("type", String, "message type of the request: CON or NON"),
+            f("method", String, "GET, POST, PUT, DELETE, FETCH, PATCH, iPATCH, or the code"),
+            f("message_id", Count, "message id of the request"),
+            f("token", String, "token, hex"),
+            f("uri_host", String, "Uri-Host option"),
+            f("uri_path", String, "Uri-Path options joined with /"),
+            f("uri_query", String, "Uri-Query options joined with &"),
+            f("content_format", String, "Content-Format of the request payload"),
+            f("request_len", Count, "request payload bytes"),
+            f("response_code", String, "response code (2.05 Content, 4.01 Unauthorized, ...)"),
+            f("response_format", String, "Content-Format of the response payload"),
+            f("response_len", Count, "response payload bytes"),
+            f("block", String, "block-wise transfer option (block1/block2 num/more/size)"),
+            f("observe", Bool, "the request carried an Observe option"),
+        ],
+    },
+    LogDef {
         name: "known_devices",
         fields: &[
             f("ts", Time, "time of the change"),
@@ -538,10 +563,10 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        AlertRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord, HttpRecord,
-        Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord,
-        MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SshRecord, SslRecord,
-        StatsRecord, Time, TunnelRecord, WeirdRecord,
+        AlertRecord, CoapRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord,
+        HttpRecord, Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord,
+        MqttPublishRecord, MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SshRecord,
+        SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -945,6 +970,28 @@ mod tests {
             peer: Some(a),
             uid: Some(FlowUid::new(1)),
         });
+        let coap = Event::Coap(CoapRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 5683,
+            msg_type: "CON",
+            method: "PUT".into(),
+            message_id: 1,
+            token: s(),
+            uri_host: s(),
+            uri_path: "/lights/12".into(),
+            uri_query: s(),
+            content_format: s(),
+            request_len: 2,
+            response_code: s(),
+            response_format: s(),
+            response_len: Some(0),
+            block: s(),
+            observe: false,
+        });
         let alert = Event::Alert(Box::new(AlertRecord {
             ts: Time(1),
             id: "A1".into(),
@@ -991,6 +1038,7 @@ mod tests {
             mqtt_subscribe,
             dnp3,
             known_devices,
+            coap,
             alert,
         ];
         for ev in all {

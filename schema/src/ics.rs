@@ -191,3 +191,50 @@ pub struct KnownDeviceRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<FlowUid>,
 }
+
+/// One CoAP request and its response (RFC 7252): a line of `coap.log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CoapRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// Message type of the request: CON or NON.
+    #[serde(rename = "type")]
+    pub msg_type: &'static str,
+    /// GET, POST, PUT, DELETE, FETCH, PATCH, iPATCH, or the code as c.dd.
+    pub method: String,
+    pub message_id: u16,
+    /// The token, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri_host: Option<String>,
+    /// Uri-Path options joined with `/`, with a leading `/`.
+    pub uri_path: String,
+    /// Uri-Query options joined with `&`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri_query: Option<String>,
+    /// Content-Format of the request's payload (`application/json`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_format: Option<String>,
+    pub request_len: u64,
+    /// The response's code, `2.05 Content` style; unset without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_len: Option<u64>,
+    /// Block-wise transfer (RFC 7959): `block1` or `block2` as num/more/size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
+    /// The request carried an Observe option (RFC 7641).
+    pub observe: bool,
+}

@@ -16,7 +16,7 @@ mod time;
 pub use alert::{AlertRecord, RuleSource, Severity};
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ics::{
-    Dnp3Record, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord,
+    CoapRecord, Dnp3Record, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord,
     MqttSubscribeRecord,
 };
 pub use ids::{FlowUid, SensorId};

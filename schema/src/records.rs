@@ -612,6 +612,7 @@ pub enum Event {
     MqttSubscribe(crate::MqttSubscribeRecord),
     Dnp3(crate::Dnp3Record),
     KnownDevice(crate::KnownDeviceRecord),
+    Coap(crate::CoapRecord),
     Alert(Box<crate::AlertRecord>),
 }
 
@@ -640,6 +641,7 @@ impl Event {
             Event::MqttSubscribe(_) => "mqtt_subscribe",
             Event::Dnp3(_) => "dnp3",
             Event::KnownDevice(_) => "known_devices",
+            Event::Coap(_) => "coap",
             Event::Alert(_) => "alerts",
         }
     }

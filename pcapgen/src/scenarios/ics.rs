@@ -231,3 +231,95 @@ pub(super) fn iot_mqtt_benign() -> Cap {
     conversation(&mut c, 3 * S, "10.33.1.20", 52003, "10.33.0.6", 1883, &msgs);
     c
 }
+
+/// A CoAP message: version 1, type, token, code, message id, options
+/// (number, value) in ascending order, payload.
+fn coap(typ: u8, code: u8, mid: u16, token: &[u8], options: &[(u16, &[u8])], payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x40 | typ << 4 | token.len() as u8, code];
+    v.extend_from_slice(&mid.to_be_bytes());
+    v.extend_from_slice(token);
+    let mut last = 0;
+    for (n, val) in options {
+        // Deltas and lengths here stay below 13: no extended nibbles.
+        v.push(((n - last) as u8) << 4 | val.len() as u8);
+        v.extend_from_slice(val);
+        last = *n;
+    }
+    if !payload.is_empty() {
+        v.push(0xff);
+        v.extend_from_slice(payload);
+    }
+    v
+}
+
+/// A confirmable request and its piggybacked response.
+#[allow(clippy::too_many_arguments)]
+fn coap_exchange(
+    c: &mut Cap,
+    t: i64,
+    client: &str,
+    sport: u16,
+    server: &str,
+    code: u8,
+    mid: u16,
+    path: &[&str],
+    payload: &[u8],
+    answer: u8,
+    body: &[u8],
+) {
+    let (cl, sv) = (a(client), a(server));
+    let token = mid.to_be_bytes();
+    let mut opts: Vec<(u16, &[u8])> = path.iter().map(|p| (11u16, p.as_bytes())).collect();
+    if !payload.is_empty() {
+        opts.push((12, &[]));
+    }
+    let req = coap(0, code, mid, &token, &opts, payload);
+    let resp = coap(2, answer, mid, &token, &[], body);
+    c.ip(t, ip(cl, sv, 17, &udp(cl, sv, sport, 5683, &req)));
+    c.ip(t + 3 * MS, ip(sv, cl, 17, &udp(sv, cl, 5683, sport, &resp)));
+}
+
+pub(super) fn iot_coap_abuse() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // From the Internet, straight to street-light controllers: one is
+    // switched off, another's firmware deleted.
+    coap_exchange(
+        &mut c,
+        0,
+        "198.51.100.31",
+        53000,
+        "10.33.3.12",
+        3,
+        0x100,
+        &["lights", "12", "state"],
+        b"off",
+        0x44,
+        b"",
+    );
+    coap_exchange(&mut c, S, "198.51.100.31", 53001, "10.33.3.13", 4, 0x101, &["firmware"], b"", 0x42, b"");
+    // The same source reads a sensor: reading alone raises nothing here.
+    coap_exchange(
+        &mut c,
+        2 * S,
+        "198.51.100.31",
+        53002,
+        "10.33.3.14",
+        1,
+        0x102,
+        &["sensors", "lux"],
+        b"",
+        0x45,
+        b"412",
+    );
+    c
+}
+
+pub(super) fn iot_coap_benign() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // The lighting gateway (an IoT controller) dims a light and reads the
+    // lux sensor; a city host reads a sensor.
+    coap_exchange(&mut c, 0, "10.33.3.1", 53100, "10.33.3.12", 3, 0x200, &["lights", "12", "level"], b"40", 0x44, b"");
+    coap_exchange(&mut c, S, "10.33.3.1", 53101, "10.33.3.14", 1, 0x201, &["sensors", "lux"], b"", 0x45, b"388");
+    coap_exchange(&mut c, 2 * S, "10.33.1.20", 53102, "10.33.3.14", 1, 0x202, &["sensors", "lux"], b"", 0x45, b"390");
+    c
+}

@@ -3,6 +3,7 @@
 //! records; `service` in conn.log names the analyzers that confirmed their
 //! protocol, as Zeek does.
 
+pub mod coap;
 pub mod dhcp;
 pub mod dnp3;
 pub mod dns;
@@ -64,6 +65,7 @@ pub enum App {
     Modbus(Box<modbus::ModbusState>),
     Mqtt(Box<mqtt::MqttState>),
     Dnp3(Box<dnp3::Dnp3State>),
+    Coap(Box<coap::CoapState>),
     /// No analyzer: the stream is reassembled only for the payload tap.
     Opaque,
 }
@@ -75,6 +77,9 @@ impl App {
         let is = |p: u16| sport == p || dport == p;
         if dhcp::PORTS.iter().any(|&p| is(p)) {
             return Some(App::Dhcp(dhcp::DhcpState::default()));
+        }
+        if is(coap::PORT) {
+            return Some(App::Coap(Box::default()));
         }
         if dns::UDP_PORTS.iter().any(|&p| is(p)) {
             return Some(App::Dns(dns::DnsState::new("udp")));
@@ -142,7 +147,7 @@ impl App {
             App::Modbus(m) => m.stream(ctx, chunk, out),
             App::Mqtt(m) => m.stream(ctx, chunk, out),
             App::Dnp3(d) => d.stream(ctx, chunk, out),
-            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Opaque => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Opaque => {}
         }
     }
 
@@ -152,6 +157,7 @@ impl App {
             App::Ntp(n) => n.message(ctx, payload, out),
             App::Dhcp(d) => d.message(ctx, payload, &mut shared.dhcp, out),
             App::Quic(q) => q.message(ctx, payload, out),
+            App::Coap(c) => c.message(ctx, payload, out),
             App::Ssh(_)
             | App::Http(_)
             | App::Tls(_)
@@ -179,6 +185,7 @@ impl App {
             App::Quic(q) => q.finish(ctx, out),
             App::Mqtt(m) => m.finish(ctx, out),
             App::Dnp3(d) => d.finish(ctx, out),
+            App::Coap(c) => c.finish(ctx, out),
         }
     }
 
@@ -198,6 +205,7 @@ impl App {
             App::Modbus(m) => m.failed(),
             App::Mqtt(m) => m.failed(),
             App::Dnp3(d) => d.failed(),
+            App::Coap(c) => c.failed(),
         }
     }
 }
