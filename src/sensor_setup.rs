@@ -66,6 +66,8 @@ pub struct SensorConfig {
     pub local_nets: Vec<String>,
     /// Detection (Sigma, YARA, threat intelligence) run on the records.
     pub detect: crate::detection::DetectSettings,
+    /// Log SNMP community strings as `<redacted>` (they are passwords).
+    pub snmp_redact_community: bool,
     /// The passive device inventory (`known_devices.log`).
     pub inventory: sensor::inventory::InventoryConfig,
 }
@@ -99,6 +101,7 @@ impl Default for SensorConfig {
             extract_max_files: 10_000,
             local_nets: Vec::new(),
             detect: crate::detection::DetectSettings::default(),
+            snmp_redact_community: false,
             inventory: sensor::inventory::InventoryConfig::default(),
         }
     }
@@ -181,6 +184,7 @@ impl SensorConfig {
         w.flow.stream_memory = self.reassembly_memory_mb << 20;
         // Validated before use; an invalid list falls back to the default.
         w.flow.local_nets = sensor::flow::LocalNets::parse(&self.local_nets).unwrap_or_default();
+        w.flow.redact_snmp_community = self.snmp_redact_community;
         w.flow.keep_file_bytes = if self.extract_files { self.extract_max_file_bytes } else { 0 };
         w.frag.max_datagrams = self.frag_max_datagrams;
         w.frag.max_bytes = self.frag_max_mb << 20;

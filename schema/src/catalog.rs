@@ -404,6 +404,28 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "snmp",
+        fields: &[
+            f("ts", Time, "time of the first message"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "manager address"),
+            f("id.orig_p", Port, "manager port"),
+            f("id.resp_h", Addr, "agent address"),
+            f("id.resp_p", Port, "agent port"),
+            f("duration", Interval, "first to last message"),
+            f("version", String, "1, 2c or 3"),
+            f("community", String, "community string (v1/v2c), or <redacted>"),
+            f("user", String, "USM user name (v3)"),
+            f("get_requests", Count, "GetRequest and GetNextRequest PDUs"),
+            f("get_bulk_requests", Count, "GetBulkRequest PDUs"),
+            f("get_responses", Count, "Response PDUs"),
+            f("set_requests", Count, "SetRequest PDUs"),
+            f("traps", Count, "Trap, SNMPv2-Trap and InformRequest PDUs"),
+            f("display_string", String, "sysDescr of the agent"),
+            f("up_since", Time, "when the agent started, from sysUpTime"),
+        ],
+    },
+    LogDef {
         name: "known_devices",
         fields: &[
             f("ts", Time, "time of the change"),
@@ -565,8 +587,8 @@ mod tests {
     use crate::{
         AlertRecord, CoapRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord,
         HttpRecord, Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord,
-        MqttPublishRecord, MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SshRecord,
-        SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        MqttPublishRecord, MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SnmpRecord,
+        SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -992,6 +1014,25 @@ mod tests {
             block: s(),
             observe: false,
         });
+        let snmp = Event::Snmp(SnmpRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 161,
+            duration: Interval(1),
+            version: "2c",
+            community: s(),
+            user: s(),
+            get_requests: 1,
+            get_bulk_requests: 0,
+            get_responses: 1,
+            set_requests: 0,
+            traps: 0,
+            display_string: s(),
+            up_since: Some(Time(1)),
+        });
         let alert = Event::Alert(Box::new(AlertRecord {
             ts: Time(1),
             id: "A1".into(),
@@ -1039,6 +1080,7 @@ mod tests {
             dnp3,
             known_devices,
             coap,
+            snmp,
             alert,
         ];
         for ev in all {

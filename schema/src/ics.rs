@@ -238,3 +238,40 @@ pub struct CoapRecord {
     /// The request carried an Observe option (RFC 7641).
     pub observe: bool,
 }
+
+/// One SNMP conversation (the messages between a manager and an agent):
+/// a line of `snmp.log`, written when the flow ends.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SnmpRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    /// From the first to the last message.
+    pub duration: crate::Interval,
+    /// `1`, `2c` or `3`.
+    pub version: &'static str,
+    /// The community string (v1/v2c), or `<redacted>` when so configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community: Option<String>,
+    /// The USM user name (v3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub get_requests: u64,
+    pub get_bulk_requests: u64,
+    pub get_responses: u64,
+    pub set_requests: u64,
+    pub traps: u64,
+    /// sysDescr (1.3.6.1.2.1.1.1.0) from a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_string: Option<String>,
+    /// When the agent started, from sysUpTime (1.3.6.1.2.1.1.3.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up_since: Option<Time>,
+}

@@ -17,7 +17,7 @@ pub use alert::{AlertRecord, RuleSource, Severity};
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ics::{
     CoapRecord, Dnp3Record, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord, MqttPublishRecord,
-    MqttSubscribeRecord,
+    MqttSubscribeRecord, SnmpRecord,
 };
 pub use ids::{FlowUid, SensorId};
 pub use records::{

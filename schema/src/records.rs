@@ -613,6 +613,7 @@ pub enum Event {
     Dnp3(crate::Dnp3Record),
     KnownDevice(crate::KnownDeviceRecord),
     Coap(crate::CoapRecord),
+    Snmp(crate::SnmpRecord),
     Alert(Box<crate::AlertRecord>),
 }
 
@@ -642,6 +643,7 @@ impl Event {
             Event::Dnp3(_) => "dnp3",
             Event::KnownDevice(_) => "known_devices",
             Event::Coap(_) => "coap",
+            Event::Snmp(_) => "snmp",
             Event::Alert(_) => "alerts",
         }
     }

@@ -323,3 +323,76 @@ pub(super) fn iot_coap_benign() -> Cap {
     coap_exchange(&mut c, 2 * S, "10.33.1.20", 53102, "10.33.3.14", 1, 0x202, &["sensors", "lux"], b"", 0x45, b"390");
     c
 }
+
+/// A BER element.
+fn ber(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag, body.len() as u8];
+    v.extend_from_slice(body);
+    v
+}
+
+/// An SNMP v2c message with one PDU of one varbind.
+fn snmp(community: &str, pdu: u8, id: u8, oid: &[u8], vtag: u8, value: &[u8]) -> Vec<u8> {
+    let bind = ber(0x30, &[ber(0x06, oid), ber(vtag, value)].concat());
+    let body = [ber(0x02, &[id]), ber(0x02, &[0]), ber(0x02, &[0]), ber(0x30, &bind)].concat();
+    ber(0x30, &[ber(0x02, &[1]), ber(0x04, community.as_bytes()), ber(pdu, &body)].concat())
+}
+
+const SYS_DESCR: &[u8] = &[0x2b, 6, 1, 2, 1, 1, 1, 0];
+const SYS_NAME: &[u8] = &[0x2b, 6, 1, 2, 1, 1, 5, 0];
+
+fn snmp_exchange(c: &mut Cap, t: i64, client: &str, sport: u16, agent: &str, req: &[u8], resp: &[u8]) {
+    let (cl, ag) = (a(client), a(agent));
+    c.ip(t, ip(cl, ag, 17, &udp(cl, ag, sport, 161, req)));
+    c.ip(t + 4 * MS, ip(ag, cl, 17, &udp(ag, cl, 161, sport, resp)));
+}
+
+pub(super) fn iot_snmp_abuse() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // From the Internet: the default read community identifies a traffic
+    // controller, the default write community renames it.
+    snmp_exchange(
+        &mut c,
+        0,
+        "198.51.100.40",
+        54000,
+        "10.33.4.10",
+        &snmp("public", 0xa0, 1, SYS_DESCR, 0x05, &[]),
+        &snmp("public", 0xa2, 1, SYS_DESCR, 0x04, b"TrafficCtl TC-200 fw 3.2"),
+    );
+    snmp_exchange(
+        &mut c,
+        S,
+        "198.51.100.40",
+        54001,
+        "10.33.4.10",
+        &snmp("private", 0xa3, 2, SYS_NAME, 0x04, b"owned"),
+        &snmp("private", 0xa2, 2, SYS_NAME, 0x04, b"owned"),
+    );
+    c
+}
+
+pub(super) fn iot_snmp_benign() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // The network management station (an engineering station) polls and
+    // sets a name with the city's own communities.
+    snmp_exchange(
+        &mut c,
+        0,
+        "10.33.9.7",
+        54100,
+        "10.33.4.10",
+        &snmp("c1ty-nms-ro", 0xa0, 1, SYS_DESCR, 0x05, &[]),
+        &snmp("c1ty-nms-ro", 0xa2, 1, SYS_DESCR, 0x04, b"TrafficCtl TC-200 fw 3.2"),
+    );
+    snmp_exchange(
+        &mut c,
+        S,
+        "10.33.9.7",
+        54101,
+        "10.33.4.10",
+        &snmp("c1ty-nms-rw", 0xa3, 2, SYS_NAME, 0x04, b"junction-14"),
+        &snmp("c1ty-nms-rw", 0xa2, 2, SYS_NAME, 0x04, b"junction-14"),
+    );
+    c
+}

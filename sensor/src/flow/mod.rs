@@ -52,6 +52,8 @@ pub struct FlowConfig {
     pub tap: Option<crate::proto::tap::TapFactory>,
     /// Networks that count as local for `local_orig`/`local_resp`.
     pub local_nets: LocalNets,
+    /// Log SNMP communities as `<redacted>`.
+    pub redact_snmp_community: bool,
 }
 
 impl Default for FlowConfig {
@@ -72,6 +74,7 @@ impl Default for FlowConfig {
             keep_file_bytes: 0,
             tap: None,
             local_nets: LocalNets::default(),
+            redact_snmp_community: false,
         }
     }
 }
@@ -295,7 +298,7 @@ const F_APP_DECIDED: u8 = 32;
 /// Service names a flow can carry; index 0 means none.
 pub const SERVICES: &[&str] = &[
     "", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data", "smtp", "dhcp",
-    "smtp,ssl", "quic,ssl", "modbus", "mqtt", "dnp3", "coap",
+    "smtp,ssl", "quic,ssl", "modbus", "mqtt", "dnp3", "coap", "snmp",
 ];
 
 impl Conn {
@@ -448,6 +451,7 @@ impl FlowTable {
         let hasher = Hasher::new();
         let uid_seed = cfg.uid_seed.unwrap_or_else(|| hasher.hash_one(0x5eed_u32));
         let keep_file_bytes = cfg.keep_file_bytes;
+        let redact_snmp_community = cfg.redact_snmp_community;
         let tap = cfg.tap.as_ref().map(|f| crate::proto::tap::Tap((f.0)()));
         FlowTable {
             cfg,
@@ -460,7 +464,7 @@ impl FlowTable {
             counters: FlowCounters::default(),
             now: i64::MIN,
             flush_queue: Vec::new(),
-            shared: Shared { keep_file_bytes, tap, ..Shared::default() },
+            shared: Shared { keep_file_bytes, tap, redact_snmp_community, ..Shared::default() },
         }
     }
 

@@ -16,6 +16,7 @@ pub mod mqtt;
 pub mod ntp;
 pub mod quic;
 pub mod smtp;
+pub mod snmp;
 pub mod ssh;
 pub mod stream;
 pub mod tap;
@@ -66,6 +67,7 @@ pub enum App {
     Mqtt(Box<mqtt::MqttState>),
     Dnp3(Box<dnp3::Dnp3State>),
     Coap(Box<coap::CoapState>),
+    Snmp(Box<snmp::SnmpState>),
     /// No analyzer: the stream is reassembled only for the payload tap.
     Opaque,
 }
@@ -80,6 +82,9 @@ impl App {
         }
         if is(coap::PORT) {
             return Some(App::Coap(Box::default()));
+        }
+        if snmp::PORTS.iter().any(|&p| is(p)) {
+            return Some(App::Snmp(Box::default()));
         }
         if dns::UDP_PORTS.iter().any(|&p| is(p)) {
             return Some(App::Dns(dns::DnsState::new("udp")));
@@ -147,7 +152,7 @@ impl App {
             App::Modbus(m) => m.stream(ctx, chunk, out),
             App::Mqtt(m) => m.stream(ctx, chunk, out),
             App::Dnp3(d) => d.stream(ctx, chunk, out),
-            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Opaque => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Snmp(_) | App::Opaque => {}
         }
     }
 
@@ -158,6 +163,7 @@ impl App {
             App::Dhcp(d) => d.message(ctx, payload, &mut shared.dhcp, out),
             App::Quic(q) => q.message(ctx, payload, out),
             App::Coap(c) => c.message(ctx, payload, out),
+            App::Snmp(s) => s.message(ctx, payload, shared.redact_snmp_community, out),
             App::Ssh(_)
             | App::Http(_)
             | App::Tls(_)
@@ -186,6 +192,7 @@ impl App {
             App::Mqtt(m) => m.finish(ctx, out),
             App::Dnp3(d) => d.finish(ctx, out),
             App::Coap(c) => c.finish(ctx, out),
+            App::Snmp(s) => s.finish(ctx, out),
         }
     }
 
@@ -206,6 +213,7 @@ impl App {
             App::Mqtt(m) => m.failed(),
             App::Dnp3(d) => d.failed(),
             App::Coap(c) => c.failed(),
+            App::Snmp(s) => s.failed(),
         }
     }
 }
@@ -230,6 +238,8 @@ pub struct Shared {
     pub keep_file_bytes: u64,
     /// Where stream payload goes for later stages, if anywhere.
     pub tap: Option<tap::Tap>,
+    /// Log SNMP communities as `<redacted>`.
+    pub redact_snmp_community: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
