@@ -143,7 +143,7 @@ impl SnmpState {
         if self.rec.is_none() {
             out.confirmed = Some("snmp");
         }
-        let rec = self.rec.get_or_insert_with(|| SnmpRecord {
+        let rec = self.rec.get_or_insert(SnmpRecord {
             ts: ctx.ts,
             uid: ctx.uid,
             orig_h: ctx.orig.0,
