@@ -49,7 +49,8 @@ def main(cases_dir, corpus_dir):
 # Scenario -> analyzer selector of run_streams.
 STREAM_CASES = {"http": 0, "tls": 1, "ssh": 2, "ftp": 3, "smtp": 4, "dns": 5, "ntp": 6, "dhcp": 7, "quic": 8,
                 "ics-modbus-write": 9, "iot-mqtt-abuse": 10, "ics-dnp3-restart": 11,
-                "iot-coap-abuse": 12, "iot-snmp-abuse": 13}
+                "iot-coap-abuse": 12, "iot-snmp-abuse": 13,
+                "iot-bacnet-abuse": 14}
 
 
 def payloads(pkts):

@@ -1,5 +1,5 @@
 //! Every stream analyzer (HTTP, TLS, SSH, FTP, SMTP with MIME, DNS over TCP, Modbus, MQTT, DNP3)
-//! and the datagram analyzers (NTP, DHCP, QUIC, CoAP, SNMP), fed both sides of a conversation with gaps; see
+//! and the datagram analyzers (NTP, DHCP, QUIC, CoAP, SNMP, BACnet), fed both sides of a conversation with gaps; see
 //! `sensor::fuzzing::run_streams` for the input format.
 #![no_main]
 

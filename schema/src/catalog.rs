@@ -426,6 +426,25 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "bacnet",
+        fields: &[
+            f("ts", Time, "time of the message"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "originator address"),
+            f("id.orig_p", Port, "originator port"),
+            f("id.resp_h", Addr, "responder address"),
+            f("id.resp_p", Port, "responder port"),
+            f("is_orig", Bool, "the message came from the originator"),
+            f("bvlc_function", String, "BVLC function (original-unicast-npdu, ...)"),
+            f("pdu_type", String, "APDU type (confirmed-request, complex-ack, ...)"),
+            f("pdu_service", String, "service (read-property, who-is, reinitialize-device, ...)"),
+            f("invoke_id", Count, "invoke id of a confirmed exchange"),
+            f("result_code", String, "ack, or the error, reject or abort reason"),
+            f("object", String, "object of a property read or write (analog-value:3)"),
+            f("property", String, "property of a read or write (present-value)"),
+        ],
+    },
+    LogDef {
         name: "known_devices",
         fields: &[
             f("ts", Time, "time of the change"),
@@ -585,10 +604,10 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        AlertRecord, CoapRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord, FlowUid, FtpRecord,
-        HttpRecord, Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord,
-        MqttPublishRecord, MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity, SmtpRecord, SnmpRecord,
-        SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
+        AlertRecord, BacnetRecord, CoapRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord,
+        FlowUid, FtpRecord, HttpRecord, Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord,
+        MqttConnectRecord, MqttPublishRecord, MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity,
+        SmtpRecord, SnmpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
     use std::net::IpAddr;
 
@@ -1033,6 +1052,22 @@ mod tests {
             display_string: s(),
             up_since: Some(Time(1)),
         });
+        let bacnet = Event::Bacnet(BacnetRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 47808,
+            resp_h: a,
+            resp_p: 47808,
+            is_orig: true,
+            bvlc_function: "original-unicast-npdu".into(),
+            pdu_type: Some("confirmed-request"),
+            pdu_service: s(),
+            invoke_id: Some(1),
+            result_code: s(),
+            object: s(),
+            property: s(),
+        });
         let alert = Event::Alert(Box::new(AlertRecord {
             ts: Time(1),
             id: "A1".into(),
@@ -1081,6 +1116,7 @@ mod tests {
             known_devices,
             coap,
             snmp,
+            bacnet,
             alert,
         ];
         for ev in all {

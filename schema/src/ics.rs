@@ -275,3 +275,40 @@ pub struct SnmpRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub up_since: Option<Time>,
 }
+
+/// One BACnet/IP message (BVLC, NPDU and APDU headers): a line of
+/// `bacnet.log`, named and shaped after CISA ICSNPP's.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BacnetRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub is_orig: bool,
+    /// BVLC function (`original-unicast-npdu`, `forwarded-npdu`, ...).
+    pub bvlc_function: String,
+    /// APDU type (`confirmed-request`, `complex-ack`, ...); unset for
+    /// network-layer messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdu_type: Option<&'static str>,
+    /// Service (`read-property`, `who-is`, `device-communication-control`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdu_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_id: Option<u8>,
+    /// `ack`, or the class and code of an error, reject or abort.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result_code: Option<String>,
+    /// Object of a property read or write (`analog-value:3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// Property of a read or write (`present-value`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+}

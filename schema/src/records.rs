@@ -614,6 +614,7 @@ pub enum Event {
     KnownDevice(crate::KnownDeviceRecord),
     Coap(crate::CoapRecord),
     Snmp(crate::SnmpRecord),
+    Bacnet(crate::BacnetRecord),
     Alert(Box<crate::AlertRecord>),
 }
 
@@ -644,6 +645,7 @@ impl Event {
             Event::KnownDevice(_) => "known_devices",
             Event::Coap(_) => "coap",
             Event::Snmp(_) => "snmp",
+            Event::Bacnet(_) => "bacnet",
             Event::Alert(_) => "alerts",
         }
     }

@@ -43,7 +43,7 @@ pub fn run_packets(data: &[u8]) {
 
 /// The analyzers the `streams` target drives directly, in the order its first
 /// input byte selects them.
-const STREAM_APPS: usize = 14;
+const STREAM_APPS: usize = 15;
 
 fn stream_app(sel: u8) -> App {
     match usize::from(sel) % STREAM_APPS {
@@ -60,7 +60,8 @@ fn stream_app(sel: u8) -> App {
         10 => App::Mqtt(Box::default()),
         11 => App::Dnp3(Box::default()),
         12 => App::Coap(Box::default()),
-        _ => App::Snmp(Box::default()),
+        13 => App::Snmp(Box::default()),
+        _ => App::Bacnet(crate::proto::bacnet::BacnetState::default()),
     }
 }
 
@@ -69,7 +70,7 @@ fn stream_app(sel: u8) -> App {
 /// parser: a byte choosing the analyzer, then records of `[control: u8]
 /// [len: u8][bytes]`. The control byte's low bit names the side; with its
 /// second bit set the record is a gap of `len * 97` bytes instead of data.
-/// Datagram analyzers (NTP, DHCP, QUIC, CoAP, SNMP) take each record as one message.
+/// Datagram analyzers (NTP, DHCP, QUIC, CoAP, SNMP, BACnet) take each record as one message.
 pub fn run_streams(data: &[u8]) {
     let Some((&sel, mut rest)) = data.split_first() else { return };
     let mut app = stream_app(sel);
@@ -95,7 +96,7 @@ pub fn run_streams(data: &[u8]) {
             continue;
         }
         let n = len.min(rest.len());
-        if matches!(app, App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Snmp(_)) {
+        if matches!(app, App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Snmp(_) | App::Bacnet(_)) {
             app.datagram(&ctx, &rest[..n], &mut shared, &mut out);
         } else {
             app.stream(&ctx, Chunk::Data(&rest[..n]), &mut shared, &mut out);

@@ -396,3 +396,51 @@ pub(super) fn iot_snmp_benign() -> Cap {
     );
     c
 }
+
+/// A BACnet/IP unicast message (BVLC, NPDU without addresses, APDU).
+fn bacnet(apdu: &[u8], expect_reply: bool) -> Vec<u8> {
+    let mut v = vec![0x81, 0x0a, 0, 0, 0x01, if expect_reply { 0x04 } else { 0x00 }];
+    v.extend_from_slice(apdu);
+    let n = v.len() as u16;
+    v[2..4].copy_from_slice(&n.to_be_bytes());
+    v
+}
+
+fn bacnet_exchange(c: &mut Cap, t: i64, client: &str, server: &str, req: &[u8], resp: &[u8]) {
+    let (cl, sv) = (a(client), a(server));
+    c.ip(t, ip(cl, sv, 17, &udp(cl, sv, 47808, 47808, &bacnet(req, true))));
+    c.ip(t + 5 * MS, ip(sv, cl, 17, &udp(sv, cl, 47808, 47808, &bacnet(resp, false))));
+}
+
+pub(super) fn iot_bacnet_abuse() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // A laptop that is not an engineering station silences the building
+    // controller of the city hall (device-communication-control, disable)
+    // and restarts it (reinitialize-device, warmstart).
+    bacnet_exchange(&mut c, 0, "10.33.1.50", "10.33.5.20", &[0x00, 0x05, 0x01, 0x11, 0x19, 0x01], &[0x20, 0x01, 0x11]);
+    bacnet_exchange(&mut c, S, "10.33.1.50", "10.33.5.20", &[0x00, 0x05, 0x02, 0x14, 0x09, 0x01], &[0x20, 0x02, 0x14]);
+    c
+}
+
+pub(super) fn iot_bacnet_benign() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    // The engineering station reads a room temperature (analog-input 1,
+    // present-value) and writes a setpoint (analog-value 3).
+    bacnet_exchange(
+        &mut c,
+        0,
+        "10.33.9.5",
+        "10.33.5.20",
+        &[0x00, 0x05, 0x01, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55],
+        &[0x30, 0x01, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55, 0x3e, 0x44, 0x41, 0xb4, 0x00, 0x00, 0x3f],
+    );
+    bacnet_exchange(
+        &mut c,
+        S,
+        "10.33.9.5",
+        "10.33.5.20",
+        &[0x00, 0x05, 0x02, 0x0f, 0x0c, 0x00, 0x80, 0x00, 0x03, 0x19, 0x55, 0x3e, 0x44, 0x41, 0xa8, 0x00, 0x00, 0x3f],
+        &[0x20, 0x02, 0x0f],
+    );
+    c
+}

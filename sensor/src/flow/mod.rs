@@ -298,7 +298,7 @@ const F_APP_DECIDED: u8 = 32;
 /// Service names a flow can carry; index 0 means none.
 pub const SERVICES: &[&str] = &[
     "", "vxlan", "geneve", "gtpv1", "teredo", "dns", "ssh", "http", "ssl", "ntp", "ftp", "ftp-data", "smtp", "dhcp",
-    "smtp,ssl", "quic,ssl", "modbus", "mqtt", "dnp3", "coap", "snmp",
+    "smtp,ssl", "quic,ssl", "modbus", "mqtt", "dnp3", "coap", "snmp", "bacnet",
 ];
 
 impl Conn {

@@ -3,6 +3,7 @@
 //! records; `service` in conn.log names the analyzers that confirmed their
 //! protocol, as Zeek does.
 
+pub mod bacnet;
 pub mod coap;
 pub mod dhcp;
 pub mod dnp3;
@@ -68,6 +69,7 @@ pub enum App {
     Dnp3(Box<dnp3::Dnp3State>),
     Coap(Box<coap::CoapState>),
     Snmp(Box<snmp::SnmpState>),
+    Bacnet(bacnet::BacnetState),
     /// No analyzer: the stream is reassembled only for the payload tap.
     Opaque,
 }
@@ -85,6 +87,9 @@ impl App {
         }
         if snmp::PORTS.iter().any(|&p| is(p)) {
             return Some(App::Snmp(Box::default()));
+        }
+        if is(bacnet::PORT) {
+            return Some(App::Bacnet(bacnet::BacnetState::default()));
         }
         if dns::UDP_PORTS.iter().any(|&p| is(p)) {
             return Some(App::Dns(dns::DnsState::new("udp")));
@@ -152,7 +157,7 @@ impl App {
             App::Modbus(m) => m.stream(ctx, chunk, out),
             App::Mqtt(m) => m.stream(ctx, chunk, out),
             App::Dnp3(d) => d.stream(ctx, chunk, out),
-            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Snmp(_) | App::Opaque => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Quic(_) | App::Coap(_) | App::Snmp(_) | App::Bacnet(_) | App::Opaque => {}
         }
     }
 
@@ -164,6 +169,7 @@ impl App {
             App::Quic(q) => q.message(ctx, payload, out),
             App::Coap(c) => c.message(ctx, payload, out),
             App::Snmp(s) => s.message(ctx, payload, shared.redact_snmp_community, out),
+            App::Bacnet(b) => b.message(ctx, payload, out),
             App::Ssh(_)
             | App::Http(_)
             | App::Tls(_)
@@ -187,7 +193,7 @@ impl App {
             App::Ssh(s) => s.finish(ctx, out),
             App::Http(h) => h.finish(ctx, out),
             App::Tls(t) => t.finish(ctx, out),
-            App::Ntp(_) | App::Dhcp(_) | App::Modbus(_) | App::Opaque => {}
+            App::Ntp(_) | App::Dhcp(_) | App::Modbus(_) | App::Bacnet(_) | App::Opaque => {}
             App::Quic(q) => q.finish(ctx, out),
             App::Mqtt(m) => m.finish(ctx, out),
             App::Dnp3(d) => d.finish(ctx, out),
@@ -214,6 +220,7 @@ impl App {
             App::Dnp3(d) => d.failed(),
             App::Coap(c) => c.failed(),
             App::Snmp(s) => s.failed(),
+            App::Bacnet(b) => b.failed(),
         }
     }
 }
