@@ -445,6 +445,24 @@ pub const CATALOG: &[LogDef] = &[
         ],
     },
     LogDef {
+        name: "dnp3_objects",
+        fields: &[
+            f("ts", Time, "time of the fragment"),
+            f("uid", String, "connection"),
+            f("id.orig_h", Addr, "originator address"),
+            f("id.orig_p", Port, "originator port"),
+            f("id.resp_h", Addr, "responder address"),
+            f("id.resp_p", Port, "responder port"),
+            f("is_orig", Bool, "the fragment came from the originator"),
+            f("function", String, "application function of the fragment"),
+            f("object_type", String, "group and variation (g12v1)"),
+            f("qualifier", String, "qualifier code, hex"),
+            f("object_count", Count, "objects the header covers"),
+            f("range_low", Count, "first index of the range"),
+            f("range_high", Count, "last index of the range"),
+        ],
+    },
+    LogDef {
         name: "known_devices",
         fields: &[
             f("ts", Time, "time of the change"),
@@ -604,8 +622,8 @@ pub const CATALOG: &[LogDef] = &[
 mod tests {
     use super::CATALOG;
     use crate::{
-        AlertRecord, BacnetRecord, CoapRecord, ConnRecord, DhcpRecord, Dnp3Record, DnsRecord, Event, FilesRecord,
-        FlowUid, FtpRecord, HttpRecord, Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord,
+        AlertRecord, BacnetRecord, CoapRecord, ConnRecord, DhcpRecord, Dnp3ObjectRecord, Dnp3Record, DnsRecord, Event,
+        FilesRecord, FlowUid, FtpRecord, HttpRecord, Interval, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord,
         MqttConnectRecord, MqttPublishRecord, MqttSubscribeRecord, NtpRecord, QuicRecord, RuleSource, Severity,
         SmtpRecord, SnmpRecord, SshRecord, SslRecord, StatsRecord, Time, TunnelRecord, WeirdRecord,
     };
@@ -1068,6 +1086,21 @@ mod tests {
             object: s(),
             property: s(),
         });
+        let dnp3_objects = Event::Dnp3Object(Dnp3ObjectRecord {
+            ts: Time(1),
+            uid: FlowUid::new(1),
+            orig_h: a,
+            orig_p: 1,
+            resp_h: a,
+            resp_p: 20000,
+            is_orig: true,
+            function: "OPERATE".into(),
+            object_type: "g12v1".into(),
+            qualifier: "0x28".into(),
+            object_count: Some(1),
+            range_low: Some(0),
+            range_high: Some(0),
+        });
         let alert = Event::Alert(Box::new(AlertRecord {
             ts: Time(1),
             id: "A1".into(),
@@ -1117,6 +1150,7 @@ mod tests {
             coap,
             snmp,
             bacnet,
+            dnp3_objects,
             alert,
         ];
         for ev in all {

@@ -312,3 +312,33 @@ pub struct BacnetRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
 }
+
+/// One object header of a DNP3 application fragment: a line of
+/// `dnp3_objects.log` (after CISA ICSNPP's).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dnp3ObjectRecord {
+    pub ts: Time,
+    pub uid: FlowUid,
+    #[serde(rename = "id.orig_h")]
+    pub orig_h: IpAddr,
+    #[serde(rename = "id.orig_p")]
+    pub orig_p: u16,
+    #[serde(rename = "id.resp_h")]
+    pub resp_h: IpAddr,
+    #[serde(rename = "id.resp_p")]
+    pub resp_p: u16,
+    pub is_orig: bool,
+    /// The fragment's application function (`READ`, `OPERATE`, `RESPONSE`).
+    pub function: String,
+    /// Group and variation, `g12v1`.
+    pub object_type: String,
+    /// Qualifier code, hex (`0x17`).
+    pub qualifier: String,
+    /// Objects the header covers, when its range says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_low: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range_high: Option<u32>,
+}

@@ -16,8 +16,8 @@ mod time;
 pub use alert::{AlertRecord, RuleSource, Severity};
 pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
 pub use ics::{
-    BacnetRecord, CoapRecord, Dnp3Record, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord, MqttConnectRecord,
-    MqttPublishRecord, MqttSubscribeRecord, SnmpRecord,
+    BacnetRecord, CoapRecord, Dnp3ObjectRecord, Dnp3Record, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord,
+    MqttConnectRecord, MqttPublishRecord, MqttSubscribeRecord, SnmpRecord,
 };
 pub use ids::{FlowUid, SensorId};
 pub use records::{

@@ -9,7 +9,7 @@
 use crate::proto::stream::Chunk;
 use crate::proto::{AppOut, FlowCtx};
 use crc::{Crc, CRC_16_DNP};
-use schema::{Dnp3Record, Event};
+use schema::{Dnp3ObjectRecord, Dnp3Record, Event};
 
 pub const PORT: u16 = 20000;
 
@@ -59,6 +59,101 @@ pub fn func_name(code: u8) -> Option<&'static str> {
         131 => "AUTHENTICATE_RESPONSE",
         _ => return None,
     })
+}
+
+/// Object headers read per fragment.
+const MAX_HEADERS: usize = 32;
+
+/// Size in bytes of one object of a group and variation, for the fixed-size
+/// objects of IEEE 1815 Annex A that traffic commonly carries; `Some(0)`
+/// for bit-packed objects (sized by count), None when unknown.
+fn object_size(group: u8, var: u8) -> Option<usize> {
+    Some(match (group, var) {
+        (_, 0) | (60, _) => 0,
+        (1, 1) | (10, 1) | (12, 3) | (80, 1) => 0,
+        (1, 2) | (2, 1) | (10, 2) | (3, 2) | (4, 1) => 1,
+        (2, 2) | (4, 2) => 7,
+        (2, 3) | (4, 3) => 3,
+        (12, 1) | (12, 2) => 11,
+        (20, 1) | (21, 1) | (22, 1) | (23, 1) | (30, 1) | (30, 5) | (32, 1) | (32, 5) | (40, 1) | (41, 1) | (41, 3) => {
+            5
+        }
+        (20, 2) | (21, 2) | (22, 2) | (23, 2) | (30, 2) | (32, 2) | (40, 2) | (41, 2) => 3,
+        (20, 5) | (21, 9) | (30, 3) => 4,
+        (20, 6) | (21, 10) | (30, 4) | (52, 1) | (52, 2) => 2,
+        (30, 6) | (32, 4) | (41, 4) => 9,
+        (32, 3) | (32, 7) => 11,
+        (50, 1) | (50, 3) | (51, 1) | (51, 2) => 6,
+        _ => return None,
+    })
+}
+
+/// An object header: group, variation, qualifier, count, low, high.
+type Header = (u8, u8, u8, Option<u32>, Option<u32>, Option<u32>);
+
+fn le(b: &[u8]) -> u32 {
+    b.iter().rev().take(4).fold(0u32, |acc, &x| acc << 8 | u32::from(x))
+}
+
+/// The object headers of an application fragment's object part, as far as
+/// they can be followed (data of an unknown size ends the walk).
+fn object_headers(mut b: &[u8], request_without_data: bool) -> Vec<Header> {
+    let mut out = Vec::new();
+    while out.len() < MAX_HEADERS {
+        let (Some(&group), Some(&var), Some(&q)) = (b.first(), b.get(1), b.get(2)) else { break };
+        let rest = b.get(3..).unwrap_or(&[]);
+        let (range_len, is_count) = match q & 0x0f {
+            0 | 3 => (1, false),
+            1 | 4 => (2, false),
+            2 | 5 => (4, false),
+            6 => (0, false),
+            7 | 0x0b => (1, true),
+            8 => (2, true),
+            9 => (4, true),
+            _ => break,
+        };
+        let (low, high, count) = if range_len == 0 {
+            (None, None, None)
+        } else if is_count {
+            let Some(c) = rest.get(..range_len) else { break };
+            (None, None, Some(le(c)))
+        } else {
+            let (Some(lo), Some(hi)) = (rest.get(..range_len), rest.get(range_len..2 * range_len)) else { break };
+            let (lo, hi) = (le(lo), le(hi));
+            (Some(lo), Some(hi), hi.checked_sub(lo).map(|d| d.saturating_add(1)))
+        };
+        out.push((group, var, q, count, low, high));
+        let used = if is_count { range_len } else { 2 * range_len };
+        let Some(after) = rest.get(used..) else { break };
+        b = after;
+        if request_without_data || q & 0x0f == 6 {
+            continue;
+        }
+        // Skip the objects: a prefix per object, then its data.
+        let prefix = match q >> 4 & 7 {
+            0 => 0,
+            1 | 4 => 1,
+            2 | 5 => 2,
+            3 | 6 => 4,
+            _ => break,
+        };
+        let n = count.unwrap_or(0) as usize;
+        let Some(size) = object_size(group, var) else { break };
+        let data = if size == 0 && !(group == 60 || var == 0) {
+            // Packed bits, without prefixes.
+            if prefix != 0 {
+                break;
+            }
+            n.div_ceil(8)
+        } else {
+            n.saturating_mul(prefix + size)
+        };
+        match b.get(data..) {
+            Some(r) => b = r,
+            None => break,
+        }
+    }
+    out
 }
 
 fn func_text(code: u8) -> String {
@@ -203,6 +298,25 @@ impl Dnp3State {
             out.weirds.push("dnp3_short_fragment");
             return;
         };
+        // Responses carry two bytes of internal indications before objects.
+        let objects = f.get(if fc >= 129 { 4 } else { 2 }..).unwrap_or(&[]);
+        for (g, v, q, count, low, high) in object_headers(objects, fc == 1) {
+            out.events.push(Event::Dnp3Object(Dnp3ObjectRecord {
+                ts: ctx.ts,
+                uid: ctx.uid,
+                orig_h: ctx.orig.0,
+                orig_p: ctx.orig.1,
+                resp_h: ctx.resp.0,
+                resp_p: ctx.resp.1,
+                is_orig: ctx.is_orig,
+                function: func_text(fc),
+                object_type: format!("g{g}v{v}"),
+                qualifier: format!("0x{q:02x}"),
+                object_count: count,
+                range_low: low,
+                range_high: high,
+            }));
+        }
         let blank = || Dnp3Record {
             ts: ctx.ts,
             uid: ctx.uid,
@@ -293,6 +407,26 @@ mod tests {
     }
 
     #[test]
+    fn object_headers_are_walked_past_known_data() {
+        // A class 1/2/3/0 poll: four g60 headers with no data.
+        let poll = [60, 2, 6, 60, 3, 6, 60, 4, 6, 60, 1, 6];
+        let h = object_headers(&poll, true);
+        assert_eq!(h.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(), [(60, 2), (60, 3), (60, 4), (60, 1)]);
+        // OPERATE on one CROB (g12v1, 2-byte index prefix, 1-byte count),
+        // then an unknown object.
+        let mut op = vec![12, 1, 0x28, 1, 0, 0x03, 0x00];
+        op.extend_from_slice(&[0x41, 1, 0xe8, 3, 0, 0, 0, 0, 0, 0, 0]);
+        op.extend_from_slice(&[99, 9, 0x06]);
+        let h = object_headers(&op, false);
+        assert_eq!(h, [(12, 1, 0x28, Some(1), None, None), (99, 9, 0x06, None, None, None)]);
+        // Start/stop ranges; hostile bytes end the walk quietly.
+        assert_eq!(object_headers(&[30, 1, 0x00, 2, 5], true), [(30, 1, 0, Some(4), Some(2), Some(5))]);
+        for b in [&[30u8, 1, 0x00, 9, 1][..], &[1, 2, 0x0f], &[12, 1, 0x28, 0xff, 0xff]] {
+            let _ = object_headers(b, false);
+        }
+    }
+
+    #[test]
     fn long_fragments_cross_blocks_and_bad_crcs_are_refused() {
         let mut app = vec![0xc0, 2];
         app.extend_from_slice(&[0x50, 0x01, 0x00, 0x07, 0x07, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -302,7 +436,9 @@ mod tests {
         let mut out = AppOut::default();
         d.stream(&ctx(true), Chunk::Data(&f), &mut out);
         d.finish(&ctx(true), &mut out);
-        assert!(matches!(&out.events[..], [Event::Dnp3(r)] if r.fc_request.as_deref() == Some("WRITE")));
+        let dnp3: Vec<_> = out.events.iter().filter(|e| matches!(e, Event::Dnp3(_))).collect();
+        assert!(matches!(&dnp3[..], [Event::Dnp3(r)] if r.fc_request.as_deref() == Some("WRITE")));
+        assert!(out.events.iter().any(|e| matches!(e, Event::Dnp3Object(o) if o.object_type == "g80v1")));
         let mut bad = f.clone();
         bad[12] ^= 1;
         let mut d = Dnp3State::default();
