@@ -173,7 +173,11 @@ pub struct KnownDeviceRecord {
     pub vendor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp_host_name: Option<String>,
-    /// `new_device`, `new_address`, `new_service` or `new_protocol`.
+    /// The vendor class the device gave in DHCP (option 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp_vendor_class: Option<String>,
+    /// `new_device`, `new_address`, `new_service`, `new_protocol`, or
+    /// `snapshot` (the whole device, written periodically and at the end).
     pub change: &'static str,
     /// For services and protocols: `tcp` or `udp`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -190,6 +194,20 @@ pub struct KnownDeviceRecord {
     /// The connection that showed the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<FlowUid>,
+    /// Snapshots: when the device was first and last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Time>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Time>,
+    /// Snapshots: distinct peers seen (counted up to a cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<u64>,
+    /// Snapshots: what the device serves (`tcp/502`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Snapshots: the protocols it speaks as a client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<String>,
 }
 
 /// One CoAP request and its response (RFC 7252): a line of `coap.log`.

@@ -353,6 +353,10 @@ pub struct DhcpRecord {
     pub mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_name: Option<String>,
+    /// The client's vendor class identifier (option 60), as Zeek's DHCP
+    /// software policy logs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_software: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_fqdn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,21 +55,30 @@ pub struct InventoryConfig {
     /// A MAC address seen with more addresses than this is a router's: it
     /// is not given to the devices behind it.
     pub max_addresses_per_mac: usize,
+    /// A `snapshot` record of every device is written this often (record
+    /// time), and when the run ends.
+    pub snapshot_secs: u64,
 }
 
 impl Default for InventoryConfig {
     fn default() -> Self {
-        InventoryConfig { enabled: true, max_devices: 65_536, max_addresses_per_mac: 16 }
+        InventoryConfig { enabled: true, max_devices: 65_536, max_addresses_per_mac: 16, snapshot_secs: 3600 }
     }
 }
 
 /// Services a device may hold on to before the rest are no longer listed.
 const MAX_SERVICES: usize = 256;
+/// Peers remembered per device; past it they are counted no further.
+const MAX_PEERS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Device {
     mac: Option<String>,
     host_name: Option<String>,
+    vendor_class: Option<String>,
+    first_seen: Time,
+    last_seen: Time,
+    peers: HashSet<IpAddr>,
     /// (transport, port) it answered on.
     served: HashSet<(&'static str, u16)>,
     /// Protocols it spoke as a client.
@@ -84,6 +93,8 @@ pub struct Inventory {
     mac_hosts: HashMap<String, HashSet<IpAddr>>,
     /// Devices not tracked because the inventory was full.
     pub untracked: u64,
+    /// Record time of the last snapshot.
+    last_snapshot: Option<Time>,
 }
 
 /// Connection states in which the responder answered: it serves the port.
@@ -93,15 +104,50 @@ fn answered(state: &str) -> bool {
 
 impl Inventory {
     pub fn new(cfg: InventoryConfig, nets: LocalNets) -> Inventory {
-        Inventory { cfg, nets, devices: HashMap::new(), mac_hosts: HashMap::new(), untracked: 0 }
+        Inventory { cfg, nets, devices: HashMap::new(), mac_hosts: HashMap::new(), untracked: 0, last_snapshot: None }
     }
 
     /// Looks at one record; appends the changes it shows to `out`.
     pub fn observe(&mut self, ev: &Event, out: &mut Vec<Event>) {
-        match ev {
-            Event::Conn(c) => self.conn(c, out),
-            Event::Dhcp(d) => self.dhcp(d, out),
-            _ => {}
+        let ts = match ev {
+            Event::Conn(c) => {
+                self.conn(c, out);
+                c.ts
+            }
+            Event::Dhcp(d) => {
+                self.dhcp(d, out);
+                d.ts
+            }
+            _ => return,
+        };
+        let every = schema::Interval::from_secs(self.cfg.snapshot_secs.max(1) as i64);
+        match self.last_snapshot {
+            None => self.last_snapshot = Some(ts),
+            Some(last) if ts.since(last) >= every => {
+                self.snapshot(ts, out);
+                self.last_snapshot = Some(ts);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A `snapshot` record of every device, in address order.
+    pub fn snapshot(&self, ts: Time, out: &mut Vec<Event>) {
+        let mut hosts: Vec<&IpAddr> = self.devices.keys().collect();
+        hosts.sort();
+        for host in hosts {
+            let Some(d) = self.devices.get(host) else { continue };
+            let mut r = self.change(ts, *host, "snapshot");
+            r.first_seen = Some(d.first_seen);
+            r.last_seen = Some(d.last_seen);
+            r.peers = Some(d.peers.len() as u64);
+            let mut services: Vec<String> = d.served.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+            services.sort();
+            let mut protocols: Vec<String> = d.used.iter().cloned().collect();
+            protocols.sort();
+            r.services = services;
+            r.protocols = protocols;
+            out.push(Event::KnownDevice(r));
         }
     }
 
@@ -114,12 +160,18 @@ impl Inventory {
             vendor: mac.as_deref().and_then(vendor).map(str::to_string),
             mac,
             dhcp_host_name: d.and_then(|d| d.host_name.clone()),
+            dhcp_vendor_class: d.and_then(|d| d.vendor_class.clone()),
             change,
             proto: None,
             port: None,
             service: None,
             peer: None,
             uid: None,
+            first_seen: None,
+            last_seen: None,
+            peers: None,
+            services: Vec::new(),
+            protocols: Vec::new(),
         }
     }
 
@@ -139,6 +191,7 @@ impl Inventory {
                 if d.mac.is_none() && mac.is_some() {
                     d.mac = mac;
                 }
+                d.last_seen = d.last_seen.max(ts);
                 true
             }
             None => {
@@ -150,7 +203,7 @@ impl Inventory {
                 let moved = mac.as_ref().is_some_and(|m| {
                     self.devices.iter().any(|(ip, d)| *ip != host && d.mac.as_deref() == Some(m.as_str()))
                 });
-                self.devices.insert(host, Device { mac, ..Default::default() });
+                self.devices.insert(host, Device { mac, first_seen: ts, last_seen: ts, ..Default::default() });
                 let change = if moved { "new_address" } else { "new_device" };
                 out.push(Event::KnownDevice(self.change(ts, host, change)));
                 true
@@ -185,6 +238,15 @@ impl Inventory {
         let (orig, resp) = (c.orig_h, c.resp_h);
         let orig_known = self.device(c.ts, orig, c.orig_l2_addr.as_deref(), out);
         let resp_known = self.device(c.ts, resp, c.resp_l2_addr.as_deref(), out);
+        let end = Time(c.ts.0 + c.duration.map_or(0, |d| d.0));
+        for (known, me, peer) in [(orig_known, orig, resp), (resp_known, resp, orig)] {
+            if let Some(d) = self.devices.get_mut(&me).filter(|_| known) {
+                d.last_seen = d.last_seen.max(end);
+                if d.peers.len() < MAX_PEERS {
+                    d.peers.insert(peer);
+                }
+            }
+        }
         let transport: Option<&'static str> = match c.proto {
             "tcp" => Some("tcp"),
             "udp" => Some("udp"),
@@ -239,6 +301,9 @@ impl Inventory {
             if d.host_name.is_some() {
                 dev.host_name.clone_from(&d.host_name);
             }
+            if d.client_software.is_some() {
+                dev.vendor_class.clone_from(&d.client_software);
+            }
         }
     }
 }
@@ -286,6 +351,15 @@ impl<S: EventSink> EventSink for InventorySink<S> {
     }
 
     fn flush(&mut self) -> Result<(), SensorError> {
+        // The run ends: every device as last seen.
+        if let Some(inv) = &self.inventory {
+            let ts = inv.devices.values().map(|d| d.last_seen).max();
+            if let Some(ts) = ts {
+                let mut batch = Vec::new();
+                inv.snapshot(ts, &mut batch);
+                self.inner.write(&mut batch)?;
+            }
+        }
         self.inner.flush()
     }
 }
@@ -353,6 +427,14 @@ mod tests {
             ]
         );
         assert!(changes(&mut inv, &ev).is_empty(), "nothing new the second time");
+        let mut snap = Vec::new();
+        inv.snapshot(Time(9), &mut snap);
+        let plc = snap.iter().find_map(|e| match e {
+            Event::KnownDevice(d) if d.host.to_string() == "10.33.0.7" => Some(d.clone()),
+            _ => None,
+        });
+        let plc = plc.expect("a snapshot of the controller");
+        assert_eq!((plc.change, plc.services.clone(), plc.peers), ("snapshot", vec!["tcp/502".to_string()], Some(1)));
         // A refused connection shows no service.
         let refused = conn("10.33.9.5", "00:0e:8c:00:00:01", "10.33.0.7", "00:80:f4:00:00:07", 23, "REJ");
         assert!(changes(&mut inv, &refused).is_empty());

@@ -64,6 +64,8 @@ pub struct Message {
     pub message: Option<String>,
     /// The client identifier when it is an Ethernet address (type 1).
     pub client_id_mac: Option<String>,
+    /// Vendor class identifier (option 60, RFC 2132 9.13).
+    pub vendor_class: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -143,6 +145,7 @@ pub fn parse(p: &[u8]) -> Result<Message, ParseError> {
                 m.lease = Some(Interval::from_secs(i64::from(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))))
             }
             56 => m.message = Some(zeek_escape(v)),
+            60 => m.vendor_class = Some(zeek_escape(v)),
             61 if len == 7 && v[0] == 1 => m.client_id_mac = Some(mac(&v[1..])),
             81 if len >= 3 => {
                 let name = &v[3..];
@@ -236,6 +239,7 @@ impl DhcpJoins {
                 server_addr: None,
                 mac: None,
                 host_name: None,
+                client_software: None,
                 client_fqdn: None,
                 domain: None,
                 requested_addr: None,
@@ -274,6 +278,9 @@ impl DhcpJoins {
             }
             if m.host_name.is_some() {
                 r.host_name.clone_from(&m.host_name);
+            }
+            if m.vendor_class.is_some() {
+                r.client_software.clone_from(&m.vendor_class);
             }
             if m.client_fqdn.is_some() {
                 r.client_fqdn.clone_from(&m.client_fqdn);
@@ -385,10 +392,14 @@ mod tests {
             1,
             7,
             [0; 4],
-            &[53, 1, 3, 12, 4, b'c', b'a', b'm', b'7', 50, 4, 10, 0, 0, 9, 81, 8, 0x04, 0, 0, 3, b'c', b'a', b'm', 0],
+            &[
+                53, 1, 3, 12, 4, b'c', b'a', b'm', b'7', 50, 4, 10, 0, 0, 9, 81, 8, 0x04, 0, 0, 3, b'c', b'a', b'm', 0,
+                60, 5, b'I', b'P', b'C', b'-', b'2',
+            ],
         );
         let m = parse(&p).unwrap();
         assert_eq!(m.msg_type, 3);
+        assert_eq!(m.vendor_class.as_deref(), Some("IPC-2"));
         assert_eq!(m.host_name.as_deref(), Some("cam7"));
         assert_eq!(m.client_fqdn.as_deref(), Some("cam"));
         assert_eq!(m.requested_addr, Some(Ipv4Addr::new(10, 0, 0, 9)));
