@@ -71,13 +71,35 @@ pub fn columns(catalog: &Catalog) -> Vec<(String, String)> {
             continue;
         }
         cols.push((column(&f.path), col_type(f.kind).into()));
+        if f.kind == Kind::Addr {
+            cols.push((bin_column(&f.path), BIN_TYPE.into()));
+        }
     }
     cols
 }
 
+/// Each address also as 16 bytes (IPv4 mapped into IPv6), computed by the
+/// server at insert: CIDR and range tests compare bytes instead of parsing
+/// every row's text at query time.
+const BIN_TYPE: &str = "Nullable(FixedString(16))";
+
+fn bin_column(path: &str) -> String {
+    format!("{}__bin", column(path))
+}
+
+fn bin_expr(c: &str) -> String {
+    format!("if(position(`{c}`, ':') > 0, IPv6StringToNum(`{c}`), IPv6StringToNum(concat('::ffff:', `{c}`)))")
+}
+
 /// The table's DDL, derived from the catalog.
 pub fn ddl(catalog: &Catalog, table: &str) -> String {
-    let cols: Vec<String> = columns(catalog).iter().map(|(n, t)| format!("    `{n}` {t}")).collect();
+    let cols: Vec<String> = columns(catalog)
+        .iter()
+        .map(|(n, t)| match n.strip_suffix("__bin") {
+            Some(addr) => format!("    `{n}` {t} MATERIALIZED {}", bin_expr(addr)),
+            None => format!("    `{n}` {t}"),
+        })
+        .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY (_class, _day) ORDER BY (_day, _log, _ts)",
         cols.join(",\n")
@@ -155,16 +177,32 @@ impl ClickHouseStore {
     }
 
     fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<Value>> {
-        let q = self.query(sql, args);
-        let bytes = self
-            .rt
-            .block_on(async move {
-                let mut cur = q.fetch_bytes("JSONEachRow")?;
-                cur.collect().await
+        let mut all = self.fetch_all(&[(sql, args)])?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Runs queries at once (each on its own connection) and returns their
+    /// rows in order: a search's count and its page cost one scan's time.
+    fn fetch_all(&self, queries: &[(&str, &[Arg])]) -> Result<Vec<Vec<Value>>> {
+        let futures: Vec<_> = queries
+            .iter()
+            .map(|(sql, args)| {
+                let q = self.query(sql, args);
+                async move {
+                    let mut cur = q.fetch_bytes("JSONEachRow")?;
+                    cur.collect().await
+                }
             })
-            .map_err(backend)?;
-        let text = String::from_utf8_lossy(&bytes);
-        text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).map_err(backend)).collect()
+            .collect();
+        let results = self.rt.block_on(futures::future::join_all(futures));
+        results
+            .into_iter()
+            .map(|r| {
+                let bytes = r.map_err(backend)?;
+                let text = String::from_utf8_lossy(&bytes);
+                text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).map_err(backend)).collect()
+            })
+            .collect()
     }
 
     fn row(&self, r: &Record) -> Value {
@@ -269,8 +307,7 @@ impl ClickHouseStore {
                         kind.name()
                     )));
                 }
-                let expr =
-                    if kind == Kind::Addr { format!("IPv6StringToNum(ifNull(`{c}`, ''))") } else { format!("`{c}`") };
+                let expr = if kind == Kind::Addr { format!("`{}`", bin_column(field)) } else { format!("`{c}`") };
                 let mut parts = vec![format!("isNotNull(`{c}`)")];
                 for (b, inc, exc) in [(lo, ">=", ">"), (hi, "<=", "<")] {
                     let (op, v) = match b {
@@ -291,13 +328,10 @@ impl ClickHouseStore {
                 format!("ifNull(({}), 0)", parts.join(" AND "))
             }
             Query::Cidr { field, net } => {
-                let c = column(field);
                 // Compared as IPv6 (IPv4 mapped), as Tantivy stores them.
                 args.push(Arg::Str(hex16(net.first_address())));
                 args.push(Arg::Str(hex16(net.last_address())));
-                format!(
-                    "ifNull(isNotNull(`{c}`) AND if(position(`{c}`, ':') > 0, IPv6StringToNum(`{c}`), IPv6StringToNum(concat('::ffff:', `{c}`))) BETWEEN unhex(?) AND unhex(?), 0)"
-                )
+                format!("ifNull(`{}` BETWEEN unhex(?) AND unhex(?), 0)", bin_column(field))
             }
             Query::Exists { field } => {
                 let c = column(field);
@@ -413,18 +447,19 @@ impl Store for ClickHouseStore {
         req.check(&self.catalog)?;
         let mut args = Vec::new();
         let w = self.where_clause(&req.query, req.from, req.to, &mut args)?;
-        let total = self.fetch(&format!("SELECT count() AS n FROM {} WHERE {w}", self.table), &args)?;
-        let total =
-            total.first().and_then(|r| r["n"].as_str().and_then(|s| s.parse().ok()).or(r["n"].as_u64())).unwrap_or(0);
+        let count = format!("SELECT count() AS n FROM {} WHERE {w}", self.table);
         let c = column(&req.sort.field);
         let dir = if req.sort.descending { "DESC" } else { "ASC" };
         // Records without the sort field last; ties in time order, then by
         // content, so pages are stable.
-        let sql = format!(
+        let page = format!(
             "SELECT _raw FROM {} WHERE {w} ORDER BY isNull(`{c}`), `{c}` {dir}, _ts {dir}, _raw LIMIT {} OFFSET {}",
             self.table, req.limit, req.offset
         );
-        let rows = self.fetch(&sql, &args)?;
+        let mut out = self.fetch_all(&[(&count, &args), (&page, &args)])?.into_iter();
+        let (total, rows) = (out.next().unwrap_or_default(), out.next().unwrap_or_default());
+        let total =
+            total.first().and_then(|r| r["n"].as_str().and_then(|s| s.parse().ok()).or(r["n"].as_u64())).unwrap_or(0);
         let hits = rows
             .iter()
             .map(|r| serde_json::from_str(r["_raw"].as_str().unwrap_or("null")).unwrap_or(Value::Null))
