@@ -320,19 +320,9 @@ impl BacnetState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schema::{FlowUid, Time};
 
     fn ctx() -> FlowCtx {
-        FlowCtx {
-            ts: Time(1),
-            uid: FlowUid::new(1),
-            orig: ("10.33.9.5".parse().unwrap(), 47808),
-            resp: ("10.33.5.20".parse().unwrap(), 47808),
-            is_orig: true,
-            keep_file_bytes: 0,
-            orig_local: true,
-            resp_local: true,
-        }
+        crate::proto::test_ctx(("10.33.9.5", 47808), ("10.33.5.20", 47808), true)
     }
 
     fn bvlc(apdu: &[u8]) -> Vec<u8> {

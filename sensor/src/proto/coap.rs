@@ -267,19 +267,9 @@ impl CoapState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schema::{FlowUid, Time};
 
     fn ctx(is_orig: bool) -> FlowCtx {
-        FlowCtx {
-            ts: Time(1),
-            uid: FlowUid::new(1),
-            orig: ("10.33.1.50".parse().unwrap(), 40000),
-            resp: ("10.33.3.12".parse().unwrap(), 5683),
-            is_orig,
-            keep_file_bytes: 0,
-            orig_local: true,
-            resp_local: true,
-        }
+        crate::proto::test_ctx(("10.33.1.50", 40000), ("10.33.3.12", 5683), is_orig)
     }
 
     /// PUT /lights/12/state?force=1, Content-Format text/plain, "off";

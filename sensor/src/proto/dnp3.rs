@@ -351,19 +351,9 @@ impl Dnp3State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schema::{FlowUid, Time};
 
     fn ctx(is_orig: bool) -> FlowCtx {
-        FlowCtx {
-            ts: Time(1),
-            uid: FlowUid::new(1),
-            orig: ("10.33.0.2".parse().unwrap(), 59602),
-            resp: ("10.33.0.7".parse().unwrap(), 20000),
-            is_orig,
-            keep_file_bytes: 0,
-            orig_local: true,
-            resp_local: true,
-        }
+        crate::proto::test_ctx(("10.33.0.2", 59602), ("10.33.0.7", 20000), is_orig)
     }
 
     /// A link frame around one transport segment carrying `app`.

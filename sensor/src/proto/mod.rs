@@ -42,6 +42,22 @@ pub struct FlowCtx {
     pub resp_local: bool,
 }
 
+/// A context for analyzer tests: time 1, uid 1, both ends local.
+#[cfg(test)]
+pub(crate) fn test_ctx(orig: (&str, u16), resp: (&str, u16), is_orig: bool) -> FlowCtx {
+    let addr = |s: &str| s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    FlowCtx {
+        ts: schema::Time(1),
+        uid: FlowUid::new(1),
+        orig: (addr(orig.0), orig.1),
+        resp: (addr(resp.0), resp.1),
+        is_orig,
+        keep_file_bytes: 0,
+        orig_local: true,
+        resp_local: true,
+    }
+}
+
 /// What an analyzer produced for one payload; owned by the caller.
 #[derive(Debug, Default)]
 pub struct AppOut {

@@ -296,19 +296,9 @@ impl ModbusState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schema::{FlowUid, Time};
 
     fn ctx(is_orig: bool) -> FlowCtx {
-        FlowCtx {
-            ts: Time(1),
-            uid: FlowUid::new(1),
-            orig: ("10.0.0.9".parse().unwrap(), 3082),
-            resp: ("10.0.0.3".parse().unwrap(), 502),
-            is_orig,
-            keep_file_bytes: 0,
-            orig_local: true,
-            resp_local: true,
-        }
+        crate::proto::test_ctx(("10.0.0.9", 3082), ("10.0.0.3", 502), is_orig)
     }
 
     // Read 2 holding registers from 100, unit 10; the answer 7 and 8.

@@ -505,19 +505,9 @@ impl MqttState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schema::FlowUid;
 
     fn ctx(is_orig: bool) -> FlowCtx {
-        FlowCtx {
-            ts: Time(1),
-            uid: FlowUid::new(1),
-            orig: ("10.0.1.4".parse().unwrap(), 49327),
-            resp: ("198.41.30.241".parse().unwrap(), 1883),
-            is_orig,
-            keep_file_bytes: 0,
-            orig_local: true,
-            resp_local: false,
-        }
+        crate::proto::test_ctx(("10.0.1.4", 49327), ("198.41.30.241", 1883), is_orig)
     }
 
     fn pkt(first: u8, body: &[u8]) -> Vec<u8> {

@@ -196,19 +196,9 @@ impl SnmpState {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use schema::FlowUid;
 
     fn ctx(is_orig: bool, ts: i64) -> FlowCtx {
-        FlowCtx {
-            ts: Time(ts),
-            uid: FlowUid::new(1),
-            orig: ("10.33.1.50".parse().unwrap(), 40000),
-            resp: ("10.33.3.12".parse().unwrap(), 161),
-            is_orig,
-            keep_file_bytes: 0,
-            orig_local: true,
-            resp_local: true,
-        }
+        FlowCtx { ts: Time(ts), ..crate::proto::test_ctx(("10.33.1.50", 40000), ("10.33.3.12", 161), is_orig) }
     }
 
     fn el(tag: u8, body: &[u8]) -> Vec<u8> {
