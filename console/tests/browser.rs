@@ -75,6 +75,17 @@ async fn start() -> Harness {
                        "id.resp_h": "203.0.113.9", "id.resp_p": 80, "proto": "tcp", "service": "http"}),
             ),
             record(
+                "known_devices",
+                json!({"ts": now - 50.0, "host": "10.33.0.7", "mac": "00:80:f4:00:00:07", "vendor": "TELEMECANIQUE ELECTRIQUE",
+                       "change": "new_service", "proto": "tcp", "port": 502, "service": "modbus", "peer": "10.20.0.5"}),
+            ),
+            record(
+                "known_devices",
+                json!({"ts": now - 40.0, "host": "10.33.0.7", "mac": "00:80:f4:00:00:07", "vendor": "TELEMECANIQUE ELECTRIQUE",
+                       "change": "snapshot", "first_seen": now - 3600.0, "last_seen": now - 40.0, "peers": 2,
+                       "services": ["tcp/502"]}),
+            ),
+            record(
                 "http",
                 json!({"ts": now - 60.5, "uid": "CFLOW1", "id.orig_h": "10.20.0.5", "host": "portal.city.example",
                        "uri": format!("/search?q={XSS}"), "user_agent": XSS, "method": "GET", "status_code": 200}),
@@ -265,6 +276,15 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     c.goto(&format!("{}/alerts", h.url)).await.unwrap();
     assert!(text(&c, "#alert-rows tr:first-child td:nth-child(2)").await.ends_with("UTC"));
 
+    // The device inventory, the changed controller first and marked.
+    c.goto(&format!("{}/devices", h.url)).await.unwrap();
+    let devices = text(&c, "#devices tr:first-child").await;
+    assert!(
+        devices.contains("10.33.0.7") && devices.contains("tcp/502") && devices.contains("TELEMECANIQUE"),
+        "{devices}"
+    );
+    assert!(text(&c, "#device-changes").await.contains("tcp/502 modbus"));
+
     // The admin adds a viewer.
     c.goto(&format!("{}/users", h.url)).await.unwrap();
     c.find(Locator::Id("new-name")).await.unwrap().send_keys("mayor-office").await.unwrap();
@@ -286,6 +306,8 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     let status = v.execute("return fetch('/users').then(r => r.status)", vec![]).await.unwrap();
     assert_eq!(status, json!(403));
     let status = v.execute("return fetch('/search?q=_log:http').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(status, json!(403));
+    let status = v.execute("return fetch('/devices').then(r => r.status)", vec![]).await.unwrap();
     assert_eq!(status, json!(403));
     v.close().await.unwrap();
 }
