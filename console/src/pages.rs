@@ -1429,7 +1429,7 @@ async fn devices(State(c): State<Arc<Console>>, a: Auth) -> Res {
             recent: recent_hosts.contains(host),
         });
     }
-    rows.sort_by(|x, y| y.recent.cmp(&x.recent));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.recent));
     let changes = changes
         .iter()
         .take(100)
