@@ -7,6 +7,7 @@
 pub mod error;
 pub mod i18n;
 mod pages;
+pub mod saved;
 pub mod session;
 pub mod users;
 pub mod view;
@@ -61,6 +62,7 @@ pub struct Console {
     pub users: Users,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
+    pub saved: saved::SavedSearches,
     pub cfg: ConsoleConfig,
     tz: chrono_tz::Tz,
     /// Per start: pseudonyms cannot be joined across restarts or installs.
@@ -80,6 +82,7 @@ impl Console {
             .parse()
             .map_err(|_| ConsoleError::Invalid(format!("unknown time zone '{}'", cfg.time_zone)))?;
         let (users, first) = Users::open(data)?;
+        let saved = saved::SavedSearches::open(data)?;
         let mut pseudonym_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut pseudonym_key);
         let c = Console {
@@ -87,6 +90,7 @@ impl Console {
             users,
             sessions: Sessions::new(Duration::from_secs(cfg.idle_timeout_secs.max(60)), cfg.max_sessions.max(1)),
             limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
+            saved,
             tz,
             pseudonym_key,
             cfg,

@@ -42,6 +42,8 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/incidents/{id}", get(incident).post(change_incident))
         .route("/search", get(search))
         .route("/search/export", get(export))
+        .route("/search/save", post(save_search))
+        .route("/search/delete", post(delete_search))
         .route("/sensors", get(sensors))
         .route("/devices", get(devices))
         .route("/users", get(users).post(add_user))
@@ -840,6 +842,8 @@ struct SearchPage {
     export_query: String,
     prev: String,
     next: String,
+    /// The reader's saved searches: (name, link).
+    saved: Vec<(String, String)>,
 }
 
 const PAGE: usize = 50;
@@ -883,6 +887,15 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         export_query: format!("q={}&range={}", enc(&f.q), enc(&range)),
         prev: String::new(),
         next: String::new(),
+        saved: c
+            .saved
+            .list(&a.session.user)
+            .into_iter()
+            .map(|s| {
+                let href = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
+                (s.name, href)
+            })
+            .collect(),
     };
     if f.q.trim().is_empty() {
         return page(p);
@@ -961,6 +974,30 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         }
         Err(e) => Err(e),
     }
+}
+
+/// Saves the search in the form under a name, for its user.
+async fn save_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Search)?;
+    let s = crate::saved::Saved {
+        name: f.get("name").unwrap_or("").to_string(),
+        q: f.get("q").unwrap_or("").to_string(),
+        range: f.get("range").filter(|r| RANGES.iter().any(|(v, _)| v == r)).unwrap_or("all").to_string(),
+    };
+    let back = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
+    c.siem.audit_as(&a.session.user, &a.peer, "console.search_save", json!({"name": s.name, "q": s.q}))?;
+    c.saved.save(&a.session.user, s)?;
+    Ok(Redirect::to(&back).into_response())
+}
+
+async fn delete_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Search)?;
+    c.saved.delete(&a.session.user, f.get("name").unwrap_or(""))?;
+    Ok(Redirect::to("/search").into_response())
 }
 
 #[derive(Deserialize, Default)]

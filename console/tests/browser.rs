@@ -258,6 +258,10 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     assert_eq!(text(&c, "#hit-total").await, "1");
     assert!(text(&c, "#hits").await.contains("onerror"));
     assert!(!pwned(&c).await);
+    // Saved for later, listed on the search page.
+    c.find(Locator::Id("save-name")).await.unwrap().send_keys("portal requests").await.unwrap();
+    c.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
+    until(&c, "#saved-searches", |t| t.contains("portal requests")).await;
     c.goto(&format!("{}/search?q=uid:(", h.url)).await.unwrap();
     assert!(!text(&c, "#search-error").await.is_empty());
 
