@@ -122,7 +122,14 @@ impl DetectSettings {
         let mapping_path = sub("sigma-mapping.toml");
         let mapping = if mapping_path.is_file() {
             let text = std::fs::read_to_string(&mapping_path)?;
-            Mapping::parse(&text, &mapping_path.display().to_string())?
+            let m = Mapping::parse(&text, &mapping_path.display().to_string())?;
+            for l in &m.unknown_logs {
+                eprintln!(
+                    "{}: log '{l}' is not one this build writes; its rules read the other logs",
+                    mapping_path.display()
+                );
+            }
+            m
         } else {
             Mapping::shipped()
         };

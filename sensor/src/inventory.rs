@@ -179,7 +179,7 @@ impl Inventory {
     /// host is not local or the inventory is full.
     fn device(&mut self, ts: Time, host: IpAddr, mac: Option<&str>, out: &mut Vec<Event>) -> bool {
         let not_a_device = match host {
-            IpAddr::V4(v) => v.is_unspecified() || v.is_broadcast() || v.is_multicast() || v.octets()[3] == 255,
+            IpAddr::V4(v) => v.is_unspecified() || v.is_broadcast() || v.is_multicast(),
             IpAddr::V6(v) => v.is_unspecified() || v.is_multicast(),
         };
         if not_a_device || !self.nets.contains(host) {

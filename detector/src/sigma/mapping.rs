@@ -24,6 +24,11 @@ pub struct Entry {
 pub struct Mapping {
     #[serde(rename = "logsource", default)]
     pub entries: Vec<Entry>,
+    /// Logs the file names that this build does not have (a mapping from a
+    /// newer release, or a typo): left out of their entries and reported,
+    /// while every other entry keeps working.
+    #[serde(skip)]
+    pub unknown_logs: Vec<String>,
 }
 
 /// The mapping CitySOC ships.
@@ -31,15 +36,19 @@ pub const DEFAULT_MAPPING: &str = include_str!("../../../rules/sigma-mapping.tom
 
 impl Mapping {
     pub fn parse(text: &str, path: &str) -> Result<Mapping, DetectorError> {
-        let m: Mapping =
+        let mut m: Mapping =
             toml::from_str(text).map_err(|e| DetectorError::Mapping { path: path.into(), message: e.to_string() })?;
-        for e in &m.entries {
-            for l in &e.logs {
-                if super::engine::log_index(l).is_none() {
-                    return Err(DetectorError::Mapping { path: path.into(), message: format!("unknown log '{l}'") });
+        let mut unknown = Vec::new();
+        for e in &mut m.entries {
+            e.logs.retain(|l| {
+                let known = super::engine::log_index(l).is_some();
+                if !known && !unknown.contains(l) {
+                    unknown.push(l.clone());
                 }
-            }
+                known
+            });
         }
+        m.unknown_logs = unknown;
         Ok(m)
     }
 
@@ -69,6 +78,7 @@ mod tests {
     #[test]
     fn shipped_mapping_parses_and_names_real_fields() {
         let m = Mapping::parse(DEFAULT_MAPPING, "shipped").unwrap();
+        assert!(m.unknown_logs.is_empty(), "{:?}", m.unknown_logs);
         for e in &m.entries {
             for l in &e.logs {
                 let def = schema::CATALOG.iter().find(|d| d.name == l).unwrap();
@@ -81,5 +91,13 @@ mod tests {
         assert!(m.route(&proxy).is_some());
         let win = Logsource { category: Some("dns_query".into()), product: Some("windows".into()), service: None };
         assert!(m.route(&win).is_none());
+    }
+
+    #[test]
+    fn an_unknown_log_is_reported_and_the_rest_kept() {
+        let text = "[[logsource]]\nproduct = \"zeek\"\nservice = \"http\"\nlogs = [\"http\", \"http2\"]\n";
+        let m = Mapping::parse(text, "t").unwrap();
+        assert_eq!(m.unknown_logs, ["http2"]);
+        assert_eq!(m.entries[0].logs, ["http"]);
     }
 }
