@@ -22,8 +22,8 @@ use std::sync::Arc;
 pub struct DetectSettings {
     /// Run detection at all (`--no-detect` turns it off).
     pub enabled: bool,
-    /// The rules folder: `sigma/`, `yara/`, `intel/`, `sigma-mapping.toml`
-    /// and `placeholders.toml` under it.
+    /// The rules folder: `sigma/`, `yara/`, `intel/`, `sigma-mapping.toml`,
+    /// `placeholders.toml` and `models.toml` under it.
     pub rules_dir: PathBuf,
     /// More Sigma folders (a SigmaHQ checkout loads as is).
     pub sigma_dirs: Vec<PathBuf>,
@@ -160,6 +160,7 @@ impl DetectSettings {
                 max_events_per_group: self.correlation_max_events_per_group,
             },
             intel_reload_secs: self.intel_reload_secs,
+            models_path: Some(sub("models.toml")).filter(|p| p.is_file()),
         })
     }
 

@@ -4,6 +4,7 @@
 use crate::error::RuleError;
 use crate::flat::FlatRecord;
 use crate::intel::{self, IntelHit, IntelSet};
+use crate::models::{Models, ModelsConfig};
 use crate::sigma::correlation::{CorrelationConfig, CorrelationEngine, CorrelationHit};
 use crate::sigma::engine::{Evaluator, RuleHit};
 use crate::sigma::mapping::Mapping;
@@ -41,6 +42,8 @@ pub struct DetectorConfig {
     pub correlation: CorrelationConfig,
     /// How often the indicator files are looked at for changes.
     pub intel_reload_secs: u64,
+    /// `models.toml`: the anomaly models' thresholds (none: no models).
+    pub models_path: Option<PathBuf>,
 }
 
 impl Default for DetectorConfig {
@@ -60,6 +63,7 @@ impl Default for DetectorConfig {
             stream_buffer_bytes: 16 << 20,
             correlation: CorrelationConfig::default(),
             intel_reload_secs: 5,
+            models_path: None,
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct RuleSet {
     pub sigma_report: LoadReport,
     pub yara: Option<Arc<YaraSet>>,
     pub intel: Arc<IntelSet>,
+    pub models: ModelsConfig,
     pub errors: Vec<RuleError>,
     pub cfg: DetectorConfig,
 }
@@ -83,7 +88,15 @@ impl RuleSet {
         errors.extend(yerr);
         let (intel, ierr) = intel::load(&cfg.intel_paths);
         errors.extend(ierr);
-        RuleSet { sigma, sigma_report, yara, intel: Arc::new(intel), errors, cfg }
+        let models = match &cfg.models_path {
+            Some(p) => {
+                let (m, merr) = ModelsConfig::load(p, &cfg.placeholders);
+                errors.extend(merr);
+                m
+            }
+            None => ModelsConfig::default(),
+        };
+        RuleSet { sigma, sigma_report, yara, intel: Arc::new(intel), models, errors, cfg }
     }
 
     pub fn wants_payload(&self) -> bool {
@@ -343,6 +356,8 @@ pub struct Detector {
     corr: CorrelationEngine,
     yara: Option<YaraScanner>,
     agg: Aggregator,
+    models: Models,
+    model_alerts: Vec<AlertRecord>,
     hits: Vec<RuleHit>,
     chits: Vec<CorrelationHit>,
     ihits: Vec<IntelHit>,
@@ -358,6 +373,7 @@ impl Detector {
         let agg = Aggregator::new(rules.cfg.aggregate_window_secs, rules.cfg.max_open_alerts);
         let yara = rules.yara.clone().map(YaraScanner::new);
         let intel_files = intel::fingerprint(&rules.cfg.intel_paths);
+        let models = Models::new(rules.models.clone());
         Detector {
             intel: Arc::clone(&rules.intel),
             intel_files,
@@ -367,6 +383,8 @@ impl Detector {
             corr,
             yara,
             agg,
+            models,
+            model_alerts: Vec::new(),
             hits: Vec::new(),
             chits: Vec::new(),
             ihits: Vec::new(),
@@ -425,6 +443,10 @@ impl Detector {
             if let Some(cid) = &c.community_id {
                 self.agg.community_id(c.uid, cid);
             }
+        }
+        if !self.models.is_empty() {
+            self.models.observe(ev.log_name(), &self.eval.flat, &rules.cfg.sensor_name, &mut self.model_alerts);
+            self.raise_model_alerts(out);
         }
         self.ihits.clear();
         let intel = Arc::clone(&self.intel);
@@ -585,9 +607,23 @@ impl Detector {
         self.agg.add(a, out);
     }
 
-    /// Writes out every alert still held for folding.
+    fn raise_model_alerts(&mut self, out: &mut Vec<AlertRecord>) {
+        for a in std::mem::take(&mut self.model_alerts) {
+            self.raise(a, out);
+        }
+    }
+
+    /// Writes out every alert still held: the models' open windows close
+    /// and every folded alert is written.
     pub fn flush(&mut self, out: &mut Vec<AlertRecord>) {
+        let sensor = self.rules.cfg.sensor_name.clone();
+        self.models.flush(&sensor, &mut self.model_alerts);
+        self.raise_model_alerts(out);
         self.agg.flush(out);
+    }
+
+    pub fn models(&self) -> &Models {
+        &self.models
     }
 
     pub fn open_alerts(&self) -> usize {

@@ -1,10 +1,12 @@
 //! Detection over the sensor's records and payloads: Sigma rules (with
 //! correlation and filters), YARA-X over payloads and files, threat
-//! intelligence indicators, and the alert aggregation they all feed.
+//! intelligence indicators, anomaly models, and the alert aggregation they
+//! all feed.
 
 pub mod detect;
 pub mod error;
 pub mod flat;
 pub mod intel;
+pub mod models;
 pub mod sigma;
 pub mod yara;

@@ -11,6 +11,7 @@ mod catalog;
 mod ics;
 mod ids;
 mod records;
+mod samples;
 mod time;
 
 pub use alert::{AlertRecord, RuleSource, Severity};
@@ -24,4 +25,5 @@ pub use records::{
     ConnRecord, DhcpRecord, DnsRecord, Event, FilesRecord, FtpRecord, HttpRecord, NtpRecord, QuicRecord, SmtpRecord,
     SshRecord, SslRecord, StatsRecord, TunnelRecord, WeirdRecord,
 };
+pub use samples::sample_events;
 pub use time::{Interval, Time};

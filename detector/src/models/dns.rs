@@ -1,0 +1,294 @@
+//! DNS tunnelling and DGAs. Tunnels: one client asking many unique, long,
+//! high-entropy subdomains of one registered domain, or a stream of TXT/NULL
+//! queries. DGAs: one client told NXDOMAIN for many registered domains
+//! whose names look machine-made; plain NXDOMAIN bursts too.
+
+use super::config::DnsConfig;
+use super::window::Windows;
+use super::{some_of, Fields, ModelCounters, Verdict};
+use publicsuffix::{List, Psl};
+use schema::Time;
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Read;
+use std::net::IpAddr;
+
+const SUFFIX_LIST_GZ: &[u8] = include_bytes!("../../data/public_suffix_list.dat.gz");
+
+/// The shipped Public Suffix List, parsed.
+pub fn shipped_suffix_list() -> List {
+    let mut text = String::new();
+    let mut gz = flate2::read::GzDecoder::new(SUFFIX_LIST_GZ);
+    // The file is part of the build and checked by a test.
+    if gz.read_to_string(&mut text).is_err() {
+        return List::default();
+    }
+    text.parse().unwrap_or_default()
+}
+
+#[derive(Default)]
+pub struct TunnelState {
+    first: i64,
+    last: i64,
+    unique: BTreeSet<u64>,
+    len_sum: f64,
+    entropy_sum: f64,
+    queries: u64,
+    txt: u64,
+    examples: Vec<String>,
+    evidence: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct NxState {
+    first: i64,
+    last: i64,
+    nx: u64,
+    domains: BTreeSet<String>,
+    random: usize,
+    examples: Vec<String>,
+    evidence: Vec<String>,
+}
+
+pub struct DnsModel {
+    cfg: DnsConfig,
+    psl: List,
+    tunnels: Windows<(IpAddr, String), TunnelState>,
+    nx: Windows<IpAddr, NxState>,
+}
+
+const EVIDENCE: usize = 10;
+
+/// Shannon entropy in bits per character.
+pub fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for b in s.bytes().filter(|b| *b != b'.') {
+        counts[b as usize] += 1;
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let n = f64::from(n);
+    counts.iter().filter(|c| **c > 0).map(|c| f64::from(*c) / n).map(|p| -p * p.log2()).sum()
+}
+
+/// Whether a domain label looks machine-made: long, few vowels or many
+/// digits, or long consonant runs, and not repetitive. Dictionary-word
+/// DGAs pass as human; the README says so.
+pub fn looks_random(label: &str) -> bool {
+    let l = label.to_ascii_lowercase();
+    let n = l.len();
+    if n < 8 {
+        return false;
+    }
+    let vowels = l.bytes().filter(|b| b"aeiou".contains(b)).count() as f64 / n as f64;
+    let digits = l.bytes().filter(u8::is_ascii_digit).count() as f64 / n as f64;
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for b in l.bytes() {
+        if b.is_ascii_alphabetic() && !b"aeiouy".contains(&b) {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    entropy(&l) >= 2.8 && (vowels < 0.22 || (digits > 0.25 && digits < 0.8) || longest >= 5)
+}
+
+impl DnsModel {
+    pub fn new(cfg: DnsConfig, lateness: i64) -> Self {
+        DnsModel {
+            tunnels: Windows::new(cfg.window_secs, 2, lateness, cfg.max_keys),
+            nx: Windows::new(cfg.window_secs, 2, lateness, cfg.max_keys),
+            psl: shipped_suffix_list(),
+            cfg,
+        }
+    }
+
+    /// `(registered domain, the labels in front of it)`; names without a
+    /// listed suffix (`wpad`, `printer.local`) have none.
+    pub fn split(&self, name: &str) -> Option<(String, String)> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let d = self.psl.domain(name.as_bytes())?;
+        // Only names under a suffix the list knows (not its `*` default).
+        if !d.suffix().is_known() {
+            return None;
+        }
+        let reg = std::str::from_utf8(d.as_bytes()).ok()?.to_string();
+        let sub = name.strip_suffix(&reg).unwrap_or("").trim_end_matches('.').to_string();
+        Some((reg, sub))
+    }
+
+    pub fn observe(&mut self, now: Time, ts: Time, r: &dyn Fields, c: &mut ModelCounters) {
+        let (Some(client), Some(q)) = (r.ip("id.orig_h"), r.text("query")) else { return };
+        if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&client)) {
+            return;
+        }
+        let Some((reg, sub)) = self.split(&q) else { return };
+        let txt = matches!(r.text("qtype_name").as_deref(), Some("TXT" | "NULL"));
+        let uid = r.text("uid").map(|u| format!("dns:{u}"));
+        let max = self.cfg.max_names;
+        if !sub.is_empty() || txt {
+            let mut h = DefaultHasher::new();
+            sub.hash(&mut h);
+            let hash = h.finish();
+            let (len, ent) = (sub.len() as f64, entropy(&sub));
+            self.tunnels.fold(now, ts, &(client, reg.clone()), c, |s| {
+                if s.first == 0 || ts.0 < s.first {
+                    s.first = ts.0;
+                }
+                s.last = s.last.max(ts.0);
+                s.queries += 1;
+                s.txt += u64::from(txt);
+                if !sub.is_empty() && s.unique.len() < max && s.unique.insert(hash) {
+                    s.len_sum += len;
+                    s.entropy_sum += ent;
+                    if s.examples.len() < 3 {
+                        s.examples.push(q.clone());
+                    }
+                }
+                if let Some(u) = &uid {
+                    if s.evidence.len() < EVIDENCE {
+                        s.evidence.push(u.clone());
+                    }
+                }
+            });
+        }
+        if r.text("rcode_name").as_deref() == Some("NXDOMAIN") {
+            let label = reg.split('.').next().unwrap_or("").to_string();
+            let random = looks_random(&label);
+            self.nx.fold(now, ts, &client, c, |s| {
+                if s.first == 0 || ts.0 < s.first {
+                    s.first = ts.0;
+                }
+                s.last = s.last.max(ts.0);
+                s.nx += 1;
+                if s.domains.len() < max && s.domains.insert(reg.clone()) {
+                    s.random += usize::from(random);
+                    if random && s.examples.len() < 5 {
+                        s.examples.push(reg.clone());
+                    }
+                }
+                if let Some(u) = &uid {
+                    if s.evidence.len() < EVIDENCE {
+                        s.evidence.push(u.clone());
+                    }
+                }
+            });
+        }
+    }
+
+    pub fn close(&mut self, now: Time, out: &mut Vec<Verdict>) {
+        let cfg = &self.cfg;
+        self.tunnels.close(now, |_, _, (client, reg), s| {
+            let n = s.unique.len();
+            let mean_len = if n > 0 { s.len_sum / n as f64 } else { 0.0 };
+            let mean_ent = if n > 0 { s.entropy_sum / n as f64 } else { 0.0 };
+            let tunnel =
+                n >= cfg.tunnel_subdomains && mean_len >= cfg.tunnel_min_length && mean_ent >= cfg.tunnel_min_entropy;
+            let txt = s.txt >= cfg.txt_queries;
+            if !tunnel && !txt {
+                return false;
+            }
+            let secs = s.last.saturating_sub(s.first) as f64 / 1e6;
+            let summary = format!(
+                "DNS tunnel suspected: {client} asked {n} unique subdomains of {reg} in {}, mean length {mean_len:.0}, \
+                 entropy {mean_ent:.1} bits/char, {} TXT/NULL of {} queries (e.g. {})",
+                super::human_secs(secs),
+                s.txt,
+                s.queries,
+                some_of(&s.examples, 2)
+            );
+            let matched = vec![
+                format!("kind={}", if tunnel { "tunnel" } else { "txt_volume" }),
+                format!("domain={reg}"),
+                format!("unique_subdomains={n}"),
+                format!("mean_length={mean_len:.1}"),
+                format!("mean_entropy={mean_ent:.2}"),
+                format!("txt_null={}", s.txt),
+            ];
+            out.push(Verdict {
+                model: "dns",
+                first: Time(s.first),
+                last: Time(s.last),
+                orig: Some(*client),
+                resp: None,
+                resp_p: None,
+                summary,
+                matched,
+                evidence: s.evidence,
+                severity: None,
+                count: s.queries,
+            });
+            true
+        });
+        self.nx.close(now, |_, _, client, s| {
+            let d = s.domains.len();
+            let share = if d > 0 { s.random as f64 / d as f64 } else { 0.0 };
+            let dga = d >= cfg.dga_nx_domains && share >= cfg.dga_random_share;
+            let burst = s.nx >= cfg.nx_burst;
+            if !dga && !burst {
+                return false;
+            }
+            let secs = s.last.saturating_sub(s.first) as f64 / 1e6;
+            let summary = if dga {
+                format!(
+                    "DGA-like lookups: {client} got NXDOMAIN for {d} registered domains in {}, {:.0}% machine-made \
+                     looking (e.g. {})",
+                    super::human_secs(secs),
+                    share * 100.0,
+                    some_of(&s.examples, 3)
+                )
+            } else {
+                format!(
+                    "NXDOMAIN burst: {client} got {} NXDOMAIN answers for {d} registered domains in {}",
+                    s.nx,
+                    super::human_secs(secs)
+                )
+            };
+            let matched = vec![
+                format!("kind={}", if dga { "dga" } else { "nxdomain_burst" }),
+                format!("nxdomain={}", s.nx),
+                format!("domains={d}"),
+                format!("random_share={share:.2}"),
+            ];
+            out.push(Verdict {
+                model: "dns",
+                first: Time(s.first),
+                last: Time(s.last),
+                orig: Some(*client),
+                resp: None,
+                resp_p: None,
+                summary,
+                matched,
+                evidence: s.evidence,
+                severity: None,
+                count: s.nx,
+            });
+            true
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_domains_and_randomness() {
+        let m = DnsModel::new(DnsConfig::default(), 0);
+        assert_eq!(m.split("a1b2.t.exfil.example.co.uk."), Some(("example.co.uk".into(), "a1b2.t.exfil".into())));
+        assert_eq!(m.split("www.city.gov.vn"), Some(("city.gov.vn".into(), "www".into())));
+        assert_eq!(m.split("wpad"), None);
+        for r in ["xkqjwzplmv", "kqlxtqptsmys", "a8f3k2m9q1z7"] {
+            assert!(looks_random(r), "{r}");
+        }
+        for h in ["facebook", "wikipedia", "hochiminhcity", "google", "thanhphohcm", "weatherforecast"] {
+            assert!(!looks_random(h), "{h}");
+        }
+        assert!(entropy("aaaa") < 0.01 && entropy("abcd") > 1.99);
+    }
+}

@@ -1,0 +1,183 @@
+//! IoT devices leaving their baseline. Each host in `device_nets` learns a
+//! profile for `learn_secs` of record time from its first record: the
+//! peers it talks with, the ports it uses and serves, the industrial
+//! functions (Modbus, DNP3, BACnet, CoAP methods) and MQTT topics. After
+//! that, anything new is a departure and raises an alert once; it then
+//! joins the profile. Admins accept a change as the new normal by adding it
+//! to `accepted` in `rules/models.toml`.
+
+use super::config::IotConfig;
+use super::{human_secs, some_of, Fields, ModelCounters, Verdict};
+use schema::Time;
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+/// What a profile holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Peer,
+    Port,
+    Function,
+    Topic,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Peer => "peer",
+            Kind::Port => "port",
+            Kind::Function => "function",
+            Kind::Topic => "topic",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "peer" => Kind::Peer,
+            "port" => Kind::Port,
+            "function" => Kind::Function,
+            "topic" => Kind::Topic,
+            _ => return None,
+        })
+    }
+}
+
+/// `"10.33.0.7 peer 10.33.1.60"` → (host, kind, value).
+pub fn parse_accepted(s: &str) -> Option<(IpAddr, Kind, String)> {
+    let mut it = s.split_whitespace();
+    let host = it.next()?.parse().ok()?;
+    let kind = Kind::parse(it.next()?)?;
+    let value = it.collect::<Vec<_>>().join(" ");
+    (!value.is_empty()).then_some((host, kind, value))
+}
+
+#[derive(Default)]
+struct Profile {
+    first: i64,
+    items: HashMap<Kind, BTreeSet<String>>,
+    /// Kinds that grew past `max_items`: not steady, not judged.
+    overflow: BTreeSet<Kind>,
+}
+
+pub struct IotModel {
+    cfg: IotConfig,
+    devices: HashMap<IpAddr, Profile>,
+    accepted: BTreeSet<(IpAddr, Kind, String)>,
+}
+
+impl IotModel {
+    pub fn new(cfg: IotConfig) -> Self {
+        let accepted = cfg.accepted.iter().filter_map(|a| parse_accepted(a)).collect();
+        IotModel { cfg, devices: HashMap::new(), accepted }
+    }
+
+    fn is_device(&self, ip: &IpAddr) -> bool {
+        self.cfg.devices.contains(ip) && !self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(ip))
+    }
+
+    pub fn observe(&mut self, log: &str, ts: Time, r: &dyn Fields, c: &mut ModelCounters, out: &mut Vec<Verdict>) {
+        let (Some(orig), Some(resp)) = (r.ip("id.orig_h"), r.ip("id.resp_h")) else { return };
+        let port = r.port("id.resp_p").unwrap_or(0);
+        let proto = r.text("proto").unwrap_or_else(|| "tcp".into());
+        let uid = r.text("uid").map(|u| format!("{log}:{u}"));
+        let mut facts: Vec<(IpAddr, Kind, String, IpAddr)> = Vec::new();
+        for (dev, peer, outbound) in [(orig, resp, true), (resp, orig, false)] {
+            if !self.is_device(&dev) {
+                continue;
+            }
+            match log {
+                "conn" => {
+                    facts.push((dev, Kind::Peer, peer.to_string(), peer));
+                    let dir = if outbound { "to" } else { "serves" };
+                    facts.push((dev, Kind::Port, format!("{dir} {proto}/{port}"), peer));
+                }
+                "modbus" | "dnp3" | "bacnet" | "coap" => {
+                    let f = match log {
+                        "modbus" => r.text("func"),
+                        "dnp3" => r.text("fc_request"),
+                        "bacnet" => r.text("pdu_service"),
+                        _ => r.text("method"),
+                    };
+                    if let Some(f) = f.filter(|f| !f.is_empty()) {
+                        let role = if outbound { "sends" } else { "receives" };
+                        facts.push((dev, Kind::Function, format!("{log} {role} {f}"), peer));
+                    }
+                }
+                "mqtt_publish" if outbound => {
+                    if let Some(t) = r.text("topic") {
+                        facts.push((dev, Kind::Topic, format!("publishes {t}"), peer));
+                    }
+                }
+                "mqtt_subscribe" if outbound => {
+                    for t in r.texts("topics") {
+                        facts.push((dev, Kind::Topic, format!("subscribes {t}"), peer));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (dev, kind, value, peer) in facts {
+            self.fact(ts, dev, kind, value, peer, uid.as_deref(), c, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fact(
+        &mut self,
+        ts: Time,
+        dev: IpAddr,
+        kind: Kind,
+        value: String,
+        peer: IpAddr,
+        uid: Option<&str>,
+        c: &mut ModelCounters,
+        out: &mut Vec<Verdict>,
+    ) {
+        if !self.devices.contains_key(&dev) && self.devices.len() >= self.cfg.max_devices {
+            c.state_full += 1;
+            return;
+        }
+        let learn = self.cfg.learn_secs as i64 * 1_000_000;
+        let max = self.cfg.max_items;
+        let p = self.devices.entry(dev).or_insert_with(|| Profile { first: ts.0, ..Default::default() });
+        p.first = p.first.min(ts.0);
+        if p.overflow.contains(&kind) {
+            return;
+        }
+        let set = p.items.entry(kind).or_default();
+        if set.contains(&value) {
+            return;
+        }
+        if set.len() >= max {
+            p.overflow.insert(kind);
+            return;
+        }
+        let learning = ts.0 < p.first.saturating_add(learn);
+        let known: Vec<String> = set.iter().take(4).cloned().collect();
+        let n_known = set.len();
+        set.insert(value.clone());
+        if learning || self.accepted.contains(&(dev, kind, value.clone())) {
+            return;
+        }
+        let learned_for = human_secs(ts.0.saturating_sub(p.first) as f64 / 1e6);
+        let summary = format!(
+            "Device {dev} left its profile: new {} \"{value}\" (with {peer}) after {learned_for} of records; \
+             {n_known} known{}",
+            kind.as_str(),
+            if known.is_empty() { String::new() } else { format!(": {}", some_of(&known, 4)) }
+        );
+        out.push(Verdict {
+            model: "iot",
+            first: ts,
+            last: ts,
+            orig: Some(dev),
+            resp: Some(peer),
+            resp_p: None,
+            summary,
+            matched: vec![format!("kind={}", kind.as_str()), format!("value={value}"), format!("known={n_known}")],
+            evidence: uid.map(|u| vec![u.to_string()]).unwrap_or_default(),
+            severity: None,
+            count: 1,
+        });
+    }
+}

@@ -1,0 +1,169 @@
+//! Horizontal and vertical scans and ICMP sweeps: per source and window,
+//! the distinct targets of probes, connections that carried no payload
+//! either way (refused, unanswered, or opened and dropped).
+
+use super::config::ScanConfig;
+use super::window::Windows;
+use super::{human_secs, some_of, Fields, ModelCounters, Verdict};
+use schema::Time;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+#[derive(Default)]
+pub struct ScanState {
+    first: i64,
+    last: i64,
+    /// (host, proto, port) probed.
+    probes: BTreeSet<(IpAddr, &'static str, u16)>,
+    /// Probes that found the port open (a SYN-ACK or a UDP reply).
+    open: BTreeSet<(IpAddr, &'static str, u16)>,
+    icmp: BTreeSet<IpAddr>,
+    evidence: Vec<String>,
+    full: bool,
+}
+
+pub struct ScanModel {
+    cfg: ScanConfig,
+    win: Windows<IpAddr, ScanState>,
+}
+
+const EVIDENCE: usize = 10;
+
+fn proto_of(p: &str) -> &'static str {
+    match p {
+        "tcp" => "tcp",
+        "udp" => "udp",
+        _ => "icmp",
+    }
+}
+
+impl ScanModel {
+    pub fn new(cfg: ScanConfig, lateness: i64) -> Self {
+        let win = Windows::new(cfg.window_secs, 2, lateness, cfg.max_sources);
+        ScanModel { cfg, win }
+    }
+
+    pub fn observe(&mut self, now: Time, ts: Time, r: &dyn Fields, c: &mut ModelCounters) {
+        let (Some(src), Some(dst), Some(proto)) = (r.ip("id.orig_h"), r.ip("id.resp_h"), r.text("proto")) else {
+            return;
+        };
+        if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&src)) {
+            return;
+        }
+        let ob = r.num("orig_bytes").unwrap_or(0.0);
+        let rb = r.num("resp_bytes").unwrap_or(0.0);
+        let state = r.text("conn_state").unwrap_or_default();
+        let history = r.text("history").unwrap_or_default();
+        let port = r.port("id.resp_p").unwrap_or(0);
+        let proto = proto_of(&proto);
+        // What a probe is, per protocol: no payload on TCP; a small datagram
+        // on UDP; an echo request on ICMP (v4 type 8, v6 type 128).
+        let (probe, open, echo) = match proto {
+            "tcp" => (ob == 0.0 && rb == 0.0, history.contains('h'), false),
+            "udp" => (ob <= 64.0 && (state == "S0" || rb > 0.0), rb > 0.0, false),
+            _ => (false, false, matches!(r.port("id.orig_p"), Some(8 | 128))),
+        };
+        if !probe && !echo {
+            return;
+        }
+        let max = self.cfg.max_probes;
+        let uid = r.text("uid");
+        self.win.fold(now, ts, &src, c, |s| {
+            if s.first == 0 || ts.0 < s.first {
+                s.first = ts.0;
+            }
+            s.last = s.last.max(ts.0);
+            if echo {
+                if s.icmp.len() < max {
+                    s.icmp.insert(dst);
+                }
+            } else if s.probes.len() < max {
+                s.probes.insert((dst, proto, port));
+                if open {
+                    s.open.insert((dst, proto, port));
+                }
+            } else {
+                s.full = true;
+            }
+            if let Some(u) = &uid {
+                if s.evidence.len() < EVIDENCE {
+                    s.evidence.push(format!("conn:{u}"));
+                }
+            }
+        });
+    }
+
+    pub fn close(&mut self, now: Time, out: &mut Vec<Verdict>) {
+        let cfg = &self.cfg;
+        self.win.close(now, |_, _, src, s| {
+            let n = out.len();
+            judge(cfg, *src, &s, out);
+            out.len() > n
+        });
+    }
+}
+
+fn judge(cfg: &ScanConfig, src: IpAddr, s: &ScanState, out: &mut Vec<Verdict>) {
+    let took = human_secs(s.last.saturating_sub(s.first) as f64 / 1e6);
+    let at_least = if s.full { "at least " } else { "" };
+    let base = |summary: String, resp: Option<IpAddr>, matched: Vec<String>, count: usize| Verdict {
+        model: "scan",
+        first: Time(s.first),
+        last: Time(s.last),
+        orig: Some(src),
+        resp,
+        resp_p: None,
+        summary,
+        matched,
+        evidence: s.evidence.clone(),
+        severity: None,
+        count: count as u64,
+    };
+    let mut per_host: BTreeMap<IpAddr, Vec<(&str, u16)>> = BTreeMap::new();
+    for (h, p, port) in &s.probes {
+        per_host.entry(*h).or_default().push((p, *port));
+    }
+    if let Some((host, ports)) = per_host.iter().max_by_key(|(h, v)| (v.len(), std::cmp::Reverse(**h))) {
+        if ports.len() >= cfg.vertical_ports {
+            let open: Vec<String> =
+                s.open.iter().filter(|(h, _, _)| h == host).map(|(_, p, port)| format!("{p}/{port}")).collect();
+            let lo = ports.iter().map(|x| x.1).min().unwrap_or(0);
+            let hi = ports.iter().map(|x| x.1).max().unwrap_or(0);
+            let summary = format!(
+                "Vertical scan: {src} probed {at_least}{} ports of {host} in {took} (ports {lo}-{hi}; open: {})",
+                ports.len(),
+                if open.is_empty() { "none".to_string() } else { some_of(&open, 10) }
+            );
+            let matched =
+                vec!["kind=vertical".into(), format!("ports={}", ports.len()), format!("open={}", open.len())];
+            out.push(base(summary, Some(*host), matched, ports.len()));
+        }
+    }
+    if per_host.len() >= cfg.horizontal_hosts {
+        let mut by_port: BTreeMap<(&str, u16), usize> = BTreeMap::new();
+        for (_, p, port) in &s.probes {
+            *by_port.entry((p, *port)).or_default() += 1;
+        }
+        let mut top: Vec<_> = by_port.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let ports: Vec<String> = top.iter().map(|((p, port), n)| format!("{p}/{port} ({n} hosts)")).collect();
+        let answered = s.open.iter().map(|x| x.0).collect::<BTreeSet<_>>().len();
+        let summary = format!(
+            "Horizontal scan: {src} probed {at_least}{} hosts in {took} on {}; {answered} answered open",
+            per_host.len(),
+            some_of(&ports, 5)
+        );
+        let matched = vec!["kind=horizontal".into(), format!("hosts={}", per_host.len()), format!("open={answered}")];
+        out.push(base(summary, None, matched, per_host.len()));
+    }
+    if s.icmp.len() >= cfg.sweep_hosts {
+        let lo = s.icmp.iter().next().map(|h| h.to_string()).unwrap_or_default();
+        let hi = s.icmp.iter().next_back().map(|h| h.to_string()).unwrap_or_default();
+        let summary = format!(
+            "ICMP sweep: {src} sent echo requests to {at_least}{} hosts ({lo} to {hi}) in {took}",
+            s.icmp.len()
+        );
+        let matched = vec!["kind=icmp_sweep".into(), format!("hosts={}", s.icmp.len())];
+        out.push(base(summary, None, matched, s.icmp.len()));
+    }
+}
