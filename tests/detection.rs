@@ -30,6 +30,9 @@ fn every_shipped_rule_has_an_attack_and_a_benign_scenario() {
         ids.push(c.meta.id.clone().expect("shipped correlations have ids"));
     }
     ids.extend(rules.yara.as_ref().map(|y| y.info.keys().cloned().collect::<Vec<_>>()).unwrap_or_default());
+    let models: Vec<String> = rules.models.all().iter().filter(|(_, c)| c.enabled).map(|(_, c)| c.id.clone()).collect();
+    assert_eq!(models.len(), detector::models::MODEL_IDS.len(), "every model ships enabled: {models:?}");
+    ids.extend(models);
     assert!(ids.len() >= 15, "{ids:?}");
     let cases = load_cases(&root().join("replay-pcaps")).unwrap();
     let fired: BTreeSet<&str> = cases.iter().flat_map(|c| c.spec.alert.iter().map(|a| a.rule.as_str())).collect();

@@ -1,5 +1,6 @@
 mod attacks;
 mod ics;
+mod models;
 
 use crate::build::*;
 pub use attacks::{BAD_UPDATE, DROPPER, EICAR};
@@ -53,6 +54,18 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("iot-bacnet-abuse", "a building controller silenced and restarted over BACnet by a host that is not an engineering station"),
     ("iot-bacnet-benign", "the engineering station reads a temperature and writes a setpoint over BACnet"),
     ("iot-mqtt-benign", "water-level sensors publish (one mistypes its password once), a dashboard subscribes to its subtrees"),
+    ("anomaly-scan", "a camera sweeping Telnet, an ICMP sweep and a UDP port scan"),
+    ("anomaly-scan-benign", "monitoring of 30 devices, the city's own scanner, ping checks, a technician trying six ports"),
+    ("anomaly-flood", "a SYN flood on the portal and NTP amplification against another server"),
+    ("anomaly-flood-benign", "a busy minute at the portal, the resolver at work, clients of a server that is down"),
+    ("anomaly-beacon", "an implant checking in every minute for over an hour"),
+    ("anomaly-beacon-benign", "a periodic backup, NTP, polling inside the city, a person reading the news"),
+    ("anomaly-dns", "data leaving in TXT queries and malware trying generated domains"),
+    ("anomaly-dns-benign", "a CDN with many subdomains, the resolver at work with typos, browser probes, DKIM lookups"),
+    ("anomaly-bruteforce", "SSH password guessing, password spraying over HTTP, Telnet guessing on a camera"),
+    ("anomaly-bruteforce-benign", "an operator mistyping, staff logging in to a portal, a technician's Telnet work"),
+    ("anomaly-iot", "a pump controller's steady day, then a new Internet peer, a coil write and a new topic"),
+    ("anomaly-iot-benign", "a pump controller's steady day and its usual update check and time afterwards"),
     ("linktype-sll", "Linux cooked capture (SLL)"),
     ("linktype-sll2", "Linux cooked capture v2 (SLL2)"),
     ("linktype-null", "BSD loopback (NULL)"),
@@ -1640,6 +1653,18 @@ pub fn scenario(name: &str, w: &mut impl Write) -> io::Result<u64> {
         "iot-snmp-benign" => ics::iot_snmp_benign(),
         "iot-bacnet-abuse" => ics::iot_bacnet_abuse(),
         "iot-bacnet-benign" => ics::iot_bacnet_benign(),
+        "anomaly-scan" => models::anomaly_scan(),
+        "anomaly-scan-benign" => models::anomaly_scan_benign(),
+        "anomaly-flood" => models::anomaly_flood(),
+        "anomaly-flood-benign" => models::anomaly_flood_benign(),
+        "anomaly-beacon" => models::anomaly_beacon(),
+        "anomaly-beacon-benign" => models::anomaly_beacon_benign(),
+        "anomaly-dns" => models::anomaly_dns(),
+        "anomaly-dns-benign" => models::anomaly_dns_benign(),
+        "anomaly-bruteforce" => models::anomaly_bruteforce(),
+        "anomaly-bruteforce-benign" => models::anomaly_bruteforce_benign(),
+        "anomaly-iot" => models::anomaly_iot(),
+        "anomaly-iot-benign" => models::anomaly_iot_benign(),
         "linktype-sll" => linktype(DLT_LINUX_SLL),
         "linktype-sll2" => linktype(DLT_LINUX_SLL2),
         "linktype-null" => linktype(DLT_NULL),

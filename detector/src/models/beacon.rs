@@ -59,7 +59,9 @@ fn quartiles(v: &mut [f64]) -> (f64, f64, f64) {
 }
 
 fn bowley(q1: f64, q2: f64, q3: f64) -> f64 {
-    if q3 - q1 < 1e-9 {
+    // A spread this tight has no shape worth measuring: jitter of a
+    // second on a minute must not read as skew.
+    if q3 - q1 < 1e-9 || q3 - q1 < 0.05 * q2.abs() {
         0.0
     } else {
         (q1 + q3 - 2.0 * q2) / (q3 - q1)

@@ -1,7 +1,9 @@
 //! Brute force and password spraying: failed logins per source and window,
-//! from the analyzers that see them (SSH's authentication guess, FTP's
-//! 530 replies, HTTP 401s, MQTT CONNACK refusals), and bursts of short
-//! sessions on interactive services without an analyzer (Telnet, RDP, VNC).
+//! from the records that show them (SSH's authentication guess, HTTP 401s,
+//! MQTT CONNACK refusals), and bursts of short sessions on interactive
+//! services without an analyzer (Telnet, RDP, VNC). FTP's failed logins
+//! are not in ftp.log (Zeek logs only file and data-channel commands), so
+//! FTP guessing is not seen here.
 
 use super::config::BruteConfig;
 use super::window::Windows;
@@ -52,19 +54,6 @@ fn read_try(log: &str, r: &dyn Fields) -> Option<Try> {
             let ok = r.flag("auth_success")?;
             let n = r.num("auth_attempts").unwrap_or(1.0).max(1.0) as u64;
             Some(Try { service: "SSH", failures: if ok { n - 1 } else { n }, success: ok, account: None })
-        }
-        "ftp" => {
-            let cmd = r.text("command")?;
-            if cmd != "PASS" && cmd != "USER" {
-                return None;
-            }
-            let code = r.num("reply_code")? as u16;
-            let account = r.text("user").filter(|u| !u.is_empty() && u != "<unknown>");
-            match code {
-                530 => Some(Try { service: "FTP", failures: 1, success: false, account }),
-                230 => Some(Try { service: "FTP", failures: 0, success: true, account }),
-                _ => None,
-            }
         }
         "http" => {
             let code = r.num("status_code")? as u16;

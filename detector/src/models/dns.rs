@@ -108,18 +108,15 @@ impl DnsModel {
         }
     }
 
-    /// `(registered domain, the labels in front of it)`; names without a
-    /// listed suffix (`wpad`, `printer.local`) have none.
-    pub fn split(&self, name: &str) -> Option<(String, String)> {
+    /// `(registered domain, the labels in front of it, whether the suffix
+    /// is one the list names)`. Unlisted suffixes follow the list's `*`
+    /// rule (the last label); single labels (`wpad`) have none.
+    pub fn split(&self, name: &str) -> Option<(String, String, bool)> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let d = self.psl.domain(name.as_bytes())?;
-        // Only names under a suffix the list knows (not its `*` default).
-        if !d.suffix().is_known() {
-            return None;
-        }
         let reg = std::str::from_utf8(d.as_bytes()).ok()?.to_string();
         let sub = name.strip_suffix(&reg).unwrap_or("").trim_end_matches('.').to_string();
-        Some((reg, sub))
+        Some((reg, sub, d.suffix().is_known()))
     }
 
     pub fn observe(&mut self, now: Time, ts: Time, r: &dyn Fields, c: &mut ModelCounters) {
@@ -127,7 +124,7 @@ impl DnsModel {
         if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&client)) {
             return;
         }
-        let Some((reg, sub)) = self.split(&q) else { return };
+        let Some((reg, sub, listed)) = self.split(&q) else { return };
         let txt = matches!(r.text("qtype_name").as_deref(), Some("TXT" | "NULL"));
         let uid = r.text("uid").map(|u| format!("dns:{u}"));
         let max = self.cfg.max_names;
@@ -158,8 +155,10 @@ impl DnsModel {
             });
         }
         if r.text("rcode_name").as_deref() == Some("NXDOMAIN") {
+            // A generated name must look random under a real suffix;
+            // anything else (a typo under `.local`) only counts as NXDOMAIN.
             let label = reg.split('.').next().unwrap_or("").to_string();
-            let random = looks_random(&label);
+            let random = listed && looks_random(&label);
             self.nx.fold(now, ts, &client, c, |s| {
                 if s.first == 0 || ts.0 < s.first {
                     s.first = ts.0;
@@ -280,8 +279,9 @@ mod tests {
     #[test]
     fn registered_domains_and_randomness() {
         let m = DnsModel::new(DnsConfig::default(), 0);
-        assert_eq!(m.split("a1b2.t.exfil.example.co.uk."), Some(("example.co.uk".into(), "a1b2.t.exfil".into())));
-        assert_eq!(m.split("www.city.gov.vn"), Some(("city.gov.vn".into(), "www".into())));
+        assert_eq!(m.split("a1b2.t.exfil.example.co.uk."), Some(("example.co.uk".into(), "a1b2.t.exfil".into(), true)));
+        assert_eq!(m.split("www.city.gov.vn"), Some(("city.gov.vn".into(), "www".into(), true)));
+        assert_eq!(m.split("x.t.exfil.example"), Some(("exfil.example".into(), "x.t".into(), false)));
         assert_eq!(m.split("wpad"), None);
         for r in ["xkqjwzplmv", "kqlxtqptsmys", "a8f3k2m9q1z7"] {
             assert!(looks_random(r), "{r}");

@@ -49,7 +49,8 @@ const MAX_SOURCES: usize = 1024;
 
 impl FloodModel {
     pub fn new(cfg: FloodConfig, lateness: i64) -> Self {
-        let win = Windows::new(cfg.bucket_secs, 1, lateness, cfg.max_hosts);
+        // Buckets overlap by half, so a burst across a boundary is whole in one.
+        let win = Windows::new(cfg.bucket_secs, 2, lateness, cfg.max_hosts);
         FloodModel { cfg, win, baseline: HashMap::new() }
     }
 
@@ -186,7 +187,10 @@ impl FloodModel {
                     resp: Some(*host),
                     resp_p: None,
                     summary,
-                    matched: vec![format!("kind={kind}"), format!("sources={srcs}")],
+                    matched: vec![
+                        format!("kind={kind}"),
+                        if amp { format!("reflectors={}", b.amp_reflectors.len()) } else { format!("sources={srcs}") },
+                    ],
                     evidence: b.evidence.clone(),
                     severity: amp.then_some(Severity::High),
                     count: n,

@@ -160,8 +160,9 @@ impl IotModel {
             return;
         }
         let learned_for = human_secs(ts.0.saturating_sub(p.first) as f64 / 1e6);
+        let with = if kind == Kind::Peer { String::new() } else { format!(" (with {peer})") };
         let summary = format!(
-            "Device {dev} left its profile: new {} \"{value}\" (with {peer}) after {learned_for} of records; \
+            "Device {dev} left its profile: new {} \"{value}\"{with} after {learned_for} of records; \
              {n_known} known{}",
             kind.as_str(),
             if known.is_empty() { String::new() } else { format!(": {}", some_of(&known, 4)) }

@@ -144,7 +144,7 @@ impl Models {
                     m.observe_dns(rec);
                 }
             }
-            "ssh" | "ftp" | "http" | "mqtt_connect" => {
+            "ssh" | "http" | "mqtt_connect" => {
                 if let Some(m) = &mut self.brute {
                     m.observe(log, now, ts, rec, c);
                 }

@@ -50,6 +50,11 @@ impl ScanModel {
         if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&src)) {
             return;
         }
+        // A flow whose originator sent nothing was turned around by a
+        // service port (replies flooding a victim): not a probe by it.
+        if r.num("orig_pkts") == Some(0.0) {
+            return;
+        }
         let ob = r.num("orig_bytes").unwrap_or(0.0);
         let rb = r.num("resp_bytes").unwrap_or(0.0);
         let state = r.text("conn_state").unwrap_or_default();

@@ -7,7 +7,7 @@
 use super::*;
 
 /// A TCP conversation: handshake, each message in turn, teardown.
-fn conversation(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, msgs: &[(bool, Vec<u8>)]) {
+pub(super) fn conversation(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, msgs: &[(bool, Vec<u8>)]) {
     let mut s = TcpSession::new(a(src), sport, a(dst), dport, 31_000, 47_000);
     let mut t = t;
     c.ip(t, s.seg(true, SYN, &[]));
@@ -24,7 +24,7 @@ fn conversation(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u1
 }
 
 /// A Modbus/TCP ADU: transaction, unit 1, function, data.
-fn mb(tid: u16, func: u8, data: &[u8]) -> Vec<u8> {
+pub(super) fn mb(tid: u16, func: u8, data: &[u8]) -> Vec<u8> {
     let mut v = tid.to_be_bytes().to_vec();
     v.extend_from_slice(&[0, 0]);
     v.extend_from_slice(&((data.len() + 2) as u16).to_be_bytes());
@@ -173,7 +173,7 @@ fn mstr(s: &str) -> Vec<u8> {
 }
 
 /// CONNECT 3.1.1 with a user name and password, and the broker's CONNACK.
-fn mqtt_login(client: &str, user: &str, password: &str, code: u8) -> Vec<(bool, Vec<u8>)> {
+pub(super) fn mqtt_login(client: &str, user: &str, password: &str, code: u8) -> Vec<(bool, Vec<u8>)> {
     let mut body = mstr("MQTT");
     body.extend_from_slice(&[4, 0xc2, 0, 60]);
     body.extend(mstr(client));
@@ -191,7 +191,7 @@ fn mqtt_subscribe(id: u16, filter: &str) -> Vec<(bool, Vec<u8>)> {
     vec![(true, mq(0x82, &body)), (false, mq(0x90, &ack))]
 }
 
-fn mqtt_publish(topic: &str, payload: &[u8]) -> (bool, Vec<u8>) {
+pub(super) fn mqtt_publish(topic: &str, payload: &[u8]) -> (bool, Vec<u8>) {
     let mut body = mstr(topic);
     body.extend_from_slice(payload);
     (true, mq(0x30, &body))
