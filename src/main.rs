@@ -1,5 +1,6 @@
 //! `citysoc`: the one binary. Subcommands wire the libraries together.
 
+mod hunt_cmd;
 mod rules_cmd;
 mod sensor_cmd;
 mod serve_cmd;
@@ -36,6 +37,8 @@ enum Cmd {
     /// Replay the bundled captures through sensor and detector into the
     /// embedded store, then serve it on 127.0.0.1.
     Demo(serve_cmd::DemoArgs),
+    /// Run the anomaly models over stored records of a past time range.
+    Hunt(hunt_cmd::HuntArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Cmd::Rules(cmd) => rules_cmd::run(cmd),
         Cmd::Serve(args) => serve_cmd::run(args),
         Cmd::Demo(args) => serve_cmd::demo(args),
+        Cmd::Hunt(args) => hunt_cmd::run(args),
     };
     match result {
         Ok(code) => code,

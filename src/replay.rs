@@ -278,3 +278,31 @@ pub fn check(case: &Case, log_dir: &Path) -> anyhow::Result<Outcome> {
     }
     Ok(Outcome { checks, failures })
 }
+
+/// Stores every log of a directory of per-scenario log directories.
+pub fn ingest_logs(store: &dyn siem::store::Store, root: &Path, sensor: &str) -> anyhow::Result<(usize, usize)> {
+    let catalog = siem::schema::Catalog::new();
+    let (mut ok, mut bad) = (0, 0);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        files.sort();
+        for f in files {
+            let log = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let text = std::fs::read_to_string(&f)?;
+            let (recs, errs) = siem::api::parse_lines(&catalog, &text, sensor, Some(&log));
+            for e in &errs {
+                eprintln!("{}:{}: not stored: {}", f.display(), e.line, e.error);
+            }
+            store.ingest(&recs).with_context(|| format!("storing {}", f.display()))?;
+            ok += recs.len();
+            bad += errs.len();
+        }
+    }
+    Ok((ok, bad))
+}

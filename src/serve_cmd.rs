@@ -53,7 +53,12 @@ pub struct ServeArgs {
     retention_interval: std::time::Duration,
 }
 
-fn open_store(data: &Path, clickhouse: Option<&str>, db: &str, heap: usize) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) fn open_store(
+    data: &Path,
+    clickhouse: Option<&str>,
+    db: &str,
+    heap: usize,
+) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match clickhouse {
         Some(url) => Arc::new(
             ClickHouseStore::open(&ClickHouseConfig {
@@ -187,34 +192,6 @@ pub struct DemoArgs {
     no_serve: bool,
 }
 
-/// Stores every log of a directory of per-scenario log directories.
-pub fn ingest_logs(store: &dyn Store, root: &Path, sensor: &str) -> anyhow::Result<(usize, usize)> {
-    let catalog = siem::schema::Catalog::new();
-    let (mut ok, mut bad) = (0, 0);
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
-    for dir in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "log"))
-            .collect();
-        files.sort();
-        for f in files {
-            let log = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            let text = std::fs::read_to_string(&f)?;
-            let (recs, errs) = siem::api::parse_lines(&catalog, &text, sensor, Some(&log));
-            for e in &errs {
-                eprintln!("{}:{}: not stored: {}", f.display(), e.line, e.error);
-            }
-            store.ingest(&recs).with_context(|| format!("storing {}", f.display()))?;
-            ok += recs.len();
-            bad += errs.len();
-        }
-    }
-    Ok((ok, bad))
-}
-
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !args.listen.ip().is_loopback() {
         bail!("the demo serves an open API: loopback addresses only, not {}", args.listen);
@@ -244,7 +221,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.data)?;
     let store: Arc<dyn Store> = Arc::new(TantivyStore::open(&args.data, TantivyConfig::default())?);
-    let (ok, bad) = ingest_logs(store.as_ref(), &args.log_dir, "demo-sensor")?;
+    let (ok, bad) = citysoc::replay::ingest_logs(store.as_ref(), &args.log_dir, "demo-sensor")?;
     println!("{} cases, {failed} failed; {ok} records stored in {} ({bad} refused)", cases.len(), args.data.display());
     let alerts = store.search(&{
         let mut r = siem::store::SearchRequest::new(siem::query::parse("_log:alerts", &siem::schema::Catalog::new())?);

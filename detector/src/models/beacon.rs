@@ -112,6 +112,10 @@ pub fn score(conns: &[(i64, u64)]) -> Option<Score> {
 }
 
 impl BeaconModel {
+    pub fn state_len(&self) -> usize {
+        self.pairs.len() + self.names.len()
+    }
+
     pub fn new(cfg: BeaconConfig, lateness: i64) -> Self {
         BeaconModel { cfg, lateness, pairs: BTreeMap::new(), names: HashMap::new(), scored_at: i64::MIN }
     }

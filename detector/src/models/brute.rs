@@ -77,6 +77,10 @@ fn read_try(log: &str, r: &dyn Fields) -> Option<Try> {
 }
 
 impl BruteModel {
+    pub fn state_len(&self) -> usize {
+        self.win.len()
+    }
+
     pub fn new(cfg: BruteConfig, lateness: i64) -> Self {
         let win = Windows::new(cfg.window_secs, 2, lateness, cfg.max_keys);
         BruteModel { cfg, win }

@@ -99,6 +99,10 @@ pub fn looks_random(label: &str) -> bool {
 }
 
 impl DnsModel {
+    pub fn state_len(&self) -> usize {
+        self.tunnels.len() + self.nx.len()
+    }
+
     pub fn new(cfg: DnsConfig, lateness: i64) -> Self {
         DnsModel {
             tunnels: Windows::new(cfg.window_secs, 2, lateness, cfg.max_keys),

@@ -48,6 +48,10 @@ pub struct FloodModel {
 const MAX_SOURCES: usize = 1024;
 
 impl FloodModel {
+    pub fn state_len(&self) -> usize {
+        self.win.len() + self.baseline.len()
+    }
+
     pub fn new(cfg: FloodConfig, lateness: i64) -> Self {
         // Buckets overlap by half, so a burst across a boundary is whole in one.
         let win = Windows::new(cfg.bucket_secs, 2, lateness, cfg.max_hosts);

@@ -66,6 +66,10 @@ pub struct IotModel {
 }
 
 impl IotModel {
+    pub fn state_len(&self) -> usize {
+        self.devices.len()
+    }
+
     pub fn new(cfg: IotConfig) -> Self {
         let accepted = cfg.accepted.iter().filter_map(|a| parse_accepted(a)).collect();
         IotModel { cfg, devices: HashMap::new(), accepted }

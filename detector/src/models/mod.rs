@@ -104,6 +104,30 @@ impl Models {
             && self.iot.is_none()
     }
 
+    /// State entries held per model (windows, pairs, devices, baselines).
+    pub fn state_sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut v = Vec::new();
+        if let Some(m) = &self.scan {
+            v.push(("scan", m.state_len()));
+        }
+        if let Some(m) = &self.flood {
+            v.push(("flood", m.state_len()));
+        }
+        if let Some(m) = &self.beacon {
+            v.push(("beacon", m.state_len()));
+        }
+        if let Some(m) = &self.dns {
+            v.push(("dns", m.state_len()));
+        }
+        if let Some(m) = &self.brute {
+            v.push(("brute", m.state_len()));
+        }
+        if let Some(m) = &self.iot {
+            v.push(("iot", m.state_len()));
+        }
+        v
+    }
+
     pub fn config(&self) -> &ModelsConfig {
         &self.cfg
     }

@@ -38,6 +38,10 @@ fn proto_of(p: &str) -> &'static str {
 }
 
 impl ScanModel {
+    pub fn state_len(&self) -> usize {
+        self.win.len()
+    }
+
     pub fn new(cfg: ScanConfig, lateness: i64) -> Self {
         let win = Windows::new(cfg.window_secs, 2, lateness, cfg.max_sources);
         ScanModel { cfg, win }

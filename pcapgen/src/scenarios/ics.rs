@@ -7,7 +7,15 @@
 use super::*;
 
 /// A TCP conversation: handshake, each message in turn, teardown.
-pub(super) fn conversation(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, msgs: &[(bool, Vec<u8>)]) {
+pub(super) fn conversation(
+    c: &mut Cap,
+    t: i64,
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    msgs: &[(bool, Vec<u8>)],
+) {
     let mut s = TcpSession::new(a(src), sport, a(dst), dport, 31_000, 47_000);
     let mut t = t;
     c.ip(t, s.seg(true, SYN, &[]));

@@ -43,7 +43,14 @@ pub(super) fn anomaly_scan() -> Cap {
     }
     // An ICMP sweep from the Internet; every third host answers.
     for i in 0..24u16 {
-        echo(&mut c, 10 * S + i64::from(i) * 100 * MS, "198.51.100.45", &format!("10.30.2.{}", 1 + i), 0x4000 + i, i % 3 == 0);
+        echo(
+            &mut c,
+            10 * S + i64::from(i) * 100 * MS,
+            "198.51.100.45",
+            &format!("10.30.2.{}", 1 + i),
+            0x4000 + i,
+            i % 3 == 0,
+        );
     }
     // A UDP scan of 25 ports of the city's DNS server.
     for i in 0..25u16 {
@@ -57,7 +64,16 @@ pub(super) fn anomaly_scan_benign() -> Cap {
     let mut c = Cap::new(DLT_EN10MB);
     // Monitoring reads a status page of 30 devices: real requests.
     for i in 0..30u16 {
-        session(&mut c, i64::from(i) * 100 * MS, "10.31.0.5", 42_000 + i, &format!("10.31.2.{}", 10 + i), 80, 120, &[300]);
+        session(
+            &mut c,
+            i64::from(i) * 100 * MS,
+            "10.31.0.5",
+            42_000 + i,
+            &format!("10.31.2.{}", 10 + i),
+            80,
+            120,
+            &[300],
+        );
     }
     // The city's own vulnerability scanner (%vuln_scanners%) checks 30 ports.
     for i in 0..30u16 {
@@ -125,7 +141,8 @@ pub(super) fn anomaly_flood_benign() -> Cap {
         let q = dns_msg(i, 0x0100, name.as_bytes(), 1, &[], 0);
         let big = i == 7;
         let rdata = if big { vec![0u8; 1200] } else { vec![10, 30, 0, (i % 250) as u8] };
-        let r = dns_msg(i, 0x8180, name.as_bytes(), if big { 46 } else { 1 }, &[(if big { 46 } else { 1 }, 300, rdata)], 0);
+        let r =
+            dns_msg(i, 0x8180, name.as_bytes(), if big { 46 } else { 1 }, &[(if big { 46 } else { 1 }, 300, rdata)], 0);
         let t = 8 * S + i64::from(i) * 20 * MS;
         c.ip(t, ip(cl, ns, 17, &udp(cl, ns, 30_000 + i, 53, &q)));
         c.ip(t + MS, ip(ns, cl, 17, &udp(ns, cl, 53, 30_000 + i, &r)));
@@ -142,7 +159,18 @@ fn opaque(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A short exchange of opaque bytes on a fresh connection.
-fn opaque_exchange(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, up: usize, down: usize, seed: u64) {
+#[allow(clippy::too_many_arguments)]
+fn opaque_exchange(
+    c: &mut Cap,
+    t: i64,
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    up: usize,
+    down: usize,
+    seed: u64,
+) {
     conversation(c, t, src, sport, dst, dport, &[(true, opaque(up, seed)), (false, opaque(down, seed + 1))]);
 }
 
@@ -216,7 +244,18 @@ pub(super) fn anomaly_beacon_benign() -> Cap {
     c
 }
 
-fn dns_exchange(c: &mut Cap, t: i64, client: &str, server: &str, id: u16, name: &str, qtype: u16, rcode: u16, ans: &[(u16, u32, Vec<u8>)]) {
+#[allow(clippy::too_many_arguments)]
+fn dns_exchange(
+    c: &mut Cap,
+    t: i64,
+    client: &str,
+    server: &str,
+    id: u16,
+    name: &str,
+    qtype: u16,
+    rcode: u16,
+    ans: &[(u16, u32, Vec<u8>)],
+) {
     let (cl, ns) = (a(client), a(server));
     let q = dns_msg(id, 0x0100, name.as_bytes(), qtype, &[], 0);
     let r = dns_msg(id, 0x8180 | rcode, name.as_bytes(), qtype, ans, u16::from(rcode == 3));
@@ -239,14 +278,34 @@ pub(super) fn anomaly_dns() -> Cap {
             v.extend_from_slice(b"ok-ack-1");
             v
         };
-        dns_exchange(&mut c, i as i64 * 1500 * MS, "10.35.3.20", "10.33.0.53", i as u16 + 1, &name, 16, 0, &[(16, 0, txt)]);
+        dns_exchange(
+            &mut c,
+            i as i64 * 1500 * MS,
+            "10.35.3.20",
+            "10.33.0.53",
+            i as u16 + 1,
+            &name,
+            16,
+            0,
+            &[(16, 0, txt)],
+        );
     }
     // Malware trying its generated domains: 15 answered NXDOMAIN.
     let tlds = ["com", "net", "org"];
     for i in 0..15u64 {
         let label: String = base32ish(1000 + i, 12).chars().filter(|c| c.is_ascii_alphabetic()).collect();
         let name = format!("{label}.{}", tlds[i as usize % 3]);
-        dns_exchange(&mut c, 100 * S + i as i64 * 1300 * MS, "10.35.3.21", "10.33.0.53", 500 + i as u16, &name, 1, 3, &[]);
+        dns_exchange(
+            &mut c,
+            100 * S + i as i64 * 1300 * MS,
+            "10.35.3.21",
+            "10.33.0.53",
+            500 + i as u16,
+            &name,
+            1,
+            3,
+            &[],
+        );
     }
     c
 }
@@ -256,13 +315,41 @@ pub(super) fn anomaly_dns_benign() -> Cap {
     // A page full of images from a CDN: 80 short, numbered subdomains.
     for i in 0..80u16 {
         let name = format!("img{i:03}.static.cdn-city.example");
-        dns_exchange(&mut c, i64::from(i) * 200 * MS, "10.35.3.22", "10.33.0.53", 1 + i, &name, 1, 0, &[(1, 60, vec![198, 51, 100, 10])]);
+        dns_exchange(
+            &mut c,
+            i64::from(i) * 200 * MS,
+            "10.35.3.22",
+            "10.33.0.53",
+            1 + i,
+            &name,
+            1,
+            0,
+            &[(1, 60, vec![198, 51, 100, 10])],
+        );
     }
     // The city's resolver asking upstream for its clients: many domains,
     // some typos that do not exist.
     let words = [
-        "weather", "transport", "library", "hospital", "school", "market", "police", "water", "power", "news",
-        "bank", "post", "museum", "stadium", "airport", "harbour", "metro", "taxi", "parking", "tourism",
+        "weather",
+        "transport",
+        "library",
+        "hospital",
+        "school",
+        "market",
+        "police",
+        "water",
+        "power",
+        "news",
+        "bank",
+        "post",
+        "museum",
+        "stadium",
+        "airport",
+        "harbour",
+        "metro",
+        "taxi",
+        "parking",
+        "tourism",
     ];
     let mut id = 1000u16;
     for (k, w) in words.iter().enumerate() {
@@ -270,12 +357,32 @@ pub(super) fn anomaly_dns_benign() -> Cap {
             id += 1;
             let name = format!("{host}.{w}-city.com");
             let t = 20 * S + i64::from(id - 1000) * 150 * MS;
-            dns_exchange(&mut c, t, "10.33.0.53", "198.51.100.53", id, &name, 1, 0, &[(1, 300, vec![198, 51, 100, k as u8])]);
+            dns_exchange(
+                &mut c,
+                t,
+                "10.33.0.53",
+                "198.51.100.53",
+                id,
+                &name,
+                1,
+                0,
+                &[(1, 300, vec![198, 51, 100, k as u8])],
+            );
         }
     }
     for typo in ["gooogle.com", "facebok.com", "wikipeda.org", "yuotube.com", "hospitel-city.com", "weathr-city.com"] {
         id += 1;
-        dns_exchange(&mut c, 30 * S + i64::from(id - 1000) * 100 * MS, "10.33.0.53", "198.51.100.53", id, typo, 1, 3, &[]);
+        dns_exchange(
+            &mut c,
+            30 * S + i64::from(id - 1000) * 100 * MS,
+            "10.33.0.53",
+            "198.51.100.53",
+            id,
+            typo,
+            1,
+            3,
+            &[],
+        );
     }
     // A browser's random single-label probes (no public suffix).
     for (k, probe) in ["xkqjwzplmv", "qwpzrtkvbn", "mzxqkvtrpl"].iter().enumerate() {
@@ -284,7 +391,17 @@ pub(super) fn anomaly_dns_benign() -> Cap {
     // A mail server checking SPF and DKIM records: TXT, a few dozen.
     for i in 0..30u16 {
         let name = format!("sel{}._domainkey.partner{}.com", i % 3, i % 10);
-        dns_exchange(&mut c, 45 * S + i64::from(i) * 300 * MS, "10.30.0.25", "10.33.0.53", 4000 + i, &name, 16, 0, &[(16, 300, b"\x0bv=DKIM1; p=".to_vec())]);
+        dns_exchange(
+            &mut c,
+            45 * S + i64::from(i) * 300 * MS,
+            "10.30.0.25",
+            "10.33.0.53",
+            4000 + i,
+            &name,
+            16,
+            0,
+            &[(16, 300, b"\x0bv=DKIM1; p=".to_vec())],
+        );
     }
     c
 }
@@ -313,7 +430,12 @@ fn telnet_session(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, secs: i
         sport,
         dst,
         23,
-        &[(false, b"\xff\xfd\x18login: ".to_vec()), (true, b"admin\r\n".to_vec()), (false, b"Password: ".to_vec()), (true, b"12345\r\n".to_vec())],
+        &[
+            (false, b"\xff\xfd\x18login: ".to_vec()),
+            (true, b"admin\r\n".to_vec()),
+            (false, b"Password: ".to_vec()),
+            (true, b"12345\r\n".to_vec()),
+        ],
     );
     if secs > 1 {
         // A working session keeps talking.
@@ -336,13 +458,32 @@ pub(super) fn anomaly_bruteforce() -> Cap {
     // Password guessing on the water board's SSH gateway: five sessions of
     // wrong passwords (the first failure of each sets its size).
     for i in 0..5u16 {
-        ssh_session(&mut c, i64::from(i) * 3 * S, "198.51.100.60", 55_000 + i, "10.30.0.21", 22, b"SSH-2.0-Go\r\n", &[112; 4]);
+        ssh_session(
+            &mut c,
+            i64::from(i) * 3 * S,
+            "198.51.100.60",
+            55_000 + i,
+            "10.30.0.21",
+            22,
+            b"SSH-2.0-Go\r\n",
+            &[112; 4],
+        );
     }
     // Spraying one password over nine accounts on three portals.
-    let users = ["an.nguyen", "binh.tran", "chi.le", "dung.pham", "giang.hoang", "hai.vu", "khanh.do", "lan.bui", "minh.dang"];
+    let users =
+        ["an.nguyen", "binh.tran", "chi.le", "dung.pham", "giang.hoang", "hai.vu", "khanh.do", "lan.bui", "minh.dang"];
     for (i, u) in users.iter().enumerate() {
         let host = format!("10.30.0.8{}", i % 3);
-        http_conversation(&mut c, 20 * S + i as i64 * 2 * S, "203.0.113.90", 56_000 + i as u16, &host, 80, &basic_get(Some(u), &host), &http_status(401));
+        http_conversation(
+            &mut c,
+            20 * S + i as i64 * 2 * S,
+            "203.0.113.90",
+            56_000 + i as u16,
+            &host,
+            80,
+            &basic_get(Some(u), &host),
+            &http_status(401),
+        );
     }
     // Telnet guessing on a camera: 16 short sessions.
     for i in 0..16u16 {
@@ -362,12 +503,37 @@ pub(super) fn anomaly_bruteforce_benign() -> Cap {
     let users = ["an.nguyen", "binh.tran", "chi.le", "dung.pham", "giang.hoang"];
     for (i, u) in users.iter().enumerate() {
         let t = 10 * S + i as i64 * 3 * S;
-        http_conversation(&mut c, t, "10.35.1.30", 58_000 + i as u16 * 2, "10.30.0.80", 80, &basic_get(None, "10.30.0.80"), &http_status(401));
-        http_conversation(&mut c, t + S, "10.35.1.30", 58_001 + i as u16 * 2, "10.30.0.80", 80, &basic_get(Some(u), "10.30.0.80"), &http_status(if i == 2 { 401 } else { 200 }));
+        http_conversation(
+            &mut c,
+            t,
+            "10.35.1.30",
+            58_000 + i as u16 * 2,
+            "10.30.0.80",
+            80,
+            &basic_get(None, "10.30.0.80"),
+            &http_status(401),
+        );
+        http_conversation(
+            &mut c,
+            t + S,
+            "10.35.1.30",
+            58_001 + i as u16 * 2,
+            "10.30.0.80",
+            80,
+            &basic_get(Some(u), "10.30.0.80"),
+            &http_status(if i == 2 { 401 } else { 200 }),
+        );
     }
     // A technician's Telnet work on three devices: short checks and a long session.
     for i in 0..3u16 {
-        telnet_session(&mut c, 40 * S + i64::from(i) * 10 * S, "10.31.0.7", 59_000 + i, &format!("10.34.0.{}", 30 + i), if i == 0 { 30 } else { 0 });
+        telnet_session(
+            &mut c,
+            40 * S + i64::from(i) * 10 * S,
+            "10.31.0.7",
+            59_000 + i,
+            &format!("10.34.0.{}", 30 + i),
+            if i == 0 { 30 } else { 0 },
+        );
     }
     c
 }
@@ -382,7 +548,15 @@ fn pump_day(departures: bool) -> Cap {
     let mut tid = 1u16;
     for i in 0..52i64 {
         let t = i * half_hour;
-        conversation(&mut c, t, "10.33.9.2", 40_000 + i as u16, "10.34.0.40", 502, &[(true, mb(tid, 3, &[0, 40, 0, 2])), (false, mb(tid, 3, &[4, 0, 0, 0, 152]))]);
+        conversation(
+            &mut c,
+            t,
+            "10.33.9.2",
+            40_000 + i as u16,
+            "10.34.0.40",
+            502,
+            &[(true, mb(tid, 3, &[0, 40, 0, 2])), (false, mb(tid, 3, &[4, 0, 0, 0, 152]))],
+        );
         tid = tid.wrapping_add(1);
         let mut msgs = mqtt_login("pump-4", "pump4", "s3cret-pump4", 0);
         msgs.push(mqtt_publish("city/pumps/4/level", format!("{}", 150 + i % 7).as_bytes()));
@@ -399,8 +573,26 @@ fn pump_day(departures: bool) -> Cap {
     if departures {
         // After the day: a connection to an unknown host on the Internet,
         // a coil write, and a topic it never used.
-        opaque_exchange(&mut c, day + 2 * half_hour + 300 * S, "10.34.0.40", 42_001, "203.0.113.99", 443, 2000, 64_000, 2);
-        conversation(&mut c, day + 3 * half_hour + 300 * S, "10.33.9.2", 43_000, "10.34.0.40", 502, &[(true, mb(900, 5, &[0, 3, 0xff, 0])), (false, mb(900, 5, &[0, 3, 0xff, 0]))]);
+        opaque_exchange(
+            &mut c,
+            day + 2 * half_hour + 300 * S,
+            "10.34.0.40",
+            42_001,
+            "203.0.113.99",
+            443,
+            2000,
+            64_000,
+            2,
+        );
+        conversation(
+            &mut c,
+            day + 3 * half_hour + 300 * S,
+            "10.33.9.2",
+            43_000,
+            "10.34.0.40",
+            502,
+            &[(true, mb(900, 5, &[0, 3, 0xff, 0])), (false, mb(900, 5, &[0, 3, 0xff, 0]))],
+        );
         let mut msgs = mqtt_login("pump-4", "pump4", "s3cret-pump4", 0);
         msgs.push(mqtt_publish("city/pumps/4/firmware", b"v9.9-unsigned"));
         conversation(&mut c, day + 4 * half_hour + 300 * S, "10.34.0.40", 43_001, "10.34.0.5", 1883, &msgs);

@@ -1,0 +1,79 @@
+//! `citysoc hunt`: the anomaly models over a stored time range.
+
+use anyhow::{bail, Context};
+use citysoc::detection::DetectSettings;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct HuntArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Read from a ClickHouse server (`http://host:8123`) instead.
+    #[arg(long)]
+    clickhouse: Option<String>,
+    /// ClickHouse database.
+    #[arg(long, default_value = "citysoc")]
+    database: String,
+    /// Start of the range: epoch seconds or RFC 3339 (`2026-11-20T00:00:00Z`).
+    #[arg(long)]
+    from: String,
+    /// End of the range (exclusive), as `--from`.
+    #[arg(long)]
+    to: String,
+    /// The rules folder (its `models.toml` and `placeholders.toml`).
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
+    /// Write the alerts here as JSON lines (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<f64> {
+    if let Ok(f) = s.parse::<f64>() {
+        if f.is_finite() {
+            return Ok(f);
+        }
+    }
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("{s:?} is neither epoch seconds nor RFC 3339"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
+}
+
+pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
+    let (from, to) = (parse_time(&args.from)?, parse_time(&args.to)?);
+    let settings = DetectSettings { rules_dir: args.rules.clone(), ..Default::default() };
+    let cfg = settings.detector_config("hunt")?;
+    let Some(path) = cfg.models_path.clone() else {
+        bail!("{} has no models.toml", args.rules.display());
+    };
+    let (models, errors) = detector::models::ModelsConfig::load(&path, &cfg.placeholders);
+    for e in &errors {
+        eprintln!("model not loaded: {e}");
+    }
+    let store = crate::serve_cmd::open_store(&args.data, args.clickhouse.as_deref(), &args.database, 64)?;
+    let report =
+        citysoc::hunt::hunt(store.as_ref(), from, to, &models, cfg.aggregate_window_secs, cfg.max_open_alerts)?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    for a in &report.alerts {
+        serde_json::to_writer(&mut out, a)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{} records read in {} queries, {} alerts; {} records later than the lateness bound, {} refused at the state cap",
+        report.records,
+        report.queries,
+        report.alerts.len(),
+        report.counters.late,
+        report.counters.state_full
+    );
+    Ok(ExitCode::SUCCESS)
+}
