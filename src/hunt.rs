@@ -51,7 +51,7 @@ pub fn hunt(
     fold_secs: f64,
     max_open: usize,
 ) -> anyhow::Result<HuntReport> {
-    if !(from < to) {
+    if from.partial_cmp(&to) != Some(std::cmp::Ordering::Less) {
         bail!("the range is empty: from {from} is not before to {to}");
     }
     let catalog = siem::schema::Catalog::new();
