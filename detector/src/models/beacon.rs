@@ -125,7 +125,7 @@ impl BeaconModel {
         for a in r.texts("answers") {
             if let Ok(ip) = a.parse::<IpAddr>() {
                 if self.names.len() < MAX_NAMES || self.names.contains_key(&(client, ip)) {
-                    self.names.insert((client, ip), q.clone());
+                    self.names.insert((client, ip), q.to_string());
                 }
             }
         }

@@ -57,7 +57,7 @@ fn read_try(log: &str, r: &dyn Fields) -> Option<Try> {
         }
         "http" => {
             let code = r.num("status_code")? as u16;
-            let account = r.text("username");
+            let account = r.text("username").map(std::borrow::Cow::into_owned);
             match code {
                 401 => Some(Try { service: "HTTP", failures: 1, success: false, account }),
                 _ if account.is_some() && (200..400).contains(&code) => {
@@ -68,7 +68,7 @@ fn read_try(log: &str, r: &dyn Fields) -> Option<Try> {
         }
         "mqtt_connect" => {
             let status = r.text("connect_status")?;
-            let account = r.text("username");
+            let account = r.text("username").map(std::borrow::Cow::into_owned);
             let ok = status == "Connection Accepted" || status == "Success";
             Some(Try { service: "MQTT", failures: u64::from(!ok), success: ok, account })
         }

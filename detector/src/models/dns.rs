@@ -28,6 +28,7 @@ pub fn shipped_suffix_list() -> List {
 
 #[derive(Default)]
 pub struct TunnelState {
+    domain: String,
     first: i64,
     last: i64,
     unique: BTreeSet<u64>,
@@ -53,7 +54,8 @@ pub struct NxState {
 pub struct DnsModel {
     cfg: DnsConfig,
     psl: List,
-    tunnels: Windows<(IpAddr, String), TunnelState>,
+    /// Keyed by client and a hash of the registered domain (kept in the state).
+    tunnels: Windows<(IpAddr, u64), TunnelState>,
     nx: Windows<IpAddr, NxState>,
 }
 
@@ -136,8 +138,12 @@ impl DnsModel {
             let mut h = DefaultHasher::new();
             sub.hash(&mut h);
             let hash = h.finish();
-            let (len, ent) = (sub.len() as f64, entropy(&sub));
-            self.tunnels.fold(now, ts, &(client, reg.clone()), c, |s| {
+            let mut h = DefaultHasher::new();
+            reg.hash(&mut h);
+            self.tunnels.fold(now, ts, &(client, h.finish()), c, |s| {
+                if s.domain.is_empty() {
+                    s.domain.clone_from(&reg);
+                }
                 if s.first == 0 || ts.0 < s.first {
                     s.first = ts.0;
                 }
@@ -145,10 +151,10 @@ impl DnsModel {
                 s.queries += 1;
                 s.txt += u64::from(txt);
                 if !sub.is_empty() && s.unique.len() < max && s.unique.insert(hash) {
-                    s.len_sum += len;
-                    s.entropy_sum += ent;
+                    s.len_sum += sub.len() as f64;
+                    s.entropy_sum += entropy(&sub);
                     if s.examples.len() < 3 {
-                        s.examples.push(q.clone());
+                        s.examples.push(q.to_string());
                     }
                 }
                 if let Some(u) = &uid {
@@ -186,7 +192,8 @@ impl DnsModel {
 
     pub fn close(&mut self, now: Time, out: &mut Vec<Verdict>) {
         let cfg = &self.cfg;
-        self.tunnels.close(now, |_, _, (client, reg), s| {
+        self.tunnels.close(now, |_, _, (client, _), s| {
+            let reg = &s.domain;
             let n = s.unique.len();
             let mean_len = if n > 0 { s.len_sum / n as f64 } else { 0.0 };
             let mean_ent = if n > 0 { s.entropy_sum / n as f64 } else { 0.0 };

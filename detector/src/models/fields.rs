@@ -6,11 +6,12 @@
 use crate::flat::FlatRecord;
 use schema::Time;
 use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 pub trait Fields {
     /// The first value of a field as text (numbers in decimal).
-    fn text(&self, name: &str) -> Option<String>;
+    fn text(&self, name: &str) -> Option<Cow<'_, str>>;
     fn num(&self, name: &str) -> Option<f64>;
     /// Every element of a list field (or the one value of a scalar).
     fn texts(&self, name: &str) -> Vec<String>;
@@ -23,12 +24,17 @@ pub trait Fields {
         self.text(name)?.parse().ok()
     }
 
+    /// The field equals `want` (text comparison, no allocation for text).
+    fn is(&self, name: &str, want: &str) -> bool {
+        self.text(name).is_some_and(|v| v == want)
+    }
+
     fn port(&self, name: &str) -> Option<u16> {
         self.num(name).filter(|p| (0.0..=65535.0).contains(p)).map(|p| p as u16)
     }
 
     fn flag(&self, name: &str) -> Option<bool> {
-        match self.text(name)?.as_str() {
+        match self.text(name)?.as_ref() {
             "true" | "T" => Some(true),
             "false" | "F" => Some(false),
             _ => None,
@@ -36,14 +42,26 @@ pub trait Fields {
     }
 }
 
+/// The first value of a field; a linear scan beats hashing for the ~20
+/// fields of a record.
+fn first(f: &FlatRecord, name: &str) -> Option<crate::flat::Value> {
+    f.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+}
+
 impl Fields for FlatRecord {
-    fn text(&self, name: &str) -> Option<String> {
-        let mut buf = String::new();
-        self.get(name).next().map(|v| self.text_of(v, &mut buf).to_string())
+    fn text(&self, name: &str) -> Option<Cow<'_, str>> {
+        let v = first(self, name)?;
+        match self.str(v) {
+            Some(s) => Some(Cow::Borrowed(s)),
+            None => {
+                let mut buf = String::new();
+                Some(Cow::Owned(self.text_of(v, &mut buf).to_string()))
+            }
+        }
     }
 
     fn num(&self, name: &str) -> Option<f64> {
-        self.get(name).next().and_then(|v| self.num_of(v))
+        first(self, name).and_then(|v| self.num_of(v))
     }
 
     fn texts(&self, name: &str) -> Vec<String> {
@@ -52,17 +70,17 @@ impl Fields for FlatRecord {
     }
 }
 
-fn json_text(v: &Json) -> Option<String> {
+fn json_text(v: &Json) -> Option<Cow<'_, str>> {
     match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Bool(b) => Some(b.to_string()),
+        Json::String(s) => Some(Cow::Borrowed(s)),
+        Json::Number(n) => Some(Cow::Owned(n.to_string())),
+        Json::Bool(b) => Some(Cow::Owned(b.to_string())),
         _ => None,
     }
 }
 
 impl Fields for Map<String, Json> {
-    fn text(&self, name: &str) -> Option<String> {
+    fn text(&self, name: &str) -> Option<Cow<'_, str>> {
         match self.get(name)? {
             Json::Array(a) => a.first().and_then(json_text),
             v => json_text(v),
@@ -83,8 +101,8 @@ impl Fields for Map<String, Json> {
 
     fn texts(&self, name: &str) -> Vec<String> {
         match self.get(name) {
-            Some(Json::Array(a)) => a.iter().filter_map(json_text).collect(),
-            Some(v) => json_text(v).into_iter().collect(),
+            Some(Json::Array(a)) => a.iter().filter_map(json_text).map(Cow::into_owned).collect(),
+            Some(v) => json_text(v).map(Cow::into_owned).into_iter().collect(),
             None => Vec::new(),
         }
     }

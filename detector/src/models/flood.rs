@@ -87,11 +87,11 @@ impl FloodModel {
         if cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&orig)) {
             return;
         }
-        let half_open = proto == "tcp" && ob == 0.0 && matches!(state.as_str(), "S0" | "REJ" | "RSTOS0" | "OTH" | "SH");
+        let half_open = proto == "tcp" && ob == 0.0 && matches!(state.as_ref(), "S0" | "REJ" | "RSTOS0" | "OTH" | "SH");
         self.win.fold(now, ts, &resp, c, |b| {
             touch(b, ts, &uid);
             b.total_pkts += opk;
-            match proto.as_str() {
+            match proto.as_ref() {
                 "tcp" if half_open => {
                     b.syn_pkts += opk;
                     if b.syn_ports.len() < 64 {

@@ -48,12 +48,7 @@ impl ScanModel {
     }
 
     pub fn observe(&mut self, now: Time, ts: Time, r: &dyn Fields, c: &mut ModelCounters) {
-        let (Some(src), Some(dst), Some(proto)) = (r.ip("id.orig_h"), r.ip("id.resp_h"), r.text("proto")) else {
-            return;
-        };
-        if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&src)) {
-            return;
-        }
+        let Some(proto) = r.text("proto") else { return };
         // A flow whose originator sent nothing was turned around by a
         // service port (replies flooding a victim): not a probe by it.
         if r.num("orig_pkts") == Some(0.0) {
@@ -66,13 +61,18 @@ impl ScanModel {
         let port = r.port("id.resp_p").unwrap_or(0);
         let proto = proto_of(&proto);
         // What a probe is, per protocol: no payload on TCP; a small datagram
-        // on UDP; an echo request on ICMP (v4 type 8, v6 type 128).
+        // nobody answered on UDP (closed ports answer with ICMP, a flow of
+        // its own); an echo request on ICMP (v4 type 8, v6 type 128).
         let (probe, open, echo) = match proto {
             "tcp" => (ob == 0.0 && rb == 0.0, history.contains('h'), false),
-            "udp" => (ob <= 64.0 && (state == "S0" || rb > 0.0), rb > 0.0, false),
+            "udp" => (ob <= 64.0 && state == "S0", false, false),
             _ => (false, false, matches!(r.port("id.orig_p"), Some(8 | 128))),
         };
         if !probe && !echo {
+            return;
+        }
+        let (Some(src), Some(dst)) = (r.ip("id.orig_h"), r.ip("id.resp_h")) else { return };
+        if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&src)) {
             return;
         }
         let max = self.cfg.max_probes;

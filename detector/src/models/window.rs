@@ -5,6 +5,7 @@
 //! order they came in.
 
 use super::ModelCounters;
+use ahash::AHashMap;
 use schema::Time;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -14,7 +15,10 @@ pub struct Windows<K, S> {
     hop: i64,
     lateness: i64,
     cap: usize,
-    open: BTreeMap<(i64, K), S>,
+    /// Window start → the keys' states: ordered by start for closing,
+    /// hashed within a window for the per-record lookup.
+    open: BTreeMap<i64, AHashMap<K, S>>,
+    entries: usize,
     /// End of the last window that alerted, per key: an overlapping
     /// window of the same key tells the same story and stays quiet.
     alerted: HashMap<K, i64>,
@@ -30,6 +34,7 @@ impl<K: Ord + Clone + Hash, S: Default> Windows<K, S> {
             lateness: lateness_us,
             cap: cap.max(1),
             open: BTreeMap::new(),
+            entries: 0,
             alerted: HashMap::new(),
         }
     }
@@ -48,12 +53,15 @@ impl<K: Ord + Clone + Hash, S: Default> Windows<K, S> {
             if w.saturating_add(self.width).saturating_add(self.lateness) < now.0 {
                 late = true;
             } else {
-                let k = (w, key.clone());
-                let full = self.open.len() >= self.cap;
-                match self.open.entry(k) {
-                    std::collections::btree_map::Entry::Occupied(mut e) => f(e.get_mut()),
-                    std::collections::btree_map::Entry::Vacant(_) if full => c.state_full += 1,
-                    std::collections::btree_map::Entry::Vacant(e) => f(e.insert(S::default())),
+                let full = self.entries >= self.cap;
+                let group = self.open.entry(w).or_default();
+                match group.get_mut(key) {
+                    Some(s) => f(s),
+                    None if full => c.state_full += 1,
+                    None => {
+                        self.entries += 1;
+                        f(group.entry(key.clone()).or_default())
+                    }
                 }
             }
             w = w.saturating_sub(self.hop);
@@ -69,32 +77,38 @@ impl<K: Ord + Clone + Hash, S: Default> Windows<K, S> {
     /// Hands over every window the clock has passed (all of them with
     /// `Time(i64::MAX)`), oldest first: `(start, end, key, state)`.
     pub fn close(&mut self, now: Time, mut judge: impl FnMut(i64, i64, &K, S) -> bool) {
-        while let Some(((w, _), _)) = self.open.first_key_value() {
+        while let Some((&w, _)) = self.open.first_key_value() {
             let end = w.saturating_add(self.width);
             if now.0 != i64::MAX && end.saturating_add(self.lateness) >= now.0 {
                 break;
             }
-            let Some(((w, k), s)) = self.open.pop_first() else { break };
-            // Quiet when an overlapping window of this key already alerted.
-            if self.alerted.get(&k).is_some_and(|e| *e > w) {
-                continue;
-            }
-            if judge(w, end, &k, s) {
-                self.alerted.insert(k, end);
+            let Some((w, group)) = self.open.pop_first() else { break };
+            self.entries -= group.len();
+            // Keys in order, so verdicts come out the same on every run.
+            let mut group: Vec<(K, S)> = group.into_iter().collect();
+            group.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, s) in group {
+                // Quiet when an overlapping window of this key already alerted.
+                if self.alerted.get(&k).is_some_and(|e| *e > w) {
+                    continue;
+                }
+                if judge(w, end, &k, s) {
+                    self.alerted.insert(k, end);
+                }
             }
         }
         if self.alerted.len() > self.cap {
-            let oldest = self.open.first_key_value().map_or(i64::MAX, |((w, _), _)| *w);
+            let oldest = self.open.first_key_value().map_or(i64::MAX, |(w, _)| *w);
             self.alerted.retain(|_, e| *e > oldest);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.open.len()
+        self.entries
     }
 
     pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
+        self.entries == 0
     }
 }
 
