@@ -1,8 +1,10 @@
 //! Records per second through every anomaly model, next to the rate at
 //! which the sensor makes records from a capture, in the same run.
 //!
-//! `CITYSOC_BENCH_MB` (default 256) sizes the generated realistic mix
-//! (`bench-data/mix-<MB>mb.pcap`, shared with the sensor's benchmark).
+//! `cargo bench --bench models`; `CITYSOC_BENCH_MB` (default 256) sizes
+//! the generated realistic mix (`bench-data/mix-<MB>mb.pcap`, shared with
+//! the sensor's benchmark). Without `--bench` (as `cargo test` runs it) it
+//! does a quick pass over 4 MiB that checks the harness works.
 
 use citysoc::detection::DetectSettings;
 use citysoc::sensor_setup::SensorConfig;
@@ -51,7 +53,9 @@ fn main() {
         println!("models: bench");
         return;
     }
-    let mb: u64 = std::env::var("CITYSOC_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let mb: u64 =
+        if quick { 4 } else { std::env::var("CITYSOC_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256) };
     let path = capture(mb);
     let cfg = SensorConfig { workers: 1, ..Default::default() };
     let pcfg = cfg.pipeline();
@@ -96,6 +100,7 @@ fn main() {
     models.flush("bench", &mut out);
     let models_secs = t.elapsed().as_secs_f64();
     let state: usize = models.state_sizes().iter().map(|s| s.1).sum();
+    assert!(events.len() > 1000 && models.counters.records as usize == events.len(), "{:?}", models.counters);
     // Each model alone, to show where the time goes.
     let mut alone = Vec::new();
     for name in detector::models::MODEL_IDS {
