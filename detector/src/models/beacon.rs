@@ -2,6 +2,9 @@
 //! RITA: regular intervals (Bowley skewness and median absolute deviation
 //! of the gaps), steady coverage of the time span, and regular sizes.
 //!
+//! A single connection open for `long_connection_secs` or more is raised
+//! too: a channel that stays open needs no check-ins.
+//!
 //! Pairs are scored every `score_every_secs` of record time on the
 //! connections that started before the record clock minus the lateness
 //! bound, so live and hunting runs score the same connections.
@@ -143,6 +146,31 @@ impl BeaconModel {
             || self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&src))
         {
             return;
+        }
+        let duration = r.num("duration").unwrap_or(0.0);
+        let long = self.cfg.long_connection_secs;
+        if long > 0 && duration >= long as f64 {
+            let name = self.names.get(&(src, dst)).map(|n| format!(" ({n})")).unwrap_or_default();
+            let (ob, rb) = (r.num("orig_bytes").unwrap_or(0.0), r.num("resp_bytes").unwrap_or(0.0));
+            let end = Time(ts.0.saturating_add((duration * 1e6) as i64));
+            out.push(Verdict {
+                model: "beacon",
+                first: ts,
+                last: end,
+                orig: Some(src),
+                resp: Some(dst),
+                resp_p: Some(port),
+                summary: format!(
+                    "Long connection: {src} to {dst}:{port}{name} open {} ({} sent, {} received)",
+                    human_secs(duration),
+                    human_bytes(ob),
+                    human_bytes(rb)
+                ),
+                matched: vec!["kind=long_connection".into(), format!("duration={duration:.0}")],
+                evidence: r.text("uid").map(|u| vec![format!("conn:{u}")]).unwrap_or_default(),
+                severity: None,
+                count: 1,
+            });
         }
         let key = (src, dst, port);
         if !self.pairs.contains_key(&key) && self.pairs.len() >= self.cfg.max_pairs {

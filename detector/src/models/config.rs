@@ -162,6 +162,9 @@ pub struct BeaconConfig {
     pub max_pairs: usize,
     /// Connections remembered per pair (the latest are kept).
     pub max_connections: usize,
+    /// A single connection open this long (to where beacons would go) is
+    /// a C2 channel candidate of its own; 0 turns it off.
+    pub long_connection_secs: u64,
 }
 
 impl Default for BeaconConfig {
@@ -179,6 +182,7 @@ impl Default for BeaconConfig {
             ignored: Nets::default(),
             max_pairs: 100_000,
             max_connections: 512,
+            long_connection_secs: 3600,
         }
     }
 }

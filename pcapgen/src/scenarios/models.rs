@@ -191,7 +191,28 @@ pub(super) fn anomaly_beacon() -> Cap {
         let up = 300 + (spread(i, 2) * 10.0) as i64;
         opaque_exchange(&mut c, t, "10.35.2.40", 50_000 + i as u16, "203.0.113.200", 443, up as usize, 190, i);
     }
+    // A channel that stays open: 2 h 10 min with a few bytes every 4 min.
+    long_session(&mut c, 0, "10.35.2.41", 50_500, "198.51.100.250", 8443, 130);
     c
+}
+
+/// A connection kept open `minutes` long, a small exchange every 4 minutes.
+fn long_session(c: &mut Cap, t: i64, src: &str, sport: u16, dst: &str, dport: u16, minutes: i64) {
+    let mut s = TcpSession::new(a(src), sport, a(dst), dport, 13_000, 17_000);
+    c.ip(t, s.seg(true, SYN, &[]));
+    c.ip(t + 100, s.seg(false, SYN | ACK, &[]));
+    c.ip(t + 200, s.seg(true, ACK, &[]));
+    let mut k = 0;
+    while k * 4 < minutes {
+        let tt = t + S + k * 240 * S;
+        c.ip(tt, s.seg(true, PSH | ACK, b"ping"));
+        c.ip(tt + 20 * MS, s.seg(false, PSH | ACK, b"pong"));
+        k += 1;
+    }
+    let end = t + minutes * 60 * S;
+    c.ip(end, s.seg(true, FIN | ACK, &[]));
+    c.ip(end + 100, s.seg(false, FIN | ACK, &[]));
+    c.ip(end + 200, s.seg(true, ACK, &[]));
 }
 
 pub(super) fn anomaly_beacon_benign() -> Cap {
@@ -230,6 +251,11 @@ pub(super) fn anomaly_beacon_benign() -> Cap {
         c.ip(t, ip(cl, srv, 17, &udp(cl, srv, 123, 123, &m)));
         c.ip(t + 20 * MS, ip(srv, cl, 17, &udp(srv, cl, 123, 123, &r)));
     }
+    // An administrator's SSH session inside the city, two hours long, and
+    // a 50-minute video call to the Internet: long, but local or not long
+    // enough.
+    long_session(&mut c, 0, "10.35.2.54", 54_000, "10.35.9.22", 22, 125);
+    long_session(&mut c, 0, "10.35.2.55", 54_001, "198.51.100.81", 443, 50);
     // Polling inside the city every 60 s (local destination).
     for i in 0..70u64 {
         opaque_exchange(&mut c, i as i64 * 60 * S, "10.35.2.52", 52_000 + i as u16, "10.35.9.9", 8080, 200, 200, i);
