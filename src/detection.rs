@@ -10,6 +10,7 @@ use sensor::output::EventSink;
 use sensor::pipeline::PipelineConfig;
 use sensor::proto::stream::Chunk;
 use sensor::proto::tap::{Datagram, PayloadTap, StreamChunk, TapFactory};
+use sensor::ring::Pins;
 use sensor::SensorError;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -224,11 +225,13 @@ pub struct DetectingSink<S> {
     detector: Detector,
     alerts: Vec<AlertRecord>,
     batch: Vec<Event>,
+    /// The packet ring's pins: flows an alert names are kept as evidence.
+    pins: Option<Arc<Pins>>,
 }
 
 impl<S: EventSink> DetectingSink<S> {
     pub fn new(inner: S, rules: Arc<RuleSet>) -> Self {
-        DetectingSink { inner, detector: Detector::new(rules), alerts: Vec::new(), batch: Vec::new() }
+        DetectingSink { inner, detector: Detector::new(rules), alerts: Vec::new(), batch: Vec::new(), pins: None }
     }
 
     pub fn detector(&self) -> &Detector {
@@ -242,6 +245,13 @@ impl<S: EventSink> DetectingSink<S> {
     fn write_alerts(&mut self) -> Result<(), SensorError> {
         if self.alerts.is_empty() {
             return Ok(());
+        }
+        if let Some(pins) = &self.pins {
+            for a in &self.alerts {
+                for uid in alert_flows(a) {
+                    pins.pin(uid);
+                }
+            }
         }
         self.batch.clear();
         self.batch.extend(self.alerts.drain(..).map(|a| Event::Alert(Box::new(a))));
@@ -262,6 +272,16 @@ impl<S: EventSink> EventSink for DetectingSink<S> {
         for ev in events.iter() {
             self.detector.observe(ev, &mut self.alerts);
         }
+        let raised = self.detector.take_raised_flows();
+        if let Some(pins) = &self.pins {
+            for uid in raised {
+                pins.pin(uid);
+            }
+            // Progress for the ring: every record up to here is judged.
+            if let Some(t) = events.iter().map(record_time).max() {
+                pins.seen_until(t);
+            }
+        }
         // Alerts made on the workers were folded by the detector; the rest
         // of the batch goes on as it came.
         if events.iter().any(|e| matches!(e, Event::Alert(_))) {
@@ -278,6 +298,30 @@ impl<S: EventSink> EventSink for DetectingSink<S> {
         self.write_alerts()?;
         self.inner.flush()
     }
+}
+
+fn record_time(ev: &Event) -> Time {
+    match ev {
+        Event::Conn(c) => c.ts,
+        Event::Dns(d) => d.ts,
+        Event::Http(h) => h.ts,
+        Event::Ssl(s) => s.ts,
+        Event::Stats(s) => s.ts,
+        _ => Time(i64::MIN),
+    }
+}
+
+/// The flows an alert is about: its own and those of its evidence.
+pub fn alert_flows(a: &AlertRecord) -> Vec<schema::FlowUid> {
+    let mut v: Vec<schema::FlowUid> = a.uid.into_iter().collect();
+    for e in &a.evidence {
+        if let Some(u) = e.split_once(':').and_then(|(_, u)| detector::detect::parse_uid(u)) {
+            if !v.contains(&u) {
+                v.push(u);
+            }
+        }
+    }
+    v
 }
 
 /// Where rule files are, for messages.
@@ -305,6 +349,15 @@ impl<S: EventSink> MaybeDetecting<S> {
             Some(r) => MaybeDetecting::Detecting(Box::new(DetectingSink::new(inner, r))),
             None => MaybeDetecting::Plain(inner),
         }
+    }
+
+    /// Pins the flows of every alert in the packet ring.
+    pub fn with_pins(mut self, pins: Option<Arc<Pins>>) -> Self {
+        if let (MaybeDetecting::Detecting(d), Some(p)) = (&mut self, &pins) {
+            p.track_detection();
+            d.pins = Some(Arc::clone(p));
+        }
+        self
     }
 }
 

@@ -1,6 +1,7 @@
 //! `citysoc`: the one binary. Subcommands wire the libraries together.
 
 mod hunt_cmd;
+mod pcap_cmd;
 mod rules_cmd;
 mod sensor_cmd;
 mod serve_cmd;
@@ -39,6 +40,8 @@ enum Cmd {
     Demo(serve_cmd::DemoArgs),
     /// Run the anomaly models over stored records of a past time range.
     Hunt(hunt_cmd::HuntArgs),
+    /// Write the packets of one flow from the packet ring as a pcap file.
+    Pcap(pcap_cmd::PcapArgs),
 }
 
 #[derive(clap::Args)]
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Cmd::Serve(args) => serve_cmd::run(args),
         Cmd::Demo(args) => serve_cmd::demo(args),
         Cmd::Hunt(args) => hunt_cmd::run(args),
+        Cmd::Pcap(args) => pcap_cmd::run(args),
     };
     match result {
         Ok(code) => code,

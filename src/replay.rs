@@ -126,9 +126,15 @@ pub fn run_case(case: &Case, log_dir: &Path, workers: usize, rules: Option<&Arc<
     if let Some(r) = rules {
         detection::attach(&mut pcfg, r);
     }
-    let sink = cfg.with_inventory(detection::MaybeDetecting::new(writer, rules.cloned()));
+    let sink = cfg.with_inventory(
+        detection::MaybeDetecting::new(writer, rules.cloned())
+            .with_pins(pcfg.worker.ring.as_ref().map(|r| std::sync::Arc::clone(&r.pins))),
+    );
     let (summary, _) =
         pipeline::run(&SourceSpec::File(case.capture()), &pcfg, sink, Controls::default(), Hooks::default())?;
+    if let Some(r) = &pcfg.worker.ring {
+        sensor::ring::enforce_dir(&r.cfg, &r.pins)?;
+    }
     if let Some(e) = summary.source_error {
         bail!("{}: {e}", case.name);
     }

@@ -62,6 +62,9 @@ pub struct SensorArgs {
     /// File holding the sensor's ingest token.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Keep captured packets in this folder (the packet ring; `[ring]` sets its budget).
+    #[arg(long)]
+    ring: Option<PathBuf>,
 }
 
 pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
@@ -98,6 +101,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(r) = &args.rules {
         cfg.detect.rules_dir = r.clone();
+    }
+    if let Some(r) = &args.ring {
+        cfg.ring.dir = Some(r.clone());
     }
     cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
 
@@ -143,7 +149,10 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let sink = cfg.with_inventory(citysoc::detection::MaybeDetecting::new(writer, rules));
+    let sink = cfg.with_inventory(
+        citysoc::detection::MaybeDetecting::new(writer, rules)
+            .with_pins(pcfg.worker.ring.as_ref().map(|r| std::sync::Arc::clone(&r.pins))),
+    );
 
     let controls = Controls::default();
     signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())
@@ -183,6 +192,17 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
 
     let stop = controls.stop.clone();
     let (run, _sink) = pipeline::run(&spec, &pcfg, sink, controls, hooks)?;
+    if let Some(r) = &pcfg.worker.ring {
+        // Every alert is known now: the ring can meet its budget.
+        let c = sensor::ring::enforce_dir(&r.cfg, &r.pins)?;
+        eprintln!(
+            "packet ring {}: {} flows pinned by alerts, {} packets carved to evidence, {} segments rotated at the end",
+            r.cfg.dir.display(),
+            r.pins.len(),
+            c.pinned_carved,
+            c.segments_deleted
+        );
+    }
     eprintln!("{}", summary(&run.stats));
     let secs = run.elapsed.as_secs_f64().max(1e-9);
     eprintln!(

@@ -70,6 +70,67 @@ pub struct SensorConfig {
     pub snmp_redact_community: bool,
     /// The passive device inventory (`known_devices.log`).
     pub inventory: sensor::inventory::InventoryConfig,
+    /// The packet ring (`[ring]`): captured packets kept for evidence.
+    pub ring: RingSettings,
+}
+
+/// The `[ring]` table: where and how much of the traffic is kept.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingSettings {
+    /// The ring's folder (`--ring`); unset: no packets are kept.
+    pub dir: Option<std::path::PathBuf>,
+    /// Size of one segment file, MiB.
+    pub segment_mb: u64,
+    /// Disk budget of all segments, MiB (the evidence store apart).
+    pub budget_mb: u64,
+    /// Segments older than this are deleted even within the budget (0: never).
+    pub max_age_hours: u64,
+    /// Bytes of each flow kept, KiB (0: all); flows an alert names are kept whole.
+    pub flow_kb: u64,
+    /// Networks whose payloads are never stored: their frames keep their headers only.
+    pub headers_only: Vec<String>,
+    /// Minutes of traffic always kept, past the budget if need be, so the
+    /// flows of alerts still to come are there to pin.
+    pub hold_minutes: u64,
+}
+
+impl Default for RingSettings {
+    fn default() -> Self {
+        RingSettings {
+            dir: None,
+            segment_mb: 64,
+            budget_mb: 10_240,
+            max_age_hours: 0,
+            flow_kb: 1024,
+            headers_only: Vec::new(),
+            hold_minutes: 15,
+        }
+    }
+}
+
+impl RingSettings {
+    pub fn setup(&self) -> Option<sensor::worker::RingSetup> {
+        let dir = self.dir.clone()?;
+        let headers_only = if self.headers_only.is_empty() {
+            None
+        } else {
+            // Validated before use.
+            sensor::flow::LocalNets::parse(&self.headers_only).ok()
+        };
+        Some(sensor::worker::RingSetup {
+            cfg: std::sync::Arc::new(sensor::ring::RingConfig {
+                dir,
+                segment_bytes: self.segment_mb.clamp(1, 4000) << 20,
+                budget_bytes: self.budget_mb << 20,
+                max_age_secs: self.max_age_hours.saturating_mul(3600),
+                flow_bytes: self.flow_kb << 10,
+                hold_secs: self.hold_minutes.saturating_mul(60),
+                headers_only,
+            }),
+            pins: std::sync::Arc::default(),
+        })
+    }
 }
 
 impl Default for SensorConfig {
@@ -103,6 +164,7 @@ impl Default for SensorConfig {
             detect: crate::detection::DetectSettings::default(),
             snmp_redact_community: false,
             inventory: sensor::inventory::InventoryConfig::default(),
+            ring: RingSettings::default(),
         }
     }
 }
@@ -151,6 +213,12 @@ impl SensorConfig {
         if let Err(e) = sensor::flow::LocalNets::parse(&self.local_nets) {
             errs.push(e);
         }
+        if let Err(e) = sensor::flow::LocalNets::parse(&self.ring.headers_only) {
+            errs.push(format!("ring.headers_only: {e}"));
+        }
+        if self.ring.dir.is_some() && (self.ring.budget_mb == 0 || self.ring.segment_mb == 0) {
+            errs.push("ring.budget_mb and ring.segment_mb must be positive".into());
+        }
         if self.snaplen < 64 {
             errs.push(format!("snaplen must be at least 64, not {}", self.snaplen));
         }
@@ -190,6 +258,7 @@ impl SensorConfig {
         w.frag.max_bytes = self.frag_max_mb << 20;
         w.frag.max_fragments_per_datagram = self.frag_max_per_datagram;
         w.frag.timeout = secs(self.frag_timeout_secs);
+        w.ring = self.ring.setup();
         PipelineConfig { workers: self.workers, worker: w, ..PipelineConfig::default() }
     }
 }

@@ -365,6 +365,9 @@ pub struct Detector {
     now: Time,
     expired_at: Time,
     pub counters: DetectorCounters,
+    /// Flows of alerts raised since the last `take_raised_flows`, before
+    /// folding holds them back: the packet ring pins them at once.
+    raised_flows: Vec<FlowUid>,
 }
 
 impl Detector {
@@ -392,6 +395,7 @@ impl Detector {
             now: Time(0),
             expired_at: Time(0),
             counters: DetectorCounters::default(),
+            raised_flows: Vec::new(),
         }
     }
 
@@ -604,6 +608,12 @@ impl Detector {
 
     fn raise(&mut self, a: AlertRecord, out: &mut Vec<AlertRecord>) {
         self.counters.alerts_raised += 1;
+        self.raised_flows.extend(a.uid);
+        for e in &a.evidence {
+            if let Some(u) = e.split_once(':').and_then(|(_, u)| parse_uid(u)) {
+                self.raised_flows.push(u);
+            }
+        }
         self.agg.add(a, out);
     }
 
@@ -620,6 +630,11 @@ impl Detector {
         self.models.flush(&sensor, &mut self.model_alerts);
         self.raise_model_alerts(out);
         self.agg.flush(out);
+    }
+
+    /// The flows named by alerts raised since the last call.
+    pub fn take_raised_flows(&mut self) -> Vec<FlowUid> {
+        std::mem::take(&mut self.raised_flows)
     }
 
     pub fn models(&self) -> &Models {

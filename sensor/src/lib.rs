@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod output;
 pub mod pipeline;
 pub mod proto;
+pub mod ring;
 pub mod worker;
 
 pub use error::SensorError;

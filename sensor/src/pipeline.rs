@@ -181,7 +181,7 @@ pub fn run<S: EventSink + 'static>(
         let c2 = counters.clone();
         let h = thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || worker_loop(wcfg, linktype, rx, back_tx, out, c2))
+            .spawn(move || worker_loop(wcfg, linktype, (i, n), rx, back_tx, out, c2))
             .map_err(|e| SensorError::Thread(e.to_string()))?;
         to_workers.push(tx);
         recycled.push(back_rx);
@@ -295,12 +295,20 @@ pub fn run<S: EventSink + 'static>(
 fn worker_loop(
     cfg: WorkerConfig,
     linktype: crate::decode::LinkType,
+    (index, workers): (usize, usize),
     rx: Receiver<Batch>,
     back: Sender<Batch>,
     out: Sender<Vec<Event>>,
     counters: Arc<Mutex<WorkerCounters>>,
 ) {
+    let ring = cfg.ring.clone();
     let mut w = Worker::new(cfg);
+    if let Some(r) = ring {
+        match crate::ring::PacketRing::open(r.cfg, r.pins, index, workers, linktype.dlt()) {
+            Ok(ring) => w.attach_ring(ring),
+            Err(e) => tracing::error!(error = %e, "packet ring not opened; packets are not kept"),
+        }
+    }
     let mut events = Vec::new();
     for batch in rx {
         for &(ts, off, len) in &batch.pkts {

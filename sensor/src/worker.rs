@@ -6,9 +6,11 @@ use crate::decode::{
     self, decode_ethernet, decode_link, FragConfig, FragOutcome, IpView, LinkType, Malformed, Reassembler, L3,
 };
 use crate::flow::{EndReason, FlowConfig, FlowOutput, FlowTable, PacketMeta, Transport};
+use crate::ring::{PacketRing, Pins, RingConfig};
 use schema::{Event, FlowUid, Interval, Time, TunnelRecord, WeirdRecord};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -29,6 +31,15 @@ pub struct WorkerConfig {
     pub weird_sampling_rate: u64,
     /// Name written in the `peer` field of weird.log and stats.log.
     pub sensor_name: String,
+    /// Keep packets in the on-disk ring (and pin those alerts name).
+    pub ring: Option<RingSetup>,
+}
+
+/// The packet ring's settings and the pins shared with the output thread.
+#[derive(Clone, Debug)]
+pub struct RingSetup {
+    pub cfg: Arc<RingConfig>,
+    pub pins: Arc<Pins>,
 }
 
 impl Default for WorkerConfig {
@@ -42,6 +53,7 @@ impl Default for WorkerConfig {
             tunnel_expiration: Interval::from_secs(3600),
             weird_sampling_threshold: 25,
             weird_sampling_rate: 1000,
+            ring: None,
             sensor_name: "sensor".into(),
         }
     }
@@ -119,6 +131,15 @@ pub struct Worker {
     flow_out: FlowOutput,
     counters: WorkerCounters,
     last_tunnel_sweep: Time,
+    ring: Option<PacketRing>,
+    /// The flows the packet being processed belongs to (outer and inner).
+    pkt_uids: Vec<FlowUid>,
+    /// Where its innermost transport payload starts in the frame.
+    pkt_headers: Option<usize>,
+    /// An endpoint is in the ring's `headers_only` networks.
+    pkt_private: bool,
+    frame: (usize, usize),
+    ring_synced: std::time::Instant,
 }
 
 impl Worker {
@@ -133,6 +154,12 @@ impl Worker {
             flow_out: FlowOutput::default(),
             counters: WorkerCounters::default(),
             last_tunnel_sweep: Time(i64::MIN),
+            ring: None,
+            pkt_uids: Vec::new(),
+            pkt_headers: None,
+            pkt_private: false,
+            frame: (0, 0),
+            ring_synced: std::time::Instant::now(),
         }
     }
 
@@ -151,9 +178,24 @@ impl Worker {
         c
     }
 
+    /// Keeps every packet in the ring from now on.
+    pub fn attach_ring(&mut self, ring: PacketRing) {
+        self.ring = Some(ring);
+    }
+
+    pub fn ring_counters(&self) -> Option<&crate::ring::RingCounters> {
+        self.ring.as_ref().map(|r| &r.counters)
+    }
+
     /// Decodes and accounts one captured packet.
     pub fn process(&mut self, ts: Time, lt: LinkType, data: &[u8], out: &mut Vec<Event>) {
         self.counters.pkts += 1;
+        if self.ring.is_some() {
+            self.pkt_uids.clear();
+            self.pkt_headers = None;
+            self.pkt_private = false;
+            self.frame = (data.as_ptr() as usize, data.len());
+        }
         match decode_link(lt, data) {
             Ok(view) => match view.l3 {
                 L3::Ip(ip) => {
@@ -168,11 +210,21 @@ impl Worker {
                 self.net_weird(ts, m.weird_name(), None, out);
             }
         }
+        if let Some(r) = self.ring.as_mut() {
+            r.write(ts, data, &self.pkt_uids, self.pkt_headers, self.pkt_private);
+        }
         self.drain_flows(out);
     }
 
     /// Advances time without a packet: timeouts fire.
     pub fn tick(&mut self, now: Time, out: &mut Vec<Event>) {
+        // What the ring holds becomes readable within a second.
+        if let Some(r) = self.ring.as_mut() {
+            if self.ring_synced.elapsed() >= std::time::Duration::from_secs(1) {
+                self.ring_synced = std::time::Instant::now();
+                r.sync();
+            }
+        }
         self.flows.expire(now, &mut self.flow_out);
         let dropped = self.frags.expire(now);
         if dropped > 0 {
@@ -196,6 +248,9 @@ impl Worker {
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         self.flows.flush(&mut self.flow_out);
         self.drain_flows(out);
+        if let Some(r) = self.ring.as_mut() {
+            r.finish();
+        }
     }
 
     /// Ends the run in steps of at most `max` flows; returns false when no
@@ -232,6 +287,11 @@ impl Worker {
                 peer: self.cfg.sensor_name.clone(),
                 source: None,
             }));
+        }
+        if let Some(r) = self.ring.as_mut() {
+            for (rec, _) in &self.flow_out.conns {
+                r.flow_ended(rec.uid);
+            }
         }
         for (rec, reason) in self.flow_out.conns.drain(..) {
             if reason == EndReason::Evicted {
@@ -377,6 +437,24 @@ impl Worker {
         };
         self.counters.pkts_flow += 1;
         let obs = self.flows.observe(&meta, &mut self.flow_out);
+        if let Some(r) = &self.ring {
+            self.pkt_uids.push(obs.uid);
+            // The frame's headers end where the innermost transport's
+            // payload starts (a reassembled datagram is not in the frame).
+            let at = ip.payload.as_ptr() as usize;
+            let (start, len) = self.frame;
+            if at >= start && at <= start + len {
+                let l4 = match transport {
+                    Transport::Tcp(_) => ip.payload.get(12).map_or(20, |b| usize::from(b >> 4) * 4),
+                    Transport::Udp { .. } | Transport::Icmp(_) => 8,
+                    Transport::Other { .. } => 0,
+                };
+                self.pkt_headers = Some((at - start + l4).min(len));
+            }
+            if let Some(nets) = &r.config().headers_only {
+                self.pkt_private |= nets.contains(ip.src) || nets.contains(ip.dst);
+            }
+        }
         if bad_checksum {
             return;
         }

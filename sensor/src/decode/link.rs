@@ -20,6 +20,24 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// The LINKTYPE_ number written in pcap files.
+    pub fn dlt(self) -> u32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::Ppp => 9,
+            LinkType::PppHdlc => 50,
+            LinkType::CiscoHdlc => 104,
+            LinkType::Raw => 101,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::Other(x) => x as u32,
+        }
+    }
+
     pub fn from_dlt(dlt: i32) -> LinkType {
         match dlt {
             0 => LinkType::Null,
