@@ -2,6 +2,7 @@
 //! end-to-end tests share.
 
 pub mod detection;
+pub mod evidence;
 pub mod hunt;
 pub mod replay;
 pub mod sensor_setup;

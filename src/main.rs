@@ -42,6 +42,9 @@ enum Cmd {
     Hunt(hunt_cmd::HuntArgs),
     /// Write the packets of one flow from the packet ring as a pcap file.
     Pcap(pcap_cmd::PcapArgs),
+    /// Check an evidence bundle's signature and files.
+    #[command(subcommand)]
+    Evidence(pcap_cmd::EvidenceCmd),
 }
 
 #[derive(clap::Args)]
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Cmd::Demo(args) => serve_cmd::demo(args),
         Cmd::Hunt(args) => hunt_cmd::run(args),
         Cmd::Pcap(args) => pcap_cmd::run(args),
+        Cmd::Evidence(cmd) => pcap_cmd::evidence(cmd),
     };
     match result {
         Ok(code) => code,

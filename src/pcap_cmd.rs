@@ -2,7 +2,7 @@
 //! evidence store beside it) as a pcap file.
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,4 +41,46 @@ pub fn run(args: PcapArgs) -> anyhow::Result<ExitCode> {
     std::io::Write::flush(&mut f)?;
     eprintln!("{} packets of {} written to {}", pkts.len(), args.uid, args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum EvidenceCmd {
+    /// Verify a bundle: the manifest's signature and every file's SHA-256.
+    Verify {
+        bundle: PathBuf,
+        /// The SOC's public key (`evidence-key.pub` of its data folder):
+        /// without it, the bundle is checked against the key it carries.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+pub fn evidence(cmd: EvidenceCmd) -> anyhow::Result<ExitCode> {
+    let EvidenceCmd::Verify { bundle, key } = cmd;
+    let bytes = std::fs::read(&bundle).with_context(|| format!("cannot read {}", bundle.display()))?;
+    let key = match &key {
+        Some(k) => Some(std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?),
+        None => None,
+    };
+    match siem::evidence::verify(&bytes, key.as_deref()) {
+        Ok(v) => {
+            println!(
+                "OK: {} files, exported by {} at {}, signed by {}{}",
+                v.files,
+                v.manifest["exported_by"].as_str().unwrap_or("?"),
+                v.manifest["exported_at"].as_str().unwrap_or("?"),
+                v.public_key,
+                if key.is_some() {
+                    " (the expected key)"
+                } else {
+                    " (the key it carries: pass --key to check it is the SOC's)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

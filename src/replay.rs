@@ -111,10 +111,24 @@ pub struct Outcome {
 /// Replays one case into `log_dir` with `workers` workers and checks it;
 /// with `rules`, detection runs too and its alerts are checked.
 pub fn run_case(case: &Case, log_dir: &Path, workers: usize, rules: Option<&Arc<RuleSet>>) -> anyhow::Result<Outcome> {
+    run_case_with_ring(case, log_dir, workers, rules, None)
+}
+
+/// As [`run_case`], keeping the packets in the packet ring under `ring`.
+pub fn run_case_with_ring(
+    case: &Case,
+    log_dir: &Path,
+    workers: usize,
+    rules: Option<&Arc<RuleSet>>,
+    ring: Option<&Path>,
+) -> anyhow::Result<Outcome> {
     let mut cfg: SensorConfig =
         Toml::Table(case.spec.sensor.clone()).try_into().with_context(|| format!("{}: [sensor]", case.name))?;
     cfg.workers = workers;
     cfg.uid_seed.get_or_insert(1);
+    if let Some(r) = ring {
+        cfg.ring.dir = Some(r.to_path_buf());
+    }
     if let Err(e) = cfg.validate() {
         bail!("{}: [sensor]: {}", case.name, e.join("; "));
     }

@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// How often retention runs.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     retention_interval: std::time::Duration,
+    /// The packet ring of a sensor on this machine (its `--ring`): flows'
+    /// packets for `/api/v1/pcap`, the console and evidence bundles.
+    #[arg(long)]
+    packets: Option<PathBuf>,
 }
 
 pub(crate) fn open_store(
@@ -159,6 +163,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
     state.retention = policy;
+    state.packets = args
+        .packets
+        .clone()
+        .map(|dir| Arc::new(citysoc::evidence::RingPackets { dir }) as Arc<dyn siem::api::PacketSource>);
     let console_cfg = match &args.console_config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -190,6 +198,9 @@ pub struct DemoArgs {
     /// Stop after storing; do not serve.
     #[arg(long)]
     no_serve: bool,
+    /// The packet ring the scenarios' packets are kept in (emptied first).
+    #[arg(long, default_value = "demo-ring")]
+    ring: PathBuf,
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -203,9 +214,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!("rule not loaded: {e}");
     }
     let mut failed = 0;
+    if args.ring.exists() {
+        std::fs::remove_dir_all(&args.ring).with_context(|| format!("cannot empty {}", args.ring.display()))?;
+    }
     for case in &cases {
         let out = args.log_dir.join(&case.name);
-        let outcome = citysoc::replay::run_case(case, &out, 1, Some(&rules))?;
+        let outcome = citysoc::replay::run_case_with_ring(case, &out, 1, Some(&rules), Some(&args.ring))?;
         if outcome.failures.is_empty() {
             println!("ok    {:22} {:3} checks  {}", case.name, outcome.checks, case.spec.description);
         } else {
@@ -250,6 +264,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The bundled captures are old on purpose: the demo keeps them whatever
     // their age.
     state.retention = siem::retention::Policy(Default::default());
+    state.packets = Some(Arc::new(citysoc::evidence::RingPackets { dir: args.ring.clone() }));
     serve(state, args.listen, None, &args.data, console::ConsoleConfig::default())?;
     Ok(ExitCode::SUCCESS)
 }

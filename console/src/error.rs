@@ -7,6 +7,9 @@ pub enum ConsoleError {
     Invalid(String),
     #[error("not found")]
     NotFound,
+    /// Not there, with the reason (no packets kept for that flow).
+    #[error("{0}")]
+    Missing(String),
     #[error("this role may not do that")]
     Forbidden,
     #[error("the form is stale or forged: reload the page and try again")]
@@ -24,6 +27,7 @@ impl From<siem::api::ApiError> for ConsoleError {
             A::BadRequest(m) => ConsoleError::Invalid(m),
             A::BadQuery(q) => ConsoleError::Invalid(q.to_string()),
             A::NotFound => ConsoleError::NotFound,
+            A::Missing(m) => ConsoleError::Missing(m),
             A::Forbidden | A::Unauthorized => ConsoleError::Forbidden,
             other => ConsoleError::Internal(format!("{other:?}")),
         }
@@ -36,6 +40,7 @@ impl IntoResponse for ConsoleError {
         let (status, text) = match &self {
             ConsoleError::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
             ConsoleError::NotFound => (StatusCode::NOT_FOUND, self.to_string()),
+            ConsoleError::Missing(m) => (StatusCode::NOT_FOUND, m.clone()),
             ConsoleError::Forbidden => (StatusCode::FORBIDDEN, self.to_string()),
             ConsoleError::Csrf => (StatusCode::FORBIDDEN, self.to_string()),
             ConsoleError::Io(m) | ConsoleError::Internal(m) => {

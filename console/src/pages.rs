@@ -37,6 +37,9 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/alerts/rows", get(alert_rows))
         .route("/alerts/bulk", post(bulk))
         .route("/alerts/{id}", get(alert))
+        .route("/alerts/{id}/pcap", get(alert_pcap))
+        .route("/alerts/{id}/evidence", get(alert_evidence))
+        .route("/incidents/{id}/evidence", get(incident_evidence))
         .route("/alerts/{id}/triage", post(triage))
         .route("/incidents", get(incidents))
         .route("/incidents/{id}", get(incident).post(change_incident))
@@ -573,8 +576,63 @@ struct AlertPage {
     trail: Vec<(String, String, String)>,
     uid: String,
     uid_query: String,
+    can_packets: bool,
     evidence: Vec<RecordRow>,
     related: Vec<AlertRow>,
+}
+
+/// A signed evidence bundle of an alert or an incident, as a download.
+async fn evidence_bundle(c: Arc<Console>, a: Auth, p: siem::api::EvidenceParams) -> Res {
+    a.need(Perm::Packets)?;
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let (name, bytes) = blocking(move || Ok(siem.export_evidence(&who, &peer, p)?)).await?;
+    Ok((
+        [
+            ("content-type", "application/x-tar".to_string()),
+            ("content-disposition", format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn alert_evidence(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    evidence_bundle(c, a, siem::api::EvidenceParams { alert: Some(id), incident: None }).await
+}
+
+async fn incident_evidence(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    evidence_bundle(c, a, siem::api::EvidenceParams { alert: None, incident: Some(id) }).await
+}
+
+/// The packets of an alert's flow, from the sensor's ring, as a pcap file.
+async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    a.need(Perm::Packets)?;
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let (name, bytes) = blocking(move || {
+        let al = siem.alert(&who, &peer, &id)?;
+        // The alert's own flow, or the first flow of its evidence.
+        let uid = al["uid"].as_str().map(String::from).or_else(|| {
+            al["evidence"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .find_map(|e| e.strip_prefix("conn:").map(String::from))
+        });
+        let Some(uid) = uid else {
+            return Err(ConsoleError::Missing("this alert names no flow".into()));
+        };
+        let p = siem::api::PcapParams { uid: Some(uid), community_id: None, from: None, to: None };
+        Ok(siem.flow_pcap(&who, &peer, p)?)
+    })
+    .await?;
+    Ok((
+        [
+            ("content-type", "application/vnd.tcpdump.pcap".to_string()),
+            ("content-disposition", format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
@@ -682,6 +740,11 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
         comments,
         trail,
         uid_query: enc(&format!("uid:{}", quote(&uid))),
+        can_packets: a.may(Perm::Packets)
+            && (!uid.is_empty()
+                || al["evidence"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("conn:"))))),
         uid,
         evidence: evidence.iter().map(|r| record_row(lens, r)).collect(),
         related: related.iter().map(|r| alert_row(lens, r)).collect(),
@@ -759,6 +822,7 @@ struct IncidentPage {
     alerts: Vec<AlertRow>,
     statuses: [&'static str; 4],
     can_change: bool,
+    can_export: bool,
 }
 
 async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
@@ -790,6 +854,7 @@ async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>
         alerts: alerts.iter().map(|x| alert_row(lens, x)).collect(),
         statuses: INCIDENT_STATUSES,
         can_change: a.may(Perm::Triage),
+        can_export: a.may(Perm::Packets),
         i: incident_row(lens, inc),
     })
 }

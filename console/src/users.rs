@@ -54,6 +54,8 @@ impl Role {
             Search => matches!(self, Analyst | Responder | Admin),
             Sensors => matches!(self, Operator | Admin),
             Rules => matches!(self, Analyst | Admin),
+            // Packets hold content (what was said, not only who spoke).
+            Packets => matches!(self, Analyst | Responder | Admin),
             Users | Audit => self == Admin,
         }
     }
@@ -74,6 +76,7 @@ pub enum Perm {
     Rules,
     Users,
     Audit,
+    Packets,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

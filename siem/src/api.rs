@@ -99,6 +99,34 @@ pub struct AppState {
     seen_path: Option<PathBuf>,
     pub retention: crate::retention::Policy,
     retention_runs: Mutex<RetentionRuns>,
+    /// Where flows' packets come from (the packet ring of the sensor that
+    /// kept them); none: the pcap endpoint answers 404.
+    pub packets: Option<Arc<dyn PacketSource>>,
+    /// The SOC's key for evidence bundles (in the data folder).
+    pub signer: Option<Arc<crate::evidence::Signer>>,
+}
+
+/// Packets of flows, as one pcap file, from whatever keeps them.
+pub trait PacketSource: Send + Sync {
+    /// The packets of the flows with these uids within `[from, to]` (epoch
+    /// seconds), in time order, as a pcap file; `None` when none are kept.
+    fn pcap(&self, uids: &[String], from: Option<f64>, to: Option<f64>) -> Result<Option<Vec<u8>>, String>;
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceParams {
+    pub alert: Option<String>,
+    pub incident: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PcapParams {
+    pub uid: Option<String>,
+    pub community_id: Option<String>,
+    pub from: Option<f64>,
+    pub to: Option<f64>,
 }
 
 /// What the last retention runs did, for the status view.
@@ -128,6 +156,9 @@ impl AppState {
         let mut st = AppState::new(store, tokens, Some(data), ingest_concurrency);
         st.workflow = Some(crate::workflow::Workflow::open(data).map_err(|e| format!("{}: {e}", data.display()))?);
         st.audit = Some(crate::audit::Audit::open(data).map_err(|e| e.to_string())?);
+        st.signer = Some(Arc::new(
+            crate::evidence::Signer::open(data).map_err(|e| format!("evidence key in {}: {e}", data.display()))?,
+        ));
         Ok(st)
     }
 
@@ -179,6 +210,8 @@ impl AppState {
             }
         }
         AppState {
+            packets: None,
+            signer: None,
             store,
             workflow: None,
             audit: None,
@@ -202,6 +235,8 @@ pub enum ApiError {
     BadQuery(QueryError),
     TooLarge,
     NotFound,
+    /// A resource that is not there, with the reason.
+    Missing(String),
     Busy,
     Internal(String),
 }
@@ -226,6 +261,7 @@ impl IntoResponse for ApiError {
                 json!({"error": format!("invalid query: {}", e.message), "position": e.position}),
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
+            ApiError::Missing(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
             ApiError::TooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {MAX_BODY_BYTES} bytes")}))
             }
@@ -475,6 +511,104 @@ impl AppState {
     /// Everything about one flow, as a timeline: records with its uid, and,
     /// through the Community ID of its conn record, records of the same flow
     /// seen by other sensors (and their uids in turn).
+    /// One flow's packets (by uid), or those of every flow with a Community
+    /// ID (across sensors) within a time range, as a pcap file. Audited.
+    pub fn flow_pcap(&self, who: &str, peer: &str, p: PcapParams) -> ApiResult<(String, Vec<u8>)> {
+        let Some(src) = &self.packets else {
+            return Err(ApiError::Missing("this SIEM keeps no packets".into()));
+        };
+        let ok = |v: &str| {
+            !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
+        };
+        crate::store::check_range(p.from, p.to).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let (uids, name) = match (&p.uid, &p.community_id) {
+            (Some(u), None) if ok(u) => (vec![u.clone()], u.clone()),
+            (None, Some(c)) if ok(c) => {
+                let mut req = SearchRequest::new(Query::And(vec![
+                    Query::Term { field: "_log".into(), value: "conn".into() },
+                    Query::Term { field: "community_id".into(), value: c.clone() },
+                ]));
+                req.from = p.from;
+                req.to = p.to;
+                req.limit = 100;
+                let hits = self.store.search(&req)?.hits;
+                let uids: Vec<String> = hits.iter().filter_map(|h| h["uid"].as_str().map(String::from)).collect();
+                (uids, "community".to_string())
+            }
+            _ => return Err(ApiError::BadRequest("give one uid or one community_id".into())),
+        };
+        self.audit_as(who, peer, "pcap", json!({"uid": p.uid, "community_id": p.community_id, "flows": uids.len()}))?;
+        if uids.is_empty() {
+            return Err(ApiError::Missing("no flow with that Community ID in the range".into()));
+        }
+        match src.pcap(&uids, p.from, p.to).map_err(ApiError::Internal)? {
+            Some(bytes) => Ok((format!("{name}.pcap"), bytes)),
+            None => Err(ApiError::Missing("no packets of that flow are kept".into())),
+        }
+    }
+
+    /// An alert or an incident as a signed evidence bundle: its alerts,
+    /// the records and packets of their flows, a manifest of SHA-256s.
+    /// Audited with who exported what.
+    pub fn export_evidence(&self, who: &str, peer: &str, p: EvidenceParams) -> ApiResult<(String, Vec<u8>)> {
+        let Some(signer) = &self.signer else {
+            return Err(ApiError::Missing("this SIEM has no evidence key (it runs without a data folder)".into()));
+        };
+        let (subject, name, alert_ids, incident) = match (&p.alert, &p.incident) {
+            (Some(a), None) if valid_alert_id(a) => (json!({"alert": a}), a.clone(), vec![a.clone()], None),
+            (None, Some(i)) if i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+                let inc = self
+                    .list_incidents(who, peer, None)?
+                    .into_iter()
+                    .find(|x| &x.id == i)
+                    .ok_or_else(|| ApiError::Missing(format!("no incident {i}")))?;
+                (json!({"incident": i}), i.clone(), inc.alerts.clone(), Some(inc))
+            }
+            _ => return Err(ApiError::BadRequest("give one alert id or one incident id".into())),
+        };
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(inc) = &incident {
+            files.push(("incident.json".into(), serde_json::to_vec_pretty(inc).map_err(internal)?));
+        }
+        let mut uids: Vec<String> = Vec::new();
+        for id in alert_ids.iter().filter(|id| valid_alert_id(id)) {
+            let a = self.alert(who, peer, id)?;
+            if let Some(u) = a["uid"].as_str() {
+                uids.push(u.to_string());
+            }
+            for e in a["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                if let Some(u) = e.strip_prefix("conn:") {
+                    uids.push(u.to_string());
+                }
+            }
+            files.push((format!("alerts/{id}.json"), serde_json::to_vec_pretty(&a).map_err(internal)?));
+        }
+        // Flow uids come from our own records; still, only their alphabet
+        // goes into a file name.
+        uids.retain(|u| !u.is_empty() && u.len() <= 32 && u.chars().all(|c| c.is_ascii_alphanumeric()));
+        uids.sort();
+        uids.dedup();
+        let mut records = Vec::new();
+        for u in &uids {
+            let mut req = SearchRequest::new(Query::Term { field: "uid".into(), value: u.clone() });
+            req.limit = 1000;
+            for h in self.store.search(&req)?.hits {
+                records.extend(serde_json::to_vec(&h).map_err(internal)?);
+                records.push(b'\n');
+            }
+            if let Some(src) = &self.packets {
+                if let Some(pcap) = src.pcap(std::slice::from_ref(u), None, None).map_err(ApiError::Internal)? {
+                    files.push((format!("flows/{u}.pcap"), pcap));
+                }
+            }
+        }
+        files.push(("records.jsonl".into(), records));
+        let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+        self.audit_as(who, peer, "evidence.export", json!({"subject": subject, "files": names}))?;
+        let bytes = crate::evidence::bundle(&files, subject, who, signer).map_err(internal)?;
+        Ok((format!("evidence-{name}.tar"), bytes))
+    }
+
     pub fn flow_timeline(&self, who: &str, from: &str, p: PivotParams) -> ApiResult<Vec<Value>> {
         let ok = |v: &str| {
             !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
@@ -846,6 +980,45 @@ async fn pivot(
     Ok(Json(json!({"total": hits.len(), "hits": hits})))
 }
 
+async fn evidence(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<EvidenceParams>, QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    let who = reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (name, bytes) = blocking(move || st.export_evidence(&who, &peer.0, p)).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn pcap(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<PcapParams>, QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    let who = reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (name, bytes) = blocking(move || st.flow_pcap(&who, &peer.0, p)).await?;
+    // The name is a uid or a fixed word (checked above), safe in a header.
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/vnd.tcpdump.pcap".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentsParams {
@@ -1128,6 +1301,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/alerts/{id}/triage", post(triage))
         .route("/api/v1/audit", get(audit_trail))
         .route("/api/v1/pivot", get(pivot))
+        .route("/api/v1/pcap", get(pcap))
+        .route("/api/v1/evidence", get(evidence))
         .route("/api/v1/incidents", get(incidents).post(create_incident))
         .route("/api/v1/incidents/{id}", post(change_incident))
         .route("/api/v1/fields", get(fields))

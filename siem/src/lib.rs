@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod evidence;
 pub mod query;
 pub mod retention;
 pub mod schema;
