@@ -541,7 +541,29 @@ impl AppState {
         if uids.is_empty() {
             return Err(ApiError::Missing("no flow with that Community ID in the range".into()));
         }
-        match src.pcap(&uids, p.from, p.to).map_err(ApiError::Internal)? {
+        // Without a range, the flows' own span (from conn.log) narrows the
+        // ring's segments to read to those that can hold them.
+        let (mut from, mut to) = (p.from, p.to);
+        if from.is_none() && to.is_none() {
+            let any: Vec<Query> = uids.iter().map(|u| Query::Term { field: "uid".into(), value: u.clone() }).collect();
+            let mut req = SearchRequest::new(Query::And(vec![
+                Query::Term { field: "_log".into(), value: "conn".into() },
+                Query::Or(any),
+            ]));
+            req.limit = 100;
+            let conns = self.store.search(&req)?.hits;
+            if conns.len() == uids.len() {
+                let start = conns.iter().filter_map(|c| c["ts"].as_f64()).fold(f64::MAX, f64::min);
+                let end = conns
+                    .iter()
+                    .filter_map(|c| Some(c["ts"].as_f64()? + c["duration"].as_f64().unwrap_or(0.0)))
+                    .fold(f64::MIN, f64::max);
+                if start <= end {
+                    (from, to) = (Some(start - 1.0), Some(end + 1.0));
+                }
+            }
+        }
+        match src.pcap(&uids, from, to).map_err(ApiError::Internal)? {
             Some(bytes) => Ok((format!("{name}.pcap"), bytes)),
             None => Err(ApiError::Missing("no packets of that flow are kept".into())),
         }
