@@ -15,8 +15,11 @@ use sensor::capture::SourceSpec;
 use sensor::output::EventSink;
 use sensor::pipeline::{self, Controls, Hooks};
 use sensor::SensorError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
+
+mod common;
+use common::capture;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,21 +34,6 @@ impl EventSink for Collect {
     fn flush(&mut self) -> Result<(), SensorError> {
         Ok(())
     }
-}
-
-fn capture(mb: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data");
-    let path = dir.join(format!("mix-{mb}mb.pcap"));
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).expect("bench-data directory");
-        eprintln!("generating {} ...", path.display());
-        let tmp = path.with_extension("tmp");
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).expect("create capture"));
-        pcapgen::bench_mix_with(&mut w, mb << 20, false).expect("generate capture");
-        std::io::Write::flush(&mut w).expect("write capture");
-        std::fs::rename(&tmp, &path).expect("rename capture");
-    }
-    path
 }
 
 fn main() {

@@ -15,9 +15,12 @@ use sensor::pipeline::{self, Controls, Hooks};
 use sensor::ring::{flow_packets, read_pcap, PacketRing, Pins, RingConfig};
 use sensor::worker::RingSetup;
 use sensor::SensorError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod common;
+use common::capture;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,20 +34,6 @@ impl EventSink for Discard {
     fn flush(&mut self) -> Result<(), SensorError> {
         Ok(())
     }
-}
-
-fn capture(mb: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data");
-    let path = dir.join(format!("mix-{mb}mb.pcap"));
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).expect("bench-data directory");
-        let tmp = path.with_extension("tmp");
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).expect("create capture"));
-        pcapgen::bench_mix_with(&mut w, mb << 20, false).expect("generate capture");
-        std::io::Write::flush(&mut w).expect("write capture");
-        std::fs::rename(&tmp, &path).expect("rename capture");
-    }
-    path
 }
 
 fn ring_cfg(dir: &Path, budget: u64) -> Arc<RingConfig> {
@@ -106,7 +95,7 @@ fn main() {
     let mut written = 0u64;
     for r in 0..rounds {
         for (i, p) in frames.iter().enumerate() {
-            let uid = FlowUid::new(((r as usize) << 32 | i / 8) as u128);
+            let uid = FlowUid::new((((r as usize) << 32) | (i / 8)) as u128);
             ring.write(Time(p.ts.0 + r as i64 * span), &p.data, &[uid], None, false);
         }
         written += bytes;
@@ -116,9 +105,10 @@ fn main() {
     for k in 0..20u64 {
         let r = (k * 7919) % rounds;
         let i = ((k * 104_729) as usize % frames.len()) / 8 * 8;
-        let uid = FlowUid::new(((r as usize) << 32 | i / 8) as u128);
+        let uid = FlowUid::new((((r as usize) << 32) | (i / 8)) as u128);
         let ts = frames[i].ts.0 + r as i64 * span;
-        let (from, to) = (Time(ts - 1_000_000), Time(frames[(i + 7).min(frames.len() - 1)].ts.0 + r as i64 * span + 1_000_000));
+        let (from, to) =
+            (Time(ts - 1_000_000), Time(frames[(i + 7).min(frames.len() - 1)].ts.0 + r as i64 * span + 1_000_000));
         let t = Instant::now();
         let (_, pkts) = flow_packets(&big, uid, Some(from), Some(to)).expect("fetch");
         lat.push(t.elapsed().as_secs_f64() * 1e3);
@@ -126,7 +116,12 @@ fn main() {
     }
     lat.sort_by(f64::total_cmp);
     let _ = std::fs::remove_dir_all(&work);
-    println!("capture {} ({} packets, {:.0} B/packet)", path.display(), frames.len(), bytes as f64 / frames.len() as f64);
+    println!(
+        "capture {} ({} packets, {:.0} B/packet)",
+        path.display(),
+        frames.len(),
+        bytes as f64 / frames.len() as f64
+    );
     println!("| measure | value | vs sensor without ring |");
     println!("|---|---:|---:|");
     println!("| sensor, flows + analyzers, 1 worker | {plain:.0} packets/s | 1.00x |");
