@@ -2,7 +2,7 @@
 //! packets for the pcap endpoint and evidence bundles.
 
 use schema::Time;
-use sensor::ring::{flow_packets, write_pcap};
+use sensor::ring::{filter_packets, flow_packets, write_pcap};
 use siem::api::PacketSource;
 use std::path::PathBuf;
 
@@ -29,6 +29,17 @@ impl PacketSource for RingPackets {
         all.sort_by_key(|p| p.ts);
         let mut out = Vec::new();
         write_pcap(&mut out, dlt, &all).map_err(|e| e.to_string())?;
+        Ok(Some(out))
+    }
+
+    fn filtered(&self, filter: &str, from: f64, to: f64, max: usize) -> Result<Option<Vec<u8>>, String> {
+        let t = |f: f64| Time((f * 1e6).round() as i64);
+        let (dlt, pkts, _) = filter_packets(&self.dir, filter, t(from), t(to), max)?;
+        if pkts.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        write_pcap(&mut out, dlt, &pkts).map_err(|e| e.to_string())?;
         Ok(Some(out))
     }
 }

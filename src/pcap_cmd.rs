@@ -12,8 +12,11 @@ pub struct PcapArgs {
     #[arg(long)]
     ring: PathBuf,
     /// The flow's uid (`C...`), as in conn.log and in alerts.
-    #[arg(long)]
-    uid: String,
+    #[arg(long, required_unless_present = "filter", conflicts_with = "filter")]
+    uid: Option<String>,
+    /// Instead of a flow: a BPF filter (tcpdump's language) over `--from`-`--to`.
+    #[arg(long, requires_all = ["from", "to"])]
+    filter: Option<String>,
     /// Only packets at or after this time (epoch seconds).
     #[arg(long)]
     from: Option<f64>,
@@ -26,12 +29,30 @@ pub struct PcapArgs {
 }
 
 pub fn run(args: PcapArgs) -> anyhow::Result<ExitCode> {
-    let uid = detector::detect::parse_uid(&args.uid).with_context(|| format!("{:?} is not a flow uid", args.uid))?;
     let t = |s: Option<f64>| s.filter(|f| f.is_finite()).map(|f| schema::Time((f * 1e6).round() as i64));
-    let (dlt, pkts) = sensor::ring::flow_packets(&args.ring, uid, t(args.from), t(args.to))
-        .with_context(|| format!("reading the ring under {}", args.ring.display()))?;
+    let (what, dlt, pkts) = match (&args.uid, &args.filter) {
+        (Some(u), _) => {
+            let uid = detector::detect::parse_uid(u).with_context(|| format!("{u:?} is not a flow uid"))?;
+            let (dlt, pkts) = sensor::ring::flow_packets(&args.ring, uid, t(args.from), t(args.to))
+                .with_context(|| format!("reading the ring under {}", args.ring.display()))?;
+            (u.clone(), dlt, pkts)
+        }
+        (None, Some(f)) => {
+            let (Some(from), Some(to)) = (t(args.from), t(args.to)) else {
+                anyhow::bail!("--filter needs --from and --to")
+            };
+            let (dlt, pkts, cut) =
+                sensor::ring::filter_packets(&args.ring, f, from, to, siem::api::MAX_FILTERED_PACKETS)
+                    .map_err(anyhow::Error::msg)?;
+            if cut {
+                eprintln!("more than {} packets match: the first ones are written", siem::api::MAX_FILTERED_PACKETS);
+            }
+            (format!("filter {f:?}"), dlt, pkts)
+        }
+        (None, None) => anyhow::bail!("give --uid or --filter"),
+    };
     if pkts.is_empty() {
-        eprintln!("no packets of {} in {}", args.uid, args.ring.display());
+        eprintln!("no packets of {what} in {}", args.ring.display());
         return Ok(ExitCode::FAILURE);
     }
     let mut f = std::io::BufWriter::new(
@@ -39,7 +60,7 @@ pub fn run(args: PcapArgs) -> anyhow::Result<ExitCode> {
     );
     sensor::ring::write_pcap(&mut f, dlt, &pkts)?;
     std::io::Write::flush(&mut f)?;
-    eprintln!("{} packets of {} written to {}", pkts.len(), args.uid, args.out.display());
+    eprintln!("{} packets of {what} written to {}", pkts.len(), args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -291,3 +291,34 @@ fn an_alert_exports_as_a_signed_bundle_with_its_packets() {
     let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
     assert!(actions.contains(&"pcap") && actions.contains(&"evidence.export"), "{actions:?}");
 }
+
+#[test]
+fn a_bpf_filter_over_a_time_range_fetches_from_the_ring() {
+    use siem::api::{AppState, PcapParams};
+    let case = root().join("replay-pcaps/port-scan");
+    let tmp = tempfile::tempdir().unwrap();
+    let (logs, ring_dir, data) = (tmp.path().join("logs"), tmp.path().join("ring"), tmp.path().join("data"));
+    run(&case.join("capture.pcap"), &logs, ring(&ring_dir, 64 << 20, 1 << 30), vec!["10.0.0.0/8".into()]);
+    let store = Arc::new(siem::store::tantivy::TantivyStore::open(&data, Default::default()).unwrap());
+    let mut st = AppState::open(store, None, &data, 1).unwrap();
+    st.packets = Some(Arc::new(citysoc::evidence::RingPackets { dir: ring_dir.clone() }));
+    let p = |f: &str| PcapParams {
+        filter: Some(f.into()),
+        from: Some(1_699_999_999.0),
+        to: Some(1_700_000_100.0),
+        ..Default::default()
+    };
+    let (_, pcap) =
+        st.flow_pcap("responder1", "127.0.0.1", p("src host 203.0.113.77 and tcp[tcpflags] & tcp-syn != 0")).unwrap();
+    let path = tmp.path().join("f.pcap");
+    std::fs::write(&path, &pcap).unwrap();
+    // The vertical scan's 40 SYNs, nothing else.
+    let (_, pkts) = read_pcap(&path).unwrap();
+    assert_eq!(pkts.len(), 40);
+    let e = st.flow_pcap("responder1", "127.0.0.1", p("src hots 1.2.3.4")).unwrap_err();
+    assert!(format!("{e:?}").contains("filter"), "{e:?}");
+    let e = st
+        .flow_pcap("responder1", "127.0.0.1", PcapParams { filter: Some("tcp".into()), ..Default::default() })
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("time range"), "{e:?}");
+}

@@ -621,7 +621,7 @@ async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<Strin
         let Some(uid) = uid else {
             return Err(ConsoleError::Missing("this alert names no flow".into()));
         };
-        let p = siem::api::PcapParams { uid: Some(uid), community_id: None, from: None, to: None };
+        let p = siem::api::PcapParams { uid: Some(uid), ..Default::default() };
         Ok(siem.flow_pcap(&who, &peer, p)?)
     })
     .await?;

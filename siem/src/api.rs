@@ -111,7 +111,13 @@ pub trait PacketSource: Send + Sync {
     /// The packets of the flows with these uids within `[from, to]` (epoch
     /// seconds), in time order, as a pcap file; `None` when none are kept.
     fn pcap(&self, uids: &[String], from: Option<f64>, to: Option<f64>) -> Result<Option<Vec<u8>>, String>;
+    /// The packets within `[from, to]` a BPF filter accepts, at most `max`,
+    /// as a pcap file (`None` when none); the error names a bad filter.
+    fn filtered(&self, filter: &str, from: f64, to: f64, max: usize) -> Result<Option<Vec<u8>>, String>;
 }
+
+/// Packets one filtered fetch returns at most.
+pub const MAX_FILTERED_PACKETS: usize = 1_000_000;
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +131,8 @@ pub struct EvidenceParams {
 pub struct PcapParams {
     pub uid: Option<String>,
     pub community_id: Option<String>,
+    /// A BPF filter (tcpdump's language) over the time range `from`-`to`.
+    pub filter: Option<String>,
     pub from: Option<f64>,
     pub to: Option<f64>,
 }
@@ -521,6 +529,19 @@ impl AppState {
             !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
         };
         crate::store::check_range(p.from, p.to).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if let Some(f) = &p.filter {
+            let (Some(from), Some(to), None, None) = (p.from, p.to, &p.uid, &p.community_id) else {
+                return Err(ApiError::BadRequest("a filter takes a time range (from and to) and no uid".into()));
+            };
+            if to - from > 86_400.0 || f.len() > 512 || f.chars().any(char::is_control) {
+                return Err(ApiError::BadRequest("a filter covers a day at most, in 512 characters".into()));
+            }
+            self.audit_as(who, peer, "pcap", json!({"filter": f, "from": from, "to": to}))?;
+            return match src.filtered(f, from, to, MAX_FILTERED_PACKETS).map_err(ApiError::BadRequest)? {
+                Some(bytes) => Ok(("filtered.pcap".into(), bytes)),
+                None => Err(ApiError::Missing("no kept packet matches the filter in that range".into())),
+            };
+        }
         let (uids, name) = match (&p.uid, &p.community_id) {
             (Some(u), None) if ok(u) => (vec![u.clone()], u.clone()),
             (None, Some(c)) if ok(c) => {
