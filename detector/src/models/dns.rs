@@ -57,7 +57,12 @@ pub struct DnsModel {
     /// Keyed by client and a hash of the registered domain (kept in the state).
     tunnels: Windows<(IpAddr, u64), TunnelState>,
     nx: Windows<IpAddr, NxState>,
+    /// Recent names already split: resolvers ask the same names over and
+    /// over, and the suffix lookup is the model's largest cost.
+    splits: ahash::AHashMap<String, Option<(String, String, bool)>>,
 }
+
+const SPLIT_CACHE: usize = 8192;
 
 const EVIDENCE: usize = 10;
 
@@ -110,6 +115,7 @@ impl DnsModel {
             tunnels: Windows::new(cfg.window_secs, 2, lateness, cfg.max_keys),
             nx: Windows::new(cfg.window_secs, 2, lateness, cfg.max_keys),
             psl: shipped_suffix_list(),
+            splits: ahash::AHashMap::new(),
             cfg,
         }
     }
@@ -130,7 +136,18 @@ impl DnsModel {
         if self.cfg.common.as_ref().is_some_and(|x| x.exclude.contains(&client)) {
             return;
         }
-        let Some((reg, sub, listed)) = self.split(&q) else { return };
+        let split = match self.splits.get(q.as_ref()) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.split(&q);
+                if self.splits.len() >= SPLIT_CACHE {
+                    self.splits.clear();
+                }
+                self.splits.insert(q.to_string(), s.clone());
+                s
+            }
+        };
+        let Some((reg, sub, listed)) = split else { return };
         let txt = matches!(r.text("qtype_name").as_deref(), Some("TXT" | "NULL"));
         let uid = r.text("uid").map(|u| format!("dns:{u}"));
         let max = self.cfg.max_names;
