@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// packets for `/api/v1/pcap`, the console and evidence bundles.
     #[arg(long)]
     packets: Option<PathBuf>,
+    /// The rules folder whose `models.toml` admins tune from the console.
+    #[arg(long, default_value = "rules")]
+    rules: PathBuf,
 }
 
 pub(crate) fn open_store(
@@ -174,6 +177,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => console::ConsoleConfig::default(),
     };
+    let mut console_cfg = console_cfg;
+    console_cfg.models_file = Some(args.rules.join("models.toml")).filter(|p| p.is_file());
     serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -265,6 +270,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // their age.
     state.retention = siem::retention::Policy(Default::default());
     state.packets = Some(Arc::new(citysoc::evidence::RingPackets { dir: args.ring.clone() }));
-    serve(state, args.listen, None, &args.data, console::ConsoleConfig::default())?;
+    let console_cfg = console::ConsoleConfig {
+        models_file: Some(args.rules.join("models.toml")).filter(|p| p.is_file()),
+        ..Default::default()
+    };
+    serve(state, args.listen, None, &args.data, console_cfg)?;
     Ok(ExitCode::SUCCESS)
 }

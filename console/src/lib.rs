@@ -9,6 +9,7 @@ pub mod i18n;
 mod pages;
 pub mod saved;
 pub mod session;
+pub mod tune;
 pub mod users;
 pub mod view;
 
@@ -42,6 +43,10 @@ pub struct ConsoleConfig {
     pub secure_cookies: bool,
     /// Time zone of readers who chose none.
     pub time_zone: String,
+    /// The anomaly models' file, for admins accepting a device's change
+    /// as normal (set from `citysoc serve --rules`).
+    #[serde(skip)]
+    pub models_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ConsoleConfig {
@@ -53,6 +58,7 @@ impl Default for ConsoleConfig {
             login_window_secs: 300,
             secure_cookies: false,
             time_zone: "Asia/Ho_Chi_Minh".into(),
+            models_file: None,
         }
     }
 }

@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/alerts/{id}", get(alert))
         .route("/alerts/{id}/pcap", get(alert_pcap))
         .route("/alerts/{id}/evidence", get(alert_evidence))
+        .route("/alerts/{id}/accept", post(accept_change))
         .route("/incidents/{id}/evidence", get(incident_evidence))
         .route("/alerts/{id}/triage", post(triage))
         .route("/incidents", get(incidents))
@@ -577,8 +578,41 @@ struct AlertPage {
     uid: String,
     uid_query: String,
     can_packets: bool,
+    /// The IoT model's change, as it would be accepted (admins only).
+    accept_line: String,
     evidence: Vec<RecordRow>,
     related: Vec<AlertRow>,
+}
+
+/// An admin accepts what an IoT profile alert reported as the device's new
+/// normal: it joins `[iot] accepted` in `models.toml` (sensors read it when
+/// they start). Audited.
+async fn accept_change(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Tune)?;
+    let Some(models) = c.cfg.models_file.clone() else {
+        return Err(ConsoleError::Invalid("this console was started without a rules folder".into()));
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let id2 = id.clone();
+    blocking(move || {
+        let al = siem.alert(&who, &peer, &id2)?;
+        let line = iot_accept_line(&al).ok_or_else(|| ConsoleError::Invalid("not a device profile alert".into()))?;
+        let added = crate::tune::accept(&models, &line)?;
+        siem.audit_as(&who, &peer, "model.accept", json!({"id": id2, "accepted": line, "added": added}))?;
+        Ok(())
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response())
+}
+
+fn iot_accept_line(al: &Value) -> Option<String> {
+    if al["rule.source"].as_str() != Some("model") || al["rule.id"].as_str() != Some("model:iot") {
+        return None;
+    }
+    let matched: Vec<&str> = al["matched"].as_array()?.iter().filter_map(Value::as_str).collect();
+    crate::tune::accepted_line(al["id.orig_h"].as_str()?, &matched)
 }
 
 /// A signed evidence bundle of an alert or an incident, as a download.
@@ -745,6 +779,11 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
                 || al["evidence"]
                     .as_array()
                     .is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("conn:"))))),
+        accept_line: if a.may(Perm::Tune) && c.cfg.models_file.is_some() {
+            iot_accept_line(&al).unwrap_or_default()
+        } else {
+            String::new()
+        },
         uid,
         evidence: evidence.iter().map(|r| record_row(lens, r)).collect(),
         related: related.iter().map(|r| alert_row(lens, r)).collect(),

@@ -56,6 +56,7 @@ impl Role {
             Rules => matches!(self, Analyst | Admin),
             // Packets hold content (what was said, not only who spoke).
             Packets => matches!(self, Analyst | Responder | Admin),
+            Tune => self == Admin,
             Users | Audit => self == Admin,
         }
     }
@@ -77,6 +78,8 @@ pub enum Perm {
     Users,
     Audit,
     Packets,
+    /// Change detection settings (accept a device's change as normal).
+    Tune,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -186,3 +186,35 @@ impl IotModel {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conn(ts: f64, orig: &str, resp: &str, port: u16) -> serde_json::Map<String, serde_json::Value> {
+        let v = json!({"ts": ts, "uid": "C1", "id.orig_h": orig, "id.resp_h": resp, "id.resp_p": port, "proto": "tcp"});
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn departures_after_learning_and_accepted_changes_stay_quiet() {
+        let (cfg, errs) = crate::models::ModelsConfig::parse(
+            "[iot]\nid = \"model:iot\"\ntitle = \"t\"\nlevel = \"medium\"\ndevice_nets = [\"10.34.0.0/16\"]\nlearn_secs = 100\naccepted = [\"10.34.0.40 peer 203.0.113.7\", \"10.34.0.40 port to tcp/8883\"]\n",
+            std::path::Path::new("m.toml"),
+            &Default::default(),
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let mut m = IotModel::new(cfg.iot.unwrap());
+        let (mut c, mut out) = (ModelCounters::default(), Vec::new());
+        let t0 = 1_700_000_000.0;
+        m.observe("conn", Time((t0 * 1e6) as i64), &conn(t0, "10.34.0.40", "10.33.9.2", 502), &mut c, &mut out);
+        // After learning: the accepted peer and port are quiet, a new one is not.
+        let t = t0 + 200.0;
+        m.observe("conn", Time((t * 1e6) as i64), &conn(t, "10.34.0.40", "203.0.113.7", 8883), &mut c, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        m.observe("conn", Time((t * 1e6) as i64), &conn(t, "10.34.0.40", "203.0.113.8", 8883), &mut c, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].matched, ["kind=peer", "value=203.0.113.8", "known=2"]);
+    }
+}
