@@ -5,5 +5,6 @@ pub mod detection;
 pub mod evidence;
 pub mod hunt;
 pub mod replay;
+pub mod rule_editor;
 pub mod sensor_setup;
 pub mod ship;

@@ -326,3 +326,53 @@ pub fn ingest_logs(store: &dyn siem::store::Store, root: &Path, sensor: &str) ->
     }
     Ok((ok, bad))
 }
+
+/// One rule's alerts over the suite: expected by the cases and raised.
+#[derive(Clone, Debug)]
+pub struct RuleTally {
+    pub rule: String,
+    pub expected: usize,
+    pub got: usize,
+    pub cases: Vec<String>,
+}
+
+/// The suite run with a rule set: per rule, alerts expected and raised;
+/// per failing case, why.
+#[derive(Clone, Debug, Default)]
+pub struct SuiteResult {
+    pub tally: Vec<RuleTally>,
+    pub failures: Vec<(String, Vec<String>)>,
+    pub cases: usize,
+}
+
+/// Replays every case with `rules` (logs under `log_dir/<case>`).
+pub fn test_rules(rules: &Arc<RuleSet>, cases_dir: &Path, log_dir: &Path) -> anyhow::Result<SuiteResult> {
+    let cases = load_cases(cases_dir)?;
+    let mut table: BTreeMap<String, RuleTally> = BTreeMap::new();
+    let mut res = SuiteResult { cases: cases.len(), ..Default::default() };
+    fn tally<'a>(t: &'a mut BTreeMap<String, RuleTally>, r: &str) -> &'a mut RuleTally {
+        t.entry(r.to_string()).or_insert_with(|| RuleTally {
+            rule: r.to_string(),
+            expected: 0,
+            got: 0,
+            cases: Vec::new(),
+        })
+    }
+    for case in &cases {
+        let out = log_dir.join(&case.name);
+        let outcome = run_case(case, &out, 1, Some(rules))?;
+        for a in &case.spec.alert {
+            tally(&mut table, &a.rule).expected += a.count;
+        }
+        for (rule, n) in alert_counts(&out)? {
+            let t = tally(&mut table, &rule);
+            t.got += n;
+            t.cases.push(case.name.clone());
+        }
+        if !outcome.failures.is_empty() {
+            res.failures.push((case.name.clone(), outcome.failures));
+        }
+    }
+    res.tally = table.into_values().collect();
+    Ok(res)
+}

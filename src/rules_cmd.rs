@@ -4,7 +4,6 @@
 use citysoc::detection::DetectSettings;
 use citysoc::replay;
 use clap::Subcommand;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,34 +98,19 @@ fn test(dir: PathBuf, cases_dir: PathBuf, log_dir: PathBuf) -> anyhow::Result<Ex
     for e in &rules.errors {
         eprintln!("rule not loaded: {e}");
     }
-    let cases = replay::load_cases(&cases_dir)?;
-    // rule id -> (expected, raised) summed over the cases
-    let mut table: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
-    let mut failed = 0;
-    for case in &cases {
-        let out = log_dir.join(&case.name);
-        let outcome = replay::run_case(case, &out, 1, Some(&rules))?;
-        for a in &case.spec.alert {
-            table.entry(a.rule.clone()).or_default().0 += a.count;
-        }
-        for (rule, n) in replay::alert_counts(&out)? {
-            let e = table.entry(rule).or_default();
-            e.1 += n;
-            e.2.push(case.name.clone());
-        }
-        if !outcome.failures.is_empty() {
-            failed += 1;
-            println!("FAIL  {}", case.name);
-            for f in &outcome.failures {
-                println!("      {f}");
-            }
+    let res = replay::test_rules(&rules, &cases_dir, &log_dir)?;
+    for (case, failures) in &res.failures {
+        println!("FAIL  {case}");
+        for f in failures {
+            println!("      {f}");
         }
     }
     println!("{:<48} {:>8} {:>6}  cases", "rule", "expected", "got");
-    for (rule, (want, got, where_)) in &table {
-        let mark = if want == got { " " } else { "!" };
-        println!("{mark}{:<47} {:>8} {:>6}  {}", rule, want, got, where_.join(","));
+    for t in &res.tally {
+        let mark = if t.expected == t.got { " " } else { "!" };
+        println!("{mark}{:<47} {:>8} {:>6}  {}", t.rule, t.expected, t.got, t.cases.join(","));
     }
-    println!("{} cases, {} failed", cases.len(), failed);
+    let failed = res.failures.len();
+    println!("{} cases, {} failed", res.cases, failed);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

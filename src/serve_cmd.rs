@@ -55,9 +55,25 @@ pub struct ServeArgs {
     /// packets for `/api/v1/pcap`, the console and evidence bundles.
     #[arg(long)]
     packets: Option<PathBuf>,
-    /// The rules folder whose `models.toml` admins tune from the console.
+    /// The rules folder admins edit from the console (and whose `models.toml`
+    /// takes accepted device changes).
     #[arg(long, default_value = "rules")]
     rules: PathBuf,
+    /// The scenario captures a rule is tested against before it is saved.
+    #[arg(long, default_value = "replay-pcaps")]
+    cases: PathBuf,
+}
+
+/// Rule editing in the console, when the rules folder is there.
+fn rule_editor(rules: &Path, cases: &Path, data: &Path) -> console::editor::Editor {
+    if !rules.is_dir() {
+        return console::editor::Editor(None);
+    }
+    console::editor::Editor(Some(Arc::new(citysoc::rule_editor::FolderEditor {
+        rules: rules.to_path_buf(),
+        cases: cases.to_path_buf(),
+        versions: data.join("rule-versions"),
+    })))
 }
 
 pub(crate) fn open_store(
@@ -179,6 +195,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut console_cfg = console_cfg;
     console_cfg.models_file = Some(args.rules.join("models.toml")).filter(|p| p.is_file());
+    console_cfg.editor = rule_editor(&args.rules, &args.cases, &args.data);
     serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -272,6 +289,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     state.packets = Some(Arc::new(citysoc::evidence::RingPackets { dir: args.ring.clone() }));
     let console_cfg = console::ConsoleConfig {
         models_file: Some(args.rules.join("models.toml")).filter(|p| p.is_file()),
+        editor: rule_editor(&args.rules, &args.cases, &args.data),
         ..Default::default()
     };
     serve(state, args.listen, None, &args.data, console_cfg)?;

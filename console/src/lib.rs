@@ -4,6 +4,7 @@
 //! the SIEM's own audited operations; every page checks the role on the
 //! server.
 
+pub mod editor;
 pub mod error;
 pub mod i18n;
 mod pages;
@@ -47,6 +48,9 @@ pub struct ConsoleConfig {
     /// as normal (set from `citysoc serve --rules`).
     #[serde(skip)]
     pub models_file: Option<std::path::PathBuf>,
+    /// Editing of the rules folder (admins), when the binary provides it.
+    #[serde(skip)]
+    pub editor: editor::Editor,
 }
 
 impl Default for ConsoleConfig {
@@ -59,6 +63,7 @@ impl Default for ConsoleConfig {
             secure_cookies: false,
             time_zone: "Asia/Ho_Chi_Minh".into(),
             models_file: None,
+            editor: editor::Editor::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/alerts/{id}/pcap", get(alert_pcap))
         .route("/alerts/{id}/evidence", get(alert_evidence))
         .route("/alerts/{id}/accept", post(accept_change))
+        .route("/rules/edit", get(rule_edit).post(rule_edit_post))
         .route("/incidents/{id}/evidence", get(incident_evidence))
         .route("/alerts/{id}/triage", post(triage))
         .route("/incidents", get(incidents))
@@ -1315,6 +1316,135 @@ async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<Range
 
 // ---------------------------------------------------------------- rules
 
+#[derive(Template)]
+#[template(path = "rule_edit.html")]
+struct RuleEditPage {
+    t: Tr,
+    nav: Nav,
+    files: Vec<String>,
+    path: String,
+    text: String,
+    problems: Vec<crate::editor::Problem>,
+    checked: bool,
+    report: Option<crate::editor::TestReport>,
+    saved: String,
+    versions: Vec<(String, String, String)>,
+}
+
+#[derive(Deserialize)]
+struct RuleEditQuery {
+    path: Option<String>,
+}
+
+fn editor(c: &Console) -> Result<Arc<dyn crate::editor::RuleEditor>, ConsoleError> {
+    c.cfg
+        .editor
+        .0
+        .clone()
+        .ok_or_else(|| ConsoleError::Invalid("this console was started without a rules folder".into()))
+}
+
+/// The path only if it is one of the editable files: nothing else reaches
+/// the file system.
+fn known_path(ed: &dyn crate::editor::RuleEditor, path: &str) -> Result<String, ConsoleError> {
+    ed.files().into_iter().find(|f| f == path).ok_or(ConsoleError::NotFound)
+}
+
+fn versions(a: &Auth, ed: &dyn crate::editor::RuleEditor, path: &str) -> Vec<(String, String, String)> {
+    ed.versions(path).into_iter().rev().take(20).map(|v| (v.id, a.lens.time(v.ts), v.sha256)).collect()
+}
+
+/// The rules folder's files; one of them open for editing.
+async fn rule_edit(State(c): State<Arc<Console>>, a: Auth, Query(q): Query<RuleEditQuery>) -> Res {
+    a.need(Perm::Tune)?;
+    let ed = editor(&c)?;
+    let files = ed.files();
+    let (path, text) = match q.path {
+        Some(p) => {
+            let p = known_path(ed.as_ref(), &p)?;
+            let e2 = Arc::clone(&ed);
+            let p2 = p.clone();
+            let text = blocking(move || e2.read(&p2).map_err(ConsoleError::Io)).await?;
+            (p, text)
+        }
+        None => (String::new(), String::new()),
+    };
+    let versions = if path.is_empty() { Vec::new() } else { versions(&a, ed.as_ref(), &path) };
+    page(RuleEditPage {
+        t: a.t.clone(),
+        nav: nav(&a),
+        files,
+        path,
+        text,
+        problems: Vec::new(),
+        checked: false,
+        report: None,
+        saved: String::new(),
+        versions,
+    })
+}
+
+/// Check, test against the bundled captures, or save (only what checks
+/// clean). Tests and saves are audited; a save keeps the old content.
+async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Tune)?;
+    let ed = editor(&c)?;
+    let path = known_path(ed.as_ref(), f.get("path").unwrap_or(""))?;
+    // Browsers send CR LF in text areas; the files are LF.
+    let text = f.get("text").unwrap_or("").replace("\r\n", "\n");
+    if text.len() > 1 << 20 {
+        return Err(ConsoleError::Invalid("a rule file is 1 MiB at most".into()));
+    }
+    let action = f.get("action").unwrap_or("check").to_string();
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let (e2, p2, t2) = (Arc::clone(&ed), path.clone(), text.clone());
+    let (problems, report, saved) = blocking(move || {
+        let problems = e2.check(&p2, &t2);
+        let mut report = None;
+        let mut saved = String::new();
+        match action.as_str() {
+            "test" => {
+                let r = e2.test(&p2, &t2).map_err(ConsoleError::Internal)?;
+                siem.audit_as(
+                    &who,
+                    &peer,
+                    "rule.test",
+                    json!({"path": p2, "failed_cases": r.failures.len(), "cases": r.cases}),
+                )?;
+                report = Some(r);
+            }
+            "save" if problems.is_empty() => {
+                let (old, new) = e2.save(&p2, &t2).map_err(ConsoleError::Io)?;
+                siem.audit_as(
+                    &who,
+                    &peer,
+                    "rule.save",
+                    json!({"path": p2, "sha256_before": old, "sha256_after": new}),
+                )?;
+                saved = new;
+            }
+            _ => {}
+        }
+        Ok((problems, report, saved))
+    })
+    .await?;
+    let versions = versions(&a, ed.as_ref(), &path);
+    page(RuleEditPage {
+        t: a.t.clone(),
+        nav: nav(&a),
+        files: ed.files(),
+        path,
+        text,
+        problems,
+        checked: true,
+        report,
+        saved,
+        versions,
+    })
+}
+
 /// A rule as the rules page shows it: how often it fired and how its
 /// alerts were judged.
 struct RuleRow {
@@ -1337,6 +1467,7 @@ struct RulesPage {
     nav: Nav,
     rows: Vec<RuleRow>,
     judged_of: usize,
+    can_edit: bool,
 }
 
 /// Rules that fired, with hit counts over every stored alert and outcomes
@@ -1403,7 +1534,8 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
             r.fp_ratio = format!("{:.0}%", 100.0 * r.false_positive as f64 / judged as f64);
         }
     }
-    page(RulesPage { t: a.t, nav: nav(&a), rows, judged_of: alerts.len() })
+    let can_edit = a.may(Perm::Tune) && c.cfg.editor.0.is_some();
+    page(RulesPage { t: a.t, nav: nav(&a), rows, judged_of: alerts.len(), can_edit })
 }
 
 // ---------------------------------------------------------------- sensors
