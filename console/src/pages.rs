@@ -1371,7 +1371,7 @@ async fn rule_edit(State(c): State<Arc<Console>>, a: Auth, Query(q): Query<RuleE
     };
     let versions = if path.is_empty() { Vec::new() } else { versions(&a, ed.as_ref(), &path) };
     page(RuleEditPage {
-        t: a.t.clone(),
+        t: a.t,
         nav: nav(&a),
         files,
         path,
@@ -1432,7 +1432,7 @@ async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> 
     .await?;
     let versions = versions(&a, ed.as_ref(), &path);
     page(RuleEditPage {
-        t: a.t.clone(),
+        t: a.t,
         nav: nav(&a),
         files: ed.files(),
         path,
