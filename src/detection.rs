@@ -162,6 +162,7 @@ impl DetectSettings {
             },
             intel_reload_secs: self.intel_reload_secs,
             models_path: Some(sub("models.toml")).filter(|p| p.is_file()),
+            tuning_path: Some(sub("tuning.toml")).filter(|p| p.is_file()),
         })
     }
 

@@ -196,6 +196,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut console_cfg = console_cfg;
     console_cfg.models_file = Some(args.rules.join("models.toml")).filter(|p| p.is_file());
     console_cfg.editor = rule_editor(&args.rules, &args.cases, &args.data);
+    console_cfg.tuning_file = Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir());
     serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -290,6 +291,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let console_cfg = console::ConsoleConfig {
         models_file: Some(args.rules.join("models.toml")).filter(|p| p.is_file()),
         editor: rule_editor(&args.rules, &args.cases, &args.data),
+        tuning_file: Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir()),
         ..Default::default()
     };
     serve(state, args.listen, None, &args.data, console_cfg)?;

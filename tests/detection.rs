@@ -144,3 +144,48 @@ fn a_user_rule_folder_loads_beside_the_shipped_rules() {
     assert!(alerts.contains("11111111-1111-4111-8111-111111111111"), "{alerts}");
     assert!(alerts.contains("42269bb5-4044-4d86-9954-931c2005a11e"), "{alerts}");
 }
+
+/// Rules switched off and alerts suppressed in `tuning.toml` raise nothing;
+/// a suppression past its expiry no longer holds.
+#[test]
+fn tuning_switches_rules_off_and_suppresses_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    let copy = std::process::Command::new("cp").arg("-r").arg(root().join("rules")).arg(&rules).status().unwrap();
+    assert!(copy.success());
+    let cap = root().join("replay-pcaps/port-scan/capture.pcap");
+    let run = |tuning: &str, name: &str| -> Vec<String> {
+        std::fs::write(rules.join("tuning.toml"), tuning).unwrap();
+        let logs = tmp.path().join(name);
+        let out = citysoc()
+            .args(["sensor", "--seed", "1", "--rules"])
+            .arg(&rules)
+            .arg("--read")
+            .arg(&cap)
+            .arg("--log-dir")
+            .arg(&logs)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(logs.join("alerts.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rule.id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = run("disabled = []\n", "all");
+    assert!(all.iter().any(|r| r == "model:scan") && all.iter().any(|r| r.starts_with("2dfdf66b")), "{all:?}");
+    let off = run("disabled = [\"model:scan\"]\n", "off");
+    assert!(!off.iter().any(|r| r == "model:scan") && off.len() == all.len() - 1, "{off:?}");
+    let suppressed = run(
+        "[[suppress]]\nrule = \"*\"\nfield = \"id.orig_h\"\nvalue = \"203.0.113.77\"\nuntil = \"2030-01-01T00:00:00Z\"\n",
+        "suppressed",
+    );
+    // Only the Telnet sweep (another source) is left.
+    assert_eq!(suppressed, ["883c3427-0bc3-4079-9c9d-390418ad1d35"]);
+    let expired = run(
+        "[[suppress]]\nrule = \"*\"\nfield = \"id.orig_h\"\nvalue = \"203.0.113.77\"\nuntil = \"2020-01-01T00:00:00Z\"\n",
+        "expired",
+    );
+    assert_eq!(expired.len(), all.len());
+}

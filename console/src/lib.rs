@@ -48,6 +48,9 @@ pub struct ConsoleConfig {
     /// as normal (set from `citysoc serve --rules`).
     #[serde(skip)]
     pub models_file: Option<std::path::PathBuf>,
+    /// `tuning.toml` of that folder: rules switched off, suppressions.
+    #[serde(skip)]
+    pub tuning_file: Option<std::path::PathBuf>,
     /// Editing of the rules folder (admins), when the binary provides it.
     #[serde(skip)]
     pub editor: editor::Editor,
@@ -63,6 +66,7 @@ impl Default for ConsoleConfig {
             secure_cookies: false,
             time_zone: "Asia/Ho_Chi_Minh".into(),
             models_file: None,
+            tuning_file: None,
             editor: editor::Editor::default(),
         }
     }

@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/alerts/{id}/evidence", get(alert_evidence))
         .route("/alerts/{id}/accept", post(accept_change))
         .route("/rules/edit", get(rule_edit).post(rule_edit_post))
+        .route("/rules/tune", post(rule_tune))
         .route("/incidents/{id}/evidence", get(incident_evidence))
         .route("/alerts/{id}/triage", post(triage))
         .route("/incidents", get(incidents))
@@ -1448,6 +1449,7 @@ async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> 
 /// A rule as the rules page shows it: how often it fired and how its
 /// alerts were judged.
 struct RuleRow {
+    disabled: bool,
     source: String,
     id: String,
     title: String,
@@ -1468,6 +1470,53 @@ struct RulesPage {
     rows: Vec<RuleRow>,
     judged_of: usize,
     can_edit: bool,
+    can_tune: bool,
+}
+
+/// Switch a rule off or on, or suppress its alerts by a field's value for
+/// some days: written to `tuning.toml` (sensors read it when they start),
+/// audited.
+async fn rule_tune(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Tune)?;
+    let Some(tuning) = c.cfg.tuning_file.clone() else {
+        return Err(ConsoleError::Invalid("this console was started without a rules folder".into()));
+    };
+    let get = |k: &str| f.get(k).unwrap_or("").trim().to_string();
+    let (rule, action) = (get("rule"), get("action"));
+    let (field, value, reason) = (get("field"), get("value"), get("reason"));
+    let days: Option<u64> = match get("days").as_str() {
+        "" => None,
+        d => Some(
+            d.parse()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| ConsoleError::Invalid("days: 1 to 3650".into()))?,
+        ),
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    blocking(move || {
+        let detail = match action.as_str() {
+            "disable" | "enable" => {
+                crate::tune::set_disabled(&tuning, &rule, action == "disable")?;
+                json!({"rule": rule, "action": action})
+            }
+            "suppress" => {
+                let until = days.map(|d| {
+                    let t = std::time::SystemTime::now() + std::time::Duration::from_secs(d * 86_400);
+                    humantime::format_rfc3339_seconds(t).to_string()
+                });
+                crate::tune::suppress(&tuning, &rule, &field, &value, until.as_deref(), &reason)?;
+                json!({"rule": rule, "action": action, "field": field, "value": value, "until": until, "reason": reason})
+            }
+            _ => return Err(ConsoleError::Invalid("action is disable, enable or suppress".into())),
+        };
+        siem.audit_as(&who, &peer, "rule.tune", detail)?;
+        Ok(())
+    })
+    .await?;
+    Ok(Redirect::to("/rules").into_response())
 }
 
 /// Rules that fired, with hit counts over every stored alert and outcomes
@@ -1504,6 +1553,7 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
         .into_iter()
         .map(|b| RuleRow {
             href: format!("/alerts?rule={}", enc(&b.key)),
+            disabled: false,
             id: b.key,
             source: String::new(),
             title: String::new(),
@@ -1535,7 +1585,12 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
         }
     }
     let can_edit = a.may(Perm::Tune) && c.cfg.editor.0.is_some();
-    page(RulesPage { t: a.t, nav: nav(&a), rows, judged_of: alerts.len(), can_edit })
+    let can_tune = a.may(Perm::Tune) && c.cfg.tuning_file.is_some();
+    let off = c.cfg.tuning_file.as_deref().map(crate::tune::disabled).unwrap_or_default();
+    for r in &mut rows {
+        r.disabled = off.contains(&r.id);
+    }
+    page(RulesPage { t: a.t, nav: nav(&a), rows, judged_of: alerts.len(), can_edit, can_tune })
 }
 
 // ---------------------------------------------------------------- sensors

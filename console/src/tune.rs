@@ -51,6 +51,93 @@ pub fn accept(models_toml: &Path, line: &str) -> Result<bool, ConsoleError> {
     Ok(true)
 }
 
+fn load_doc(path: &Path) -> Result<toml_edit::DocumentMut, ConsoleError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(ConsoleError::Io(format!("{}: {e}", path.display()))),
+    };
+    text.parse().map_err(|e| ConsoleError::Invalid(format!("{}: {e}", path.display())))
+}
+
+fn store_doc(path: &Path, doc: &toml_edit::DocumentMut) -> Result<(), ConsoleError> {
+    let io = |e: std::io::Error| ConsoleError::Io(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, doc.to_string()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// A rule id as `tuning.toml` may name it: what rule ids are made of.
+pub fn valid_rule_id(id: &str) -> bool {
+    (1..=300).contains(&id.len()) && !id.chars().any(char::is_control)
+}
+
+/// Switches a rule off (or on again) in `tuning.toml`.
+pub fn set_disabled(tuning: &Path, rule: &str, off: bool) -> Result<(), ConsoleError> {
+    if !valid_rule_id(rule) {
+        return Err(ConsoleError::Invalid("not a rule id".into()));
+    }
+    let mut doc = load_doc(tuning)?;
+    if doc.get("disabled").is_none() {
+        doc.insert("disabled", toml_edit::value(toml_edit::Array::new()));
+    }
+    let arr = doc
+        .get_mut("disabled")
+        .and_then(|v| v.as_array_mut())
+        .ok_or_else(|| ConsoleError::Invalid("disabled is not a list".into()))?;
+    arr.retain(|v| v.as_str() != Some(rule));
+    if off {
+        arr.push(rule);
+    }
+    store_doc(tuning, &doc)
+}
+
+/// The rules `tuning.toml` switches off.
+pub fn disabled(tuning: &Path) -> Vec<String> {
+    load_doc(tuning)
+        .ok()
+        .and_then(|d| {
+            d.get("disabled")?.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// Adds a suppression: alerts of `rule` whose `field` is `value`, until
+/// `until` (RFC 3339) if given.
+pub fn suppress(
+    tuning: &Path,
+    rule: &str,
+    field: &str,
+    value: &str,
+    until: Option<&str>,
+    reason: &str,
+) -> Result<(), ConsoleError> {
+    let ok = |s: &str| !s.is_empty() && s.len() <= 300 && !s.chars().any(char::is_control);
+    if !valid_rule_id(rule) || !ok(field) || !ok(value) || (!reason.is_empty() && !ok(reason)) {
+        return Err(ConsoleError::Invalid("a suppression needs a rule, a field and a value, each one line".into()));
+    }
+    let mut doc = load_doc(tuning)?;
+    if doc.get("suppress").is_none() {
+        doc.insert("suppress", toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+    }
+    let list = doc
+        .get_mut("suppress")
+        .and_then(|v| v.as_array_of_tables_mut())
+        .ok_or_else(|| ConsoleError::Invalid("suppress is not a list of tables".into()))?;
+    let mut t = toml_edit::Table::new();
+    t.insert("rule", toml_edit::value(rule));
+    t.insert("field", toml_edit::value(field));
+    t.insert("value", toml_edit::value(value));
+    if let Some(u) = until {
+        t.insert("until", toml_edit::value(u));
+    }
+    if !reason.is_empty() {
+        t.insert("reason", toml_edit::value(reason));
+    }
+    list.push(t);
+    store_doc(tuning, &doc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +160,21 @@ mod tests {
         assert!(text.contains("# learned for a day") && text.contains("\"10.34.0.40 peer 203.0.113.99\""), "{text}");
         assert!(accepted_line("10.34.0.40", &["kind=topic", "value=a\nb"]).is_none());
         assert!(accepted_line("not-an-ip", &["kind=peer", "value=x"]).is_none());
+        let t = dir.join("tuning.toml");
+        std::fs::write(&t, "# switched off\ndisabled = []\n").unwrap();
+        set_disabled(&t, "r-1", true).unwrap();
+        set_disabled(&t, "r-2", true).unwrap();
+        set_disabled(&t, "r-1", false).unwrap();
+        assert_eq!(disabled(&t), ["r-2"]);
+        suppress(&t, "model:scan", "id.orig_h", "10.30.0.250", Some("2026-12-31T00:00:00Z"), "scanner").unwrap();
+        let text = std::fs::read_to_string(&t).unwrap();
+        assert!(
+            text.starts_with("# switched off")
+                && text.contains("[[suppress]]")
+                && text.contains("until = \"2026-12-31"),
+            "{text}"
+        );
+        assert!(suppress(&t, "r", "f", "a\nb", None, "").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -44,6 +44,8 @@ pub struct DetectorConfig {
     pub intel_reload_secs: u64,
     /// `models.toml`: the anomaly models' thresholds (none: no models).
     pub models_path: Option<PathBuf>,
+    /// `tuning.toml`: rules switched off and suppressions.
+    pub tuning_path: Option<PathBuf>,
 }
 
 impl Default for DetectorConfig {
@@ -64,6 +66,7 @@ impl Default for DetectorConfig {
             correlation: CorrelationConfig::default(),
             intel_reload_secs: 5,
             models_path: None,
+            tuning_path: None,
         }
     }
 }
@@ -75,6 +78,7 @@ pub struct RuleSet {
     pub yara: Option<Arc<YaraSet>>,
     pub intel: Arc<IntelSet>,
     pub models: ModelsConfig,
+    pub tuning: crate::tuning::Tuning,
     pub errors: Vec<RuleError>,
     pub cfg: DetectorConfig,
 }
@@ -96,7 +100,15 @@ impl RuleSet {
             }
             None => ModelsConfig::default(),
         };
-        RuleSet { sigma, sigma_report, yara, intel: Arc::new(intel), models, errors, cfg }
+        let tuning = match &cfg.tuning_path {
+            Some(p) => {
+                let (t, terr) = crate::tuning::Tuning::load(p);
+                errors.extend(terr);
+                t
+            }
+            None => crate::tuning::Tuning::default(),
+        };
+        RuleSet { sigma, sigma_report, yara, intel: Arc::new(intel), models, tuning, errors, cfg }
     }
 
     pub fn wants_payload(&self) -> bool {
@@ -341,6 +353,8 @@ pub struct DetectorCounters {
     pub yara_matches: u64,
     pub files_scanned: u64,
     pub alerts_raised: u64,
+    /// Alerts of disabled rules or suppressed by `tuning.toml`.
+    pub alerts_silenced: u64,
 }
 
 /// The record-side detector (Sigma, correlation, intel, YARA on files),
@@ -428,8 +442,7 @@ impl Detector {
         if let Event::Alert(a) = ev {
             // Made elsewhere (payload scanning on the workers): folded here.
             self.now = self.now.max(a.last_seen);
-            self.counters.alerts_raised += 1;
-            self.agg.add((**a).clone(), out);
+            self.raise((**a).clone(), out);
             return;
         }
         if matches!(ev, Event::Stats(_)) {
@@ -607,6 +620,10 @@ impl Detector {
     }
 
     fn raise(&mut self, a: AlertRecord, out: &mut Vec<AlertRecord>) {
+        if !self.rules.tuning.is_empty() && self.rules.tuning.silences(&a) {
+            self.counters.alerts_silenced += 1;
+            return;
+        }
         self.counters.alerts_raised += 1;
         self.raised_flows.extend(a.uid);
         for e in &a.evidence {

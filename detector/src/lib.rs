@@ -9,4 +9,5 @@ pub mod flat;
 pub mod intel;
 pub mod models;
 pub mod sigma;
+pub mod tuning;
 pub mod yara;
