@@ -929,6 +929,8 @@ struct SearchForm {
     q: String,
     range: String,
     offset: usize,
+    /// Columns to show, comma-separated field names (none: every field).
+    cols: String,
 }
 
 #[derive(Template)]
@@ -950,6 +952,10 @@ struct SearchPage {
     next: String,
     /// The reader's saved searches: (name, link).
     saved: Vec<(String, String)>,
+    /// The columns chosen (catalog fields only), and each hit's cells in them.
+    cols: Vec<String>,
+    cols_text: String,
+    cells: Vec<Vec<(String, String)>>,
 }
 
 const PAGE: usize = 50;
@@ -978,6 +984,17 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
     let mut fields: Vec<String> = c.siem.catalog.fields.iter().map(|f| f.path.clone()).collect();
     fields.sort();
     let range = if f.range.is_empty() { "all".to_string() } else { f.range.clone() };
+    // Only catalog fields become columns: the choice is echoed into links
+    // and headers.
+    let cols: Vec<String> = f
+        .cols
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && fields.iter().any(|x| x == c))
+        .take(20)
+        .map(String::from)
+        .collect();
+    let cols_text = cols.join(",");
     let mut p = SearchPage {
         t: a.t,
         nav: nav(&a),
@@ -1002,6 +1019,9 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
                 (s.name, href)
             })
             .collect(),
+        cols,
+        cols_text,
+        cells: Vec::new(),
     };
     if f.q.trim().is_empty() {
         return page(p);
@@ -1062,10 +1082,27 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
             p.searched = true;
             p.total = res.total;
             p.hits = res.hits.iter().map(|h| record_row(&a.lens, h)).collect();
+            if !p.cols.is_empty() {
+                p.cells = p
+                    .hits
+                    .iter()
+                    .map(|r| {
+                        p.cols
+                            .iter()
+                            .map(|c| {
+                                r.fields
+                                    .iter()
+                                    .find(|(k, _, _)| k == c)
+                                    .map_or((String::new(), String::new()), |(_, v, h)| (v.clone(), h.clone()))
+                            })
+                            .collect()
+                    })
+                    .collect();
+            }
             let labels = hist.iter().map(|b| a.lens.time(b.key.parse::<f64>().unwrap_or(0.0))).collect();
             p.histogram =
                 chart(labels, vec![(a.t.t("search.hits").to_string(), hist.iter().map(|b| b.count).collect())], "bar");
-            let base = format!("/search?q={}&range={}", enc(&f.q), enc(&range));
+            let base = format!("/search?q={}&range={}&cols={}", enc(&f.q), enc(&range), enc(&p.cols_text));
             if f.offset > 0 {
                 p.prev = format!("{base}&offset={}", f.offset.saturating_sub(PAGE));
             }
