@@ -1637,8 +1637,23 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
 struct SensorsPage {
     t: Tr,
     nav: Nav,
-    sensors: Vec<(String, u64, u64, String)>,
+    sensors: Vec<SensorRow>,
     storage: Vec<(String, u64, String, String, String)>,
+}
+
+/// A sensor's health as its records and stats reports tell it.
+struct SensorRow {
+    name: String,
+    records: u64,
+    alerts: u64,
+    last: String,
+    /// Since its last record.
+    lag: String,
+    packets: u64,
+    dropped: u64,
+    drop_ratio: String,
+    /// Records per hour over the day up to its last record (Chart.js).
+    chart: String,
 }
 
 async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
@@ -1683,13 +1698,61 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                 .and_then(|h| h["ts"].as_f64())
                 .unwrap_or(0.0);
             let n_alerts = alerts.iter().find(|x| x.key == b.key).map_or(0, |x| x.count);
-            rows.push((b.key, b.count, n_alerts, last));
+            let q = |extra: &str| format!("_sensor:{}{extra}", quote(&b.key));
+            let agg = |q: String, agg: &str, field: Option<&str>, from: Option<f64>, interval: Option<f64>| {
+                siem.aggregate_records(
+                    &who,
+                    &peer,
+                    &AggParams {
+                        q: Some(q),
+                        from,
+                        to: from.map(|_| last + 1.0),
+                        agg: agg.into(),
+                        field: field.map(String::from),
+                        size: None,
+                        interval,
+                    },
+                )
+            };
+            let sum = |f: &str| match agg(q(" AND _log:stats"), "stats", Some(f), None, None) {
+                Ok(AggResult::Stats { sum, .. }) => sum as u64,
+                _ => 0,
+            };
+            let (packets, dropped) = (sum("pkts_read"), sum("pkts_dropped_kernel") + sum("pkts_dropped_iface"));
+            let hist = buckets(agg(q(""), "histogram", None, Some(last - 86_400.0), Some(3600.0))?);
+            rows.push((b.key, b.count, n_alerts, last, packets, dropped, hist));
         }
         let parts = siem.store.partitions().map_err(|e| ConsoleError::Internal(e.to_string()))?;
         Ok((rows, parts))
     })
     .await?;
-    let sensors = rows.into_iter().map(|(n, r, al, last)| (n, r, al, a.lens.time(last))).collect();
+    let now_s = now();
+    let sensors = rows
+        .into_iter()
+        .map(|(name, records, alerts, last, packets, dropped, hist)| {
+            let labels = hist.iter().map(|b| a.lens.time(b.key.parse::<f64>().unwrap_or(0.0))).collect();
+            let chart = chart(
+                labels,
+                vec![(a.t.t("sensors.records").to_string(), hist.iter().map(|b| b.count).collect())],
+                "line",
+            );
+            SensorRow {
+                name,
+                records,
+                alerts,
+                last: a.lens.time(last),
+                lag: lag_text(now_s - last),
+                packets,
+                dropped,
+                drop_ratio: if packets > 0 {
+                    format!("{:.3}%", 100.0 * dropped as f64 / (packets + dropped) as f64)
+                } else {
+                    "—".into()
+                },
+                chart,
+            }
+        })
+        .collect();
     let storage = siem::retention::status(&parts, &c.siem.retention)
         .into_iter()
         .map(|s| {
@@ -1705,6 +1768,20 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
         })
         .collect();
     page(SensorsPage { t: a.t, nav: nav(&a), sensors, storage })
+}
+
+/// `3 min`, `5 h`, `12 d`: how long a sensor has been silent.
+fn lag_text(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.0} h", s / 3600.0)
+    } else {
+        format!("{:.0} d", s / 86_400.0)
+    }
 }
 
 // ---------------------------------------------------------------- devices
