@@ -51,6 +51,7 @@ fn alert(id: &str, severity: &str, title: &str, ts: f64) -> Record {
 
 struct Harness {
     url: String,
+    dir: std::path::PathBuf,
     store: Arc<TantivyStore>,
     password: String,
     _dir: tempfile::TempDir,
@@ -93,7 +94,10 @@ async fn start() -> Harness {
         ])
         .unwrap();
     let siem = Arc::new(AppState::open(store.clone(), None, dir.path(), 2).unwrap());
-    let (c, first) = console::Console::open(Arc::clone(&siem), dir.path(), console::ConsoleConfig::default()).unwrap();
+    let tuning = dir.path().join("tuning.toml");
+    std::fs::write(&tuning, "# switched off by admins\ndisabled = []\n").unwrap();
+    let cfg = console::ConsoleConfig { tuning_file: Some(tuning), ..Default::default() };
+    let (c, first) = console::Console::open(Arc::clone(&siem), dir.path(), cfg).unwrap();
     let app = console::router(Arc::new(c)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -112,7 +116,15 @@ async fn start() -> Harness {
         assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Harness { url, store, password: first.unwrap(), _dir: dir, _driver: driver, driver_url }
+    Harness {
+        url,
+        dir: dir.path().to_path_buf(),
+        store,
+        password: first.unwrap(),
+        _dir: dir,
+        _driver: driver,
+        driver_url,
+    }
 }
 
 async fn browser(h: &Harness, lang: &str) -> Client {
@@ -274,6 +286,27 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     c.goto(&format!("{}/rules", h.url)).await.unwrap();
     let rules = text(&c, "#rules").await;
     assert!(rules.contains("r-1 3 0 0 0 3"), "three alerts of r-1, none judged yet: {rules}");
+    // Tuned: the admin switches r-1 off; tuning.toml says so, comments kept.
+    c.find(Locator::Css("#rules button[value=disable]")).await.unwrap().click().await.unwrap();
+    until(&c, "#rules", |t| t.contains("switched off")).await;
+    let tuning = std::fs::read_to_string(h.dir.join("tuning.toml")).unwrap();
+    assert!(tuning.contains("# switched off by admins") && tuning.contains("\"r-1\""), "{tuning}");
+
+    // Search with chosen columns: hostile values stay text in their cells.
+    c.goto(&format!("{}/search?q=_log:http&cols=host,user_agent,nope", h.url)).await.unwrap();
+    let head = text(&c, "table.records thead").await;
+    assert!(head.contains("host") && head.contains("user_agent") && !head.contains("nope"), "{head}");
+    assert!(text(&c, "#hits").await.contains("portal.city.example"));
+    assert!(!pwned(&c).await);
+
+    // Sensors: health and a chart per sensor.
+    c.goto(&format!("{}/sensors", h.url)).await.unwrap();
+    assert!(text(&c, "#sensors").await.contains("district-7"));
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("canvas.sensor-chart[data-drawn]"))
+        .await
+        .unwrap();
 
     // The reader's time zone.
     c.goto(&format!("{}/tz?to=UTC", h.url)).await.unwrap();
@@ -312,6 +345,15 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     let status = v.execute("return fetch('/search?q=_log:http').then(r => r.status)", vec![]).await.unwrap();
     assert_eq!(status, json!(403));
     let status = v.execute("return fetch('/devices').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(status, json!(403));
+    // Packets and evidence are not for viewers, nor is tuning.
+    let status =
+        v.execute("return fetch('/alerts/A00000000000000000001/pcap').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(status, json!(403));
+    let status =
+        v.execute("return fetch('/alerts/A00000000000000000001/evidence').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(status, json!(403));
+    let status = v.execute("return fetch('/rules/edit').then(r => r.status)", vec![]).await.unwrap();
     assert_eq!(status, json!(403));
     v.close().await.unwrap();
 }
