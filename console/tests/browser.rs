@@ -371,3 +371,113 @@ async fn repeated_failed_logins_are_held_off() {
     until(&c, "#login-error", |t| t.contains("Too many")).await;
     c.close().await.unwrap();
 }
+
+/// The hostile scenario capture through the real sensor and detector into
+/// a store: every record and alert it makes.
+fn replay_hostile(store: &TantivyStore) {
+    use sensor::output::EventSink;
+    struct Collect(Vec<schema::Event>);
+    impl EventSink for Collect {
+        fn write(&mut self, ev: &mut [schema::Event]) -> Result<(), sensor::SensorError> {
+            self.0.extend(ev.iter().cloned());
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), sensor::SensorError> {
+            Ok(())
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cap = root.join("replay-pcaps/web-hostile/capture.pcap");
+    let mut pcfg = sensor::pipeline::PipelineConfig::default();
+    pcfg.worker.flow.uid_seed = Some(1);
+    let (_, sink) = sensor::pipeline::run(
+        &sensor::capture::SourceSpec::File(cap),
+        &pcfg,
+        Collect(Vec::new()),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let cfg = detector::detect::DetectorConfig {
+        sigma_paths: vec![root.join("rules/sigma")],
+        sensor_name: "district-9".into(),
+        ..Default::default()
+    };
+    let mut d = detector::detect::Detector::new(Arc::new(detector::detect::RuleSet::load(cfg)));
+    let mut alerts = Vec::new();
+    for ev in &sink.0 {
+        d.observe(ev, &mut alerts);
+    }
+    d.flush(&mut alerts);
+    assert!(!alerts.is_empty(), "the capture raises its alert");
+    let events = sink.0.into_iter().filter(|e| !matches!(e, schema::Event::Stats(_)));
+    let records: Vec<Record> = events
+        .chain(alerts.into_iter().map(|a| schema::Event::Alert(Box::new(a))))
+        .map(|e| {
+            let v = serde_json::to_value(&e).unwrap();
+            Record::validate(&Catalog::new(), e.log_name(), "district-9", v.as_object().unwrap().clone()).unwrap()
+        })
+        .collect();
+    store.ingest(&records).unwrap();
+}
+
+/// A replayed capture carrying markup in every field: an analyst triages
+/// its alert and searches its records, and nothing the traffic carried
+/// runs; admin pages stay closed to the analyst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_hostile_capture_is_shown_as_text_and_triaged() {
+    let h = start().await;
+    replay_hostile(&h.store);
+    let c = browser(&h, "en-US").await;
+    login(&c, &h, "admin", &h.password).await;
+    change_password(&c, &h.password, "a long admin passphrase").await;
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("canvas[data-drawn]")).await.unwrap();
+    c.goto(&format!("{}/users", h.url)).await.unwrap();
+    c.find(Locator::Id("new-name")).await.unwrap().send_keys("analyst-1").await.unwrap();
+    c.find(Locator::Css("#new-role option[value=analyst]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("add")).await.unwrap().click().await.unwrap();
+    let pw = text(&c, "#new-password").await;
+    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+
+    login(&c, &h, "analyst-1", &pw).await;
+    change_password(&c, &pw, "the analyst's passphrase").await;
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("canvas[data-drawn]")).await.unwrap();
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    until(&c, "#alert-rows", |t| t.contains("Script injection attempt")).await;
+    assert!(!pwned(&c).await);
+    // The detail: the URI's markup as text; triaged from here.
+    let link = c.find(Locator::XPath("//a[contains(., 'Script injection attempt')]")).await.unwrap();
+    link.click().await.unwrap();
+    until(&c, "#matched", |t| t.contains("<img/src=x/onerror=")).await;
+    assert!(text(&c, "#evidence").await.contains("<script>document.body"));
+    assert!(!pwned(&c).await);
+    c.find(Locator::Css("#triage-select option[value=closed_true_positive]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("triage-reason")).await.unwrap().send_keys("XSS probe <b>logged</b>").await.unwrap();
+    c.find(Locator::Id("triage-save")).await.unwrap().click().await.unwrap();
+    until(&c, "#triage-status", |t| t.contains("true positive")).await;
+    // The records: HTTP headers and DNS names as text, in the list and in columns.
+    for (q, want) in [
+        ("_log:http", "<svg onload="),
+        ("_log:dns", "<img src=x onerror=alert(1)>"),
+        ("_log:dns&cols=query,id.orig_h", "<script>alert(2)</script>"),
+    ] {
+        c.goto(&format!("{}/search?q={q}", h.url)).await.unwrap();
+        until(&c, "#hits", |t| t.contains(want)).await;
+        assert!(!pwned(&c).await, "{q}");
+    }
+    // Admin pages and APIs stay closed to an analyst.
+    for path in ["/users", "/audit", "/rules/edit"] {
+        let s = c.execute(&format!("return fetch('{path}').then(r => r.status)"), vec![]).await.unwrap();
+        assert_eq!(s, json!(403), "{path}");
+    }
+    let s = c
+        .execute(
+            "const f = new URLSearchParams({csrf: document.querySelector('main').dataset.csrf, rule: 'r-1', action: 'disable'}); \
+             return fetch('/rules/tune', {method: 'POST', body: f}).then(r => r.status)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, json!(403));
+    c.close().await.unwrap();
+}

@@ -469,3 +469,28 @@ pub(super) fn intel_hits() -> Cap {
     );
     c
 }
+
+/// Markup and script in every field a console shows: HTTP Host, URI,
+/// User-Agent, Referer, DNS names, a TLS server name. A console that
+/// renders any of it as HTML runs the script, which marks the page.
+pub(super) fn web_hostile() -> Cap {
+    let mut c = Cap::new(DLT_EN10MB);
+    let mark = "document.body.setAttribute('data-pwned','1')";
+    let host = format!("<script>{mark}</script>.city.example");
+    let ua = format!("\"><svg onload=\"{mark}\">");
+    let req = format!(
+        "GET /news?q=<img/src=x/onerror={mark}> HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {ua}\r\nReferer: javascript:{mark}\r\nAccept: */*\r\n\r\n"
+    );
+    http_conversation(&mut c, 0, "10.35.4.20", 43000, "10.30.0.80", 80, req.as_bytes(), &ok("text/html", b"<p>ok</p>"));
+    dns_query(
+        &mut c,
+        300 * MS,
+        "10.35.4.21",
+        43001,
+        0x4a01,
+        "<img src=x onerror=alert(1)>.city.example",
+        [10, 30, 0, 80],
+    );
+    dns_query(&mut c, 400 * MS, "10.35.4.21", 43002, 0x4a02, "\"><script>alert(2)</script>.example", [10, 30, 0, 81]);
+    c
+}
