@@ -1533,22 +1533,48 @@ async fn rule_tune(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
         ),
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let editor = c.cfg.editor.0.clone();
     blocking(move || {
-        let detail = match action.as_str() {
-            "disable" | "enable" => {
-                crate::tune::set_disabled(&tuning, &rule, action == "disable")?;
-                json!({"rule": rule, "action": action})
-            }
+        let old = match std::fs::read_to_string(&tuning) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(ConsoleError::Io(e.to_string())),
+        };
+        let (new, detail) = match action.as_str() {
+            "disable" | "enable" => (
+                crate::tune::disabled_text(&old, &rule, action == "disable")?,
+                json!({"rule": rule, "action": action}),
+            ),
             "suppress" => {
                 let until = days.map(|d| {
                     let t = std::time::SystemTime::now() + std::time::Duration::from_secs(d * 86_400);
                     humantime::format_rfc3339_seconds(t).to_string()
                 });
-                crate::tune::suppress(&tuning, &rule, &field, &value, until.as_deref(), &reason)?;
-                json!({"rule": rule, "action": action, "field": field, "value": value, "until": until, "reason": reason})
+                let s = crate::tune::Suppression {
+                    rule: &rule,
+                    field: &field,
+                    value: &value,
+                    until: until.as_deref(),
+                    reason: &reason,
+                };
+                let new = crate::tune::suppress_text(&old, &s)?;
+                (new, json!({"rule": rule, "action": action, "field": field, "value": value, "until": until, "reason": reason}))
             }
             _ => return Err(ConsoleError::Invalid("action is disable, enable or suppress".into())),
         };
+        // Through the rule editor when there is one, so the change is
+        // versioned like any edit; otherwise written in place.
+        match editor.filter(|e| e.files().iter().any(|f| f == "tuning.toml")) {
+            Some(e) => {
+                e.save("tuning.toml", &new).map_err(ConsoleError::Io)?;
+            }
+            None => {
+                let tmp = tuning.with_extension("toml.tmp");
+                std::fs::write(&tmp, &new)
+                    .and_then(|_| std::fs::rename(&tmp, &tuning))
+                    .map_err(|e| ConsoleError::Io(e.to_string()))?;
+            }
+        }
         siem.audit_as(&who, &peer, "rule.tune", detail)?;
         Ok(())
     })

@@ -74,10 +74,24 @@ pub fn valid_rule_id(id: &str) -> bool {
 
 /// Switches a rule off (or on again) in `tuning.toml`.
 pub fn set_disabled(tuning: &Path, rule: &str, off: bool) -> Result<(), ConsoleError> {
+    let doc = with_disabled(load_doc(tuning)?, rule, off)?;
+    store_doc(tuning, &doc)
+}
+
+/// `tuning.toml`'s new text with a rule switched off or on.
+pub fn disabled_text(old: &str, rule: &str, off: bool) -> Result<String, ConsoleError> {
+    let doc = old.parse().map_err(|e| ConsoleError::Invalid(format!("tuning.toml: {e}")))?;
+    Ok(with_disabled(doc, rule, off)?.to_string())
+}
+
+fn with_disabled(
+    mut doc: toml_edit::DocumentMut,
+    rule: &str,
+    off: bool,
+) -> Result<toml_edit::DocumentMut, ConsoleError> {
     if !valid_rule_id(rule) {
         return Err(ConsoleError::Invalid("not a rule id".into()));
     }
-    let mut doc = load_doc(tuning)?;
     if doc.get("disabled").is_none() {
         doc.insert("disabled", toml_edit::value(toml_edit::Array::new()));
     }
@@ -89,7 +103,7 @@ pub fn set_disabled(tuning: &Path, rule: &str, off: bool) -> Result<(), ConsoleE
     if off {
         arr.push(rule);
     }
-    store_doc(tuning, &doc)
+    Ok(doc)
 }
 
 /// The rules `tuning.toml` switches off.
@@ -102,21 +116,36 @@ pub fn disabled(tuning: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Adds a suppression: alerts of `rule` whose `field` is `value`, until
-/// `until` (RFC 3339) if given.
-pub fn suppress(
-    tuning: &Path,
-    rule: &str,
-    field: &str,
-    value: &str,
-    until: Option<&str>,
-    reason: &str,
-) -> Result<(), ConsoleError> {
-    let ok = |s: &str| !s.is_empty() && s.len() <= 300 && !s.chars().any(char::is_control);
-    if !valid_rule_id(rule) || !ok(field) || !ok(value) || (!reason.is_empty() && !ok(reason)) {
+/// A suppression: alerts of `rule` whose `field` is `value`, until `until`
+/// (RFC 3339) if given, with why.
+pub struct Suppression<'a> {
+    pub rule: &'a str,
+    pub field: &'a str,
+    pub value: &'a str,
+    pub until: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+/// Adds a suppression to `tuning.toml`.
+pub fn suppress(tuning: &Path, s: &Suppression<'_>) -> Result<(), ConsoleError> {
+    let doc = with_suppression(load_doc(tuning)?, s)?;
+    store_doc(tuning, &doc)
+}
+
+/// `tuning.toml`'s new text with one more suppression.
+pub fn suppress_text(old: &str, s: &Suppression<'_>) -> Result<String, ConsoleError> {
+    let doc = old.parse().map_err(|e| ConsoleError::Invalid(format!("tuning.toml: {e}")))?;
+    Ok(with_suppression(doc, s)?.to_string())
+}
+
+fn with_suppression(
+    mut doc: toml_edit::DocumentMut,
+    s: &Suppression<'_>,
+) -> Result<toml_edit::DocumentMut, ConsoleError> {
+    let ok = |x: &str| !x.is_empty() && x.len() <= 300 && !x.chars().any(char::is_control);
+    if !valid_rule_id(s.rule) || !ok(s.field) || !ok(s.value) || (!s.reason.is_empty() && !ok(s.reason)) {
         return Err(ConsoleError::Invalid("a suppression needs a rule, a field and a value, each one line".into()));
     }
-    let mut doc = load_doc(tuning)?;
     if doc.get("suppress").is_none() {
         doc.insert("suppress", toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
     }
@@ -125,17 +154,17 @@ pub fn suppress(
         .and_then(|v| v.as_array_of_tables_mut())
         .ok_or_else(|| ConsoleError::Invalid("suppress is not a list of tables".into()))?;
     let mut t = toml_edit::Table::new();
-    t.insert("rule", toml_edit::value(rule));
-    t.insert("field", toml_edit::value(field));
-    t.insert("value", toml_edit::value(value));
-    if let Some(u) = until {
+    t.insert("rule", toml_edit::value(s.rule));
+    t.insert("field", toml_edit::value(s.field));
+    t.insert("value", toml_edit::value(s.value));
+    if let Some(u) = s.until {
         t.insert("until", toml_edit::value(u));
     }
-    if !reason.is_empty() {
-        t.insert("reason", toml_edit::value(reason));
+    if !s.reason.is_empty() {
+        t.insert("reason", toml_edit::value(s.reason));
     }
     list.push(t);
-    store_doc(tuning, &doc)
+    Ok(doc)
 }
 
 #[cfg(test)]
@@ -166,7 +195,14 @@ mod tests {
         set_disabled(&t, "r-2", true).unwrap();
         set_disabled(&t, "r-1", false).unwrap();
         assert_eq!(disabled(&t), ["r-2"]);
-        suppress(&t, "model:scan", "id.orig_h", "10.30.0.250", Some("2026-12-31T00:00:00Z"), "scanner").unwrap();
+        let sup = |value| Suppression {
+            rule: "model:scan",
+            field: "id.orig_h",
+            value,
+            until: Some("2026-12-31T00:00:00Z"),
+            reason: "scanner",
+        };
+        suppress(&t, &sup("10.30.0.250")).unwrap();
         let text = std::fs::read_to_string(&t).unwrap();
         assert!(
             text.starts_with("# switched off")
@@ -174,7 +210,7 @@ mod tests {
                 && text.contains("until = \"2026-12-31"),
             "{text}"
         );
-        assert!(suppress(&t, "r", "f", "a\nb", None, "").is_err());
+        assert!(suppress(&t, &sup("a\nb")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
