@@ -65,6 +65,26 @@ pub struct SensorArgs {
     /// Keep captured packets in this folder (the packet ring; `[ring]` sets its budget).
     #[arg(long)]
     ring: Option<PathBuf>,
+    /// Where batches wait for the SIEM (default: `<log dir>/spool`).
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+    /// The spool's cap, MiB of compressed batches.
+    #[arg(long, default_value_t = 1024)]
+    spool_mb: u64,
+    /// When the spool is full: drop the oldest batches of records (never
+    /// alerts), or pause the capture's output until it drains.
+    #[arg(long, value_enum, default_value = "drop-oldest")]
+    spool_full: SpoolFullArg,
+    /// At the end of a run, seconds to wait for the spool to drain (what is
+    /// left ships at the next start).
+    #[arg(long, default_value_t = 600)]
+    ship_wait_secs: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SpoolFullArg {
+    DropOldest,
+    Pause,
 }
 
 pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
@@ -132,9 +152,15 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
                 token,
                 batch_records: 5000,
                 batch_secs: 2.0,
-                retry_secs: 600,
+                retry_secs: args.ship_wait_secs,
+                spool_dir: args.spool_dir.clone().unwrap_or_else(|| args.log_dir.join("spool")),
+                spool_bytes: args.spool_mb.max(1) << 20,
+                spool_full: match args.spool_full {
+                    SpoolFullArg::DropOldest => citysoc::ship::SpoolFull::DropOldest,
+                    SpoolFullArg::Pause => citysoc::ship::SpoolFull::Pause,
+                },
             };
-            citysoc::ship::Output::Shipped(Box::new(citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)))
+            citysoc::ship::Output::Shipped(Box::new(citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)?))
         }
         _ => citysoc::ship::Output::Logs(logs),
     };

@@ -1,15 +1,29 @@
-//! Shipping records and alerts to the SIEM's ingest API: JSON lines with
-//! their `_log`, zstd-compressed, in batches with ids that make a retry
-//! harmless. A batch is retried (with back-off, honouring `Retry-After`)
-//! until the SIEM acknowledges it or the retry budget runs out; while it
-//! retries, the output thread waits, so the pipeline slows down instead of
-//! dropping records.
+//! Shipping records and alerts to the SIEM's ingest API through a disk
+//! spool. The output thread packs JSON lines (with their `_log`) into
+//! zstd batches and writes each to the spool folder; a shipping thread sends
+//! the spool in order and deletes a batch once the SIEM acknowledged it.
+//! While the SIEM is unreachable or pushes back, the sensor keeps capturing
+//! and the spool grows, up to its cap; past it, the policy decides: drop
+//! the oldest record batches (never alerts), or pause the output (and so,
+//! through the bounded queues, the capture). Batch ids are fixed when a
+//! batch is spooled and kept across restarts, and the SIEM ignores a batch
+//! id it has stored, so a retry or a restart never stores a batch twice.
 
 use schema::Event;
 use sensor::output::EventSink;
 use sensor::SensorError;
-use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolFull {
+    /// Delete the oldest batches of records (alert batches are kept).
+    DropOldest,
+    /// Stop taking records until the spool drains.
+    Pause,
+}
 
 #[derive(Clone, Debug)]
 pub struct ShipConfig {
@@ -18,117 +32,266 @@ pub struct ShipConfig {
     pub token: String,
     /// Records per batch.
     pub batch_records: usize,
-    /// A partial batch is sent after this long.
+    /// A partial batch is spooled after this long.
     pub batch_secs: f64,
-    /// Give up on a batch after retrying this long.
+    /// At the end of a run, wait this long for the spool to drain; what is
+    /// left ships at the next start.
     pub retry_secs: u64,
+    /// The spool folder (`<log dir>/spool` by default).
+    pub spool_dir: PathBuf,
+    /// Bytes of compressed batches the spool holds at most.
+    pub spool_bytes: u64,
+    pub spool_full: SpoolFull,
+}
+
+/// What the spool and the shipper did, shared between the two threads.
+#[derive(Debug, Default)]
+pub struct ShipCounters {
+    pub spooled_records: AtomicU64,
+    pub shipped_records: AtomicU64,
+    pub shipped_batches: AtomicU64,
+    pub dropped_records: AtomicU64,
+    pub retries: AtomicU64,
+    pub paused_ms: AtomicU64,
+}
+
+struct Shared {
+    dir: PathBuf,
+    counters: ShipCounters,
+    /// A refusal that retrying cannot fix (bad token, bad batch).
+    fatal: Mutex<Option<String>>,
+    stop: AtomicBool,
+}
+
+/// Spool file names: `<seq, 12 digits>-<r|a>-<records>.zst`, where `a`
+/// marks a batch of alerts. The batch id sent is `<run>-<seq>`.
+fn batch_name(seq: u64, alerts: bool, n: usize) -> String {
+    format!("{seq:012}-{}-{n}.zst", if alerts { 'a' } else { 'r' })
+}
+
+fn parse_batch(name: &str) -> Option<(u64, bool, u64)> {
+    let stem = name.strip_suffix(".zst")?;
+    let mut it = stem.split('-');
+    let seq = it.next()?.parse().ok()?;
+    let alerts = it.next()? == "a";
+    let n = it.next()?.parse().ok()?;
+    Some((seq, alerts, n))
+}
+
+/// The spool's batches, oldest first, with their sizes.
+fn list(dir: &Path) -> Vec<(u64, bool, u64, PathBuf, u64)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let (seq, alerts, n) = parse_batch(&name)?;
+            Some((seq, alerts, n, e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+        })
+        .collect();
+    v.sort_by_key(|b| b.0);
+    v
 }
 
 pub struct ShipSink<S> {
     inner: S,
     cfg: ShipConfig,
-    agent: ureq::Agent,
-    buf: Vec<u8>,
-    records: usize,
+    shared: Arc<Shared>,
+    shipper: Option<std::thread::JoinHandle<()>>,
+    records: (Vec<u8>, usize),
+    alerts: (Vec<u8>, usize),
     started: Instant,
-    /// Batch ids: `<run>-<sequence>`, the run drawn once per process.
-    run: String,
     seq: u64,
-    pub shipped_records: u64,
-    pub shipped_batches: u64,
-    pub retries: u64,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> SensorError {
+    SensorError::Log { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
 }
 
 impl<S: EventSink> ShipSink<S> {
-    pub fn new(inner: S, cfg: ShipConfig, sensor: &str) -> Self {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let run = format!("{}-{:x}-{:x}", sanitize(sensor), nanos, std::process::id());
-        ShipSink {
+    pub fn new(inner: S, cfg: ShipConfig, sensor: &str) -> Result<Self, SensorError> {
+        let dir = cfg.spool_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        // Batches left by an earlier run keep the ids they were spooled
+        // with (its run id, their numbers), and new ones follow them. An
+        // empty spool starts a new run id: numbers restart, and an id the
+        // SIEM has seen must never name new records.
+        let run_file = dir.join("run-id");
+        let leftovers = !list(&dir).is_empty();
+        let run = match std::fs::read_to_string(&run_file) {
+            Ok(r) if leftovers && !r.trim().is_empty() => r.trim().to_string(),
+            _ => {
+                let nanos =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+                let r = format!("{}-{:x}-{:x}", sanitize(sensor), nanos, std::process::id());
+                std::fs::write(&run_file, &r).map_err(|e| io_err(&run_file, e))?;
+                r
+            }
+        };
+        let seq = list(&dir).last().map_or(0, |b| b.0);
+        let shared = Arc::new(Shared {
+            dir,
+            counters: ShipCounters::default(),
+            fatal: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        });
+        let (s2, c2) = (Arc::clone(&shared), cfg.clone());
+        let shipper = std::thread::Builder::new()
+            .name("shipper".into())
+            .spawn(move || ship_loop(&s2, &c2, &run))
+            .map_err(|e| io_err(&shared.dir, e))?;
+        Ok(ShipSink {
             inner,
             cfg,
-            agent,
-            buf: Vec::new(),
-            records: 0,
+            shared,
+            shipper: Some(shipper),
+            records: (Vec::new(), 0),
+            alerts: (Vec::new(), 0),
             started: Instant::now(),
-            run,
-            seq: 0,
-            shipped_records: 0,
-            shipped_batches: 0,
-            retries: 0,
-        }
+            seq,
+        })
+    }
+
+    pub fn counters(&self) -> &ShipCounters {
+        &self.shared.counters
     }
 
     fn add(&mut self, ev: &Event) -> Result<(), SensorError> {
-        let mut v = serde_json::to_value(ev)
-            .map_err(|e| SensorError::Log { path: "ship".into(), source: std::io::Error::other(e) })?;
+        let mut v = serde_json::to_value(ev).map_err(|e| io_err(&self.cfg.spool_dir, e))?;
         if let Some(m) = v.as_object_mut() {
             m.insert("_log".into(), serde_json::Value::String(ev.log_name().into()));
         }
-        serde_json::to_writer(&mut self.buf, &v)
-            .map_err(|e| SensorError::Log { path: "ship".into(), source: std::io::Error::other(e) })?;
-        self.buf.push(b'\n');
-        self.records += 1;
+        let buf = if matches!(ev, Event::Alert(_)) { &mut self.alerts } else { &mut self.records };
+        serde_json::to_writer(&mut buf.0, &v).map_err(|e| io_err(&self.cfg.spool_dir, e))?;
+        buf.0.push(b'\n');
+        buf.1 += 1;
         Ok(())
     }
 
-    fn send(&mut self) -> Result<(), SensorError> {
-        if self.records == 0 {
-            return Ok(());
+    fn fatal(&self) -> Result<(), SensorError> {
+        match self.shared.fatal.lock().ok().and_then(|g| g.clone()) {
+            Some(m) => Err(io_err(Path::new(&self.cfg.url), m)),
+            None => Ok(()),
         }
-        let err = |m: String| SensorError::Log { path: self.cfg.url.clone().into(), source: std::io::Error::other(m) };
-        let body = zstd::encode_all(&self.buf[..], 3).map_err(|e| err(e.to_string()))?;
-        self.seq += 1;
-        let id = format!("{}-{}", self.run, self.seq);
-        let url = format!("{}/api/v1/ingest", self.cfg.url.trim_end_matches('/'));
-        let deadline = Instant::now() + Duration::from_secs(self.cfg.retry_secs);
-        let mut wait = Duration::from_millis(200);
-        loop {
-            let r = self
-                .agent
-                .post(&url)
-                .set("Authorization", &format!("Bearer {}", self.cfg.token))
-                .set("Content-Encoding", "zstd")
-                .set("X-Batch-Id", &id)
-                .send_bytes(&body);
-            let retry_after = match r {
-                Ok(resp) => {
-                    let reply: serde_json::Value = resp.into_json().unwrap_or_default();
-                    if let Some(bad) = reply["rejected"].as_array().filter(|b| !b.is_empty()) {
-                        tracing::warn!(rejected = bad.len(), first = %bad[0], "the SIEM refused records");
-                    }
-                    break;
-                }
-                // The SIEM is busy or restarting: wait as it asks.
-                Err(ureq::Error::Status(code @ (429 | 502 | 503 | 504), resp)) => {
-                    tracing::debug!(code, "SIEM busy");
-                    resp.header("Retry-After").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs)
-                }
-                Err(ureq::Error::Status(code, resp)) => {
-                    let text = resp.into_string().unwrap_or_default();
-                    return Err(err(format!(
-                        "the SIEM refused the batch: {code} {}",
-                        text.chars().take(200).collect::<String>()
-                    )));
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    tracing::debug!(error = %t, "SIEM unreachable");
-                    None
-                }
-            };
-            if Instant::now() >= deadline {
-                return Err(err(format!("the SIEM did not take batch {id} within {} s", self.cfg.retry_secs)));
+    }
+
+    /// Writes the pending batches to the spool, then keeps it within its cap.
+    fn spool(&mut self) -> Result<(), SensorError> {
+        self.fatal()?;
+        for alerts in [true, false] {
+            let (buf, n) = if alerts { &mut self.alerts } else { &mut self.records };
+            if *n == 0 {
+                continue;
             }
-            self.retries += 1;
-            std::thread::sleep(retry_after.unwrap_or(wait).min(Duration::from_secs(10)));
-            wait = (wait * 2).min(Duration::from_secs(5));
+            let body = zstd::encode_all(&buf[..], 3).map_err(|e| io_err(&self.cfg.spool_dir, e))?;
+            self.seq += 1;
+            let path = self.cfg.spool_dir.join(batch_name(self.seq, alerts, *n));
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| io_err(&path, e))?;
+            self.shared.counters.spooled_records.fetch_add(*n as u64, Ordering::Relaxed);
+            buf.clear();
+            *n = 0;
         }
-        self.shipped_records += self.records as u64;
-        self.shipped_batches += 1;
-        self.buf.clear();
-        self.records = 0;
         self.started = Instant::now();
+        self.keep_cap()
+    }
+
+    fn keep_cap(&mut self) -> Result<(), SensorError> {
+        let paused = Instant::now();
+        loop {
+            let batches = list(&self.cfg.spool_dir);
+            let total: u64 = batches.iter().map(|b| b.4).sum();
+            if total <= self.cfg.spool_bytes {
+                break;
+            }
+            match self.cfg.spool_full {
+                SpoolFull::DropOldest => {
+                    // The oldest batch of records; alerts are never dropped.
+                    let Some(b) = batches.iter().find(|b| !b.1) else { break };
+                    if std::fs::remove_file(&b.3).is_ok() {
+                        self.shared.counters.dropped_records.fetch_add(b.2, Ordering::Relaxed);
+                        tracing::warn!(records = b.2, "spool full: the oldest batch of records was dropped");
+                    }
+                }
+                SpoolFull::Pause => {
+                    self.fatal()?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        let ms = paused.elapsed().as_millis() as u64;
+        if ms > 0 {
+            self.shared.counters.paused_ms.fetch_add(ms, Ordering::Relaxed);
+        }
         Ok(())
+    }
+}
+
+/// Sends the spool in order until told to stop and the spool is empty (or
+/// the end-of-run wait is over).
+fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let url = format!("{}/api/v1/ingest", cfg.url.trim_end_matches('/'));
+    let mut wait = Duration::from_millis(200);
+    let mut stop_at: Option<Instant> = None;
+    loop {
+        if sh.stop.load(Ordering::Relaxed) && stop_at.is_none() {
+            stop_at = Some(Instant::now() + Duration::from_secs(cfg.retry_secs));
+        }
+        let Some((seq, _, n, path, _)) = list(&sh.dir).into_iter().next() else {
+            if stop_at.is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
+            return;
+        }
+        let Ok(body) = std::fs::read(&path) else { continue };
+        let id = format!("{run}-{seq}");
+        let r = agent
+            .post(&url)
+            .set("Authorization", &format!("Bearer {}", cfg.token))
+            .set("Content-Encoding", "zstd")
+            .set("X-Batch-Id", &id)
+            .send_bytes(&body);
+        let retry_after = match r {
+            Ok(resp) => {
+                let reply: serde_json::Value = resp.into_json().unwrap_or_default();
+                if let Some(bad) = reply["rejected"].as_array().filter(|b| !b.is_empty()) {
+                    tracing::warn!(rejected = bad.len(), first = %bad[0], "the SIEM refused records");
+                }
+                let _ = std::fs::remove_file(&path);
+                sh.counters.shipped_records.fetch_add(n, Ordering::Relaxed);
+                sh.counters.shipped_batches.fetch_add(1, Ordering::Relaxed);
+                wait = Duration::from_millis(200);
+                continue;
+            }
+            // Busy or restarting: wait as it asks.
+            Err(ureq::Error::Status(code @ (429 | 502 | 503 | 504), resp)) => {
+                tracing::debug!(code, "SIEM busy");
+                resp.header("Retry-After").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs)
+            }
+            Err(ureq::Error::Status(code, resp)) => {
+                // Retrying will not help (a bad token, a batch refused):
+                // the batch stays in the spool and the run stops with why.
+                let text = resp.into_string().unwrap_or_default();
+                let m = format!("the SIEM refused batch {id}: {code} {}", text.chars().take(200).collect::<String>());
+                if let Ok(mut g) = sh.fatal.lock() {
+                    *g = Some(m);
+                }
+                return;
+            }
+            Err(ureq::Error::Transport(t)) => {
+                tracing::debug!(error = %t, "SIEM unreachable");
+                None
+            }
+        };
+        sh.counters.retries.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(retry_after.unwrap_or(wait).min(Duration::from_secs(10)));
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -145,21 +308,40 @@ impl<S: EventSink> EventSink for ShipSink<S> {
                 continue;
             }
             self.add(ev)?;
-            if self.records >= self.cfg.batch_records {
-                self.send()?;
+            if self.records.1 + self.alerts.1 >= self.cfg.batch_records {
+                self.spool()?;
             }
         }
         if self.started.elapsed().as_secs_f64() >= self.cfg.batch_secs {
-            self.send()?;
+            self.spool()?;
         }
         Ok(())
     }
 
+    /// End of the run: everything spooled, then up to `retry_secs` for
+    /// the spool to drain. A spool that did not drain is not an error of
+    /// the run (it ships at the next start) and is reported.
     fn flush(&mut self) -> Result<(), SensorError> {
         self.inner.flush()?;
-        self.send()?;
-        let _ = std::io::stderr().flush();
+        self.spool()?;
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.shipper.take() {
+            let _ = h.join();
+        }
+        self.fatal()?;
+        let left: u64 = list(&self.cfg.spool_dir).iter().map(|b| b.2).sum();
+        if left > 0 {
+            tracing::warn!(records = left, dir = %self.cfg.spool_dir.display(), "spool not drained; it ships at the next start");
+        }
         Ok(())
+    }
+}
+
+impl<S> Drop for ShipSink<S> {
+    /// A sink dropped without a flush (an error ended the run): the shipper
+    /// stops after its end-of-run wait; the spool keeps what is left.
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
     }
 }
 

@@ -109,3 +109,147 @@ fn a_sensor_ships_records_and_alerts_to_the_siem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The SIEM is away while the sensor replays: batches wait in the spool,
+/// the sensor finishes, and when the SIEM comes back the next sensor start
+/// drains the spool: every record stored once, none twice.
+#[test]
+fn the_spool_holds_batches_while_the_siem_is_away_and_nothing_is_stored_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = tmp.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!("[sensors]\nd7 = \"{}\"\n[readers]\nr = \"{}\"\n", sha256_hex("sensor-t"), sha256_hex("reader-t")),
+    )
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "sensor-t\n").unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let spool = tmp.path().join("spool");
+    let sensor = |cap: &str, logs: &str, wait_secs: &str| {
+        citysoc()
+            .args(["sensor", "--seed", "1", "--ship-wait-secs", wait_secs, "--rules"])
+            .arg(root().join("rules"))
+            .arg("--read")
+            .arg(root().join(cap))
+            .arg("--log-dir")
+            .arg(tmp.path().join(logs))
+            .args(["--ship", &base, "--token-file"])
+            .arg(&token_file)
+            .arg("--spool-dir")
+            .arg(&spool)
+            .output()
+            .unwrap()
+    };
+    // No SIEM: the run ends with its batches spooled.
+    let out = sensor("replay-pcaps/web-attacks/capture.pcap", "l1", "1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let waiting = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "zst"))
+        .count();
+    assert!(waiting >= 2, "records and alerts wait in the spool: {waiting}");
+    // The SIEM comes back; the next run ships the leftovers first, then its own.
+    let _server = Server(
+        citysoc()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(tmp.path().join("data"))
+            .arg("--tokens")
+            .arg(&tokens)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while ureq::get(&format!("{base}/api/v1/fields")).call().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the SIEM did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = sensor("replay-pcaps/dns/capture.pcap", "l2", "60");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let count = |dir: &str| -> usize {
+        std::fs::read_dir(tmp.path().join(dir))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.path().extension().is_some_and(|x| x == "log")
+                    && !e.file_name().to_string_lossy().starts_with("stats")
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+            .sum()
+    };
+    let local = count("l1") + count("l2");
+    let stored: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
+        .query("q", "NOT _log:stats")
+        .set("Authorization", "Bearer reader-t")
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(stored["total"].as_u64().unwrap() as usize, local, "every record once");
+    // A third run (spool empty) does not reuse the drained batches' ids.
+    let out = sensor("replay-pcaps/ntp/capture.pcap", "l3", "60");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
+        .query("q", "NOT _log:stats")
+        .set("Authorization", "Bearer reader-t")
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(stored["total"].as_u64().unwrap() as usize, local + count("l3"));
+}
+
+/// A full spool under `drop-oldest` gives up the oldest record batches and
+/// keeps every alert batch; the drops are counted.
+#[test]
+fn a_full_spool_drops_the_oldest_records_and_never_alerts() {
+    use citysoc::ship::{ShipConfig, ShipSink, SpoolFull};
+    use sensor::output::EventSink;
+    struct Nowhere;
+    impl EventSink for Nowhere {
+        fn write(&mut self, _: &mut [schema::Event]) -> Result<(), sensor::SensorError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), sensor::SensorError> {
+            Ok(())
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = ShipConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        token: "t".into(),
+        batch_records: 1,
+        batch_secs: 3600.0,
+        retry_secs: 0,
+        spool_dir: tmp.path().join("spool"),
+        spool_bytes: 4096,
+        spool_full: SpoolFull::DropOldest,
+    };
+    let mut sink = ShipSink::new(Nowhere, cfg, "s").unwrap();
+    let samples = schema::sample_events();
+    let conn = samples.iter().find(|e| e.log_name() == "conn").unwrap().clone();
+    let alert = samples.iter().find(|e| e.log_name() == "alerts").unwrap().clone();
+    for i in 0..200 {
+        let mut batch = [if i % 10 == 0 { alert.clone() } else { conn.clone() }];
+        sink.write(&mut batch).unwrap();
+    }
+    let names: Vec<String> = std::fs::read_dir(tmp.path().join("spool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".zst"))
+        .collect();
+    assert_eq!(names.iter().filter(|n| n.contains("-a-")).count(), 20, "every alert batch kept: {names:?}");
+    let dropped = sink.counters().dropped_records.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 100, "{dropped}");
+    let spooled: u64 = std::fs::read_dir(tmp.path().join("spool"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("-r-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(spooled <= 4096, "{spooled}");
+}
