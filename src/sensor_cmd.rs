@@ -79,6 +79,9 @@ pub struct SensorArgs {
     /// left ships at the next start).
     #[arg(long, default_value_t = 600)]
     ship_wait_secs: u64,
+    /// Records per shipped batch.
+    #[arg(long, default_value_t = 5000)]
+    ship_batch_records: usize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -150,7 +153,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
             let ship = citysoc::ship::ShipConfig {
                 url: url.clone(),
                 token,
-                batch_records: 5000,
+                batch_records: args.ship_batch_records.clamp(1, 100_000),
                 batch_secs: 2.0,
                 retry_secs: args.ship_wait_secs,
                 spool_dir: args.spool_dir.clone().unwrap_or_else(|| args.log_dir.join("spool")),

@@ -302,11 +302,9 @@ fn sanitize(s: &str) -> String {
 impl<S: EventSink> EventSink for ShipSink<S> {
     fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
         self.inner.write(events)?;
+        // Stats reports go too: they are the sensor's health at the SOC
+        // (packets read and dropped, per interval).
         for ev in events.iter() {
-            // Counters stay with the sensor's own stats.log.
-            if matches!(ev, Event::Stats(_)) {
-                continue;
-            }
             self.add(ev)?;
             if self.records.1 + self.alerts.1 >= self.cfg.batch_records {
                 self.spool()?;

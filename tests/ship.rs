@@ -199,6 +199,95 @@ fn the_spool_holds_batches_while_the_siem_is_away_and_nothing_is_stored_twice() 
         .into_json()
         .unwrap();
     assert_eq!(stored["total"].as_u64().unwrap() as usize, local + count("l3"));
+    // The sensors' stats reports reached the SIEM too (their health there).
+    let stats: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
+        .query("q", "_log:stats")
+        .set("Authorization", "Bearer reader-t")
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let local_stats: usize = ["l1", "l2", "l3"]
+        .iter()
+        .map(|d| std::fs::read_to_string(tmp.path().join(d).join("stats.log")).unwrap().lines().count())
+        .sum();
+    assert_eq!(stats["total"].as_u64().unwrap() as usize, local_stats);
+}
+
+fn serve(port: u16, data: &std::path::Path, tokens: &std::path::Path) -> Server {
+    let s = Server(
+        citysoc()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .arg("--tokens")
+            .arg(tokens)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while ureq::get(&format!("http://127.0.0.1:{port}/api/v1/fields")).call().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the SIEM did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+/// The SIEM killed with SIGKILL while a sensor ships, then restarted: every
+/// record the sensor made is stored exactly once.
+#[test]
+fn a_siem_killed_mid_replay_loses_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("mix.pcap");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&cap).unwrap());
+    pcapgen::bench_mix_with(&mut w, 6 << 20, false).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let tokens = tmp.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!("[sensors]\nd7 = \"{}\"\n[readers]\nr = \"{}\"\n", sha256_hex("sensor-k"), sha256_hex("reader-k")),
+    )
+    .unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "sensor-k\n").unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tmp.path().join("data");
+    let mut server = serve(port, &data, &tokens);
+    let logs = tmp.path().join("logs");
+    let mut sensor = citysoc()
+        .args(["sensor", "--seed", "1", "--no-detect", "--ship-batch-records", "100", "--ship-wait-secs", "120"])
+        .arg("--read")
+        .arg(&cap)
+        .arg("--log-dir")
+        .arg(&logs)
+        .args(["--ship", &format!("http://127.0.0.1:{port}"), "--token-file"])
+        .arg(&token_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while batches are in flight, bring it back a moment later.
+    std::thread::sleep(Duration::from_millis(700));
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _server = serve(port, &data, &tokens);
+    assert!(sensor.wait().unwrap().success());
+    let local: usize = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+        .sum();
+    assert!(local > 1000, "{local}");
+    let stored: serde_json::Value = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/search"))
+        .query("q", "_log:conn OR _log:dns OR _log:http OR _log:ssl OR _log:files OR _log:stats OR _log:weird OR _log:known_devices")
+        .set("Authorization", "Bearer reader-k")
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(stored["total"].as_u64().unwrap() as usize, local, "every record once");
 }
 
 /// A full spool under `drop-oldest` gives up the oldest record batches and
