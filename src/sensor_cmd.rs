@@ -82,6 +82,10 @@ pub struct SensorArgs {
     /// Records per shipped batch.
     #[arg(long, default_value_t = 5000)]
     ship_batch_records: usize,
+    /// Run the rules the SIEM serves (its rules folder, as its admins
+    /// edited it) instead of a local folder; needs `--ship`.
+    #[arg(long, requires = "ship")]
+    rules_from_siem: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -141,6 +145,11 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         }),
         (None, None) => anyhow::bail!("either --read or --interface is required"),
     };
+    if args.rules_from_siem {
+        if let (Some(url), Some(tf)) = (&args.ship, &args.token_file) {
+            cfg.detect.rules_dir = fetch_rules(url, tf, &args.log_dir)?;
+        }
+    }
     let mut pcfg = cfg.pipeline();
     let logs = cfg.log_writer(&args.log_dir)?;
     let writer = match (&args.ship, &args.token_file) {
@@ -269,4 +278,27 @@ pub fn summary(s: &StatsRecord) -> String {
         s.flows_active,
         s.weirds
     )
+}
+
+/// Downloads the SIEM's rules folder into `<log dir>/rules-<version>`.
+fn fetch_rules(url: &str, token_file: &std::path::Path, log_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let token = std::fs::read_to_string(token_file).with_context(|| format!("cannot read {}", token_file.display()))?;
+    let resp = ureq::get(&format!("{}/api/v1/rules", url.trim_end_matches('/')))
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .call()
+        .map_err(|e| anyhow::anyhow!("fetching the rules from {url}: {e}"))?;
+    let version = resp.header("x-rules-version").unwrap_or("unknown").to_string();
+    if !version.chars().all(|c| c.is_ascii_alphanumeric()) {
+        anyhow::bail!("the SIEM sent a malformed rules version");
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes)?;
+    let dir = log_dir.join(format!("rules-{version}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let n = siem::evidence::unpack_rules(&bytes, &dir)?;
+    eprintln!("rules {version} from the SIEM: {n} files in {}", dir.display());
+    Ok(dir)
 }

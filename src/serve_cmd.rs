@@ -182,6 +182,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
     state.retention = policy;
+    state.rules_dir = Some(args.rules.clone()).filter(|d| d.is_dir());
     state.packets = args
         .packets
         .clone()

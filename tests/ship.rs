@@ -342,3 +342,52 @@ fn a_full_spool_drops_the_oldest_records_and_never_alerts() {
         .sum();
     assert!(spooled <= 4096, "{spooled}");
 }
+
+/// Central rules: a sensor runs the rules folder the SIEM serves; a rule
+/// switched off there raises nothing at the sensor.
+#[test]
+fn a_sensor_runs_the_rules_the_siem_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    assert!(Command::new("cp").arg("-r").arg(root().join("rules")).arg(&rules).status().unwrap().success());
+    std::fs::write(rules.join("tuning.toml"), "disabled = [\"model:scan\"]\n").unwrap();
+    let tokens = tmp.path().join("tokens.toml");
+    std::fs::write(&tokens, format!("[sensors]\nd7 = \"{}\"\n", sha256_hex("sensor-r"))).unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "sensor-r\n").unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Server(
+        citysoc()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(tmp.path().join("data"))
+            .arg("--tokens")
+            .arg(&tokens)
+            .arg("--rules")
+            .arg(&rules)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while ureq::get(&format!("http://127.0.0.1:{port}/api/v1/fields")).call().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the SIEM did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Without a sensor token the rules are not handed out.
+    let e = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/rules")).call().unwrap_err();
+    assert!(matches!(e, ureq::Error::Status(401, _)), "{e:?}");
+    let logs = tmp.path().join("logs");
+    let out = citysoc()
+        .args(["sensor", "--seed", "1", "--rules-from-siem", "--read"])
+        .arg(root().join("replay-pcaps/port-scan/capture.pcap"))
+        .arg("--log-dir")
+        .arg(&logs)
+        .args(["--ship", &format!("http://127.0.0.1:{port}"), "--token-file"])
+        .arg(&token_file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("from the SIEM"), "{err}");
+    let alerts = std::fs::read_to_string(logs.join("alerts.log")).unwrap();
+    assert!(alerts.contains("883c3427") && !alerts.contains("model:scan"), "{alerts}");
+}

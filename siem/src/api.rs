@@ -104,6 +104,8 @@ pub struct AppState {
     pub packets: Option<Arc<dyn PacketSource>>,
     /// The SOC's key for evidence bundles (in the data folder).
     pub signer: Option<Arc<crate::evidence::Signer>>,
+    /// The rules folder sensors fetch (`citysoc serve --rules`).
+    pub rules_dir: Option<PathBuf>,
 }
 
 /// Packets of flows, as one pcap file, from whatever keeps them.
@@ -220,6 +222,7 @@ impl AppState {
         AppState {
             packets: None,
             signer: None,
+            rules_dir: None,
             store,
             workflow: None,
             audit: None,
@@ -1023,6 +1026,29 @@ async fn pivot(
     Ok(Json(json!({"total": hits.len(), "hits": hits})))
 }
 
+/// The rules folder as a tar, for sensors to run: every file, and its
+/// version (a hash of every path and content) in `X-Rules-Version`.
+async fn rules_bundle(State(st): State<Arc<AppState>>, headers: HeaderMap, peer: Peer) -> ApiResult<Response> {
+    let who = caller(&st, &headers, &[Role::Sensor, Role::Admin])?;
+    let (version, bytes) = blocking(move || {
+        let Some(dir) = &st.rules_dir else {
+            return Err(ApiError::Missing("this SIEM serves no rules folder".into()));
+        };
+        let (version, bytes) = crate::evidence::rules_tar(dir).map_err(internal)?;
+        st.audit_as(&who, &peer.0, "rules.fetch", json!({"version": version}))?;
+        Ok((version, bytes))
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::HeaderName::from_static("x-rules-version"), version),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 async fn evidence(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -1346,6 +1372,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/pivot", get(pivot))
         .route("/api/v1/pcap", get(pcap))
         .route("/api/v1/evidence", get(evidence))
+        .route("/api/v1/rules", get(rules_bundle))
         .route("/api/v1/incidents", get(incidents).post(create_incident))
         .route("/api/v1/incidents/{id}", post(change_incident))
         .route("/api/v1/fields", get(fields))

@@ -105,6 +105,67 @@ pub fn bundle(files: &[(String, Vec<u8>)], subject: Value, who: &str, signer: &S
     tar.into_inner()
 }
 
+/// A rules folder as a tar of its files (sorted paths) and its version:
+/// the first 12 hex digits of a SHA-256 over every path and content.
+pub fn rules_tar(dir: &Path) -> io::Result<(String, Vec<u8>)> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<(String, std::path::PathBuf)>) -> io::Result<()> {
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            let p = e.path();
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                walk(root, &p, out)?;
+            } else if ft.is_file() {
+                if let Ok(rel) = p.strip_prefix(root) {
+                    out.push((rel.to_string_lossy().replace('\\', "/"), p.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    files.sort();
+    let mut h = Sha256::new();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (rel, path) in &files {
+        let data = std::fs::read(path)?;
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update(&data);
+        let mut hd = tar::Header::new_gnu();
+        hd.set_size(data.len() as u64);
+        hd.set_mode(0o644);
+        hd.set_cksum();
+        tar.append_data(&mut hd, rel, &data[..])?;
+    }
+    let version = hex(&h.finalize()[..6]);
+    Ok((version, tar.into_inner()?))
+}
+
+/// Unpacks a rules tar into `dest`, refusing any path that is not a plain
+/// relative one.
+pub fn unpack_rules(bytes: &[u8], dest: &Path) -> io::Result<usize> {
+    let mut ar = tar::Archive::new(bytes);
+    let mut n = 0;
+    for e in ar.entries()? {
+        let mut e = e?;
+        let rel = e.path()?.into_owned();
+        if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} leaves the folder", rel.display())));
+        }
+        let out = dest.join(&rel);
+        if let Some(p) = out.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data)?;
+        std::fs::write(out, data)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// What a bundle that verifies says about itself.
 #[derive(Debug)]
 pub struct Verified {
