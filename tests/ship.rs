@@ -116,14 +116,7 @@ fn a_sensor_ships_records_and_alerts_to_the_siem() {
 #[test]
 fn the_spool_holds_batches_while_the_siem_is_away_and_nothing_is_stored_twice() {
     let tmp = tempfile::tempdir().unwrap();
-    let tokens = tmp.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!("[sensors]\nd7 = \"{}\"\n[readers]\nr = \"{}\"\n", sha256_hex("sensor-t"), sha256_hex("reader-t")),
-    )
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, "sensor-t\n").unwrap();
+    let (tokens, token_file) = credentials(tmp.path(), "sensor-t", "reader-t");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let spool = tmp.path().join("spool");
@@ -151,21 +144,7 @@ fn the_spool_holds_batches_while_the_siem_is_away_and_nothing_is_stored_twice() 
         .count();
     assert!(waiting >= 2, "records and alerts wait in the spool: {waiting}");
     // The SIEM comes back; the next run ships the leftovers first, then its own.
-    let _server = Server(
-        citysoc()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(tmp.path().join("data"))
-            .arg("--tokens")
-            .arg(&tokens)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while ureq::get(&format!("{base}/api/v1/fields")).call().is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the SIEM did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _server = serve(port, &tmp.path().join("data"), &tokens);
     let out = sensor("replay-pcaps/dns/capture.pcap", "l2", "60");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let count = |dir: &str| -> usize {
@@ -179,48 +158,53 @@ fn the_spool_holds_batches_while_the_siem_is_away_and_nothing_is_stored_twice() 
             .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
             .sum()
     };
+    let total = |q: &str| -> usize {
+        let v: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
+            .query("q", q)
+            .set("Authorization", "Bearer reader-t")
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        v["total"].as_u64().unwrap() as usize
+    };
     let local = count("l1") + count("l2");
-    let stored: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
-        .query("q", "NOT _log:stats")
-        .set("Authorization", "Bearer reader-t")
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
-    assert_eq!(stored["total"].as_u64().unwrap() as usize, local, "every record once");
+    assert_eq!(total("NOT _log:stats"), local, "every record once");
     // A third run (spool empty) does not reuse the drained batches' ids.
     let out = sensor("replay-pcaps/ntp/capture.pcap", "l3", "60");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stored: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
-        .query("q", "NOT _log:stats")
-        .set("Authorization", "Bearer reader-t")
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
-    assert_eq!(stored["total"].as_u64().unwrap() as usize, local + count("l3"));
+    assert_eq!(total("NOT _log:stats"), local + count("l3"));
     // The sensors' stats reports reached the SIEM too (their health there).
-    let stats: serde_json::Value = ureq::get(&format!("{base}/api/v1/search"))
-        .query("q", "_log:stats")
-        .set("Authorization", "Bearer reader-t")
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
     let local_stats: usize = ["l1", "l2", "l3"]
         .iter()
         .map(|d| std::fs::read_to_string(tmp.path().join(d).join("stats.log")).unwrap().lines().count())
         .sum();
-    assert_eq!(stats["total"].as_u64().unwrap() as usize, local_stats);
+    assert_eq!(total("_log:stats"), local_stats);
 }
 
+/// A tokens file for sensor `d7` and reader `r`, and the sensor's token file.
+fn credentials(dir: &std::path::Path, sensor: &str, reader: &str) -> (PathBuf, PathBuf) {
+    let tokens = dir.join("tokens.toml");
+    let text = format!("[sensors]\nd7 = \"{}\"\n[readers]\nr = \"{}\"\n", sha256_hex(sensor), sha256_hex(reader));
+    std::fs::write(&tokens, text).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{sensor}\n")).unwrap();
+    (tokens, token_file)
+}
+
+/// A `citysoc serve` on `port`, once it answers.
 fn serve(port: u16, data: &std::path::Path, tokens: &std::path::Path) -> Server {
+    serve_with(port, data, tokens, &[])
+}
+
+fn serve_with(port: u16, data: &std::path::Path, tokens: &std::path::Path, extra: &[&std::ffi::OsStr]) -> Server {
     let s = Server(
         citysoc()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
             .arg("--tokens")
             .arg(tokens)
+            .args(extra)
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -243,14 +227,7 @@ fn a_siem_killed_mid_replay_loses_and_duplicates_nothing() {
     pcapgen::bench_mix_with(&mut w, 6 << 20, false).unwrap();
     w.flush().unwrap();
     drop(w);
-    let tokens = tmp.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!("[sensors]\nd7 = \"{}\"\n[readers]\nr = \"{}\"\n", sha256_hex("sensor-k"), sha256_hex("reader-k")),
-    )
-    .unwrap();
-    let token_file = tmp.path().join("token");
-    std::fs::write(&token_file, "sensor-k\n").unwrap();
+    let (tokens, token_file) = credentials(tmp.path(), "sensor-k", "reader-k");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tmp.path().join("data");
     let mut server = serve(port, &data, &tokens);
@@ -356,23 +333,8 @@ fn a_sensor_runs_the_rules_the_siem_serves() {
     let token_file = tmp.path().join("token");
     std::fs::write(&token_file, "sensor-r\n").unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Server(
-        citysoc()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(tmp.path().join("data"))
-            .arg("--tokens")
-            .arg(&tokens)
-            .arg("--rules")
-            .arg(&rules)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while ureq::get(&format!("http://127.0.0.1:{port}/api/v1/fields")).call().is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the SIEM did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _server =
+        serve_with(port, &tmp.path().join("data"), &tokens, &[std::ffi::OsStr::new("--rules"), rules.as_os_str()]);
     // Without a sensor token the rules are not handed out.
     let e = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/rules")).call().unwrap_err();
     assert!(matches!(e, ureq::Error::Status(401, _)), "{e:?}");
