@@ -21,6 +21,10 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// runs, it marks the page.
 const XSS: &str = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">";
 
+/// One browser at a time: on a small CI machine, several Chromiums and a
+/// sensor replay at once starve each other past any sane timeout.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Driver(Child);
 
 impl Drop for Driver {
@@ -153,7 +157,7 @@ async fn browser(h: &Harness, lang: &str) -> Client {
 /// The text of an element once it satisfies `ok`; pages change under us
 /// after a submit, so a vanished element is looked up again.
 async fn until(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Ok(e) = c.find(Locator::Css(css)).await {
@@ -194,6 +198,7 @@ async fn pwned(c: &Client) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
+    let _one = ONE_BROWSER.lock().await;
     let h = start().await;
     let c = browser(&h, "en-US").await;
 
@@ -360,6 +365,7 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failed_logins_are_held_off() {
+    let _one = ONE_BROWSER.lock().await;
     let h = start().await;
     let c = browser(&h, "en-US").await;
     for _ in 0..5 {
@@ -426,6 +432,7 @@ fn replay_hostile(store: &TantivyStore) {
 /// runs; admin pages stay closed to the analyst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_hostile_capture_is_shown_as_text_and_triaged() {
+    let _one = ONE_BROWSER.lock().await;
     let h = start().await;
     replay_hostile(&h.store);
     let c = browser(&h, "en-US").await;
