@@ -20,6 +20,21 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The allocator `citysoc` runs with, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// CPU seconds (user + system, all threads) a process has used so far,
+/// from `/proc/PID/stat` in ticks of 10 ms: "per core" figures divide by it.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which may hold spaces, in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after it.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -207,17 +222,24 @@ fn main() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let mut stores: Vec<Box<dyn Store>> =
-        vec![Box::new(TantivyStore::open(dir.path(), TantivyConfig { writer_heap_mb: 256 }).unwrap())];
-    let ch = ClickHouse::start();
-    if let Some(ch) = &ch {
+    // `CITYSOC_BENCH_STORES=tantivy` or `=clickhouse` runs one of them.
+    let only = std::env::var("CITYSOC_BENCH_STORES").unwrap_or_default();
+    let want = |s: &str| only.is_empty() || only.contains(s);
+    let mut stores: Vec<(Box<dyn Store>, Option<u32>)> = Vec::new();
+    if want("tantivy") {
+        stores.push((Box::new(TantivyStore::open(dir.path(), TantivyConfig { writer_heap_mb: 256 }).unwrap()), None));
+    }
+    let ch = if want("clickhouse") { ClickHouse::start() } else { None };
+    if !want("clickhouse") {
+        // Tantivy alone: nothing to start.
+    } else if let Some(ch) = &ch {
         let cfg = ClickHouseConfig {
             url: format!("http://127.0.0.1:{}", ch.port),
             database: "bench".into(),
             user: None,
             password: None,
         };
-        stores.push(Box::new(ClickHouseStore::open(&cfg).unwrap()));
+        stores.push((Box::new(ClickHouseStore::open(&cfg).unwrap()), Some(ch.child.id())));
     } else {
         eprintln!("clickhouse-server not found: ClickHouse skipped");
     }
@@ -226,19 +248,39 @@ fn main() {
         "{:<12} {:>14} {:<16} {:>9} {:>9} {:>12} {:>8}",
         "store", "ingest rec/s", "query", "p50 ms", "p99 ms", "scan ms", "scan/p50"
     );
-    for store in &stores {
+    let me = std::process::id();
+    let mut per_core = Vec::new();
+    for (store, server) in &stores {
         let mut g = Gen::new(n);
         let mut spent = Duration::ZERO;
+        let (mut cpu, mut cpu_server) = (0.0, 0.0);
         loop {
             let chunk = g.chunk(BATCH);
             if chunk.is_empty() {
                 break;
             }
-            let t = Instant::now();
+            let (t, c, cs) = (Instant::now(), cpu_secs(me), server.map_or(0.0, cpu_secs));
             store.ingest(&chunk).unwrap();
             spent += t.elapsed();
+            let s = server.map_or(0.0, cpu_secs) - cs;
+            cpu_server += s;
+            cpu += cpu_secs(me) - c + s;
+        }
+        if store.name() == "tantivy" {
+            // Merges the writer started go on after the last commit; their
+            // CPU is part of ingesting.
+            let c = cpu_secs(me);
+            std::thread::sleep(Duration::from_secs(3));
+            cpu += cpu_secs(me) - c;
         }
         let rate = n as f64 / spent.as_secs_f64();
+        per_core.push(format!(
+            "{}: {rate:.0} records/s using {:.2} cores = {:.0} records/s per core (CPU {cpu:.1} s{})",
+            store.name(),
+            cpu / spent.as_secs_f64(),
+            n as f64 / cpu.max(0.01),
+            if server.is_some() { format!(", of which the server {cpu_server:.1} s") } else { String::new() }
+        ));
         for (i, (name, text)) in queries.iter().enumerate() {
             let q = parse(text, &c).unwrap();
             let mut times = Vec::new();
@@ -286,6 +328,10 @@ fn main() {
         let parts = store.partitions().unwrap();
         let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
         println!("{:<12} {} on disk ({:.0} bytes/record)", "", human(bytes), bytes as f64 / n as f64);
+    }
+    println!("ingest:");
+    for line in per_core {
+        println!("  {line}");
     }
 }
 

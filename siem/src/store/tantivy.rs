@@ -210,7 +210,7 @@ impl TantivyStore {
             put(k, v);
         }
         doc.add_text(f.all, r.all_text());
-        doc.add_text(f.raw, r.to_json().to_string());
+        doc.add_text(f.raw, r.raw_json());
         doc
     }
 
