@@ -8,3 +8,4 @@ pub mod replay;
 pub mod rule_editor;
 pub mod sensor_setup;
 pub mod ship;
+pub mod tls;

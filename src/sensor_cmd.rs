@@ -62,6 +62,19 @@ pub struct SensorArgs {
     /// File holding the sensor's ingest token.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Over https://, trust only SOC certificates from this CA (PEM).
+    #[arg(long, requires = "ship")]
+    ship_ca: Option<PathBuf>,
+    /// Over https://, trust only the SOC certificate with this SHA-256
+    /// (hex, colons allowed: `openssl x509 -in CERT -noout -fingerprint -sha256`).
+    #[arg(long, requires = "ship")]
+    ship_pin: Option<String>,
+    /// The sensor's certificate (PEM) for a SOC that asks for one.
+    #[arg(long, requires_all = ["ship", "ship_key"])]
+    ship_cert: Option<PathBuf>,
+    /// The key of `--ship-cert` (PEM).
+    #[arg(long, requires = "ship_cert")]
+    ship_key: Option<PathBuf>,
     /// Keep captured packets in this folder (the packet ring; `[ring]` sets its budget).
     #[arg(long)]
     ring: Option<PathBuf>,
@@ -145,9 +158,15 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         }),
         (None, None) => anyhow::bail!("either --read or --interface is required"),
     };
+    let tls = citysoc::tls::ClientTls {
+        ca: args.ship_ca.clone(),
+        pin: args.ship_pin.clone(),
+        cert: args.ship_cert.clone(),
+        key: args.ship_key.clone(),
+    };
     if args.rules_from_siem {
         if let (Some(url), Some(tf)) = (&args.ship, &args.token_file) {
-            cfg.detect.rules_dir = fetch_rules(url, tf, &args.log_dir)?;
+            cfg.detect.rules_dir = fetch_rules(url, tf, &tls, &args.log_dir)?;
         }
     }
     let mut pcfg = cfg.pipeline();
@@ -171,6 +190,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
                     SpoolFullArg::DropOldest => citysoc::ship::SpoolFull::DropOldest,
                     SpoolFullArg::Pause => citysoc::ship::SpoolFull::Pause,
                 },
+                tls: tls.clone(),
             };
             citysoc::ship::Output::Shipped(Box::new(citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)?))
         }
@@ -281,9 +301,16 @@ pub fn summary(s: &StatsRecord) -> String {
 }
 
 /// Downloads the SIEM's rules folder into `<log dir>/rules-<version>`.
-fn fetch_rules(url: &str, token_file: &std::path::Path, log_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+fn fetch_rules(
+    url: &str,
+    token_file: &std::path::Path,
+    tls: &citysoc::tls::ClientTls,
+    log_dir: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
     let token = std::fs::read_to_string(token_file).with_context(|| format!("cannot read {}", token_file.display()))?;
-    let resp = ureq::get(&format!("{}/api/v1/rules", url.trim_end_matches('/')))
+    let resp = tls
+        .agent(std::time::Duration::from_secs(60))?
+        .get(&format!("{}/api/v1/rules", url.trim_end_matches('/')))
         .set("Authorization", &format!("Bearer {}", token.trim()))
         .call()
         .map_err(|e| anyhow::anyhow!("fetching the rules from {url}: {e}"))?;

@@ -62,6 +62,16 @@ pub struct ServeArgs {
     /// The scenario captures a rule is tested against before it is saved.
     #[arg(long, default_value = "replay-pcaps")]
     cases: PathBuf,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: every client (sensors, browsers, API users) must present a
+    /// certificate from this CA (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// Rule editing in the console, when the rules folder is there.
@@ -107,6 +117,7 @@ fn serve(
     retention: Option<std::time::Duration>,
     data: &Path,
     console_cfg: console::ConsoleConfig,
+    tls: Option<rustls::ServerConfig>,
 ) -> anyhow::Result<()> {
     let state = Arc::new(state);
     let (console, first) =
@@ -121,7 +132,10 @@ fn serve(
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        eprintln!("serving the console on http://{listen}/ and the API on http://{listen}/api/v1/; Ctrl-C stops");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!(
+            "serving the console on {scheme}://{listen}/ and the API on {scheme}://{listen}/api/v1/; Ctrl-C stops"
+        );
         if let Some(every) = retention {
             let st = Arc::clone(&state);
             tokio::spawn(async move {
@@ -151,11 +165,25 @@ fn serve(
         }
         let app =
             router(state).merge(console::router(Arc::new(console))).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?
+            }
+            Some(cfg) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
+                axum_server::from_tcp_rustls(listener.into_std()?, cfg).handle(handle).serve(app).await?
+            }
+        }
         Ok(())
     })
 }
@@ -198,7 +226,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     console_cfg.models_file = Some(args.rules.join("models.toml")).filter(|p| p.is_file());
     console_cfg.editor = rule_editor(&args.rules, &args.cases, &args.data);
     console_cfg.tuning_file = Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir());
-    serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let t =
+                citysoc::tls::ServerTls { cert: cert.clone(), key: key.clone(), client_ca: args.tls_client_ca.clone() };
+            // Cookies over HTTPS only when the console is served over it.
+            console_cfg.secure_cookies = true;
+            Some(t.config()?)
+        }
+        _ => None,
+    };
+    serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg, tls)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -295,6 +333,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tuning_file: Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir()),
         ..Default::default()
     };
-    serve(state, args.listen, None, &args.data, console_cfg)?;
+    serve(state, args.listen, None, &args.data, console_cfg, None)?;
     Ok(ExitCode::SUCCESS)
 }

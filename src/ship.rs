@@ -42,6 +42,8 @@ pub struct ShipConfig {
     /// Bytes of compressed batches the spool holds at most.
     pub spool_bytes: u64,
     pub spool_full: SpoolFull,
+    /// How the SOC is trusted over `https://`.
+    pub tls: crate::tls::ClientTls,
 }
 
 /// What the spool and the shipper did, shared between the two threads.
@@ -231,7 +233,15 @@ impl<S: EventSink> ShipSink<S> {
 /// Sends the spool in order until told to stop and the spool is empty (or
 /// the end-of-run wait is over).
 fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let agent = match cfg.tls.agent(Duration::from_secs(30)) {
+        Ok(a) => a,
+        Err(e) => {
+            if let Ok(mut g) = sh.fatal.lock() {
+                *g = Some(format!("TLS settings: {e:#}"));
+            }
+            return;
+        }
+    };
     let url = format!("{}/api/v1/ingest", cfg.url.trim_end_matches('/'));
     let mut wait = Duration::from_millis(200);
     let mut stop_at: Option<Instant> = None;
@@ -285,6 +295,14 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
                 return;
             }
             Err(ureq::Error::Transport(t)) => {
+                // A certificate refused by either side stays refused: stop
+                // with why, the batch kept, rather than retry for ever.
+                if let Some(why) = crate::tls::tls_failure(&t) {
+                    if let Ok(mut g) = sh.fatal.lock() {
+                        *g = Some(format!("TLS with the SIEM at {} failed: {why}", cfg.url));
+                    }
+                    return;
+                }
                 tracing::debug!(error = %t, "SIEM unreachable");
                 None
             }

@@ -293,6 +293,7 @@ fn a_full_spool_drops_the_oldest_records_and_never_alerts() {
         spool_dir: tmp.path().join("spool"),
         spool_bytes: 4096,
         spool_full: SpoolFull::DropOldest,
+        tls: Default::default(),
     };
     let mut sink = ShipSink::new(Nowhere, cfg, "s").unwrap();
     let samples = schema::sample_events();
