@@ -27,6 +27,14 @@ pub struct ServeArgs {
     /// ClickHouse database.
     #[arg(long, default_value = "citysoc")]
     clickhouse_db: String,
+    /// A sharded ClickHouse: the cluster's name in the servers'
+    /// `remote_servers`; records go to `events_local` on its nodes through a
+    /// `Distributed` table `events` (see docs/clickhouse-cluster.md).
+    #[arg(long, requires_all = ["clickhouse", "clickhouse_node"])]
+    clickhouse_cluster: Option<String>,
+    /// HTTP address of each node of the cluster (repeatable).
+    #[arg(long, requires = "clickhouse_cluster")]
+    clickhouse_node: Vec<String>,
     /// Tokens file (TOML: [sensors], [readers] and [admins], name = sha256 of the token).
     /// Without it the API is open and listens on loopback only.
     #[arg(long)]
@@ -91,6 +99,7 @@ pub(crate) fn open_store(
     clickhouse: Option<&str>,
     db: &str,
     heap: usize,
+    cluster: Option<siem::store::clickhouse::Cluster>,
 ) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match clickhouse {
         Some(url) => Arc::new(
@@ -99,6 +108,7 @@ pub(crate) fn open_store(
                 database: db.into(),
                 user: None,
                 password: None,
+                cluster,
             })
             .with_context(|| format!("ClickHouse at {url}"))?,
         ),
@@ -197,7 +207,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bail!("without --tokens the API is open: it listens on a loopback address only, not {}", args.listen);
     }
     std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
-    let store = open_store(&args.data, args.clickhouse.as_deref(), &args.clickhouse_db, args.writer_heap_mb)?;
+    let cluster = args
+        .clickhouse_cluster
+        .clone()
+        .map(|name| siem::store::clickhouse::Cluster { name, nodes: args.clickhouse_node.clone() });
+    let store = open_store(&args.data, args.clickhouse.as_deref(), &args.clickhouse_db, args.writer_heap_mb, cluster)?;
     let mut policy = siem::retention::Policy::default();
     for spec in &args.retain_age {
         policy.set_age(spec).map_err(|e| anyhow::anyhow!("--retain-age {e}"))?;

@@ -238,6 +238,7 @@ fn main() {
             database: "bench".into(),
             user: None,
             password: None,
+            cluster: None,
         };
         stores.push((Box::new(ClickHouseStore::open(&cfg).unwrap()), Some(ch.child.id())));
     } else {

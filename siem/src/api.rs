@@ -817,10 +817,20 @@ async fn ingest(
     let st2 = Arc::clone(&st);
     let sensor2 = sensor.clone();
     let log = p.log.clone();
+    let batch2 = batch.clone();
     let reply = blocking(move || -> ApiResult<IngestReply> {
+        // Another ingest node in front of the same store may have taken it.
+        if let Some(id) = batch2.as_deref().filter(|_| st2.store.keeps_batch_ids()) {
+            if st2.store.batch_stored(&sensor2, id)? {
+                return Ok(IngestReply { accepted: 0, rejected: Vec::new(), duplicate: true });
+            }
+        }
         let (good, bad) = parse_lines(&st2.catalog, &text, &sensor2, log.as_deref());
         // Acknowledged only once stored durably.
         st2.store.ingest(&good)?;
+        if let Some(id) = batch2.as_deref().filter(|_| st2.store.keeps_batch_ids()) {
+            st2.store.remember_batch(&sensor2, id)?;
+        }
         if let Some(wf) = &st2.workflow {
             for r in good.iter().filter(|r| r.log == "alerts") {
                 let f = &r.fields;

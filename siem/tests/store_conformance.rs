@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use siem::query::{parse, Query};
 use siem::retention::{self, Policy, Reason};
 use siem::schema::Catalog;
-use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore, Cluster};
 use siem::store::tantivy::{TantivyConfig, TantivyStore};
 use siem::store::{Agg, AggResult, Class, Record, SearchRequest, Sort, Store};
 use std::collections::BTreeMap;
@@ -28,16 +28,34 @@ fn free_port() -> u16 {
 
 impl ClickHouse {
     fn start() -> ClickHouse {
+        ClickHouse::start_with(free_port(), None)
+    }
+
+    /// A server whose native port is `tcp`; `extra` is a `config.d` file
+    /// (the package's config and users copied beside it).
+    fn start_with(tcp: u16, extra: Option<&str>) -> ClickHouse {
         let bin = ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("clickhouse-server is not installed (scripts/install-deps installs it)");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let (http, tcp, inter) = (free_port(), free_port(), free_port());
+        let (http, inter) = (free_port(), free_port());
         let arg = |k: &str, v: String| format!("--{k}={v}");
+        let config = match extra {
+            None => "/etc/clickhouse-server/config.xml".to_string(),
+            Some(xml) => {
+                let conf = d.join("conf");
+                std::fs::create_dir_all(conf.join("config.d")).unwrap();
+                for f in ["config.xml", "users.xml"] {
+                    std::fs::copy(Path::new("/etc/clickhouse-server").join(f), conf.join(f)).unwrap();
+                }
+                std::fs::write(conf.join("config.d/extra.xml"), xml).unwrap();
+                conf.join("config.xml").display().to_string()
+            }
+        };
         let child = Command::new(bin)
-            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg(format!("--config-file={config}"))
             .arg("--")
             .arg(arg("path", format!("{}/data/", d.display())))
             .arg(arg("tmp_path", format!("{}/tmp/", d.display())))
@@ -77,6 +95,7 @@ impl ClickHouse {
             database: db.into(),
             user: None,
             password: None,
+            cluster: None,
         })
         .unwrap()
     }
@@ -330,6 +349,52 @@ fn clickhouse_conforms() {
     run_suite(&store);
 }
 
+/// Two shards of a cluster on loopback, each a ClickHouse server of its own,
+/// both knowing the cluster `citysoc_test`.
+fn two_shards() -> (ClickHouse, ClickHouse) {
+    let (tcp1, tcp2) = (free_port(), free_port());
+    let xml = format!(
+        "<yandex><remote_servers><citysoc_test>\
+         <shard><replica><host>127.0.0.1</host><port>{tcp1}</port></replica></shard>\
+         <shard><replica><host>127.0.0.1</host><port>{tcp2}</port></replica></shard>\
+         </citysoc_test></remote_servers></yandex>"
+    );
+    (ClickHouse::start_with(tcp1, Some(&xml)), ClickHouse::start_with(tcp2, Some(&xml)))
+}
+
+fn cluster_store(a: &ClickHouse, b: &ClickHouse, db: &str) -> ClickHouseStore {
+    let url = |c: &ClickHouse| format!("http://127.0.0.1:{}", c.http_port);
+    ClickHouseStore::open(&ClickHouseConfig {
+        url: url(a),
+        database: db.into(),
+        cluster: Some(Cluster { name: "citysoc_test".into(), nodes: vec![url(a), url(b)] }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_two_shard_clickhouse_cluster_conforms() {
+    let (a, b) = two_shards();
+    // The rows are spread over both shards, each stored once.
+    let store = cluster_store(&a, &b, "citysoc_spread");
+    store.ingest(&records()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = |c: &ClickHouse| -> u64 {
+        let client =
+            clickhouse::Client::default().with_url(format!("http://127.0.0.1:{}", c.http_port)).with_validation(false);
+        rt.block_on(client.query("SELECT count() FROM citysoc_spread.events_local").fetch_one::<u64>()).unwrap()
+    };
+    let (na, nb) = (local(&a), local(&b));
+    assert!(na > 0 && nb > 0, "rows on one shard only: {na} + {nb}");
+    assert_eq!(na + nb, records().len() as u64);
+    // Partitions are summed over the shards.
+    let parts: u64 = store.partitions().unwrap().iter().map(|p| p.records).sum();
+    assert_eq!(parts, records().len() as u64);
+    // The whole suite through the Distributed table, from the other node.
+    run_suite(&cluster_store(&b, &a, "citysoc_cluster"));
+}
+
 #[test]
 fn both_backends_return_the_same_pages() {
     let ch = ClickHouse::start();
@@ -365,8 +430,63 @@ fn clickhouse_refuses_a_table_that_disagrees_with_the_catalog() {
             .await
             .unwrap();
     });
-    let err = ClickHouseStore::open(&ClickHouseConfig { url, database: "drifted".into(), user: None, password: None })
-        .err()
-        .expect("a drifted table is refused");
+    let err = ClickHouseStore::open(&ClickHouseConfig {
+        url,
+        database: "drifted".into(),
+        user: None,
+        password: None,
+        cluster: None,
+    })
+    .err()
+    .expect("a drifted table is refused");
     assert!(err.to_string().contains("disagrees with the field catalog"), "{err}");
+}
+
+/// Two stateless ingest nodes (no data folder) in front of the cluster, each
+/// talking to a different ClickHouse node: a batch one of them stored is a
+/// duplicate at the other, and its records are stored once.
+#[test]
+fn ingest_nodes_in_front_of_a_cluster_share_the_batch_ledger() {
+    use axum::body::{to_bytes, Body};
+    use axum::http::Request;
+    use siem::api::{hash_token, router, AppState, Tokens};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    let (a, b) = two_shards();
+    let node = |x: &ClickHouse, y: &ClickHouse| {
+        let mut tokens = Tokens::default();
+        tokens.sensors.insert("district-3".into(), hash_token("sensor-secret"));
+        let store: Arc<dyn Store> = Arc::new(cluster_store(x, y, "citysoc_nodes"));
+        router(Arc::new(AppState::new(Arc::clone(&store), Some(tokens), None, 2)))
+    };
+    let (n1, n2) = (node(&a, &b), node(&b, &a));
+    let lines: String = (0..50)
+        .map(|i| {
+            format!("{{\"_log\":\"conn\",\"ts\":{},\"uid\":\"C{i}\",\"id.orig_h\":\"10.3.0.{i}\"}}\n", DAY1 + i as f64)
+        })
+        .collect();
+    let post = |app: &axum::Router, id: &str| {
+        let req = Request::post("/api/v1/ingest")
+            .header("authorization", "Bearer sensor-secret")
+            .header("x-batch-id", id)
+            .body(Body::from(lines.clone()))
+            .unwrap();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            serde_json::from_slice::<Value>(&to_bytes(resp.into_body(), 1 << 20).await.unwrap()).unwrap()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let first = rt.block_on(post(&n1, "run9-1"));
+    assert_eq!(first["accepted"], 50);
+    let again = rt.block_on(post(&n2, "run9-1"));
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["accepted"], 0);
+    let next = rt.block_on(post(&n2, "run9-2"));
+    assert_eq!(next["accepted"], 50);
+    let store = cluster_store(&a, &b, "citysoc_nodes");
+    assert_eq!(store.search(&SearchRequest::new(q("_log:conn"))).unwrap().total, 100);
 }

@@ -17,20 +17,38 @@ use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
 use serde_json::Value;
 use std::net::IpAddr;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ClickHouseConfig {
-    /// `http://host:8123`
+    /// `http://host:8123`: the node searches and inserts go to.
     pub url: String,
     pub database: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// A sharded deployment: the data lives in `events_local` on every
+    /// node, and `events` is a `Distributed` table over the cluster.
+    pub cluster: Option<Cluster>,
+}
+
+/// A cluster named in the servers' `remote_servers`, and the HTTP address
+/// of every node holding a shard (or replica), where the store creates,
+/// checks and drops its local tables.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub name: String,
+    pub nodes: Vec<String>,
 }
 
 pub struct ClickHouseStore {
     client: clickhouse::Client,
     rt: tokio::runtime::Runtime,
     catalog: Catalog,
+    /// What searches and inserts name: `db.events`.
     table: String,
+    /// Where rows are stored on each node: `db.events`, or `db.events_local`
+    /// under a `Distributed` `db.events` in a cluster.
+    local: String,
+    /// Every node holding rows (the one node when not a cluster).
+    nodes: Vec<clickhouse::Client>,
     /// `INSERT INTO … (columns) FORMAT RowBinary`, the catalog's columns after
     /// the fixed ones, in `kinds`' order.
     insert: String,
@@ -163,6 +181,31 @@ fn bin_expr(c: &str) -> String {
     format!("if(position(`{c}`, ':') > 0, IPv6StringToNum(`{c}`), IPv6StringToNum(concat('::ffff:', `{c}`)))")
 }
 
+/// The `Distributed` table over the cluster's `events_local` tables. Its
+/// address columns are aliases: inserts leave them to each shard's
+/// MATERIALIZED columns, and queries read those.
+pub fn distributed_ddl(catalog: &Catalog, db: &str, cluster: &str) -> String {
+    let cols: Vec<String> = columns(catalog)
+        .iter()
+        .map(|(n, t)| match n.strip_suffix("__bin") {
+            Some(addr) => format!("    `{n}` {t} ALIAS {}", bin_expr(addr)),
+            None => format!("    `{n}` {t}"),
+        })
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.events (\n{}\n) ENGINE = Distributed({cluster}, {db}, events_local, rand())",
+        cols.join(",\n")
+    )
+}
+
+/// Ingest batch ids stored, per sensor: kept in the store so that every
+/// ingest node in front of it refuses a batch any of them stored.
+fn batches_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (sensor String, id String, at DateTime DEFAULT now()) ENGINE = MergeTree() PARTITION BY toYYYYMM(at) ORDER BY (sensor, id)"
+    )
+}
+
 /// The table's DDL, derived from the catalog.
 pub fn ddl(catalog: &Catalog, table: &str) -> String {
     let cols: Vec<String> = columns(catalog)
@@ -189,16 +232,38 @@ impl ClickHouseStore {
         // One worker drives the HTTP connections between calls, so an
         // insert's pieces travel while the next one is encoded.
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(backend)?;
-        // 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
-        let mut client = clickhouse::Client::default().with_url(&cfg.url).with_validation(false);
-        if let Some(u) = &cfg.user {
-            client = client.with_user(u);
-        }
-        if let Some(p) = &cfg.password {
-            client = client.with_password(p);
-        }
+        let connect = |url: &str| {
+            // 18.16 lacks RowBinaryWithNamesAndTypes, which validation needs.
+            let mut client = clickhouse::Client::default().with_url(url).with_validation(false);
+            if let Some(u) = &cfg.user {
+                client = client.with_user(u);
+            }
+            if let Some(p) = &cfg.password {
+                client = client.with_password(p);
+            }
+            if cfg.cluster.is_some() {
+                // An insert returns once every shard has its rows on disk,
+                // not when they are queued on the node that took them.
+                client = client.with_setting("insert_distributed_sync", "1");
+            }
+            client
+        };
+        let client = connect(&cfg.url);
+        let db = &cfg.database;
+        let (local, nodes) = match &cfg.cluster {
+            Some(c) => {
+                if c.nodes.is_empty() || !c.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(StoreError::Invalid(format!(
+                        "cluster '{}' needs a name of letters, digits and _ and at least one node",
+                        c.name
+                    )));
+                }
+                (format!("{db}.events_local"), c.nodes.iter().map(|u| connect(u)).collect())
+            }
+            None => (format!("{db}.events"), vec![client.clone()]),
+        };
         let catalog = Catalog::new();
-        let table = format!("{}.events", cfg.database);
+        let table = format!("{db}.events");
         let mut names: Vec<String> =
             ["_class", "_day", "_ts", "_log", "_sensor", "_all", "_raw"].iter().map(|c| format!("`{c}`")).collect();
         let (mut kinds, mut slots) = (Vec::new(), std::collections::HashMap::new());
@@ -211,17 +276,42 @@ impl ClickHouseStore {
             names.push(format!("`{}`", column(&f.path)));
         }
         let insert = format!("INSERT INTO {table} ({}) FORMAT RowBinary", names.join(", "));
-        let store = ClickHouseStore { client, rt, catalog, table, insert, kinds, slots };
-        store.exec(&format!("CREATE DATABASE IF NOT EXISTS {}", cfg.database), &[])?;
-        store.exec(&ddl(&store.catalog, &store.table), &[])?;
-        store.check_schema(&cfg.database)?;
+        let store = ClickHouseStore { client, rt, catalog, table, local, nodes, insert, kinds, slots };
+        for node in &store.nodes {
+            store.exec_on(node, &format!("CREATE DATABASE IF NOT EXISTS {db}"), &[])?;
+            store.exec_on(node, &ddl(&store.catalog, &store.local), &[])?;
+            store.check_schema(node, db, store.local_name())?;
+            let batches = format!("{db}.ingest_batches{}", if cfg.cluster.is_some() { "_local" } else { "" });
+            store.exec_on(node, &batches_ddl(&batches), &[])?;
+            if let Some(c) = &cfg.cluster {
+                store.exec_on(node, &distributed_ddl(&store.catalog, db, &c.name), &[])?;
+                store.check_schema(node, db, "events")?;
+                store.exec_on(
+                    node,
+                    &format!(
+                        "CREATE TABLE IF NOT EXISTS {db}.ingest_batches AS {batches} ENGINE = Distributed({}, {db}, ingest_batches_local, cityHash64(sensor, id))",
+                        c.name
+                    ),
+                    &[],
+                )?;
+            }
+        }
         Ok(store)
     }
 
-    fn check_schema(&self, db: &str) -> Result<()> {
-        let rows = self.fetch(
-            "SELECT name, type FROM system.columns WHERE database = ? AND table = 'events'",
-            &[Arg::Str(db.to_string())],
+    fn batches(&self) -> String {
+        format!("{}_batches", self.table.replace(".events", ".ingest"))
+    }
+
+    fn local_name(&self) -> &str {
+        self.local.split_once('.').map_or("events", |(_, t)| t)
+    }
+
+    fn check_schema(&self, node: &clickhouse::Client, db: &str, table: &str) -> Result<()> {
+        let rows = self.fetch_on(
+            node,
+            "SELECT name, type FROM system.columns WHERE database = ? AND table = ?",
+            &[Arg::Str(db.to_string()), Arg::Str(table.to_string())],
         )?;
         let have: Vec<(String, String)> = rows
             .iter()
@@ -237,8 +327,7 @@ impl ClickHouseStore {
                 .take(10)
                 .collect();
             return Err(StoreError::Backend(format!(
-                "table {} disagrees with the field catalog: {}",
-                self.table,
+                "table {db}.{table} disagrees with the field catalog: {}",
                 diff.join(", ")
             )));
         }
@@ -246,7 +335,11 @@ impl ClickHouseStore {
     }
 
     fn query(&self, sql: &str, args: &[Arg]) -> clickhouse::query::Query {
-        let mut q = self.client.query(sql);
+        self.query_on(&self.client, sql, args)
+    }
+
+    fn query_on(&self, client: &clickhouse::Client, sql: &str, args: &[Arg]) -> clickhouse::query::Query {
+        let mut q = client.query(sql);
         for a in args {
             q = match a {
                 Arg::Str(s) => q.bind(s.as_str()),
@@ -257,9 +350,25 @@ impl ClickHouseStore {
         q
     }
 
-    fn exec(&self, sql: &str, args: &[Arg]) -> Result<()> {
-        let q = self.query(sql, args);
+    fn exec_on(&self, node: &clickhouse::Client, sql: &str, args: &[Arg]) -> Result<()> {
+        let q = self.query_on(node, sql, args);
         self.rt.block_on(q.execute()).map_err(backend)
+    }
+
+    fn fetch_on(&self, node: &clickhouse::Client, sql: &str, args: &[Arg]) -> Result<Vec<Value>> {
+        let q = self.query_on(node, sql, args);
+        let bytes = self
+            .rt
+            .block_on(async move {
+                let mut cur = q.fetch_bytes("JSONEachRow")?;
+                cur.collect().await
+            })
+            .map_err(backend)?;
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).map_err(backend))
+            .collect()
     }
 
     fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<Value>> {
@@ -324,20 +433,29 @@ impl ClickHouseStore {
     }
 
     /// Active partitions: key, server id, rows, bytes on disk.
+    /// Active partitions on every node, summed: key, server id, rows, bytes.
     fn parts(&self) -> Result<Vec<(PartKey, String, u64, u64)>> {
-        let (db, table) = self.table.split_once('.').unwrap_or(("default", "events"));
-        let rows = self.fetch(
-            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition, partition_id",
-            &[Arg::Str(db.into()), Arg::Str(table.into())],
-        )?;
+        let (db, table) = self.local.split_once('.').unwrap_or(("default", "events"));
         let num = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let key = parse_partition(r["partition"].as_str()?)?;
-                Some((key, r["partition_id"].as_str()?.to_string(), num(&r["r"]), num(&r["b"])))
-            })
-            .collect())
+        let mut all: std::collections::BTreeMap<(PartKey, String), (u64, u64)> = Default::default();
+        for node in &self.nodes {
+            let rows = self.fetch_on(
+                node,
+                "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition, partition_id",
+                &[Arg::Str(db.into()), Arg::Str(table.into())],
+            )?;
+            for r in &rows {
+                let (Some(key), Some(id)) =
+                    (r["partition"].as_str().and_then(parse_partition), r["partition_id"].as_str())
+                else {
+                    continue;
+                };
+                let e = all.entry((key, id.to_string())).or_default();
+                e.0 += num(&r["r"]);
+                e.1 += num(&r["b"]);
+            }
+        }
+        Ok(all.into_iter().map(|((k, id), (r, b))| (k, id, r, b)).collect())
     }
 
     fn kind(&self, field: &str) -> Result<Kind> {
@@ -652,8 +770,32 @@ impl Store for ClickHouseStore {
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(StoreError::Backend(format!("unexpected partition id '{id}'")));
         }
-        self.exec(&format!("ALTER TABLE {} DROP PARTITION ID '{id}'", self.table), &[])?;
+        for node in &self.nodes {
+            // A node without that day drops nothing and says nothing.
+            self.exec_on(node, &format!("ALTER TABLE {} DROP PARTITION ID '{id}'", self.local), &[])?;
+        }
         Ok(true)
+    }
+
+    fn keeps_batch_ids(&self) -> bool {
+        true
+    }
+
+    fn batch_stored(&self, sensor: &str, id: &str) -> Result<bool> {
+        let rows = self.fetch(
+            &format!("SELECT count() AS n FROM {} WHERE sensor = ? AND id = ?", self.batches()),
+            &[Arg::Str(sensor.into()), Arg::Str(id.into())],
+        )?;
+        let n = rows.first().and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())));
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    fn remember_batch(&self, sensor: &str, id: &str) -> Result<()> {
+        self.exec_on(
+            &self.client,
+            &format!("INSERT INTO {} (sensor, id) VALUES (?, ?)", self.batches()),
+            &[Arg::Str(sensor.into()), Arg::Str(id.into())],
+        )
     }
 
     fn delete(&self, query: &Query) -> Result<u64> {
@@ -666,18 +808,26 @@ impl Store for ClickHouseStore {
             .unwrap_or(0);
         // Mutations run in the background; wait for them so the effect is
         // visible when this returns.
-        self.exec(&format!("ALTER TABLE {} DELETE WHERE {w}", self.table), &args)?;
-        for _ in 0..600 {
-            let pending =
-                self.fetch("SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND table = 'events'", &[])?;
-            let left = pending
-                .first()
-                .and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())))
-                .unwrap_or(0);
-            if left == 0 {
-                break;
+        for node in &self.nodes {
+            self.exec_on(node, &format!("ALTER TABLE {} DELETE WHERE {w}", self.local), &args)?;
+        }
+        let table = Arg::Str(self.local_name().to_string());
+        for node in &self.nodes {
+            for _ in 0..600 {
+                let pending = self.fetch_on(
+                    node,
+                    "SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND table = ?",
+                    std::slice::from_ref(&table),
+                )?;
+                let left = pending
+                    .first()
+                    .and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())))
+                    .unwrap_or(0);
+                if left == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Ok(n)
     }

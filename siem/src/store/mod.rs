@@ -383,6 +383,20 @@ pub trait Store: Send + Sync {
     /// Deletes the records a query matches; returns how many.
     fn delete(&self, query: &Query) -> Result<u64>;
     fn name(&self) -> &'static str;
+    /// Whether the store keeps ingest batch ids itself, shared by every
+    /// ingest node in front of it (ClickHouse); otherwise the API keeps them
+    /// in its data folder.
+    fn keeps_batch_ids(&self) -> bool {
+        false
+    }
+    /// A batch of this sensor with this id was stored before.
+    fn batch_stored(&self, _sensor: &str, _id: &str) -> Result<bool> {
+        Ok(false)
+    }
+    /// Remembers a stored batch (after its records are durable).
+    fn remember_batch(&self, _sensor: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Partitions a time range touches (for pruning), given those present.
