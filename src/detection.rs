@@ -175,25 +175,76 @@ impl DetectSettings {
 /// Adds what detection needs to the pipeline: file bytes kept for YARA and
 /// the payload tap on every worker.
 pub fn attach(pcfg: &mut PipelineConfig, rules: &Arc<RuleSet>) {
+    attach_live(pcfg, &LiveRules::new(Arc::clone(rules), None));
+}
+
+/// As `attach`, with rules that may be replaced while the sensor runs.
+pub fn attach_live(pcfg: &mut PipelineConfig, live: &Arc<LiveRules>) {
+    let (rules, _) = live.current();
     if !rules.wants_payload() {
         return;
     }
     let keep = rules.cfg.file_scan_bytes as u64;
     pcfg.worker.flow.keep_file_bytes = pcfg.worker.flow.keep_file_bytes.max(keep);
-    let r = Arc::clone(rules);
-    pcfg.worker.flow.tap = Some(TapFactory(Arc::new(move || match PayloadScanner::new(Arc::clone(&r)) {
-        Some(s) => Box::new(YaraTap(s)) as Box<dyn PayloadTap>,
-        None => Box::new(NoTap),
+    let live = Arc::clone(live);
+    pcfg.worker.flow.tap = Some(TapFactory(Arc::new(move || {
+        let gen = live.generation();
+        let scanner = PayloadScanner::new(live.current().0);
+        Box::new(YaraTap { live: Arc::clone(&live), gen, scanner }) as Box<dyn PayloadTap>
     })));
 }
 
-struct NoTap;
-
-impl PayloadTap for NoTap {
-    fn stream(&mut self, _: &StreamChunk<'_>, _: &mut Vec<Event>) {}
+/// The rule set a running sensor uses, replaced whole by a reload (SIGHUP,
+/// or a new version from the SIEM): the detection stage and each worker's
+/// payload scanner pick it up at their next record, and the capture goes
+/// on meanwhile.
+pub struct LiveRules {
+    gen: std::sync::atomic::AtomicU64,
+    slot: std::sync::Mutex<(Arc<RuleSet>, Option<String>)>,
 }
 
-struct YaraTap(PayloadScanner);
+impl LiveRules {
+    pub fn new(rules: Arc<RuleSet>, version: Option<String>) -> Arc<LiveRules> {
+        Arc::new(LiveRules { gen: Default::default(), slot: std::sync::Mutex::new((rules, version)) })
+    }
+
+    pub fn replace(&self, rules: Arc<RuleSet>, version: Option<String>) {
+        if let Ok(mut g) = self.slot.lock() {
+            *g = (rules, version);
+        }
+        self.gen.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.gen.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn current(&self) -> (Arc<RuleSet>, Option<String>) {
+        match self.slot.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// A worker's YARA scanning of stream payloads; streams under way when the
+/// rules change are scanned from the change on with the new rules.
+struct YaraTap {
+    live: Arc<LiveRules>,
+    gen: u64,
+    scanner: Option<PayloadScanner>,
+}
+
+impl YaraTap {
+    fn scanner(&mut self) -> Option<&mut PayloadScanner> {
+        let now = self.live.generation();
+        if now != self.gen {
+            self.gen = now;
+            self.scanner = PayloadScanner::new(self.live.current().0);
+        }
+        self.scanner.as_mut()
+    }
+}
 
 fn subject(ts: Time, uid: schema::FlowUid, orig: (std::net::IpAddr, u16), resp: (std::net::IpAddr, u16)) -> Subject {
     Subject { ts, uid: Some(uid), community_id: None, orig: Some(orig), resp: Some(resp) }
@@ -206,16 +257,22 @@ impl PayloadTap for YaraTap {
             Chunk::Data(d) => Some(d),
             Chunk::Gap(_) => None,
         };
-        self.0.stream(&s, c.is_orig, data, out);
+        if let Some(sc) = self.scanner() {
+            sc.stream(&s, c.is_orig, data, out);
+        }
     }
 
     fn datagram(&mut self, d: &Datagram<'_>, out: &mut Vec<Event>) {
         let s = subject(d.ts, d.uid, d.orig, d.resp);
-        self.0.datagram(&s, d.payload, out);
+        if let Some(sc) = self.scanner() {
+            sc.datagram(&s, d.payload, out);
+        }
     }
 
     fn end(&mut self, _ts: Time, uid: schema::FlowUid, out: &mut Vec<Event>) {
-        self.0.end(uid, out);
+        if let Some(sc) = self.scanner() {
+            sc.end(uid, out);
+        }
     }
 }
 
@@ -228,11 +285,22 @@ pub struct DetectingSink<S> {
     batch: Vec<Event>,
     /// The packet ring's pins: flows an alert names are kept as evidence.
     pins: Option<Arc<Pins>>,
+    rules_version: Option<String>,
+    /// Where a reloaded rule set comes from, and the generation in use.
+    live: Option<(Arc<LiveRules>, u64)>,
 }
 
 impl<S: EventSink> DetectingSink<S> {
     pub fn new(inner: S, rules: Arc<RuleSet>) -> Self {
-        DetectingSink { inner, detector: Detector::new(rules), alerts: Vec::new(), batch: Vec::new(), pins: None }
+        DetectingSink {
+            inner,
+            detector: Detector::new(rules),
+            alerts: Vec::new(),
+            batch: Vec::new(),
+            pins: None,
+            rules_version: None,
+            live: None,
+        }
     }
 
     pub fn detector(&self) -> &Detector {
@@ -265,12 +333,25 @@ impl<S: EventSink> DetectingSink<S> {
 
 impl<S: EventSink> EventSink for DetectingSink<S> {
     fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
+        if let Some((live, gen)) = &mut self.live {
+            let now = live.generation();
+            if now != *gen {
+                *gen = now;
+                let (rules, version) = live.current();
+                self.detector.reload(rules);
+                tracing::info!(version = version.as_deref().unwrap_or("-"), "rules reloaded");
+                self.rules_version = version;
+            }
+        }
         if let Some(errors) = self.detector.reload_intel_if_changed() {
             for e in errors {
                 tracing::warn!(error = %e, "indicator file not loaded");
             }
         }
-        for ev in events.iter() {
+        for ev in events.iter_mut() {
+            if let Event::Stats(st) = ev {
+                st.rules_version.clone_from(&self.rules_version);
+            }
             self.detector.observe(ev, &mut self.alerts);
         }
         let raised = self.detector.take_raised_flows();
@@ -348,6 +429,20 @@ impl<S: EventSink> MaybeDetecting<S> {
     pub fn new(inner: S, rules: Option<Arc<RuleSet>>) -> Self {
         match rules {
             Some(r) => MaybeDetecting::Detecting(Box::new(DetectingSink::new(inner, r))),
+            None => MaybeDetecting::Plain(inner),
+        }
+    }
+
+    /// Detection on a rule set that may be replaced while the sensor runs.
+    pub fn live(inner: S, live: Option<&Arc<LiveRules>>) -> Self {
+        match live {
+            Some(l) => {
+                let (rules, version) = l.current();
+                let mut d = DetectingSink::new(inner, rules);
+                d.rules_version = version;
+                d.live = Some((Arc::clone(l), l.generation()));
+                MaybeDetecting::Detecting(Box::new(d))
+            }
             None => MaybeDetecting::Plain(inner),
         }
     }

@@ -6,7 +6,8 @@ use sensor::capture::{LiveSpec, SourceSpec};
 use sensor::pipeline::{self, Controls, Hooks, Progress};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["read", "interface"])))]
@@ -92,6 +93,14 @@ pub struct SensorArgs {
     /// left ships at the next start).
     #[arg(long, default_value_t = 600)]
     ship_wait_secs: u64,
+    /// Seconds between stats reports (counters, spool, rule version) of a
+    /// live or shipping sensor; 0: only at the end of the run.
+    #[arg(long, default_value_t = 10)]
+    stats_secs: u64,
+    /// With --rules-from-siem, seconds between asks for a new rule set
+    /// (0: only at start). SIGHUP reloads the rules folder in any case.
+    #[arg(long, default_value_t = 60)]
+    rules_poll_secs: u64,
     /// Records per shipped batch.
     #[arg(long, default_value_t = 5000)]
     ship_batch_records: usize,
@@ -202,13 +211,17 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
             eprintln!("rule not loaded: {e}");
         }
         eprintln!("detection: {}", citysoc::detection::describe(&rules, &cfg.detect.rules_dir));
-        citysoc::detection::attach(&mut pcfg, &rules);
-        Some(rules)
+        let live = citysoc::detection::LiveRules::new(rules, rules_version(&cfg.detect.rules_dir));
+        citysoc::detection::attach_live(&mut pcfg, &live);
+        Some(live)
     } else {
         None
     };
+    if args.stats_secs > 0 && (args.ship.is_some() || args.interface.is_some()) {
+        pcfg.report_every = Some(std::time::Duration::from_secs(args.stats_secs));
+    }
     let sink = cfg.with_inventory(
-        citysoc::detection::MaybeDetecting::new(writer, rules)
+        citysoc::detection::MaybeDetecting::live(writer, rules.as_ref())
             .with_pins(pcfg.worker.ring.as_ref().map(|r| std::sync::Arc::clone(&r.pins))),
     );
 
@@ -249,7 +262,41 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
 
     let stop = controls.stop.clone();
-    let (run, _sink) = pipeline::run(&spec, &pcfg, sink, controls, hooks)?;
+    // Rules reload while the capture goes on: on SIGHUP from the rules
+    // folder, and with --rules-from-siem whenever the SIEM serves a new
+    // version.
+    let reloader = match &rules {
+        Some(live) => {
+            let hup = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+                .context("cannot install the SIGHUP handler")?;
+            let siem = match (&args.ship, &args.token_file) {
+                (Some(url), Some(tf)) if args.rules_from_siem && args.rules_poll_secs > 0 => {
+                    Some((url.clone(), tf.clone(), tls.clone(), std::time::Duration::from_secs(args.rules_poll_secs)))
+                }
+                _ => None,
+            };
+            let reload = Reload {
+                live: Arc::clone(live),
+                settings: cfg.detect.clone(),
+                sensor: cfg.sensor_name.clone(),
+                log_dir: args.log_dir.clone(),
+                hup,
+                siem,
+                done: Arc::new(AtomicBool::new(false)),
+            };
+            let done = Arc::clone(&reload.done);
+            let h = std::thread::Builder::new().name("rules".into()).spawn(move || reload.run())?;
+            Some((done, h))
+        }
+        None => None,
+    };
+    let result = pipeline::run(&spec, &pcfg, sink, controls, hooks);
+    if let Some((done, h)) = reloader {
+        done.store(true, Ordering::Relaxed);
+        let _ = h.join();
+    }
+    let (run, _sink) = result?;
     if let Some(r) = &pcfg.worker.ring {
         // Every alert is known now: the ring can meet its budget.
         let c = sensor::ring::enforce_dir(&r.cfg, &r.pins)?;
@@ -300,6 +347,69 @@ pub fn summary(s: &StatsRecord) -> String {
     )
 }
 
+/// The same content hash the SIEM gives the rules folder it serves.
+fn rules_version(dir: &std::path::Path) -> Option<String> {
+    siem::evidence::rules_tar(dir).ok().map(|v| v.0)
+}
+
+/// Replaces the running rule set when asked to (SIGHUP: the rules folder
+/// again) or when the SIEM serves a new version.
+struct Reload {
+    live: Arc<citysoc::detection::LiveRules>,
+    settings: citysoc::detection::DetectSettings,
+    sensor: String,
+    log_dir: PathBuf,
+    hup: Arc<AtomicBool>,
+    siem: Option<(String, PathBuf, citysoc::tls::ClientTls, std::time::Duration)>,
+    done: Arc<AtomicBool>,
+}
+
+impl Reload {
+    fn run(mut self) {
+        let mut polled = std::time::Instant::now();
+        while !self.done.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if self.hup.swap(false, Ordering::Relaxed) {
+                self.load("SIGHUP");
+            }
+            let Some((url, tf, tls, every)) = &self.siem else { continue };
+            if polled.elapsed() < *every {
+                continue;
+            }
+            polled = std::time::Instant::now();
+            let running = self.live.current().1;
+            match fetch_rules(url, tf, tls, &self.log_dir) {
+                Ok(dir) if rules_version(&dir) != running => {
+                    self.settings.rules_dir = dir;
+                    self.load("the SIEM");
+                }
+                Ok(_) => {}
+                // The SIEM away: the rules in use go on, the next poll tries again.
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "rules not fetched"),
+            }
+        }
+    }
+
+    fn load(&self, from: &str) {
+        match self.settings.load(&self.sensor) {
+            Ok(rules) => {
+                for e in &rules.errors {
+                    eprintln!("rule not loaded: {e}");
+                }
+                let version = rules_version(&self.settings.rules_dir);
+                eprintln!(
+                    "rules reloaded from {from} (version {}): {}",
+                    version.as_deref().unwrap_or("-"),
+                    citysoc::detection::describe(&rules, &self.settings.rules_dir)
+                );
+                self.live.replace(rules, version);
+            }
+            // A folder that does not load at all keeps the rules in use.
+            Err(e) => eprintln!("rules not reloaded from {from}, the ones in use go on: {e:#}"),
+        }
+    }
+}
+
 /// Downloads the SIEM's rules folder into `<log dir>/rules-<version>`.
 fn fetch_rules(
     url: &str,
@@ -321,11 +431,18 @@ fn fetch_rules(
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes)?;
     let dir = log_dir.join(format!("rules-{version}"));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+    // A version names its content: a folder already there is that content
+    // (it was renamed into place whole), possibly in use.
+    if dir.is_dir() {
+        return Ok(dir);
     }
-    std::fs::create_dir_all(&dir)?;
-    let n = siem::evidence::unpack_rules(&bytes, &dir)?;
+    let tmp = log_dir.join(format!(".rules-{version}.part"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    let n = siem::evidence::unpack_rules(&bytes, &tmp)?;
+    std::fs::rename(&tmp, &dir)?;
     eprintln!("rules {version} from the SIEM: {n} files in {}", dir.display());
     Ok(dir)
 }

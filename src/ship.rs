@@ -103,6 +103,16 @@ pub struct ShipSink<S> {
     shipper: Option<std::thread::JoinHandle<()>>,
     records: (Vec<u8>, usize),
     alerts: (Vec<u8>, usize),
+    /// Stats reports in `records`' buffer (not counted as records).
+    stats_lines: usize,
+    /// Records and alerts handed to the sink.
+    made: u64,
+    /// Names this process's counters in its stats reports: they count from
+    /// its start (the spool's run id may be an earlier process's).
+    ledger_run: String,
+    /// The latest stats report, sent again once the spool has drained at
+    /// the end of the run: the ledger's last word on the run.
+    last_report: Option<schema::StatsRecord>,
     started: Instant,
     seq: u64,
 }
@@ -132,6 +142,8 @@ impl<S: EventSink> ShipSink<S> {
             }
         };
         let seq = list(&dir).last().map_or(0, |b| b.0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let ledger_run = format!("{}-{:x}-{:x}", sanitize(sensor), nanos, std::process::id());
         let shared = Arc::new(Shared {
             dir,
             counters: ShipCounters::default(),
@@ -150,6 +162,10 @@ impl<S: EventSink> ShipSink<S> {
             shipper: Some(shipper),
             records: (Vec::new(), 0),
             alerts: (Vec::new(), 0),
+            stats_lines: 0,
+            made: 0,
+            ledger_run,
+            last_report: None,
             started: Instant::now(),
             seq,
         })
@@ -157,6 +173,22 @@ impl<S: EventSink> ShipSink<S> {
 
     pub fn counters(&self) -> &ShipCounters {
         &self.shared.counters
+    }
+
+    /// The sensor side of the loss ledger, as of now.
+    fn fill_report(&self, st: &mut schema::StatsRecord, made: u64, unbuffered: u64) {
+        let c = &self.shared.counters;
+        let spool = list(&self.cfg.spool_dir);
+        st.run = Some(self.ledger_run.clone());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        st.reported_at = Some(schema::Time(now.as_micros() as i64));
+        st.records_made = Some(made);
+        st.records_spooled = Some(c.spooled_records.load(Ordering::Relaxed));
+        st.records_spool_dropped = Some(c.dropped_records.load(Ordering::Relaxed));
+        st.records_shipped = Some(c.shipped_records.load(Ordering::Relaxed));
+        st.spool_bytes = Some(spool.iter().map(|b| b.4).sum());
+        let buffered = (self.records.1 + self.alerts.1) as u64;
+        st.spool_records = Some(spool.iter().map(|b| b.2).sum::<u64>() + buffered + unbuffered);
     }
 
     fn add(&mut self, ev: &Event) -> Result<(), SensorError> {
@@ -167,7 +199,12 @@ impl<S: EventSink> ShipSink<S> {
         let buf = if matches!(ev, Event::Alert(_)) { &mut self.alerts } else { &mut self.records };
         serde_json::to_writer(&mut buf.0, &v).map_err(|e| io_err(&self.cfg.spool_dir, e))?;
         buf.0.push(b'\n');
-        buf.1 += 1;
+        if matches!(ev, Event::Stats(_)) {
+            self.stats_lines += 1;
+        } else {
+            buf.1 += 1;
+            self.made += 1;
+        }
         Ok(())
     }
 
@@ -183,7 +220,7 @@ impl<S: EventSink> ShipSink<S> {
         self.fatal()?;
         for alerts in [true, false] {
             let (buf, n) = if alerts { &mut self.alerts } else { &mut self.records };
-            if *n == 0 {
+            if *n == 0 && (alerts || self.stats_lines == 0) {
                 continue;
             }
             let body = zstd::encode_all(&buf[..], 3).map_err(|e| io_err(&self.cfg.spool_dir, e))?;
@@ -194,6 +231,9 @@ impl<S: EventSink> ShipSink<S> {
             self.shared.counters.spooled_records.fetch_add(*n as u64, Ordering::Relaxed);
             buf.clear();
             *n = 0;
+            if !alerts {
+                self.stats_lines = 0;
+            }
         }
         self.started = Instant::now();
         self.keep_cap()
@@ -319,9 +359,24 @@ fn sanitize(s: &str) -> String {
 
 impl<S: EventSink> EventSink for ShipSink<S> {
     fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
+        // Each stats report carries the sensor side of the loss ledger as
+        // of its place in the stream: records made up to it, spooled,
+        // dropped from a full spool, acknowledged, and the spool's depth.
+        let mut made = self.made;
+        for ev in events.iter_mut() {
+            match ev {
+                Event::Stats(st) => {
+                    // Records before this report in the same call are not
+                    // in the buffers yet: they wait too.
+                    let unbuffered = made - self.made;
+                    self.fill_report(st, made, unbuffered);
+                    self.last_report = Some(st.clone());
+                }
+                _ => made += 1,
+            }
+        }
         self.inner.write(events)?;
-        // Stats reports go too: they are the sensor's health at the SOC
-        // (packets read and dropped, per interval).
+        // Stats reports go too: they are the sensor's health at the SOC.
         for ev in events.iter() {
             self.add(ev)?;
             if self.records.1 + self.alerts.1 >= self.cfg.batch_records {
@@ -340,6 +395,21 @@ impl<S: EventSink> EventSink for ShipSink<S> {
     fn flush(&mut self) -> Result<(), SensorError> {
         self.inner.flush()?;
         self.spool()?;
+        // Once the spool has drained (or the wait is over), the last report
+        // goes again with the final counters, so the SOC's ledger ends the
+        // run with what was shipped and what still waits.
+        let until = Instant::now() + Duration::from_secs(self.cfg.retry_secs);
+        while !list(&self.cfg.spool_dir).is_empty() && Instant::now() < until {
+            self.fatal()?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(mut last) = self.last_report.take() {
+            self.fill_report(&mut last, self.made, 0);
+            // A microsecond later, so it sorts after the report it updates.
+            last.ts = schema::Time(last.ts.0 + 1);
+            self.add(&Event::Stats(last))?;
+            self.spool()?;
+        }
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.shipper.take() {
             let _ = h.join();

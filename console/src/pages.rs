@@ -16,7 +16,8 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use siem::api::{
-    AggParams, AlertsParams, AppState, IncidentChange, NewIncident, PivotParams, SearchParams, TriageChange,
+    AggParams, AlertsParams, AppState, IncidentChange, LedgerParams, NewIncident, PivotParams, SearchParams,
+    TriageChange,
 };
 use siem::store::AggResult;
 use std::collections::HashMap;
@@ -956,6 +957,9 @@ struct SearchPage {
     cols: Vec<String>,
     cols_text: String,
     cells: Vec<Vec<(String, String)>>,
+    /// What the loss ledger says about the range (empty without one).
+    completeness: String,
+    complete: bool,
 }
 
 const PAGE: usize = 50;
@@ -1022,6 +1026,8 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         cols,
         cols_text,
         cells: Vec::new(),
+        completeness: String::new(),
+        complete: false,
     };
     if f.q.trim().is_empty() {
         return page(p);
@@ -1035,6 +1041,7 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         order: None,
         limit: Some(PAGE),
         offset: Some(f.offset.min(10_000)),
+        completeness: None,
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let q = f.q.clone();
@@ -1074,11 +1081,39 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
                 interval: Some(interval),
             },
         )?;
-        Ok((res, buckets(hist)))
+        let verdict = match from {
+            Some(from) => {
+                Some(siem.loss_ledger(&who, &peer, &LedgerParams { from: Some(from), ..LedgerParams::default() })?.1)
+            }
+            None => None,
+        };
+        Ok((res, buckets(hist), verdict))
     })
     .await;
     match r {
-        Ok((res, hist)) => {
+        Ok((res, hist, verdict)) => {
+            if let Some(v) = verdict {
+                p.complete = v.complete;
+                p.completeness = if v.complete {
+                    a.t.t("search.complete").to_string()
+                } else {
+                    let silent = if v.unreported.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · {}: {}", a.t.t("sensors.unreported"), v.unreported.join(", "))
+                    };
+                    format!(
+                        "{}: {} {} · {} {} · {} {}{silent}",
+                        a.t.t("search.incomplete"),
+                        v.packets_dropped,
+                        a.t.t("sensors.dropped"),
+                        v.records_spool_dropped,
+                        a.t.t("sensors.spool_dropped"),
+                        v.pending,
+                        a.t.t("sensors.pending"),
+                    )
+                };
+            }
             p.searched = true;
             p.total = res.total;
             p.hits = res.hits.iter().map(|h| record_row(&a.lens, h)).collect();
@@ -1167,6 +1202,7 @@ async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportFo
         order: None,
         limit: Some(EXPORT_MAX),
         offset: None,
+        completeness: None,
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let res = blocking(move || {
@@ -1680,6 +1716,27 @@ struct SensorRow {
     drop_ratio: String,
     /// Records per hour over the day up to its last record (Chart.js).
     chart: String,
+    /// The loss ledger over that day: made by the sensor, stored here,
+    /// deleted from its full spool, waiting at its last report.
+    made: u64,
+    stored: u64,
+    spool_dropped: u64,
+    pending: String,
+    rules: String,
+    version: String,
+    ledger: Vec<LedgerRow>,
+}
+
+struct LedgerRow {
+    start: String,
+    packets: u64,
+    dropped: u64,
+    made: u64,
+    spool_dropped: u64,
+    shipped: u64,
+    stored: u64,
+    pending: String,
+    complete: bool,
 }
 
 async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
@@ -1717,6 +1774,7 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                         order: None,
                         limit: Some(1),
                         offset: None,
+                        completeness: None,
                     },
                 )?
                 .hits
@@ -1740,13 +1798,20 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                     },
                 )
             };
-            let sum = |f: &str| match agg(q(" AND _log:stats"), "stats", Some(f), None, None) {
-                Ok(AggResult::Stats { sum, .. }) => sum as u64,
-                _ => 0,
-            };
-            let (packets, dropped) = (sum("pkts_read"), sum("pkts_dropped_kernel") + sum("pkts_dropped_iface"));
+            // Stats reports count from the start of a run: the ledger turns
+            // them into what happened in each hour.
+            let (windows, _) = siem.loss_ledger(
+                &who,
+                &peer,
+                &LedgerParams {
+                    from: Some((last - 86_400.0).max(0.0)),
+                    to: Some(last + 1.0),
+                    window: Some(3600.0),
+                    sensor: Some(b.key.clone()),
+                },
+            )?;
             let hist = buckets(agg(q(""), "histogram", None, Some(last - 86_400.0), Some(3600.0))?);
-            rows.push((b.key, b.count, n_alerts, last, packets, dropped, hist));
+            rows.push((b.key, b.count, n_alerts, last, windows, hist));
         }
         let parts = siem.store.partitions().map_err(|e| ConsoleError::Internal(e.to_string()))?;
         Ok((rows, parts))
@@ -1755,7 +1820,25 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
     let now_s = now();
     let sensors = rows
         .into_iter()
-        .map(|(name, records, alerts, last, packets, dropped, hist)| {
+        .map(|(name, records, alerts, last, windows, hist)| {
+            let total = |f: fn(&siem::ledger::Window) -> u64| windows.iter().map(f).sum::<u64>();
+            let (packets, dropped) = (total(|w| w.packets_read), total(|w| w.packets_dropped));
+            let latest = |f: fn(&siem::ledger::Window) -> Option<String>| windows.iter().rev().find_map(f);
+            let ledger = windows
+                .iter()
+                .rev()
+                .map(|w| LedgerRow {
+                    start: a.lens.time(w.start),
+                    packets: w.packets_read,
+                    dropped: w.packets_dropped,
+                    made: w.records_made,
+                    spool_dropped: w.records_spool_dropped,
+                    shipped: w.records_shipped,
+                    stored: w.records_stored,
+                    pending: w.pending.map_or("—".into(), |p| p.to_string()),
+                    complete: w.complete(),
+                })
+                .collect();
             let labels = hist.iter().map(|b| a.lens.time(b.key.parse::<f64>().unwrap_or(0.0))).collect();
             let chart = chart(
                 labels,
@@ -1776,6 +1859,13 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                     "—".into()
                 },
                 chart,
+                made: total(|w| w.records_made),
+                stored: total(|w| w.records_stored),
+                spool_dropped: total(|w| w.records_spool_dropped),
+                pending: latest(|w| w.pending.map(|p| p.to_string())).unwrap_or_else(|| "—".into()),
+                rules: latest(|w| w.rules_version.clone()).unwrap_or_else(|| "—".into()),
+                version: latest(|w| w.version.clone()).unwrap_or_else(|| "—".into()),
+                ledger,
             }
         })
         .collect();
@@ -1855,6 +1945,7 @@ async fn devices(State(c): State<Arc<Console>>, a: Auth) -> Res {
                 order: None,
                 limit: Some(limit),
                 offset: None,
+                completeness: None,
             };
             Ok(siem.search_records(&who, &peer, &p)?.hits)
         };

@@ -417,6 +417,21 @@ impl Detector {
         &self.rules
     }
 
+    /// Runs a new rule set from the next record on. Alerts being folded
+    /// stay open and fold on; the anomaly models keep what they learned
+    /// unless their settings changed; correlations start their windows
+    /// afresh, since their rules may be other rules now.
+    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+        self.corr = CorrelationEngine::new(&rules.sigma, rules.cfg.correlation.clone());
+        self.yara = rules.yara.clone().map(YaraScanner::new);
+        self.intel = Arc::clone(&rules.intel);
+        self.intel_files = intel::fingerprint(&rules.cfg.intel_paths);
+        if rules.models != self.rules.models {
+            self.models = Models::new(rules.models.clone());
+        }
+        self.rules = rules;
+    }
+
     /// Reloads the indicator files if any changed since the last look (at
     /// most every `intel_reload_secs` of wall time). Returns the errors of the new
     /// load; on errors in a file, its indicators are left out, as at start.

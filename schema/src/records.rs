@@ -589,6 +589,39 @@ pub struct StatsRecord {
     /// Gaps declared because a stream or the reassembly budget was full.
     pub reassembly_forced_gaps: u64,
     pub weirds: u64,
+    /// The loss ledger's sensor side, filled in by the shipping output:
+    /// counters since the start of `run`, like the rest of the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Records and alerts the sensor made (stats reports aside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_made: Option<u64>,
+    /// Of those, packed into spool batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_spooled: Option<u64>,
+    /// Deleted from a full spool before they could ship.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_spool_dropped: Option<u64>,
+    /// Acknowledged by the SIEM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_shipped: Option<u64>,
+    /// Bytes waiting in the spool at the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_bytes: Option<u64>,
+    /// Records and alerts waiting to ship at the report, from this run or
+    /// an earlier one (the spool is the sensor's, not the run's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_records: Option<u64>,
+    /// When the report was made, by the sensor's clock (a replay's `ts` is
+    /// the capture's time): orders reports of different runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<Time>,
+    /// Version of the rule set the sensor runs (the SIEM's content hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<String>,
+    /// The sensor's software version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Everything the sensor emits, typed; JSON exists only at the log edge.

@@ -64,7 +64,20 @@ pub fn sample_events() -> Vec<Event> {
         tunnel_type: "Tunnel::GRE",
         action: "Tunnel::DISCOVER",
     });
-    let stats = Event::Stats(StatsRecord { pkts_dropped_iface: Some(0), ..Default::default() });
+    let stats = Event::Stats(StatsRecord {
+        pkts_dropped_iface: Some(0),
+        run: Some("s-1".into()),
+        records_made: Some(0),
+        records_spooled: Some(0),
+        records_spool_dropped: Some(0),
+        records_shipped: Some(0),
+        spool_bytes: Some(0),
+        spool_records: Some(0),
+        reported_at: Some(Time(1)),
+        rules_version: Some("0".into()),
+        version: Some("0".into()),
+        ..Default::default()
+    });
     let dns = Event::Dns(DnsRecord {
         ts: Time(1),
         uid: FlowUid::new(1),

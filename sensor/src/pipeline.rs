@@ -23,11 +23,21 @@ pub struct PipelineConfig {
     pub batch_packets: usize,
     /// Batches queued per worker before the capture waits.
     pub queue_batches: usize,
+    /// Also emit a stats report (counters since the start) this often, by
+    /// the wall clock: the sensor's health at the SOC. The report at the end
+    /// of the run comes in any case.
+    pub report_every: Option<Duration>,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { workers: 1, worker: WorkerConfig::default(), batch_packets: 1024, queue_batches: 8 }
+        PipelineConfig {
+            workers: 1,
+            worker: WorkerConfig::default(),
+            batch_packets: 1024,
+            queue_batches: 8,
+            report_every: None,
+        }
     }
 }
 
@@ -112,6 +122,8 @@ fn stats_record(ts: Time, peer: &str, cap: &CaptureCounters, w: &WorkerCounters,
         reassembly_held_bytes: w.reassembly_held_bytes,
         reassembly_forced_gaps: w.reassembly_forced_gaps,
         weirds: w.weirds,
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        ..StatsRecord::default()
     }
 }
 
@@ -198,6 +210,7 @@ pub fn run<S: EventSink + 'static>(
     let mut now = Time(i64::MIN);
     let mut last_tick = Time(i64::MIN);
     let tick_every = Interval::from_secs(1);
+    let mut last_report = Instant::now();
     let mut source_error = None;
     let mut file_bytes: u64 = 24;
     let send = |i: usize, b: &mut Batch, now: Time, recycled: &[Receiver<Batch>]| -> bool {
@@ -214,12 +227,18 @@ pub fn run<S: EventSink + 'static>(
         if controls.stop.load(Ordering::Relaxed) {
             break;
         }
-        if controls.report.swap(false, Ordering::Relaxed) {
+        let due = cfg.report_every.is_some_and(|every| last_report.elapsed() >= every);
+        if due || controls.report.swap(false, Ordering::Relaxed) {
             if live {
                 cap.drops = source.drops();
             }
-            let rec = stats_record(if live { wall_now() } else { now }, &peer, &cap, &sum(&shared), live);
-            if let Some(r) = hooks.report.as_mut() {
+            let rec = stats_record(if live { wall_now() } else { now.max(Time(0)) }, &peer, &cap, &sum(&shared), live);
+            if due {
+                last_report = Instant::now();
+                // Behind the records already queued; the capture waits if the
+                // output is behind, as it does for records.
+                let _ = ev_tx.send(vec![Event::Stats(rec.clone())]);
+            } else if let Some(r) = hooks.report.as_mut() {
                 r(&rec);
             }
         }

@@ -389,6 +389,24 @@ impl AppState {
         Ok(self.store.search(&req)?)
     }
 
+    /// The loss ledger of a range, window by window, and its verdict.
+    pub fn loss_ledger(
+        &self,
+        who: &str,
+        from: &str,
+        p: &LedgerParams,
+    ) -> ApiResult<(Vec<crate::ledger::Window>, crate::ledger::Completeness)> {
+        self.audit_as(who, from, "ledger", json!({"from": p.from, "to": p.to, "sensor": p.sensor}))?;
+        let to = p.to.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+        });
+        let from = p.from.unwrap_or(to - 86_400.0).max(0.0);
+        let windows =
+            crate::ledger::ledger(self.store.as_ref(), from, to, p.window.unwrap_or(3600.0), p.sensor.as_deref())?;
+        let verdict = crate::ledger::completeness(&windows);
+        Ok((windows, verdict))
+    }
+
     pub fn aggregate_records(&self, who: &str, from: &str, p: &AggParams) -> ApiResult<crate::store::AggResult> {
         self.audit_as(who, from, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field}))?;
         let q = query_of(self, p.q.as_deref())?;
@@ -891,6 +909,21 @@ pub struct SearchParams {
     pub order: Option<String>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
+    /// Also say how complete the range is (from the loss ledger); needs
+    /// `from` and `to`.
+    pub completeness: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerParams {
+    /// Epoch seconds; default: a day before `to`.
+    pub from: Option<f64>,
+    /// Epoch seconds; default: now.
+    pub to: Option<f64>,
+    /// Window length in seconds (default 3600).
+    pub window: Option<f64>,
+    pub sensor: Option<String>,
 }
 
 fn query_of(st: &AppState, q: Option<&str>) -> ApiResult<Query> {
@@ -905,8 +938,49 @@ async fn search(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let r = blocking(move || st.search_records(&who, &peer.0, &p)).await?;
-    Ok(Json(json!({"total": r.total, "hits": r.hits})))
+    let r = blocking(move || {
+        let r = st.search_records(&who, &peer.0, &p)?;
+        let complete = match (p.completeness, p.from, p.to) {
+            (Some(true), Some(from), Some(to)) if to > from => {
+                // Windows of an hour, or fewer and longer over a long range.
+                let window = ((to - from) / 5_000.0).max(3600.0);
+                let w = crate::ledger::ledger(st.store.as_ref(), from, to, window, None)?;
+                Some(crate::ledger::completeness(&w))
+            }
+            (Some(true), ..) => {
+                return Err(ApiError::BadRequest("completeness needs a range: from and to, from before to".into()))
+            }
+            _ => None,
+        };
+        Ok((r, complete))
+    })
+    .await?;
+    let (r, complete) = r;
+    let mut out = json!({"total": r.total, "hits": r.hits});
+    if let Some(c) = complete {
+        out["completeness"] = serde_json::to_value(c).map_err(internal)?;
+    }
+    Ok(Json(out))
+}
+
+async fn ledger(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    p: Result<UrlQuery<LedgerParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let who = reader_of(&st, &headers)?;
+    let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (windows, verdict) = blocking(move || st.loss_ledger(&who, &peer.0, &p)).await?;
+    let windows: Vec<Value> = windows
+        .iter()
+        .map(|w| {
+            let mut v = serde_json::to_value(w).unwrap_or_default();
+            v["complete"] = Value::Bool(w.complete());
+            v
+        })
+        .collect();
+    Ok(Json(json!({"windows": windows, "completeness": verdict})))
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -1374,6 +1448,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/search", get(search))
         .route("/api/v1/aggregate", get(aggregate))
+        .route("/api/v1/ledger", get(ledger))
         .route("/api/v1/status", get(status))
         .route("/api/v1/retention/run", post(run_retention))
         .route("/api/v1/alerts", get(alerts))

@@ -15,7 +15,7 @@ use std::path::Path;
 pub const MODEL_IDS: &[&str] = &["scan", "flood", "beacon", "dns", "brute", "iot"];
 
 /// What every model's table carries besides its thresholds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Common {
     /// `rule.id` of the alerts.
     pub id: String,
@@ -29,7 +29,7 @@ pub struct Common {
 }
 
 /// A list of networks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Nets(pub Vec<cidr::IpCidr>);
 
 impl Nets {
@@ -52,7 +52,7 @@ impl Nets {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScanConfig {
     #[serde(skip)]
@@ -85,7 +85,7 @@ impl Default for ScanConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FloodConfig {
     #[serde(skip)]
@@ -134,7 +134,7 @@ impl Default for FloodConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BeaconConfig {
     #[serde(skip)]
@@ -187,7 +187,7 @@ impl Default for BeaconConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     #[serde(skip)]
@@ -229,7 +229,7 @@ impl Default for DnsConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BruteConfig {
     #[serde(skip)]
@@ -262,7 +262,7 @@ impl Default for BruteConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IotConfig {
     #[serde(skip)]
@@ -297,7 +297,7 @@ impl Default for IotConfig {
 }
 
 /// Every model's settings, as loaded.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelsConfig {
     /// Content hash of the file: alerts name the exact thresholds.
     pub version: String,
