@@ -60,6 +60,12 @@ pub struct ShipCounters {
 struct Shared {
     dir: PathBuf,
     counters: ShipCounters,
+    /// When the first record of each batch spooled by this run was made.
+    made_at: Mutex<std::collections::HashMap<u64, Instant>>,
+    /// (seconds from a batch's first record to its acknowledgement, records)
+    /// per batch acknowledged: the SIEM acknowledges once the batch is
+    /// stored and searchable.
+    latencies: Mutex<Vec<(f64, u64)>>,
     /// A refusal that retrying cannot fix (bad token, bad batch).
     fatal: Mutex<Option<String>>,
     stop: AtomicBool,
@@ -113,6 +119,8 @@ pub struct ShipSink<S> {
     /// The latest stats report, sent again once the spool has drained at
     /// the end of the run: the ledger's last word on the run.
     last_report: Option<schema::StatsRecord>,
+    /// When the oldest record not yet spooled was made.
+    first_at: Option<Instant>,
     started: Instant,
     seq: u64,
 }
@@ -147,6 +155,8 @@ impl<S: EventSink> ShipSink<S> {
         let shared = Arc::new(Shared {
             dir,
             counters: ShipCounters::default(),
+            made_at: Mutex::new(Default::default()),
+            latencies: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
@@ -166,6 +176,7 @@ impl<S: EventSink> ShipSink<S> {
             made: 0,
             ledger_run,
             last_report: None,
+            first_at: None,
             started: Instant::now(),
             seq,
         })
@@ -173,6 +184,12 @@ impl<S: EventSink> ShipSink<S> {
 
     pub fn counters(&self) -> &ShipCounters {
         &self.shared.counters
+    }
+
+    /// Per batch acknowledged in this run: seconds from its first record
+    /// being made to the SIEM's acknowledgement, and its records.
+    pub fn latencies(&self) -> Vec<(f64, u64)> {
+        self.shared.latencies.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// The sensor side of the loss ledger, as of now.
@@ -196,6 +213,7 @@ impl<S: EventSink> ShipSink<S> {
         if let Some(m) = v.as_object_mut() {
             m.insert("_log".into(), serde_json::Value::String(ev.log_name().into()));
         }
+        self.first_at.get_or_insert_with(Instant::now);
         let buf = if matches!(ev, Event::Alert(_)) { &mut self.alerts } else { &mut self.records };
         serde_json::to_writer(&mut buf.0, &v).map_err(|e| io_err(&self.cfg.spool_dir, e))?;
         buf.0.push(b'\n');
@@ -228,6 +246,9 @@ impl<S: EventSink> ShipSink<S> {
             let path = self.cfg.spool_dir.join(batch_name(self.seq, alerts, *n));
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, &body).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| io_err(&path, e))?;
+            if let Ok(mut m) = self.shared.made_at.lock() {
+                m.insert(self.seq, self.first_at.unwrap_or_else(Instant::now));
+            }
             self.shared.counters.spooled_records.fetch_add(*n as u64, Ordering::Relaxed);
             buf.clear();
             *n = 0;
@@ -236,6 +257,7 @@ impl<S: EventSink> ShipSink<S> {
             }
         }
         self.started = Instant::now();
+        self.first_at = None;
         self.keep_cap()
     }
 
@@ -252,6 +274,9 @@ impl<S: EventSink> ShipSink<S> {
                     // The oldest batch of records; alerts are never dropped.
                     let Some(b) = batches.iter().find(|b| !b.1) else { break };
                     if std::fs::remove_file(&b.3).is_ok() {
+                        if let Ok(mut m) = self.shared.made_at.lock() {
+                            m.remove(&b.0);
+                        }
                         self.shared.counters.dropped_records.fetch_add(b.2, Ordering::Relaxed);
                         tracing::warn!(records = b.2, "spool full: the oldest batch of records was dropped");
                     }
@@ -314,6 +339,13 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
                     tracing::warn!(rejected = bad.len(), first = %bad[0], "the SIEM refused records");
                 }
                 let _ = std::fs::remove_file(&path);
+                let made = sh.made_at.lock().ok().and_then(|mut m| m.remove(&seq));
+                if let (Some(t), Ok(mut l)) = (made, sh.latencies.lock()) {
+                    // Bounded: a long run keeps its first million batches.
+                    if l.len() < 1_000_000 {
+                        l.push((t.elapsed().as_secs_f64(), n));
+                    }
+                }
                 sh.counters.shipped_records.fetch_add(n, Ordering::Relaxed);
                 sh.counters.shipped_batches.fetch_add(1, Ordering::Relaxed);
                 wait = Duration::from_millis(200);
