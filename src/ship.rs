@@ -116,6 +116,7 @@ pub struct ShipSink<S> {
     /// Names this process's counters in its stats reports: they count from
     /// its start (the spool's run id may be an earlier process's).
     ledger_run: String,
+    sensor: String,
     /// The latest stats report, sent again once the spool has drained at
     /// the end of the run: the ledger's last word on the run.
     last_report: Option<schema::StatsRecord>,
@@ -175,6 +176,7 @@ impl<S: EventSink> ShipSink<S> {
             stats_lines: 0,
             made: 0,
             ledger_run,
+            sensor: sensor.to_string(),
             last_report: None,
             first_at: None,
             started: Instant::now(),
@@ -261,8 +263,46 @@ impl<S: EventSink> ShipSink<S> {
         self.keep_cap()
     }
 
+    /// An alert about the sensor itself: records lost or the capture held
+    /// back by a full spool. Alerts are never dropped, so it reaches the SOC.
+    fn health_alert(&mut self, id_key: &str, title: &str, summary: String) -> Result<(), SensorError> {
+        use sha2::Digest;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let ts = schema::Time(now.as_micros() as i64);
+        let h = sha2::Sha256::digest(format!("{}|{id_key}|{}", self.ledger_run, self.seq).as_bytes());
+        let id: String =
+            std::iter::once('A'.to_string()).chain(h.iter().take(10).map(|b| format!("{b:02x}"))).collect();
+        let alert = schema::AlertRecord {
+            ts,
+            id,
+            severity: schema::Severity::High,
+            rule_source: schema::RuleSource::Sensor,
+            rule_id: format!("sensor:{id_key}"),
+            rule_title: title.to_string(),
+            rule_version: env!("CARGO_PKG_VERSION").to_string(),
+            mitre_attack: Vec::new(),
+            sensor: self.sensor.clone(),
+            uid: None,
+            community_id: None,
+            orig_h: None,
+            orig_p: None,
+            resp_h: None,
+            resp_p: None,
+            summary,
+            matched: Vec::new(),
+            evidence: Vec::new(),
+            confidence: None,
+            count: 1,
+            first_seen: ts,
+            last_seen: ts,
+        };
+        tracing::warn!(rule = %alert.rule_id, "{}", alert.summary);
+        self.add(&Event::Alert(Box::new(alert)))
+    }
+
     fn keep_cap(&mut self) -> Result<(), SensorError> {
         let paused = Instant::now();
+        let mut dropped = (0u64, 0u64);
         loop {
             let batches = list(&self.cfg.spool_dir);
             let total: u64 = batches.iter().map(|b| b.4).sum();
@@ -278,7 +318,7 @@ impl<S: EventSink> ShipSink<S> {
                             m.remove(&b.0);
                         }
                         self.shared.counters.dropped_records.fetch_add(b.2, Ordering::Relaxed);
-                        tracing::warn!(records = b.2, "spool full: the oldest batch of records was dropped");
+                        dropped = (dropped.0 + 1, dropped.1 + b.2);
                     }
                 }
                 SpoolFull::Pause => {
@@ -290,6 +330,22 @@ impl<S: EventSink> ShipSink<S> {
         let ms = paused.elapsed().as_millis() as u64;
         if ms > 0 {
             self.shared.counters.paused_ms.fetch_add(ms, Ordering::Relaxed);
+        }
+        let cap = self.cfg.spool_bytes >> 20;
+        if dropped.0 > 0 {
+            let s = format!(
+                "sensor {} deleted its {} oldest batches of records ({} records) from its full spool ({cap} MiB) while the SIEM did not take them",
+                self.sensor, dropped.0, dropped.1
+            );
+            self.health_alert("spool-full-dropped", "Spool full: records dropped", s)?;
+        }
+        if ms >= 1000 {
+            let s = format!(
+                "sensor {} held its capture back for {:.1} s: its spool ({cap} MiB) was full while the SIEM did not take it",
+                self.sensor,
+                ms as f64 / 1000.0
+            );
+            self.health_alert("spool-full-paused", "Spool full: capture held back", s)?;
         }
         Ok(())
     }

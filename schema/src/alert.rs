@@ -10,6 +10,8 @@ pub enum RuleSource {
     Yara,
     Model,
     Ioc,
+    /// The sensor about itself: its spool full, records lost.
+    Sensor,
 }
 
 impl RuleSource {
@@ -19,6 +21,7 @@ impl RuleSource {
             RuleSource::Yara => "yara",
             RuleSource::Model => "model",
             RuleSource::Ioc => "ioc",
+            RuleSource::Sensor => "sensor",
         }
     }
 }

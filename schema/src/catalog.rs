@@ -613,7 +613,7 @@ pub const CATALOG: &[LogDef] = &[
             f("ts", Time, "when the alert was first raised"),
             f("id", String, "alert identifier, stable across replays of the same input"),
             f("severity", String, "informational, low, medium, high or critical"),
-            f("rule.source", String, "sigma, yara, model or ioc"),
+            f("rule.source", String, "sigma, yara, model, ioc, or sensor (its own health)"),
             f("rule.id", String, "identifier of the rule or indicator"),
             f("rule.title", String, "title of the rule"),
             f("rule.version", String, "content hash of the rule as loaded"),

@@ -347,3 +347,23 @@ async fn retention_runs_for_admins_and_shows_in_the_status() {
     let (_, r) = call(&app, get("/api/v1/audit?action=retention.drop", "admin-secret")).await;
     assert_eq!(r["entries"][0]["who"], "retention");
 }
+
+/// A batch cut short on the way (a truncated zstd frame) is refused with
+/// the reason, stores nothing, does not burn its batch id, and the server
+/// takes the whole batch when it comes again.
+#[tokio::test]
+async fn a_truncated_batch_is_refused_and_its_id_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    let z = zstd::encode_all(LINES.as_bytes(), 3).unwrap();
+    let cut = z[..z.len() / 2].to_vec();
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-cut"), cut, true)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r.to_string().contains("zstd"), "{r}");
+    let (_, found) = call(&app, get("/api/v1/search?q=*", "reader-secret")).await;
+    assert_eq!(found["total"], 0);
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-cut"), z, true)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["accepted"], 3);
+    assert_eq!(r["duplicate"], false);
+}
