@@ -190,6 +190,14 @@ async fn change_password(c: &Client, old: &str, new: &str) {
     c.find(Locator::Id("new")).await.unwrap().send_keys(new).await.unwrap();
     c.find(Locator::Id("repeat")).await.unwrap().send_keys(new).await.unwrap();
     c.find(Locator::Id("change")).await.unwrap().click().await.unwrap();
+    // The change is done once the form has gone (the password is hashed on
+    // the server, slow on a busy machine); navigating before that would
+    // abandon the submission.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.find(Locator::Id("must-change")).await.is_ok() {
+        assert!(Instant::now() < deadline, "the password change never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn pwned(c: &Client) -> bool {
