@@ -88,7 +88,7 @@ fn run(n: usize, capture: &Path) -> Outcome {
             let cfg = ShipConfig {
                 url: soc.url.clone(),
                 token: format!("token-{i}"),
-                batch_records: 5000,
+                batch_records: env_batch(),
                 batch_secs: 2.0,
                 retry_secs: 600,
                 spool_dir: spools.path().join(format!("s{i}")),
@@ -168,4 +168,9 @@ fn main() {
             rate / base
         );
     }
+}
+
+/// Records per batch, as `--ship-batch-records` (`CITYSOC_BENCH_BATCH`).
+fn env_batch() -> usize {
+    std::env::var("CITYSOC_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(5000)
 }

@@ -490,3 +490,34 @@ fn ingest_nodes_in_front_of_a_cluster_share_the_batch_ledger() {
     let store = cluster_store(&a, &b, "citysoc_nodes");
     assert_eq!(store.search(&SearchRequest::new(q("_log:conn"))).unwrap().total, 100);
 }
+
+/// Batches ingested at once into one partition share commits; each is
+/// searchable when its `ingest` returns, and none is lost.
+#[test]
+fn concurrent_batches_are_each_searchable_when_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let c = Catalog::new();
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, c) = (std::sync::Arc::clone(&store), c.clone());
+            std::thread::spawn(move || {
+                for b in 0..5 {
+                    let batch: Vec<Record> = (0..40)
+                        .map(|i| {
+                            let v = json!({"ts": DAY1 + i as f64, "uid": format!("T{t}B{b}R{i}"), "orig_bytes": t});
+                            Record::validate(&c, "conn", "s", v.as_object().unwrap().clone()).unwrap()
+                        })
+                        .collect();
+                    store.ingest(&batch).unwrap();
+                    let mine = store.search(&SearchRequest::new(q(&format!("uid:T{t}B{b}R*")))).unwrap();
+                    assert_eq!(mine.total, 40, "thread {t} batch {b} visible at its acknowledgement");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(store.search(&SearchRequest::new(Query::All)).unwrap().total, 8 * 5 * 40);
+}

@@ -90,6 +90,9 @@ struct Day {
     index: Index,
     writer: IndexWriter,
     reader: IndexReader,
+    /// Opstamp of the last commit by this process: every document with a
+    /// smaller opstamp is durable and searchable.
+    committed: Option<u64>,
 }
 
 pub struct TantivyStore {
@@ -152,7 +155,7 @@ impl TantivyStore {
         }
         let writer = index.writer(self.cfg.writer_heap_mb << 20).map_err(backend)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(backend)?;
-        let d = Arc::new(Mutex::new(Day { index, writer, reader }));
+        let d = Arc::new(Mutex::new(Day { index, writer, reader, committed: None }));
         days.insert(key.clone(), Arc::clone(&d));
         Ok(d)
     }
@@ -331,14 +334,27 @@ impl Store for TantivyStore {
             by_day.entry(PartKey { class: r.class(), day: r.day() }).or_default().push(r);
         }
         for (day, recs) in by_day {
-            let d = self.day(&day)?;
-            let mut d = d.lock().map_err(backend)?;
-            for r in recs {
-                d.writer.add_document(self.doc(r)).map_err(backend)?;
+            // Documents are built outside the partition's lock: concurrent
+            // batches build theirs at once.
+            let docs: Vec<TantivyDocument> = recs.iter().map(|r| self.doc(r)).collect();
+            let part = self.day(&day)?;
+            let mine = {
+                let d = part.lock().map_err(backend)?;
+                let mut last = 0;
+                for doc in docs {
+                    last = d.writer.add_document(doc).map_err(backend)?;
+                }
+                last
+            };
+            // Durable before the batch is acknowledged. Group commit: a
+            // commit covers every document added before it, so a batch
+            // that another batch's commit already covered is done, and
+            // batches arriving together share one commit.
+            let mut d = part.lock().map_err(backend)?;
+            if d.committed.is_none_or(|c| c <= mine) {
+                d.committed = Some(d.writer.commit().map_err(backend)?);
+                d.reader.reload().map_err(backend)?;
             }
-            // Committed before the batch is acknowledged.
-            d.writer.commit().map_err(backend)?;
-            d.reader.reload().map_err(backend)?;
         }
         Ok(())
     }
@@ -352,11 +368,14 @@ impl Store for TantivyStore {
         // The best `want` of each day by (has the field, field, ts), in the
         // requested direction: records without the field last, ties in
         // time order, as in ClickHouse.
-        let mut best: Vec<((f64, f64, f64), PartKey, DocAddress)> = Vec::new();
+        // Hits are read back through the searcher that found them: a
+        // commit or merge since may have changed the partition's segments,
+        // and a document address means nothing in another searcher.
+        let mut best: Vec<((f64, f64, f64), usize, DocAddress)> = Vec::new();
+        let mut searchers: Vec<tantivy::Searcher> = Vec::new();
         for day in parts_in_range(&self.day_names()?, req.from, req.to) {
             let d = self.day(&day)?;
-            let d = d.lock().map_err(backend)?;
-            let searcher = d.reader.searcher();
+            let searcher = d.lock().map_err(backend)?.reader.searcher();
             let col = column(&req.sort.field);
             let is_count = kind == Kind::Count;
             let sign = if req.sort.descending { 1.0 } else { -1.0 };
@@ -380,14 +399,14 @@ impl Store for TantivyStore {
             });
             let (n, docs) = searcher.search(&*q, &(Count, top)).map_err(backend)?;
             total += n as u64;
-            best.extend(docs.into_iter().map(|(k, a)| (k, day.clone(), a)));
+            let i = searchers.len();
+            best.extend(docs.into_iter().map(|(k, a)| (k, i, a)));
+            searchers.push(searcher);
         }
         best.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
         let mut hits = Vec::new();
-        for (_, day, addr) in best.into_iter().skip(req.offset).take(req.limit) {
-            let d = self.day(&day)?;
-            let d = d.lock().map_err(backend)?;
-            let doc: TantivyDocument = d.reader.searcher().doc(addr).map_err(backend)?;
+        for (_, i, addr) in best.into_iter().skip(req.offset).take(req.limit) {
+            let doc: TantivyDocument = searchers[i].doc(addr).map_err(backend)?;
             let raw = doc.get_first(self.fields.raw).and_then(|v| v.as_str()).unwrap_or("null");
             hits.push(serde_json::from_str(raw).unwrap_or(Value::Null));
         }
@@ -523,7 +542,7 @@ impl Store for TantivyStore {
             let q = self.translate(query)?;
             n += d.reader.searcher().search(&*q, &Count).map_err(backend)? as u64;
             d.writer.delete_query(q).map_err(backend)?;
-            d.writer.commit().map_err(backend)?;
+            d.committed = Some(d.writer.commit().map_err(backend)?);
             d.reader.reload().map_err(backend)?;
         }
         Ok(n)
