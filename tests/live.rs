@@ -2,20 +2,12 @@
 //! (root or CAP_NET_RAW), so it is ignored by default and run by `.ci/run`
 //! as root: `cargo test --test live -- --ignored`.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{stderr_lines, wait_for, Server as Guard};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the sensor if the test fails, so that no capture outlives it.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 #[ignore = "needs permission to capture on lo"]
@@ -30,25 +22,8 @@ fn live_capture_on_loopback_logs_flows_and_reports_on_signal() {
         .spawn()
         .unwrap();
     let mut child = Guard(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |needle: &str, rx: &std::sync::mpsc::Receiver<String>| -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-                if l.contains(needle) {
-                    return l;
-                }
-            }
-        }
-        panic!("sensor never printed {needle:?}");
-    };
-    wait_for("capturing on lo", &rx);
+    let rx = stderr_lines(&mut child.0);
+    wait_for(&rx, "capturing on lo");
 
     let sock = UdpSocket::bind("127.0.0.1:45998").unwrap();
     for _ in 0..3 {
@@ -58,7 +33,7 @@ fn live_capture_on_loopback_logs_flows_and_reports_on_signal() {
     std::thread::sleep(Duration::from_millis(500));
     let pid = child.0.id().to_string();
     assert!(Command::new("kill").args(["-USR1", &pid]).status().unwrap().success());
-    let report = wait_for("packets:", &rx);
+    let report = wait_for(&rx, "packets:");
     assert!(report.contains("dropped by kernel"), "{report}");
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let status = child.0.wait().unwrap();
@@ -104,7 +79,7 @@ level: high
 fn rules_reload_on_sighup_while_capturing() {
     let tmp = tempfile::tempdir().unwrap();
     let rules = tmp.path().join("rules");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     assert!(Command::new("cp").arg("-r").arg(root.join("rules")).arg(&rules).status().unwrap().success());
     let rule_file = rules.join("sigma/network/reload_test.yml");
     let a = RULE.replace("NAME", "A").replace("UUID", "6f1d3a52-4a0e-4c44-9a51-3d2b7c1e0a01").replace("PORT", "45997");
@@ -121,25 +96,8 @@ fn rules_reload_on_sighup_while_capturing() {
         .spawn()
         .unwrap();
     let mut child = Guard(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |needle: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-                if l.contains(needle) {
-                    return l;
-                }
-            }
-        }
-        panic!("sensor never printed {needle:?}");
-    };
-    wait_for("capturing on lo");
+    let rx = stderr_lines(&mut child.0);
+    wait_for(&rx, "capturing on lo");
     let send = |port: u16| {
         let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
         for _ in 0..3 {
@@ -154,7 +112,7 @@ fn rules_reload_on_sighup_while_capturing() {
     std::fs::write(&rule_file, b).unwrap();
     let pid = child.0.id().to_string();
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_for("rules reloaded from SIGHUP");
+    wait_for(&rx, "rules reloaded from SIGHUP");
     send(45995);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
@@ -191,16 +149,15 @@ fn rules_reload_on_sighup_while_capturing() {
 #[test]
 #[ignore = "needs permission to capture on lo"]
 fn rules_edited_at_the_siem_reach_a_running_sensor() {
-    use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let rules = tmp.path().join("soc-rules");
     assert!(Command::new("cp").arg("-r").arg(root.join("rules")).arg(&rules).status().unwrap().success());
     let rule_file = rules.join("sigma/network/reload_test.yml");
     let a = RULE.replace("NAME", "A").replace("UUID", "6f1d3a52-4a0e-4c44-9a51-3d2b7c1e0a03").replace("PORT", "45993");
     std::fs::write(&rule_file, a).unwrap();
-    let hex = |s: &str| -> String { sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect() };
-    std::fs::write(tmp.path().join("tokens.toml"), format!("[sensors]\nd9 = \"{}\"\n", hex("t9"))).unwrap();
+    let token_hash = common::sha256_hex("t9");
+    std::fs::write(tmp.path().join("tokens.toml"), format!("[sensors]\nd9 = \"{token_hash}\"\n")).unwrap();
     std::fs::write(tmp.path().join("token"), "t9\n").unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let _siem = Guard(
@@ -233,28 +190,11 @@ fn rules_edited_at_the_siem_reach_a_running_sensor() {
         .spawn()
         .unwrap();
     let mut child = Guard(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-                if l.contains(needle) {
-                    return;
-                }
-            }
-        }
-        panic!("sensor never printed {needle:?}");
-    };
-    wait_for("capturing on lo");
+    let rx = stderr_lines(&mut child.0);
+    wait_for(&rx, "capturing on lo");
     let b = RULE.replace("NAME", "B").replace("UUID", "6f1d3a52-4a0e-4c44-9a51-3d2b7c1e0a04").replace("PORT", "45993");
     std::fs::write(&rule_file, b).unwrap();
-    wait_for("rules reloaded from the SIEM");
+    wait_for(&rx, "rules reloaded from the SIEM");
     let sock = UdpSocket::bind("127.0.0.1:45992").unwrap();
     for _ in 0..3 {
         sock.send_to(b"reload test", "127.0.0.1:45993").unwrap();

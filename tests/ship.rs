@@ -2,33 +2,14 @@
 //! and alerts to a `citysoc serve` with tokens; the SIEM stores them under
 //! the sensor's name, the same as its local logs.
 
+mod common;
+
+use common::{citysoc, root, sha256_hex, Server};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn citysoc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_citysoc"))
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[test]
 fn a_sensor_ships_records_and_alerts_to_the_siem() {

@@ -3,33 +3,14 @@
 //! with the reason, nothing of that sensor is stored, and the SOC keeps
 //! serving the others. Certificates are made by the test with rcgen.
 
+mod common;
+
+use common::{citysoc, root, Server};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn citysoc() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_citysoc"))
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -163,8 +144,8 @@ fn sensors_ship_over_tls_and_wrong_certificates_are_refused_with_the_reason() {
         d.join("tokens.toml"),
         format!(
             "[sensors]\nedge-1 = \"{}\"\n[readers]\nanalyst = \"{}\"\n",
-            sha256_hex(b"sensor-secret"),
-            sha256_hex(b"reader-secret")
+            common::sha256_hex("sensor-secret"),
+            common::sha256_hex("reader-secret")
         ),
     )
     .unwrap();
