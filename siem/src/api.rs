@@ -209,13 +209,16 @@ impl AppState {
     ) -> AppState {
         let seen_path = data.map(|d| d.join("ingest-batches.log"));
         let mut seen: HashMap<String, SeenBatches> = HashMap::new();
-        if let Some(text) = seen_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
-            for line in text.lines() {
-                if let Some((sensor, id)) = line.split_once(' ') {
-                    let e = seen.entry(sensor.to_string()).or_default();
-                    if e.ids.insert(id.to_string()) {
-                        e.order.push_back(id.to_string());
-                    }
+        let ledger = seen_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        // Batches a commit named that the ledger may have missed (the
+        // server stopped between the two) count as seen too.
+        let committed = store.committed_batches().join("\n");
+        for line in ledger.lines().chain(committed.lines()) {
+            // Ids have no spaces; a sensor's name may.
+            if let Some((sensor, id)) = line.rsplit_once(' ') {
+                let e = seen.entry(sensor.to_string()).or_default();
+                if e.ids.insert(id.to_string()) {
+                    e.order.push_back(id.to_string());
                 }
             }
         }
@@ -844,8 +847,10 @@ async fn ingest(
             }
         }
         let (good, bad) = parse_lines(&st2.catalog, &text, &sensor2, log.as_deref());
-        // Acknowledged only once stored durably.
-        st2.store.ingest(&good)?;
+        // Acknowledged only once stored durably; the batch named in the
+        // same commit where the store can.
+        let key = batch2.as_deref().map(|id| format!("{sensor2} {id}"));
+        st2.store.ingest_batch(&good, key.as_deref())?;
         if let Some(id) = batch2.as_deref().filter(|_| st2.store.keeps_batch_ids()) {
             st2.store.remember_batch(&sensor2, id)?;
         }

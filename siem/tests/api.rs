@@ -367,3 +367,21 @@ async fn a_truncated_batch_is_refused_and_its_id_stays_usable() {
     assert_eq!(r["accepted"], 3);
     assert_eq!(r["duplicate"], false);
 }
+
+/// The server stops after a batch's commit but before its ledger line: the
+/// commit itself names the batch, so the retry after the restart is a
+/// duplicate and nothing is stored twice.
+#[tokio::test]
+async fn a_batch_committed_but_not_in_the_ledger_is_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, r) = call(&app(dir.path(), 4), ingest(Some("sensor-secret"), Some("run1-7"), LINES.into(), false)).await;
+    assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(3)));
+    // As if the server had died before writing the ledger.
+    std::fs::remove_file(dir.path().join("ingest-batches.log")).unwrap();
+    let app = app(dir.path(), 4);
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("run1-7"), LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["duplicate"], true, "{r}");
+    let (_, found) = call(&app, get("/api/v1/search?q=*", "reader-secret")).await;
+    assert_eq!(found["total"], 3);
+}

@@ -383,6 +383,18 @@ pub trait Store: Send + Sync {
     /// Deletes the records a query matches; returns how many.
     fn delete(&self, query: &Query) -> Result<u64>;
     fn name(&self) -> &'static str;
+    /// Stores the records of one ingest batch: as `ingest`, and a store
+    /// that can (Tantivy) names the batch in the same commit as its
+    /// records, so a crash between storing them and writing the API's
+    /// ledger cannot make a retry store them twice.
+    fn ingest_batch(&self, records: &[Record], _batch: Option<&str>) -> Result<()> {
+        self.ingest(records)
+    }
+    /// Batches named by the latest commits (see `ingest_batch`), read when
+    /// the store opened.
+    fn committed_batches(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether the store keeps ingest batch ids itself, shared by every
     /// ingest node in front of it (ClickHouse); otherwise the API keeps them
     /// in its data folder.

@@ -93,7 +93,15 @@ struct Day {
     /// Opstamp of the last commit by this process: every document with a
     /// smaller opstamp is durable and searchable.
     committed: Option<u64>,
+    /// The latest batches added here, oldest first: every commit carries
+    /// them as its payload (kept in `meta.json` with the segments it makes
+    /// durable).
+    batches: std::collections::VecDeque<String>,
 }
+
+/// Batch ids a partition's commits carry: far more than can be between a
+/// commit and the API writing its ledger.
+const BATCHES_IN_PAYLOAD: usize = 256;
 
 pub struct TantivyStore {
     dir: PathBuf,
@@ -101,6 +109,8 @@ pub struct TantivyStore {
     catalog: Catalog,
     fields: Arc<Fields>,
     days: Mutex<BTreeMap<PartKey, Arc<Mutex<Day>>>>,
+    /// Batch ids found in the partitions' last commits when opened.
+    recovered: Mutex<Vec<String>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -121,7 +131,14 @@ impl TantivyStore {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
         let catalog = Catalog::new();
         let fields = Arc::new(build_schema(&catalog));
-        let store = TantivyStore { dir, cfg, catalog, fields, days: Mutex::new(BTreeMap::new()) };
+        let store = TantivyStore {
+            dir,
+            cfg,
+            catalog,
+            fields,
+            days: Mutex::new(BTreeMap::new()),
+            recovered: Mutex::new(Vec::new()),
+        };
         for class in Class::ALL {
             let dir = store.dir.join(class.name());
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -153,9 +170,18 @@ impl TantivyStore {
         if index.schema() != self.fields.schema {
             return Err(StoreError::Backend(format!("{}: index schema differs from the catalog", path.display())));
         }
+        let batches: std::collections::VecDeque<String> = index
+            .load_metas()
+            .ok()
+            .and_then(|m| m.payload)
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default();
+        if let Ok(mut r) = self.recovered.lock() {
+            r.extend(batches.iter().cloned());
+        }
         let writer = index.writer(self.cfg.writer_heap_mb << 20).map_err(backend)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(backend)?;
-        let d = Arc::new(Mutex::new(Day { index, writer, reader, committed: None }));
+        let d = Arc::new(Mutex::new(Day { index, writer, reader, committed: None, batches }));
         days.insert(key.clone(), Arc::clone(&d));
         Ok(d)
     }
@@ -329,6 +355,14 @@ impl Store for TantivyStore {
     }
 
     fn ingest(&self, records: &[Record]) -> Result<()> {
+        self.ingest_batch(records, None)
+    }
+
+    fn committed_batches(&self) -> Vec<String> {
+        self.recovered.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn ingest_batch(&self, records: &[Record], batch: Option<&str>) -> Result<()> {
         let mut by_day: BTreeMap<PartKey, Vec<&Record>> = BTreeMap::new();
         for r in records {
             by_day.entry(PartKey { class: r.class(), day: r.day() }).or_default().push(r);
@@ -339,10 +373,16 @@ impl Store for TantivyStore {
             let docs: Vec<TantivyDocument> = recs.iter().map(|r| self.doc(r)).collect();
             let part = self.day(&day)?;
             let mine = {
-                let d = part.lock().map_err(backend)?;
+                let mut d = part.lock().map_err(backend)?;
                 let mut last = 0;
                 for doc in docs {
                     last = d.writer.add_document(doc).map_err(backend)?;
+                }
+                if let Some(b) = batch {
+                    d.batches.push_back(b.to_string());
+                    while d.batches.len() > BATCHES_IN_PAYLOAD {
+                        d.batches.pop_front();
+                    }
                 }
                 last
             };
@@ -352,7 +392,10 @@ impl Store for TantivyStore {
             // batches arriving together share one commit.
             let mut d = part.lock().map_err(backend)?;
             if d.committed.is_none_or(|c| c <= mine) {
-                d.committed = Some(d.writer.commit().map_err(backend)?);
+                let payload = serde_json::to_string(&d.batches).map_err(backend)?;
+                let mut prepared = d.writer.prepare_commit().map_err(backend)?;
+                prepared.set_payload(&payload);
+                d.committed = Some(prepared.commit().map_err(backend)?);
                 d.reader.reload().map_err(backend)?;
             }
         }
@@ -542,7 +585,11 @@ impl Store for TantivyStore {
             let q = self.translate(query)?;
             n += d.reader.searcher().search(&*q, &Count).map_err(backend)? as u64;
             d.writer.delete_query(q).map_err(backend)?;
-            d.committed = Some(d.writer.commit().map_err(backend)?);
+            // The batch ids stay in the payload of every commit.
+            let payload = serde_json::to_string(&d.batches).map_err(backend)?;
+            let mut prepared = d.writer.prepare_commit().map_err(backend)?;
+            prepared.set_payload(&payload);
+            d.committed = Some(prepared.commit().map_err(backend)?);
             d.reader.reload().map_err(backend)?;
         }
         Ok(n)
