@@ -185,17 +185,23 @@ fn bin_expr(c: &str) -> String {
 /// address columns are aliases: inserts leave them to each shard's
 /// MATERIALIZED columns, and queries read those.
 pub fn distributed_ddl(catalog: &Catalog, db: &str, cluster: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.events (\n{}\n) ENGINE = Distributed({cluster}, {db}, events_local, rand())",
+        column_defs(catalog, "ALIAS")
+    )
+}
+
+/// The catalog's columns as DDL, each address's bytes computed from its
+/// text as `how` says (MATERIALIZED where stored, ALIAS where read through).
+fn column_defs(catalog: &Catalog, how: &str) -> String {
     let cols: Vec<String> = columns(catalog)
         .iter()
         .map(|(n, t)| match n.strip_suffix("__bin") {
-            Some(addr) => format!("    `{n}` {t} ALIAS {}", bin_expr(addr)),
+            Some(addr) => format!("    `{n}` {t} {how} {}", bin_expr(addr)),
             None => format!("    `{n}` {t}"),
         })
         .collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {db}.events (\n{}\n) ENGINE = Distributed({cluster}, {db}, events_local, rand())",
-        cols.join(",\n")
-    )
+    cols.join(",\n")
 }
 
 /// Ingest batch ids stored, per sensor: kept in the store so that every
@@ -208,16 +214,9 @@ fn batches_ddl(table: &str) -> String {
 
 /// The table's DDL, derived from the catalog.
 pub fn ddl(catalog: &Catalog, table: &str) -> String {
-    let cols: Vec<String> = columns(catalog)
-        .iter()
-        .map(|(n, t)| match n.strip_suffix("__bin") {
-            Some(addr) => format!("    `{n}` {t} MATERIALIZED {}", bin_expr(addr)),
-            None => format!("    `{n}` {t}"),
-        })
-        .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY (_class, _day) ORDER BY (_day, _log, _ts)",
-        cols.join(",\n")
+        column_defs(catalog, "MATERIALIZED")
     )
 }
 
@@ -334,10 +333,6 @@ impl ClickHouseStore {
         Ok(())
     }
 
-    fn query(&self, sql: &str, args: &[Arg]) -> clickhouse::query::Query {
-        self.query_on(&self.client, sql, args)
-    }
-
     fn query_on(&self, client: &clickhouse::Client, sql: &str, args: &[Arg]) -> clickhouse::query::Query {
         let mut q = client.query(sql);
         for a in args {
@@ -356,33 +351,25 @@ impl ClickHouseStore {
     }
 
     fn fetch_on(&self, node: &clickhouse::Client, sql: &str, args: &[Arg]) -> Result<Vec<Value>> {
-        let q = self.query_on(node, sql, args);
-        let bytes = self
-            .rt
-            .block_on(async move {
-                let mut cur = q.fetch_bytes("JSONEachRow")?;
-                cur.collect().await
-            })
-            .map_err(backend)?;
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).map_err(backend))
-            .collect()
+        let mut all = self.fetch_all_on(node, &[(sql, args)])?;
+        Ok(all.pop().unwrap_or_default())
     }
 
     fn fetch(&self, sql: &str, args: &[Arg]) -> Result<Vec<Value>> {
-        let mut all = self.fetch_all(&[(sql, args)])?;
-        Ok(all.pop().unwrap_or_default())
+        self.fetch_on(&self.client, sql, args)
     }
 
     /// Runs queries at once (each on its own connection) and returns their
     /// rows in order: a search's count and its page cost one scan's time.
     fn fetch_all(&self, queries: &[(&str, &[Arg])]) -> Result<Vec<Vec<Value>>> {
+        self.fetch_all_on(&self.client, queries)
+    }
+
+    fn fetch_all_on(&self, node: &clickhouse::Client, queries: &[(&str, &[Arg])]) -> Result<Vec<Vec<Value>>> {
         let futures: Vec<_> = queries
             .iter()
             .map(|(sql, args)| {
-                let q = self.query(sql, args);
+                let q = self.query_on(node, sql, args);
                 async move {
                     let mut cur = q.fetch_bytes("JSONEachRow")?;
                     cur.collect().await
