@@ -28,8 +28,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "citysoc")]
     clickhouse_db: String,
     /// A sharded ClickHouse: the cluster's name in the servers'
-    /// `remote_servers`; records go to `events_local` on its nodes through a
-    /// `Distributed` table `events` (see docs/clickhouse-cluster.md).
+    /// `remote_servers`; each log's records go to `events_<log>_local` on its
+    /// nodes through a `Distributed` table `events_<log>` (see
+    /// docs/clickhouse-cluster.md).
     #[arg(long, requires_all = ["clickhouse", "clickhouse_node"])]
     clickhouse_cluster: Option<String>,
     /// HTTP address of each node of the cluster (repeatable).

@@ -1,6 +1,13 @@
-//! The scale-out store: one MergeTree table, partitioned by class and day, with a
-//! column per catalog field, written with typed `RowBinary` inserts and read
-//! with SQL whose every value goes through the crate's escaping `bind()`.
+//! The scale-out store: a MergeTree table per log (`events_conn`,
+//! `events_dns`…), each partitioned by class and day with a column per field
+//! of its log, written with typed `RowBinary` inserts and read with SQL whose
+//! every value goes through the crate's escaping `bind()`. A search reads the
+//! tables its query can match, as one `UNION ALL`.
+//!
+//! One table per log rather than one for every field: a part of a 200-odd
+//! column table costs the server hundreds of files and a value per absent
+//! field for every row, in inserts and again in every merge, while a record
+//! has a dozen fields.
 //!
 //! The DDL and queries keep to what both ClickHouse 18.16 (Debian's
 //! package) and current releases accept: no DateTime64, IPv4/IPv6 types,
@@ -15,6 +22,8 @@ use super::{
 use crate::query::{tokens, Bound as QBound, Query};
 use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, Default)]
@@ -24,8 +33,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: Option<String>,
     pub password: Option<String>,
-    /// A sharded deployment: the data lives in `events_local` on every
-    /// node, and `events` is a `Distributed` table over the cluster.
+    /// A sharded deployment: the data lives in `events_<log>_local` on every
+    /// node, under a `Distributed` `events_<log>` over the cluster.
     pub cluster: Option<Cluster>,
 }
 
@@ -38,23 +47,49 @@ pub struct Cluster {
     pub nodes: Vec<String>,
 }
 
+/// One log's table.
+struct Table {
+    log: &'static str,
+    class: Class,
+    /// What searches and inserts name: `db.events_<log>`.
+    name: String,
+    /// Where rows are stored on each node: the same, or `db.events_<log>_local`
+    /// under a `Distributed` table in a cluster.
+    local: String,
+    /// `INSERT INTO … (columns) FORMAT RowBinary`, the log's fields after
+    /// the fixed columns, in `kinds`' order.
+    insert: String,
+    kinds: Vec<Kind>,
+    /// Field path → (index in `kinds`, kind).
+    slots: HashMap<String, (usize, Kind)>,
+}
+
+impl Table {
+    fn has(&self, path: &str) -> bool {
+        path == LOG_FIELD || path == SENSOR_FIELD || self.slots.contains_key(path)
+    }
+
+    fn local_name(&self) -> &str {
+        self.local.split_once('.').map_or(&self.local, |(_, t)| t)
+    }
+}
+
+/// Buffers an encoder reuses from record to record.
+#[derive(Default)]
+struct Scratch<'r> {
+    text: String,
+    raw: Vec<u8>,
+    present: Vec<(usize, Kind, &'r Value)>,
+}
+
 pub struct ClickHouseStore {
     client: clickhouse::Client,
     rt: tokio::runtime::Runtime,
     catalog: Catalog,
-    /// What searches and inserts name: `db.events`.
-    table: String,
-    /// Where rows are stored on each node: `db.events`, or `db.events_local`
-    /// under a `Distributed` `db.events` in a cluster.
-    local: String,
+    database: String,
+    tables: Vec<Table>,
     /// Every node holding rows (the one node when not a cluster).
     nodes: Vec<clickhouse::Client>,
-    /// `INSERT INTO … (columns) FORMAT RowBinary`, the catalog's columns after
-    /// the fixed ones, in `kinds`' order.
-    insert: String,
-    kinds: Vec<Kind>,
-    /// Field path → (index in `kinds`, kind).
-    slots: std::collections::HashMap<String, (usize, Kind)>,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -78,8 +113,7 @@ fn encode_value(out: &mut Vec<u8>, kind: Kind, v: Option<&Value>) {
     let null = |out: &mut Vec<u8>| out.push(1);
     match kind {
         Kind::StrSet => {
-            let items: Vec<String> =
-                v.and_then(Value::as_array).into_iter().flatten().filter_map(super::text_of).collect();
+            let items: Vec<_> = v.and_then(Value::as_array).into_iter().flatten().filter_map(super::text_of).collect();
             put_varint(out, items.len() as u64);
             for s in &items {
                 put_str(out, s);
@@ -95,7 +129,14 @@ fn encode_value(out: &mut Vec<u8>, kind: Kind, v: Option<&Value>) {
         Kind::Addr => match v.and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok()) {
             Some(ip) => {
                 out.push(0);
-                put_str(out, &ip.to_string());
+                // The canonical form, as queries write it; formatted on the
+                // stack (an address is at most 45 characters).
+                let mut buf = [0u8; 64];
+                let mut w = std::io::Cursor::new(&mut buf[..]);
+                let _ = write!(w, "{ip}");
+                let n = w.position() as usize;
+                put_varint(out, n as u64);
+                out.extend_from_slice(&buf[..n]);
             }
             None => null(out),
         },
@@ -145,8 +186,18 @@ fn col_type(kind: Kind) -> &'static str {
     }
 }
 
-/// Columns of the events table, in order: (name, type).
-pub fn columns(catalog: &Catalog) -> Vec<(String, String)> {
+/// The fields a log's table has a column for, in catalog order (the fixed
+/// `_log` and `_sensor` aside).
+fn log_fields<'c>(catalog: &'c Catalog, log: &str) -> impl Iterator<Item = &'c crate::schema::Field> + 'c {
+    let log = log.to_string();
+    catalog
+        .fields
+        .iter()
+        .filter(move |f| f.path != LOG_FIELD && f.path != SENSOR_FIELD && f.logs.iter().any(|l| *l == log))
+}
+
+/// Columns of a log's table, in order: (name, type).
+pub fn columns(catalog: &Catalog, log: &str) -> Vec<(String, String)> {
     let mut cols: Vec<(String, String)> = vec![
         ("_class".into(), "String".into()),
         ("_day".into(), "Date".into()),
@@ -156,10 +207,7 @@ pub fn columns(catalog: &Catalog) -> Vec<(String, String)> {
         ("_all".into(), "String".into()),
         ("_raw".into(), "String".into()),
     ];
-    for f in &catalog.fields {
-        if f.path == LOG_FIELD || f.path == SENSOR_FIELD {
-            continue;
-        }
+    for f in log_fields(catalog, log) {
         cols.push((column(&f.path), col_type(f.kind).into()));
         if f.kind == Kind::Addr {
             cols.push((bin_column(&f.path), BIN_TYPE.into()));
@@ -181,20 +229,20 @@ fn bin_expr(c: &str) -> String {
     format!("if(position(`{c}`, ':') > 0, IPv6StringToNum(`{c}`), IPv6StringToNum(concat('::ffff:', `{c}`)))")
 }
 
-/// The `Distributed` table over the cluster's `events_local` tables. Its
-/// address columns are aliases: inserts leave them to each shard's
+/// The `Distributed` table over the cluster's `events_<log>_local` tables.
+/// Its address columns are aliases: inserts leave them to each shard's
 /// MATERIALIZED columns, and queries read those.
-pub fn distributed_ddl(catalog: &Catalog, db: &str, cluster: &str) -> String {
+pub fn distributed_ddl(catalog: &Catalog, log: &str, db: &str, cluster: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {db}.events (\n{}\n) ENGINE = Distributed({cluster}, {db}, events_local, rand())",
-        column_defs(catalog, "ALIAS")
+        "CREATE TABLE IF NOT EXISTS {db}.events_{log} (\n{}\n) ENGINE = Distributed({cluster}, {db}, events_{log}_local, rand())",
+        column_defs(catalog, log, "ALIAS")
     )
 }
 
-/// The catalog's columns as DDL, each address's bytes computed from its
-/// text as `how` says (MATERIALIZED where stored, ALIAS where read through).
-fn column_defs(catalog: &Catalog, how: &str) -> String {
-    let cols: Vec<String> = columns(catalog)
+/// A log's columns as DDL, each address's bytes computed from its text as
+/// `how` says (MATERIALIZED where stored, ALIAS where read through).
+fn column_defs(catalog: &Catalog, log: &str, how: &str) -> String {
+    let cols: Vec<String> = columns(catalog, log)
         .iter()
         .map(|(n, t)| match n.strip_suffix("__bin") {
             Some(addr) => format!("    `{n}` {t} {how} {}", bin_expr(addr)),
@@ -212,16 +260,38 @@ fn batches_ddl(table: &str) -> String {
     )
 }
 
-/// The table's DDL, derived from the catalog.
-pub fn ddl(catalog: &Catalog, table: &str) -> String {
+/// A log's table's DDL, derived from the catalog.
+pub fn ddl(catalog: &Catalog, log: &str, table: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY (_class, _day) ORDER BY (_day, _log, _ts)",
-        column_defs(catalog, "MATERIALIZED")
+        "CREATE TABLE IF NOT EXISTS {table} (\n{}\n) ENGINE = MergeTree() PARTITION BY (_class, _day) ORDER BY (_day, _ts)",
+        column_defs(catalog, log, "MATERIALIZED")
     )
 }
 
+/// Whether a record of `t`'s log can match `q`: a condition on a field the
+/// log does not have is false there, as the field is absent from all its
+/// records. `NOT` and free text may match anything.
+fn may_match(q: &Query, t: &Table) -> bool {
+    match q {
+        Query::All | Query::Not(_) | Query::Text { .. } => true,
+        Query::And(v) => v.iter().all(|x| may_match(x, t)),
+        Query::Or(v) => v.iter().any(|x| may_match(x, t)),
+        Query::Term { field, value } if field == LOG_FIELD => value == t.log,
+        Query::Term { field, .. }
+        | Query::Wildcard { field, .. }
+        | Query::Range { field, .. }
+        | Query::Cidr { field, .. }
+        | Query::Exists { field } => t.has(field),
+    }
+}
+
+/// A number read from JSON output, where 64-bit integers come quoted.
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
 impl ClickHouseStore {
-    /// Connects, creates the database and table if missing, and refuses a
+    /// Connects, creates the database and tables if missing, and refuses a
     /// table whose columns disagree with the catalog.
     pub fn open(cfg: &ClickHouseConfig) -> Result<ClickHouseStore> {
         let valid = cfg.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !cfg.database.is_empty();
@@ -249,7 +319,7 @@ impl ClickHouseStore {
         };
         let client = connect(&cfg.url);
         let db = &cfg.database;
-        let (local, nodes) = match &cfg.cluster {
+        let nodes = match &cfg.cluster {
             Some(c) => {
                 if c.nodes.is_empty() || !c.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(StoreError::Invalid(format!(
@@ -257,34 +327,49 @@ impl ClickHouseStore {
                         c.name
                     )));
                 }
-                (format!("{db}.events_local"), c.nodes.iter().map(|u| connect(u)).collect())
+                c.nodes.iter().map(|u| connect(u)).collect()
             }
-            None => (format!("{db}.events"), vec![client.clone()]),
+            None => vec![client.clone()],
         };
         let catalog = Catalog::new();
-        let table = format!("{db}.events");
-        let mut names: Vec<String> =
-            ["_class", "_day", "_ts", "_log", "_sensor", "_all", "_raw"].iter().map(|c| format!("`{c}`")).collect();
-        let (mut kinds, mut slots) = (Vec::new(), std::collections::HashMap::new());
-        for f in &catalog.fields {
-            if f.path == LOG_FIELD || f.path == SENSOR_FIELD {
-                continue;
-            }
-            slots.insert(f.path.clone(), (kinds.len(), f.kind));
-            kinds.push(f.kind);
-            names.push(format!("`{}`", column(&f.path)));
-        }
-        let insert = format!("INSERT INTO {table} ({}) FORMAT RowBinary", names.join(", "));
-        let store = ClickHouseStore { client, rt, catalog, table, local, nodes, insert, kinds, slots };
+        let suffix = if cfg.cluster.is_some() { "_local" } else { "" };
+        let tables = schema::CATALOG
+            .iter()
+            .map(|l| {
+                let name = format!("{db}.events_{}", l.name);
+                let mut names: Vec<String> = ["_class", "_day", "_ts", "_log", "_sensor", "_all", "_raw"]
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect();
+                let (mut kinds, mut slots) = (Vec::new(), HashMap::new());
+                for f in log_fields(&catalog, l.name) {
+                    slots.insert(f.path.clone(), (kinds.len(), f.kind));
+                    kinds.push(f.kind);
+                    names.push(format!("`{}`", column(&f.path)));
+                }
+                Table {
+                    log: l.name,
+                    class: Class::of_log(l.name),
+                    insert: format!("INSERT INTO {name} ({}) FORMAT RowBinary", names.join(", ")),
+                    local: format!("{name}{suffix}"),
+                    name,
+                    kinds,
+                    slots,
+                }
+            })
+            .collect();
+        let store = ClickHouseStore { client, rt, catalog, database: db.clone(), tables, nodes };
         for node in &store.nodes {
             store.exec_on(node, &format!("CREATE DATABASE IF NOT EXISTS {db}"), &[])?;
-            store.exec_on(node, &ddl(&store.catalog, &store.local), &[])?;
-            store.check_schema(node, db, store.local_name())?;
-            let batches = format!("{db}.ingest_batches{}", if cfg.cluster.is_some() { "_local" } else { "" });
+            for t in &store.tables {
+                store.exec_on(node, &ddl(&store.catalog, t.log, &t.local), &[])?;
+            }
+            let batches = format!("{db}.ingest_batches{suffix}");
             store.exec_on(node, &batches_ddl(&batches), &[])?;
             if let Some(c) = &cfg.cluster {
-                store.exec_on(node, &distributed_ddl(&store.catalog, db, &c.name), &[])?;
-                store.check_schema(node, db, "events")?;
+                for t in &store.tables {
+                    store.exec_on(node, &distributed_ddl(&store.catalog, t.log, db, &c.name), &[])?;
+                }
                 store.exec_on(
                     node,
                     &format!(
@@ -294,41 +379,51 @@ impl ClickHouseStore {
                     &[],
                 )?;
             }
+            store.check_schema(node, cfg.cluster.is_some())?;
         }
         Ok(store)
     }
 
     fn batches(&self) -> String {
-        format!("{}_batches", self.table.replace(".events", ".ingest"))
+        format!("{}.ingest_batches", self.database)
     }
 
-    fn local_name(&self) -> &str {
-        self.local.split_once('.').map_or("events", |(_, t)| t)
-    }
-
-    fn check_schema(&self, node: &clickhouse::Client, db: &str, table: &str) -> Result<()> {
+    /// Every log's table on a node (and its `Distributed` table in a
+    /// cluster) has exactly the catalog's columns.
+    fn check_schema(&self, node: &clickhouse::Client, cluster: bool) -> Result<()> {
         let rows = self.fetch_on(
             node,
-            "SELECT name, type FROM system.columns WHERE database = ? AND table = ?",
-            &[Arg::Str(db.to_string()), Arg::Str(table.to_string())],
+            "SELECT table, name, type FROM system.columns WHERE database = ?",
+            &[Arg::Str(self.database.clone())],
         )?;
-        let have: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| (r["name"].as_str().unwrap_or("").to_string(), r["type"].as_str().unwrap_or("").to_string()))
-            .collect();
-        let want = columns(&self.catalog);
-        if have.len() != want.len() || want.iter().any(|w| !have.contains(w)) {
-            let diff: Vec<String> = want
-                .iter()
-                .filter(|w| !have.contains(w))
-                .map(|(n, t)| format!("{n} {t}"))
-                .chain(have.iter().filter(|h| !want.contains(h)).map(|(n, t)| format!("unexpected {n} {t}")))
-                .take(10)
-                .collect();
-            return Err(StoreError::Backend(format!(
-                "table {db}.{table} disagrees with the field catalog: {}",
-                diff.join(", ")
-            )));
+        let mut have: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+        for r in &rows {
+            have.entry(r["table"].as_str().unwrap_or(""))
+                .or_default()
+                .push((r["name"].as_str().unwrap_or("").to_string(), r["type"].as_str().unwrap_or("").to_string()));
+        }
+        for t in &self.tables {
+            let want = columns(&self.catalog, t.log);
+            let local = t.local_name();
+            let distributed = t.name.split_once('.').map_or(t.name.as_str(), |(_, n)| n);
+            let names = if cluster { vec![local, distributed] } else { vec![local] };
+            for table in names {
+                let have = have.get(table).cloned().unwrap_or_default();
+                if have.len() != want.len() || want.iter().any(|w| !have.contains(w)) {
+                    let diff: Vec<String> = want
+                        .iter()
+                        .filter(|w| !have.contains(w))
+                        .map(|(n, t)| format!("{n} {t}"))
+                        .chain(have.iter().filter(|h| !want.contains(h)).map(|(n, t)| format!("unexpected {n} {t}")))
+                        .take(10)
+                        .collect();
+                    return Err(StoreError::Backend(format!(
+                        "table {}.{table} disagrees with the field catalog: {}",
+                        self.database,
+                        diff.join(", ")
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -387,27 +482,32 @@ impl ClickHouseStore {
             .collect()
     }
 
-    /// Appends a record to a `RowBinary` body in the order of `self.insert`'s
-    /// columns: the server reads typed bytes instead of parsing JSON, which
-    /// at 200-odd columns was most of an insert's cost.
-    fn encode<'r>(&self, r: &'r Record, present: &mut Vec<(usize, Kind, &'r Value)>, out: &mut Vec<u8>) {
-        put_str(out, r.class().name());
+    /// Appends a record to a `RowBinary` body in the order of its table's
+    /// insert columns: the server reads typed bytes instead of parsing JSON.
+    fn encode<'r>(t: &Table, r: &'r Record, scratch: &mut Scratch<'r>, out: &mut Vec<u8>) {
+        put_str(out, t.class.name());
         // Validation keeps ts within 1970..2100, inside Date's range.
         out.extend_from_slice(&((r.ts / 86_400.0).floor() as u16).to_le_bytes());
         out.extend_from_slice(&r.ts.to_le_bytes());
         put_str(out, &r.log);
         put_str(out, &r.sensor);
-        put_str(out, &r.all_text());
-        put_str(out, &r.raw_json());
+        scratch.text.clear();
+        r.write_all_text(&mut scratch.text);
+        put_str(out, &scratch.text);
+        scratch.raw.clear();
+        r.write_raw_json(&mut scratch.raw);
+        put_varint(out, scratch.raw.len() as u64);
+        out.extend_from_slice(&scratch.raw);
+        let present = &mut scratch.present;
         present.clear();
         for (k, v) in &r.fields {
-            if let Some(&(i, kind)) = self.slots.get(k.as_str()) {
+            if let Some(&(i, kind)) = t.slots.get(k.as_str()) {
                 present.push((i, kind, v));
             }
         }
         present.sort_unstable_by_key(|p| p.0);
         let mut next = present.iter().peekable();
-        for (i, kind) in self.kinds.iter().enumerate() {
+        for (i, kind) in t.kinds.iter().enumerate() {
             let v = match next.peek() {
                 Some(&&(j, _, v)) if j == i => {
                     next.next();
@@ -419,27 +519,42 @@ impl ClickHouseStore {
         }
     }
 
-    /// Active partitions: key, server id, rows, bytes on disk.
-    /// Active partitions on every node, summed: key, server id, rows, bytes.
+    /// One log's records as one insert, its body streamed in pieces as it
+    /// is encoded, so the server parses one piece while the next is made.
+    fn insert(&self, t: &Table, records: &[&Record]) -> Result<()> {
+        const PIECE: usize = 4096;
+        let mut ins = self.client.insert_formatted_with(t.insert.clone());
+        let mut scratch = Scratch::default();
+        for piece in records.chunks(PIECE) {
+            let mut body = Vec::with_capacity(piece.len() * 400);
+            for r in piece {
+                Self::encode(t, r, &mut scratch, &mut body);
+            }
+            self.rt.block_on(ins.send(body.into())).map_err(backend)?;
+        }
+        self.rt.block_on(ins.end()).map_err(backend)
+    }
+
+    /// Active partitions on every node, summed over the logs' tables: key,
+    /// server id (the same in every table: a digest of the key), rows, bytes.
     fn parts(&self) -> Result<Vec<(PartKey, String, u64, u64)>> {
-        let (db, table) = self.local.split_once('.').unwrap_or(("default", "events"));
-        let num = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+        let mut args = vec![Arg::Str(self.database.clone())];
+        args.extend(self.tables.iter().map(|t| Arg::Str(t.local_name().to_string())));
+        let marks = vec!["?"; self.tables.len()].join(", ");
+        let sql = format!(
+            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table IN ({marks}) AND active GROUP BY partition, partition_id"
+        );
         let mut all: std::collections::BTreeMap<(PartKey, String), (u64, u64)> = Default::default();
         for node in &self.nodes {
-            let rows = self.fetch_on(
-                node,
-                "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table = ? AND active GROUP BY partition, partition_id",
-                &[Arg::Str(db.into()), Arg::Str(table.into())],
-            )?;
-            for r in &rows {
+            for r in &self.fetch_on(node, &sql, &args)? {
                 let (Some(key), Some(id)) =
                     (r["partition"].as_str().and_then(parse_partition), r["partition_id"].as_str())
                 else {
                     continue;
                 };
                 let e = all.entry((key, id.to_string())).or_default();
-                e.0 += num(&r["r"]);
-                e.1 += num(&r["b"]);
+                e.0 += num(&r["r"]).unwrap_or(0.0) as u64;
+                e.1 += num(&r["b"]).unwrap_or(0.0) as u64;
             }
         }
         Ok(all.into_iter().map(|((k, id), (r, b))| (k, id, r, b)).collect())
@@ -461,20 +576,43 @@ impl ClickHouseStore {
         })
     }
 
-    /// The query as a SQL condition; every leaf is wrapped so that NULL
-    /// (the field is absent) counts as false, as in Tantivy.
-    fn sql(&self, q: &Query, args: &mut Vec<Arg>) -> Result<String> {
+    /// The query as a SQL condition on `t`; every leaf is wrapped so that
+    /// NULL (the field is absent) counts as false, as in Tantivy, and a leaf
+    /// on a field the log lacks is false. Values are checked against the
+    /// catalog whichever table asks.
+    fn sql(&self, q: &Query, t: &Table, args: &mut Vec<Arg>) -> Result<String> {
+        let leaf_field = match q {
+            Query::Term { field, .. }
+            | Query::Wildcard { field, .. }
+            | Query::Range { field, .. }
+            | Query::Cidr { field, .. }
+            | Query::Exists { field } => Some(field),
+            _ => None,
+        };
+        if let Some(field) = leaf_field {
+            if !t.has(field) {
+                // Still checked: a bad value is an error whatever the table.
+                self.sql_leaf(q, &mut Vec::new())?;
+                return Ok("0".into());
+            }
+            return self.sql_leaf(q, args);
+        }
         Ok(match q {
-            Query::All => "1".into(),
             Query::And(v) => {
-                let parts: Result<Vec<String>> = v.iter().map(|x| self.sql(x, args)).collect();
+                let parts: Result<Vec<String>> = v.iter().map(|x| self.sql(x, t, args)).collect();
                 format!("({})", parts?.join(" AND "))
             }
             Query::Or(v) => {
-                let parts: Result<Vec<String>> = v.iter().map(|x| self.sql(x, args)).collect();
+                let parts: Result<Vec<String>> = v.iter().map(|x| self.sql(x, t, args)).collect();
                 format!("({})", parts?.join(" OR "))
             }
-            Query::Not(x) => format!("(NOT {})", self.sql(x, args)?),
+            Query::Not(x) => format!("(NOT {})", self.sql(x, t, args)?),
+            _ => self.sql_leaf(q, args)?,
+        })
+    }
+
+    fn sql_leaf(&self, q: &Query, args: &mut Vec<Arg>) -> Result<String> {
+        Ok(match q {
             Query::Term { field, value } => {
                 let c = column(field);
                 let kind = self.kind(field)?;
@@ -524,6 +662,7 @@ impl ClickHouseStore {
                 format!("ifNull(({}), 0)", parts.join(" AND "))
             }
             Query::Cidr { field, net } => {
+                self.kind(field)?;
                 // Compared as IPv6 (IPv4 mapped), as Tantivy stores them.
                 args.push(Arg::Str(hex16(net.first_address())));
                 args.push(Arg::Str(hex16(net.last_address())));
@@ -548,11 +687,22 @@ impl ClickHouseStore {
                 args.push(Arg::Str(format!("(^|[^[:alnum:]]){}([^[:alnum:]]|$)", body.join("[^[:alnum:]]+"))));
                 "match(_all, ?)".into()
             }
+            Query::All => "1".into(),
+            Query::And(_) | Query::Or(_) | Query::Not(_) => {
+                return Err(StoreError::Backend("a compound query is not a leaf".into()))
+            }
         })
     }
 
-    fn where_clause(&self, q: &Query, from: Option<f64>, to: Option<f64>, args: &mut Vec<Arg>) -> Result<String> {
-        let mut w = self.sql(q, args)?;
+    fn where_clause(
+        &self,
+        q: &Query,
+        t: &Table,
+        from: Option<f64>,
+        to: Option<f64>,
+        args: &mut Vec<Arg>,
+    ) -> Result<String> {
+        let mut w = self.sql(q, t, args)?;
         if let Some(f) = from {
             args.push(Arg::Str(day_of(f)));
             args.push(Arg::F64(f));
@@ -564,6 +714,33 @@ impl ClickHouseStore {
             w = format!("{w} AND _day <= toDate(?) AND _ts < ?");
         }
         Ok(w)
+    }
+
+    /// The rows of every log's table the query can match (and, with
+    /// `field`, that has the field), as `(SELECT … UNION ALL SELECT …)`:
+    /// `select` gives each branch's columns, `cond` is an extra condition.
+    /// None when no table can hold a match.
+    fn union(
+        &self,
+        q: &Query,
+        (from, to): (Option<f64>, Option<f64>),
+        field: Option<&str>,
+        select: &dyn Fn(&Table) -> String,
+        cond: &str,
+        args: &mut Vec<Arg>,
+    ) -> Result<Option<String>> {
+        // A query naming an unknown field or a bad value is refused even
+        // when no table could match it.
+        let mut discard = Vec::new();
+        if let Some(t) = self.tables.first() {
+            self.sql(q, t, &mut discard)?;
+        }
+        let mut branches = Vec::new();
+        for t in self.tables.iter().filter(|t| may_match(q, t) && field.is_none_or(|f| t.has(f))) {
+            let w = self.where_clause(q, t, from, to, args)?;
+            branches.push(format!("SELECT {} FROM {} WHERE {w} AND {cond}", select(t), t.name));
+        }
+        Ok((!branches.is_empty()).then(|| format!("({})", branches.join(" UNION ALL "))))
     }
 }
 
@@ -620,42 +797,71 @@ impl Store for ClickHouseStore {
     }
 
     fn ingest(&self, records: &[Record]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
+        let mut by_log: HashMap<&str, Vec<&Record>> = HashMap::new();
+        for r in records {
+            by_log.entry(r.log.as_str()).or_default().push(r);
         }
-        // The body goes out in pieces as it is encoded, so the server parses
-        // one piece while the next is made: one insert (one part per
-        // partition), two cores busy.
-        const PIECE: usize = 4096;
-        let mut ins = self.client.insert_formatted_with(self.insert.clone());
-        let mut present = Vec::new();
-        for piece in records.chunks(PIECE) {
-            let mut body = Vec::with_capacity(piece.len() * 600);
-            for r in piece {
-                self.encode(r, &mut present, &mut body);
-            }
-            self.rt.block_on(ins.send(body.into())).map_err(backend)?;
+        let mut groups: Vec<(&Table, Vec<&Record>)> =
+            self.tables.iter().filter_map(|t| by_log.remove(t.log).map(|rs| (t, rs))).collect();
+        if let Some(log) = by_log.into_keys().next() {
+            // Validation admits only the catalog's logs.
+            return Err(StoreError::Invalid(format!("unknown log '{log}'")));
         }
-        self.rt.block_on(ins.end()).map_err(backend)
+        // The logs' inserts run side by side, the largest first: each is a
+        // connection and a thread on the server, and encoding is most of
+        // the client's work.
+        groups.sort_by_key(|(_, rs)| std::cmp::Reverse(rs.len()));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(groups.len());
+        if threads <= 1 {
+            return groups.iter().try_for_each(|(t, rs)| self.insert(t, rs));
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((t, rs)) = groups.get(i) else { return Ok(()) };
+                        self.insert(t, rs)?;
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join().unwrap_or_else(|_| Err(StoreError::Backend("an insert thread panicked".into())))
+            })
+        })
     }
 
     fn search(&self, req: &SearchRequest) -> Result<SearchResult> {
         req.check(&self.catalog)?;
-        let mut args = Vec::new();
-        let w = self.where_clause(&req.query, req.from, req.to, &mut args)?;
-        let count = format!("SELECT count() AS n FROM {} WHERE {w}", self.table);
         let c = column(&req.sort.field);
+        let ty = col_type(self.kind(&req.sort.field)?);
+        let sort = |t: &Table| {
+            if t.has(&req.sort.field) {
+                format!("_raw, _ts, `{c}` AS _sort")
+            } else {
+                format!("_raw, _ts, CAST(NULL AS {ty}) AS _sort")
+            }
+        };
+        let mut count_args = Vec::new();
+        let range = (req.from, req.to);
+        let count_from = self.union(&req.query, range, None, &|_| "count() AS n".into(), "1", &mut count_args)?;
+        let mut args = Vec::new();
+        let rows_from = self.union(&req.query, range, None, &sort, "1", &mut args)?;
+        let (Some(count_from), Some(rows_from)) = (count_from, rows_from) else {
+            return Ok(SearchResult { total: 0, hits: Vec::new() });
+        };
+        let count = format!("SELECT sum(n) AS n FROM {count_from}");
         let dir = if req.sort.descending { "DESC" } else { "ASC" };
         // Records without the sort field last; ties in time order, then by
         // content, so pages are stable.
         let page = format!(
-            "SELECT _raw FROM {} WHERE {w} ORDER BY isNull(`{c}`), `{c}` {dir}, _ts {dir}, _raw LIMIT {} OFFSET {}",
-            self.table, req.limit, req.offset
+            "SELECT _raw FROM {rows_from} ORDER BY isNull(_sort), _sort {dir}, _ts {dir}, _raw LIMIT {} OFFSET {}",
+            req.limit, req.offset
         );
-        let mut out = self.fetch_all(&[(&count, &args), (&page, &args)])?.into_iter();
+        let mut out = self.fetch_all(&[(&count, &count_args), (&page, &args)])?.into_iter();
         let (total, rows) = (out.next().unwrap_or_default(), out.next().unwrap_or_default());
-        let total =
-            total.first().and_then(|r| r["n"].as_str().and_then(|s| s.parse().ok()).or(r["n"].as_u64())).unwrap_or(0);
+        let total = total.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) as u64;
         let hits = rows
             .iter()
             .map(|r| serde_json::from_str(r["_raw"].as_str().unwrap_or("null")).unwrap_or(Value::Null))
@@ -666,10 +872,8 @@ impl Store for ClickHouseStore {
     fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult> {
         agg.check(&self.catalog)?;
         super::check_range(from, to)?;
+        let range = (from, to);
         let mut args = Vec::new();
-        let w = self.where_clause(query, from, to, &mut args)?;
-        let t = &self.table;
-        let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
         Ok(match agg {
             Agg::Terms { field, size } => {
                 let c = column(field);
@@ -680,9 +884,11 @@ impl Store for ClickHouseStore {
                     _ => format!("toString(`{c}`)"),
                 };
                 let cond = if kind == Kind::StrSet { "1".to_string() } else { format!("isNotNull(`{c}`)") };
-                let sql = format!(
-                    "SELECT {key} AS k, count() AS n FROM {t} WHERE {w} AND {cond} GROUP BY k ORDER BY n DESC, k ASC LIMIT {size}"
-                );
+                let Some(rows) = self.union(query, range, Some(field), &|_| format!("{key} AS k"), &cond, &mut args)?
+                else {
+                    return Ok(AggResult::Buckets(Vec::new()));
+                };
+                let sql = format!("SELECT k, count() AS n FROM {rows} GROUP BY k ORDER BY n DESC, k ASC LIMIT {size}");
                 let rows = self.fetch(&sql, &args)?;
                 AggResult::Buckets(
                     rows.iter()
@@ -695,11 +901,12 @@ impl Store for ClickHouseStore {
             }
             Agg::Histogram { interval_secs } => {
                 // Binds follow the text: the SELECT's before the WHERE's.
-                let mut a2 = vec![Arg::F64(*interval_secs), Arg::F64(*interval_secs)];
-                a2.extend(args.iter().cloned());
-                let sql =
-                    format!("SELECT floor(_ts / ?) * ? AS b, count() AS n FROM {t} WHERE {w} GROUP BY b ORDER BY b");
-                let rows = self.fetch(&sql, &a2)?;
+                args = vec![Arg::F64(*interval_secs), Arg::F64(*interval_secs)];
+                let Some(rows) = self.union(query, range, None, &|_| "_ts".into(), "1", &mut args)? else {
+                    return Ok(AggResult::Buckets(Vec::new()));
+                };
+                let sql = format!("SELECT floor(_ts / ?) * ? AS b, count() AS n FROM {rows} GROUP BY b ORDER BY b");
+                let rows = self.fetch(&sql, &args)?;
                 AggResult::Buckets(
                     rows.iter()
                         .map(|r| {
@@ -712,11 +919,16 @@ impl Store for ClickHouseStore {
             }
             Agg::Stats { field } => {
                 let c = column(field);
-                let sql = format!(
-                    "SELECT count(`{c}`) AS n, sum(`{c}`) AS s, avg(`{c}`) AS a, min(`{c}`) AS lo, max(`{c}`) AS hi FROM {t} WHERE {w}"
-                );
-                let rows = self.fetch(&sql, &args)?;
-                let r = rows.first().cloned().unwrap_or(Value::Null);
+                let rows = self.union(query, range, Some(field), &|_| format!("`{c}` AS v"), "1", &mut args)?;
+                let r = match rows {
+                    Some(rows) => {
+                        let sql = format!(
+                            "SELECT count(v) AS n, sum(v) AS s, avg(v) AS a, min(v) AS lo, max(v) AS hi FROM {rows}"
+                        );
+                        self.fetch(&sql, &args)?.first().cloned().unwrap_or(Value::Null)
+                    }
+                    None => Value::Null,
+                };
                 let count = num(&r["n"]).unwrap_or(0.0) as u64;
                 let opt = |v: &Value| if count == 0 { None } else { num(v).filter(|f| f.is_finite()) };
                 AggResult::Stats {
@@ -731,9 +943,15 @@ impl Store for ClickHouseStore {
                 let c = column(field);
                 let expr =
                     if self.kind(field)? == Kind::StrSet { format!("arrayJoin(`{c}`)") } else { format!("`{c}`") };
-                let sql = format!("SELECT uniqExact({expr}) AS n FROM {t} WHERE {w}");
-                let rows = self.fetch(&sql, &args)?;
-                AggResult::Value { value: rows.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) as u64 }
+                let rows = self.union(query, range, Some(field), &|_| format!("{expr} AS v"), "1", &mut args)?;
+                let value = match rows {
+                    Some(rows) => {
+                        let rows = self.fetch(&format!("SELECT uniqExact(v) AS n FROM {rows}"), &args)?;
+                        rows.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) as u64
+                    }
+                    None => 0,
+                };
+                AggResult::Value { value }
             }
         })
     }
@@ -758,8 +976,10 @@ impl Store for ClickHouseStore {
             return Err(StoreError::Backend(format!("unexpected partition id '{id}'")));
         }
         for node in &self.nodes {
-            // A node without that day drops nothing and says nothing.
-            self.exec_on(node, &format!("ALTER TABLE {} DROP PARTITION ID '{id}'", self.local), &[])?;
+            for t in self.tables.iter().filter(|t| t.class == class) {
+                // A table without that day drops nothing and says nothing.
+                self.exec_on(node, &format!("ALTER TABLE {} DROP PARTITION ID '{id}'", t.local), &[])?;
+            }
         }
         Ok(true)
     }
@@ -773,8 +993,7 @@ impl Store for ClickHouseStore {
             &format!("SELECT count() AS n FROM {} WHERE sensor = ? AND id = ?", self.batches()),
             &[Arg::Str(sensor.into()), Arg::Str(id.into())],
         )?;
-        let n = rows.first().and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())));
-        Ok(n.unwrap_or(0) > 0)
+        Ok(rows.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) > 0.0)
     }
 
     fn remember_batch(&self, sensor: &str, id: &str) -> Result<()> {
@@ -787,30 +1006,32 @@ impl Store for ClickHouseStore {
 
     fn delete(&self, query: &Query) -> Result<u64> {
         let mut args = Vec::new();
-        let w = self.sql(query, &mut args)?;
-        let n = self.fetch(&format!("SELECT count() AS n FROM {} WHERE {w}", self.table), &args)?;
-        let n = n
-            .first()
-            .and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())))
-            .unwrap_or(0);
+        let Some(rows) = self.union(query, (None, None), None, &|_| "count() AS n".into(), "1", &mut args)? else {
+            return Ok(0);
+        };
+        let n = self.fetch(&format!("SELECT sum(n) AS n FROM {rows}"), &args)?;
+        let n = n.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) as u64;
+        if n == 0 {
+            return Ok(0);
+        }
+        for t in self.tables.iter().filter(|t| may_match(query, t)) {
+            let mut args = Vec::new();
+            let w = self.sql(query, t, &mut args)?;
+            for node in &self.nodes {
+                self.exec_on(node, &format!("ALTER TABLE {} DELETE WHERE {w}", t.local), &args)?;
+            }
+        }
         // Mutations run in the background; wait for them so the effect is
         // visible when this returns.
-        for node in &self.nodes {
-            self.exec_on(node, &format!("ALTER TABLE {} DELETE WHERE {w}", self.local), &args)?;
-        }
-        let table = Arg::Str(self.local_name().to_string());
+        let db = Arg::Str(self.database.clone());
         for node in &self.nodes {
             for _ in 0..600 {
                 let pending = self.fetch_on(
                     node,
-                    "SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND table = ?",
-                    std::slice::from_ref(&table),
+                    "SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND database = ?",
+                    std::slice::from_ref(&db),
                 )?;
-                let left = pending
-                    .first()
-                    .and_then(|r| r["n"].as_u64().or_else(|| r["n"].as_str().and_then(|s| s.parse().ok())))
-                    .unwrap_or(0);
-                if left == 0 {
+                if pending.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) == 0.0 {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
@@ -841,9 +1062,14 @@ mod tests {
 
     #[test]
     fn ddl_follows_the_catalog() {
-        let d = ddl(&Catalog::new(), "db.events");
+        let d = ddl(&Catalog::new(), "conn", "db.events_conn");
         assert!(d.contains("`id_orig_h` Nullable(String)"));
         assert!(d.contains("`tunnel_parents` Array(String)"));
         assert!(d.contains("PARTITION BY (_class, _day)"));
+        // A log's table has its own fields only.
+        assert!(!d.contains("`query`"), "dns.log's query is not a conn column");
+        let dns = columns(&Catalog::new(), "dns");
+        assert!(dns.iter().any(|(n, _)| n == "query"));
+        assert!(dns.len() < 60, "{} columns", dns.len());
     }
 }

@@ -84,6 +84,14 @@ impl Record {
     /// `to_json` serialised, without copying the fields first: both stores
     /// keep this text whole beside their indexes.
     pub fn raw_json(&self) -> String {
+        let mut out = Vec::new();
+        self.write_raw_json(&mut out);
+        // serde_json writes UTF-8.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// `raw_json` appended to a buffer.
+    pub fn write_raw_json(&self, out: &mut Vec<u8>) {
         struct Raw<'a>(&'a Record);
         impl Serialize for Raw<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -99,17 +107,30 @@ impl Record {
             }
         }
         // Writing a map of strings and JSON values to memory cannot fail.
-        serde_json::to_string(&Raw(self)).unwrap_or_default()
+        let _ = serde_json::to_writer(out, &Raw(self));
     }
 
     /// The words of every text value, for free-text search.
     pub fn all_text(&self) -> String {
         let mut out = String::new();
+        self.write_all_text(&mut out);
+        out
+    }
+
+    /// `all_text` appended to a buffer.
+    pub fn write_all_text(&self, out: &mut String) {
+        let start = out.len();
         let mut push = |s: &str| {
-            if !out.is_empty() {
+            if out.len() > start {
                 out.push(' ');
             }
-            out.push_str(&s.to_lowercase());
+            // Most values are ASCII: lower-cased in place, without the
+            // allocation of `to_lowercase`.
+            if s.is_ascii() {
+                out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+            } else {
+                out.push_str(&s.to_lowercase());
+            }
         };
         for v in self.fields.values() {
             match v {
@@ -118,7 +139,6 @@ impl Record {
                 _ => {}
             }
         }
-        out
     }
 }
 
@@ -135,10 +155,10 @@ fn value_fits(kind: Kind, v: &Value) -> bool {
 
 /// Text of a value for text columns (numbers in a text field keep their
 /// JSON form: ssh.log's `version` 2 is "2").
-pub fn text_of(v: &Value) -> Option<String> {
+pub fn text_of(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
+        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
         _ => None,
     }
 }

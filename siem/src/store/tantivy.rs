@@ -198,13 +198,13 @@ impl TantivyStore {
             match kind {
                 Kind::Str => {
                     if let Some(s) = text_of(v) {
-                        doc.add_text(field, s);
+                        doc.add_text(field, &s);
                     }
                 }
                 Kind::StrSet => {
                     for x in v.as_array().into_iter().flatten() {
                         if let Some(s) = text_of(x) {
-                            doc.add_text(field, s);
+                            doc.add_text(field, &s);
                         }
                     }
                 }
