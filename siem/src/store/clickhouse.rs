@@ -589,6 +589,12 @@ impl ClickHouseStore {
             | Query::Exists { field } => Some(field),
             _ => None,
         };
+        if let Query::Term { field, value } = q {
+            if field == LOG_FIELD {
+                // Every row of a log's table has that log: no column to read.
+                return Ok(if *value == t.log { "1" } else { "0" }.into());
+            }
+        }
         if let Some(field) = leaf_field {
             if !t.has(field) {
                 // Still checked: a bad value is an error whatever the table.
@@ -616,6 +622,16 @@ impl ClickHouseStore {
             Query::Term { field, value } => {
                 let c = column(field);
                 let kind = self.kind(field)?;
+                if kind == Kind::Addr {
+                    // The 16 bytes, as Tantivy compares them (an IPv4
+                    // address equals its IPv4-mapped IPv6 form), and a fixed
+                    // width compares faster than text.
+                    self.typed(field, value)?;
+                    let ip: IpAddr =
+                        value.parse().map_err(|_| StoreError::Invalid(format!("'{value}' is not an address")))?;
+                    args.push(Arg::Str(hex16(ip)));
+                    return Ok(format!("ifNull(`{}` = unhex(?), 0)", bin_column(field)));
+                }
                 args.push(self.typed(field, value)?);
                 if kind == Kind::StrSet {
                     format!("has(`{c}`, ?)")
