@@ -349,6 +349,39 @@ fn clickhouse_conforms() {
     run_suite(&store);
 }
 
+/// A batch retried after part of it was stored (the SIEM died between the
+/// records and its ledger line, or one log's insert failed, or a cluster
+/// insert reached one shard) ends up stored once.
+fn retried_batches_are_stored_once(store: &ClickHouseStore) {
+    let all = records();
+    let total = || store.search(&SearchRequest::new(Query::All)).unwrap().total;
+    store.ingest_batch(&all, Some("s1 b1")).unwrap();
+    store.ingest_batch(&all, Some("s1 b1")).unwrap();
+    assert_eq!(total(), 36, "the whole batch again");
+    let conn: Vec<Record> = all.iter().filter(|r| r.log == "conn").cloned().collect();
+    store.ingest_batch(&conn, Some("s1 b2")).unwrap();
+    assert_eq!(total(), 36 + 30);
+    store.ingest_batch(&all, Some("s1 b2")).unwrap();
+    assert_eq!(total(), 72, "the logs that had not gone through");
+    let day1: Vec<Record> = conn.iter().filter(|r| r.day() == "2023-11-14").cloned().collect();
+    assert_eq!(day1.len(), 10);
+    store.ingest_batch(&day1[..4], Some("s1 b3")).unwrap();
+    store.ingest_batch(&all, Some("s1 b3")).unwrap();
+    assert_eq!(total(), 108, "part of a log's day replaced whole");
+    let c0 = store.search(&SearchRequest::new(q("uid:C0"))).unwrap();
+    assert_eq!(c0.total, 3, "one copy per batch");
+    // Another batch, or no batch id, is stored.
+    store.ingest_batch(&all, Some("s2 b1")).unwrap();
+    store.ingest(&all).unwrap();
+    assert_eq!(total(), 180);
+}
+
+#[test]
+fn clickhouse_stores_a_retried_batch_once() {
+    let ch = ClickHouse::start();
+    retried_batches_are_stored_once(&ch.store("citysoc_retry"));
+}
+
 /// Two shards of a cluster on loopback, each a ClickHouse server of its own,
 /// both knowing the cluster `citysoc_test`.
 fn two_shards() -> (ClickHouse, ClickHouse) {
@@ -398,6 +431,7 @@ fn a_two_shard_clickhouse_cluster_conforms() {
     assert_eq!(parts, records().len() as u64);
     // The whole suite through the Distributed table, from the other node.
     run_suite(&cluster_store(&b, &a, "citysoc_cluster"));
+    retried_batches_are_stored_once(&cluster_store(&a, &b, "citysoc_retry"));
 }
 
 #[test]

@@ -206,6 +206,7 @@ pub fn columns(catalog: &Catalog, log: &str) -> Vec<(String, String)> {
         ("_sensor".into(), "String".into()),
         ("_all".into(), "String".into()),
         ("_raw".into(), "String".into()),
+        ("_batch".into(), "String".into()),
     ];
     for f in log_fields(catalog, log) {
         cols.push((column(&f.path), col_type(f.kind).into()));
@@ -337,7 +338,7 @@ impl ClickHouseStore {
             .iter()
             .map(|l| {
                 let name = format!("{db}.events_{}", l.name);
-                let mut names: Vec<String> = ["_class", "_day", "_ts", "_log", "_sensor", "_all", "_raw"]
+                let mut names: Vec<String> = ["_class", "_day", "_ts", "_log", "_sensor", "_all", "_raw", "_batch"]
                     .iter()
                     .map(|c| format!("`{c}`"))
                     .collect();
@@ -484,7 +485,7 @@ impl ClickHouseStore {
 
     /// Appends a record to a `RowBinary` body in the order of its table's
     /// insert columns: the server reads typed bytes instead of parsing JSON.
-    fn encode<'r>(t: &Table, r: &'r Record, scratch: &mut Scratch<'r>, out: &mut Vec<u8>) {
+    fn encode<'r>(t: &Table, r: &'r Record, batch: &str, scratch: &mut Scratch<'r>, out: &mut Vec<u8>) {
         put_str(out, t.class.name());
         // Validation keeps ts within 1970..2100, inside Date's range.
         out.extend_from_slice(&((r.ts / 86_400.0).floor() as u16).to_le_bytes());
@@ -498,6 +499,7 @@ impl ClickHouseStore {
         r.write_raw_json(&mut scratch.raw);
         put_varint(out, scratch.raw.len() as u64);
         out.extend_from_slice(&scratch.raw);
+        put_str(out, batch);
         let present = &mut scratch.present;
         present.clear();
         for (k, v) in &r.fields {
@@ -521,18 +523,108 @@ impl ClickHouseStore {
 
     /// One log's records as one insert, its body streamed in pieces as it
     /// is encoded, so the server parses one piece while the next is made.
-    fn insert(&self, t: &Table, records: &[&Record]) -> Result<()> {
+    fn insert(&self, t: &Table, records: &[&Record], batch: &str) -> Result<()> {
         const PIECE: usize = 4096;
         let mut ins = self.client.insert_formatted_with(t.insert.clone());
         let mut scratch = Scratch::default();
         for piece in records.chunks(PIECE) {
             let mut body = Vec::with_capacity(piece.len() * 400);
             for r in piece {
-                Self::encode(t, r, &mut scratch, &mut body);
+                Self::encode(t, r, batch, &mut scratch, &mut body);
             }
             self.rt.block_on(ins.send(body.into())).map_err(backend)?;
         }
         self.rt.block_on(ins.end()).map_err(backend)
+    }
+
+    /// The records of a batch not stored yet. A log's records of one day are
+    /// one part on each shard, written whole or not at all: a (log, day)
+    /// with all its rows is skipped, one with none is kept, and one with
+    /// some (a cluster insert that reached some shards) has them deleted
+    /// and is stored again. The lookup reads the batch's time span only.
+    fn not_stored<'r>(
+        &self,
+        groups: Vec<(&'r Table, Vec<&'r Record>)>,
+        batch: &str,
+    ) -> Result<Vec<(&'r Table, Vec<&'r Record>)>> {
+        let (mut branches, mut args) = (Vec::new(), Vec::new());
+        for (t, rs) in &groups {
+            let lo = rs.iter().map(|r| r.ts).fold(f64::INFINITY, f64::min);
+            let hi = rs.iter().map(|r| r.ts).fold(f64::NEG_INFINITY, f64::max);
+            branches.push(format!(
+                "SELECT _log AS l, toString(_day) AS d, count() AS n FROM {} WHERE _day >= toDate(?) AND _day <= toDate(?) AND _ts >= ? AND _ts <= ? AND _batch = ? GROUP BY _log, _day",
+                t.name
+            ));
+            args.extend([Arg::Str(day_of(lo)), Arg::Str(day_of(hi)), Arg::F64(lo), Arg::F64(hi)]);
+            args.push(Arg::Str(batch.to_string()));
+        }
+        if branches.is_empty() {
+            return Ok(groups);
+        }
+        let found: HashMap<(String, String), u64> = self
+            .fetch(&format!("SELECT l, d, n FROM ({})", branches.join(" UNION ALL ")), &args)?
+            .iter()
+            .map(|r| {
+                let key = (r["l"].as_str().unwrap_or("").to_string(), r["d"].as_str().unwrap_or("").to_string());
+                (key, num(&r["n"]).unwrap_or(0.0) as u64)
+            })
+            .collect();
+        if found.is_empty() {
+            return Ok(groups);
+        }
+        let mut out = Vec::new();
+        let mut partial = false;
+        for (t, rs) in groups {
+            let mut days: std::collections::BTreeMap<String, Vec<&Record>> = Default::default();
+            for r in rs {
+                days.entry(r.day()).or_default().push(r);
+            }
+            let mut keep = Vec::new();
+            for (day, rs) in days {
+                match found.get(&(t.log.to_string(), day.clone())).copied().unwrap_or(0) {
+                    0 => keep.extend(rs),
+                    n if n == rs.len() as u64 => {}
+                    _ => {
+                        for node in &self.nodes {
+                            self.exec_on(
+                                node,
+                                &format!("ALTER TABLE {} DELETE WHERE _day = toDate(?) AND _batch = ?", t.local),
+                                &[Arg::Str(day.clone()), Arg::Str(batch.to_string())],
+                            )?;
+                        }
+                        partial = true;
+                        keep.extend(rs);
+                    }
+                }
+            }
+            if !keep.is_empty() {
+                out.push((t, keep));
+            }
+        }
+        if partial {
+            self.wait_mutations()?;
+        }
+        Ok(out)
+    }
+
+    /// Mutations run in the background; waiting for them makes their effect
+    /// visible when the call that made them returns.
+    fn wait_mutations(&self) -> Result<()> {
+        let db = Arg::Str(self.database.clone());
+        for node in &self.nodes {
+            for _ in 0..600 {
+                let pending = self.fetch_on(
+                    node,
+                    "SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND database = ?",
+                    std::slice::from_ref(&db),
+                )?;
+                if pending.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) == 0.0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 
     /// Active partitions on every node, summed over the logs' tables: key,
@@ -813,6 +905,13 @@ impl Store for ClickHouseStore {
     }
 
     fn ingest(&self, records: &[Record]) -> Result<()> {
+        self.ingest_batch(records, None)
+    }
+
+    /// With a batch named, each row carries the name, and the parts of the
+    /// batch already stored (a retry after a crash between the records and
+    /// the ledger, or after one log's insert failed) are not stored again.
+    fn ingest_batch(&self, records: &[Record], batch: Option<&str>) -> Result<()> {
         let mut by_log: HashMap<&str, Vec<&Record>> = HashMap::new();
         for r in records {
             by_log.entry(r.log.as_str()).or_default().push(r);
@@ -823,13 +922,17 @@ impl Store for ClickHouseStore {
             // Validation admits only the catalog's logs.
             return Err(StoreError::Invalid(format!("unknown log '{log}'")));
         }
+        if let Some(b) = batch {
+            groups = self.not_stored(groups, b)?;
+        }
+        let batch = batch.unwrap_or("");
         // The logs' inserts run side by side, the largest first: each is a
         // connection and a thread on the server, and encoding is most of
         // the client's work.
         groups.sort_by_key(|(_, rs)| std::cmp::Reverse(rs.len()));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(groups.len());
         if threads <= 1 {
-            return groups.iter().try_for_each(|(t, rs)| self.insert(t, rs));
+            return groups.iter().try_for_each(|(t, rs)| self.insert(t, rs, batch));
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
@@ -838,7 +941,7 @@ impl Store for ClickHouseStore {
                     s.spawn(|| loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some((t, rs)) = groups.get(i) else { return Ok(()) };
-                        self.insert(t, rs)?;
+                        self.insert(t, rs, batch)?;
                     })
                 })
                 .collect();
@@ -1037,22 +1140,7 @@ impl Store for ClickHouseStore {
                 self.exec_on(node, &format!("ALTER TABLE {} DELETE WHERE {w}", t.local), &args)?;
             }
         }
-        // Mutations run in the background; wait for them so the effect is
-        // visible when this returns.
-        let db = Arg::Str(self.database.clone());
-        for node in &self.nodes {
-            for _ in 0..600 {
-                let pending = self.fetch_on(
-                    node,
-                    "SELECT count() AS n FROM system.mutations WHERE is_done = 0 AND database = ?",
-                    std::slice::from_ref(&db),
-                )?;
-                if pending.first().and_then(|r| num(&r["n"])).unwrap_or(0.0) == 0.0 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
+        self.wait_mutations()?;
         Ok(n)
     }
 }

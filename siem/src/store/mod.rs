@@ -403,10 +403,10 @@ pub trait Store: Send + Sync {
     /// Deletes the records a query matches; returns how many.
     fn delete(&self, query: &Query) -> Result<u64>;
     fn name(&self) -> &'static str;
-    /// Stores the records of one ingest batch: as `ingest`, and a store
-    /// that can (Tantivy) names the batch in the same commit as its
-    /// records, so a crash between storing them and writing the API's
-    /// ledger cannot make a retry store them twice.
+    /// Stores the records of one ingest batch: as `ingest`, and the batch
+    /// named with them (Tantivy in the commit, ClickHouse on every row), so
+    /// a crash between storing them and writing the API's ledger cannot
+    /// make a retry store them twice.
     fn ingest_batch(&self, records: &[Record], _batch: Option<&str>) -> Result<()> {
         self.ingest(records)
     }
