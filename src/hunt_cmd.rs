@@ -53,7 +53,14 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     for e in &errors {
         eprintln!("model not loaded: {e}");
     }
-    let store = crate::serve_cmd::open_store(&args.data, args.clickhouse.as_deref(), &args.database, 64, None)?;
+    let store = crate::serve_cmd::open_store(
+        &args.data,
+        args.clickhouse.as_deref(),
+        &args.database,
+        64,
+        None,
+        Default::default(),
+    )?;
     let report =
         citysoc::hunt::hunt(store.as_ref(), from, to, &models, cfg.aggregate_window_secs, cfg.max_open_alerts)?;
     let mut out: Box<dyn Write> = match &args.out {

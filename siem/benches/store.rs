@@ -12,7 +12,7 @@
 use serde_json::json;
 use siem::query::parse;
 use siem::schema::Catalog;
-use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
+use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore, Compression};
 use siem::store::tantivy::{TantivyConfig, TantivyStore};
 use siem::store::{Agg, Record, SearchRequest, Store};
 use std::net::TcpListener;
@@ -239,6 +239,11 @@ fn main() {
             user: None,
             password: None,
             cluster: None,
+            // `CITYSOC_BENCH_CH_COMPRESSION=none` sends plain bytes.
+            compression: match std::env::var("CITYSOC_BENCH_CH_COMPRESSION").as_deref() {
+                Ok("none") => Compression::None,
+                _ => Compression::Lz4,
+            },
         };
         stores.push((Box::new(ClickHouseStore::open(&cfg).unwrap()), Some(ch.child.id())));
     } else {

@@ -127,7 +127,9 @@ impl Record {
             // Most values are ASCII: lower-cased in place, without the
             // allocation of `to_lowercase`.
             if s.is_ascii() {
-                out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
+                let at = out.len();
+                out.push_str(s);
+                out[at..].make_ascii_lowercase();
             } else {
                 out.push_str(&s.to_lowercase());
             }
