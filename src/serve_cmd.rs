@@ -33,7 +33,7 @@ pub struct ServeArgs {
     /// docs/clickhouse-cluster.md).
     #[arg(long, requires_all = ["clickhouse", "clickhouse_node"])]
     clickhouse_cluster: Option<String>,
-    /// How records travel to ClickHouse: `lz4` (a third of the bytes) or
+    /// How records travel to ClickHouse: `lz4` (fewer bytes on the wire) or
     /// `none` (less CPU on both sides, for one machine or a fast LAN).
     #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"], requires = "clickhouse")]
     clickhouse_compression: String,

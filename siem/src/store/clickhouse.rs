@@ -42,7 +42,7 @@ pub struct ClickHouseConfig {
 /// How inserts and answers travel to and from the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Compression {
-    /// LZ4 blocks: a third of the bytes on the wire, for a client and a
+    /// LZ4 blocks: fewer bytes on the wire, for a client and a
     /// server a network apart.
     #[default]
     Lz4,
