@@ -706,12 +706,8 @@ impl ClickHouseStore {
             }
         }
         if let Some(field) = leaf_field {
-            if !t.has(field) {
-                // Still checked: a bad value is an error whatever the table.
-                self.sql_leaf(q, &mut Vec::new())?;
-                return Ok("0".into());
-            }
-            return self.sql_leaf(q, args);
+            // `check` has refused bad values whatever the table.
+            return if t.has(field) { self.sql_leaf(q, args) } else { Ok("0".into()) };
         }
         Ok(match q {
             Query::And(v) => {
@@ -725,6 +721,16 @@ impl ClickHouseStore {
             Query::Not(x) => format!("(NOT {})", self.sql(x, t, args)?),
             _ => self.sql_leaf(q, args)?,
         })
+    }
+
+    /// Refuses a query naming an unknown field or a bad value, whichever
+    /// tables it could match (none, even).
+    fn check(&self, q: &Query) -> Result<()> {
+        match q {
+            Query::And(v) | Query::Or(v) => v.iter().try_for_each(|x| self.check(x)),
+            Query::Not(x) => self.check(x),
+            _ => self.sql_leaf(q, &mut Vec::new()).map(drop),
+        }
     }
 
     fn sql_leaf(&self, q: &Query, args: &mut Vec<Arg>) -> Result<String> {
@@ -855,12 +861,7 @@ impl ClickHouseStore {
         cond: &str,
         args: &mut Vec<Arg>,
     ) -> Result<Option<String>> {
-        // A query naming an unknown field or a bad value is refused even
-        // when no table could match it.
-        let mut discard = Vec::new();
-        if let Some(t) = self.tables.first() {
-            self.sql(q, t, &mut discard)?;
-        }
+        self.check(q)?;
         let mut branches = Vec::new();
         for t in self.tables.iter().filter(|t| may_match(q, t) && field.is_none_or(|f| t.has(f))) {
             let w = self.where_clause(q, t, from, to, args)?;
