@@ -174,6 +174,8 @@ const QUERIES: &[(&str, u64)] = &[
     ("id.orig_h:10.1.0.0/24", 11),
     ("id.orig_h:10.1.2.4", 0),
     ("id.orig_h:10.1.2.2", 1),
+    ("id.orig_h:203.0.113.*", 1),
+    ("id.orig_h:10.1.?.2*", 12),
     ("id.resp_h:2001:db8::/32", 6),
     ("id.resp_h:\"2001:db8::80\"", 6),
     ("local_orig:false", 8),

@@ -2,11 +2,17 @@
 //! `<data>/tantivy/<class>/<YYYY-MM-DD>/`, so retention drops whole
 //! directories and searches visit only the days in their time range.
 //!
-//! Every catalog field is indexed by type (text as raw terms, addresses as
-//! IP fields, counts, numbers, booleans) with a fast column for sorting and
-//! aggregation; addresses also as text for terms aggregations and
-//! wildcards; all text values together in a tokenized `_all` field for free
-//! text; and the record itself, stored, as returned by searches.
+//! Every catalog field is a fast column (text, addresses, counts,
+//! numbers, booleans), which searches, sorts and aggregations read; only
+//! free text has an inverted index: all text values together in a
+//! tokenized `_all` field. The record itself is stored, as returned by
+//! searches.
+//!
+//! Why columns rather than a term index per field: most fields of network
+//! records have one value per record or nearly (`uid`, `ts`, addresses,
+//! ports, byte counts), so a term index per field spends most of the
+//! indexing time on terms that match one record each, and a field lookup
+//! over a day's column takes milliseconds (see the README's figures).
 
 use super::{
     parts_in_range, text_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result, SearchRequest,
@@ -25,10 +31,11 @@ use tantivy::aggregation::intermediate_agg_result::IntermediateAggregationResult
 use tantivy::aggregation::{AggContextParams, AggregationLimitsGuard, DistributedAggregationCollector};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ExistsQuery, Occur, PhraseQuery, Query as TQuery, RangeQuery, RegexQuery, TermQuery,
+    doc_predicate_query::{ConstOrVariableSegmentPredicate, DocPredicate, DocPredicateQuery, SegmentDocPredicate},
+    AllQuery, AllScorer, BooleanQuery, ExistsQuery, Occur, PhraseQuery, Query as TQuery, RangeQuery, TermQuery,
 };
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, INDEXED, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, INDEXED, STORED,
 };
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -47,8 +54,6 @@ impl Default for TantivyConfig {
 struct Fields {
     schema: Schema,
     by_path: BTreeMap<String, (Field, Kind)>,
-    /// Addresses as text, for terms and wildcards.
-    addr_text: BTreeMap<String, Field>,
     all: Field,
     raw: Field,
 }
@@ -59,17 +64,15 @@ const RAW: &str = "_raw";
 fn build_schema(catalog: &Catalog) -> Fields {
     let mut b = Schema::builder();
     let mut by_path = BTreeMap::new();
-    let mut addr_text = BTreeMap::new();
     for f in &catalog.fields {
         let name = column(&f.path);
         let field = match f.kind {
-            Kind::Str | Kind::StrSet => b.add_text_field(&name, STRING | FAST),
-            Kind::Addr => {
-                addr_text.insert(f.path.clone(), b.add_text_field(&format!("{name}__s"), STRING | FAST));
-                b.add_ip_addr_field(&name, INDEXED | FAST)
-            }
-            Kind::Count => b.add_u64_field(&name, INDEXED | FAST),
-            Kind::Float => b.add_f64_field(&name, INDEXED | FAST),
+            Kind::Str | Kind::StrSet => b.add_text_field(&name, FAST),
+            Kind::Addr => b.add_ip_addr_field(&name, FAST),
+            Kind::Count => b.add_u64_field(&name, FAST),
+            Kind::Float => b.add_f64_field(&name, FAST),
+            // Tantivy reads no ranges over boolean columns; two terms
+            // cost nothing to index.
             Kind::Bool => b.add_bool_field(&name, INDEXED | FAST),
         };
         by_path.insert(f.path.clone(), (field, f.kind));
@@ -83,7 +86,102 @@ fn build_schema(catalog: &Catalog) -> Fields {
         ),
     );
     let raw = b.add_text_field(RAW, STORED);
-    Fields { schema: b.build(), by_path, addr_text, all, raw }
+    Fields { schema: b.build(), by_path, all, raw }
+}
+
+/// A wildcard on a field, matched against its fast column: for text, the
+/// terms of each segment's dictionary the pattern accepts, then each
+/// document's term numbers; for addresses, each distinct address of a
+/// segment written out once.
+struct Wildcard {
+    col: String,
+    kind: Kind,
+    re: Arc<tantivy_fst::Regex>,
+}
+
+impl std::fmt::Debug for Wildcard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wildcard").field("col", &self.col).finish_non_exhaustive()
+    }
+}
+
+fn accepts(re: &tantivy_fst::Regex, bytes: &[u8]) -> bool {
+    use tantivy_fst::Automaton;
+    let mut state = re.start();
+    for &b in bytes {
+        if !re.can_match(&state) {
+            return false;
+        }
+        state = re.accept(&state, b);
+    }
+    re.is_match(&state)
+}
+
+enum WildcardSegment {
+    Text {
+        col: tantivy::columnar::StrColumn,
+        ords: Vec<u64>,
+    },
+    Addr {
+        col: tantivy::columnar::Column<Ipv6Addr>,
+        re: Arc<tantivy_fst::Regex>,
+        seen: std::collections::HashMap<Ipv6Addr, bool>,
+    },
+}
+
+impl SegmentDocPredicate for WildcardSegment {
+    fn eval(&mut self, doc: tantivy::DocId) -> bool {
+        match self {
+            WildcardSegment::Text { col, ords } => col.term_ords(doc).any(|o| ords.binary_search(&o).is_ok()),
+            WildcardSegment::Addr { col, re, seen } => col.values_for_doc(doc).any(|ip| {
+                *seen.entry(ip).or_insert_with(|| {
+                    // As the address is written everywhere else: IPv4 in
+                    // dotted form, not as its mapped IPv6 form.
+                    let text = match ip.to_ipv4_mapped() {
+                        Some(v4) => v4.to_string(),
+                        None => ip.to_string(),
+                    };
+                    accepts(re, text.as_bytes())
+                })
+            }),
+        }
+    }
+}
+
+impl DocPredicate for Wildcard {
+    type SegmentDocPredicate = WildcardSegment;
+
+    fn doc_predicate(
+        &self,
+        seg: &tantivy::SegmentReader,
+    ) -> tantivy::Result<ConstOrVariableSegmentPredicate<WildcardSegment>> {
+        let all = || Box::new(AllScorer::new(seg.max_doc())) as Box<dyn tantivy::DocSet>;
+        let ff = seg.fast_fields();
+        let predicate = if self.kind == Kind::Addr {
+            let Some(col) = ff.column_opt::<Ipv6Addr>(&self.col)? else {
+                return Ok(ConstOrVariableSegmentPredicate::Const(false));
+            };
+            WildcardSegment::Addr { col, re: Arc::clone(&self.re), seen: Default::default() }
+        } else {
+            let Some(col) = ff.str(&self.col)? else {
+                return Ok(ConstOrVariableSegmentPredicate::Const(false));
+            };
+            let mut ords = Vec::new();
+            let mut terms = col.dictionary().search(self.re.as_ref()).into_stream()?;
+            while terms.advance() {
+                ords.push(terms.term_ord());
+            }
+            if ords.is_empty() {
+                return Ok(ConstOrVariableSegmentPredicate::Const(false));
+            }
+            WildcardSegment::Text { col, ords }
+        };
+        Ok(ConstOrVariableSegmentPredicate::Variable { predicate, necessary_condition: all() })
+    }
+}
+
+fn wildcard(col: String, kind: Kind, re: Arc<tantivy_fst::Regex>) -> Box<dyn TQuery> {
+    Box::new(DocPredicateQuery::from(Wildcard { col, kind, re }))
 }
 
 struct Day {
@@ -211,9 +309,6 @@ impl TantivyStore {
                 Kind::Addr => {
                     if let Some(ip) = v.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
                         doc.add_ip_addr(field, v6(ip));
-                        if let Some(&t) = f.addr_text.get(path) {
-                            doc.add_text(t, ip.to_string());
-                        }
                     }
                 }
                 Kind::Count => {
@@ -281,16 +376,22 @@ impl TantivyStore {
                 (Occur::MustNot, self.translate(x)?),
             ])),
             Query::Term { field, value } => {
-                Box::new(TermQuery::new(self.typed_term(field, value)?, IndexRecordOption::Basic))
+                // A range of one value is what Tantivy reads a fast column
+                // with, whether or not scores are asked for.
+                let t = self.typed_term(field, value)?;
+                if self.field(field)?.1 == Kind::Bool {
+                    Box::new(TermQuery::new(t, IndexRecordOption::Basic))
+                } else {
+                    Box::new(RangeQuery::new(Bound::Included(t.clone()), Bound::Included(t)))
+                }
             }
             Query::Wildcard { field, pattern } => {
-                let (f, kind) = self.field(field)?;
-                let target =
-                    if kind == Kind::Addr { self.fields.addr_text.get(field).copied().unwrap_or(f) } else { f };
+                let (_, kind) = self.field(field)?;
                 let re = crate::query::wildcard_regex(pattern);
-                // Tantivy's regex matches whole terms: no anchors.
+                // The automaton matches whole terms: no anchors.
                 let body = re.trim_start_matches('^').trim_end_matches('$');
-                Box::new(RegexQuery::from_pattern(body, target).map_err(|e| StoreError::Invalid(e.to_string()))?)
+                let re = Arc::new(tantivy_fst::Regex::new(body).map_err(|e| StoreError::Invalid(e.to_string()))?);
+                wildcard(column(field), kind, re)
             }
             Query::Range { field, lo, hi } => {
                 let b = |x: &QBound| -> Result<Bound<Term>> {
@@ -467,8 +568,8 @@ impl Store for TantivyStore {
         super::check_range(from, to)?;
         let q = self.with_time(query, from, to)?;
         let name = |f: &str| -> Result<String> {
-            let (_, kind) = self.field(f)?;
-            Ok(if kind == Kind::Addr { format!("{}__s", column(f)) } else { column(f) })
+            self.field(f)?;
+            Ok(column(f))
         };
         let req = match agg {
             Agg::Terms { field, size } => {
