@@ -13,7 +13,7 @@
 //! parsed into this AST, checked against the field catalog, and translated
 //! per backend; user text never reaches SQL or a query parser as text.
 
-use crate::schema::{Catalog, Kind};
+use crate::schema::{Catalog, Kind, IDENTIFIERS};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -225,7 +225,7 @@ impl<'a> P<'a> {
         }
         if r.starts_with('"') {
             let words = self.phrase()?;
-            return Ok(Query::Text { words });
+            return Ok(self.free_text(words));
         }
         let start = self.pos;
         let word = self.word();
@@ -245,7 +245,29 @@ impl<'a> P<'a> {
         if tokens(&word).is_empty() {
             return Ok(Query::All);
         }
-        Ok(Query::Text { words: vec![word] })
+        Ok(self.free_text(vec![word]))
+    }
+
+    /// Free text, and where the text is one address or one identifier, the
+    /// fields that hold those: they are not in the free-text index (one
+    /// value per record, or nearly, costs more to index than it helps), so
+    /// the word is matched against them whole.
+    fn free_text(&self, words: Vec<String>) -> Query {
+        let text = Query::Text { words };
+        let Query::Text { words } = &text else { return text };
+        let [word] = words.as_slice() else { return text };
+        let fields: Vec<&str> = if word.parse::<IpAddr>().is_ok() {
+            self.catalog.fields.iter().filter(|f| f.kind == Kind::Addr).map(|f| f.path.as_str()).collect()
+        } else if word.chars().all(char::is_alphanumeric) {
+            // A community ID is never one word (`1:...=`): searched by field.
+            IDENTIFIERS.iter().copied().filter(|f| *f != "community_id").collect()
+        } else {
+            return text;
+        };
+        let word = word.clone();
+        let mut any = vec![text];
+        any.extend(fields.into_iter().map(|f| Query::Term { field: f.to_string(), value: word.clone() }));
+        Query::Or(any)
     }
 
     fn word(&mut self) -> String {
@@ -462,6 +484,7 @@ mod tests {
 
     #[test]
     fn forms() {
+        let c = Catalog::new();
         assert_eq!(p("").unwrap(), Query::All);
         assert_eq!(
             p("id.orig_h:10.1.0.0/16").unwrap(),
@@ -475,6 +498,16 @@ mod tests {
         assert!(matches!(p("NOT (a OR b)").unwrap(), Query::Not(_)));
         assert_eq!(p("\"Evil Corp\"").unwrap(), Query::Text { words: vec!["Evil Corp".into()] });
         assert_eq!(p("uid:*").unwrap(), Query::Exists { field: "uid".into() });
+        // An address or an identifier as free text is also matched whole
+        // against the fields that hold them, which the free-text index
+        // leaves out.
+        let Query::Or(any) = p("10.1.2.3").unwrap() else { panic!("an address is also a term") };
+        assert_eq!(any[0], Query::Text { words: vec!["10.1.2.3".into()] });
+        assert!(any.contains(&Query::Term { field: "id.resp_h".into(), value: "10.1.2.3".into() }));
+        assert!(any[1..].iter().all(|t| matches!(t, Query::Term { field, .. } if c.kind(field) == Some(Kind::Addr))));
+        let Query::Or(any) = p("CHhAvVGS1DHFjwGM9").unwrap() else { panic!("a word is also an identifier") };
+        assert!(any.contains(&Query::Term { field: "uid".into(), value: "CHhAvVGS1DHFjwGM9".into() }));
+        assert!(matches!(p("/index.html").unwrap(), Query::Text { .. }), "not one word: free text only");
         assert_eq!(p("uri:\"/a b\"").unwrap(), Query::Term { field: "uri".into(), value: "/a b".into() });
     }
 

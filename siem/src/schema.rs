@@ -3,7 +3,7 @@
 //! both derived from this, so the two stores cannot drift apart.
 
 use schema::{FieldType, CATALOG};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// How a field is stored and searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,13 @@ impl Kind {
     }
 }
 
+/// Fields that name a connection, file or flow: unique or nearly to each
+/// record, meaningless as words. Free text leaves them out of its index
+/// and matches a word against them whole instead (see `query`), so a pasted
+/// uid still finds its records.
+pub const IDENTIFIERS: &[&str] =
+    &["uid", "fuid", "uids", "fuids", "orig_fuids", "resp_fuids", "tunnel_parents", "community_id"];
+
 /// Fields every stored record has besides its log's own.
 pub const LOG_FIELD: &str = "_log";
 pub const SENSOR_FIELD: &str = "_sensor";
@@ -54,12 +61,17 @@ pub struct Field {
     /// Logs that have the field.
     pub logs: Vec<&'static str>,
     pub doc: &'static str,
+    /// Whether its words go into the free-text index: text that is not an
+    /// identifier. Addresses are matched by free text through their
+    /// columns.
+    pub free_text: bool,
 }
 
 #[derive(Clone, Debug)]
 pub struct Catalog {
     pub fields: Vec<Field>,
-    by_path: BTreeMap<String, usize>,
+    /// Looked up for every field of every record stored: a fast hash.
+    by_path: HashMap<String, usize, foldhash::fast::FixedState>,
 }
 
 impl Default for Catalog {
@@ -74,10 +86,22 @@ impl Catalog {
     /// stored as text.
     pub fn new() -> Catalog {
         let mut fields: Vec<Field> = vec![
-            Field { path: LOG_FIELD.into(), kind: Kind::Str, logs: vec![], doc: "the log the record belongs to" },
-            Field { path: SENSOR_FIELD.into(), kind: Kind::Str, logs: vec![], doc: "the sensor that sent the record" },
+            Field {
+                path: LOG_FIELD.into(),
+                kind: Kind::Str,
+                logs: vec![],
+                doc: "the log the record belongs to",
+                free_text: false,
+            },
+            Field {
+                path: SENSOR_FIELD.into(),
+                kind: Kind::Str,
+                logs: vec![],
+                doc: "the sensor that sent the record",
+                free_text: false,
+            },
         ];
-        let mut by_path: BTreeMap<String, usize> =
+        let mut by_path: HashMap<String, usize, foldhash::fast::FixedState> =
             fields.iter().enumerate().map(|(i, f)| (f.path.clone(), i)).collect();
         for log in CATALOG {
             for f in log.fields {
@@ -92,16 +116,30 @@ impl Catalog {
                     }
                     None => {
                         by_path.insert(f.path.to_string(), fields.len());
-                        fields.push(Field { path: f.path.to_string(), kind, logs: vec![log.name], doc: f.doc });
+                        fields.push(Field {
+                            path: f.path.to_string(),
+                            kind,
+                            logs: vec![log.name],
+                            doc: f.doc,
+                            free_text: false,
+                        });
                     }
                 }
             }
+        }
+        for f in &mut fields[2..] {
+            f.free_text = matches!(f.kind, Kind::Str | Kind::StrSet) && !IDENTIFIERS.contains(&f.path.as_str());
         }
         Catalog { fields, by_path }
     }
 
     pub fn kind(&self, path: &str) -> Option<Kind> {
         self.by_path.get(path).map(|&i| self.fields[i].kind)
+    }
+
+    /// Whether a field's words go into the free-text index.
+    pub fn free_text(&self, path: &str) -> bool {
+        self.field(path).is_some_and(|f| f.free_text)
     }
 
     pub fn field(&self, path: &str) -> Option<&Field> {
@@ -130,6 +168,9 @@ mod tests {
         assert_eq!(c.kind("ts"), Some(Kind::Float));
         assert_eq!(c.kind("version"), Some(Kind::Str), "number in ssh.log, text in ssl.log");
         assert_eq!(c.kind("tunnel_parents"), Some(Kind::StrSet));
+        assert!(c.free_text("query") && c.free_text("answers"));
+        assert!(!c.free_text("uid") && !c.free_text("id.orig_h") && !c.free_text("orig_bytes"));
+        assert!(IDENTIFIERS.iter().all(|f| c.field(f).is_some()), "every identifier is a catalog field");
         assert!(c.field("uid").unwrap().logs.len() > 10);
         // Column names are unique after the dot mapping.
         let mut cols: Vec<String> = c.fields.iter().map(|f| column(&f.path)).collect();

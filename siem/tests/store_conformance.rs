@@ -189,6 +189,13 @@ const QUERIES: &[(&str, u64)] = &[
     ("duckdns", 1),
     ("\"evil corp\"", 1),
     ("portal", 3),
+    // Addresses and identifiers are matched whole; an address inside text
+    // (a DNS answer) still by its words.
+    ("10.1.0.9", 2),
+    ("\"203.0.113.5\"", 1),
+    ("CH1", 1),
+    ("ct2", 0),
+    ("CT2", 5),
     ("NOT _log:conn", 6),
     ("-_log:conn -_log:dns", 4),
     ("_log:conn AND NOT conn_state:SF AND id.resp_p:443", 5),

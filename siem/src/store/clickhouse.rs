@@ -503,7 +503,14 @@ impl ClickHouseStore {
 
     /// Appends a record to a `RowBinary` body in the order of its table's
     /// insert columns: the server reads typed bytes instead of parsing JSON.
-    fn encode<'r>(t: &Table, r: &'r Record, batch: &str, scratch: &mut Scratch<'r>, out: &mut Vec<u8>) {
+    fn encode<'r>(
+        catalog: &Catalog,
+        t: &Table,
+        r: &'r Record,
+        batch: &str,
+        scratch: &mut Scratch<'r>,
+        out: &mut Vec<u8>,
+    ) {
         put_str(out, t.class.name());
         // Validation keeps ts within 1970..2100, inside Date's range.
         out.extend_from_slice(&((r.ts / 86_400.0).floor() as u16).to_le_bytes());
@@ -511,7 +518,7 @@ impl ClickHouseStore {
         put_str(out, &r.log);
         put_str(out, &r.sensor);
         scratch.text.clear();
-        r.write_all_text(&mut scratch.text);
+        r.write_all_text(catalog, &mut scratch.text);
         put_str(out, &scratch.text);
         scratch.raw.clear();
         r.write_raw_json(&mut scratch.raw);
@@ -548,7 +555,7 @@ impl ClickHouseStore {
         for piece in records.chunks(PIECE) {
             let mut body = Vec::with_capacity(piece.len() * 400);
             for r in piece {
-                Self::encode(t, r, batch, &mut scratch, &mut body);
+                Self::encode(&self.catalog, t, r, batch, &mut scratch, &mut body);
             }
             self.rt.block_on(ins.send(body.into())).map_err(backend)?;
         }

@@ -110,15 +110,16 @@ impl Record {
         let _ = serde_json::to_writer(out, &Raw(self));
     }
 
-    /// The words of every text value, for free-text search.
-    pub fn all_text(&self) -> String {
+    /// The words of the record's free-text fields (text that is not an
+    /// identifier: `Catalog::free_text`), for free-text search.
+    pub fn all_text(&self, catalog: &Catalog) -> String {
         let mut out = String::new();
-        self.write_all_text(&mut out);
+        self.write_all_text(catalog, &mut out);
         out
     }
 
     /// `all_text` appended to a buffer.
-    pub fn write_all_text(&self, out: &mut String) {
+    pub fn write_all_text(&self, catalog: &Catalog, out: &mut String) {
         let start = out.len();
         let mut push = |s: &str| {
             if out.len() > start {
@@ -134,7 +135,10 @@ impl Record {
                 out.push_str(&s.to_lowercase());
             }
         };
-        for v in self.fields.values() {
+        for (k, v) in &self.fields {
+            if !catalog.free_text(k) {
+                continue;
+            }
             match v {
                 Value::String(s) => push(s),
                 Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(&mut push),
