@@ -272,21 +272,23 @@ fn main() {
             cpu_server += s;
             cpu += cpu_secs(me) - c + s;
         }
-        if store.name() == "tantivy" {
-            // Merges the writer started go on after the last commit; their
-            // CPU is part of ingesting. Counted until the process is idle.
-            let c = cpu_secs(me);
-            let mut last = c;
-            for _ in 0..240 {
-                std::thread::sleep(Duration::from_millis(500));
-                let now = cpu_secs(me);
-                if now - last < 0.02 {
-                    break;
-                }
-                last = now;
+        // Merges started by the last batches (Tantivy's writer, the
+        // ClickHouse server) go on after them: their CPU is part of
+        // ingesting, counted until the processes are idle, and queries
+        // then run against the settled store.
+        let busy = || cpu_secs(me) + server.map_or(0.0, cpu_secs);
+        let (settle, settle_server) = (busy(), server.map_or(0.0, cpu_secs));
+        let mut last = settle;
+        for _ in 0..240 {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = busy();
+            if now - last < 0.02 {
+                break;
             }
-            cpu += cpu_secs(me) - c;
+            last = now;
         }
+        cpu += busy() - settle;
+        cpu_server += server.map_or(0.0, cpu_secs) - settle_server;
         let rate = n as f64 / spent.as_secs_f64();
         per_core.push(format!(
             "{}: {rate:.0} records/s using {:.2} cores = {:.0} records/s per core (CPU {cpu:.1} s{})",

@@ -81,16 +81,8 @@ impl Record {
         Value::Object(m)
     }
 
-    /// `to_json` serialised, without copying the fields first: both stores
-    /// keep this text whole beside their indexes.
-    pub fn raw_json(&self) -> String {
-        let mut out = Vec::new();
-        self.write_raw_json(&mut out);
-        // serde_json writes UTF-8.
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// `raw_json` appended to a buffer.
+    /// `to_json` serialised to a buffer, without copying the fields first:
+    /// both stores keep this text whole beside their indexes.
     pub fn write_raw_json(&self, out: &mut Vec<u8>) {
         struct Raw<'a>(&'a Record);
         impl Serialize for Raw<'_> {
@@ -111,14 +103,7 @@ impl Record {
     }
 
     /// The words of the record's free-text fields (text that is not an
-    /// identifier: `Catalog::free_text`), for free-text search.
-    pub fn all_text(&self, catalog: &Catalog) -> String {
-        let mut out = String::new();
-        self.write_all_text(catalog, &mut out);
-        out
-    }
-
-    /// `all_text` appended to a buffer.
+    /// identifier: `Catalog::free_text`), appended to a buffer.
     pub fn write_all_text(&self, catalog: &Catalog, out: &mut String) {
         let start = out.len();
         let mut push = |s: &str| {
@@ -466,7 +451,9 @@ mod tests {
         let c = Catalog::new();
         let fields = serde_json::json!({"ts": 1.5, "uid": "C\"1<", "id.orig_h": "10.0.0.1", "orig_bytes": 7});
         let r = Record::validate(&c, "conn", "s\n1", fields.as_object().unwrap().clone()).unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&r.raw_json()).unwrap(), r.to_json());
+        let mut raw = Vec::new();
+        r.write_raw_json(&mut raw);
+        assert_eq!(serde_json::from_slice::<Value>(&raw).unwrap(), r.to_json());
     }
 
     #[test]

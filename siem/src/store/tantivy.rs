@@ -295,9 +295,16 @@ impl TantivyStore {
         Ok(self.days.lock().map_err(backend)?.keys().cloned().collect())
     }
 
-    fn doc(&self, r: &Record) -> TantivyDocument {
+    /// The record as a document; `text` and `raw` are scratch buffers
+    /// reused across a batch's records.
+    fn doc(&self, r: &Record, text: &mut String, raw: &mut Vec<u8>) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
+        for (path, value) in [(LOG_FIELD, &r.log), (SENSOR_FIELD, &r.sensor)] {
+            if let Some(&(field, _)) = f.by_path.get(path) {
+                doc.add_text(field, value);
+            }
+        }
         let mut put = |path: &str, v: &Value| {
             let Some(&(field, kind)) = f.by_path.get(path) else { return };
             match kind {
@@ -335,13 +342,16 @@ impl TantivyStore {
                 }
             }
         };
-        put(LOG_FIELD, &Value::String(r.log.clone()));
-        put(SENSOR_FIELD, &Value::String(r.sensor.clone()));
         for (k, v) in &r.fields {
             put(k, v);
         }
-        doc.add_text(f.all, r.all_text(&self.catalog));
-        doc.add_text(f.raw, r.raw_json());
+        text.clear();
+        r.write_all_text(&self.catalog, text);
+        doc.add_text(f.all, &*text);
+        raw.clear();
+        r.write_raw_json(raw);
+        // serde_json writes UTF-8.
+        doc.add_text(f.raw, std::str::from_utf8(raw).unwrap_or_default());
         doc
     }
 
@@ -478,7 +488,8 @@ impl Store for TantivyStore {
         for (day, recs) in by_day {
             // Documents are built outside the partition's lock: concurrent
             // batches build theirs at once.
-            let docs: Vec<TantivyDocument> = recs.iter().map(|r| self.doc(r)).collect();
+            let (mut text, mut raw) = (String::new(), Vec::new());
+            let docs: Vec<TantivyDocument> = recs.iter().map(|r| self.doc(r, &mut text, &mut raw)).collect();
             let part = self.day(&day)?;
             let mine = {
                 let mut d = part.lock().map_err(backend)?;
