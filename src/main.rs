@@ -93,8 +93,14 @@ fn main() -> ExitCode {
         Cmd::Generate(args) => generate(args),
         Cmd::Replay(args) => replay(args),
         Cmd::Rules(cmd) => rules_cmd::run(cmd),
-        Cmd::Serve(args) => serve_cmd::run(args),
-        Cmd::Demo(args) => serve_cmd::demo(args),
+        Cmd::Serve(args) => {
+            siem::no_transparent_huge_pages();
+            serve_cmd::run(args)
+        }
+        Cmd::Demo(args) => {
+            siem::no_transparent_huge_pages();
+            serve_cmd::demo(args)
+        }
         Cmd::Hunt(args) => hunt_cmd::run(args),
         Cmd::Pcap(args) => pcap_cmd::run(args),
         Cmd::Evidence(cmd) => pcap_cmd::evidence(cmd),

@@ -167,6 +167,10 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 fn main() {
+    // As `citysoc serve` runs; `CITYSOC_BENCH_THP=on` leaves huge pages on.
+    if std::env::var("CITYSOC_BENCH_THP").as_deref() != Ok("on") {
+        siem::no_transparent_huge_pages();
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench");
     let n: usize = if quick {
