@@ -264,9 +264,20 @@ impl TantivyStore {
         let path = self.path_of(key);
         std::fs::create_dir_all(&path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         let dir = tantivy::directory::MmapDirectory::open(&path).map_err(backend)?;
-        let index = Index::open_or_create(dir, self.fields.schema.clone()).map_err(backend)?;
+        let layout = |e: String| {
+            StoreError::Backend(format!(
+                "{}: {e}: the partition was written with another index layout (another version of citysoc); \
+                 move it out of the data directory and ingest its records again",
+                path.display()
+            ))
+        };
+        let index = match Index::open_or_create(dir, self.fields.schema.clone()) {
+            Ok(index) => index,
+            Err(tantivy::TantivyError::SchemaError(e)) => return Err(layout(e)),
+            Err(e) => return Err(backend(e)),
+        };
         if index.schema() != self.fields.schema {
-            return Err(StoreError::Backend(format!("{}: index schema differs from the catalog", path.display())));
+            return Err(layout("schema differs from the catalog".into()));
         }
         let batches: std::collections::VecDeque<String> = index
             .load_metas()
@@ -712,5 +723,23 @@ impl Store for TantivyStore {
             d.reader.reload().map_err(backend)?;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_of_another_layout_is_named_with_what_to_do() {
+        let data = tempfile::tempdir().unwrap();
+        let part = data.path().join("tantivy/flows/2024-01-01");
+        std::fs::create_dir_all(&part).unwrap();
+        let mut b = Schema::builder();
+        b.add_text_field("uid", tantivy::schema::STRING);
+        Index::create_in_dir(&part, b.build()).unwrap();
+        let err = TantivyStore::open(data.path(), TantivyConfig::default()).err().expect("another layout is refused");
+        let msg = err.to_string();
+        assert!(msg.contains("2024-01-01") && msg.contains("another index layout"), "{msg}");
     }
 }
