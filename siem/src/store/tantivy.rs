@@ -3,10 +3,10 @@
 //! directories and searches visit only the days in their time range.
 //!
 //! Every catalog field is a fast column (text, addresses, counts,
-//! numbers, booleans), which searches, sorts and aggregations read; only
-//! free text has an inverted index: all text values together in a
-//! tokenized `_all` field. The record itself is stored, as returned by
-//! searches.
+//! numbers, booleans), which searches, sorts and aggregations read. The
+//! only term indexes are the two terms of each boolean field and `_all`:
+//! the words of the free-text fields (`Catalog::free_text`), tokenized.
+//! The record itself is stored, as returned by searches.
 //!
 //! Why columns rather than a term index per field: most fields of network
 //! records have one value per record or nearly (`uid`, `ts`, addresses,
@@ -118,15 +118,8 @@ fn accepts(re: &tantivy_fst::Regex, bytes: &[u8]) -> bool {
 }
 
 enum WildcardSegment {
-    Text {
-        col: tantivy::columnar::StrColumn,
-        ords: Vec<u64>,
-    },
-    Addr {
-        col: tantivy::columnar::Column<Ipv6Addr>,
-        re: Arc<tantivy_fst::Regex>,
-        seen: std::collections::HashMap<Ipv6Addr, bool>,
-    },
+    Text { col: tantivy::columnar::StrColumn, ords: Vec<u64> },
+    Addr { col: tantivy::columnar::Column<Ipv6Addr>, re: Arc<tantivy_fst::Regex>, seen: HashMap<Ipv6Addr, bool> },
 }
 
 impl SegmentDocPredicate for WildcardSegment {
