@@ -253,21 +253,19 @@ impl<'a> P<'a> {
     /// value per record, or nearly, costs more to index than it helps), so
     /// the word is matched against them whole.
     fn free_text(&self, words: Vec<String>) -> Query {
-        let text = Query::Text { words };
-        let Query::Text { words } = &text else { return text };
-        let [word] = words.as_slice() else { return text };
-        let fields: Vec<&str> = if word.parse::<IpAddr>().is_ok() {
-            self.catalog.fields.iter().filter(|f| f.kind == Kind::Addr).map(|f| f.path.as_str()).collect()
-        } else if word.chars().all(char::is_alphanumeric) {
+        let fields: Vec<&str> = match words.as_slice() {
+            [w] if w.parse::<IpAddr>().is_ok() => {
+                self.catalog.fields.iter().filter(|f| f.kind == Kind::Addr).map(|f| f.path.as_str()).collect()
+            }
             // A community ID is never one word (`1:...=`): searched by field.
-            IDENTIFIERS.iter().copied().filter(|f| *f != "community_id").collect()
-        } else {
-            return text;
+            [w] if w.chars().all(char::is_alphanumeric) => {
+                IDENTIFIERS.iter().copied().filter(|f| *f != "community_id").collect()
+            }
+            _ => return Query::Text { words },
         };
-        let word = word.clone();
-        let mut any = vec![text];
-        any.extend(fields.into_iter().map(|f| Query::Term { field: f.to_string(), value: word.clone() }));
-        Query::Or(any)
+        let terms: Vec<Query> =
+            fields.into_iter().map(|f| Query::Term { field: f.to_string(), value: words[0].clone() }).collect();
+        Query::Or(std::iter::once(Query::Text { words }).chain(terms).collect())
     }
 
     fn word(&mut self) -> String {
