@@ -161,9 +161,20 @@ pub struct YaraScanner {
     pub errors: u64,
 }
 
+type Scanner<'r> = yara_x::Scanner<'r>;
+
+self_cell::self_cell!(
+    /// A scanner together with the rule set it borrows: the slot holds the
+    /// set alive while the scanner lives, and both go when the slot does.
+    struct OwnedScanner {
+        owner: Arc<YaraSet>,
+        #[not_covariant]
+        dependent: Scanner,
+    }
+);
+
 thread_local! {
-    static SCANNERS: std::cell::RefCell<Vec<(usize, yara_x::Scanner<'static>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static SCANNERS: std::cell::RefCell<Vec<OwnedScanner>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 const MAX_PATTERNS_REPORTED: usize = 8;
@@ -181,47 +192,52 @@ impl YaraScanner {
     pub fn scan(&mut self, data: &[u8], out: &mut Vec<YaraHit>) {
         self.scans += 1;
         self.scanned_bytes += data.len() as u64;
-        let key = Arc::as_ptr(&self.set) as usize;
         let ok = SCANNERS.with(|cell| {
             let mut slots = cell.borrow_mut();
-            let i = match slots.iter().position(|(k, _)| *k == key) {
+            let i = match slots.iter().position(|s| Arc::ptr_eq(s.borrow_owner(), &self.set)) {
                 Some(i) => i,
                 None => {
-                    let mut sc = yara_x::Scanner::new(pin_rules(&self.set));
-                    sc.set_timeout(Duration::from_secs(2));
-                    sc.max_matches_per_pattern(64);
-                    slots.push((key, sc));
+                    // A set only the slots still hold was replaced by a
+                    // reload: its scanner and rules go now.
+                    slots.retain(|s| Arc::strong_count(s.borrow_owner()) > 1);
+                    slots.push(OwnedScanner::new(Arc::clone(&self.set), |set| {
+                        let mut sc = yara_x::Scanner::new(&set.rules);
+                        sc.set_timeout(Duration::from_secs(2));
+                        sc.max_matches_per_pattern(64);
+                        sc
+                    }));
                     slots.len() - 1
                 }
             };
-            let Some((_, scanner)) = slots.get_mut(i) else { return false };
-            let Ok(res) = scanner.scan(data) else {
-                // A timeout on hostile data: counted, not retried.
-                return false;
-            };
-            for r in res.matching_rules() {
-                let mut patterns = Vec::new();
-                for p in r.patterns() {
-                    for m in p.matches() {
-                        if patterns.len() >= MAX_PATTERNS_REPORTED {
-                            break;
+            let Some(slot) = slots.get_mut(i) else { return false };
+            slot.with_dependent_mut(|_, scanner| {
+                let Ok(res) = scanner.scan(data) else {
+                    return false;
+                };
+                for r in res.matching_rules() {
+                    let mut patterns = Vec::new();
+                    for p in r.patterns() {
+                        for m in p.matches() {
+                            if patterns.len() >= MAX_PATTERNS_REPORTED {
+                                break;
+                            }
+                            let ex: String = m
+                                .data()
+                                .iter()
+                                .take(EXCERPT_BYTES)
+                                .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
+                                .collect();
+                            patterns.push(PatternHit {
+                                pattern: p.identifier().to_string(),
+                                offset: m.range().start,
+                                excerpt: ex,
+                            });
                         }
-                        let ex: String = m
-                            .data()
-                            .iter()
-                            .take(EXCERPT_BYTES)
-                            .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' })
-                            .collect();
-                        patterns.push(PatternHit {
-                            pattern: p.identifier().to_string(),
-                            offset: m.range().start,
-                            excerpt: ex,
-                        });
                     }
+                    out.push(YaraHit { rule: format!("{}:{}", r.namespace(), r.identifier()), patterns });
                 }
-                out.push(YaraHit { rule: format!("{}:{}", r.namespace(), r.identifier()), patterns });
-            }
-            true
+                true
+            })
         });
         if !ok {
             self.errors += 1;
@@ -229,12 +245,37 @@ impl YaraScanner {
     }
 }
 
-/// A `'static` borrow of the compiled rules, for a scanner.
-fn pin_rules(set: &Arc<YaraSet>) -> &'static yara_x::Rules {
-    // yara-x's Scanner borrows its Rules. Each worker's scanner lives as long
-    // as the worker, and the process keeps the rule set for its whole run,
-    // so one leaked Arc clone per worker (a pointer, not a copy of the
-    // rules) is the simple, safe way to give the borrow a static lifetime.
-    let pinned: &'static Arc<YaraSet> = Box::leak(Box::new(Arc::clone(set)));
-    &pinned.rules
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(dir: &Path, text: &str) -> Arc<YaraSet> {
+        std::fs::write(dir.join("r.yar"), text).unwrap();
+        let (set, errors) = load(&[dir.to_path_buf()]);
+        assert!(errors.is_empty(), "{errors:?}");
+        set.unwrap()
+    }
+
+    #[test]
+    fn a_replaced_rule_set_is_freed_by_the_next_scan_with_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = set(dir.path(), "rule a { strings: $x = \"camera\" condition: $x }");
+        let weak = Arc::downgrade(&old);
+        let mut hits = Vec::new();
+        let mut sc = YaraScanner::new(old);
+        sc.scan(b"a camera feed", &mut hits);
+        assert_eq!(hits.len(), 1);
+        drop(sc);
+        assert!(weak.upgrade().is_some(), "the thread's scanner still holds it");
+
+        let new = set(dir.path(), "rule b { strings: $x = \"sensor\" condition: $x }");
+        let mut sc = YaraScanner::new(new);
+        hits.clear();
+        sc.scan(b"a camera feed", &mut hits);
+        assert!(hits.is_empty());
+        assert!(weak.upgrade().is_none(), "the replaced set and its scanner are gone");
+        sc.scan(b"a water-level sensor", &mut hits);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(sc.errors, 0);
+    }
 }
