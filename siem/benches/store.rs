@@ -291,11 +291,13 @@ fn main() {
             }
             last = now;
         }
-        cpu += busy() - settle;
+        let after = busy() - settle;
+        cpu += after;
         cpu_server += server.map_or(0.0, cpu_secs) - settle_server;
         let rate = n as f64 / spent.as_secs_f64();
         per_core.push(format!(
-            "{}: {rate:.0} records/s using {:.2} cores = {:.0} records/s per core (CPU {cpu:.1} s{})",
+            "{}: {rate:.0} records/s using {:.2} cores = {:.0} records/s per core (CPU {cpu:.1} s{}; \
+             {after:.1} s of it merging after the last batch)",
             store.name(),
             cpu / spent.as_secs_f64(),
             n as f64 / cpu.max(0.01),

@@ -39,6 +39,14 @@ use tantivy::schema::{
 };
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+/// A partition's layout, written beside its index: what the schema does not
+/// say, such as how column dictionaries are encoded (plain blocks since
+/// layout 2: compressing them cost more indexing, merging and search time
+/// than the few percent of disk it saved, see the README), so that a
+/// partition another version wrote is refused at open, naming it.
+const LAYOUT: &str = "2";
+const LAYOUT_FILE: &str = "citysoc-layout";
+
 #[derive(Clone, Debug)]
 pub struct TantivyConfig {
     /// Indexing memory per open day.
@@ -264,6 +272,20 @@ impl TantivyStore {
                 path.display()
             ))
         };
+        let marker = path.join(LAYOUT_FILE);
+        let existing = path.join("meta.json").exists();
+        if existing {
+            match std::fs::read_to_string(&marker) {
+                Ok(v) if v.trim() == LAYOUT => {}
+                Ok(v) => return Err(layout(format!("layout {} where this version writes {LAYOUT}", v.trim()))),
+                Err(_) => return Err(layout(format!("no {LAYOUT_FILE} file"))),
+            }
+        } else {
+            // Before the index: a crash between the two leaves a marker
+            // and no index, which the next open treats as new.
+            std::fs::write(&marker, LAYOUT)
+                .map_err(|source| StoreError::Io { path: marker.display().to_string(), source })?;
+        }
         let index = match Index::open_or_create(dir, self.fields.schema.clone()) {
             Ok(index) => index,
             Err(tantivy::TantivyError::SchemaError(e)) => return Err(layout(e)),
@@ -734,5 +756,28 @@ mod tests {
         let err = TantivyStore::open(data.path(), TantivyConfig::default()).err().expect("another layout is refused");
         let msg = err.to_string();
         assert!(msg.contains("2024-01-01") && msg.contains("another index layout"), "{msg}");
+    }
+
+    #[test]
+    fn a_partition_without_this_layout_marker_is_refused() {
+        let data = tempfile::tempdir().unwrap();
+        let store = TantivyStore::open(data.path(), TantivyConfig::default()).unwrap();
+        let c = Catalog::new();
+        let fields = serde_json::json!({"ts": 1.5e9, "uid": "C1", "id.orig_h": "10.0.0.1"});
+        let r = Record::validate(&c, "conn", "s1", fields.as_object().unwrap().clone()).unwrap();
+        store.ingest(&[r]).unwrap();
+        drop(store);
+        let marker = std::fs::read_dir(data.path().join("tantivy/flows"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join(LAYOUT_FILE);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), LAYOUT);
+        assert!(TantivyStore::open(data.path(), TantivyConfig::default()).is_ok(), "its own layout opens");
+        std::fs::remove_file(&marker).unwrap();
+        let err = TantivyStore::open(data.path(), TantivyConfig::default()).err().expect("refused");
+        assert!(err.to_string().contains("another index layout"), "{err}");
     }
 }
