@@ -73,8 +73,9 @@ struct Table {
     /// the fixed columns, in `kinds`' order.
     insert: String,
     kinds: Vec<Kind>,
-    /// Field path → (index in `kinds`, kind).
-    slots: HashMap<String, (usize, Kind)>,
+    /// Field path → (index in `kinds`, kind, whether its words go to
+    /// `_all`): looked up for every field of every record inserted.
+    slots: HashMap<String, (usize, Kind, bool), foldhash::fast::FixedState>,
 }
 
 impl Table {
@@ -139,18 +140,27 @@ fn encode_value(out: &mut Vec<u8>, kind: Kind, v: Option<&Value>) {
             }
             None => null(out),
         },
-        Kind::Addr => match v.and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok()) {
-            Some(ip) => {
+        Kind::Addr => match v.and_then(Value::as_str) {
+            // Rust's parser takes IPv4 only in its one canonical form (no
+            // leading zeros, four parts): such text is stored as it came.
+            Some(s) if s.parse::<std::net::Ipv4Addr>().is_ok() => {
                 out.push(0);
-                // The canonical form, as queries write it; formatted on the
-                // stack (an address is at most 45 characters).
-                let mut buf = [0u8; 64];
-                let mut w = std::io::Cursor::new(&mut buf[..]);
-                let _ = write!(w, "{ip}");
-                let n = w.position() as usize;
-                put_varint(out, n as u64);
-                out.extend_from_slice(&buf[..n]);
+                put_str(out, s);
             }
+            Some(s) => match s.parse::<IpAddr>() {
+                Ok(ip) => {
+                    out.push(0);
+                    // The canonical form, as queries write it; formatted on
+                    // the stack (an address is at most 45 characters).
+                    let mut buf = [0u8; 64];
+                    let mut w = std::io::Cursor::new(&mut buf[..]);
+                    let _ = write!(w, "{ip}");
+                    let n = w.position() as usize;
+                    put_varint(out, n as u64);
+                    out.extend_from_slice(&buf[..n]);
+                }
+                Err(_) => null(out),
+            },
             None => null(out),
         },
         Kind::Count => match v.and_then(Value::as_u64) {
@@ -360,9 +370,9 @@ impl ClickHouseStore {
                     .iter()
                     .map(|c| format!("`{c}`"))
                     .collect();
-                let (mut kinds, mut slots) = (Vec::new(), HashMap::new());
+                let (mut kinds, mut slots) = (Vec::new(), HashMap::default());
                 for f in log_fields(&catalog, l.name) {
-                    slots.insert(f.path.clone(), (kinds.len(), f.kind));
+                    slots.insert(f.path.clone(), (kinds.len(), f.kind, f.free_text));
                     kinds.push(f.kind);
                     names.push(format!("`{}`", column(&f.path)));
                 }
@@ -503,35 +513,33 @@ impl ClickHouseStore {
 
     /// Appends a record to a `RowBinary` body in the order of its table's
     /// insert columns: the server reads typed bytes instead of parsing JSON.
-    fn encode<'r>(
-        catalog: &Catalog,
-        t: &Table,
-        r: &'r Record,
-        batch: &str,
-        scratch: &mut Scratch<'r>,
-        out: &mut Vec<u8>,
-    ) {
+    fn encode<'r>(t: &Table, r: &'r Record, batch: &str, scratch: &mut Scratch<'r>, out: &mut Vec<u8>) {
         put_str(out, t.class.name());
         // Validation keeps ts within 1970..2100, inside Date's range.
         out.extend_from_slice(&((r.ts / 86_400.0).floor() as u16).to_le_bytes());
         out.extend_from_slice(&r.ts.to_le_bytes());
         put_str(out, &r.log);
         put_str(out, &r.sensor);
+        // One pass over the fields finds each one's column and gathers the
+        // free-text words; validation admits only the log's fields, so every
+        // field has a column.
+        let present = &mut scratch.present;
+        present.clear();
         scratch.text.clear();
-        r.write_all_text(catalog, &mut scratch.text);
+        for (k, v) in &r.fields {
+            if let Some(&(i, kind, free)) = t.slots.get(k.as_str()) {
+                present.push((i, kind, v));
+                if free {
+                    super::append_words(&mut scratch.text, v);
+                }
+            }
+        }
         put_str(out, &scratch.text);
         scratch.raw.clear();
         r.write_raw_json(&mut scratch.raw);
         put_varint(out, scratch.raw.len() as u64);
         out.extend_from_slice(&scratch.raw);
         put_str(out, batch);
-        let present = &mut scratch.present;
-        present.clear();
-        for (k, v) in &r.fields {
-            if let Some(&(i, kind)) = t.slots.get(k.as_str()) {
-                present.push((i, kind, v));
-            }
-        }
         present.sort_unstable_by_key(|p| p.0);
         let mut next = present.iter().peekable();
         for (i, kind) in t.kinds.iter().enumerate() {
@@ -555,7 +563,7 @@ impl ClickHouseStore {
         for piece in records.chunks(PIECE) {
             let mut body = Vec::with_capacity(piece.len() * 400);
             for r in piece {
-                Self::encode(&self.catalog, t, r, batch, &mut scratch, &mut body);
+                Self::encode(t, r, batch, &mut scratch, &mut body);
             }
             self.rt.block_on(ins.send(body.into())).map_err(backend)?;
         }
@@ -1181,6 +1189,17 @@ mod tests {
         assert_eq!((k.class, k.day.as_str()), (Class::Flows, "2023-11-14"));
         assert!(parse_partition("('nope','2023-11-14')").is_none());
         assert!(parse_partition("20231114").is_none());
+    }
+
+    #[test]
+    fn ipv4_text_that_parses_is_canonical() {
+        // encode_value stores such text as it came, unformatted.
+        for s in ["10.1.0.9", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.256", " 1.2.3.4"] {
+            if let Ok(ip) = s.parse::<std::net::Ipv4Addr>() {
+                assert_eq!(ip.to_string(), s);
+            }
+        }
+        assert!("01.2.3.4".parse::<std::net::Ipv4Addr>().is_err() && "10.1.0.9".parse::<std::net::Ipv4Addr>().is_ok());
     }
 
     #[test]

@@ -101,35 +101,31 @@ impl Record {
         // Writing a map of strings and JSON values to memory cannot fail.
         let _ = serde_json::to_writer(out, &Raw(self));
     }
+}
 
-    /// The words of the record's free-text fields (text that is not an
-    /// identifier: `Catalog::free_text`), appended to a buffer.
-    pub fn write_all_text(&self, catalog: &Catalog, out: &mut String) {
-        let start = out.len();
-        let mut push = |s: &str| {
-            if out.len() > start {
-                out.push(' ');
-            }
-            // Most values are ASCII: lower-cased in place, without the
-            // allocation of `to_lowercase`.
-            if s.is_ascii() {
-                let at = out.len();
-                out.push_str(s);
-                out[at..].make_ascii_lowercase();
-            } else {
-                out.push_str(&s.to_lowercase());
-            }
-        };
-        for (k, v) in &self.fields {
-            if !catalog.free_text(k) {
-                continue;
-            }
-            match v {
-                Value::String(s) => push(s),
-                Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(&mut push),
-                _ => {}
-            }
+/// Appends the words of a free-text field's value (`Catalog::free_text`) to
+/// a record's `_all` text: lower-cased, one space between values. Each store
+/// calls it from its own pass over the record's fields, where it already
+/// looked the field up.
+pub(crate) fn append_words(out: &mut String, v: &Value) {
+    let mut push = |s: &str| {
+        if !out.is_empty() {
+            out.push(' ');
         }
+        // Most values are ASCII: lower-cased in place, without the
+        // allocation of `to_lowercase`.
+        if s.is_ascii() {
+            let at = out.len();
+            out.push_str(s);
+            out[at..].make_ascii_lowercase();
+        } else {
+            out.push_str(&s.to_lowercase());
+        }
+    };
+    match v {
+        Value::String(s) => push(s),
+        Value::Array(a) => a.iter().filter_map(Value::as_str).for_each(&mut push),
+        _ => {}
     }
 }
 

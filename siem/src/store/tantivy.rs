@@ -15,8 +15,8 @@
 //! over a day's column takes milliseconds (see the README's figures).
 
 use super::{
-    parts_in_range, text_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result, SearchRequest,
-    SearchResult, Store, StoreError,
+    append_words, parts_in_range, text_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result,
+    SearchRequest, SearchResult, Store, StoreError,
 };
 use crate::query::{tokens, Bound as QBound, Query};
 use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
@@ -61,7 +61,8 @@ impl Default for TantivyConfig {
 
 struct Fields {
     schema: Schema,
-    by_path: HashMap<String, (Field, Kind), foldhash::fast::FixedState>,
+    /// Field path → (column, kind, whether its words go to `_all`).
+    by_path: HashMap<String, (Field, Kind, bool), foldhash::fast::FixedState>,
     all: Field,
     raw: Field,
 }
@@ -83,7 +84,7 @@ fn build_schema(catalog: &Catalog) -> Fields {
             // cost nothing to index.
             Kind::Bool => b.add_bool_field(&name, INDEXED | FAST),
         };
-        by_path.insert(f.path.clone(), (field, f.kind));
+        by_path.insert(f.path.clone(), (field, f.kind, f.free_text));
     }
     let all = b.add_text_field(
         ALL,
@@ -327,12 +328,16 @@ impl TantivyStore {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         for (path, value) in [(LOG_FIELD, &r.log), (SENSOR_FIELD, &r.sensor)] {
-            if let Some(&(field, _)) = f.by_path.get(path) {
+            if let Some(&(field, ..)) = f.by_path.get(path) {
                 doc.add_text(field, value);
             }
         }
+        text.clear();
         let mut put = |path: &str, v: &Value| {
-            let Some(&(field, kind)) = f.by_path.get(path) else { return };
+            let Some(&(field, kind, free)) = f.by_path.get(path) else { return };
+            if free {
+                append_words(text, v);
+            }
             match kind {
                 Kind::Str => {
                     if let Some(s) = text_of(v) {
@@ -371,8 +376,6 @@ impl TantivyStore {
         for (k, v) in &r.fields {
             put(k, v);
         }
-        text.clear();
-        r.write_all_text(&self.catalog, text);
         doc.add_text(f.all, &*text);
         raw.clear();
         r.write_raw_json(raw);
@@ -382,7 +385,11 @@ impl TantivyStore {
     }
 
     fn field(&self, path: &str) -> Result<(Field, Kind)> {
-        self.fields.by_path.get(path).copied().ok_or_else(|| StoreError::Invalid(format!("unknown field '{path}'")))
+        self.fields
+            .by_path
+            .get(path)
+            .map(|&(field, kind, _)| (field, kind))
+            .ok_or_else(|| StoreError::Invalid(format!("unknown field '{path}'")))
     }
 
     fn typed_term(&self, path: &str, value: &str) -> Result<Term> {
