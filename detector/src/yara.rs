@@ -212,6 +212,7 @@ impl YaraScanner {
             let Some(slot) = slots.get_mut(i) else { return false };
             slot.with_dependent_mut(|_, scanner| {
                 let Ok(res) = scanner.scan(data) else {
+                    // A timeout on hostile data: counted, not retried.
                     return false;
                 };
                 for r in res.matching_rules() {
