@@ -8,6 +8,7 @@ pub mod editor;
 pub mod error;
 pub mod i18n;
 mod pages;
+pub mod pseudonym;
 pub mod saved;
 pub mod session;
 pub mod tune;
@@ -254,7 +255,36 @@ async fn security_headers(req: axum::extract::Request, next: axum::middleware::N
     resp
 }
 
+#[derive(askama::Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    t: Tr,
+    message: String,
+}
+
+/// Errors as pages in the reader's language for a browser's navigation;
+/// plain text for scripts and tools that did not ask for HTML.
+async fn error_pages(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let t = lang_of(req.headers());
+    let html = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
+    let resp = next.run(req).await;
+    let Some(note) = resp.extensions().get::<error::ErrorNote>().cloned() else {
+        return resp;
+    };
+    if !html {
+        return resp;
+    }
+    let message = note.msg.map_or(note.text, |m| m.text(t));
+    match askama::Template::render(&ErrorPage { t, message }) {
+        Ok(page) => (resp.status(), axum::response::Html(page)).into_response(),
+        Err(_) => resp,
+    }
+}
+
 /// The console's routes; merge them with the SIEM's API router.
 pub fn router(console: Arc<Console>) -> Router {
-    pages::routes().with_state(console).layer(axum::middleware::from_fn(security_headers))
+    pages::routes()
+        .with_state(console)
+        .layer(axum::middleware::from_fn(error_pages))
+        .layer(axum::middleware::from_fn(security_headers))
 }

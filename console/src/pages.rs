@@ -99,6 +99,13 @@ fn nav(a: &Auth) -> Nav {
     }
 }
 
+/// Data as this reader may see it (pseudonymised for viewers): every value
+/// a page shows from the SIEM goes through here first.
+fn shown(a: &Auth, mut v: Value) -> Value {
+    a.lens.scrub(&mut v);
+    v
+}
+
 fn page(t: impl Template) -> Res {
     let html = t.render().map_err(|e| ConsoleError::Internal(format!("template: {e}")))?;
     Ok(Html(html).into_response())
@@ -423,6 +430,7 @@ async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Ve
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let (total, hits) = blocking(move || Ok(siem.list_alerts(&who, &peer, &p)?)).await?;
+    let hits: Vec<Value> = hits.into_iter().map(|h| shown(a, h)).collect();
     let mut rows: Vec<AlertRow> = hits.iter().map(|h| alert_row(&a.lens, h)).collect();
     let ts: HashMap<String, f64> =
         hits.iter().map(|h| (h["id"].as_str().unwrap_or("").to_string(), h["ts"].as_f64().unwrap_or(0.0))).collect();
@@ -618,9 +626,19 @@ fn iot_accept_line(al: &Value) -> Option<String> {
     crate::tune::accepted_line(al["id.orig_h"].as_str()?, &matched)
 }
 
+/// Packets and evidence bundles carry the flows as they were: they cannot be
+/// pseudonymised faithfully, so a pseudonymised reader is refused them, and
+/// told why.
+fn need_packets(a: &Auth) -> Result<(), ConsoleError> {
+    if a.lens.pseudonymised() {
+        return Err(ConsoleError::Refused(crate::error::Msg::new("error.viewer_packets")));
+    }
+    a.need(Perm::Packets)
+}
+
 /// A signed evidence bundle of an alert or an incident, as a download.
 async fn evidence_bundle(c: Arc<Console>, a: Auth, p: siem::api::EvidenceParams) -> Res {
-    a.need(Perm::Packets)?;
+    need_packets(&a)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let (name, bytes) = blocking(move || Ok(siem.export_evidence(&who, &peer, p)?)).await?;
     Ok((
@@ -643,7 +661,7 @@ async fn incident_evidence(State(c): State<Arc<Console>>, a: Auth, Path(id): Pat
 
 /// The packets of an alert's flow, from the sensor's ring, as a pcap file.
 async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
-    a.need(Perm::Packets)?;
+    need_packets(&a)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let (name, bytes) = blocking(move || {
         let al = siem.alert(&who, &peer, &id)?;
@@ -712,6 +730,14 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
         Ok((al, evidence, related, trail))
     })
     .await?;
+    // Scrubbed together: a name the flow's records mark goes everywhere.
+    let (n_ev, n_rel) = (evidence.len(), related.len());
+    let mut all: Vec<Value> = std::iter::once(al).chain(evidence).chain(related).collect();
+    a.lens.scrub_all(&mut all);
+    let related: Vec<Value> = all.split_off(1 + n_ev);
+    let evidence: Vec<Value> = all.split_off(1);
+    let al = all.pop().unwrap_or(Value::Null);
+    debug_assert_eq!((evidence.len(), related.len()), (n_ev, n_rel));
     let lens = &a.lens;
     let s = |k: &str| al[k].as_str().unwrap_or("").to_string();
     let techniques = al["mitre_attack"]
@@ -834,8 +860,33 @@ async fn incidents(State(c): State<Arc<Console>>, a: Auth) -> Res {
     a.need(Perm::ReadAlerts)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let list = blocking(move || Ok(siem.list_incidents(&who, &peer, None)?)).await?;
-    let rows = list.into_iter().map(|i| incident_row(&a.lens, i)).collect();
+    let rows = list.into_iter().map(|i| incident_row(&a.lens, shown_incident(&a, i, &mut Vec::new()))).collect();
     page(IncidentsPage { t: a.t, nav: nav(&a), rows })
+}
+
+/// An incident as this reader may see it (titles and notes are free text),
+/// with the names its alerts mark as people's.
+fn shown_incident(a: &Auth, i: siem::workflow::Incident, alerts: &mut Vec<Value>) -> siem::workflow::Incident {
+    if !a.lens.pseudonymised() {
+        return i;
+    }
+    let id = i.id.clone();
+    alerts.push(serde_json::to_value(&i).unwrap_or(Value::Null));
+    a.lens.scrub_all(alerts);
+    let v = alerts.pop().unwrap_or(Value::Null);
+    // Alert ids are kept: they are the links to the alerts.
+    serde_json::from_value(v)
+        .map(|mut x: siem::workflow::Incident| {
+            x.id = id;
+            x.alerts = i.alerts.clone();
+            x
+        })
+        .unwrap_or_else(|_| siem::workflow::Incident {
+            title: String::new(),
+            notes: Vec::new(),
+            evidence: Vec::new(),
+            ..i
+        })
 }
 
 fn incident_row(lens: &Lens, i: siem::workflow::Incident) -> IncidentRow {
@@ -884,6 +935,8 @@ async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>
         Ok(out)
     })
     .await?;
+    let mut alerts = alerts;
+    let inc = shown_incident(&a, inc, &mut alerts);
     let lens = &a.lens;
     let notes = inc.notes.iter().map(|n| (n.by.clone(), lens.time(n.ts), n.text.clone())).collect();
     page(IncidentPage {
@@ -1116,7 +1169,7 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
             }
             p.searched = true;
             p.total = res.total;
-            p.hits = res.hits.iter().map(|h| record_row(&a.lens, h)).collect();
+            p.hits = res.hits.into_iter().map(|h| record_row(&a.lens, &shown(&a, h))).collect();
             if !p.cols.is_empty() {
                 p.cells = p
                     .hits
@@ -1213,10 +1266,11 @@ async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportFo
     let lens = &a.lens;
     let shown: Vec<Value> = res
         .hits
-        .iter()
+        .into_iter()
         .map(|h| {
+            let h = shown(&a, h);
             let mut m = serde_json::Map::new();
-            for (k, v, _) in lens.fields(h, &[]) {
+            for (k, v, _) in lens.fields(&h, &[]) {
                 m.insert(k, Value::String(v));
             }
             Value::Object(m)
@@ -1351,7 +1405,7 @@ async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<Range
         .collect();
     let alerts_chart = chart(keys.iter().map(|k| lens.time(*k)).collect(), sets, "stacked");
     let rules_chart = chart(
-        rules.iter().map(|b| b.key.clone()).collect(),
+        rules.iter().map(|b| lens.text(&b.key)).collect(),
         vec![(a.t.t("nav.alerts").to_string(), rules.iter().map(|b| b.count).collect())],
         "hbar",
     );
@@ -1363,8 +1417,8 @@ async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<Range
     let addr_rows = |b: &[siem::store::Bucket], field: &str| -> Vec<(String, String, u64)> {
         b.iter()
             .map(|x| {
-                let shown = lens.addr(&x.key);
-                let href = if shown != x.key || !a.may(Perm::Search) {
+                let shown = lens.text(&x.key);
+                let href = if lens.pseudonymised() || !a.may(Perm::Search) {
                     String::new()
                 } else {
                     search_href(&format!("{field}:{}", quote(&x.key)))

@@ -2,9 +2,9 @@
 //! pseudonymised for viewers, values as text with pivot links. Everything
 //! here returns plain strings; the templates escape them.
 
+use crate::pseudonym::Pseudonymiser;
 use chrono_tz::Tz;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
 /// The reader's view settings.
@@ -30,15 +30,36 @@ impl Lens {
 
     /// An address as this reader may see it.
     pub fn addr(&self, s: &str) -> String {
-        match (&self.pseudonym_key, s.parse::<IpAddr>()) {
-            (Some(key), Ok(ip)) if internal(ip) => {
-                let mut h = Sha256::new();
-                h.update(key);
-                h.update(ip.to_string().as_bytes());
-                let d = h.finalize();
-                format!("internal-{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
-            }
+        match (self.pseudonymiser(), s.parse::<IpAddr>()) {
+            (Some(p), Ok(ip)) => p.addr(ip).unwrap_or_else(|| s.to_string()),
             _ => s.to_string(),
+        }
+    }
+
+    fn pseudonymiser(&self) -> Option<Pseudonymiser> {
+        self.pseudonym_key.map(Pseudonymiser::new)
+    }
+
+    /// Data read for this reader, as they may see it: the one step every
+    /// record, alert and incident a page shows passes through.
+    pub fn scrub(&self, v: &mut Value) {
+        if let Some(p) = self.pseudonymiser() {
+            p.value(v);
+        }
+    }
+
+    /// Values a page shows together, with the names any of them marks.
+    pub fn scrub_all(&self, vs: &mut [Value]) {
+        if let Some(p) = self.pseudonymiser() {
+            p.values(vs);
+        }
+    }
+
+    /// Free text (a chart label, a note) as this reader may see it.
+    pub fn text(&self, s: &str) -> String {
+        match self.pseudonymiser() {
+            Some(p) => p.text(s),
+            None => s.to_string(),
         }
     }
 
@@ -78,7 +99,7 @@ impl Lens {
                     .join(", "),
                 other => other.to_string(),
             };
-            let pivot = PIVOTS.contains(&k.as_str()) && !text.starts_with("internal-") && !text.is_empty();
+            let pivot = PIVOTS.contains(&k.as_str()) && !self.pseudonymised() && !text.is_empty();
             let href = if pivot { search_href(&format!("{k}:{}", quote(&text))) } else { String::new() };
             out.push((k.clone(), text, href));
         }
@@ -86,11 +107,7 @@ impl Lens {
     }
 
     fn maybe_addr(&self, s: &str) -> String {
-        if self.pseudonymised() {
-            self.addr(s)
-        } else {
-            s.to_string()
-        }
+        self.text(s)
     }
 }
 
@@ -112,22 +129,6 @@ const PIVOTS: &[&str] = &[
     "fuid",
     "rule.id",
 ];
-
-/// Private, loopback, link-local, shared (CGNAT) and unique-local ranges:
-/// the city's own clients.
-pub fn internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => {
-            v.is_private()
-                || v.is_loopback()
-                || v.is_link_local()
-                || (v.octets()[0] == 100 && v.octets()[1] & 0xc0 == 64)
-        }
-        IpAddr::V6(v) => {
-            v.is_loopback() || (v.segments()[0] & 0xfe00) == 0xfc00 || (v.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
 
 /// A value quoted for the query language when it needs it.
 pub fn quote(v: &str) -> String {
