@@ -131,6 +131,30 @@ fn range_from(r: &str) -> Option<f64> {
     Some(now() - secs)
 }
 
+/// A time filter as it is applied: the choice the form shows, and where it
+/// starts. No choice is "all time", said as such: a control showing one
+/// range while another applies is what this type prevents.
+struct Range {
+    code: String,
+    from: Option<f64>,
+}
+
+fn range_of(r: &str) -> Result<Range, ConsoleError> {
+    let code = if r.is_empty() { "all" } else { r };
+    if !RANGES.iter().any(|(v, _)| *v == code) {
+        return Err(ConsoleError::Bad(crate::error::Msg::with("error.range", r)));
+    }
+    Ok(Range { code: code.to_string(), from: range_from(code) })
+}
+
+/// What a time filter applies, in words and the reader's times.
+fn range_shown(a: &Auth, from: Option<f64>) -> String {
+    match from {
+        Some(f) => a.t.t("range.shown_since").replace("{}", &a.lens.time(f)),
+        None => a.t.t("range.shown_all").to_string(),
+    }
+}
+
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -423,7 +447,7 @@ async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Ve
     let p = AlertsParams {
         q: Some(f.query()?),
         status: (!f.status.is_empty()).then(|| f.status.clone()),
-        from: range_from(&f.range),
+        from: range_of(&f.range)?.from,
         to: None,
         limit: Some(500),
         offset: None,
@@ -454,11 +478,15 @@ struct AlertsPage {
     rows: Vec<AlertRow>,
     total: usize,
     can_triage: bool,
+    /// What the time filter applies.
+    range_shown: String,
     query: String,
     back: String,
 }
 
-async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AlertFilter>) -> Res {
+async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<AlertFilter>) -> Res {
+    let range = range_of(&f.range)?;
+    f.range = range.code;
     let (total, rows) = queue(&c, &a, &f).await?;
     let query = f.url_query();
     page(AlertsPage {
@@ -470,6 +498,7 @@ async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AlertFil
         rows,
         total,
         can_triage: a.may(Perm::Triage),
+        range_shown: range_shown(&a, range.from),
         back: format!("/alerts?{query}"),
         query,
         f,
@@ -994,6 +1023,7 @@ struct SearchPage {
     nav: Nav,
     q: String,
     range: String,
+    range_shown: String,
     ranges: [(&'static str, &'static str); 5],
     fields: Vec<String>,
     searched: bool,
@@ -1040,7 +1070,9 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
     a.need(Perm::Search)?;
     let mut fields: Vec<String> = c.siem.catalog.fields.iter().map(|f| f.path.clone()).collect();
     fields.sort();
-    let range = if f.range.is_empty() { "all".to_string() } else { f.range.clone() };
+    let range = range_of(&f.range)?;
+    let range_from_ts = range.from;
+    let range = range.code;
     // Only catalog fields become columns: the choice is echoed into links
     // and headers.
     let cols: Vec<String> = f
@@ -1057,6 +1089,7 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         nav: nav(&a),
         q: f.q.clone(),
         range: range.clone(),
+        range_shown: range_shown(&a, range_from_ts),
         ranges: RANGES,
         fields,
         searched: false,
@@ -1085,7 +1118,7 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
     if f.q.trim().is_empty() {
         return page(p);
     }
-    let from = range_from(&range);
+    let from = range_from_ts;
     let sp = SearchParams {
         q: Some(f.q.clone()),
         from,
@@ -1249,7 +1282,7 @@ async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportFo
     }
     let sp = SearchParams {
         q: Some(f.q.clone()),
-        from: range_from(&f.range),
+        from: range_of(&f.range)?.from,
         to: None,
         sort: None,
         order: None,
@@ -1326,6 +1359,7 @@ struct DashboardPage {
     t: Tr,
     nav: Nav,
     range: String,
+    range_shown: String,
     ranges: [(&'static str, &'static str); 5],
     severity_counts: Vec<(&'static str, u64)>,
     records: u64,
@@ -1343,8 +1377,9 @@ struct RangeForm {
 }
 
 async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<RangeForm>) -> Res {
-    let range = if f.range.is_empty() { "all".to_string() } else { f.range };
-    let from = range_from(&range);
+    let range = range_of(&f.range)?;
+    let from = range.from;
+    let range = range.code;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let agg = move |siem: &AppState, q: &str, agg: &str, field: Option<&str>, size: usize, interval: Option<f64>| {
         siem.aggregate_records(
@@ -1431,6 +1466,7 @@ async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<Range
         t: a.t,
         nav: nav(&a),
         range,
+        range_shown: range_shown(&a, from),
         ranges: RANGES,
         severity_counts,
         records,

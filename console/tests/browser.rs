@@ -496,3 +496,57 @@ async fn a_replayed_hostile_capture_is_shown_as_text_and_triaged() {
     assert_eq!(s, json!(403));
     c.close().await.unwrap();
 }
+
+/// Signs in as admin with the one-time password, changing it.
+async fn admin(h: &Harness, lang: &str) -> Client {
+    let c = browser(h, lang).await;
+    login(&c, h, "admin", &h.password).await;
+    change_password(&c, &h.password, "a long admin passphrase").await;
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("canvas[data-drawn]")).await.unwrap();
+    c
+}
+
+async fn value_of(c: &Client, css: &str) -> serde_json::Value {
+    c.execute(&format!("return document.querySelector('{css}').value"), vec![]).await.unwrap()
+}
+
+/// A time filter's control says what applies: no choice is "all time" and
+/// is shown as such, and applying the form unchanged changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_filters_show_what_they_apply() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    // Two days old: outside the last hour, inside all time.
+    h.store.ingest(&[alert("A00000000000000000009", "medium", "Old beacon", now - 2.0 * 86_400.0)]).unwrap();
+    let c = admin(&h, "en-US").await;
+
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    assert_eq!(text(&c, "#alert-total").await, "3");
+    assert_eq!(value_of(&c, "#alert-filters select[name=range]").await, json!("all"));
+    assert!(text(&c, "#range-shown").await.contains("all time"));
+    // Apply, unchanged: the same alerts.
+    c.find(Locator::Css("#alert-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    until(&c, "#range-shown", |_| true).await;
+    assert!(c.current_url().await.unwrap().query().unwrap_or("").contains("range=all"));
+    assert_eq!(text(&c, "#alert-total").await, "3");
+    // The last hour: the old alert goes, and the page says from when.
+    c.find(Locator::Css("#alert-filters select[name=range] option[value='1h']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#alert-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    until(&c, "#alert-total", |t| t == "2").await;
+    let shown = text(&c, "#range-shown").await;
+    assert!(shown.starts_with("Showing: since 20"), "{shown}");
+    assert_eq!(value_of(&c, "#alert-filters select[name=range]").await, json!("1h"));
+
+    // The dashboard and the search say it the same way.
+    for (page, form) in [("/", "form.filters"), ("/search?q=_log:alerts", "#search-form")] {
+        c.goto(&format!("{}{page}", h.url)).await.unwrap();
+        assert_eq!(value_of(&c, &format!("{form} select[name=range]")).await, json!("all"), "{page}");
+        assert!(text(&c, "#range-shown").await.contains("all time"), "{page}");
+    }
+    assert_eq!(text(&c, "#hit-total").await, "3");
+    // A range the list does not have is refused, not read as "all time".
+    let s = c.execute("return fetch('/alerts?range=2h').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(s, json!(400));
+    c.close().await.unwrap();
+}
