@@ -11,6 +11,7 @@ mod pages;
 pub mod pseudonym;
 pub mod saved;
 pub mod session;
+pub mod totp;
 pub mod tune;
 pub mod users;
 pub mod view;
@@ -35,10 +36,16 @@ use users::{Perm, Users};
 pub struct ConsoleConfig {
     /// A session unused this long ends.
     pub idle_timeout_secs: u64,
+    /// A session this old ends, however busy (sessions outlive restarts in
+    /// `<data>/console-sessions.json`).
+    pub session_max_age_secs: u64,
     /// Sessions kept at once; past it the longest idle ends.
     pub max_sessions: usize,
-    /// Failed logins allowed per address and per user name within the window.
+    /// Failed logins (or second-factor codes) allowed per client address
+    /// within the window; past it that address waits. Counted per address,
+    /// not per account: nobody can lock an account out by failing on purpose.
     pub login_failures: usize,
+    /// The window of `login_failures`.
     pub login_window_secs: u64,
     /// Mark cookies `Secure` (set it when the console is served over HTTPS,
     /// directly or behind a proxy).
@@ -61,6 +68,7 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
             idle_timeout_secs: 30 * 60,
+            session_max_age_secs: 12 * 3600,
             max_sessions: 10_000,
             login_failures: 5,
             login_window_secs: 300,
@@ -78,6 +86,7 @@ pub struct Console {
     pub users: Users,
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
+    pub totp: totp::Verifier,
     pub saved: saved::SavedSearches,
     pub cfg: ConsoleConfig,
     tz: chrono_tz::Tz,
@@ -104,7 +113,13 @@ impl Console {
         let c = Console {
             siem,
             users,
-            sessions: Sessions::new(Duration::from_secs(cfg.idle_timeout_secs.max(60)), cfg.max_sessions.max(1)),
+            sessions: Sessions::open(
+                data.join("console-sessions.json"),
+                Duration::from_secs(cfg.idle_timeout_secs.max(60)),
+                Duration::from_secs(cfg.session_max_age_secs.max(60)),
+                cfg.max_sessions.max(1),
+            ),
+            totp: totp::Verifier::default(),
             limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
             saved,
             tz,
@@ -177,6 +192,8 @@ impl Auth {
 pub enum AuthRejection {
     Login,
     ChangePassword,
+    SecondFactor,
+    Enrol,
 }
 
 impl IntoResponse for AuthRejection {
@@ -184,6 +201,8 @@ impl IntoResponse for AuthRejection {
         match self {
             AuthRejection::Login => Redirect::to("/login").into_response(),
             AuthRejection::ChangePassword => Redirect::to("/password").into_response(),
+            AuthRejection::SecondFactor => Redirect::to("/login/code").into_response(),
+            AuthRejection::Enrol => Redirect::to("/totp").into_response(),
         }
     }
 }
@@ -209,8 +228,18 @@ impl FromRequestParts<Arc<Console>> for Auth {
                 return Err(AuthRejection::Login);
             }
         }
-        if session.must_change && parts.uri.path() != "/password" && parts.uri.path() != "/logout" {
+        let path = parts.uri.path();
+        // In order: the second factor, then a new password, then enrolling
+        // a second factor an admin requires; only the step's own page (and
+        // signing out) opens before.
+        if session.second_factor {
+            return Err(AuthRejection::SecondFactor);
+        }
+        if session.must_change && path != "/password" && path != "/logout" {
             return Err(AuthRejection::ChangePassword);
+        }
+        if !session.must_change && session.must_enrol && path != "/totp" && path != "/logout" {
+            return Err(AuthRejection::Enrol);
         }
         let tz = cookie_of(&parts.headers, "tz").and_then(|z| z.replace("%2F", "/").parse().ok()).unwrap_or(c.tz);
         let lens = view::Lens { tz, pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key) };

@@ -29,6 +29,8 @@ pub fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route("/", get(dashboard))
         .route("/login", get(login_page).post(login))
+        .route("/login/code", get(code_page).post(code))
+        .route("/totp", get(totp_page).post(totp_enrol))
         .route("/logout", post(logout))
         .route("/password", get(password_page).post(change_password))
         .route("/lang", get(set_lang))
@@ -167,6 +169,8 @@ struct LoginPage {
     t: Tr,
     csrf: String,
     error: String,
+    /// The name typed, kept when the form comes back with an error.
+    user: String,
 }
 
 const PRE_CSRF: &str = "citysoc_login";
@@ -174,12 +178,12 @@ const PRE_CSRF: &str = "citysoc_login";
 /// The login form, with a token tied to a cookie (double submit): another
 /// site cannot sign a browser in to an account of its choosing.
 async fn login_page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res {
-    login_form(&c, &headers, String::new(), StatusCode::OK)
+    login_form(&c, &headers, String::new(), String::new(), StatusCode::OK)
 }
 
-fn login_form(c: &Console, headers: &HeaderMap, error: String, status: StatusCode) -> Res {
+fn login_form(c: &Console, headers: &HeaderMap, error: String, user: String, status: StatusCode) -> Res {
     let token = crate::users::random_password();
-    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error }
+    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error, user }
         .render()
         .map_err(|e| ConsoleError::Internal(e.to_string()))?;
     let mut resp = (status, Html(html)).into_response();
@@ -197,15 +201,18 @@ async fn login(
     let f = Form::parse(&body);
     let pre = cookie_of(&headers, PRE_CSRF).unwrap_or("");
     if pre.is_empty() || !f.get("csrf").is_some_and(|v| crate::session::same(v, pre)) {
-        return login_form(&c, &headers, t.t("login.stale").to_string(), StatusCode::FORBIDDEN);
+        let user = f.get("user").unwrap_or("").trim().to_string();
+        return login_form(&c, &headers, t.t("login.stale").to_string(), user, StatusCode::FORBIDDEN);
     }
     let user = f.get("user").unwrap_or("").trim().to_string();
     let password = f.get("password").unwrap_or("").to_string();
     let ip = peer.0.ip().to_string();
-    let keys = [format!("ip:{ip}"), format!("user:{user}")];
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    // The source is limited, not the account: failing on purpose from
+    // outside must not lock `admin` out for everyone.
+    let key = format!("ip:{ip}");
+    let keys = [key.as_str()];
     if let Some(wait) = c.limiter.blocked(&keys) {
-        let mut r = login_form(&c, &headers, t.t("login.limited").to_string(), StatusCode::TOO_MANY_REQUESTS)?;
+        let mut r = login_form(&c, &headers, t.t("login.limited").to_string(), user, StatusCode::TOO_MANY_REQUESTS)?;
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(r);
     }
@@ -213,18 +220,146 @@ async fn login(
     let (u2, p2) = (user.clone(), password);
     // argon2 takes tens of milliseconds on purpose: not on the runtime.
     let found = blocking(move || Ok(c2.users.verify(&u2, &p2))).await?;
-    let Some(u) = found else {
+    let Some((name, u)) = found else {
         c.limiter.failed(&keys);
         let _ = c.siem.audit_as(&user, &ip, "console.login_failed", json!({}));
-        return login_form(&c, &headers, t.t("login.failed").to_string(), StatusCode::UNAUTHORIZED);
+        return login_form(&c, &headers, t.t("login.failed").to_string(), user, StatusCode::UNAUTHORIZED);
     };
-    c.limiter.succeeded(&keys);
-    c.siem.audit_as(&user, &ip, "console.login", json!({"role": u.role.name()}))?;
-    let cookie = c.sessions.start(&user, u.role, u.must_change);
-    let mut resp = Redirect::to(if u.must_change { "/password" } else { "/" }).into_response();
+    // Failures are not forgiven by a success: one account of one's own
+    // must not reset the count between guesses at another.
+    let start = crate::session::Start {
+        must_change: u.must_change,
+        second_factor: u.totp.is_some(),
+        must_enrol: u.totp.is_none() && u.totp_required,
+    };
+    if start.second_factor {
+        c.siem.audit_as(&name, &ip, "console.login_password", json!({"role": u.role.name()}))?;
+    } else {
+        c.siem.audit_as(&name, &ip, "console.login", json!({"role": u.role.name()}))?;
+    }
+    let cookie = c.sessions.start(&name, u.role, start);
+    let mut resp = Redirect::to(next_step(&start)).into_response();
     resp.headers_mut().append(header::SET_COOKIE, c.cookie(SESSION_COOKIE, &cookie, None));
     resp.headers_mut().append(header::SET_COOKIE, c.cookie(PRE_CSRF, "", Some(0)));
     Ok(resp)
+}
+
+/// Where a session goes next while signing in.
+fn next_step(s: &crate::session::Start) -> &'static str {
+    if s.second_factor {
+        "/login/code"
+    } else if s.must_change {
+        "/password"
+    } else if s.must_enrol {
+        "/totp"
+    } else {
+        "/"
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login_code.html")]
+struct CodePage {
+    t: Tr,
+    csrf: String,
+    error: String,
+}
+
+/// A session whose password was right and whose code is still to come.
+fn pending(c: &Console, headers: &HeaderMap) -> Option<(String, crate::session::Session)> {
+    let cookie = cookie_of(headers, SESSION_COOKIE)?.to_string();
+    let s = c.sessions.get(&cookie)?;
+    s.second_factor.then_some((cookie, s))
+}
+
+async fn code_page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res {
+    let Some((_, s)) = pending(&c, &headers) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    page(CodePage { t: lang_of(&headers), csrf: s.csrf, error: String::new() })
+}
+
+/// The second factor: the authenticator's code, limited per source like
+/// passwords.
+async fn code(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: Bytes,
+) -> Res {
+    let t = lang_of(&headers);
+    let Some((cookie, s)) = pending(&c, &headers) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let f = Form::parse(&body);
+    if !f.get("csrf").is_some_and(|v| crate::session::same(v, &s.csrf)) {
+        return Err(ConsoleError::Csrf);
+    }
+    let ip = peer.0.ip().to_string();
+    let key = format!("ip:{ip}");
+    let again = |error: &str, status: StatusCode| {
+        page(CodePage { t, csrf: s.csrf.clone(), error: t.t(error).to_string() }).map(|r| (status, r).into_response())
+    };
+    if c.limiter.blocked(&[key.as_str()]).is_some() {
+        return again("login.limited", StatusCode::TOO_MANY_REQUESTS);
+    }
+    let secret = c.users.get(&s.user).and_then(|u| u.totp);
+    let ok = secret.is_some_and(|sec| c.totp.check(&s.user, &sec, f.get("code").unwrap_or("")));
+    if !ok {
+        c.limiter.failed(&[key.as_str()]);
+        let _ = c.siem.audit_as(&s.user, &ip, "console.login_code_failed", json!({}));
+        return again("code.wrong", StatusCode::UNAUTHORIZED);
+    }
+    c.siem.audit_as(&s.user, &ip, "console.login", json!({"role": s.role.name(), "second_factor": true}))?;
+    c.sessions.clear_second_factor(&cookie);
+    let next = crate::session::Start { must_change: s.must_change, second_factor: false, must_enrol: s.must_enrol };
+    Ok(Redirect::to(next_step(&next)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "totp.html")]
+struct TotpPage {
+    t: Tr,
+    nav: Nav,
+    enrolled: bool,
+    required: bool,
+    secret: String,
+    uri: String,
+    error: String,
+}
+
+fn totp_form(a: &Auth, c: &Console, secret: String, error: String) -> Res {
+    let u = c.users.get(&a.session.user).ok_or(ConsoleError::NotFound)?;
+    let uri = crate::totp::uri("CitySOC", &a.session.user, &secret);
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    page(TotpPage { t: a.t, nav: nav(a), enrolled: u.totp.is_some(), required: u.totp_required, secret, uri, error })
+        .map(|r| (status, r).into_response())
+}
+
+/// Enrolling a second factor: a new secret, as an `otpauth://` URI for
+/// the authenticator app and as text to type.
+async fn totp_page(State(c): State<Arc<Console>>, a: Auth) -> Res {
+    totp_form(&a, &c, crate::totp::new_secret(), String::new())
+}
+
+/// The secret is kept once a code from it proves the app has it.
+async fn totp_enrol(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    let secret = f.get("secret").unwrap_or("").trim().to_string();
+    // Our own secrets are 32 base32 letters; anything else is not ours.
+    if secret.len() != 32 || crate::totp::code_at(&secret, 0).is_none() {
+        return Err(ConsoleError::Bad(crate::error::Msg::new("code.bad_secret")));
+    }
+    if !c.totp.check(&a.session.user, &secret, f.get("code").unwrap_or("")) {
+        return totp_form(&a, &c, secret, a.t.t("code.wrong").to_string());
+    }
+    c.users.set_totp(&a.session.user, Some(secret))?;
+    c.siem.audit_as(&a.session.user, &a.peer, "console.totp_enrol", json!({}))?;
+    c.sessions.clear_must_enrol(&a.cookie);
+    // Other sessions signed in without it: they sign in again.
+    c.sessions.end_user(&a.session.user, Some(&a.cookie));
+    Ok(Redirect::to("/").into_response())
 }
 
 async fn logout(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
@@ -265,8 +400,10 @@ async fn change_password(State(c): State<Arc<Console>>, a: Auth, body: Bytes) ->
     if new == current {
         return fail("password.same");
     }
-    if new.chars().count() < crate::users::MIN_PASSWORD || new.len() > crate::users::MAX_PASSWORD {
-        return fail("password.weak");
+    if let Err(m) = crate::users::check_password(&a.session.user, new) {
+        let mut p = PasswordPage { t: a.t, nav: nav(&a), must_change: a.session.must_change, error: m.text(a.t) };
+        p.error = m.text(a.t);
+        return page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response());
     }
     let c2 = Arc::clone(&c);
     let user = a.session.user.clone();
@@ -285,7 +422,8 @@ async fn change_password(State(c): State<Arc<Console>>, a: Auth, body: Bytes) ->
     c.siem.audit_as(&a.session.user, &a.peer, "console.password", json!({}))?;
     c.sessions.end_user(&a.session.user, Some(&a.cookie));
     c.sessions.clear_must_change(&a.cookie);
-    Ok(Redirect::to("/").into_response())
+    let next = crate::session::Start { must_change: false, second_factor: false, must_enrol: a.session.must_enrol };
+    Ok(Redirect::to(next_step(&next)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -2103,22 +2241,52 @@ async fn devices(State(c): State<Arc<Console>>, a: Auth) -> Res {
 struct UsersPage {
     t: Tr,
     nav: Nav,
-    users: Vec<(String, &'static str, bool, bool)>,
+    users: Vec<(String, &'static str, bool, bool, bool, bool)>,
     roles: Vec<&'static str>,
     error: String,
     created: String,
+    form: UserForm,
 }
 
-fn users_page(c: &Console, a: &Auth, error: String, created: String) -> Res {
-    let users = c.users.list().into_iter().map(|(n, u)| (n, u.role.name(), u.disabled, u.must_change)).collect();
-    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
-    page(UsersPage { t: a.t, nav: nav(a), users, roles: Role::ALL.iter().map(|r| r.name()).collect(), error, created })
-        .map(|r| (status, r).into_response())
+/// What the add form held, given back with an error.
+#[derive(Default)]
+struct UserForm {
+    name: String,
+    role: String,
+}
+
+fn users_page(c: &Console, a: &Auth, error: Option<crate::error::Msg>, created: String, form: UserForm) -> Res {
+    let users = c
+        .users
+        .list()
+        .into_iter()
+        .map(|(n, u)| (n, u.role.name(), u.disabled, u.must_change, u.totp.is_some(), u.totp_required))
+        .collect();
+    let status = if error.is_none() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let error = error.map(|m| m.text(a.t)).unwrap_or_default();
+    page(UsersPage {
+        t: a.t,
+        nav: nav(a),
+        users,
+        roles: Role::ALL.iter().map(|r| r.name()).collect(),
+        error,
+        created,
+        form,
+    })
+    .map(|r| (status, r).into_response())
 }
 
 async fn users(State(c): State<Arc<Console>>, a: Auth) -> Res {
     a.need(Perm::Users)?;
-    users_page(&c, &a, String::new(), String::new())
+    users_page(&c, &a, None, String::new(), UserForm::default())
+}
+
+/// A role the form names: none, one of ours, or an error saying which.
+fn role_field(f: &Form) -> Result<Option<Role>, crate::error::Msg> {
+    match f.get("role").map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(r) => Role::parse(r).map(Some).ok_or_else(|| crate::error::Msg::with("users.bad_role", r)),
+    }
 }
 
 /// Adds an account with a one-time password shown once to the admin.
@@ -2127,22 +2295,27 @@ async fn add_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     a.csrf(&f)?;
     a.need(Perm::Users)?;
     let name = f.get("name").unwrap_or("").trim().to_string();
-    let Some(role) = f.get("role").and_then(Role::parse) else {
-        return users_page(&c, &a, "unknown role".into(), String::new());
+    let form = UserForm { name: name.clone(), role: f.get("role").unwrap_or("").to_string() };
+    let role = match role_field(&f) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return users_page(&c, &a, Some(crate::error::Msg::with("users.bad_role", "")), String::new(), form)
+        }
+        Err(m) => return users_page(&c, &a, Some(m), String::new(), form),
     };
     let password = crate::users::random_password();
     let (c2, n2, p2) = (Arc::clone(&c), name.clone(), password.clone());
     match blocking(move || c2.users.add(&n2, role, &p2)).await {
-        Ok(()) => {
+        Ok(stored) => {
             c.siem.audit_as(
                 &a.session.user,
                 &a.peer,
                 "console.user_add",
-                json!({"user": name, "role": role.name()}),
+                json!({"user": stored, "role": role.name()}),
             )?;
-            users_page(&c, &a, String::new(), password)
+            users_page(&c, &a, None, password, UserForm::default())
         }
-        Err(ConsoleError::Invalid(m)) => users_page(&c, &a, m, String::new()),
+        Err(ConsoleError::Bad(m)) => users_page(&c, &a, Some(m), String::new(), form),
         Err(e) => Err(e),
     }
 }
@@ -2152,14 +2325,28 @@ async fn update_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res
     a.csrf(&f)?;
     a.need(Perm::Users)?;
     let name = f.get("name").unwrap_or("").to_string();
-    let role = f.get("role").and_then(Role::parse);
-    let disabled = f.get("disabled").map(|d| d == "true");
-    if let Err(e) = c.users.update(&name, role, disabled) {
-        return match e {
-            ConsoleError::Invalid(m) => users_page(&c, &a, m, String::new()),
-            other => Err(other),
-        };
-    }
+    let role = match role_field(&f) {
+        Ok(r) => r,
+        Err(m) => return users_page(&c, &a, Some(m), String::new(), UserForm::default()),
+    };
+    let flag = |k: &str| -> Result<Option<bool>, crate::error::Msg> {
+        match f.get(k) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(crate::error::Msg::with("users.bad_value", other)),
+        }
+    };
+    let (disabled, totp_required) = match (flag("disabled"), flag("totp_required")) {
+        (Ok(d), Ok(t)) => (d, t),
+        (Err(m), _) | (_, Err(m)) => return users_page(&c, &a, Some(m), String::new(), UserForm::default()),
+    };
+    let change = crate::users::Change { role, disabled, totp_required, totp_reset: f.get("totp_reset") == Some("1") };
+    let name = match c.users.update(&name, change.clone()) {
+        Ok(stored) => stored,
+        Err(ConsoleError::Bad(m)) => return users_page(&c, &a, Some(m), String::new(), UserForm::default()),
+        Err(other) => return Err(other),
+    };
     let mut created = String::new();
     if f.get("reset") == Some("1") {
         created = crate::users::random_password();
@@ -2170,13 +2357,14 @@ async fn update_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res
         &a.session.user,
         &a.peer,
         "console.user_update",
-        json!({"user": name, "role": role.map(Role::name), "disabled": disabled, "reset": !created.is_empty()}),
+        json!({"user": name, "role": role.map(Role::name), "disabled": disabled, "reset": !created.is_empty(),
+               "totp_required": totp_required, "totp_reset": change.totp_reset}),
     )?;
     // Whatever changed, the user signs in again under the new terms.
     if name != a.session.user {
         c.sessions.end_user(&name, None);
     }
-    users_page(&c, &a, String::new(), created)
+    users_page(&c, &a, None, created, UserForm::default())
 }
 
 #[derive(Template)]

@@ -2,7 +2,7 @@
 //! `<data>/console-users.json` (written whole to a temporary file, then
 //! renamed, so a crash never leaves half a file).
 
-use crate::error::ConsoleError;
+use crate::error::{ConsoleError, Msg};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,12 @@ pub struct User {
     /// one before anything else.
     pub must_change: bool,
     pub disabled: bool,
+    /// The account's TOTP secret (RFC 6238), base32, once enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+    /// An admin requires a second factor: the user enrols at next sign-in.
+    #[serde(default)]
+    pub totp_required: bool,
 }
 
 pub const MIN_PASSWORD: usize = 12;
@@ -112,11 +118,27 @@ fn hash(password: &str) -> Result<String, ConsoleError> {
         .map_err(|e| ConsoleError::Internal(format!("password hashing: {e}")))
 }
 
-fn check_strength(password: &str) -> Result<(), ConsoleError> {
-    if password.chars().count() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
-        return Err(ConsoleError::Invalid(format!("a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")));
+/// The password policy: long enough, not only blanks, not the user name.
+pub fn check_password(name: &str, password: &str) -> Result<(), Msg> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(Msg::with("password.short", MIN_PASSWORD.to_string()));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(Msg::with("password.long", MAX_PASSWORD.to_string()));
+    }
+    if password.chars().all(char::is_whitespace) {
+        return Err(Msg::new("password.blank"));
+    }
+    if password.trim().to_lowercase() == name.trim().to_lowercase() {
+        return Err(Msg::new("password.is_name"));
     }
     Ok(())
+}
+
+/// The stored key of a name: ASCII letters without case, so `ADMIN` is
+/// `admin`.
+pub fn canonical(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
 }
 
 pub struct Users {
@@ -142,7 +164,14 @@ impl Users {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let password = random_password();
-                let admin = User { role: Role::Admin, hash: hash(&password)?, must_change: true, disabled: false };
+                let admin = User {
+                    role: Role::Admin,
+                    hash: hash(&password)?,
+                    must_change: true,
+                    disabled: false,
+                    totp: None,
+                    totp_required: false,
+                };
                 (BTreeMap::from([("admin".to_string(), admin)]), Some(password))
             }
             Err(e) => return Err(io(e)),
@@ -162,18 +191,37 @@ impl Users {
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
 
-    /// The user, if the password is theirs and the account is enabled.
-    pub fn verify(&self, name: &str, password: &str) -> Option<User> {
-        let user = self.users.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        let stored = user.as_ref().map_or(self.decoy.as_str(), |u| u.hash.as_str());
+    /// The account a typed name means: the same name, or the one name
+    /// equal to it without case (accounts made before names lost their case
+    /// keep their stored spelling).
+    fn key_of(users: &BTreeMap<String, User>, name: &str) -> Option<String> {
+        if users.contains_key(name) {
+            return Some(name.to_string());
+        }
+        let mut same = users.keys().filter(|k| k.eq_ignore_ascii_case(name.trim()));
+        match (same.next(), same.next()) {
+            (Some(k), None) => Some(k.clone()),
+            _ => None,
+        }
+    }
+
+    /// The user's stored name and account, if the password is theirs and
+    /// the account is enabled.
+    pub fn verify(&self, name: &str, password: &str) -> Option<(String, User)> {
+        let found = {
+            let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            Self::key_of(&users, name).and_then(|k| users.get(&k).cloned().map(|u| (k, u)))
+        };
+        let stored = found.as_ref().map_or(self.decoy.as_str(), |(_, u)| u.hash.as_str());
         let ok = PasswordHash::new(stored)
             .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false);
-        user.filter(|u| ok && !u.disabled)
+        found.filter(|(_, u)| ok && !u.disabled)
     }
 
     pub fn get(&self, name: &str) -> Option<User> {
-        self.users.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        Self::key_of(&users, name).and_then(|k| users.get(&k).cloned())
     }
 
     pub fn list(&self) -> Vec<(String, User)> {
@@ -181,48 +229,84 @@ impl Users {
     }
 
     pub fn set_password(&self, name: &str, password: &str, must_change: bool) -> Result<(), ConsoleError> {
-        check_strength(password)?;
+        check_password(name, password).map_err(ConsoleError::Bad)?;
         let h = hash(password)?;
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let u = users.get_mut(name).ok_or(ConsoleError::NotFound)?;
+        let key = Self::key_of(&users, name).ok_or(ConsoleError::NotFound)?;
+        let u = users.get_mut(&key).ok_or(ConsoleError::NotFound)?;
         u.hash = h;
         u.must_change = must_change;
         self.save(&users)
     }
 
     /// Adds an account with a password its owner must change.
-    pub fn add(&self, name: &str, role: Role, password: &str) -> Result<(), ConsoleError> {
+    /// Adds an account with a password its owner must change; the name is
+    /// stored without case and must differ from every other without case.
+    pub fn add(&self, name: &str, role: Role, password: &str) -> Result<String, ConsoleError> {
         if !valid_name(name) {
-            return Err(ConsoleError::Invalid("a user name is 1 to 64 letters, digits, '.', '_' or '-'".into()));
+            return Err(ConsoleError::Bad(Msg::new("users.bad_name")));
         }
-        check_strength(password)?;
+        let name = canonical(name);
+        check_password(&name, password).map_err(ConsoleError::Bad)?;
         let h = hash(password)?;
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if users.contains_key(name) {
-            return Err(ConsoleError::Invalid(format!("user '{name}' exists")));
+        if let Some(k) = users.keys().find(|k| k.eq_ignore_ascii_case(&name)) {
+            return Err(ConsoleError::Bad(Msg::with("users.exists", k.clone())));
         }
-        users.insert(name.to_string(), User { role, hash: h, must_change: true, disabled: false });
-        self.save(&users)
+        let user = User { role, hash: h, must_change: true, disabled: false, totp: None, totp_required: false };
+        users.insert(name.clone(), user);
+        self.save(&users)?;
+        Ok(name)
     }
 
-    pub fn update(&self, name: &str, role: Option<Role>, disabled: Option<bool>) -> Result<(), ConsoleError> {
+    /// Changes an account as an admin asks; the stored name is returned.
+    pub fn update(&self, name: &str, change: Change) -> Result<String, ConsoleError> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key_of(&users, name).ok_or(ConsoleError::NotFound)?;
         let mut next = users.clone();
-        let u = next.get_mut(name).ok_or(ConsoleError::NotFound)?;
-        if let Some(r) = role {
+        let u = next.get_mut(&key).ok_or(ConsoleError::NotFound)?;
+        if let Some(r) = change.role {
             u.role = r;
         }
-        if let Some(d) = disabled {
+        if let Some(d) = change.disabled {
             u.disabled = d;
+        }
+        if let Some(t) = change.totp_required {
+            u.totp_required = t;
+        }
+        if change.totp_reset {
+            u.totp = None;
         }
         // Someone must still be able to administer the console.
         if !next.values().any(|u| u.role == Role::Admin && !u.disabled) {
-            return Err(ConsoleError::Invalid("the last enabled admin cannot be demoted or disabled".into()));
+            return Err(ConsoleError::Bad(Msg::new("users.last_admin")));
         }
+        self.save(&next)?;
+        *users = next;
+        Ok(key)
+    }
+
+    /// Stores a verified TOTP secret for the account.
+    pub fn set_totp(&self, name: &str, secret: Option<String>) -> Result<(), ConsoleError> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key_of(&users, name).ok_or(ConsoleError::NotFound)?;
+        let mut next = users.clone();
+        next.get_mut(&key).ok_or(ConsoleError::NotFound)?.totp = secret;
         self.save(&next)?;
         *users = next;
         Ok(())
     }
+}
+
+/// What an admin changes on an account; `None` leaves it as it is.
+#[derive(Clone, Debug, Default)]
+pub struct Change {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub totp_required: Option<bool>,
+    /// Forget the enrolled second factor (a lost phone): the user enrols
+    /// again if one is required.
+    pub totp_reset: bool,
 }
 
 /// 20 characters from a 56-letter alphabet without look-alikes: ~116 bits.
@@ -242,14 +326,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (u, first) = Users::open(dir.path()).unwrap();
         let pw = first.unwrap();
-        let admin = u.verify("admin", &pw).unwrap();
+        let (_, admin) = u.verify("admin", &pw).unwrap();
         assert!(admin.must_change && admin.hash.starts_with("$argon2id$"));
         assert!(u.verify("admin", "wrong password!").is_none());
         assert!(u.verify("nobody", &pw).is_none());
         assert!(u.set_password("admin", "short", false).is_err());
         u.set_password("admin", "a long enough passphrase", false).unwrap();
-        assert!(!u.verify("admin", "a long enough passphrase").unwrap().must_change);
-        assert!(u.update("admin", Some(Role::Viewer), None).is_err());
+        assert!(!u.verify("admin", "a long enough passphrase").unwrap().1.must_change);
+        assert!(u.update("admin", Change { role: Some(Role::Viewer), ..Default::default() }).is_err());
         u.add("lan", Role::Analyst, "another long passphrase").unwrap();
         assert!(u.add("../x", Role::Analyst, "another long passphrase").is_err());
         // Reopened: no new bootstrap, the accounts kept.
@@ -257,6 +341,33 @@ mod tests {
         let (u, first) = Users::open(dir.path()).unwrap();
         assert!(first.is_none());
         assert_eq!(u.get("lan").unwrap().role, Role::Analyst);
+    }
+
+    #[test]
+    fn the_password_policy_refuses_blanks_short_ones_and_the_name() {
+        assert_eq!(check_password("lan", &" ".repeat(12)).unwrap_err().key, "password.blank");
+        assert_eq!(check_password("lan", "\t \u{a0}          ").unwrap_err().key, "password.blank");
+        assert_eq!(check_password("lan", "short").unwrap_err().key, "password.short");
+        assert_eq!(check_password("nguyen.van.an", "Nguyen.Van.An").unwrap_err().key, "password.is_name");
+        assert_eq!(check_password("lan", &"x".repeat(300)).unwrap_err().key, "password.long");
+        assert!(check_password("lan", "a long enough passphrase").is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let (u, _) = Users::open(dir.path()).unwrap();
+        assert!(u.set_password("admin", &" ".repeat(12), false).is_err());
+        assert!(u.set_password("admin", "ADMINADMIN12", false).is_ok(), "containing is allowed, equal is not");
+    }
+
+    #[test]
+    fn names_do_not_differ_by_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, _) = Users::open(dir.path()).unwrap();
+        let e = u.add("ADMIN", Role::Viewer, "another long passphrase").unwrap_err();
+        assert!(matches!(e, ConsoleError::Bad(ref m) if m.key == "users.exists"), "{e:?}");
+        assert_eq!(u.add("Lan.Tran", Role::Analyst, "another long passphrase").unwrap(), "lan.tran");
+        assert!(u.add("LAN.TRAN", Role::Analyst, "another long passphrase").is_err());
+        // Signing in ignores case too, and names the stored account.
+        assert_eq!(u.verify("LAN.tran", "another long passphrase").unwrap().0, "lan.tran");
+        assert_eq!(u.get("Lan.Tran").unwrap().role, Role::Analyst);
     }
 
     #[test]

@@ -130,7 +130,7 @@ fn fixture() -> Fixture {
     siem.change_incident("lan", "127.0.0.1", &inc.id, note).unwrap();
     let (c, _) = console::Console::open(siem, dir.path(), console::ConsoleConfig::default()).unwrap();
     c.users.add("mayor-office", console::users::Role::Viewer, "the viewer's passphrase").unwrap();
-    let cookie = c.sessions.start("mayor-office", console::users::Role::Viewer, false);
+    let cookie = c.sessions.start("mayor-office", console::users::Role::Viewer, Default::default());
     Fixture {
         app: console::router(Arc::new(c)),
         cookie,
