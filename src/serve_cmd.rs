@@ -258,6 +258,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     console_cfg.models_file = Some(args.rules.join("models.toml")).filter(|p| p.is_file());
     console_cfg.editor = rule_editor(&args.rules, &args.cases, &args.data);
     console_cfg.tuning_file = Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir());
+    console_cfg.rules_dir = Some(args.rules.clone()).filter(|p| p.is_dir());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let t =
@@ -363,6 +364,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         models_file: Some(args.rules.join("models.toml")).filter(|p| p.is_file()),
         editor: rule_editor(&args.rules, &args.cases, &args.data),
         tuning_file: Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir()),
+        rules_dir: Some(args.rules.clone()).filter(|p| p.is_dir()),
         ..Default::default()
     };
     serve(state, args.listen, None, &args.data, console_cfg, None)?;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod i18n;
 mod pages;
 pub mod pseudonym;
+pub mod rule_text;
 pub mod saved;
 pub mod session;
 pub mod totp;
@@ -59,6 +60,10 @@ pub struct ConsoleConfig {
     /// `tuning.toml` of that folder: rules switched off, suppressions.
     #[serde(skip)]
     pub tuning_file: Option<std::path::PathBuf>,
+    /// The rules folder, for the Vietnamese titles its files carry
+    /// (`rule_text`).
+    #[serde(skip)]
+    pub rules_dir: Option<std::path::PathBuf>,
     /// Editing of the rules folder (admins), when the binary provides it.
     #[serde(skip)]
     pub editor: editor::Editor,
@@ -76,6 +81,7 @@ impl Default for ConsoleConfig {
             time_zone: "Asia/Ho_Chi_Minh".into(),
             models_file: None,
             tuning_file: None,
+            rules_dir: None,
             editor: editor::Editor::default(),
         }
     }
@@ -87,6 +93,8 @@ pub struct Console {
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
     pub totp: totp::Verifier,
+    /// Our rules' titles in Vietnamese.
+    pub rule_texts: Arc<rule_text::RuleTexts>,
     pub saved: saved::SavedSearches,
     pub cfg: ConsoleConfig,
     tz: chrono_tz::Tz,
@@ -120,6 +128,7 @@ impl Console {
                 cfg.max_sessions.max(1),
             ),
             totp: totp::Verifier::default(),
+            rule_texts: Arc::new(cfg.rules_dir.as_deref().map(rule_text::RuleTexts::load).unwrap_or_default()),
             limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
             saved,
             tz,
@@ -164,6 +173,9 @@ pub struct Auth {
     pub t: Tr,
     pub peer: String,
     pub lens: view::Lens,
+    /// The page asked for, path and query: where a language or zone switch
+    /// comes back to.
+    pub here: String,
 }
 
 impl Auth {
@@ -242,8 +254,14 @@ impl FromRequestParts<Arc<Console>> for Auth {
             return Err(AuthRejection::Enrol);
         }
         let tz = cookie_of(&parts.headers, "tz").and_then(|z| z.replace("%2F", "/").parse().ok()).unwrap_or(c.tz);
-        let lens = view::Lens { tz, pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key) };
-        Ok(Auth { t: lang_of(&parts.headers), peer: peer_of(parts), session, cookie, lens })
+        let t = lang_of(&parts.headers);
+        let lens = view::Lens {
+            tz,
+            pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key),
+            rule_texts: (t.lang == Lang::Vi).then(|| Arc::clone(&c.rule_texts)),
+        };
+        let here = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+        Ok(Auth { t, peer: peer_of(parts), session, cookie, lens, here })
     }
 }
 

@@ -75,6 +75,9 @@ struct Nav {
     sensors: bool,
     admin: bool,
     notice: String,
+    /// This page, encoded for the language and zone switches' `back`.
+    back: String,
+    here: String,
 }
 
 fn nav(a: &Auth) -> Nav {
@@ -98,6 +101,8 @@ fn nav(a: &Auth) -> Nav {
         sensors: a.may(Perm::Sensors),
         admin: a.may(Perm::Users),
         notice: String::new(),
+        back: enc(&a.here),
+        here: a.here.clone(),
     }
 }
 
@@ -429,12 +434,27 @@ async fn change_password(State(c): State<Arc<Console>>, a: Auth, body: Bytes) ->
 #[derive(Deserialize)]
 struct LangParams {
     to: String,
+    /// The page the switch was used on, path and query.
+    #[serde(default)]
+    back: String,
 }
 
-/// Stores the language choice and goes back to the console.
+/// Where a switch goes back to: a page of this console, never another site
+/// (`//host` and `/\host` are other sites to a browser).
+fn back_to(back: &str) -> &str {
+    let ours = back.starts_with('/') && !back.starts_with("//") && !back.contains('\\') && !back.starts_with("/lang");
+    let ours = ours && !back.starts_with("/tz") && !back.chars().any(char::is_control);
+    if ours {
+        back
+    } else {
+        "/"
+    }
+}
+
+/// Stores the language choice and goes back to the page it was made on.
 async fn set_lang(State(c): State<Arc<Console>>, Query(p): Query<LangParams>) -> Res {
     let lang = crate::i18n::Lang::parse(&p.to).ok_or_else(|| ConsoleError::Invalid("language is en or vi".into()))?;
-    let mut resp = Redirect::to("/").into_response();
+    let mut resp = Redirect::to(back_to(&p.back)).into_response();
     resp.headers_mut().append(header::SET_COOKIE, c.cookie("lang", lang.code(), Some(365 * 86_400)));
     Ok(resp)
 }
@@ -454,7 +474,7 @@ pub const ZONES: [&str; 8] = [
 /// Stores the reader's time zone.
 async fn set_tz(State(c): State<Arc<Console>>, Query(p): Query<LangParams>) -> Res {
     let tz: chrono_tz::Tz = p.to.parse().map_err(|_| ConsoleError::Invalid(format!("unknown time zone '{}'", p.to)))?;
-    let mut resp = Redirect::to("/").into_response();
+    let mut resp = Redirect::to(back_to(&p.back)).into_response();
     resp.headers_mut().append(header::SET_COOKIE, c.cookie("tz", tz.name(), Some(365 * 86_400)));
     Ok(resp)
 }
@@ -495,7 +515,7 @@ fn alert_row(lens: &Lens, a: &Value) -> AlertRow {
         id: s("id"),
         time: lens.time(a["ts"].as_f64().unwrap_or(0.0)),
         severity: if SEVERITIES.contains(&severity.as_str()) { severity } else { "info".into() },
-        title: s("rule.title"),
+        title: lens.rule_title(&s("rule.title")),
         count: a["count"].as_u64().unwrap_or(1),
         src: lens.endpoint(a, "orig"),
         dst: lens.endpoint(a, "resp"),
@@ -940,8 +960,8 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
         .iter()
         .map(|e| {
             let what = match e.detail["status"].as_str() {
-                Some(st) => format!("{} → {}", e.action, a.t.tk("status", st)),
-                None => e.action.clone(),
+                Some(st) => format!("{} → {}", a.t.action(&e.action), a.t.tk("status", st)),
+                None => a.t.action(&e.action),
             };
             (lens.time(e.ts), e.who.clone(), what)
         })
@@ -955,7 +975,7 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
     page(AlertPage {
         t: a.t,
         nav: nav(&a),
-        summary: s("summary"),
+        summary: lens.rule_summary(&s("rule.title"), &s("summary")),
         rule_source: s("rule.source"),
         rule_id: s("rule.id"),
         rule_version: s("rule.version"),
@@ -1578,7 +1598,7 @@ async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<Range
         .collect();
     let alerts_chart = chart(keys.iter().map(|k| lens.time(*k)).collect(), sets, "stacked");
     let rules_chart = chart(
-        rules.iter().map(|b| lens.text(&b.key)).collect(),
+        rules.iter().map(|b| lens.rule_title(&lens.text(&b.key))).collect(),
         vec![(a.t.t("nav.alerts").to_string(), rules.iter().map(|b| b.count).collect())],
         "hbar",
     );
@@ -1895,7 +1915,7 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
     for al in &alerts {
         let Some(r) = rows.iter_mut().find(|r| al["rule.id"].as_str() == Some(r.id.as_str())) else { continue };
         if r.title.is_empty() {
-            r.title = al["rule.title"].as_str().unwrap_or("").to_string();
+            r.title = a.lens.rule_title(al["rule.title"].as_str().unwrap_or(""));
             r.source = al["rule.source"].as_str().unwrap_or("").to_string();
         }
         match al["triage"]["status"].as_str().unwrap_or("new") {
@@ -2407,7 +2427,7 @@ async fn audit(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AuditForm
     let entries = entries
         .into_iter()
         .rev()
-        .map(|e| (e.seq, a.lens.time(e.ts), e.who, e.from, e.action, e.detail.to_string()))
+        .map(|e| (e.seq, a.lens.time(e.ts), e.who, e.from, a.t.action(&e.action), e.detail.to_string()))
         .collect();
     page(AuditPage { t: a.t, nav: nav(&a), chain, action: f.action, who: f.who, entries })
 }
@@ -2476,6 +2496,16 @@ mod tests {
         assert!(bad.query().is_err());
         let bad = AlertFilter { severity: "severe".into(), ..Default::default() };
         assert!(bad.query().is_err());
+    }
+
+    #[test]
+    fn switches_come_back_to_this_console_only() {
+        assert_eq!(back_to("/alerts?severity=high&range=24h"), "/alerts?severity=high&range=24h");
+        for other in
+            ["//evil.example/", "/\\evil.example", "https://evil.example/", "", "/lang?to=en", "/x\r\nSet-Cookie: a"]
+        {
+            assert_eq!(back_to(other), "/", "{other:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Lens {
     pub tz: Tz,
     /// Keyed pseudonyms for internal addresses (viewers), or None.
     pub pseudonym_key: Option<[u8; 32]>,
+    /// Our rules' titles in the reader's language, when it is not English.
+    pub rule_texts: Option<std::sync::Arc<crate::rule_text::RuleTexts>>,
 }
 
 impl Lens {
@@ -60,6 +62,19 @@ impl Lens {
         match self.pseudonymiser() {
             Some(p) => p.text(s),
             None => s.to_string(),
+        }
+    }
+
+    /// A rule's title in the reader's language.
+    pub fn rule_title(&self, en: &str) -> String {
+        self.rule_texts.as_ref().and_then(|t| t.title(en)).unwrap_or(en).to_string()
+    }
+
+    /// An alert's summary in the reader's language (its title part).
+    pub fn rule_summary(&self, title: &str, summary: &str) -> String {
+        match &self.rule_texts {
+            Some(t) => t.summary(title, summary),
+            None => summary.to_string(),
         }
     }
 
@@ -174,14 +189,14 @@ mod tests {
 
     #[test]
     fn times_in_the_readers_zone() {
-        let l = Lens { tz: chrono_tz::Asia::Ho_Chi_Minh, pseudonym_key: None };
+        let l = Lens { tz: chrono_tz::Asia::Ho_Chi_Minh, pseudonym_key: None, rule_texts: None };
         assert_eq!(l.time(1_700_000_000.0), "2023-11-15 05:13:20 +07");
         assert_eq!(l.time(f64::NAN), "");
     }
 
     #[test]
     fn viewers_see_pseudonyms_for_internal_addresses_only() {
-        let l = Lens { tz: chrono_tz::UTC, pseudonym_key: Some([7; 32]) };
+        let l = Lens { tz: chrono_tz::UTC, pseudonym_key: Some([7; 32]), rule_texts: None };
         let p = l.addr("10.1.2.3");
         assert!(p.starts_with("internal-") && p != l.addr("10.1.2.4"));
         assert_eq!(p, l.addr("10.1.2.3"));

@@ -2,6 +2,7 @@ rule eicar_test_file
 {
     meta:
         description = "EICAR anti-malware test file"
+        description_vi = "Tệp thử nghiệm chống mã độc EICAR"
         severity = "medium"
         mitre_attack = "T1105"
         reference = "https://www.eicar.org/download-anti-malware-testfile/"

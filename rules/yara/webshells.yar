@@ -2,6 +2,7 @@ rule php_webshell_eval_request
 {
     meta:
         description = "PHP web shell: request data passed to eval, assert or system"
+        description_vi = "Web shell PHP: dữ liệu yêu cầu được đưa vào eval, assert hoặc system"
         severity = "critical"
         mitre_attack = "T1505.003"
     strings:
@@ -16,6 +17,7 @@ rule jsp_webshell_runtime_exec
 {
     meta:
         description = "JSP web shell: request parameter run through Runtime.exec"
+        description_vi = "Web shell JSP: tham số yêu cầu được chạy qua Runtime.exec"
         severity = "critical"
         mitre_attack = "T1505.003"
     strings:

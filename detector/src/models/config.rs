@@ -328,6 +328,10 @@ fn default_lateness() -> u64 {
 struct CommonRaw {
     id: String,
     title: String,
+    /// The title in Vietnamese, for the console (which reads it from this
+    /// file); the detector raises alerts with `title`.
+    #[serde(default, rename = "title_vi")]
+    _title_vi: Option<String>,
     level: String,
     #[serde(default)]
     attack: Vec<String>,
@@ -341,7 +345,7 @@ fn yes() -> bool {
     true
 }
 
-const COMMON_KEYS: &[&str] = &["id", "title", "level", "attack", "enabled", "exclude"];
+const COMMON_KEYS: &[&str] = &["id", "title", "title_vi", "level", "attack", "enabled", "exclude"];
 
 impl ModelsConfig {
     pub fn lateness_us(&self) -> i64 {
@@ -513,7 +517,7 @@ mod tests {
     fn placeholders_resolve_in_exclusions() {
         let ph = HashMap::from([("vuln_scanners".to_string(), vec!["10.30.0.250/32".to_string()])]);
         let text =
-            "[scan]\nid = \"s\"\ntitle = \"S\"\nlevel = \"low\"\nexclude = [\"%vuln_scanners%\", \"192.0.2.0/24\"]\n";
+            "[scan]\nid = \"s\"\ntitle = \"S\"\ntitle_vi = \"Quét\"\nlevel = \"low\"\nexclude = [\"%vuln_scanners%\", \"192.0.2.0/24\"]\n";
         let (cfg, errs) = ModelsConfig::parse(text, Path::new("m.toml"), &ph);
         assert!(errs.is_empty(), "{errs:?}");
         let ex = &cfg.scan.unwrap().common.unwrap().exclude;
