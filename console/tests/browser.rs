@@ -100,7 +100,8 @@ async fn start() -> Harness {
     let siem = Arc::new(AppState::open(store.clone(), None, dir.path(), 2).unwrap());
     let tuning = dir.path().join("tuning.toml");
     std::fs::write(&tuning, "# switched off by admins\ndisabled = []\n").unwrap();
-    let cfg = console::ConsoleConfig { tuning_file: Some(tuning), ..Default::default() };
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let cfg = console::ConsoleConfig { tuning_file: Some(tuning), rules_dir: Some(rules), ..Default::default() };
     let (c, first) = console::Console::open(Arc::clone(&siem), dir.path(), cfg).unwrap();
     let app = console::router(Arc::new(c)).into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -324,7 +325,7 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
     // The reader's time zone.
     c.goto(&format!("{}/tz?to=UTC", h.url)).await.unwrap();
     c.goto(&format!("{}/alerts", h.url)).await.unwrap();
-    assert!(text(&c, "#alert-rows tr:first-child td:nth-child(2)").await.ends_with("UTC"));
+    assert!(text(&c, "#alert-rows tr:first-child td:nth-child(2)").await.ends_with("+00:00"));
 
     // The device inventory, the changed controller first and marked.
     c.goto(&format!("{}/devices", h.url)).await.unwrap();
@@ -548,5 +549,130 @@ async fn time_filters_show_what_they_apply() {
     // A range the list does not have is refused, not read as "all time".
     let s = c.execute("return fetch('/alerts?range=2h').then(r => r.status)", vec![]).await.unwrap();
     assert_eq!(s, json!(400));
+    c.close().await.unwrap();
+}
+
+/// `2026-12-07 14:43:04+07:00`: ISO 8601 with the offset (or `2026-12-07`).
+fn iso_time(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let date = digits(0..4) && b.get(4) == Some(&b'-') && digits(5..7) && b.get(7) == Some(&b'-') && digits(8..10);
+    // A day alone (a storage partition) is a date.
+    if b.len() == 10 {
+        return date;
+    }
+    b.len() == 25
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && (b[19] == b'+' || b[19] == b'-')
+        && digits(20..22)
+        && b[22] == b':'
+        && digits(23..25)
+}
+
+/// Every page fits a 1,366 px screen with its times on one line in ISO
+/// form; in Vietnamese our rule titles, summaries, audit actions and error
+/// pages are Vietnamese, the language switch stays on the page, and a form
+/// sent back with an error keeps what was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_fit_a_small_screen_and_speak_vietnamese() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let title = "FTP login with a cleartext password";
+    let long = "fd00:1234:5678:9abc:def0:1234:5678:9abc";
+    h.store
+        .ingest(&[record(
+            "alerts",
+            json!({"ts": now - 10.0, "id": "A00000000000000000077", "severity": "high", "rule.source": "sigma",
+                   "rule.id": "ftp-cleartext", "rule.title": title, "rule.version": "v1",
+                   "sensor": "district-7-water-treatment-plant-north", "summary": format!("{title} [{long}]:40000 -> [{long}]:21"),
+                   "uid": "CFLOW9", "id.orig_h": long, "id.orig_p": 40000, "id.resp_h": long, "id.resp_p": 21,
+                   "mitre_attack": ["T1552", "T1078.001", "T1021.004"], "count": 3, "first_seen": now - 100.0,
+                   "last_seen": now - 10.0, "matched": [format!("uri=/{}", "very-long-path-segment/".repeat(12))]}),
+        )])
+        .unwrap();
+    let c = admin(&h, "en-US").await;
+    c.set_window_size(1366, 768).await.unwrap();
+    let pages = [
+        "/",
+        "/alerts",
+        "/alerts/A00000000000000000077",
+        "/incidents",
+        "/search?q=*",
+        "/rules",
+        "/sensors",
+        "/devices",
+        "/users",
+        "/audit",
+    ];
+    for lang in ["en", "vi"] {
+        c.goto(&format!("{}/lang?to={lang}&back=%2F", h.url)).await.unwrap();
+        for page in pages {
+            c.goto(&format!("{}{page}", h.url)).await.unwrap();
+            until(&c, "main", |_| true).await;
+            let w = c
+                .execute("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]", vec![])
+                .await
+                .unwrap();
+            let (scroll, client) = (w[0].as_f64().unwrap(), w[1].as_f64().unwrap());
+            assert!(scroll <= client, "{lang} {page}: {scroll} px wide on a {client} px screen");
+            let times = c
+                .execute(
+                    "return [...document.querySelectorAll('.time')].map(e => { \
+                     const r = document.createRange(); r.selectNodeContents(e); \
+                     return [e.textContent.trim(), r.getClientRects().length]; })",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            for t in times.as_array().unwrap() {
+                let (text, lines) = (t[0].as_str().unwrap(), t[1].as_u64().unwrap());
+                assert!(iso_time(text), "{lang} {page}: time {text:?}");
+                // None when folded away (a closed <details>).
+                assert!(lines <= 1, "{lang} {page}: {text} wraps over {lines} lines");
+            }
+        }
+    }
+
+    // Vietnamese: the switch keeps the page and its query.
+    c.goto(&format!("{}/lang?to=en&back=%2F", h.url)).await.unwrap();
+    c.goto(&format!("{}/alerts?severity=high&range=all", h.url)).await.unwrap();
+    c.find(Locator::Id("lang-vi")).await.unwrap().click().await.unwrap();
+    until(&c, "header nav", |t| t.contains("Cảnh báo")).await;
+    let url = c.current_url().await.unwrap();
+    assert_eq!((url.path(), url.query()), ("/alerts", Some("severity=high&range=all")));
+    // Our rule's title and summary in Vietnamese.
+    let rows = text(&c, "#alert-rows").await;
+    assert!(rows.contains("Đăng nhập FTP với mật khẩu dạng rõ") && !rows.contains(title), "{rows}");
+    c.goto(&format!("{}/alerts/A00000000000000000077", h.url)).await.unwrap();
+    let summary = text(&c, "#alert-summary").await;
+    assert!(summary.starts_with("Đăng nhập FTP với mật khẩu dạng rõ [fd00:"), "{summary}");
+    // Audit actions by their Vietnamese names.
+    c.goto(&format!("{}/audit", h.url)).await.unwrap();
+    let audit = text(&c, "#audit").await;
+    assert!(audit.contains("Đăng nhập") && !audit.contains("console.login"), "{audit}");
+    // An error is a page in Vietnamese.
+    c.goto(&format!("{}/alerts?range=bogus", h.url)).await.unwrap();
+    let error = text(&c, "#error-text").await;
+    assert!(error.contains("khoảng thời gian 'bogus' không hợp lệ"), "{error}");
+    assert_eq!(c.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().as_deref(), Some("vi"));
+    // A form sent back with an error keeps what was typed, and says why in Vietnamese.
+    c.goto(&format!("{}/users", h.url)).await.unwrap();
+    c.find(Locator::Id("new-name")).await.unwrap().send_keys("tên sai!").await.unwrap();
+    c.find(Locator::Css("#new-role option[value=responder]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("add")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, "#users-error").await.contains("Tên người dùng gồm"));
+    assert_eq!(value_of(&c, "#new-name").await, json!("tên sai!"));
+    assert_eq!(value_of(&c, "#new-role").await, json!("responder"));
     c.close().await.unwrap();
 }

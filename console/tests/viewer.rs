@@ -176,6 +176,8 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
         ("/".into(), "/?range=all".into()),
         ("/".into(), "/".into()),
         ("/login".into(), "/login".into()),
+        ("/login/code".into(), "/login/code".into()),
+        ("/totp".into(), "/totp".into()),
         ("/password".into(), "/password".into()),
         ("/lang".into(), "/lang?to=vi".into()),
         ("/tz".into(), "/tz?to=UTC".into()),
