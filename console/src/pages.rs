@@ -780,6 +780,8 @@ struct AlertPage {
     accept_line: String,
     evidence: Vec<RecordRow>,
     related: Vec<AlertRow>,
+    /// The triage form as it was sent, when it was refused.
+    kept: TriageKept,
 }
 
 /// An admin accepts what an IoT profile alert reported as the device's new
@@ -877,7 +879,21 @@ async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<Strin
         .into_response())
 }
 
+/// What the triage form held, given back with the reason it was refused.
+#[derive(Default)]
+struct TriageKept {
+    status: String,
+    reason: String,
+    assign: String,
+    comment: String,
+    error: String,
+}
+
 async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    alert_page(c, a, id, TriageKept::default()).await
+}
+
+async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: TriageKept) -> Res {
     a.need(Perm::ReadAlerts)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let can_search = a.may(Perm::Search);
@@ -926,6 +942,7 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
     let al = all.pop().unwrap_or(Value::Null);
     debug_assert_eq!((evidence.len(), related.len()), (n_ev, n_rel));
     let lens = &a.lens;
+    let refused = !kept.error.is_empty();
     let s = |k: &str| al[k].as_str().unwrap_or("").to_string();
     let techniques = al["mitre_attack"]
         .as_array()
@@ -1004,7 +1021,9 @@ async fn alert(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -
         evidence: evidence.iter().map(|r| record_row(lens, r)).collect(),
         related: related.iter().map(|r| alert_row(lens, r)).collect(),
         a: alert_row(lens, &al),
+        kept,
     })
+    .map(|r| if refused { (StatusCode::BAD_REQUEST, r).into_response() } else { r })
 }
 
 async fn triage(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, body: Bytes) -> Res {
@@ -1018,10 +1037,34 @@ async fn triage(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, 
         assign: nonempty("assign"),
         comment: nonempty("comment"),
     };
+    let kept = TriageKept {
+        status: f.get("status").unwrap_or("").to_string(),
+        reason: f.get("reason").unwrap_or("").to_string(),
+        assign: f.get("assign").unwrap_or("").to_string(),
+        comment: f.get("comment").unwrap_or("").to_string(),
+        error: String::new(),
+    };
+    // The SIEM refuses it too; asked here first, the reader is told in
+    // their language.
+    let closing = change.status.as_deref().is_some_and(|s| s.starts_with("closed_"));
+    if closing && change.reason.is_none() {
+        let error = crate::error::Msg::new("triage.needs_reason").text(a.t);
+        return alert_page(c, a, id, TriageKept { error, ..kept }).await;
+    }
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let id2 = id.clone();
-    blocking(move || Ok(siem.triage_alert(&who, &peer, &id2, change)?)).await?;
-    Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response())
+    match blocking(move || Ok(siem.triage_alert(&who, &peer, &id2, change)?)).await {
+        Ok(_) => Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response()),
+        // Refused for what was typed: the page again, the typing kept.
+        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) => {
+            let error = match &e {
+                ConsoleError::Bad(m) => m.text(a.t),
+                other => other.to_string(),
+            };
+            alert_page(c, a, id, TriageKept { error, ..kept }).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 // ---------------------------------------------------------------- incidents

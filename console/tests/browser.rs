@@ -674,5 +674,14 @@ async fn pages_fit_a_small_screen_and_speak_vietnamese() {
     assert!(text(&c, "#users-error").await.contains("Tên người dùng gồm"));
     assert_eq!(value_of(&c, "#new-name").await, json!("tên sai!"));
     assert_eq!(value_of(&c, "#new-role").await, json!("responder"));
+    // So does the triage form: closing without a reason is refused, the
+    // comment typed is still there.
+    c.goto(&format!("{}/alerts/A00000000000000000077", h.url)).await.unwrap();
+    c.find(Locator::Css("#triage-select option[value=closed_benign]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("triage-comment")).await.unwrap().send_keys("máy quét của phòng CNTT").await.unwrap();
+    c.find(Locator::Id("triage-save")).await.unwrap().click().await.unwrap();
+    assert!(text(&c, "#triage-error").await.contains("Đóng cảnh báo cần có lý do"));
+    assert_eq!(value_of(&c, "#triage-comment").await, json!("máy quét của phòng CNTT"));
+    assert_eq!(value_of(&c, "#triage-select").await, json!("closed_benign"));
     c.close().await.unwrap();
 }
