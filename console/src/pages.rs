@@ -599,6 +599,11 @@ impl AlertFilter {
 /// The queue: most severe first, then newest.
 async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Vec<AlertRow>), ConsoleError> {
     a.need(Perm::ReadAlerts)?;
+    // A filter by a real address would tell a viewer which pseudonym it
+    // hides: an oracle, refused.
+    if a.lens.pseudonymised() && !(f.src.trim().is_empty() && f.dst.trim().is_empty()) {
+        return Err(ConsoleError::Refused(crate::error::Msg::new("error.viewer_address_filter")));
+    }
     if !f.status.is_empty() && !STATUSES.contains(&f.status.as_str()) {
         return Err(ConsoleError::Invalid(format!("unknown status '{}'", f.status)));
     }
@@ -638,6 +643,8 @@ struct AlertsPage {
     can_triage: bool,
     /// What the time filter applies.
     range_shown: String,
+    /// Filters by address (not for pseudonymised readers).
+    address_filters: bool,
     query: String,
     back: String,
 }
@@ -656,6 +663,7 @@ async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<Aler
         rows,
         total,
         can_triage: a.may(Perm::Triage),
+        address_filters: !a.lens.pseudonymised(),
         range_shown: range_shown(&a, range.from),
         back: format!("/alerts?{query}"),
         query,

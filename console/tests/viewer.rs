@@ -247,4 +247,10 @@ async fn packets_and_evidence_are_refused_to_viewers_with_the_reason() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(body.contains("pseudonyms cannot cover"), "{path}: {body}");
     }
+    // Filtering by a real address would reveal which pseudonym it hides.
+    for path in ["/alerts?src=10.35.4.20", "/alerts/rows?dst=10.30.0.0/16"] {
+        let (status, body) = get(&f, path, "*/*").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(body.contains("by address"), "{path}: {body}");
+    }
 }
