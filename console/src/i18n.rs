@@ -117,10 +117,12 @@ mod tests {
         for sub in ["templates", "src"] {
             for e in std::fs::read_dir(format!("{dir}{sub}")).unwrap().flatten() {
                 let text = std::fs::read_to_string(e.path()).unwrap();
-                for part in text.split(".t(\"").skip(1) {
-                    let key = part.split('"').next().unwrap_or("");
-                    if key.contains('.') && !en.contains(key) {
-                        missing.push(format!("{}: {key}", e.path().display()));
+                for call in [".t(\"", "Msg::new(\"", "Msg::with(\""] {
+                    for part in text.split(call).skip(1) {
+                        let key = part.split('"').next().unwrap_or("");
+                        if key.contains('.') && !en.contains(key) {
+                            missing.push(format!("{}: {key}", e.path().display()));
+                        }
                     }
                 }
             }

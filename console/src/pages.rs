@@ -473,7 +473,8 @@ pub const ZONES: [&str; 8] = [
 
 /// Stores the reader's time zone.
 async fn set_tz(State(c): State<Arc<Console>>, Query(p): Query<LangParams>) -> Res {
-    let tz: chrono_tz::Tz = p.to.parse().map_err(|_| ConsoleError::Invalid(format!("unknown time zone '{}'", p.to)))?;
+    let tz: chrono_tz::Tz =
+        p.to.parse().map_err(|_| ConsoleError::Bad(crate::error::Msg::with("error.tz", p.to.as_str())))?;
     let mut resp = Redirect::to(back_to(&p.back)).into_response();
     resp.headers_mut().append(header::SET_COOKIE, c.cookie("tz", tz.name(), Some(365 * 86_400)));
     Ok(resp)
@@ -549,7 +550,7 @@ impl AlertFilter {
             }
         };
         if !self.severity.is_empty() && !SEVERITIES.contains(&self.severity.as_str()) {
-            return Err(ConsoleError::Invalid(format!("unknown severity '{}'", self.severity)));
+            return Err(ConsoleError::Bad(crate::error::Msg::with("error.severity", self.severity.as_str())));
         }
         add("severity", &self.severity);
         add("sensor", &self.sensor);
@@ -564,7 +565,7 @@ impl AlertFilter {
             // passed on as query syntax.
             let ok = v.parse::<std::net::IpAddr>().is_ok() || v.parse::<cidr::IpCidr>().is_ok();
             if !ok {
-                return Err(ConsoleError::Invalid(format!("'{v}' is not an address or a network")));
+                return Err(ConsoleError::Bad(crate::error::Msg::with("error.address", v)));
             }
             let term = if v.contains('/') { format!("{field}:{v}") } else { format!("{field}:{}", quote(v)) };
             q = if q.is_empty() { term } else { format!("{q} AND {term}") };
@@ -605,7 +606,7 @@ async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Ve
         return Err(ConsoleError::Refused(crate::error::Msg::new("error.viewer_address_filter")));
     }
     if !f.status.is_empty() && !STATUSES.contains(&f.status.as_str()) {
-        return Err(ConsoleError::Invalid(format!("unknown status '{}'", f.status)));
+        return Err(ConsoleError::Bad(crate::error::Msg::with("error.status", f.status.as_str())));
     }
     let p = AlertsParams {
         q: Some(f.query()?),
@@ -695,7 +696,7 @@ async fn bulk(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     a.need(Perm::Triage)?;
     let ids: Vec<String> = f.all("ids").into_iter().map(str::to_string).collect();
     if ids.is_empty() || ids.len() > 500 {
-        return Err(ConsoleError::Invalid("choose 1 to 500 alerts".into()));
+        return Err(ConsoleError::Bad(crate::error::Msg::new("error.bulk_count")));
     }
     let action = f.get("action").unwrap_or("");
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
@@ -1487,7 +1488,7 @@ const EXPORT_MAX: usize = 10_000;
 async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportForm>) -> Res {
     a.need(Perm::Search)?;
     if f.format != "csv" && f.format != "json" {
-        return Err(ConsoleError::Invalid("format is csv or json".into()));
+        return Err(ConsoleError::Bad(crate::error::Msg::new("error.export_format")));
     }
     let sp = SearchParams {
         q: Some(f.q.clone()),
