@@ -9,7 +9,7 @@ use common::{citysoc, root, Server};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 struct Ca {
@@ -70,7 +70,7 @@ fn serve(dir: &Path, data: &str, cert: &str, client_ca: Option<&str>) -> (Server
         .arg(dir.join(format!("{cert}.pem")))
         .arg("--tls-key")
         .arg(dir.join(format!("{cert}.key")))
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.join(format!("{data}.stderr"))).unwrap());
     if let Some(ca) = client_ca {
         cmd.arg("--tls-client-ca").arg(dir.join(format!("{ca}.pem")));
     }
@@ -143,9 +143,10 @@ fn sensors_ship_over_tls_and_wrong_certificates_are_refused_with_the_reason() {
     std::fs::write(
         d.join("tokens.toml"),
         format!(
-            "[sensors]\nedge-1 = \"{}\"\n[readers]\nanalyst = \"{}\"\n",
+            "[sensors]\nedge-1 = \"{}\"\n[readers]\nanalyst = \"{}\"\n[admins]\nchief = \"{}\"\n",
             common::sha256_hex("sensor-secret"),
-            common::sha256_hex("reader-secret")
+            common::sha256_hex("reader-secret"),
+            common::sha256_hex("admin-secret")
         ),
     )
     .unwrap();
@@ -201,6 +202,40 @@ fn sensors_ship_over_tls_and_wrong_certificates_are_refused_with_the_reason() {
         assert!(std::fs::read_dir(d.join(name).join("spool")).unwrap().count() > 0, "{name}: spool emptied");
         assert_eq!(stored(&url, reader_tls.clone()), want, "{name}: stored something");
     }
+    // A good certificate with a wrong token: refused with the SIEM's reason.
+    std::fs::write(d.join("token"), "wrong\n").unwrap();
+    let out = sensor(d, "wrong-token", &url, &mtls);
+    std::fs::write(d.join("token"), "sensor-secret\n").unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("refused the sensor's token (401"), "{}", stderr(&out));
+    // The SOC saw each refusal too: in its log with the peer's address, and
+    // in its audit trail.
+    let log = std::fs::read_to_string(d.join("data.stderr")).unwrap();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("refused 127.0.0.1: ")).collect();
+    for want in [
+        "TLS handshake failed: peer sent no certificates",
+        "TLS handshake failed: invalid peer certificate: certificate expired",
+        "TLS handshake failed: invalid peer certificate: UnknownIssuer",
+        "401 on /api/v1/ingest: unknown bearer token",
+    ] {
+        assert!(refused.iter().any(|l| l.contains(want)), "{want}: {log}");
+    }
+    let trail = |action: &str| -> Vec<serde_json::Value> {
+        let r: serde_json::Value = reader_tls
+            .agent(Duration::from_secs(20))
+            .unwrap()
+            .get(&format!("{url}/api/v1/audit"))
+            .query("action", action)
+            .set("Authorization", "Bearer admin-secret")
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        r["entries"].as_array().unwrap().clone()
+    };
+    let tls_refused = trail("tls.refused");
+    assert!(tls_refused.len() >= 3 && tls_refused.iter().all(|e| e["from"] == "127.0.0.1"), "{tls_refused:?}");
+    assert_eq!(trail("auth.refused").len(), 1);
     // The SOC still serves the good sensor.
     let out = sensor(d, "ok-again", &url, &mtls);
     assert!(out.status.success(), "{}", stderr(&out));

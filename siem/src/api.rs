@@ -765,10 +765,11 @@ async fn watch_refusals(
     let _ = tokio::task::spawn_blocking(move || {
         let tables = [&st.tokens.sensors, &st.tokens.readers, &st.tokens.admins];
         let name = token.as_deref().and_then(|t| tables.iter().find_map(|m| Tokens::find(m, t))).map(str::to_string);
-        let why = match (&name, status) {
-            (Some(n), _) => format!("{status} on {path}: token of '{n}' may not do that"),
-            (None, _) if token.is_some() => format!("{status} on {path}: unknown bearer token"),
-            _ => format!("{status} on {path}: no bearer token"),
+        let code = status.as_u16();
+        let why = match &name {
+            Some(n) => format!("{code} on {path}: the token of '{n}' may not do that"),
+            None if token.is_some() => format!("{code} on {path}: unknown bearer token"),
+            None => format!("{code} on {path}: no bearer token"),
         };
         let who = name.unwrap_or_else(|| "-".into());
         st.refused(&peer.0, &who, "auth.refused", &why, json!({"status": status.as_u16(), "path": path}));

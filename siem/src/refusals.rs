@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Refusals written one by one per address and minute.
-pub const PER_PEER: u32 = 5;
+pub const PER_PEER: u32 = 10;
 /// And over all addresses together (one attacker, many addresses).
-pub const OVERALL: u32 = 60;
+pub const OVERALL: u32 = 100;
 /// Addresses tracked in a minute; past it, refusals are only counted.
 const PEERS: usize = 10_000;
 const WINDOW: Duration = Duration::from_secs(60);
@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(many + PER_PEER as usize + 1, OVERALL as usize);
         // The next minute: the count of the one before, once.
         let next = r.admit_at("10.0.0.9", t0 + WINDOW);
-        assert_eq!(next, Admit { write: true, suppressed: Some((1000 - 5 + 500 - many as u64, 502)) });
+        assert_eq!(
+            next,
+            Admit { write: true, suppressed: Some((1000 - u64::from(PER_PEER) + 500 - many as u64, 502)) }
+        );
         assert_eq!(r.admit_at("10.0.0.9", t0 + WINDOW).suppressed, None);
     }
 }
