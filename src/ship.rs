@@ -177,7 +177,7 @@ impl<S: EventSink> ShipSink<S> {
         // before it starts, not after the capture was processed.
         let agent = cfg.tls.agent(Duration::from_secs(30)).map_err(|e| SensorError::Ship {
             url: cfg.url.clone(),
-            reason: format!("its TLS settings are unusable: {e:#}"),
+            reason: format!("the sensor's TLS settings are unusable: {e:#}"),
         })?;
         let shared = Arc::new(Shared {
             dir,
@@ -280,7 +280,7 @@ impl<S: EventSink> ShipSink<S> {
         let Some(why) = self.refusal() else { return };
         self.refusal_seen = true;
         let then = if self.cfg.stop_on_refusal.is_some() { "the capture stops" } else { "the run goes on" };
-        tracing::warn!(url = %self.cfg.url, "the SIEM refused the sensor ({why}); {then}, spooling every record");
+        tracing::warn!(url = %self.cfg.url, "{why}; {then}, spooling every record");
         if let Some(stop) = &self.cfg.stop_on_refusal {
             stop.store(true, Ordering::Relaxed);
         }
@@ -471,9 +471,9 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, agent: &ureq::Agent, run: &str) {
                     .unwrap_or(text);
                 let said: String = said.chars().take(200).collect();
                 let m = match code {
-                    401 => format!("it refused the sensor's token ({code}: {said})"),
-                    403 => format!("its token may not ship records ({code}: {said})"),
-                    _ => format!("it refused batch {id} ({code}: {said})"),
+                    401 => format!("the SIEM refused the sensor's token ({code}: {said})"),
+                    403 => format!("the SIEM does not let this token ship records ({code}: {said})"),
+                    _ => format!("the SIEM refused batch {id} ({code}: {said})"),
                 };
                 refuse(sh, m);
                 return;

@@ -512,7 +512,7 @@ fn a_refused_sensor_spools_every_record_it_made_run_after_run() {
         assert!(!out.status.success(), "run {i}: {err}");
         let last = err.lines().rev().find(|l| l.starts_with("citysoc: ")).unwrap_or_default().to_string();
         assert!(
-            last.contains(&format!("shipping to the SIEM at {base} stopped: it refused the sensor's token (401"))
+            last.contains(&format!("shipping to the SIEM at {base} stopped: the SIEM refused the sensor's token (401"))
                 && !last.contains("cannot write log"),
             "run {i}: {err}"
         );
