@@ -139,9 +139,11 @@ pub struct ShipSink<S> {
     seq: u64,
     /// When the latest stats report passed.
     reported: Instant,
-    /// Reports sent again after the capture's last: each a microsecond
-    /// after the one before, so they sort after the report they update.
-    resent: i64,
+    /// The time of the latest report: each report of the run is given a
+    /// later one (a microsecond at least), so the SIEM's ledger, which
+    /// sorts a run's reports by time, never takes two in the wrong order
+    /// (a replay's reports at its end all carry the capture's last time).
+    last_ts: i64,
     /// The SIEM's refusal was acted on (warned, the capture told to stop).
     refusal_seen: bool,
 }
@@ -209,7 +211,7 @@ impl<S: EventSink> ShipSink<S> {
             started: Instant::now(),
             seq,
             reported: Instant::now(),
-            resent: 0,
+            last_ts: i64::MIN,
             refusal_seen: false,
         })
     }
@@ -571,8 +573,8 @@ impl<S: EventSink> ShipSink<S> {
     fn report_again(&mut self) -> Result<(), SensorError> {
         let Some(mut r) = self.last_report.clone() else { return Ok(()) };
         self.fill_report(&mut r, self.made, 0);
-        self.resent += 1;
-        r.ts = schema::Time(r.ts.0 + self.resent);
+        self.last_ts = self.last_ts.max(r.ts.0).saturating_add(1);
+        r.ts = schema::Time(self.last_ts);
         let mut ev = [Event::Stats(r)];
         self.inner.write(&mut ev)?;
         self.add(&ev[0])?;
@@ -594,6 +596,10 @@ impl<S: EventSink> EventSink for ShipSink<S> {
                     // in the buffers yet: they wait too.
                     let unbuffered = made - self.made;
                     self.fill_report(st, made, unbuffered);
+                    if st.ts.0 <= self.last_ts {
+                        st.ts = schema::Time(self.last_ts.saturating_add(1));
+                    }
+                    self.last_ts = st.ts.0;
                     self.last_report = Some(st.clone());
                     self.reported = Instant::now();
                 }

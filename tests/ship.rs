@@ -621,3 +621,60 @@ fn a_shipping_replay_reports_while_it_waits_and_warns_while_the_siem_is_away() {
         .unwrap();
     assert_eq!(v["total"].as_u64().unwrap() as usize, reports.len());
 }
+
+/// Keeps the stats reports that pass, as the log writer would write them.
+struct Reports(std::sync::Arc<std::sync::Mutex<Vec<schema::StatsRecord>>>);
+
+impl sensor::output::EventSink for Reports {
+    fn write(&mut self, events: &mut [schema::Event]) -> Result<(), sensor::SensorError> {
+        for e in events.iter() {
+            if let schema::Event::Stats(s) = e {
+                self.0.lock().unwrap().push(s.clone());
+            }
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), sensor::SensorError> {
+        Ok(())
+    }
+}
+
+/// A replay's reports at its end all carry the capture's last time; the
+/// ledger sorts a run's reports by time, so each leaves the sensor with a
+/// later time than the one before, the reports sent again at the end too.
+#[test]
+fn every_report_of_a_run_has_a_later_time_than_the_one_before() {
+    use citysoc::ship::{ShipConfig, ShipSink, SpoolFull};
+    use sensor::output::EventSink;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = ShipConfig {
+        url: format!("http://127.0.0.1:{port}"),
+        token: "t".into(),
+        batch_records: 100,
+        batch_secs: 3600.0,
+        retry_secs: 1,
+        spool_dir: tmp.path().join("spool"),
+        spool_bytes: 1 << 20,
+        spool_full: SpoolFull::DropOldest,
+        tls: Default::default(),
+        report_every: Some(Duration::from_millis(200)),
+        stop_on_refusal: None,
+        warn_every: Duration::from_secs(60),
+    };
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut sink = ShipSink::new(Reports(std::sync::Arc::clone(&reports)), cfg, "s").unwrap();
+    let conn = schema::sample_events().into_iter().find(|e| e.log_name() == "conn").unwrap();
+    let at = schema::Time(1_700_000_000_000_000);
+    for _ in 0..3 {
+        let st = schema::StatsRecord { ts: at, ..Default::default() };
+        sink.write(&mut [conn.clone(), schema::Event::Stats(st)]).unwrap();
+    }
+    // The SIEM away: the spool waits a second, with a report every 200 ms.
+    sink.flush().unwrap();
+    let r = reports.lock().unwrap();
+    assert!(r.len() >= 5, "{}", r.len());
+    assert!(r.windows(2).all(|w| w[0].ts.0 < w[1].ts.0), "{:?}", r.iter().map(|r| r.ts.0).collect::<Vec<_>>());
+    assert_eq!(r.last().unwrap().records_made, Some(3));
+    assert_eq!(r.last().unwrap().spool_records, Some(3));
+}
