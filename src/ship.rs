@@ -493,7 +493,15 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, agent: &ureq::Agent, run: &str) {
         };
         outage.down(sh, cfg, &why, unreachable);
         sh.counters.retries.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(retry_after.unwrap_or(wait).min(Duration::from_secs(10)));
+        // In steps: the end of the run must not wait out a long pause.
+        let until = Instant::now() + retry_after.unwrap_or(wait).min(Duration::from_secs(10));
+        while Instant::now() < until {
+            let over = sh.deadline.lock().ok().and_then(|d| *d).is_some_and(|d| Instant::now() >= d);
+            if over && sh.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+        }
         wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
@@ -694,5 +702,77 @@ impl<S: EventSink> EventSink for Output<S> {
             Output::Logs(s) => s.flush(),
             Output::Shipped(s) => s.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// What the sensor's log (stderr) would show, kept in memory.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Nowhere;
+
+    impl EventSink for Nowhere {
+        fn write(&mut self, _: &mut [Event]) -> Result<(), SensorError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SensorError> {
+            Ok(())
+        }
+    }
+
+    /// Nothing answers at the SIEM's address: the sensor says so when the
+    /// first batch fails and then once per `warn_every`, not per retry.
+    #[test]
+    fn a_sensor_warns_while_the_siem_takes_nothing_at_a_bounded_rate() {
+        let log = Log::default();
+        let l2 = log.clone();
+        let sub = tracing_subscriber::fmt().with_writer(move || l2.clone()).with_ansi(false).finish();
+        tracing::subscriber::set_global_default(sub).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = ShipConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            token: "t".into(),
+            batch_records: 1,
+            batch_secs: 3600.0,
+            retry_secs: 3,
+            spool_dir: tmp.path().join("spool"),
+            spool_bytes: 1 << 20,
+            spool_full: SpoolFull::DropOldest,
+            tls: Default::default(),
+            report_every: None,
+            stop_on_refusal: None,
+            warn_every: Duration::from_millis(1000),
+        };
+        let mut sink = ShipSink::new(Nowhere, cfg, "s").unwrap();
+        let conn = schema::sample_events().into_iter().find(|e| e.log_name() == "conn").unwrap();
+        sink.write(&mut [conn]).unwrap();
+        sink.flush().unwrap();
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let url = format!("the SIEM at http://127.0.0.1:{port}");
+        let first: Vec<&str> = text.lines().filter(|l| l.contains(&format!("{url} takes no batches"))).collect();
+        assert_eq!(first.len(), 1, "{text}");
+        assert!(first[0].contains("it does not answer") && first[0].contains("1 records"), "{text}");
+        // Retries every 200 ms to 5 s over 3 s: a dozen, warned about
+        // once a second at most.
+        let again = text.lines().filter(|l| l.contains(&format!("{url} has taken no batches for"))).count();
+        assert!((1..=3).contains(&again), "{text}");
+        let retries = sink.counters().retries.load(Ordering::Relaxed);
+        assert!(retries > 1 + again as u64, "{retries} retries, {again} warnings");
     }
 }
