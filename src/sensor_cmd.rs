@@ -457,7 +457,27 @@ fn fetch_rules(
         .get(&format!("{}/api/v1/rules", url.trim_end_matches('/')))
         .set("Authorization", &format!("Bearer {}", token.trim()))
         .call()
-        .map_err(|e| anyhow::anyhow!("fetching the rules from {url}: {e}"))?;
+        .map_err(|e| match e {
+            // The SIEM's own reason, once: ureq's message repeats the URL.
+            ureq::Error::Status(code, resp) => {
+                let text = resp.into_string().unwrap_or_default();
+                let said = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                anyhow::anyhow!("the SIEM at {url} did not hand out its rules ({code}: {})", said.trim())
+            }
+            ureq::Error::Transport(t) => anyhow::anyhow!(
+                "the SIEM at {url} did not hand out its rules: {}",
+                citysoc::tls::tls_failure(&t).unwrap_or_else(|| {
+                    // The kind, and the system's reason beneath it.
+                    match std::error::Error::source(&t) {
+                        Some(cause) => format!("{}: {cause}", t.kind()),
+                        None => t.kind().to_string(),
+                    }
+                })
+            ),
+        })?;
     let version = resp.header("x-rules-version").unwrap_or("unknown").to_string();
     if !version.chars().all(|c| c.is_ascii_alphanumeric()) {
         anyhow::bail!("the SIEM sent a malformed rules version");

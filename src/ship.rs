@@ -488,7 +488,11 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, agent: &ureq::Agent, run: &str) {
                     return;
                 }
                 tracing::debug!(error = %t, "SIEM unreachable");
-                (None, format!("it does not answer: {}", t.kind()), true)
+                let why = match std::error::Error::source(&t) {
+                    Some(cause) => format!("it does not answer: {}: {cause}", t.kind()),
+                    None => format!("it does not answer: {}", t.kind()),
+                };
+                (None, why, true)
             }
         };
         outage.down(sh, cfg, &why, unreachable);
@@ -512,13 +516,13 @@ fn refuse(sh: &Shared, why: String) {
     }
 }
 
-/// While the SIEM does not take batches: a warning when it stops, one
-/// every `warn_every` while it stays away, and one when it is back, so a
-/// sensor spooling is never silent about it.
 /// Pushback (429, 503) for this long is worth a warning: short spells are
 /// a busy SIEM doing its job.
 const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
 
+/// While the SIEM does not take batches: a warning when it stops, one
+/// every `warn_every` while it stays away, and one when it is back, so a
+/// sensor spooling is never silent about it.
 #[derive(Default)]
 struct Outage {
     /// Since when, and the run's spooled count then.
