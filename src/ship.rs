@@ -779,4 +779,101 @@ mod tests {
         let retries = sink.counters().retries.load(Ordering::Relaxed);
         assert!(retries > 1 + again as u64, "{retries} retries, {again} warnings");
     }
+
+    /// A SIEM that refuses every batch with 401, as for a wrong token.
+    fn refusing_siem() -> u16 {
+        use std::io::{BufRead, BufReader, Read};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let _ = r.take(len as u64).read_to_end(&mut Vec::new());
+                let body = r#"{"error":"missing or unknown bearer token"}"#;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        port
+    }
+
+    /// Records and alerts in the spool (stats reports aside).
+    fn spooled(dir: &Path) -> (u64, u64) {
+        let mut n = (0, 0);
+        for b in list(dir) {
+            let raw = zstd::decode_all(&std::fs::read(&b.3).unwrap()[..]).unwrap();
+            for l in String::from_utf8(raw).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                match v["_log"].as_str() {
+                    Some("stats") => {}
+                    Some("alerts") => n = (n.0 + 1, n.1 + 1),
+                    _ => n.0 += 1,
+                }
+            }
+        }
+        n
+    }
+
+    /// The refusal met at every point of the run: before the first record
+    /// (an earlier batch waited in the spool), between records, or only at
+    /// the end. Whichever, every record and alert made is in the spool, the
+    /// output never fails before the end, and the end says why.
+    #[test]
+    fn a_refusal_at_any_point_loses_no_record() {
+        let port = refusing_siem();
+        let samples = schema::sample_events();
+        let conn = samples.iter().find(|e| e.log_name() == "conn").unwrap().clone();
+        let alert = samples.iter().find(|e| e.log_name() == "alerts").unwrap().clone();
+        for run in 0..30 {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("spool");
+            std::fs::create_dir_all(&dir).unwrap();
+            // An earlier run's batch: the shipper meets the refusal on it.
+            let body = zstd::encode_all(&b"{\"_log\":\"conn\",\"ts\":1}\n"[..], 3).unwrap();
+            std::fs::write(dir.join(batch_name(1, false, 1)), body).unwrap();
+            std::fs::write(dir.join("run-id"), "earlier").unwrap();
+            let cfg = ShipConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                token: "wrong".into(),
+                batch_records: 4,
+                batch_secs: 3600.0,
+                retry_secs: 5,
+                spool_dir: dir.clone(),
+                spool_bytes: 1 << 20,
+                spool_full: if run % 2 == 0 { SpoolFull::DropOldest } else { SpoolFull::Pause },
+                tls: Default::default(),
+                report_every: None,
+                stop_on_refusal: None,
+                warn_every: Duration::from_secs(60),
+            };
+            let mut sink = ShipSink::new(Nowhere, cfg, "s").unwrap();
+            // Where in the run of 18 the refusal is waited for.
+            let at = [0, 5, 17, 18][run % 4];
+            for i in 0..18 {
+                if i == at {
+                    let t = Instant::now();
+                    while sink.refusal().is_none() {
+                        assert!(t.elapsed() < Duration::from_secs(10), "never refused");
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                let ev = if i == 9 { alert.clone() } else { conn.clone() };
+                sink.write(&mut [ev]).unwrap();
+            }
+            let e = sink.flush().unwrap_err().to_string();
+            assert!(e.contains("refused the sensor's token (401: missing or unknown bearer token)"), "{e}");
+            assert_eq!(spooled(&dir), (1 + 18, 1), "run {run}, refused at record {at}");
+        }
+    }
 }
