@@ -95,6 +95,9 @@ fn run(n: usize, capture: &Path) -> Outcome {
                 spool_bytes: 1 << 30,
                 spool_full: SpoolFull::Pause,
                 tls: Default::default(),
+                report_every: None,
+                stop_on_refusal: None,
+                warn_every: std::time::Duration::from_secs(60),
             };
             let capture = capture.to_path_buf();
             std::thread::spawn(move || {

@@ -173,6 +173,13 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         cert: args.ship_cert.clone(),
         key: args.ship_key.clone(),
     };
+    // Every shipping setting is checked before the first packet is read:
+    // a typo must not cost a whole capture's processing.
+    let token = match (&args.ship, &args.token_file) {
+        (Some(url), Some(tf)) => Some(check_shipping(url, tf, &tls)?),
+        _ => None,
+    };
+    let controls = Controls::default();
     if args.rules_from_siem {
         if let (Some(url), Some(tf)) = (&args.ship, &args.token_file) {
             cfg.detect.rules_dir = fetch_rules(url, tf, &tls, &args.log_dir)?;
@@ -180,13 +187,8 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
     let mut pcfg = cfg.pipeline();
     let logs = cfg.log_writer(&args.log_dir)?;
-    let writer = match (&args.ship, &args.token_file) {
-        (Some(url), Some(tf)) => {
-            let token = std::fs::read_to_string(tf).with_context(|| format!("cannot read {}", tf.display()))?;
-            let token = token.trim().to_string();
-            if token.is_empty() {
-                anyhow::bail!("{} is empty", tf.display());
-            }
+    let writer = match (&args.ship, token) {
+        (Some(url), Some(token)) => {
             let ship = citysoc::ship::ShipConfig {
                 url: url.clone(),
                 token,
@@ -200,6 +202,11 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
                     SpoolFullArg::Pause => citysoc::ship::SpoolFull::Pause,
                 },
                 tls: tls.clone(),
+                report_every: Some(std::time::Duration::from_secs(args.stats_secs)).filter(|d| !d.is_zero()),
+                // A live capture has no end of its own: refused, it stops
+                // the way a signal stops it. A replay spools to its end.
+                stop_on_refusal: args.interface.is_some().then(|| controls.stop.clone()),
+                warn_every: std::time::Duration::from_secs(60),
             };
             citysoc::ship::Output::Shipped(Box::new(citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)?))
         }
@@ -225,7 +232,6 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
             .with_pins(pcfg.worker.ring.as_ref().map(|r| std::sync::Arc::clone(&r.pins))),
     );
 
-    let controls = Controls::default();
     signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())
         .context("cannot install the SIGINT handler")?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, controls.stop.clone())
@@ -326,6 +332,34 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The shipping settings, checked as a whole before the run: the SIEM's
+/// URL, the token, and the TLS files and pin. Returns the token.
+fn check_shipping(url: &str, token_file: &std::path::Path, tls: &citysoc::tls::ClientTls) -> anyhow::Result<String> {
+    let u = url::Url::parse(url).map_err(|e| anyhow::anyhow!("--ship {url}: not a URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        anyhow::bail!("--ship {url}: an http:// or https:// URL of the SIEM is needed (`https://soc:8443`)");
+    }
+    let tls_set = tls.ca.is_some() || tls.pin.is_some() || tls.cert.is_some();
+    if tls_set && u.scheme() != "https" {
+        anyhow::bail!("--ship {url}: --ship-ca, --ship-pin and --ship-cert need an https:// URL");
+    }
+    if u.scheme() == "https" {
+        tls.config().context("the shipping TLS settings are unusable")?;
+    }
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("--token-file: cannot read {}", token_file.display()))?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("--token-file: {} is empty", token_file.display());
+    }
+    // Sent as an HTTP header: a line break or control character would
+    // make every request fail, only after the capture.
+    if token.chars().any(|c| c.is_control()) {
+        anyhow::bail!("--token-file: {} holds more than one line or control characters", token_file.display());
+    }
+    Ok(token)
+}
+
 pub fn summary(s: &StatsRecord) -> String {
     format!(
         "packets: {} read, {} in flows, {} fragments, {} non-IP, {} malformed, {} bad checksum, {} dropped by kernel{}; \
@@ -423,7 +457,27 @@ fn fetch_rules(
         .get(&format!("{}/api/v1/rules", url.trim_end_matches('/')))
         .set("Authorization", &format!("Bearer {}", token.trim()))
         .call()
-        .map_err(|e| anyhow::anyhow!("fetching the rules from {url}: {e}"))?;
+        .map_err(|e| match e {
+            // The SIEM's own reason, once: ureq's message repeats the URL.
+            ureq::Error::Status(code, resp) => {
+                let text = resp.into_string().unwrap_or_default();
+                let said = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                anyhow::anyhow!("the SIEM at {url} did not hand out its rules ({code}: {})", said.trim())
+            }
+            ureq::Error::Transport(t) => anyhow::anyhow!(
+                "the SIEM at {url} did not hand out its rules: {}",
+                citysoc::tls::tls_failure(&t).unwrap_or_else(|| {
+                    // The kind, and the system's reason beneath it.
+                    match std::error::Error::source(&t) {
+                        Some(cause) => format!("{}: {cause}", t.kind()),
+                        None => t.kind().to_string(),
+                    }
+                })
+            ),
+        })?;
     let version = resp.header("x-rules-version").unwrap_or("unknown").to_string();
     if !version.chars().all(|c| c.is_ascii_alphanumeric()) {
         anyhow::bail!("the SIEM sent a malformed rules version");

@@ -180,6 +180,7 @@ fn serve(
                 }
             });
         }
+        let seen = Arc::clone(&state);
         let app =
             router(state).merge(console::router(Arc::new(console))).into_make_service_with_connect_info::<SocketAddr>();
         match tls {
@@ -198,11 +199,52 @@ fn serve(
                     h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
                 });
                 let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-                axum_server::from_tcp_rustls(listener.into_std()?, cfg).handle(handle).serve(app).await?
+                let acceptor = WatchedTls { inner: axum_server::tls_rustls::RustlsAcceptor::new(cfg), state: seen };
+                axum_server::from_tcp(listener.into_std()?).acceptor(acceptor).handle(handle).serve(app).await?
             }
         }
         Ok(())
     })
+}
+
+/// The TLS acceptor, with every failed handshake logged and audited with
+/// the peer's address (at the bounded rate of refusals): a sensor with a
+/// wrong certificate shows at the SOC, not only at the sensor.
+#[derive(Clone)]
+struct WatchedTls {
+    inner: axum_server::tls_rustls::RustlsAcceptor,
+    state: Arc<AppState>,
+}
+
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for WatchedTls {
+    type Stream =
+        <axum_server::tls_rustls::RustlsAcceptor as axum_server::accept::Accept<tokio::net::TcpStream, S>>::Stream;
+    type Service = S;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let peer = stream.peer_addr().map_or_else(|_| "unknown".to_string(), |a| a.ip().to_string());
+        let handshake = self.inner.accept(stream, service);
+        let state = Arc::clone(&self.state);
+        Box::pin(async move {
+            let r = handshake.await;
+            // A connection closed before a word of TLS (a port probe, a
+            // load balancer's health check) refused nothing.
+            let closed = |e: &std::io::Error| {
+                matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
+            };
+            if let Some(e) = r.as_ref().err().filter(|e| !closed(e)) {
+                let why = e.to_string();
+                let detail = serde_json::json!({"error": why});
+                let _ = tokio::task::spawn_blocking(move || {
+                    state.refused(&peer, "-", "tls.refused", &format!("TLS handshake failed: {why}"), detail)
+                })
+                .await;
+            }
+            r
+        })
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -44,6 +44,16 @@ pub struct ShipConfig {
     pub spool_full: SpoolFull,
     /// How the SOC is trusted over `https://`.
     pub tls: crate::tls::ClientTls,
+    /// A stats report this often while the spool drains at the end of a
+    /// run (the capture's own reports stop with the capture).
+    pub report_every: Option<Duration>,
+    /// Raised when the SIEM refuses the sensor: a live capture then stops
+    /// as if told to, every open flow logged and spooled. Without it (a
+    /// replay) the run goes on to its end, spooling everything.
+    pub stop_on_refusal: Option<Arc<AtomicBool>>,
+    /// While the SIEM does not take batches, a warning this often (and one
+    /// when it stops and when it takes them again).
+    pub warn_every: Duration,
 }
 
 /// What the spool and the shipper did, shared between the two threads.
@@ -66,9 +76,12 @@ struct Shared {
     /// per batch acknowledged: the SIEM acknowledges once the batch is
     /// stored and searchable.
     latencies: Mutex<Vec<(f64, u64)>>,
-    /// A refusal that retrying cannot fix (bad token, bad batch).
-    fatal: Mutex<Option<String>>,
+    /// Why the SIEM refused the sensor, once it did: retrying cannot fix
+    /// it (a bad token, a certificate, a batch refused).
+    refused: Mutex<Option<String>>,
     stop: AtomicBool,
+    /// Once stopping: when the shipper gives up on what is left.
+    deadline: Mutex<Option<Instant>>,
 }
 
 /// Spool file names: `<seq, 12 digits>-<r|a>-<records>.zst`, where `a`
@@ -124,10 +137,19 @@ pub struct ShipSink<S> {
     first_at: Option<Instant>,
     started: Instant,
     seq: u64,
+    /// When the latest stats report passed.
+    reported: Instant,
+    /// The time of the latest report: each report of the run is given a
+    /// later one (a microsecond at least), so the SIEM's ledger, which
+    /// sorts a run's reports by time, never takes two in the wrong order
+    /// (a replay's reports at its end all carry the capture's last time).
+    last_ts: i64,
+    /// The SIEM's refusal was acted on (warned, the capture told to stop).
+    refusal_seen: bool,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> SensorError {
-    SensorError::Log { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+    SensorError::Spool { path: path.to_path_buf(), error: e.to_string() }
 }
 
 impl<S: EventSink> ShipSink<S> {
@@ -153,18 +175,25 @@ impl<S: EventSink> ShipSink<S> {
         let seq = list(&dir).last().map_or(0, |b| b.0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let ledger_run = format!("{}-{:x}-{:x}", sanitize(sensor), nanos, std::process::id());
+        // Built before the first packet: unusable TLS settings stop the run
+        // before it starts, not after the capture was processed.
+        let agent = cfg.tls.agent(Duration::from_secs(30)).map_err(|e| SensorError::Ship {
+            url: cfg.url.clone(),
+            reason: format!("the sensor's TLS settings are unusable: {e:#}"),
+        })?;
         let shared = Arc::new(Shared {
             dir,
             counters: ShipCounters::default(),
             made_at: Mutex::new(Default::default()),
             latencies: Mutex::new(Vec::new()),
-            fatal: Mutex::new(None),
+            refused: Mutex::new(None),
             stop: AtomicBool::new(false),
+            deadline: Mutex::new(None),
         });
         let (s2, c2) = (Arc::clone(&shared), cfg.clone());
         let shipper = std::thread::Builder::new()
             .name("shipper".into())
-            .spawn(move || ship_loop(&s2, &c2, &run))
+            .spawn(move || ship_loop(&s2, &c2, &agent, &run))
             .map_err(|e| io_err(&shared.dir, e))?;
         Ok(ShipSink {
             inner,
@@ -181,6 +210,9 @@ impl<S: EventSink> ShipSink<S> {
             first_at: None,
             started: Instant::now(),
             seq,
+            reported: Instant::now(),
+            last_ts: i64::MIN,
+            refusal_seen: false,
         })
     }
 
@@ -228,16 +260,38 @@ impl<S: EventSink> ShipSink<S> {
         Ok(())
     }
 
-    fn fatal(&self) -> Result<(), SensorError> {
-        match self.shared.fatal.lock().ok().and_then(|g| g.clone()) {
-            Some(m) => Err(io_err(Path::new(&self.cfg.url), m)),
-            None => Ok(()),
+    /// Why the SIEM refused the sensor, if it did.
+    pub fn refusal(&self) -> Option<String> {
+        self.shared.refused.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn refused_error(&self, why: String) -> SensorError {
+        SensorError::Ship {
+            url: self.cfg.url.clone(),
+            reason: format!("{why}; the run's records wait in the spool {}", self.cfg.spool_dir.display()),
         }
     }
 
-    /// Writes the pending batches to the spool, then keeps it within its cap.
+    /// Once the SIEM refused the sensor: say so at once, and stop a live
+    /// capture the way a signal does. The output itself goes on spooling
+    /// whatever still comes, so no record made is lost to the refusal.
+    fn on_refusal(&mut self) {
+        if self.refusal_seen {
+            return;
+        }
+        let Some(why) = self.refusal() else { return };
+        self.refusal_seen = true;
+        let then = if self.cfg.stop_on_refusal.is_some() { "the capture stops" } else { "the run goes on" };
+        tracing::warn!(url = %self.cfg.url, "{why}; {then}, spooling every record");
+        if let Some(stop) = &self.cfg.stop_on_refusal {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the pending batches to the spool, then keeps it within its
+    /// cap. A refusal by the SIEM does not stop it: what was made is
+    /// spooled, to ship once the refusal is fixed.
     fn spool(&mut self) -> Result<(), SensorError> {
-        self.fatal()?;
         for alerts in [true, false] {
             let (buf, n) = if alerts { &mut self.alerts } else { &mut self.records };
             if *n == 0 && (alerts || self.stats_lines == 0) {
@@ -309,22 +363,23 @@ impl<S: EventSink> ShipSink<S> {
             if total <= self.cfg.spool_bytes {
                 break;
             }
-            match self.cfg.spool_full {
-                SpoolFull::DropOldest => {
-                    // The oldest batch of records; alerts are never dropped.
-                    let Some(b) = batches.iter().find(|b| !b.1) else { break };
-                    if std::fs::remove_file(&b.3).is_ok() {
-                        if let Ok(mut m) = self.shared.made_at.lock() {
-                            m.remove(&b.0);
-                        }
-                        self.shared.counters.dropped_records.fetch_add(b.2, Ordering::Relaxed);
-                        dropped = (dropped.0 + 1, dropped.1 + b.2);
-                    }
+            // Refused, the SIEM takes nothing until the sensor is fixed and
+            // restarted: waiting for a drain would hang the run.
+            if self.cfg.spool_full == SpoolFull::Pause && self.refusal().is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            // The oldest batch of records; alerts are never dropped.
+            let Some(b) = batches.iter().find(|b| !b.1) else { break };
+            if std::fs::remove_file(&b.3).is_ok() {
+                if let Ok(mut m) = self.shared.made_at.lock() {
+                    m.remove(&b.0);
                 }
-                SpoolFull::Pause => {
-                    self.fatal()?;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                self.shared.counters.dropped_records.fetch_add(b.2, Ordering::Relaxed);
+                dropped = (dropped.0 + 1, dropped.1 + b.2);
+            } else {
+                // Not removable: looping on it would hang the output.
+                break;
             }
         }
         let ms = paused.elapsed().as_millis() as u64;
@@ -352,32 +407,26 @@ impl<S: EventSink> ShipSink<S> {
 }
 
 /// Sends the spool in order until told to stop and the spool is empty (or
-/// the end-of-run wait is over).
-fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
-    let agent = match cfg.tls.agent(Duration::from_secs(30)) {
-        Ok(a) => a,
-        Err(e) => {
-            if let Ok(mut g) = sh.fatal.lock() {
-                *g = Some(format!("TLS settings: {e:#}"));
-            }
-            return;
-        }
-    };
+/// the deadline is over).
+fn ship_loop(sh: &Shared, cfg: &ShipConfig, agent: &ureq::Agent, run: &str) {
     let url = format!("{}/api/v1/ingest", cfg.url.trim_end_matches('/'));
     let mut wait = Duration::from_millis(200);
-    let mut stop_at: Option<Instant> = None;
+    let mut outage = Outage::default();
     loop {
-        if sh.stop.load(Ordering::Relaxed) && stop_at.is_none() {
-            stop_at = Some(Instant::now() + Duration::from_secs(cfg.retry_secs));
-        }
+        let deadline = if sh.stop.load(Ordering::Relaxed) {
+            let mut d = sh.deadline.lock().unwrap_or_else(|p| p.into_inner());
+            Some(*d.get_or_insert_with(|| Instant::now() + Duration::from_secs(cfg.retry_secs)))
+        } else {
+            None
+        };
         let Some((seq, _, n, path, _)) = list(&sh.dir).into_iter().next() else {
-            if stop_at.is_some() {
+            if deadline.is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        if stop_at.is_some_and(|t| Instant::now() >= t) {
+        if deadline.is_some_and(|t| Instant::now() >= t) {
             return;
         }
         let Ok(body) = std::fs::read(&path) else { continue };
@@ -388,7 +437,7 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
             .set("Content-Encoding", "zstd")
             .set("X-Batch-Id", &id)
             .send_bytes(&body);
-        let retry_after = match r {
+        let (retry_after, why, unreachable) = match r {
             Ok(resp) => {
                 let reply: serde_json::Value = resp.into_json().unwrap_or_default();
                 if let Some(bad) = reply["rejected"].as_array().filter(|b| !b.is_empty()) {
@@ -404,45 +453,146 @@ fn ship_loop(sh: &Shared, cfg: &ShipConfig, run: &str) {
                 }
                 sh.counters.shipped_records.fetch_add(n, Ordering::Relaxed);
                 sh.counters.shipped_batches.fetch_add(1, Ordering::Relaxed);
+                outage.back(sh, cfg);
                 wait = Duration::from_millis(200);
                 continue;
             }
             // Busy or restarting: wait as it asks.
             Err(ureq::Error::Status(code @ (429 | 502 | 503 | 504), resp)) => {
                 tracing::debug!(code, "SIEM busy");
-                resp.header("Retry-After").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs)
+                let after = resp.header("Retry-After").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
+                (after, format!("it answers {code}"), false)
             }
             Err(ureq::Error::Status(code, resp)) => {
                 // Retrying will not help (a bad token, a batch refused):
-                // the batch stays in the spool and the run stops with why.
+                // the batch stays in the spool and the run says why.
                 let text = resp.into_string().unwrap_or_default();
-                let m = format!("the SIEM refused batch {id}: {code} {}", text.chars().take(200).collect::<String>());
-                if let Ok(mut g) = sh.fatal.lock() {
-                    *g = Some(m);
-                }
+                let said = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                let said: String = said.chars().take(200).collect();
+                let m = match code {
+                    401 => format!("the SIEM refused the sensor's token ({code}: {said})"),
+                    403 => format!("the SIEM does not let this token ship records ({code}: {said})"),
+                    _ => format!("the SIEM refused batch {id} ({code}: {said})"),
+                };
+                refuse(sh, m);
                 return;
             }
             Err(ureq::Error::Transport(t)) => {
                 // A certificate refused by either side stays refused: stop
                 // with why, the batch kept, rather than retry for ever.
                 if let Some(why) = crate::tls::tls_failure(&t) {
-                    if let Ok(mut g) = sh.fatal.lock() {
-                        *g = Some(format!("TLS with the SIEM at {} failed: {why}", cfg.url));
-                    }
+                    refuse(sh, format!("TLS with the SIEM failed: {why}"));
                     return;
                 }
                 tracing::debug!(error = %t, "SIEM unreachable");
-                None
+                let why = match std::error::Error::source(&t) {
+                    Some(cause) => format!("it does not answer: {}: {cause}", t.kind()),
+                    None => format!("it does not answer: {}", t.kind()),
+                };
+                (None, why, true)
             }
         };
+        outage.down(sh, cfg, &why, unreachable);
         sh.counters.retries.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(retry_after.unwrap_or(wait).min(Duration::from_secs(10)));
+        // In steps: the end of the run must not wait out a long pause.
+        let until = Instant::now() + retry_after.unwrap_or(wait).min(Duration::from_secs(10));
+        while Instant::now() < until {
+            let over = sh.deadline.lock().ok().and_then(|d| *d).is_some_and(|d| Instant::now() >= d);
+            if over && sh.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+        }
         wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn refuse(sh: &Shared, why: String) {
+    if let Ok(mut g) = sh.refused.lock() {
+        *g = Some(why);
+    }
+}
+
+/// Pushback (429, 503) for this long is worth a warning: short spells are
+/// a busy SIEM doing its job.
+const BUSY_WARN_AFTER: Duration = Duration::from_secs(10);
+
+/// While the SIEM does not take batches: a warning when it stops, one
+/// every `warn_every` while it stays away, and one when it is back, so a
+/// sensor spooling is never silent about it.
+#[derive(Default)]
+struct Outage {
+    /// Since when, and the run's spooled count then.
+    since: Option<(Instant, u64)>,
+    warned: Option<Instant>,
+}
+
+impl Outage {
+    fn waiting(sh: &Shared) -> (u64, u64) {
+        let spool = list(&sh.dir);
+        (spool.iter().map(|b| b.2).sum(), spool.iter().map(|b| b.4).sum())
+    }
+
+    /// `unreachable`: no answer at all; a SIEM that pushes back (busy) is
+    /// only worth a warning once it has for a while.
+    fn down(&mut self, sh: &Shared, cfg: &ShipConfig, why: &str, unreachable: bool) {
+        let now = Instant::now();
+        let (since, _) = *self.since.get_or_insert((now, sh.counters.spooled_records.load(Ordering::Relaxed)));
+        if self.warned.is_some_and(|w| now.duration_since(w) < cfg.warn_every)
+            || (self.warned.is_none() && !unreachable && now.duration_since(since) < BUSY_WARN_AFTER)
+        {
+            return;
+        }
+        let (records, bytes) = Self::waiting(sh);
+        if self.warned.is_none() {
+            tracing::warn!(url = %cfg.url, records, bytes,
+                "the SIEM at {} takes no batches ({why}); records wait in the spool ({records} records, {bytes} bytes)",
+                cfg.url);
+        } else {
+            let secs = now.duration_since(since).as_secs();
+            tracing::warn!(url = %cfg.url, records, bytes, secs,
+                "the SIEM at {} has taken no batches for {secs} s ({why}); {records} records wait in the spool ({bytes} bytes)",
+                cfg.url);
+        }
+        self.warned = Some(now);
+    }
+
+    fn back(&mut self, sh: &Shared, cfg: &ShipConfig) {
+        let Some((since, spooled_then)) = self.since.take() else { return };
+        if self.warned.take().is_none() {
+            return;
+        }
+        let secs = since.elapsed().as_secs();
+        let spooled = sh.counters.spooled_records.load(Ordering::Relaxed).saturating_sub(spooled_then);
+        let (records, _) = Self::waiting(sh);
+        tracing::warn!(url = %cfg.url, secs, spooled, records,
+            "the SIEM at {} takes batches again after {secs} s; {spooled} records were spooled meanwhile, {records} still wait",
+            cfg.url);
     }
 }
 
 fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(40).collect()
+}
+
+impl<S: EventSink> ShipSink<S> {
+    /// The latest report again with the counters as of now, to the local
+    /// stats.log and to the SIEM: while the spool drains after the capture,
+    /// and once at the very end with the final counts.
+    fn report_again(&mut self) -> Result<(), SensorError> {
+        let Some(mut r) = self.last_report.clone() else { return Ok(()) };
+        self.fill_report(&mut r, self.made, 0);
+        self.last_ts = self.last_ts.max(r.ts.0).saturating_add(1);
+        r.ts = schema::Time(self.last_ts);
+        let mut ev = [Event::Stats(r)];
+        self.inner.write(&mut ev)?;
+        self.add(&ev[0])?;
+        self.reported = Instant::now();
+        self.spool()
+    }
 }
 
 impl<S: EventSink> EventSink for ShipSink<S> {
@@ -458,7 +608,12 @@ impl<S: EventSink> EventSink for ShipSink<S> {
                     // in the buffers yet: they wait too.
                     let unbuffered = made - self.made;
                     self.fill_report(st, made, unbuffered);
+                    if st.ts.0 <= self.last_ts {
+                        st.ts = schema::Time(self.last_ts.saturating_add(1));
+                    }
+                    self.last_ts = st.ts.0;
                     self.last_report = Some(st.clone());
+                    self.reported = Instant::now();
                 }
                 _ => made += 1,
             }
@@ -474,35 +629,48 @@ impl<S: EventSink> EventSink for ShipSink<S> {
         if self.started.elapsed().as_secs_f64() >= self.cfg.batch_secs {
             self.spool()?;
         }
+        // A refusal is not this call's error: failing here would end the
+        // output with records in hand and the pipeline's last ones unread.
+        // The refusal ends the run at `flush`, once all is spooled.
+        self.on_refusal();
         Ok(())
     }
 
     /// End of the run: everything spooled, then up to `retry_secs` for
     /// the spool to drain. A spool that did not drain is not an error of
-    /// the run (it ships at the next start) and is reported.
+    /// the run (it ships at the next start) and is reported; a refusal by
+    /// the SIEM is, once every record of the run is in the spool.
     fn flush(&mut self) -> Result<(), SensorError> {
-        self.inner.flush()?;
         self.spool()?;
-        // Once the spool has drained (or the wait is over), the last report
-        // goes again with the final counters, so the SOC's ledger ends the
-        // run with what was shipped and what still waits.
+        self.inner.flush()?;
         let until = Instant::now() + Duration::from_secs(self.cfg.retry_secs);
-        while !list(&self.cfg.spool_dir).is_empty() && Instant::now() < until {
-            self.fatal()?;
+        loop {
+            self.on_refusal();
+            if list(&self.cfg.spool_dir).is_empty() || self.refusal_seen || Instant::now() >= until {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
+            if self.cfg.report_every.is_some_and(|every| self.reported.elapsed() >= every) {
+                self.report_again()?;
+            }
         }
-        if let Some(mut last) = self.last_report.take() {
-            self.fill_report(&mut last, self.made, 0);
-            // A microsecond later, so it sorts after the report it updates.
-            last.ts = schema::Time(last.ts.0 + 1);
-            self.add(&Event::Stats(last))?;
-            self.spool()?;
+        // The last word of the run for the SOC's ledger: what was shipped
+        // and what still waits. It ships now if the SIEM takes batches,
+        // else at the next start.
+        let drained = list(&self.cfg.spool_dir).is_empty();
+        self.report_again()?;
+        self.inner.flush()?;
+        if let Ok(mut d) = self.shared.deadline.lock() {
+            let grace = if drained && !self.refusal_seen { self.cfg.retry_secs.min(10) } else { 0 };
+            *d = Some(Instant::now() + Duration::from_secs(grace));
         }
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.shipper.take() {
             let _ = h.join();
         }
-        self.fatal()?;
+        if let Some(why) = self.refusal() {
+            return Err(self.refused_error(why));
+        }
         let left: u64 = list(&self.cfg.spool_dir).iter().map(|b| b.2).sum();
         if left > 0 {
             tracing::warn!(records = left, dir = %self.cfg.spool_dir.display(), "spool not drained; it ships at the next start");
@@ -537,6 +705,175 @@ impl<S: EventSink> EventSink for Output<S> {
         match self {
             Output::Logs(s) => s.flush(),
             Output::Shipped(s) => s.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// What the sensor's log (stderr) would show, kept in memory.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Nowhere;
+
+    impl EventSink for Nowhere {
+        fn write(&mut self, _: &mut [Event]) -> Result<(), SensorError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SensorError> {
+            Ok(())
+        }
+    }
+
+    /// Nothing answers at the SIEM's address: the sensor says so when the
+    /// first batch fails and then once per `warn_every`, not per retry.
+    #[test]
+    fn a_sensor_warns_while_the_siem_takes_nothing_at_a_bounded_rate() {
+        let log = Log::default();
+        let l2 = log.clone();
+        let sub = tracing_subscriber::fmt().with_writer(move || l2.clone()).with_ansi(false).finish();
+        tracing::subscriber::set_global_default(sub).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = ShipConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            token: "t".into(),
+            batch_records: 1,
+            batch_secs: 3600.0,
+            retry_secs: 3,
+            spool_dir: tmp.path().join("spool"),
+            spool_bytes: 1 << 20,
+            spool_full: SpoolFull::DropOldest,
+            tls: Default::default(),
+            report_every: None,
+            stop_on_refusal: None,
+            warn_every: Duration::from_millis(1000),
+        };
+        let mut sink = ShipSink::new(Nowhere, cfg, "s").unwrap();
+        let conn = schema::sample_events().into_iter().find(|e| e.log_name() == "conn").unwrap();
+        sink.write(&mut [conn]).unwrap();
+        sink.flush().unwrap();
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let url = format!("the SIEM at http://127.0.0.1:{port}");
+        let first: Vec<&str> = text.lines().filter(|l| l.contains(&format!("{url} takes no batches"))).collect();
+        assert_eq!(first.len(), 1, "{text}");
+        assert!(first[0].contains("it does not answer") && first[0].contains("1 records"), "{text}");
+        // Retries every 200 ms to 5 s over 3 s: a dozen, warned about
+        // once a second at most.
+        let again = text.lines().filter(|l| l.contains(&format!("{url} has taken no batches for"))).count();
+        assert!((1..=3).contains(&again), "{text}");
+        let retries = sink.counters().retries.load(Ordering::Relaxed);
+        assert!(retries > 1 + again as u64, "{retries} retries, {again} warnings");
+    }
+
+    /// A SIEM that refuses every batch with 401, as for a wrong token.
+    fn refusing_siem() -> u16 {
+        use std::io::{BufRead, BufReader, Read};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let _ = r.take(len as u64).read_to_end(&mut Vec::new());
+                let body = r#"{"error":"missing or unknown bearer token"}"#;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        port
+    }
+
+    /// Records and alerts in the spool (stats reports aside).
+    fn spooled(dir: &Path) -> (u64, u64) {
+        let mut n = (0, 0);
+        for b in list(dir) {
+            let raw = zstd::decode_all(&std::fs::read(&b.3).unwrap()[..]).unwrap();
+            for l in String::from_utf8(raw).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                match v["_log"].as_str() {
+                    Some("stats") => {}
+                    Some("alerts") => n = (n.0 + 1, n.1 + 1),
+                    _ => n.0 += 1,
+                }
+            }
+        }
+        n
+    }
+
+    /// The refusal met at every point of the run: before the first record
+    /// (an earlier batch waited in the spool), between records, or only at
+    /// the end. Whichever, every record and alert made is in the spool, the
+    /// output never fails before the end, and the end says why.
+    #[test]
+    fn a_refusal_at_any_point_loses_no_record() {
+        let port = refusing_siem();
+        let samples = schema::sample_events();
+        let conn = samples.iter().find(|e| e.log_name() == "conn").unwrap().clone();
+        let alert = samples.iter().find(|e| e.log_name() == "alerts").unwrap().clone();
+        for run in 0..30 {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("spool");
+            std::fs::create_dir_all(&dir).unwrap();
+            // An earlier run's batch: the shipper meets the refusal on it.
+            let body = zstd::encode_all(&b"{\"_log\":\"conn\",\"ts\":1}\n"[..], 3).unwrap();
+            std::fs::write(dir.join(batch_name(1, false, 1)), body).unwrap();
+            std::fs::write(dir.join("run-id"), "earlier").unwrap();
+            let cfg = ShipConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                token: "wrong".into(),
+                batch_records: 4,
+                batch_secs: 3600.0,
+                retry_secs: 5,
+                spool_dir: dir.clone(),
+                spool_bytes: 1 << 20,
+                spool_full: if run % 2 == 0 { SpoolFull::DropOldest } else { SpoolFull::Pause },
+                tls: Default::default(),
+                report_every: None,
+                stop_on_refusal: None,
+                warn_every: Duration::from_secs(60),
+            };
+            let mut sink = ShipSink::new(Nowhere, cfg, "s").unwrap();
+            // Where in the run of 18 the refusal is waited for.
+            let at = [0, 5, 17, 18][run % 4];
+            for i in 0..18 {
+                if i == at {
+                    let t = Instant::now();
+                    while sink.refusal().is_none() {
+                        assert!(t.elapsed() < Duration::from_secs(10), "never refused");
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                let ev = if i == 9 { alert.clone() } else { conn.clone() };
+                sink.write(&mut [ev]).unwrap();
+            }
+            let e = sink.flush().unwrap_err().to_string();
+            assert!(e.contains("refused the sensor's token (401: missing or unknown bearer token)"), "{e}");
+            assert_eq!(spooled(&dir), (1 + 18, 1), "run {run}, refused at record {at}");
         }
     }
 }

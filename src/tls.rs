@@ -122,9 +122,9 @@ impl ClientTls {
     }
 }
 
-/// Accepts exactly the pinned certificate, with its dates and name checked
-/// against itself as anchor (a self-signed SOC certificate), or against
-/// the CA when one is given too.
+/// Accepts exactly the pinned certificate, whoever issued it and whether or
+/// not it is a CA: the pin, not a chain, is the trust. Its dates and name
+/// are still checked, and with a CA given too, its chain to that CA.
 #[derive(Debug)]
 struct Pinned {
     pin: [u8; 32],
@@ -167,19 +167,30 @@ impl ServerCertVerifier for Pinned {
                 fingerprint(end_entity)
             )));
         }
-        let anchors = match &self.ca {
-            Some(ca) => Arc::clone(ca),
-            None => {
-                let mut r = RootCertStore::empty();
-                r.add(end_entity.clone().into_owned())
-                    .map_err(|e| rustls::Error::General(format!("pinned certificate: {e}")))?;
-                Arc::new(r)
-            }
-        };
-        WebPkiServerVerifier::builder_with_provider(anchors, Arc::clone(&self.provider))
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        if let Some(ca) = &self.ca {
+            return WebPkiServerVerifier::builder_with_provider(Arc::clone(ca), Arc::clone(&self.provider))
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        }
+        // No chain is built (taking the certificate as its own anchor
+        // refuses one a CA signed, UnknownIssuer, and a self-signed one
+        // marked CA, CaUsedAsEndEntity); what a chain check would also
+        // establish, the name and the dates, is checked here. That the
+        // server holds the certificate's key is the handshake signature's
+        // proof, as always.
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let now = now.as_secs() as i64;
+        if now < cert.validity().not_before.timestamp() {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYet));
+        }
+        if now > cert.validity().not_after.timestamp() {
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired));
+        }
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -221,4 +232,82 @@ pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         cur = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+    /// A certificate for `name`, signed by `issuer` (self-signed without
+    /// one), a CA itself with `ca`, dated 2020 with `expired`.
+    fn cert(
+        name: &str,
+        issuer: Option<&(rcgen::Certificate, KeyPair)>,
+        ca: bool,
+        expired: bool,
+    ) -> (rcgen::Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        if ca {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let c = match issuer {
+            Some((ic, ik)) => p.signed_by(&key, ic, ik).unwrap(),
+            None => p.self_signed(&key).unwrap(),
+        };
+        (c, key)
+    }
+
+    fn verify(pinned: &[u8], presented: &[u8], name: &str) -> Result<ServerCertVerified, rustls::Error> {
+        let pin = Pinned::new(&fingerprint(pinned), None, provider()).unwrap();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        pin.verify_server_cert(&CertificateDer::from(presented.to_vec()), &[], &name, &[], UnixTime::now())
+    }
+
+    #[test]
+    fn a_pin_accepts_exactly_its_certificate_whatever_its_issuer_or_ca_flag() {
+        let city = cert("city-ca", None, true, false);
+        let signed = cert("127.0.0.1", Some(&city), false, false).0;
+        let self_ca = cert("127.0.0.1", None, true, false).0;
+        let self_leaf = cert("127.0.0.1", None, false, false).0;
+        for (what, c) in [("CA-signed", &signed), ("self-signed CA:TRUE", &self_ca), ("self-signed", &self_leaf)] {
+            assert!(
+                verify(c.der(), c.der(), "127.0.0.1").is_ok(),
+                "{what}: {:?}",
+                verify(c.der(), c.der(), "127.0.0.1")
+            );
+        }
+        // Not the pinned one, even from the same CA.
+        let other = cert("127.0.0.1", Some(&city), false, false).0;
+        let e = verify(signed.der(), other.der(), "127.0.0.1").unwrap_err();
+        assert!(e.to_string().contains("is not the pinned one"), "{e}");
+        // The pinned one, for another name or out of its dates.
+        let e = verify(signed.der(), signed.der(), "soc.example").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. }
+                )
+            ),
+            "{e:?}"
+        );
+        let old = cert("127.0.0.1", Some(&city), false, true).0;
+        let e = verify(old.der(), old.der(), "127.0.0.1").unwrap_err();
+        assert!(matches!(e, rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)), "{e:?}");
+    }
+
+    #[test]
+    fn a_malformed_pin_is_refused_with_the_reason() {
+        for bad in ["zz", "abc", &"0".repeat(62), &"g".repeat(64)] {
+            let e = Pinned::new(bad, None, provider()).unwrap_err();
+            assert!(e.to_string().contains("is not a SHA-256 in hex"), "{e}");
+        }
+    }
 }

@@ -214,3 +214,76 @@ fn rules_edited_at_the_siem_reach_a_running_sensor() {
         .collect();
     assert_ne!(versions.first(), versions.last(), "{versions:?}");
 }
+
+/// A live sensor the SIEM refuses (a wrong token) stops by itself the way
+/// a signal stops it: the flow open at that moment is logged and spooled,
+/// and the sensor exits non-zero with the SIEM's reason.
+#[test]
+#[ignore = "needs permission to capture on lo"]
+fn a_live_sensor_refused_by_the_siem_stops_with_its_flows_spooled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token_hash = common::sha256_hex("t8");
+    std::fs::write(tmp.path().join("tokens.toml"), format!("[sensors]\nd8 = \"{token_hash}\"\n")).unwrap();
+    std::fs::write(tmp.path().join("token"), "not-t8\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _siem = Guard(
+        Command::new(env!("CARGO_BIN_EXE_citysoc"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(tmp.path().join("data"))
+            .arg("--tokens")
+            .arg(tmp.path().join("tokens.toml"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the SIEM did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = tmp.path().join("logs");
+    let child = Command::new(env!("CARGO_BIN_EXE_citysoc"))
+        .args(["sensor", "--interface", "lo", "--filter", "udp port 45991", "--seed", "3", "--stats-secs", "1"])
+        .args(["--no-detect", "--ship-wait-secs", "5", "--ship", &format!("http://127.0.0.1:{port}")])
+        .arg("--token-file")
+        .arg(tmp.path().join("token"))
+        .arg("--log-dir")
+        .arg(&logs)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Guard(child);
+    let rx = stderr_lines(&mut child.0);
+    wait_for(&rx, "capturing on lo");
+    // Before the first batch (a stats report after a second, spooled within
+    // two) meets the refusal: the flow is still open then.
+    let sock = UdpSocket::bind("127.0.0.1:45990").unwrap();
+    for _ in 0..3 {
+        sock.send_to(b"refused test", "127.0.0.1:45991").unwrap();
+    }
+    let why = wait_for(&rx, "citysoc: shipping to the SIEM at");
+    assert!(why.contains("stopped: the SIEM refused the sensor's token (401"), "{why}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the refused sensor did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let conn = std::fs::read_to_string(logs.join("conn.log")).unwrap();
+    assert!(conn.contains("45991"), "{conn}");
+    let spooled: String = std::fs::read_dir(logs.join("spool"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "zst"))
+        .map(|e| String::from_utf8(zstd::decode_all(&std::fs::read(e.path()).unwrap()[..]).unwrap()).unwrap())
+        .collect();
+    let flow = spooled
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["_log"] == "conn" && r["id.resp_p"] == 45991);
+    assert!(flow.is_some_and(|f| f["orig_pkts"] == 3), "the flow is spooled: {spooled}");
+}

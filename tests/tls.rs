@@ -9,7 +9,7 @@ use common::{citysoc, root, Server};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 struct Ca {
@@ -70,7 +70,7 @@ fn serve(dir: &Path, data: &str, cert: &str, client_ca: Option<&str>) -> (Server
         .arg(dir.join(format!("{cert}.pem")))
         .arg("--tls-key")
         .arg(dir.join(format!("{cert}.key")))
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.join(format!("{data}.stderr"))).unwrap());
     if let Some(ca) = client_ca {
         cmd.arg("--tls-client-ca").arg(dir.join(format!("{ca}.pem")));
     }
@@ -143,16 +143,17 @@ fn sensors_ship_over_tls_and_wrong_certificates_are_refused_with_the_reason() {
     std::fs::write(
         d.join("tokens.toml"),
         format!(
-            "[sensors]\nedge-1 = \"{}\"\n[readers]\nanalyst = \"{}\"\n",
+            "[sensors]\nedge-1 = \"{}\"\n[readers]\nanalyst = \"{}\"\n[admins]\nchief = \"{}\"\n",
             common::sha256_hex("sensor-secret"),
-            common::sha256_hex("reader-secret")
+            common::sha256_hex("reader-secret"),
+            common::sha256_hex("admin-secret")
         ),
     )
     .unwrap();
     std::fs::write(d.join("token"), "sensor-secret\n").unwrap();
     let city = ca(d, "city-ca");
     let stranger = ca(d, "stranger-ca");
-    leaf(d, "soc", &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, Some(&city), false);
+    let soc_der = leaf(d, "soc", &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, Some(&city), false);
     leaf(d, "edge-1", &["edge-1"], ExtendedKeyUsagePurpose::ClientAuth, Some(&city), false);
     leaf(d, "edge-old", &["edge-1"], ExtendedKeyUsagePurpose::ClientAuth, Some(&city), true);
     leaf(d, "edge-fake", &["edge-1"], ExtendedKeyUsagePurpose::ClientAuth, Some(&stranger), false);
@@ -201,10 +202,51 @@ fn sensors_ship_over_tls_and_wrong_certificates_are_refused_with_the_reason() {
         assert!(std::fs::read_dir(d.join(name).join("spool")).unwrap().count() > 0, "{name}: spool emptied");
         assert_eq!(stored(&url, reader_tls.clone()), want, "{name}: stored something");
     }
+    // A good certificate with a wrong token: refused with the SIEM's reason.
+    std::fs::write(d.join("token"), "wrong\n").unwrap();
+    let out = sensor(d, "wrong-token", &url, &mtls);
+    std::fs::write(d.join("token"), "sensor-secret\n").unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("refused the sensor's token (401"), "{}", stderr(&out));
+    // The SOC saw each refusal too: in its log with the peer's address, and
+    // in its audit trail.
+    let log = std::fs::read_to_string(d.join("data.stderr")).unwrap();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("refused 127.0.0.1: ")).collect();
+    for want in [
+        "TLS handshake failed: peer sent no certificates",
+        "TLS handshake failed: invalid peer certificate: certificate expired",
+        "TLS handshake failed: invalid peer certificate: UnknownIssuer",
+        "401 on /api/v1/ingest: unknown bearer token",
+    ] {
+        assert!(refused.iter().any(|l| l.contains(want)), "{want}: {log}");
+    }
+    let trail = |action: &str| -> Vec<serde_json::Value> {
+        let r: serde_json::Value = reader_tls
+            .agent(Duration::from_secs(20))
+            .unwrap()
+            .get(&format!("{url}/api/v1/audit"))
+            .query("action", action)
+            .set("Authorization", "Bearer admin-secret")
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        r["entries"].as_array().unwrap().clone()
+    };
+    let tls_refused = trail("tls.refused");
+    assert!(tls_refused.len() >= 3 && tls_refused.iter().all(|e| e["from"] == "127.0.0.1"), "{tls_refused:?}");
+    assert_eq!(trail("auth.refused").len(), 1);
     // The SOC still serves the good sensor.
     let out = sensor(d, "ok-again", &url, &mtls);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stored(&url, reader_tls), 2 * want);
+    assert_eq!(stored(&url, reader_tls.clone()), 2 * want);
+    // The CA-signed SOC certificate pinned, the CA not given: the pin alone
+    // is the trust.
+    let soc_pin = citysoc::tls::fingerprint(&soc_der);
+    let pinned_ca_signed = ["--ship-pin", &soc_pin, "--ship-cert", "@edge-1.pem", "--ship-key", "@edge-1.key"];
+    let out = sensor(d, "pinned-ca-signed", &url, &pinned_ca_signed);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored(&url, reader_tls), 3 * want);
 
     // A self-signed SOC certificate pinned by its SHA-256.
     let der = leaf(d, "soc-self", &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, None, false);
@@ -224,4 +266,47 @@ fn sensors_ship_over_tls_and_wrong_certificates_are_refused_with_the_reason() {
     let out = sensor(d, "unpinned", &url2, &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("UnknownIssuer"), "{}", stderr(&out));
+}
+
+/// Every shipping setting is checked before the first packet: a bad one
+/// stops the sensor at once, non-zero, naming the problem, with no record
+/// made.
+#[test]
+fn shipping_settings_are_checked_before_the_first_packet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("token"), "sensor-secret\n").unwrap();
+    std::fs::write(d.join("garbage.pem"), "not a certificate\n").unwrap();
+    ca(d, "city-ca");
+    leaf(d, "edge-1", &["edge-1"], ExtendedKeyUsagePurpose::ClientAuth, None, false);
+    std::fs::write(d.join("empty-token"), "\n").unwrap();
+    let https = "https://127.0.0.1:9";
+    let good_pin = "ab".repeat(32);
+    let cases: [(&str, &str, Vec<&str>, &str); 8] = [
+        ("pin", https, vec!["--ship-pin", "12:34:zz"], "the pin '12:34:zz' is not a SHA-256 in hex"),
+        ("scheme", "ftp://soc:21", vec![], "an http:// or https:// URL"),
+        ("url", "soc:8443", vec![], "an http:// or https:// URL"),
+        ("http-pin", "http://127.0.0.1:9", vec!["--ship-pin", &good_pin], "need an https:// URL"),
+        ("no-ca", https, vec!["--ship-ca", "@missing.pem"], "missing.pem"),
+        ("bad-ca", https, vec!["--ship-ca", "@garbage.pem"], "garbage.pem: no certificate in the file"),
+        (
+            "bad-key",
+            https,
+            vec!["--ship-ca", "@city-ca.pem", "--ship-cert", "@edge-1.pem", "--ship-key", "@garbage.pem"],
+            "garbage.pem: no PEM private key",
+        ),
+        ("no-key", https, vec!["--ship-cert", "@edge-1.pem", "--ship-key", "@nowhere.key"], "nowhere.key"),
+    ];
+    for (name, url, flags, why) in cases {
+        let out = sensor(d, name, url, &flags);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{name}: accepted");
+        assert!(err.contains(why), "{name}: {err}");
+        assert!(!d.join(name).join("conn.log").exists(), "{name}: the capture was read");
+    }
+    // An empty token file, the same.
+    std::fs::rename(d.join("empty-token"), d.join("token")).unwrap();
+    let out = sensor(d, "empty-token-logs", "http://127.0.0.1:9", &[]);
+    assert!(!out.status.success() && stderr(&out).contains("is empty"), "{}", stderr(&out));
+    assert!(!d.join("empty-token-logs").join("conn.log").exists());
 }

@@ -1398,6 +1398,12 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
                     } else {
                         format!(" · {}: {}", a.t.t("sensors.unreported"), v.unreported.join(", "))
                     };
+                    // Lost without a count: only when there are some.
+                    let silent = if v.records_unaccounted > 0 {
+                        format!(" · {} {}{silent}", v.records_unaccounted, a.t.t("search.unaccounted"))
+                    } else {
+                        silent
+                    };
                     format!(
                         "{}: {} {} · {} {} · {} {}{silent}",
                         a.t.t("search.incomplete"),

@@ -12,8 +12,16 @@ pub enum SensorError {
     Filter { filter: String, msg: String },
     #[error("capture on {iface} failed: {msg}")]
     Live { iface: String, msg: String },
-    #[error("cannot write log {path}: {source}")]
-    Log { path: PathBuf, source: std::io::Error },
+    // Not a `source`: the reason is in the message, and a chain printed
+    // whole (`{:#}`) would say it twice.
+    #[error("cannot write log {path}: {error}")]
+    Log { path: PathBuf, error: std::io::Error },
+    #[error("cannot write the spool {path}: {error}")]
+    Spool { path: PathBuf, error: String },
+    /// The SIEM refused the sensor (token, certificate, batch): the run's
+    /// records are in the spool, and retrying as it is cannot help.
+    #[error("shipping to the SIEM at {url} stopped: {reason}")]
+    Ship { url: String, reason: String },
     #[error("a sensor thread panicked: {0}")]
     Thread(String),
 }

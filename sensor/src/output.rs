@@ -43,7 +43,7 @@ impl Extractor {
         }
         let name = format!("extract-{:.6}-{}-{}", f.ts.micros() as f64 / 1e6, f.source, f.fuid);
         let path = self.dir.join(&name);
-        std::fs::write(&path, content).map_err(|source| SensorError::Log { path, source })?;
+        std::fs::write(&path, content).map_err(|error| SensorError::Log { path, error })?;
         self.written += 1;
         f.extracted_size = Some(content.len() as u64);
         f.extracted = Some(name);
@@ -53,7 +53,7 @@ impl Extractor {
 
 impl LogWriter {
     pub fn new(dir: &Path) -> Result<LogWriter, SensorError> {
-        std::fs::create_dir_all(dir).map_err(|source| SensorError::Log { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|error| SensorError::Log { path: dir.to_path_buf(), error })?;
         Ok(LogWriter { dir: dir.to_path_buf(), files: HashMap::new(), line: Vec::with_capacity(1024), extract: None })
     }
 
@@ -61,7 +61,7 @@ impl LogWriter {
     /// keep it when `FlowConfig::keep_file_bytes` is set).
     pub fn with_extraction(mut self, max_files: u64) -> Result<LogWriter, SensorError> {
         let dir = self.dir.join("extract_files");
-        std::fs::create_dir_all(&dir).map_err(|source| SensorError::Log { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|error| SensorError::Log { path: dir.clone(), error })?;
         self.extract = Some(Extractor { dir, max_files, written: 0 });
         Ok(self)
     }
@@ -83,24 +83,24 @@ impl EventSink for LogWriter {
             let name = ev.log_name();
             self.line.clear();
             serde_json::to_writer(&mut self.line, ev)
-                .map_err(|e| SensorError::Log { path: self.path(name), source: std::io::Error::other(e) })?;
+                .map_err(|e| SensorError::Log { path: self.path(name), error: std::io::Error::other(e) })?;
             self.line.push(b'\n');
             let w = match self.files.get_mut(name) {
                 Some(w) => w,
                 None => {
                     let path = self.path(name);
-                    let f = File::create(&path).map_err(|source| SensorError::Log { path, source })?;
+                    let f = File::create(&path).map_err(|error| SensorError::Log { path, error })?;
                     self.files.entry(name).or_insert_with(|| BufWriter::with_capacity(1 << 16, f))
                 }
             };
-            w.write_all(&self.line).map_err(|source| SensorError::Log { path: self.dir.join(name), source })?;
+            w.write_all(&self.line).map_err(|error| SensorError::Log { path: self.dir.join(name), error })?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), SensorError> {
         for (name, w) in self.files.iter_mut() {
-            w.flush().map_err(|source| SensorError::Log { path: self.dir.join(format!("{name}.log")), source })?;
+            w.flush().map_err(|error| SensorError::Log { path: self.dir.join(format!("{name}.log")), error })?;
         }
         Ok(())
     }

@@ -293,6 +293,17 @@ pub fn run<S: EventSink + 'static>(
     drop(to_workers);
     let mut panicked = None;
     for h in handles {
+        // The workers log every open flow at the end: on a large table that
+        // takes a while, and the reports go on meanwhile.
+        while !h.is_finished() {
+            thread::sleep(Duration::from_millis(20));
+            if cfg.report_every.is_some_and(|every| last_report.elapsed() >= every) {
+                last_report = Instant::now();
+                let rec =
+                    stats_record(if live { wall_now() } else { now.max(Time(0)) }, &peer, &cap, &sum(&shared), live);
+                let _ = ev_tx.send(vec![Event::Stats(rec)]);
+            }
+        }
         if h.join().is_err() {
             panicked = Some(SensorError::Thread("worker".into()));
         }
@@ -371,4 +382,50 @@ fn output_loop<S: EventSink>(mut sink: S, rx: Receiver<Vec<Event>>) -> Result<S,
     result?;
     sink.flush()?;
     Ok(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::SourceSpec;
+    use crate::output::EventSink;
+
+    /// An output slow enough that the workers' last records (every flow
+    /// still open at the end of the capture) take a while to pass.
+    struct Slow(Arc<Mutex<Vec<StatsRecord>>>);
+
+    impl EventSink for Slow {
+        fn write(&mut self, events: &mut [Event]) -> Result<(), SensorError> {
+            for e in events.iter() {
+                if let Event::Stats(s) = e {
+                    self.0.lock().unwrap().push(s.clone());
+                }
+            }
+            if events.iter().any(|e| !matches!(e, Event::Stats(_))) {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SensorError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reports_go_on_while_the_workers_log_the_flows_left_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = dir.path().join("mix.pcap");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&cap).unwrap());
+        pcapgen::bench_mix_with(&mut w, 2 << 20, false).unwrap();
+        std::io::Write::flush(&mut w).unwrap();
+        drop(w);
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let cfg = PipelineConfig { report_every: Some(Duration::from_millis(50)), ..Default::default() };
+        let spec = SourceSpec::File(cap);
+        let (run, _) = run(&spec, &cfg, Slow(Arc::clone(&reports)), Controls::default(), Hooks::default()).unwrap();
+        let reports = reports.lock().unwrap();
+        // Reports made once every packet was read, the final one aside.
+        let after = reports.iter().filter(|r| r.pkts_read == run.stats.pkts_read).count() - 1;
+        assert!(after >= 2, "{after} reports after the capture was read, of {}", reports.len());
+    }
 }

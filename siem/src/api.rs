@@ -106,6 +106,9 @@ pub struct AppState {
     pub signer: Option<Arc<crate::evidence::Signer>>,
     /// The rules folder sensors fetch (`citysoc serve --rules`).
     pub rules_dir: Option<PathBuf>,
+    /// Callers refused (401, 403, failed TLS handshakes), logged and
+    /// audited at a bounded rate.
+    pub refusals: crate::refusals::Refusals,
 }
 
 /// Packets of flows, as one pcap file, from whatever keeps them.
@@ -237,6 +240,7 @@ impl AppState {
             seen_path,
             retention: crate::retention::Policy::default(),
             retention_runs: Mutex::new(RetentionRuns::default()),
+            refusals: Default::default(),
         }
     }
 }
@@ -713,6 +717,65 @@ impl AppState {
         seen.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
         Ok(seen)
     }
+}
+
+impl AppState {
+    /// A caller refused: logged with its address and audited as `action`,
+    /// within the rate of `refusals` (past it counted, and the count said
+    /// once a minute). Blocks (the audit trail is written).
+    pub fn refused(&self, peer: &str, who: &str, action: &str, why: &str, detail: Value) {
+        let admit = self.refusals.admit(peer);
+        if let Some((count, peers)) = admit.suppressed {
+            tracing::warn!(
+                count,
+                peers,
+                "{count} more refusals in the minute before, from {peers} addresses, were not logged one by one"
+            );
+            self.audit_refusal("-", "-", "refused.suppressed", json!({"count": count, "peers": peers}));
+        }
+        if admit.write {
+            tracing::warn!(peer, who, action, "refused {peer}: {why}");
+            self.audit_refusal(who, peer, action, detail);
+        }
+    }
+
+    fn audit_refusal(&self, who: &str, peer: &str, action: &str, detail: Value) {
+        if let Some(a) = &self.audit {
+            if let Err(e) = a.record(who, peer, action, detail) {
+                tracing::error!(error = %e, "a refusal was not audited");
+            }
+        }
+    }
+}
+
+/// Every 401 and 403 of the API: who was refused, from where, on what.
+async fn watch_refusals(
+    State(st): State<Arc<AppState>>,
+    peer: Peer,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let token = bearer(req.headers()).map(str::to_string);
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        return resp;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        let tables = [&st.tokens.sensors, &st.tokens.readers, &st.tokens.admins];
+        let name = token.as_deref().and_then(|t| tables.iter().find_map(|m| Tokens::find(m, t))).map(str::to_string);
+        let code = status.as_u16();
+        let why = match &name {
+            Some(n) => format!("{code} on {path}: the token of '{n}' may not do that"),
+            None if token.is_some() => format!("{code} on {path}: unknown bearer token"),
+            None => format!("{code} on {path}: no bearer token"),
+        };
+        let who = name.unwrap_or_else(|| "-".into());
+        st.refused(&peer.0, &who, "auth.refused", &why, json!({"status": status.as_u16(), "path": path}));
+    })
+    .await;
+    resp
 }
 
 fn audit(st: &AppState, who: &str, peer: &Peer, action: &str, detail: Value) -> ApiResult<()> {
@@ -1468,6 +1531,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/fields", get(fields))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), watch_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

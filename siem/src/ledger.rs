@@ -71,6 +71,10 @@ pub struct Completeness {
     pub records_made: u64,
     pub records_spool_dropped: u64,
     pub pending: u64,
+    /// Records made that were neither acknowledged, nor counted dropped,
+    /// nor waiting at the sensor's latest report: lost without a count (a
+    /// sensor killed with records in hand, a spool emptied by hand).
+    pub records_unaccounted: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -259,9 +263,13 @@ pub fn completeness(windows: &[Window]) -> Completeness {
     let mut c = Completeness::default();
     let mut last_pending: BTreeMap<&str, (f64, u64)> = BTreeMap::new();
     let mut reported: BTreeMap<&str, bool> = BTreeMap::new();
+    // Per sensor: made, minus acknowledged and dropped from the spool.
+    let mut outstanding: BTreeMap<&str, i128> = BTreeMap::new();
     for w in windows {
         let seen = reported.entry(&w.sensor).or_insert(false);
         *seen |= w.reports > 0;
+        *outstanding.entry(&w.sensor).or_default() +=
+            i128::from(w.records_made) - i128::from(w.records_shipped) - i128::from(w.records_spool_dropped);
         c.packets_read += w.packets_read;
         c.packets_dropped += w.packets_dropped;
         c.records_made += w.records_made;
@@ -274,6 +282,18 @@ pub fn completeness(windows: &[Window]) -> Completeness {
         }
     }
     c.pending = last_pending.values().map(|v| v.1).sum();
+    // What a sensor made and did not resolve over the range can only still
+    // be waiting (in its spool or output, counted in its latest report's
+    // `spool_records`); more than that vanished. Records resolved in the
+    // range but made before it only lower the figure, so it never blames
+    // a sensor wrongly.
+    c.records_unaccounted = outstanding
+        .iter()
+        .map(|(s, o)| {
+            let waiting = last_pending.get(s).map_or(0, |p| p.1);
+            u64::try_from(*o - i128::from(waiting)).unwrap_or(0)
+        })
+        .sum();
     for (s, r) in reported {
         if r {
             c.sensors.push(s.to_string());
@@ -285,7 +305,8 @@ pub fn completeness(windows: &[Window]) -> Completeness {
         && c.unreported.is_empty()
         && c.packets_dropped == 0
         && c.records_spool_dropped == 0
-        && c.pending == 0;
+        && c.pending == 0
+        && c.records_unaccounted == 0;
     c
 }
 
@@ -365,5 +386,46 @@ mod tests {
         // Bad windows are refused with the reason.
         assert!(ledger(&store, T0, T0 + 7_200.0, 1.0, None).is_err());
         assert!(ledger(&store, T0, T0 - 1.0, 3_600.0, None).is_err());
+    }
+
+    /// A run whose reports say it made records that never reached the
+    /// spool, the SIEM or a count of drops: the range is not complete,
+    /// even with nothing waiting and nothing dropped.
+    #[test]
+    fn records_made_but_never_spooled_nor_acknowledged_make_a_range_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap();
+        let c = Catalog::new();
+        let report = |ts: f64, run: &str, made: u64, spooled: u64, shipped: u64, waiting: u64| {
+            rec(
+                &c,
+                "stats",
+                "d1",
+                json!({"ts": ts, "peer": "d1", "run": run, "pkts_read": 10, "pkts_dropped_kernel": 0,
+                       "records_made": made, "records_spooled": spooled, "records_spool_dropped": 0,
+                       "records_shipped": shipped, "spool_records": waiting, "reported_at": ts}),
+            )
+        };
+        let mut recs = vec![
+            // Run a: 30 made, all acknowledged.
+            report(T0 + 10.0, "a", 30, 30, 30, 0),
+            // Run b: 18 made and said waiting, then gone: its last report
+            // (after the spool was emptied) has nothing waiting.
+            report(T0 + 20.0, "b", 18, 0, 0, 18),
+            report(T0 + 30.0, "b", 18, 0, 0, 0),
+        ];
+        for i in 0..30 {
+            recs.push(rec(&c, "conn", "d1", json!({"ts": T0 + i as f64, "uid": format!("C{i}")})));
+        }
+        store.ingest(&recs).unwrap();
+        let v = completeness(&ledger(&store, T0, T0 + 3_600.0, 3_600.0, None).unwrap());
+        assert_eq!((v.records_made, v.pending, v.records_spool_dropped), (48, 0, 0));
+        assert_eq!(v.records_unaccounted, 18, "{v:?}");
+        assert!(!v.complete);
+        // Run c ships b's records later: every record resolved, complete.
+        store.ingest(&[report(T0 + 40.0, "c", 0, 0, 18, 0)]).unwrap();
+        let v = completeness(&ledger(&store, T0, T0 + 3_600.0, 3_600.0, None).unwrap());
+        assert_eq!(v.records_unaccounted, 0, "{v:?}");
+        assert!(v.complete, "{v:?}");
     }
 }

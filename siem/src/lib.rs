@@ -7,6 +7,7 @@ pub mod audit;
 pub mod evidence;
 pub mod ledger;
 pub mod query;
+pub mod refusals;
 pub mod retention;
 pub mod schema;
 pub mod store;

@@ -68,6 +68,33 @@ async fn roles_are_enforced() {
     assert_eq!(call(&app, get("/api/v1/nothing", "reader-secret")).await.0, StatusCode::NOT_FOUND);
 }
 
+/// Refused callers are in the audit trail (who, from where, on what), up to
+/// a rate per address: a flood of bad tokens cannot flood the trail.
+#[tokio::test]
+async fn refused_callers_are_audited_at_a_bounded_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let mut tokens = Tokens::default();
+    tokens.readers.insert("lan".into(), hash_token("reader-secret"));
+    tokens.admins.insert("chief".into(), hash_token("admin-secret"));
+    let app = router(Arc::new(AppState::open(store, Some(tokens), dir.path(), 4).unwrap()));
+    assert_eq!(call(&app, ingest(Some("wrong"), None, LINES.into(), false)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, ingest(Some("reader-secret"), None, LINES.into(), false)).await.0, StatusCode::FORBIDDEN);
+    for _ in 0..200 {
+        assert_eq!(call(&app, get("/api/v1/search?q=*", "guess")).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (s, r) = call(&app, get("/api/v1/audit?action=auth.refused", "admin-secret")).await;
+    assert_eq!(s, StatusCode::OK);
+    let e = r["entries"].as_array().unwrap();
+    assert_eq!(e.len(), siem::refusals::PER_PEER as usize, "{r}");
+    assert_eq!((e[0]["who"].as_str(), e[0]["detail"]["status"].as_u64()), (Some("-"), Some(401)));
+    assert_eq!(e[0]["detail"]["path"], "/api/v1/ingest");
+    assert_eq!((e[1]["who"].as_str(), e[1]["detail"]["status"].as_u64()), (Some("lan"), Some(403)));
+    assert_eq!(e[2]["detail"]["path"], "/api/v1/search");
+    assert!(e.iter().all(|e| e["from"].is_string()), "{r}");
+    assert!(siem::audit::verify(&dir.path().join("audit.log")).is_ok());
+}
+
 #[tokio::test]
 async fn ingest_keeps_good_lines_reports_bad_ones_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +235,10 @@ async fn alerts_are_triaged_and_every_action_is_audited() {
     assert_eq!((e["who"].as_str(), e["detail"]["status"].as_str()), (Some("lan"), Some("closed_false_positive")));
     let (_, r) = call(&app, get("/api/v1/audit", "admin-secret")).await;
     let actions: Vec<&str> = r["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["ingest", "alerts", "alert.triage", "alerts", "alerts", "audit.read", "audit.read"]);
+    assert_eq!(
+        actions,
+        ["ingest", "alerts", "alert.triage", "alerts", "alerts", "auth.refused", "audit.read", "audit.read"]
+    );
     assert!(siem::audit::verify(&dir.path().join("audit.log")).is_ok());
 }
 
