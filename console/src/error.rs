@@ -12,6 +12,9 @@ pub enum ConsoleError {
     Missing(String),
     #[error("this role may not do that")]
     Forbidden,
+    /// The server is read-only (its audit trail is broken), with the reason.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the form is stale or forged: reload the page and try again")]
     Csrf,
     #[error("{0}")]
@@ -29,6 +32,7 @@ impl From<siem::api::ApiError> for ConsoleError {
             A::NotFound => ConsoleError::NotFound,
             A::Missing(m) => ConsoleError::Missing(m),
             A::Forbidden | A::Unauthorized => ConsoleError::Forbidden,
+            A::ReadOnly(b) => ConsoleError::Unavailable(siem::api::read_only_message(&b)),
             other => ConsoleError::Internal(format!("{other:?}")),
         }
     }
@@ -43,6 +47,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Missing(m) => (StatusCode::NOT_FOUND, m.clone()),
             ConsoleError::Forbidden => (StatusCode::FORBIDDEN, self.to_string()),
             ConsoleError::Csrf => (StatusCode::FORBIDDEN, self.to_string()),
+            ConsoleError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ConsoleError::Io(m) | ConsoleError::Internal(m) => {
                 tracing::error!(error = %m, "console request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error (logged on the server)".to_string())

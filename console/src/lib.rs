@@ -148,6 +148,8 @@ pub struct Auth {
     pub t: Tr,
     pub peer: String,
     pub lens: view::Lens,
+    /// For admins: where the audit trail breaks (the server is read-only).
+    pub audit_broken: Option<String>,
 }
 
 impl Auth {
@@ -213,7 +215,9 @@ impl FromRequestParts<Arc<Console>> for Auth {
         }
         let tz = cookie_of(&parts.headers, "tz").and_then(|z| z.replace("%2F", "/").parse().ok()).unwrap_or(c.tz);
         let lens = view::Lens { tz, pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key) };
-        Ok(Auth { t: lang_of(&parts.headers), peer: peer_of(parts), session, cookie, lens })
+        let audit_broken =
+            session.role.may(Perm::Users).then(|| c.siem.audit_broken().map(siem::api::read_only_message)).flatten();
+        Ok(Auth { t: lang_of(&parts.headers), peer: peer_of(parts), session, cookie, lens, audit_broken })
     }
 }
 

@@ -73,6 +73,8 @@ struct Nav {
     sensors: bool,
     admin: bool,
     notice: String,
+    /// Admins: the server is read-only, and why.
+    audit_broken: String,
 }
 
 fn nav(a: &Auth) -> Nav {
@@ -96,6 +98,7 @@ fn nav(a: &Auth) -> Nav {
         sensors: a.may(Perm::Sensors),
         admin: a.may(Perm::Users),
         notice: String::new(),
+        audit_broken: a.audit_broken.clone().unwrap_or_default(),
     }
 }
 

@@ -28,6 +28,8 @@ pub const MAX_BODY_BYTES: usize = 32 << 20;
 /// Alerts of one rule from one source this close together share an
 /// incident opened by the SIEM.
 pub const INCIDENT_WINDOW_SECS: f64 = 3600.0;
+/// Most buckets a histogram answers with.
+pub const MAX_BUCKETS: usize = 10_000;
 /// Batch ids remembered per sensor for idempotency.
 const BATCH_IDS_KEPT: usize = 100_000;
 
@@ -165,7 +167,12 @@ impl AppState {
     ) -> Result<AppState, String> {
         let mut st = AppState::new(store, tokens, Some(data), ingest_concurrency);
         st.workflow = Some(crate::workflow::Workflow::open(data).map_err(|e| format!("{}: {e}", data.display()))?);
-        st.audit = Some(crate::audit::Audit::open(data).map_err(|e| e.to_string())?);
+        let audit = crate::audit::Audit::open(data).map_err(|e| e.to_string())?;
+        if let Some(b) = audit.broken() {
+            tracing::error!(line = b.line, reason = %b.reason, path = %audit.path().display(),
+                "audit trail broken: serving read-only (searches and downloads; changes refused)");
+        }
+        st.audit = Some(audit);
         st.signer = Some(Arc::new(
             crate::evidence::Signer::open(data).map_err(|e| format!("evidence key in {}: {e}", data.display()))?,
         ));
@@ -174,8 +181,11 @@ impl AppState {
 
     /// Drops what the retention policy says is past its age or budget; each
     /// drop is audited as done by `retention`. Blocks: call it on a
-    /// blocking thread.
+    /// blocking thread. Nothing is dropped while the audit trail is broken.
     pub fn enforce_retention(&self) -> Result<Vec<crate::retention::Dropped>, String> {
+        if let Some(b) = self.audit_broken() {
+            return Err(read_only_message(b));
+        }
         let r = crate::retention::enforce(self.store.as_ref(), &self.retention, now_secs());
         let mut runs = self.retention_runs.lock().unwrap_or_else(|p| p.into_inner());
         runs.last_run = Some(now_secs());
@@ -252,6 +262,9 @@ pub enum ApiError {
     /// A resource that is not there, with the reason.
     Missing(String),
     Busy,
+    /// The audit trail is broken: changes are refused (see
+    /// [`AppState::audit_as`]).
+    ReadOnly(crate::audit::Broken),
     Internal(String),
 }
 
@@ -284,6 +297,9 @@ impl IntoResponse for ApiError {
                     .into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
                 return r;
+            }
+            ApiError::ReadOnly(b) => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"error": read_only_message(&b), "audit_broken_line": b.line}))
             }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
@@ -362,16 +378,74 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
+/// Why a change is refused while the audit trail is broken.
+pub fn read_only_message(b: &crate::audit::Broken) -> String {
+    format!(
+        "read-only: the audit trail is broken at line {} ({}); searches and downloads go on, changes are refused \
+         until an admin repairs audit.log",
+        b.line, b.reason
+    )
+}
+
+/// Actions carried out while the audit trail is broken, logged (warn)
+/// instead of appended: those that change nothing, and a user's change of
+/// their own password (an admin made to change a first password must get in
+/// to see what broke). Every other action is a change and refused. Console
+/// actions are named here too.
+pub const READ_ONLY_ACTIONS: &[&str] = &[
+    "console.password",
+    "search",
+    "aggregate",
+    "ledger",
+    "alerts",
+    "alert.view",
+    "pcap",
+    "evidence.export",
+    "pivot",
+    "incidents",
+    "incident.view",
+    "rules.fetch",
+    "audit.read",
+    "export",
+    "rule.test",
+    "console.login",
+    "console.login_failed",
+    "console.logout",
+];
+
 /// The operations the API and the console share: each checks its input,
 /// is audited as done by `who` from `from`, and blocks (run it on a
 /// blocking thread). Callers check the role first.
 impl AppState {
     pub fn audit_as(&self, who: &str, from: &str, action: &str, detail: Value) -> ApiResult<()> {
         if let Some(a) = &self.audit {
+            if let Some(b) = a.broken() {
+                // Nothing extends a broken chain. Reads go on (the SOC can
+                // still look), each logged; changes wait for a repair.
+                if READ_ONLY_ACTIONS.contains(&action) {
+                    tracing::warn!(who, from, action, %detail, broken_line = b.line, "read not appended to the broken audit trail");
+                    return Ok(());
+                }
+                return Err(ApiError::ReadOnly(b.clone()));
+            }
             // An action that cannot be audited is not carried out.
             a.record(who, from, action, detail).map_err(internal)?;
         }
         Ok(())
+    }
+
+    /// Where the audit trail breaks, if it does (the server is read-only).
+    pub fn audit_broken(&self) -> Option<&crate::audit::Broken> {
+        self.audit.as_ref().and_then(|a| a.broken())
+    }
+
+    /// Refuses a change while the audit trail is broken, for changes made
+    /// before they are audited (ingest, retention).
+    pub fn writable(&self) -> ApiResult<()> {
+        match self.audit_broken() {
+            Some(b) => Err(ApiError::ReadOnly(b.clone())),
+            None => Ok(()),
+        }
     }
 
     pub fn search_records(&self, who: &str, from: &str, p: &SearchParams) -> ApiResult<crate::store::SearchResult> {
@@ -422,6 +496,23 @@ impl AppState {
             other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
         };
         crate::store::check_range(p.from, p.to)?;
+        if let Agg::Histogram { interval_secs } = agg {
+            agg.check(&self.catalog)?;
+            // The buckets the matching records span, from their first and
+            // last time: bounded before either store is asked for them.
+            let span = self.store.aggregate(&q, p.from, p.to, &Agg::Stats { field: "ts".into() })?;
+            if let crate::store::AggResult::Stats { min: Some(lo), max: Some(hi), .. } = span {
+                let buckets = (hi / interval_secs).floor() - (lo / interval_secs).floor() + 1.0;
+                if buckets > MAX_BUCKETS as f64 {
+                    let least = ((hi - lo) / (MAX_BUCKETS - 1) as f64).ceil().max(1.0);
+                    return Err(ApiError::BadRequest(format!(
+                        "a histogram has at most {MAX_BUCKETS} buckets; the records matched span {:.0} seconds: \
+                         an interval of at least {least} seconds",
+                        hi - lo
+                    )));
+                }
+            }
+        }
         Ok(self.store.aggregate(&q, p.from, p.to, &agg)?)
     }
 
@@ -802,6 +893,8 @@ async fn ingest(
 ) -> ApiResult<Json<IngestReply>> {
     let sensor = sensor_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // Stored records are audited after the fact: refused up front.
+    st.writable()?;
     let _slot = st.ingest_slots.try_acquire().map_err(|_| ApiError::Busy)?;
     let zstd = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("zstd");
     let raw = if zstd {

@@ -385,3 +385,128 @@ async fn a_batch_committed_but_not_in_the_ledger_is_not_stored_twice() {
     let (_, found) = call(&app, get("/api/v1/search?q=*", "reader-secret")).await;
     assert_eq!(found["total"], 3);
 }
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn audited_app(dir: &std::path::Path) -> axum::Router {
+    let store = Arc::new(TantivyStore::open(dir, TantivyConfig::default()).unwrap());
+    let mut tokens = Tokens::default();
+    tokens.sensors.insert("district-7".into(), hash_token("sensor-secret"));
+    tokens.readers.insert("analyst".into(), hash_token("reader-secret"));
+    tokens.admins.insert("chief".into(), hash_token("admin-secret"));
+    router(Arc::new(AppState::open(store, Some(tokens), dir, 4).unwrap()))
+}
+
+/// A search's range once went into the audit trail as a number that did
+/// not survive being read back: the next start refused to run.
+#[tokio::test]
+async fn a_search_cannot_stop_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    let (s, r) =
+        call(&app, get("/api/v1/search?q=_log:conn&from=1796645682.0149999&to=1796645700.5", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    drop(app);
+    assert!(siem::audit::verify(&dir.path().join("audit.log")).is_ok());
+    let app = audited_app(dir.path());
+    let (s, _) = call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::OK, "the trail is whole: changes go on");
+}
+
+/// A broken trail: the server starts, serves reads, refuses changes with
+/// a 503 naming the line, and appends nothing.
+#[tokio::test]
+async fn a_broken_audit_trail_leaves_the_server_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/api/v1/search?q=uid:C1", "reader-secret")).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/api/v1/search?q=uid:C2", "reader-secret")).await.0, StatusCode::OK);
+    drop(app);
+    let path = dir.path().join("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("uid:C1", "uid:C9", 1)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let app = audited_app(dir.path());
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn", "reader-secret")).await;
+    assert_eq!((s, r["total"].as_u64()), (StatusCode::OK, Some(2)), "{r}");
+    let (s, r) = call(&app, get("/api/v1/audit", "admin-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-9"), LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    assert_eq!(r["audit_broken_line"], 2);
+    assert!(r["error"].as_str().unwrap().contains("audit trail is broken at line 2"), "{r}");
+    let (s, r) = call(
+        &app,
+        json_post("/api/v1/incidents", "reader-secret", serde_json::json!({"title": "outbreak", "alerts": []})),
+    )
+    .await;
+    assert_eq!((s, r["audit_broken_line"].as_u64()), (StatusCode::SERVICE_UNAVAILABLE, Some(2)), "{r}");
+    let (s, _) = call(
+        &app,
+        Request::post("/api/v1/retention/run")
+            .header("authorization", "Bearer admin-secret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing extends a broken chain");
+    let (_, r) = call(&app, get("/api/v1/search?q=uid:C1", "reader-secret")).await;
+    assert_eq!(r["total"], 1, "nothing was stored either");
+}
+
+/// What once overflowed a worker's stack, and what the bounds are for:
+/// each a 400 naming the limit, on every endpoint that takes a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    let ips: Vec<String> = (0..100).map(|i| format!("10.9.0.{i}")).collect();
+    let cases = [
+        (format!("{}uid:x", "NOT ".repeat(250)), "nested more than 32"),
+        (format!("{}uid:x", "NOT ".repeat(500)), "nested more than 32"),
+        (format!("{}uid:x", "-(".repeat(300)), "nested more than 32"),
+        (ips.join(" OR "), "at most 512"),
+        (format!("query:*{}*", "a".repeat(100)), "at most 64 bytes"),
+        ("@@@".to_string(), "'@@@' has no letter or digit"),
+    ];
+    for (q, want) in &cases {
+        for ep in ["/api/v1/search?q=", "/api/v1/aggregate?agg=terms&field=uid&q=", "/api/v1/alerts?q="] {
+            let (s, r) = call(&app, get(&format!("{ep}{}", enc(q)), "reader-secret")).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{ep} {}: {r}", &q[..20.min(q.len())]);
+            assert!(r["error"].as_str().unwrap_or("").contains(want), "{ep}: {r}");
+        }
+    }
+}
+
+/// A histogram's buckets are bounded: an interval too fine for the range
+/// its records span is a 400 saying how coarse it must be.
+#[tokio::test]
+async fn a_histogram_of_too_many_buckets_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    let lines =
+        "{\"_log\":\"conn\",\"ts\":1000.5,\"uid\":\"C1\"}\n{\"_log\":\"conn\",\"ts\":4000000000.5,\"uid\":\"C2\"}\n";
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, lines.into(), false)).await.0, StatusCode::OK);
+    let (s, r) = call(&app, get("/api/v1/aggregate?agg=histogram&interval=1", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("at most 10000 buckets"), "{r}");
+    let (s, r) =
+        call(&app, get("/api/v1/aggregate?agg=histogram&interval=1&from=0&to=4100000000", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let (s, r) = call(&app, get("/api/v1/aggregate?agg=histogram&interval=86400000", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r.as_array().map(Vec::len), Some(2), "{r}");
+}
