@@ -1177,7 +1177,9 @@ async fn delete_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> R
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Search)?;
-    c.saved.delete(&a.session.user, f.get("name").unwrap_or(""))?;
+    let name = f.get("name").unwrap_or("");
+    c.siem.audit_as(&a.session.user, &a.peer, "console.search_delete", json!({"name": name}))?;
+    c.saved.delete(&a.session.user, name)?;
     Ok(Redirect::to("/search").into_response())
 }
 
