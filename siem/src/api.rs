@@ -28,6 +28,8 @@ pub const MAX_BODY_BYTES: usize = 32 << 20;
 /// Alerts of one rule from one source this close together share an
 /// incident opened by the SIEM.
 pub const INCIDENT_WINDOW_SECS: f64 = 3600.0;
+/// Most uids and Community IDs a pivot follows.
+const MAX_PIVOT_IDS: usize = 256;
 /// Most buckets a histogram answers with.
 pub const MAX_BUCKETS: usize = 10_000;
 /// Batch ids remembered per sensor for idempotency.
@@ -137,7 +139,9 @@ pub struct PcapParams {
     pub community_id: Option<String>,
     /// A BPF filter (tcpdump's language) over the time range `from`-`to`.
     pub filter: Option<String>,
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
 }
 
@@ -790,6 +794,11 @@ impl AppState {
             req.limit = 1000;
             seen = self.store.search(&req)?.hits;
             for h in &seen {
+                // Each id becomes a term of the next round's query: a flow
+                // seen by many sensors must not grow it without bound.
+                if uids.len() + cids.len() >= MAX_PIVOT_IDS {
+                    break;
+                }
                 if let Some(c) = h["community_id"].as_str().filter(|c| !cids.iter().any(|x| x == c)) {
                     cids.push(c.to_string());
                 }
@@ -998,9 +1007,11 @@ async fn ingest(
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     pub q: Option<String>,
-    /// Epoch seconds (inclusive).
+    /// Epoch seconds or ISO 8601 (inclusive).
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
-    /// Epoch seconds (exclusive).
+    /// Epoch seconds or ISO 8601 (exclusive).
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     pub sort: Option<String>,
     /// `asc` or `desc` (the default).
@@ -1016,12 +1027,21 @@ pub struct SearchParams {
 #[serde(deny_unknown_fields)]
 pub struct LedgerParams {
     /// Epoch seconds; default: a day before `to`.
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
     /// Epoch seconds; default: now.
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     /// Window length in seconds (default 3600).
     pub window: Option<f64>,
     pub sensor: Option<String>,
+}
+
+/// `from`/`to` of a request: epoch seconds or ISO 8601 (see
+/// [`crate::store::parse_time`]).
+fn time_param<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| crate::store::parse_time(&s).map_err(serde::de::Error::custom)).transpose()
 }
 
 fn query_of(st: &AppState, q: Option<&str>) -> ApiResult<Query> {
@@ -1036,6 +1056,7 @@ async fn search(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let range = iso_range(p.from, p.to);
     let r = blocking(move || {
         let r = st.search_records(&who, &peer.0, &p)?;
         let complete = match (p.completeness, p.from, p.to) {
@@ -1055,6 +1076,9 @@ async fn search(
     .await?;
     let (r, complete) = r;
     let mut out = json!({"total": r.total, "hits": r.hits});
+    if let Some(range) = range {
+        out["range"] = range;
+    }
     if let Some(c) = complete {
         out["completeness"] = serde_json::to_value(c).map_err(internal)?;
     }
@@ -1085,7 +1109,9 @@ async fn ledger(
 #[serde(deny_unknown_fields)]
 pub struct AggParams {
     pub q: Option<String>,
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     /// terms, histogram, stats or cardinality.
     pub agg: String,
@@ -1102,8 +1128,26 @@ async fn aggregate(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let histogram = p.agg == "histogram";
     let r = blocking(move || st.aggregate_records(&who, &peer.0, &p)).await?;
-    Ok(Json(serde_json::to_value(r).map_err(internal)?))
+    let mut out = serde_json::to_value(r).map_err(internal)?;
+    if histogram {
+        // Each bucket's start as ISO 8601 too.
+        for b in out.as_array_mut().into_iter().flatten() {
+            let t = b["key"].as_str().and_then(|k| k.parse::<f64>().ok()).and_then(crate::store::iso_time);
+            b["time"] = t.map_or(Value::Null, Value::String);
+        }
+    }
+    Ok(Json(out))
+}
+
+/// The range a search was given, as ISO 8601 (what the server understood).
+fn iso_range(from: Option<f64>, to: Option<f64>) -> Option<Value> {
+    if from.is_none() && to.is_none() {
+        return None;
+    }
+    let iso = |t: Option<f64>| t.and_then(crate::store::iso_time).map_or(Value::Null, Value::String);
+    Some(json!({"from": iso(from), "to": iso(to)}))
 }
 
 async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -1133,7 +1177,9 @@ async fn run_retention(State(st): State<Arc<AppState>>, headers: HeaderMap, peer
 pub struct AlertsParams {
     pub q: Option<String>,
     pub status: Option<String>,
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,

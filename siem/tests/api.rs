@@ -510,3 +510,75 @@ async fn a_histogram_of_too_many_buckets_is_refused() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r.as_array().map(Vec::len), Some(2), "{r}");
 }
+
+/// `from`/`to` take what people paste (ISO 8601 / RFC 3339) as well as
+/// epoch seconds, on every endpoint that has them; answers say the range
+/// in ISO 8601.
+#[tokio::test]
+async fn ranges_take_iso_8601_as_well_as_epoch_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    // 1700000001 is 2023-11-14T22:13:21Z.
+    let epoch = "from=1700000001&to=1700000003";
+    let (s, want) = call(&app, get(&format!("/api/v1/search?q=_log:conn&{epoch}"), "reader-secret")).await;
+    assert_eq!((s, want["total"].as_u64()), (StatusCode::OK, Some(1)), "{want}");
+    assert_eq!(want["range"]["from"], "2023-11-14T22:13:21Z");
+    for iso in [
+        "from=2023-11-14T22:13:21Z&to=2023-11-14T22:13:23Z",
+        "from=2023-11-15T05:13:21%2B07:00&to=2023-11-15T05:13:23%2B07:00",
+        "from=2023-11-15T05:13:21+07:00&to=2023-11-14%2022:13:23",
+    ] {
+        let (s, r) = call(&app, get(&format!("/api/v1/search?q=_log:conn&{iso}"), "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{iso}: {r}");
+        assert_eq!((&r["total"], &r["hits"], &r["range"]), (&want["total"], &want["hits"], &want["range"]), "{iso}");
+    }
+    let iso = "from=2023-11-14T22:13:21Z&to=2023-11-14T22:13:23Z";
+    for ep in [
+        "/api/v1/aggregate?agg=terms&field=uid&",
+        "/api/v1/aggregate?agg=histogram&interval=60&",
+        "/api/v1/alerts?",
+        "/api/v1/ledger?",
+    ] {
+        let (s, r) = call(&app, get(&format!("{ep}{iso}"), "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{ep}: {r}");
+    }
+    let (_, r) = call(&app, get(&format!("/api/v1/aggregate?agg=histogram&interval=60&{iso}"), "reader-secret")).await;
+    assert_eq!(r[0]["time"], "2023-11-14T22:13:00Z", "{r}");
+    let (s, r) = call(&app, get("/api/v1/search?from=yesterday", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(r["error"].as_str().unwrap().contains("'yesterday' is not a time"), "{r}");
+}
+
+struct OnePacketFlow;
+
+impl siem::api::PacketSource for OnePacketFlow {
+    fn pcap(&self, uids: &[String], _: Option<f64>, _: Option<f64>) -> Result<Option<Vec<u8>>, String> {
+        Ok((uids == ["C1"]).then(|| b"\xd4\xc3\xb2\xa1 a pcap".to_vec()))
+    }
+
+    fn filtered(&self, _: &str, _: f64, _: f64, _: usize) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+}
+
+/// `curl -o flow.pcap` once saved an error as the pcap file: an error is
+/// JSON, and says so, whatever the endpoint serves when it succeeds.
+#[tokio::test]
+async fn pcap_errors_are_never_served_as_pcap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let mut st = AppState::open(store, None, dir.path(), 4).unwrap();
+    st.packets = Some(Arc::new(OnePacketFlow));
+    let app = router(Arc::new(st));
+    let fetch = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(fetch("/api/v1/pcap?uid=C1")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/vnd.tcpdump.pcap");
+    for uri in ["/api/v1/pcap?uid=C2", "/api/v1/pcap?uid=../x", "/api/v1/pcap?from=nope", "/api/v1/evidence?alert=A00"]
+    {
+        let resp = app.clone().oneshot(fetch(uri)).await.unwrap();
+        assert!(resp.status().is_client_error(), "{uri}: {}", resp.status());
+        assert_eq!(resp.headers()["content-type"], "application/json", "{uri}");
+    }
+}

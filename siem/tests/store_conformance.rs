@@ -289,12 +289,26 @@ fn run_suite(store: &dyn Store) {
         "{}",
         store.name()
     );
+    // A distinct count says whether it is an estimate and how close: the
+    // same answer on both stores, each honest about how it counted.
+    let exact = store.name() == "clickhouse";
     assert_eq!(
         agg(Agg::Cardinality { field: "id.resp_h".into() }, ""),
-        AggResult::Value { value: 8 },
+        AggResult::Value {
+            value: 8,
+            approximate: !exact,
+            relative_error: if exact { 0.0 } else { siem::store::HLL_RELATIVE_ERROR }
+        },
         "{}",
         store.name()
     );
+    let Ok(AggResult::Value { value, approximate, relative_error }) =
+        store.aggregate(&q("_log:conn"), None, None, &Agg::Cardinality { field: "uid".into() })
+    else {
+        panic!("a distinct count")
+    };
+    assert!(approximate != exact && (relative_error == 0.0) == exact, "{}", store.name());
+    assert_eq!(value, 30, "{}", store.name());
     assert_eq!(
         agg(Agg::Stats { field: "orig_bytes".into() }, "_log:dns"),
         AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },

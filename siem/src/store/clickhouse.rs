@@ -1104,7 +1104,7 @@ impl Store for ClickHouseStore {
                     }
                     None => 0,
                 };
-                AggResult::Value { value }
+                AggResult::Value { value, approximate: false, relative_error: 0.0 }
             }
         })
     }

@@ -649,7 +649,7 @@ impl Store for TantivyStore {
             return Ok(match agg {
                 Agg::Terms { .. } | Agg::Histogram { .. } => AggResult::Buckets(Vec::new()),
                 Agg::Stats { .. } => AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },
-                Agg::Cardinality { .. } => AggResult::Value { value: 0 },
+                Agg::Cardinality { .. } => AggResult::Value { value: 0, approximate: false, relative_error: 0.0 },
             });
         };
         let res = merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(backend)?;
@@ -698,7 +698,11 @@ impl Store for TantivyStore {
                 min: a["min"].as_f64(),
                 max: a["max"].as_f64(),
             },
-            Agg::Cardinality { .. } => AggResult::Value { value: a["value"].as_f64().unwrap_or(0.0).round() as u64 },
+            Agg::Cardinality { .. } => AggResult::Value {
+                value: a["value"].as_f64().unwrap_or(0.0).round() as u64,
+                approximate: true,
+                relative_error: super::HLL_RELATIVE_ERROR,
+            },
         })
     }
 
