@@ -597,6 +597,8 @@ async fn accept_change(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<St
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Tune)?;
+    // Changes audited after they are made wait while the trail is broken.
+    c.siem.writable()?;
     let Some(models) = c.cfg.models_file.clone() else {
         return Err(ConsoleError::Invalid("this console was started without a rules folder".into()));
     };
@@ -1495,6 +1497,7 @@ async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> 
                 report = Some(r);
             }
             "save" if problems.is_empty() => {
+                siem.writable()?;
                 let (old, new) = e2.save(&p2, &t2).map_err(ConsoleError::Io)?;
                 siem.audit_as(
                     &who,
@@ -1558,6 +1561,7 @@ async fn rule_tune(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Tune)?;
+    c.siem.writable()?;
     let Some(tuning) = c.cfg.tuning_file.clone() else {
         return Err(ConsoleError::Invalid("this console was started without a rules folder".into()));
     };
@@ -2045,6 +2049,7 @@ async fn add_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     let Some(role) = f.get("role").and_then(Role::parse) else {
         return users_page(&c, &a, "unknown role".into(), String::new());
     };
+    c.siem.writable()?;
     let password = crate::users::random_password();
     let (c2, n2, p2) = (Arc::clone(&c), name.clone(), password.clone());
     match blocking(move || c2.users.add(&n2, role, &p2)).await {
@@ -2069,6 +2074,7 @@ async fn update_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res
     let name = f.get("name").unwrap_or("").to_string();
     let role = f.get("role").and_then(Role::parse);
     let disabled = f.get("disabled").map(|d| d == "true");
+    c.siem.writable()?;
     if let Err(e) = c.users.update(&name, role, disabled) {
         return match e {
             ConsoleError::Invalid(m) => users_page(&c, &a, m, String::new()),

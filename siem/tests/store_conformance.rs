@@ -204,7 +204,10 @@ const QUERIES: &[(&str, u64)] = &[
     ("version:TLSv13", 1),
     ("uid:*", 36),
     ("query:*", 2),
-    ("'; DROP TABLE events; --", 0),
+    // Searched, never executed: as free text (punctuation alone is
+    // refused by the parser, so the words are quoted) and as a value.
+    ("\"'); DROP TABLE events; --\"", 0),
+    ("uri:\"'; DROP TABLE events; --\"", 0),
 ];
 
 fn run_suite(store: &dyn Store) {
@@ -218,6 +221,29 @@ fn run_suite(store: &dyn Store) {
         assert_eq!(r.total, *want, "{}: {text}", store.name());
         assert_eq!(r.hits.len() as u64, (*want).min(50), "{}: {text}", store.name());
         pages.push(uids(&r.hits));
+    }
+    // The largest and deepest queries the language admits run on every
+    // store: each translation stays within what its backend takes
+    // (ClickHouse repeats the condition per log's table).
+    let ips: Vec<String> = (0..60).map(|i| format!("10.1.{}.{}", i % 4, i)).collect();
+    let mut widest = String::new();
+    for ip in &ips {
+        let more = if widest.is_empty() { ip.clone() } else { format!("{widest} OR {ip}") };
+        if parse(&more, &Catalog::new()).is_err() {
+            break;
+        }
+        widest = more;
+    }
+    let (nodes, _) = siem::query::size(&q(&widest));
+    assert!(nodes > siem::query::MAX_NODES - 20, "{nodes}");
+    let deepest = format!("{}uid:C1{}", "NOT (".repeat(15), ")".repeat(15));
+    let wild: Vec<String> =
+        (0..siem::query::MAX_WILDCARDS).map(|i| format!("query:*{}*", "a".repeat(60 - i))).collect();
+    for text in [widest.as_str(), deepest.as_str(), &wild.join(" OR ")] {
+        let r = store.search(&SearchRequest::new(q(text)));
+        assert!(r.is_ok(), "{}: {:?}", store.name(), r.err());
+        let r = store.aggregate(&q(text), None, None, &Agg::Terms { field: "uid".into(), size: 10 });
+        assert!(r.is_ok(), "{}: {:?}", store.name(), r.err());
     }
     // Time range, sort, pagination.
     let mut req = SearchRequest::new(q("_log:conn"));

@@ -187,6 +187,9 @@ fn encode_value(out: &mut Vec<u8>, kind: Kind, v: Option<&Value>) {
     }
 }
 
+/// The longest SQL sent (`max_query_size`).
+const MAX_QUERY_SQL_BYTES: usize = 4 << 20;
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -333,6 +336,11 @@ impl ClickHouseStore {
                     Compression::None => clickhouse::Compression::None,
                 },
             );
+            // A search's condition is repeated in the branch of each log's
+            // table: the largest query the language admits (MAX_NODES)
+            // comes to more SQL than the server's default of 256 KiB takes
+            // (a 500 once). Its size is bounded by the parser, not by this.
+            client = client.with_setting("max_query_size", MAX_QUERY_SQL_BYTES.to_string());
             if let Some(u) = &cfg.user {
                 client = client.with_user(u);
             }
