@@ -1047,6 +1047,7 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         limit: Some(PAGE),
         offset: Some(f.offset.min(10_000)),
         completeness: None,
+        cursor: None,
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let q = f.q.clone();
@@ -1210,6 +1211,7 @@ async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportFo
         limit: Some(EXPORT_MAX),
         offset: None,
         completeness: None,
+        cursor: None,
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let res = blocking(move || {
@@ -1784,6 +1786,7 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                         limit: Some(1),
                         offset: None,
                         completeness: None,
+                        cursor: None,
                     },
                 )?
                 .hits
@@ -1955,6 +1958,7 @@ async fn devices(State(c): State<Arc<Console>>, a: Auth) -> Res {
                 limit: Some(limit),
                 offset: None,
                 completeness: None,
+                cursor: None,
             };
             Ok(siem.search_records(&who, &peer, &p)?.hits)
         };

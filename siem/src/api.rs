@@ -467,6 +467,9 @@ impl AppState {
         };
         req.limit = p.limit.unwrap_or(100);
         req.offset = p.offset.unwrap_or(0);
+        if let Some(c) = &p.cursor {
+            req.after = Some(crate::store::Cursor::decode(c).map_err(ApiError::BadRequest)?);
+        }
         Ok(self.store.search(&req)?)
     }
 
@@ -1021,6 +1024,9 @@ pub struct SearchParams {
     /// Also say how complete the range is (from the loss ledger); needs
     /// `from` and `to`.
     pub completeness: Option<bool>,
+    /// The `next_cursor` of the previous page: continue after it (no
+    /// offset, no depth limit; the same query, range and order).
+    pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -1076,6 +1082,9 @@ async fn search(
     .await?;
     let (r, complete) = r;
     let mut out = json!({"total": r.total, "hits": r.hits});
+    if let Some(next) = &r.next {
+        out["next_cursor"] = Value::String(next.encode());
+    }
     if let Some(range) = range {
         out["range"] = range;
     }

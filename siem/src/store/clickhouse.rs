@@ -996,7 +996,8 @@ impl Store for ClickHouseStore {
     fn search(&self, req: &SearchRequest) -> Result<SearchResult> {
         req.check(&self.catalog)?;
         let c = column(&req.sort.field);
-        let ty = col_type(self.kind(&req.sort.field)?);
+        let kind = self.kind(&req.sort.field)?;
+        let ty = col_type(kind);
         let sort = |t: &Table| {
             if t.has(&req.sort.field) {
                 format!("_raw, _ts, `{c}` AS _sort")
@@ -1010,15 +1011,36 @@ impl Store for ClickHouseStore {
         let mut args = Vec::new();
         let rows_from = self.union(&req.query, range, None, &sort, "1", &mut args)?;
         let (Some(count_from), Some(rows_from)) = (count_from, rows_from) else {
-            return Ok(SearchResult { total: 0, hits: Vec::new() });
+            return Ok(SearchResult { total: 0, hits: Vec::new(), next: None });
         };
         let count = format!("SELECT sum(n) AS n FROM {count_from}");
         let dir = if req.sort.descending { "DESC" } else { "ASC" };
-        // Records without the sort field last; ties in time order, then by
-        // content, so pages are stable.
+        // The order of `Cursor`: records without the sort field last; the
+        // value and the time as whole microseconds (counts as they are);
+        // then by content, so pages are stable and the same as Tantivy's.
+        let key = if kind == Kind::Float { "floor(_sort * 1000000)" } else { "toFloat64(_sort)" };
+        let mut cond = "1".to_string();
+        let mut offset = req.offset;
+        if let Some(a) = &req.after {
+            // At or after the cursor's key; the hits of that key already
+            // returned are skipped by count.
+            let (lt, le) = if req.sort.descending { ("<", "<=") } else { (">", ">=") };
+            cond = if a.has {
+                args.push(Arg::F64(a.key));
+                args.push(Arg::F64(a.key));
+                args.push(Arg::F64(a.ts_us));
+                format!("(_h = 1 OR _k {lt} ? OR (_k = ? AND _t {le} ?))")
+            } else {
+                args.push(Arg::F64(a.ts_us));
+                format!("(_h = 1 AND _t {le} ?)")
+            };
+            offset = a.seen;
+        }
         let page = format!(
-            "SELECT _raw FROM {rows_from} ORDER BY isNull(_sort), _sort {dir}, _ts {dir}, _raw LIMIT {} OFFSET {}",
-            req.limit, req.offset
+            "SELECT _raw, _h, _k, _t FROM (SELECT _raw, isNull(_sort) AS _h, ifNull({key}, 0) AS _k, \
+             floor(_ts * 1000000) AS _t FROM {rows_from}) WHERE {cond} \
+             ORDER BY _h, _k {dir}, _t {dir}, _raw LIMIT {} OFFSET {offset}",
+            req.limit
         );
         let mut out = self.fetch_all(&[(&count, &count_args), (&page, &args)])?.into_iter();
         let (total, rows) = (out.next().unwrap_or_default(), out.next().unwrap_or_default());
@@ -1027,7 +1049,11 @@ impl Store for ClickHouseStore {
             .iter()
             .map(|r| serde_json::from_str(r["_raw"].as_str().unwrap_or("null")).unwrap_or(Value::Null))
             .collect();
-        Ok(SearchResult { total, hits })
+        let keys: Vec<(bool, f64, f64)> = rows
+            .iter()
+            .map(|r| (num(&r["_h"]) == Some(0.0), num(&r["_k"]).unwrap_or(0.0), num(&r["_t"]).unwrap_or(0.0)))
+            .collect();
+        Ok(SearchResult { total, hits, next: super::next_cursor(req, &keys) })
     }
 
     fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult> {

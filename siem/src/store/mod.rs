@@ -198,6 +198,81 @@ pub struct SearchRequest {
     pub sort: Sort,
     pub limit: usize,
     pub offset: usize,
+    /// Continue after this position (the `next` of the previous page)
+    /// instead of an offset: pages of a whole range, however deep.
+    pub after: Option<Cursor>,
+}
+
+/// A position in a search's order, the same on every store.
+///
+/// The order: records with the sort field first; then the field's value,
+/// then `ts`, in the requested direction; then the record's stored text
+/// (`_raw`), ascending. Values and times are compared as whole microseconds
+/// (`floor(v × 10⁶)`; counts as they are), which both stores compute
+/// exactly alike from the same doubles, and which a cursor carries as
+/// integers. A cursor names the last hit's key and how many hits with that
+/// same key came up to it (`seen`); the next page starts after them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cursor {
+    pub field: String,
+    pub descending: bool,
+    /// The last hit has the sort field.
+    pub has: bool,
+    /// Its value (counts) or whole microseconds of it (numbers); 0 without.
+    pub key: f64,
+    /// Whole microseconds of its `ts`.
+    pub ts_us: f64,
+    /// Hits of this key up to and including the last one.
+    pub seen: usize,
+}
+
+/// Most records sharing one key (sort value and time) that a page can start
+/// or end within: the embedded store reads them all to order them by text.
+pub const MAX_TIE: usize = 20_000;
+
+/// Whole microseconds of a time or number, as both stores compute them.
+pub fn micros(v: f64) -> f64 {
+    (v * 1e6).floor()
+}
+
+impl Cursor {
+    /// The cursor as text: `c1.<field>.<a|d>.<has>.<key>.<ts µs>.<seen>`.
+    pub fn encode(&self) -> String {
+        format!(
+            "c1.{}.{}.{}.{}.{}.{}",
+            self.field,
+            if self.descending { "d" } else { "a" },
+            u8::from(self.has),
+            self.key,
+            self.ts_us,
+            self.seen
+        )
+    }
+
+    pub fn decode(text: &str) -> std::result::Result<Cursor, String> {
+        let bad = || format!("'{}' is not a cursor of this search", text.chars().take(80).collect::<String>());
+        let rest = text.strip_prefix("c1.").ok_or_else(bad)?;
+        // The field may hold dots; the five parts after it do not.
+        let parts: Vec<&str> = rest.rsplitn(6, '.').collect();
+        let [seen, ts_us, key, has, dir, field] = parts.as_slice() else { return Err(bad()) };
+        let num = |s: &str| s.parse::<f64>().ok().filter(|f| f.is_finite() && f.fract() == 0.0);
+        Ok(Cursor {
+            field: field.to_string(),
+            descending: match *dir {
+                "d" => true,
+                "a" => false,
+                _ => return Err(bad()),
+            },
+            has: match *has {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad()),
+            },
+            key: num(key).ok_or_else(bad)?,
+            ts_us: num(ts_us).ok_or_else(bad)?,
+            seen: seen.parse().map_err(|_| bad())?,
+        })
+    }
 }
 
 /// Latest time accepted in a range (2100-01-01), as records' `ts`.
@@ -286,6 +361,7 @@ impl SearchRequest {
             sort: Sort { field: "ts".into(), descending: true },
             limit: 100,
             offset: 0,
+            after: None,
         }
     }
 
@@ -301,7 +377,17 @@ impl SearchRequest {
             }
         }
         if self.limit > MAX_LIMIT || self.offset > MAX_LIMIT {
-            return Err(StoreError::Invalid(format!("limit and offset are at most {MAX_LIMIT}")));
+            return Err(StoreError::Invalid(format!(
+                "limit and offset are at most {MAX_LIMIT}; page deeper with the cursor (next_cursor)"
+            )));
+        }
+        if let Some(c) = &self.after {
+            if c.field != self.sort.field || c.descending != self.sort.descending {
+                return Err(StoreError::Invalid("the cursor is of a search in another order".into()));
+            }
+            if self.offset > 0 {
+                return Err(StoreError::Invalid("a cursor takes no offset".into()));
+            }
         }
         Ok(())
     }
@@ -312,6 +398,32 @@ pub struct SearchResult {
     /// Matching records in the time range (all of them, not just this page).
     pub total: u64,
     pub hits: Vec<Value>,
+    /// Where the next page starts, when this one is full.
+    #[serde(skip)]
+    pub next: Option<Cursor>,
+}
+
+/// The cursor after a page: `keys` are the hits' (has, key, ts µs), in
+/// order; `after` the cursor the page started from.
+pub fn next_cursor(req: &SearchRequest, keys: &[(bool, f64, f64)]) -> Option<Cursor> {
+    if keys.len() < req.limit || req.limit == 0 {
+        return None;
+    }
+    let last = *keys.last()?;
+    let mut seen = keys.iter().rev().take_while(|k| **k == last).count();
+    if let Some(a) = &req.after {
+        if (a.has, a.key, a.ts_us) == last {
+            seen += a.seen;
+        }
+    }
+    Some(Cursor {
+        field: req.sort.field.clone(),
+        descending: req.sort.descending,
+        has: last.0,
+        key: last.1,
+        ts_us: last.2,
+        seen,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq)]
