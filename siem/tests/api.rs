@@ -582,3 +582,41 @@ async fn pcap_errors_are_never_served_as_pcap() {
         assert_eq!(resp.headers()["content-type"], "application/json", "{uri}");
     }
 }
+
+/// Past the deepest offset (10,000 + a page of 10,000) a search once
+/// stopped; its cursor goes on to the last record, each once.
+#[tokio::test]
+async fn a_cursor_exports_a_whole_range_past_the_deepest_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    let n = 20_050;
+    let mut body = String::new();
+    for i in 0..n {
+        // Ten records to a second: times are shared, only text parts them.
+        body.push_str(&format!("{{\"_log\":\"conn\",\"ts\":{}.5,\"uid\":\"C{i}\"}}\n", 1_700_000_000 + i / 10));
+    }
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), None, body.into(), false)).await;
+    assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(n as u64)), "{r}");
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn&limit=10&offset=20000", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(r["error"].as_str().unwrap().contains("cursor"), "{r}");
+    let mut seen = std::collections::HashSet::new();
+    let mut uri = "/api/v1/search?q=_log:conn&order=asc&limit=10000&from=2023-11-14T22:13:20Z".to_string();
+    let mut pages = 0;
+    loop {
+        let (s, r) = call(&app, get(&uri, "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["total"], n);
+        for h in r["hits"].as_array().unwrap() {
+            assert!(seen.insert(h["uid"].as_str().unwrap().to_string()), "{h} twice");
+        }
+        pages += 1;
+        let Some(next) = r["next_cursor"].as_str() else { break };
+        uri = format!("/api/v1/search?q=_log:conn&order=asc&limit=10000&from=2023-11-14T22:13:20Z&cursor={}", enc(next));
+    }
+    assert_eq!((seen.len(), pages), (n, 3));
+    let (s, r) = call(&app, get("/api/v1/search?cursor=c1.ts.d.1.5.x.1", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let (s, _) = call(&app, get("/api/v1/search?order=asc&cursor=c1.ts.d.1.5.5.1", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a cursor of another order");
+}
