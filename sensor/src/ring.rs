@@ -199,7 +199,10 @@ fn span_path(pcap: &Path) -> PathBuf {
     pcap.with_extension("span")
 }
 
-fn read_span(pcap: &Path) -> Option<(i64, i64)> {
+/// Earliest and latest packet times of a segment (µs).
+type Span = (i64, i64);
+
+fn read_span(pcap: &Path) -> Option<Span> {
     let text = fs::read_to_string(span_path(pcap)).ok()?;
     let (a, b) = text.trim().split_once(' ')?;
     Some((a.parse().ok()?, b.parse().ok()?))
@@ -535,7 +538,7 @@ fn append_evidence(dir: &Path, uid: FlowUid, dlt: u32, pkts: &[Packet]) -> io::R
 /// stepped clock breaks that order, and flows were then reported as not
 /// kept. A segment without a span (the open one, or one closed by an
 /// earlier version) is always read.
-fn segments(dir: &Path) -> io::Result<Vec<(PathBuf, i64, Option<(i64, i64)>)>> {
+fn segments(dir: &Path) -> io::Result<Vec<(PathBuf, i64, Option<Span>)>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -549,7 +552,7 @@ fn segments(dir: &Path) -> io::Result<Vec<(PathBuf, i64, Option<(i64, i64)>)>> {
 }
 
 /// Whether a segment's packets can fall within `[from, to]`.
-fn meets(span: Option<(i64, i64)>, from: Option<Time>, to: Option<Time>) -> bool {
+fn meets(span: Option<Span>, from: Option<Time>, to: Option<Time>) -> bool {
     span.is_none_or(|(lo, hi)| from.is_none_or(|f| hi >= f.0) && to.is_none_or(|t| lo <= t.0))
 }
 

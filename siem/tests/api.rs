@@ -612,7 +612,8 @@ async fn a_cursor_exports_a_whole_range_past_the_deepest_offset() {
         }
         pages += 1;
         let Some(next) = r["next_cursor"].as_str() else { break };
-        uri = format!("/api/v1/search?q=_log:conn&order=asc&limit=10000&from=2023-11-14T22:13:20Z&cursor={}", enc(next));
+        uri =
+            format!("/api/v1/search?q=_log:conn&order=asc&limit=10000&from=2023-11-14T22:13:20Z&cursor={}", enc(next));
     }
     assert_eq!((seen.len(), pages), (n, 3));
     let (s, r) = call(&app, get("/api/v1/search?cursor=c1.ts.d.1.5.x.1", "reader-secret")).await;
