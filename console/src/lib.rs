@@ -215,8 +215,11 @@ impl FromRequestParts<Arc<Console>> for Auth {
         }
         let tz = cookie_of(&parts.headers, "tz").and_then(|z| z.replace("%2F", "/").parse().ok()).unwrap_or(c.tz);
         let lens = view::Lens { tz, pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key) };
-        let audit_broken =
-            session.role.may(Perm::Users).then(|| c.siem.audit_broken().map(siem::api::read_only_message)).flatten();
+        let audit_broken = session
+            .role
+            .may(Perm::Users)
+            .then(|| c.siem.audit_broken().map(|b| format!("{b}; changes are refused until audit.log is repaired")))
+            .flatten();
         Ok(Auth { t: lang_of(&parts.headers), peer: peer_of(parts), session, cookie, lens, audit_broken })
     }
 }

@@ -162,7 +162,8 @@ fn now_secs() -> f64 {
 
 impl AppState {
     /// With a data directory, triage and the audit trail are kept there;
-    /// a broken audit chain is an error (the trail is not appended to).
+    /// on a broken audit chain the server opens read-only (see
+    /// [`AppState::audit_as`]).
     pub fn open(
         store: Arc<dyn Store>,
         tokens: Option<Tokens>,

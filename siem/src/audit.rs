@@ -9,8 +9,9 @@
 //! back printed otherwise and broke the chain of a trail nobody had
 //! touched). An entry (`"v":2`) is hashed as the line without its
 //! `,"hash":"…"` ending; entries written before (no `v`) as they were
-//! hashed then, `prev` followed by their fields in key order, each field's
-//! text taken from the line as it is.
+//! hashed then, `prev` followed by their fields (in the line's order or
+//! sorted, as that writer's build had it), each field's text taken from
+//! the line as it is.
 //!
 //! A broken chain does not stop the server: [`Audit::open`] reports where
 //! it breaks and the trail turns read-only. Nothing is appended after a
@@ -20,7 +21,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -77,31 +77,65 @@ fn line_hash(line: &str) -> Option<(String, String)> {
     Some((hex(h.finalize()), stated.to_string()))
 }
 
+/// The fields of a JSON object in the order of the text, each value's text
+/// as it is.
+struct InOrder<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for InOrder<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = InOrder<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(InOrder(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 /// The hash of an entry written before `v` 2: `prev`, then the JSON object
-/// of every field but the hash with keys in order, each value's text as it
-/// is in the line (compact both when written and when hashed).
-fn legacy_hash(line: &str) -> Result<String, String> {
-    let fields: BTreeMap<String, &RawValue> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+/// of every field but the hash, each value's text as it is in the line.
+/// That writer re-serialised the fields through `serde_json::json!`, whose
+/// key order depends on a build option (`preserve_order`, which the
+/// `citysoc` binary has: the line's own order; without it, sorted), so
+/// both orders are tried: either is the writer's own bytes.
+fn legacy_hashes(line: &str) -> Result<[String; 2], String> {
+    let InOrder(mut fields) = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let prev: String = fields
-        .get("prev")
-        .map(|r| serde_json::from_str(r.get()))
+        .iter()
+        .find(|(k, _)| k == "prev")
+        .map(|(_, r)| serde_json::from_str(r.get()))
         .transpose()
         .map_err(|e| e.to_string())?
         .ok_or("no prev")?;
-    let mut body = String::from("{");
-    for (k, v) in fields.iter().filter(|(k, _)| *k != "hash") {
-        if body.len() > 1 {
-            body.push(',');
+    fields.retain(|(k, _)| k != "hash");
+    let hash = |fields: &[(String, &RawValue)]| -> Result<String, String> {
+        let mut body = String::from("{");
+        for (k, v) in fields {
+            if body.len() > 1 {
+                body.push(',');
+            }
+            body.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
+            body.push(':');
+            body.push_str(v.get());
         }
-        body.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
-        body.push(':');
-        body.push_str(v.get());
-    }
-    body.push('}');
-    let mut h = Sha256::new();
-    h.update(prev.as_bytes());
-    h.update(body.as_bytes());
-    Ok(hex(h.finalize()))
+        body.push('}');
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(body.as_bytes());
+        Ok(hex(h.finalize()))
+    };
+    let in_line = hash(&fields)?;
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok([in_line, hash(&fields)?])
 }
 
 /// Where and why a chain breaks.
@@ -229,7 +263,14 @@ pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
                 _ => return Err(broken("the line does not end with its hash".into())),
             },
             Some(v) => return Err(broken(format!("entry format {v}, this version reads up to {FORMAT}"))),
-            None => legacy_hash(line).map_err(|x| broken(format!("not an entry: {x}")))?,
+            None => {
+                let [a, b] = legacy_hashes(line).map_err(|x| broken(format!("not an entry: {x}")))?;
+                if b == e.hash {
+                    b
+                } else {
+                    a
+                }
+            }
         };
         if hash != e.hash {
             return Err(broken("content does not match its hash".into()));
@@ -339,12 +380,33 @@ mod tests {
             text.push('\n');
             prev = hash;
         }
+        // As the `citysoc` binary wrote them, whose serde_json keeps keys in
+        // the order given: the hash of `prev` and the line without its hash,
+        // whatever this test's build does with `json!`.
+        let mut e = AuditEntry {
+            v: None,
+            seq: 5,
+            ts: 1796645682.0149999,
+            who: "analyst".into(),
+            from: "::1".into(),
+            action: "search".into(),
+            detail: serde_json::json!({"q": "_log:conn", "from": 1796645682.0149999}),
+            prev: prev.clone(),
+            hash: String::new(),
+        };
+        let unhashed = serde_json::to_string(&e).unwrap().replace(",\"hash\":\"\"", "");
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(unhashed.as_bytes());
+        e.hash = hex(h.finalize());
+        text.push_str(&serde_json::to_string(&e).unwrap());
+        text.push('\n');
         std::fs::write(&path, &text).unwrap();
-        assert_eq!(verify(&path).unwrap(), (4, prev));
+        assert_eq!(verify(&path).unwrap(), (5, e.hash.clone()));
         let a = Audit::open(dir.path()).unwrap();
         assert!(a.broken().is_none());
         a.record("admin", "::1", "alert.status", serde_json::json!({"id": "A1"})).unwrap();
-        assert_eq!(verify(&path).unwrap().0, 5);
+        assert_eq!(verify(&path).unwrap().0, 6);
         std::fs::write(&path, text.replacen("a\\\"b", "a\\\"c", 1)).unwrap();
         assert!(matches!(verify(&path), Err(AuditError::Broken { line: 1, .. })));
     }
