@@ -1170,6 +1170,9 @@ async fn save_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res
         q: f.get("q").unwrap_or("").to_string(),
         range: f.get("range").filter(|r| RANGES.iter().any(|(v, _)| v == r)).unwrap_or("all").to_string(),
     };
+    // A search that could not run is not kept (the language's bounds hold
+    // when it runs too).
+    siem::query::parse(&s.q, &c.siem.catalog).map_err(|e| ConsoleError::Invalid(format!("invalid query: {e}")))?;
     let back = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
     c.siem.audit_as(&a.session.user, &a.peer, "console.search_save", json!({"name": s.name, "q": s.q}))?;
     c.saved.save(&a.session.user, s)?;

@@ -409,16 +409,22 @@ async fn admins_see_a_broken_audit_trail_on_every_page() {
     // A change is refused, naming the line.
     c.goto(&format!("{}/users", h.url)).await.unwrap();
     let before = std::fs::read(h.dir.join("audit.log")).unwrap();
-    let status: serde_json::Value = c
-        .execute(
-            "const f = new FormData(); f.append('csrf', document.querySelector('main').dataset.csrf); \
-             f.append('name', 'x'); f.append('q', 'uid:C1'); f.append('range', 'all'); \
-             return fetch('/search/save', {method: 'POST', body: new URLSearchParams(f)}).then(r => r.status);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 503);
+    let save = |q: String| {
+        let c = c.clone();
+        async move {
+            c.execute(
+                "const f = new FormData(); f.append('csrf', document.querySelector('main').dataset.csrf); \
+                 f.append('name', 'x'); f.append('q', arguments[0]); f.append('range', 'all'); \
+                 return fetch('/search/save', {method: 'POST', body: new URLSearchParams(f)}).then(r => r.status);",
+                vec![json!(q)],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(save("uid:C1".into()).await, 503);
+    // A search that could not run is not saved, whatever the trail.
+    assert_eq!(save(format!("{}uid:x", "NOT ".repeat(250))).await, 400);
     assert_eq!(std::fs::read(h.dir.join("audit.log")).unwrap(), before, "nothing extends a broken chain");
     c.close().await.unwrap();
 }
