@@ -255,7 +255,9 @@ impl Cursor {
         // The field may hold dots; the five parts after it do not.
         let parts: Vec<&str> = rest.rsplitn(6, '.').collect();
         let [seen, ts_us, key, has, dir, field] = parts.as_slice() else { return Err(bad()) };
-        let num = |s: &str| s.parse::<f64>().ok().filter(|f| f.is_finite() && f.fract() == 0.0);
+        // Whole numbers a double holds exactly (both stores compare them
+        // so); `seen` no more than a page can start within.
+        let num = |s: &str| s.parse::<f64>().ok().filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0);
         Ok(Cursor {
             field: field.to_string(),
             descending: match *dir {
@@ -270,7 +272,7 @@ impl Cursor {
             },
             key: num(key).ok_or_else(bad)?,
             ts_us: num(ts_us).ok_or_else(bad)?,
-            seen: seen.parse().map_err(|_| bad())?,
+            seen: seen.parse().ok().filter(|n| *n <= MAX_TIE).ok_or_else(bad)?,
         })
     }
 }
@@ -610,6 +612,17 @@ pub fn parts_in_range(parts: &[PartKey], from: Option<f64>, to: Option<f64>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_read_back_and_refuse_what_no_page_gives() {
+        let c = Cursor { field: "id.resp_p".into(), descending: false, has: true, key: 443.0, ts_us: 1.7e15, seen: 3 };
+        assert_eq!(Cursor::decode(&c.encode()), Ok(c));
+        for bad in
+            ["c1.ts.d.1.1e300.5.1", "c1.ts.d.1.5.5.99999999999", "c1.ts.x.1.5.5.1", "c1.ts.d.1.0.5", "ts.d.1.5.5.1"]
+        {
+            assert!(Cursor::decode(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn times_as_people_paste_them() {
