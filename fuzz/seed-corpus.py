@@ -8,6 +8,9 @@ then records of [len: u16 le][delta_ms: u8][packet bytes].
 then records of [control: u8][len: u8][bytes], control bit 0 set for the
 responder's side. Seeds are the TCP payloads of the Ethernet/IPv4 captures of
 each protocol's scenario, in capture order.
+
+`query` (see siem::fuzzing::run_query): the text of a search; one seed per
+line of `query-seeds.txt`.
 """
 import os
 import struct
@@ -90,9 +93,18 @@ def stream_seeds(cases_dir, corpus_dir):
             f.write(body)
 
 
+def query_seeds(seeds, corpus_dir):
+    os.makedirs(corpus_dir, exist_ok=True)
+    with open(seeds, "rb") as f:
+        for i, line in enumerate(f.read().splitlines()):
+            with open(os.path.join(corpus_dir, "seed-%02d" % i), "wb") as out:
+                out.write(line)
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     cases = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "replay-pcaps")
     corpus = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "corpus")
     main(cases, os.path.join(corpus, "packets"))
     stream_seeds(cases, os.path.join(corpus, "streams"))
+    query_seeds(os.path.join(here, "query-seeds.txt"), os.path.join(corpus, "query"))

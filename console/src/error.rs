@@ -47,6 +47,9 @@ pub enum ConsoleError {
     /// Forbidden, and why.
     #[error("{0}")]
     Refused(Msg),
+    /// The server is read-only (its audit trail is broken), with the reason.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the form is stale or forged: reload the page and try again")]
     Csrf,
     #[error("{0}")]
@@ -64,6 +67,7 @@ impl From<siem::api::ApiError> for ConsoleError {
             A::NotFound => ConsoleError::NotFound,
             A::Missing(m) => ConsoleError::Missing(m),
             A::Forbidden | A::Unauthorized => ConsoleError::Forbidden,
+            A::ReadOnly(b) => ConsoleError::Unavailable(siem::api::read_only_message(&b)),
             other => ConsoleError::Internal(format!("{other:?}")),
         }
     }
@@ -87,7 +91,7 @@ impl ConsoleError {
             ConsoleError::Forbidden => Some(Msg::new("error.forbidden")),
             ConsoleError::Csrf => Some(Msg::new("error.csrf")),
             ConsoleError::Io(_) | ConsoleError::Internal(_) => Some(Msg::new("error.internal")),
-            ConsoleError::Invalid(_) | ConsoleError::Missing(_) => None,
+            ConsoleError::Invalid(_) | ConsoleError::Missing(_) | ConsoleError::Unavailable(_) => None,
         }
     }
 }
@@ -102,6 +106,7 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Missing(m) => (StatusCode::NOT_FOUND, m.clone()),
             ConsoleError::Forbidden | ConsoleError::Csrf => (StatusCode::FORBIDDEN, self.to_string()),
             ConsoleError::Refused(m) => (StatusCode::FORBIDDEN, m.to_string()),
+            ConsoleError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ConsoleError::Io(m) | ConsoleError::Internal(m) => {
                 tracing::error!(error = %m, "console request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, Msg::new("error.internal").to_string())

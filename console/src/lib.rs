@@ -176,6 +176,8 @@ pub struct Auth {
     /// The page asked for, path and query: where a language or zone switch
     /// comes back to.
     pub here: String,
+    /// For admins: where the audit trail breaks (the server is read-only).
+    pub audit_broken: Option<String>,
 }
 
 impl Auth {
@@ -261,7 +263,12 @@ impl FromRequestParts<Arc<Console>> for Auth {
             rule_texts: (t.lang == Lang::Vi).then(|| Arc::clone(&c.rule_texts)),
         };
         let here = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-        Ok(Auth { t, peer: peer_of(parts), session, cookie, lens, here })
+        let audit_broken = session
+            .role
+            .may(Perm::Users)
+            .then(|| c.siem.audit_broken().map(|b| format!("{b}; changes are refused until audit.log is repaired")))
+            .flatten();
+        Ok(Auth { t, peer: peer_of(parts), session, cookie, lens, here, audit_broken })
     }
 }
 

@@ -78,6 +78,8 @@ struct Nav {
     /// This page, encoded for the language and zone switches' `back`.
     back: String,
     here: String,
+    /// Admins: the server is read-only, and why.
+    audit_broken: String,
 }
 
 fn nav(a: &Auth) -> Nav {
@@ -103,6 +105,7 @@ fn nav(a: &Auth) -> Nav {
         notice: String::new(),
         back: enc(&a.here),
         here: a.here.clone(),
+        audit_broken: a.audit_broken.clone().unwrap_or_default(),
     }
 }
 
@@ -800,6 +803,8 @@ async fn accept_change(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<St
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Tune)?;
+    // Changes audited after they are made wait while the trail is broken.
+    c.siem.writable()?;
     let Some(models) = c.cfg.models_file.clone() else {
         return Err(ConsoleError::Invalid("this console was started without a rules folder".into()));
     };
@@ -1338,6 +1343,7 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         limit: Some(PAGE),
         offset: Some(f.offset.min(10_000)),
         completeness: None,
+        cursor: None,
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let q = f.q.clone();
@@ -1466,6 +1472,9 @@ async fn save_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res
         q: f.get("q").unwrap_or("").to_string(),
         range: f.get("range").filter(|r| RANGES.iter().any(|(v, _)| v == r)).unwrap_or("all").to_string(),
     };
+    // A search that could not run is not kept (the language's bounds hold
+    // when it runs too).
+    siem::query::parse(&s.q, &c.siem.catalog).map_err(|e| ConsoleError::Invalid(format!("invalid query: {e}")))?;
     let back = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
     c.siem.audit_as(&a.session.user, &a.peer, "console.search_save", json!({"name": s.name, "q": s.q}))?;
     c.saved.save(&a.session.user, s)?;
@@ -1476,7 +1485,9 @@ async fn delete_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> R
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Search)?;
-    c.saved.delete(&a.session.user, f.get("name").unwrap_or(""))?;
+    let name = f.get("name").unwrap_or("");
+    c.siem.audit_as(&a.session.user, &a.peer, "console.search_delete", json!({"name": name}))?;
+    c.saved.delete(&a.session.user, name)?;
     Ok(Redirect::to("/search").into_response())
 }
 
@@ -1505,6 +1516,7 @@ async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportFo
         limit: Some(EXPORT_MAX),
         offset: None,
         completeness: None,
+        cursor: None,
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let res = blocking(move || {
@@ -1796,6 +1808,7 @@ async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> 
                 report = Some(r);
             }
             "save" if problems.is_empty() => {
+                siem.writable()?;
                 let (old, new) = e2.save(&p2, &t2).map_err(ConsoleError::Io)?;
                 siem.audit_as(
                     &who,
@@ -1859,6 +1872,7 @@ async fn rule_tune(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Tune)?;
+    c.siem.writable()?;
     let Some(tuning) = c.cfg.tuning_file.clone() else {
         return Err(ConsoleError::Invalid("this console was started without a rules folder".into()));
     };
@@ -2081,6 +2095,7 @@ async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                         limit: Some(1),
                         offset: None,
                         completeness: None,
+                        cursor: None,
                     },
                 )?
                 .hits
@@ -2252,6 +2267,7 @@ async fn devices(State(c): State<Arc<Console>>, a: Auth) -> Res {
                 limit: Some(limit),
                 offset: None,
                 completeness: None,
+                cursor: None,
             };
             Ok(siem.search_records(&who, &peer, &p)?.hits)
         };
@@ -2381,6 +2397,7 @@ async fn add_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
         }
         Err(m) => return users_page(&c, &a, Some(m), String::new(), form),
     };
+    c.siem.writable()?;
     let password = crate::users::random_password();
     let (c2, n2, p2) = (Arc::clone(&c), name.clone(), password.clone());
     match blocking(move || c2.users.add(&n2, role, &p2)).await {
@@ -2419,6 +2436,7 @@ async fn update_user(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res
         (Ok(d), Ok(t)) => (d, t),
         (Err(m), _) | (_, Err(m)) => return users_page(&c, &a, Some(m), String::new(), UserForm::default()),
     };
+    c.siem.writable()?;
     let change = crate::users::Change { role, disabled, totp_required, totp_reset: f.get("totp_reset") == Some("1") };
     let name = match c.users.update(&name, change.clone()) {
         Ok(stored) => stored,

@@ -64,10 +64,16 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// As `start`, with `prepare` run on the data folder first.
+async fn start_with(prepare: fn(&std::path::Path)) -> Harness {
     for (path, pkg) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
         assert!(std::path::Path::new(path).exists(), "{path} is missing: apt-get install {pkg}");
     }
     let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path());
     let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     store
@@ -384,6 +390,43 @@ async fn repeated_failed_logins_are_held_off() {
     // Even the right password waits now.
     login(&c, &h, "admin", &h.password).await;
     until(&c, "#login-error", |t| t.contains("Too many")).await;
+    c.close().await.unwrap();
+}
+
+/// A broken audit trail: the console still serves, admins see why it is
+/// read-only on every page, other roles do not, and changes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_a_broken_audit_trail_on_every_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start_with(|d| std::fs::write(d.join("audit.log"), "{\"seq\":1,\"edited\":true}\n").unwrap()).await;
+    let c = browser(&h, "en-US").await;
+    login(&c, &h, "admin", &h.password).await;
+    change_password(&c, &h.password, "a long enough passphrase 1").await;
+    for page in ["/", "/alerts", "/search"] {
+        c.goto(&format!("{}{page}", h.url)).await.unwrap();
+        let t = text(&c, "#audit-broken").await;
+        assert!(t.contains("read-only") && t.contains("line 1"), "{page}: {t}");
+    }
+    // A change is refused, naming the line.
+    c.goto(&format!("{}/users", h.url)).await.unwrap();
+    let before = std::fs::read(h.dir.join("audit.log")).unwrap();
+    let save = |q: String| {
+        let c = c.clone();
+        async move {
+            c.execute(
+                "const f = new FormData(); f.append('csrf', document.querySelector('main').dataset.csrf); \
+                 f.append('name', 'x'); f.append('q', arguments[0]); f.append('range', 'all'); \
+                 return fetch('/search/save', {method: 'POST', body: new URLSearchParams(f)}).then(r => r.status);",
+                vec![json!(q)],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(save("uid:C1".into()).await, 503);
+    // A search that could not run is not saved, whatever the trail.
+    assert_eq!(save(format!("{}uid:x", "NOT ".repeat(250))).await, 400);
+    assert_eq!(std::fs::read(h.dir.join("audit.log")).unwrap(), before, "nothing extends a broken chain");
     c.close().await.unwrap();
 }
 

@@ -152,6 +152,10 @@ struct Segment {
     pcap_len: u64,
     /// Bytes on disk, index included.
     size: u64,
+    /// Earliest and latest packet times: a capture replayed, a sensor
+    /// restarted or a clock stepped back puts packets out of order across
+    /// segments and within one.
+    first: Time,
     last: Time,
 }
 
@@ -189,6 +193,29 @@ fn idx_path(pcap: &Path) -> PathBuf {
     pcap.with_extension("idx")
 }
 
+/// A closed segment's span, written when it closes: `<first> <last>` (µs),
+/// its earliest and latest packet times.
+fn span_path(pcap: &Path) -> PathBuf {
+    pcap.with_extension("span")
+}
+
+/// Earliest and latest packet times of a segment (µs).
+type Span = (i64, i64);
+
+fn read_span(pcap: &Path) -> Option<Span> {
+    let text = fs::read_to_string(span_path(pcap)).ok()?;
+    let (a, b) = text.trim().split_once(' ')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Deletes a segment with its index and span.
+fn remove_segment(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    let _ = fs::remove_file(idx_path(path));
+    let _ = fs::remove_file(span_path(path));
+    Ok(())
+}
+
 impl PacketRing {
     /// Opens the ring for one of `workers` workers; segments this worker
     /// left in the folder on an earlier run count against its budget.
@@ -201,7 +228,8 @@ impl PacketRing {
                 if w == worker {
                     let size = e.metadata().map(|m| m.len()).unwrap_or(0)
                         + fs::metadata(idx_path(&e.path())).map(|m| m.len()).unwrap_or(0);
-                    closed.push((seq, e.path(), size, Time(first)));
+                    let last = read_span(&e.path()).map_or(first, |(_, last)| last);
+                    closed.push((seq, e.path(), size, Time(last)));
                 }
             }
         }
@@ -278,6 +306,7 @@ impl PacketRing {
                 idx,
                 pcap_len: PCAP_HEADER as u64,
                 size: PCAP_HEADER as u64,
+                first: ts,
                 last: ts,
             });
         }
@@ -292,6 +321,7 @@ impl PacketRing {
         }
         s.pcap_len += (REC_HEADER + data.len()) as u64;
         s.size += (REC_HEADER + data.len()) as u64;
+        s.first = s.first.min(ts);
         s.last = s.last.max(ts);
         self.counters.packets += 1;
         self.counters.bytes += data.len() as u64;
@@ -320,6 +350,7 @@ impl PacketRing {
         if let Some(mut s) = self.cur.take() {
             s.pcap.flush()?;
             s.idx.flush()?;
+            fs::write(span_path(&s.path), format!("{} {}\n", s.first.0, s.last.0))?;
             self.closed.push((s.seq, s.path, s.size, s.last));
         }
         self.enforce()
@@ -349,8 +380,7 @@ impl PacketRing {
             if !self.pins.is_empty() {
                 self.counters.pinned_carved += carve_pinned(&path, &self.pins, &self.cfg.evidence_dir())?;
             }
-            fs::remove_file(&path)?;
-            let _ = fs::remove_file(idx_path(&path));
+            remove_segment(&path)?;
             self.counters.segments_deleted += 1;
         }
         Ok(())
@@ -379,8 +409,7 @@ pub fn enforce_dir(cfg: &RingConfig, pins: &Pins) -> io::Result<RingCounters> {
         if !pins.is_empty() {
             c.pinned_carved += carve_pinned(&path, pins, &evidence)?;
         }
-        fs::remove_file(&path)?;
-        let _ = fs::remove_file(idx_path(&path));
+        remove_segment(&path)?;
         c.segments_deleted += 1;
     }
     Ok(c)
@@ -499,25 +528,32 @@ fn append_evidence(dir: &Path, uid: FlowUid, dlt: u32, pkts: &[Packet]) -> io::R
     fs::write(path.with_extension("pcap.sha256"), format!("{hex}  {uid}.pcap\n"))
 }
 
-/// Segments in the folder, with their time span: (path, first packet,
-/// first packet of the worker's next segment or none for the newest).
-fn segments(dir: &Path) -> io::Result<Vec<(PathBuf, i64, Option<i64>)>> {
-    let mut by_worker: HashMap<usize, Vec<(u64, i64, PathBuf)>> = HashMap::new();
+/// Segments in the folder: (path, time of its first packet, its span
+/// `(earliest, latest)` when known).
+///
+/// The span is known once a segment is closed (its `.span` file). Nothing
+/// else bounds it: the next segment's first packet once stood for this
+/// one's end, but a ring that takes several replayed captures (each
+/// starting at the same time, as the demo's do), a restarted sensor or a
+/// stepped clock breaks that order, and flows were then reported as not
+/// kept. A segment without a span (the open one, or one closed by an
+/// earlier version) is always read.
+fn segments(dir: &Path) -> io::Result<Vec<(PathBuf, i64, Option<Span>)>> {
+    let mut out = Vec::new();
     for e in fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if let Some((w, seq, first)) = parse_segment_name(&name) {
-            by_worker.entry(w).or_default().push((seq, first, e.path()));
-        }
-    }
-    let mut out = Vec::new();
-    for (_, mut segs) in by_worker {
-        segs.sort_by_key(|s| s.0);
-        for i in 0..segs.len() {
-            let next = segs.get(i + 1).map(|s| s.1);
-            out.push((segs[i].2.clone(), segs[i].1, next));
+        if let Some((_, _, first)) = parse_segment_name(&name) {
+            let path = e.path();
+            let span = read_span(&path);
+            out.push((path, first, span));
         }
     }
     Ok(out)
+}
+
+/// Whether a segment's packets can fall within `[from, to]`.
+fn meets(span: Option<Span>, from: Option<Time>, to: Option<Time>) -> bool {
+    span.is_none_or(|(lo, hi)| from.is_none_or(|f| hi >= f.0) && to.is_none_or(|t| lo <= t.0))
 }
 
 /// The packets of one flow within `[from, to]` (µs; `None`: unbounded), from
@@ -534,8 +570,8 @@ pub fn flow_packets(dir: &Path, uid: FlowUid, from: Option<Time>, to: Option<Tim
         pkts.extend(p);
     }
     if dir.exists() {
-        for (path, first, next) in segments(dir)? {
-            if to.is_some_and(|t| first > t.0) || (from.is_some_and(|f| next.is_some_and(|n| n < f.0))) {
+        for (path, _, span) in segments(dir)? {
+            if !meets(span, from, to) {
                 continue;
             }
             let offs: Vec<u64> = match read_idx(&idx_path(&path)) {
@@ -581,7 +617,7 @@ pub fn filter_packets(
         .unwrap_or(1);
     let dead = pcap::Capture::dead(pcap::Linktype(dlt as i32)).map_err(|e| e.to_string())?;
     let bpf = dead.compile(filter, true).map_err(|e| format!("filter {filter:?}: {e}"))?;
-    segs.retain(|(_, first, next)| *first <= to.0 && next.is_none_or(|n| n >= from.0));
+    segs.retain(|(_, _, span)| meets(*span, Some(from), Some(to)));
     segs.sort_by_key(|s| s.1);
     let mut out = Vec::new();
     for (path, _, _) in segs {
@@ -620,7 +656,7 @@ pub fn ring_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pcap" || x == "idx"))
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pcap" || x == "idx" || x == "span"))
                 .filter_map(|e| e.metadata().ok().map(|m| m.len()))
                 .sum()
         })
@@ -674,5 +710,67 @@ mod tests {
         let sha = fs::read_to_string(tmp.join("evidence").join(format!("{a}.pcap.sha256"))).unwrap();
         assert_eq!(sha.len(), 64 + 2 + format!("{a}.pcap\n").len());
         fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    struct TmpDir(PathBuf);
+
+    impl TmpDir {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Captures replayed one after another into one ring all start at the
+    /// same time: a later segment's first packet says nothing of where an
+    /// earlier one ends.
+    #[test]
+    fn flows_of_replayed_captures_are_found_within_their_time() {
+        let dir = std::env::temp_dir().join(format!("citysoc-ring-replayed-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let tmp = TmpDir(dir);
+        let pins = Arc::new(Pins::default());
+        let t0 = 1_700_000_000_000_000;
+        for run in 0..3u128 {
+            let mut r = PacketRing::open(cfg(tmp.path(), 1 << 30), Arc::clone(&pins), 0, 1, 1).unwrap();
+            for i in 0..60i64 {
+                r.write(
+                    Time(t0 + i * 1_000_000),
+                    &[i as u8; 100],
+                    &[FlowUid::new(run * 100 + (i % 3) as u128)],
+                    None,
+                    false,
+                );
+            }
+            r.finish();
+        }
+        // A flow 50 s into the first run: its window is well past the
+        // first packet of every later segment.
+        let uid = FlowUid::new(2);
+        let (_, all) = flow_packets(tmp.path(), uid, None, None).unwrap();
+        assert_eq!(all.len(), 20);
+        let (_, late) =
+            flow_packets(tmp.path(), uid, Some(Time(t0 + 49_000_000)), Some(Time(t0 + 60_000_000))).unwrap();
+        assert_eq!(late.len(), 4, "the window's packets, from whichever segment holds them");
+        let (_, none) = flow_packets(tmp.path(), uid, Some(Time(t0 + 61_000_000)), None).unwrap();
+        assert!(none.is_empty());
+        let (_, f, _) =
+            filter_packets(tmp.path(), "ether[0] = 50", Time(t0 + 49_000_000), Time(t0 + 51_000_000), 10).unwrap();
+        assert_eq!(f.len(), 3, "one packet of each run at 50 s");
+        // A segment with no span (the open one, or one an earlier version
+        // closed) is read whatever the window.
+        for e in fs::read_dir(tmp.path()).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "span") {
+                fs::remove_file(e.path()).unwrap();
+            }
+        }
+        let (_, late) =
+            flow_packets(tmp.path(), uid, Some(Time(t0 + 49_000_000)), Some(Time(t0 + 60_000_000))).unwrap();
+        assert_eq!(late.len(), 4);
     }
 }

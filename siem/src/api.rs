@@ -28,6 +28,10 @@ pub const MAX_BODY_BYTES: usize = 32 << 20;
 /// Alerts of one rule from one source this close together share an
 /// incident opened by the SIEM.
 pub const INCIDENT_WINDOW_SECS: f64 = 3600.0;
+/// Most uids and Community IDs a pivot follows.
+const MAX_PIVOT_IDS: usize = 256;
+/// Most buckets a histogram answers with.
+pub const MAX_BUCKETS: usize = 10_000;
 /// Batch ids remembered per sensor for idempotency.
 const BATCH_IDS_KEPT: usize = 100_000;
 
@@ -138,7 +142,9 @@ pub struct PcapParams {
     pub community_id: Option<String>,
     /// A BPF filter (tcpdump's language) over the time range `from`-`to`.
     pub filter: Option<String>,
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
 }
 
@@ -159,7 +165,8 @@ fn now_secs() -> f64 {
 
 impl AppState {
     /// With a data directory, triage and the audit trail are kept there;
-    /// a broken audit chain is an error (the trail is not appended to).
+    /// on a broken audit chain the server opens read-only (see
+    /// [`AppState::audit_as`]).
     pub fn open(
         store: Arc<dyn Store>,
         tokens: Option<Tokens>,
@@ -168,7 +175,12 @@ impl AppState {
     ) -> Result<AppState, String> {
         let mut st = AppState::new(store, tokens, Some(data), ingest_concurrency);
         st.workflow = Some(crate::workflow::Workflow::open(data).map_err(|e| format!("{}: {e}", data.display()))?);
-        st.audit = Some(crate::audit::Audit::open(data).map_err(|e| e.to_string())?);
+        let audit = crate::audit::Audit::open(data).map_err(|e| e.to_string())?;
+        if let Some(b) = audit.broken() {
+            tracing::error!(line = b.line, reason = %b.reason, path = %audit.path().display(),
+                "audit trail broken: serving read-only (searches and downloads; changes refused)");
+        }
+        st.audit = Some(audit);
         st.signer = Some(Arc::new(
             crate::evidence::Signer::open(data).map_err(|e| format!("evidence key in {}: {e}", data.display()))?,
         ));
@@ -177,8 +189,11 @@ impl AppState {
 
     /// Drops what the retention policy says is past its age or budget; each
     /// drop is audited as done by `retention`. Blocks: call it on a
-    /// blocking thread.
+    /// blocking thread. Nothing is dropped while the audit trail is broken.
     pub fn enforce_retention(&self) -> Result<Vec<crate::retention::Dropped>, String> {
+        if let Some(b) = self.audit_broken() {
+            return Err(read_only_message(b));
+        }
         let r = crate::retention::enforce(self.store.as_ref(), &self.retention, now_secs());
         let mut runs = self.retention_runs.lock().unwrap_or_else(|p| p.into_inner());
         runs.last_run = Some(now_secs());
@@ -256,6 +271,9 @@ pub enum ApiError {
     /// A resource that is not there, with the reason.
     Missing(String),
     Busy,
+    /// The audit trail is broken: changes are refused (see
+    /// [`AppState::audit_as`]).
+    ReadOnly(crate::audit::Broken),
     Internal(String),
 }
 
@@ -288,6 +306,9 @@ impl IntoResponse for ApiError {
                     .into_response();
                 r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
                 return r;
+            }
+            ApiError::ReadOnly(b) => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"error": read_only_message(&b), "audit_broken_line": b.line}))
             }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
@@ -366,16 +387,74 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
     }
 }
 
+/// Why a change is refused while the audit trail is broken.
+pub fn read_only_message(b: &crate::audit::Broken) -> String {
+    format!(
+        "read-only: the audit trail is broken at line {} ({}); searches and downloads go on, changes are refused \
+         until an admin repairs audit.log",
+        b.line, b.reason
+    )
+}
+
+/// Actions carried out while the audit trail is broken, logged (warn)
+/// instead of appended: those that change nothing, and a user's change of
+/// their own password (an admin made to change a first password must get in
+/// to see what broke). Every other action is a change and refused. Console
+/// actions are named here too.
+pub const READ_ONLY_ACTIONS: &[&str] = &[
+    "console.password",
+    "search",
+    "aggregate",
+    "ledger",
+    "alerts",
+    "alert.view",
+    "pcap",
+    "evidence.export",
+    "pivot",
+    "incidents",
+    "incident.view",
+    "rules.fetch",
+    "audit.read",
+    "export",
+    "rule.test",
+    "console.login",
+    "console.login_failed",
+    "console.logout",
+];
+
 /// The operations the API and the console share: each checks its input,
 /// is audited as done by `who` from `from`, and blocks (run it on a
 /// blocking thread). Callers check the role first.
 impl AppState {
     pub fn audit_as(&self, who: &str, from: &str, action: &str, detail: Value) -> ApiResult<()> {
         if let Some(a) = &self.audit {
+            if let Some(b) = a.broken() {
+                // Nothing extends a broken chain. Reads go on (the SOC can
+                // still look), each logged; changes wait for a repair.
+                if READ_ONLY_ACTIONS.contains(&action) {
+                    tracing::warn!(who, from, action, %detail, broken_line = b.line, "read not appended to the broken audit trail");
+                    return Ok(());
+                }
+                return Err(ApiError::ReadOnly(b.clone()));
+            }
             // An action that cannot be audited is not carried out.
             a.record(who, from, action, detail).map_err(internal)?;
         }
         Ok(())
+    }
+
+    /// Where the audit trail breaks, if it does (the server is read-only).
+    pub fn audit_broken(&self) -> Option<&crate::audit::Broken> {
+        self.audit.as_ref().and_then(|a| a.broken())
+    }
+
+    /// Refuses a change while the audit trail is broken, for changes made
+    /// before they are audited (ingest, retention).
+    pub fn writable(&self) -> ApiResult<()> {
+        match self.audit_broken() {
+            Some(b) => Err(ApiError::ReadOnly(b.clone())),
+            None => Ok(()),
+        }
     }
 
     pub fn search_records(&self, who: &str, from: &str, p: &SearchParams) -> ApiResult<crate::store::SearchResult> {
@@ -393,6 +472,9 @@ impl AppState {
         };
         req.limit = p.limit.unwrap_or(100);
         req.offset = p.offset.unwrap_or(0);
+        if let Some(c) = &p.cursor {
+            req.after = Some(crate::store::Cursor::decode(c).map_err(ApiError::BadRequest)?);
+        }
         Ok(self.store.search(&req)?)
     }
 
@@ -426,6 +508,23 @@ impl AppState {
             other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
         };
         crate::store::check_range(p.from, p.to)?;
+        if let Agg::Histogram { interval_secs } = agg {
+            agg.check(&self.catalog)?;
+            // The buckets the matching records span, from their first and
+            // last time: bounded before either store is asked for them.
+            let span = self.store.aggregate(&q, p.from, p.to, &Agg::Stats { field: "ts".into() })?;
+            if let crate::store::AggResult::Stats { min: Some(lo), max: Some(hi), .. } = span {
+                let buckets = (hi / interval_secs).floor() - (lo / interval_secs).floor() + 1.0;
+                if buckets > MAX_BUCKETS as f64 {
+                    let least = ((hi - lo) / (MAX_BUCKETS - 1) as f64).ceil().max(1.0);
+                    return Err(ApiError::BadRequest(format!(
+                        "a histogram has at most {MAX_BUCKETS} buckets; the records matched span {:.0} seconds: \
+                         an interval of at least {least} seconds",
+                        hi - lo
+                    )));
+                }
+            }
+        }
         Ok(self.store.aggregate(&q, p.from, p.to, &agg)?)
     }
 
@@ -703,6 +802,11 @@ impl AppState {
             req.limit = 1000;
             seen = self.store.search(&req)?.hits;
             for h in &seen {
+                // Each id becomes a term of the next round's query: a flow
+                // seen by many sensors must not grow it without bound.
+                if uids.len() + cids.len() >= MAX_PIVOT_IDS {
+                    break;
+                }
                 if let Some(c) = h["community_id"].as_str().filter(|c| !cids.iter().any(|x| x == c)) {
                     cids.push(c.to_string());
                 }
@@ -865,6 +969,8 @@ async fn ingest(
 ) -> ApiResult<Json<IngestReply>> {
     let sensor = sensor_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // Stored records are audited after the fact: refused up front.
+    st.writable()?;
     let _slot = st.ingest_slots.try_acquire().map_err(|_| ApiError::Busy)?;
     let zstd = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("zstd");
     let raw = if zstd {
@@ -968,9 +1074,11 @@ async fn ingest(
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     pub q: Option<String>,
-    /// Epoch seconds (inclusive).
+    /// Epoch seconds or ISO 8601 (inclusive).
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
-    /// Epoch seconds (exclusive).
+    /// Epoch seconds or ISO 8601 (exclusive).
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     pub sort: Option<String>,
     /// `asc` or `desc` (the default).
@@ -980,18 +1088,30 @@ pub struct SearchParams {
     /// Also say how complete the range is (from the loss ledger); needs
     /// `from` and `to`.
     pub completeness: Option<bool>,
+    /// The `next_cursor` of the previous page: continue after it (no
+    /// offset, no depth limit; the same query, range and order).
+    pub cursor: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerParams {
     /// Epoch seconds; default: a day before `to`.
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
     /// Epoch seconds; default: now.
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     /// Window length in seconds (default 3600).
     pub window: Option<f64>,
     pub sensor: Option<String>,
+}
+
+/// `from`/`to` of a request: epoch seconds or ISO 8601 (see
+/// [`crate::store::parse_time`]).
+fn time_param<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| crate::store::parse_time(&s).map_err(serde::de::Error::custom)).transpose()
 }
 
 fn query_of(st: &AppState, q: Option<&str>) -> ApiResult<Query> {
@@ -1006,6 +1126,7 @@ async fn search(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let range = iso_range(p.from, p.to);
     let r = blocking(move || {
         let r = st.search_records(&who, &peer.0, &p)?;
         let complete = match (p.completeness, p.from, p.to) {
@@ -1025,6 +1146,12 @@ async fn search(
     .await?;
     let (r, complete) = r;
     let mut out = json!({"total": r.total, "hits": r.hits});
+    if let Some(next) = &r.next {
+        out["next_cursor"] = Value::String(next.encode());
+    }
+    if let Some(range) = range {
+        out["range"] = range;
+    }
     if let Some(c) = complete {
         out["completeness"] = serde_json::to_value(c).map_err(internal)?;
     }
@@ -1055,7 +1182,9 @@ async fn ledger(
 #[serde(deny_unknown_fields)]
 pub struct AggParams {
     pub q: Option<String>,
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     /// terms, histogram, stats or cardinality.
     pub agg: String,
@@ -1072,8 +1201,26 @@ async fn aggregate(
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let histogram = p.agg == "histogram";
     let r = blocking(move || st.aggregate_records(&who, &peer.0, &p)).await?;
-    Ok(Json(serde_json::to_value(r).map_err(internal)?))
+    let mut out = serde_json::to_value(r).map_err(internal)?;
+    if histogram {
+        // Each bucket's start as ISO 8601 too.
+        for b in out.as_array_mut().into_iter().flatten() {
+            let t = b["key"].as_str().and_then(|k| k.parse::<f64>().ok()).and_then(crate::store::iso_time);
+            b["time"] = t.map_or(Value::Null, Value::String);
+        }
+    }
+    Ok(Json(out))
+}
+
+/// The range a search was given, as ISO 8601 (what the server understood).
+fn iso_range(from: Option<f64>, to: Option<f64>) -> Option<Value> {
+    if from.is_none() && to.is_none() {
+        return None;
+    }
+    let iso = |t: Option<f64>| t.and_then(crate::store::iso_time).map_or(Value::Null, Value::String);
+    Some(json!({"from": iso(from), "to": iso(to)}))
 }
 
 async fn status(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -1103,7 +1250,9 @@ async fn run_retention(State(st): State<Arc<AppState>>, headers: HeaderMap, peer
 pub struct AlertsParams {
     pub q: Option<String>,
     pub status: Option<String>,
+    #[serde(default, deserialize_with = "time_param")]
     pub from: Option<f64>,
+    #[serde(default, deserialize_with = "time_param")]
     pub to: Option<f64>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,

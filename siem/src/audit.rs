@@ -2,8 +2,24 @@
 //! appended to `<data>/audit.log` as JSON lines chained by SHA-256 (each
 //! entry's hash covers the previous hash and the entry), so an edited,
 //! removed or reordered line breaks the chain at that line.
+//!
+//! What is hashed are the bytes written, never values parsed back and
+//! written again: a number does not always survive that (serde_json's
+//! default float parser is not exact, so `from=1796645682.0149999` read
+//! back printed otherwise and broke the chain of a trail nobody had
+//! touched). An entry (`"v":2`) is hashed as the line without its
+//! `,"hash":"…"` ending; entries written before (no `v`) as they were
+//! hashed then, `prev` followed by their fields (in the line's order or
+//! sorted, as that writer's build had it), each field's text taken from
+//! the line as it is.
+//!
+//! A broken chain does not stop the server: [`Audit::open`] reports where
+//! it breaks and the trail turns read-only. Nothing is appended after a
+//! break; the API then carries out reads (logged, not appended) and
+//! refuses changes, naming the line (see `AppState::audit_as`).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +27,10 @@ use std::sync::Mutex;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// Format of the entry: 2 (the hash covers the line as written); absent
+    /// in entries written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<u32>,
     pub seq: u64,
     /// Epoch seconds.
     pub ts: f64,
@@ -26,20 +46,117 @@ pub struct AuditEntry {
 }
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const FORMAT: u32 = 2;
 
-fn entry_hash(e: &AuditEntry) -> String {
-    let body = serde_json::json!({
-        "seq": e.seq, "ts": e.ts, "who": e.who, "from": e.from, "action": e.action, "detail": e.detail, "prev": e.prev,
-    });
+fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An entry of this format before its hash, as written: the fields in
+/// declaration order, compact.
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    v: u32,
+    seq: u64,
+    ts: f64,
+    who: &'a str,
+    from: &'a str,
+    action: &'a str,
+    detail: &'a serde_json::Value,
+    prev: &'a str,
+}
+
+/// The hash of a line of this format: of its bytes without the
+/// `,"hash":"…"` ending, closed again. None when the line does not end so.
+fn line_hash(line: &str) -> Option<(String, String)> {
+    let body = line.strip_suffix("\"}")?;
+    let (body, stated) = body.rsplit_once(",\"hash\":\"")?;
     let mut h = Sha256::new();
-    h.update(e.prev.as_bytes());
-    h.update(body.to_string().as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.update(body.as_bytes());
+    h.update(b"}");
+    Some((hex(h.finalize()), stated.to_string()))
+}
+
+/// The fields of a JSON object in the order of the text, each value's text
+/// as it is.
+struct InOrder<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for InOrder<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = InOrder<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(InOrder(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// The hash of an entry written before `v` 2: `prev`, then the JSON object
+/// of every field but the hash, each value's text as it is in the line.
+/// That writer re-serialised the fields through `serde_json::json!`, whose
+/// key order depends on a build option (`preserve_order`, which the
+/// `citysoc` binary has: the line's own order; without it, sorted), so
+/// both orders are tried: either is the writer's own bytes.
+fn legacy_hashes(line: &str) -> Result<[String; 2], String> {
+    let InOrder(mut fields) = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let prev: String = fields
+        .iter()
+        .find(|(k, _)| k == "prev")
+        .map(|(_, r)| serde_json::from_str(r.get()))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .ok_or("no prev")?;
+    fields.retain(|(k, _)| k != "hash");
+    let hash = |fields: &[(String, &RawValue)]| -> Result<String, String> {
+        let mut body = String::from("{");
+        for (k, v) in fields {
+            if body.len() > 1 {
+                body.push(',');
+            }
+            body.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
+            body.push(':');
+            body.push_str(v.get());
+        }
+        body.push('}');
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(body.as_bytes());
+        Ok(hex(h.finalize()))
+    };
+    let in_line = hash(&fields)?;
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok([in_line, hash(&fields)?])
+}
+
+/// Where and why a chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    /// 1-based line of `audit.log`.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "audit log line {}: {}", self.line, self.reason)
+    }
 }
 
 pub struct Audit {
     path: PathBuf,
     state: Mutex<(u64, String)>,
+    /// The chain broke here when opened: nothing is appended.
+    broken: Option<Broken>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,40 +172,57 @@ impl Audit {
         &self.path
     }
 
-    /// Opens the trail, checking the chain it holds.
+    /// Opens the trail, checking the chain it holds. A broken chain is not
+    /// an error: the trail opens read-only, and [`Audit::broken`] says
+    /// where. An unreadable file is.
     pub fn open(data: &Path) -> Result<Audit, AuditError> {
         let path = data.join("audit.log");
-        let (seq, last) = match verify(&path) {
-            Ok(v) => v,
+        let (state, broken) = match verify(&path) {
+            Ok(v) => (v, None),
             Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                (0, GENESIS.to_string())
+                ((0, GENESIS.to_string()), None)
             }
+            Err(AuditError::Broken { line, reason }) => ((0, GENESIS.to_string()), Some(Broken { line, reason })),
             Err(e) => return Err(e),
         };
-        Ok(Audit { path, state: Mutex::new((seq, last)) })
+        Ok(Audit { path, state: Mutex::new(state), broken })
     }
 
-    /// Appends an entry (synced to disk before returning).
+    /// Where the chain broke, if it did: the trail is read-only then.
+    pub fn broken(&self) -> Option<&Broken> {
+        self.broken.as_ref()
+    }
+
+    /// Appends an entry (synced to disk before returning); refused on a
+    /// broken chain.
     pub fn record(&self, who: &str, from: &str, action: &str, detail: serde_json::Value) -> Result<(), AuditError> {
+        if let Some(b) = &self.broken {
+            return Err(AuditError::Broken {
+                line: b.line,
+                reason: format!("{}; the trail is read-only until it is repaired", b.reason),
+            });
+        }
         let io = |source| AuditError::Io { path: self.path.display().to_string(), source };
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let mut e = AuditEntry {
+        let e = Unhashed {
+            v: FORMAT,
             seq: st.0 + 1,
             ts: (ts * 1e6).round() / 1e6,
-            who: who.into(),
-            from: from.into(),
-            action: action.into(),
-            detail,
-            prev: st.1.clone(),
-            hash: String::new(),
+            who,
+            from,
+            action,
+            detail: &detail,
+            prev: &st.1,
         };
-        e.hash = entry_hash(&e);
         let mut line = serde_json::to_string(&e).map_err(|x| io(std::io::Error::other(x)))?;
-        line.push('\n');
+        // `{…}` → `{…,"hash":"<sha256 of {…}>"}`: the hash is of these bytes.
+        let hash = hex(Sha256::digest(line.as_bytes()));
+        line.pop();
+        line.push_str(&format!(",\"hash\":\"{hash}\"}}\n"));
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
         f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(io)?;
-        *st = (e.seq, e.hash);
+        *st = (st.0 + 1, hash);
         Ok(())
     }
 
@@ -115,16 +249,31 @@ pub fn verify(path: &Path) -> Result<(u64, String), AuditError> {
     let mut seq = 0;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let e: AuditEntry = serde_json::from_str(line)
-            .map_err(|x| AuditError::Broken { line: n, reason: format!("not an entry: {x}") })?;
+        let broken = |reason: String| AuditError::Broken { line: n, reason };
+        let e: AuditEntry = serde_json::from_str(line).map_err(|x| broken(format!("not an entry: {x}")))?;
         if e.seq != seq + 1 {
-            return Err(AuditError::Broken { line: n, reason: format!("sequence {} after {seq}", e.seq) });
+            return Err(broken(format!("sequence {} after {seq}", e.seq)));
         }
         if e.prev != prev {
-            return Err(AuditError::Broken { line: n, reason: "does not follow the previous entry".into() });
+            return Err(broken("does not follow the previous entry".into()));
         }
-        if entry_hash(&e) != e.hash {
-            return Err(AuditError::Broken { line: n, reason: "content does not match its hash".into() });
+        let hash = match e.v {
+            Some(FORMAT) => match line_hash(line) {
+                Some((h, stated)) if stated == e.hash => h,
+                _ => return Err(broken("the line does not end with its hash".into())),
+            },
+            Some(v) => return Err(broken(format!("entry format {v}, this version reads up to {FORMAT}"))),
+            None => {
+                let [a, b] = legacy_hashes(line).map_err(|x| broken(format!("not an entry: {x}")))?;
+                if b == e.hash {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        if hash != e.hash {
+            return Err(broken("content does not match its hash".into()));
         }
         prev = e.hash;
         seq = e.seq;
@@ -157,6 +306,108 @@ mod tests {
         let removed: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| *l).collect();
         std::fs::write(&path, removed.join("\n")).unwrap();
         assert!(matches!(verify(&path), Err(AuditError::Broken { line: 2, .. })));
-        assert!(Audit::open(dir.path()).is_err(), "a broken trail is not appended to");
+        let a = Audit::open(dir.path()).expect("a broken trail opens, read-only");
+        assert_eq!(a.broken().map(|b| b.line), Some(2));
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(
+            a.record("admin", "::1", "alert.status", serde_json::json!({})),
+            Err(AuditError::Broken { line: 2, .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), before, "a broken trail is not appended to");
+    }
+
+    /// Numbers that do not survive serde_json's parse and print (its
+    /// default float parser is not exact) once broke a chain nobody had
+    /// touched.
+    const AWKWARD: [f64; 4] = [1796645682.0149999, 0.1 + 0.2, 1e-7, 4102444799.9999995];
+
+    #[test]
+    fn awkward_numbers_keep_the_chain_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Audit::open(dir.path()).unwrap();
+        for f in AWKWARD {
+            a.record("analyst", "::1", "search", serde_json::json!({"q": "_log:conn", "from": f, "to": f * 1.0000001}))
+                .unwrap();
+        }
+        assert_eq!(verify(&dir.path().join("audit.log")).unwrap().0, 4);
+        let a = Audit::open(dir.path()).unwrap();
+        assert!(a.broken().is_none());
+        a.record("analyst", "::1", "search", serde_json::json!({})).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert!(text.lines().all(|l| l.starts_with("{\"v\":2,")), "{text}");
+        // The hash is of the bytes written: any change of them breaks it.
+        let edited = text.replacen("_log:conn", "_log:dns", 1);
+        assert_ne!(edited, text);
+        std::fs::write(dir.path().join("audit.log"), edited).unwrap();
+        assert!(matches!(verify(&dir.path().join("audit.log")), Err(AuditError::Broken { line: 1, .. })));
+    }
+
+    /// The writer of the first format, as it was: a hash of `prev` and the
+    /// entry's fields re-serialised in key order.
+    fn legacy_line(seq: u64, ts: f64, detail: serde_json::Value, prev: &str) -> (String, String) {
+        let body = serde_json::json!({
+            "seq": seq, "ts": ts, "who": "analyst", "from": "127.0.0.1", "action": "search", "detail": detail, "prev": prev,
+        });
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(body.to_string().as_bytes());
+        let hash = hex(h.finalize());
+        let e = AuditEntry {
+            v: None,
+            seq,
+            ts,
+            who: "analyst".into(),
+            from: "127.0.0.1".into(),
+            action: "search".into(),
+            detail,
+            prev: prev.into(),
+            hash: hash.clone(),
+        };
+        (serde_json::to_string(&e).unwrap(), hash)
+    }
+
+    #[test]
+    fn trails_of_the_first_format_still_verify_and_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut prev = GENESIS.to_string();
+        let mut text = String::new();
+        // Those with awkward numbers too, which the first format's own
+        // check refused.
+        for (i, f) in AWKWARD.into_iter().enumerate() {
+            let (line, hash) = legacy_line(i as u64 + 1, 1.7e9 + f, serde_json::json!({"q": "a\"b", "from": f}), &prev);
+            text.push_str(&line);
+            text.push('\n');
+            prev = hash;
+        }
+        // As the `citysoc` binary wrote them, whose serde_json keeps keys in
+        // the order given: the hash of `prev` and the line without its hash,
+        // whatever this test's build does with `json!`.
+        let mut e = AuditEntry {
+            v: None,
+            seq: 5,
+            ts: 1796645682.0149999,
+            who: "analyst".into(),
+            from: "::1".into(),
+            action: "search".into(),
+            detail: serde_json::json!({"q": "_log:conn", "from": 1796645682.0149999}),
+            prev: prev.clone(),
+            hash: String::new(),
+        };
+        let unhashed = serde_json::to_string(&e).unwrap().replace(",\"hash\":\"\"", "");
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(unhashed.as_bytes());
+        e.hash = hex(h.finalize());
+        text.push_str(&serde_json::to_string(&e).unwrap());
+        text.push('\n');
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(verify(&path).unwrap(), (5, e.hash.clone()));
+        let a = Audit::open(dir.path()).unwrap();
+        assert!(a.broken().is_none());
+        a.record("admin", "::1", "alert.status", serde_json::json!({"id": "A1"})).unwrap();
+        assert_eq!(verify(&path).unwrap().0, 6);
+        std::fs::write(&path, text.replacen("a\\\"b", "a\\\"c", 1)).unwrap();
+        assert!(matches!(verify(&path), Err(AuditError::Broken { line: 1, .. })));
     }
 }

@@ -106,7 +106,9 @@ pub fn bundle(files: &[(String, Vec<u8>)], subject: Value, who: &str, signer: &S
 }
 
 /// A rules folder as a tar of its files (sorted paths) and its version:
-/// the first 12 hex digits of a SHA-256 over every path and content.
+/// the first 12 hex digits of a SHA-256 over every path and content, each
+/// preceded by its length (a path or content cannot run into the next, so
+/// two different folders never hash the same bytes).
 pub fn rules_tar(dir: &Path) -> io::Result<(String, Vec<u8>)> {
     fn walk(root: &Path, d: &Path, out: &mut Vec<(String, std::path::PathBuf)>) -> io::Result<()> {
         for e in std::fs::read_dir(d)? {
@@ -130,8 +132,9 @@ pub fn rules_tar(dir: &Path) -> io::Result<(String, Vec<u8>)> {
     let mut tar = tar::Builder::new(Vec::new());
     for (rel, path) in &files {
         let data = std::fs::read(path)?;
+        h.update((rel.len() as u64).to_le_bytes());
         h.update(rel.as_bytes());
-        h.update([0]);
+        h.update((data.len() as u64).to_le_bytes());
         h.update(&data);
         let mut hd = tar::Header::new_gnu();
         hd.set_size(data.len() as u64);
@@ -255,5 +258,20 @@ mod tests {
         // Signed by another key than the SOC's.
         assert!(verify(&b, Some(&"00".repeat(32))).unwrap_err().contains("expected key"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rules_version_tells_where_one_file_ends() {
+        // `a` holding "x" then `b`, against `a` holding "x" + the bytes
+        // that named `b`: the same bytes once a path and content were
+        // hashed back to back.
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(one.path().join("a"), "x").unwrap();
+        std::fs::write(one.path().join("b"), "").unwrap();
+        std::fs::write(two.path().join("a"), "xb\0").unwrap();
+        let (v1, _) = rules_tar(one.path()).unwrap();
+        let (v2, _) = rules_tar(two.path()).unwrap();
+        assert_ne!(v1, v2);
+        assert_eq!(rules_tar(one.path()).unwrap().0, v1, "a folder's version is stable");
     }
 }

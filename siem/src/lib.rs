@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit;
 pub mod evidence;
+pub mod fuzzing;
 pub mod ledger;
 pub mod query;
 pub mod refusals;

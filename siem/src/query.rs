@@ -74,10 +74,26 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
-/// Longest query accepted, and deepest nesting: bounds on the work one
-/// request can ask for.
+/// Longest query accepted: a bound on the parser's work.
 pub const MAX_QUERY_BYTES: usize = 4096;
-const MAX_DEPTH: usize = 32;
+/// Deepest nesting of the built query (groups and `NOT`s count alike): the
+/// parser, each backend's translation and the scorers they build recurse
+/// once per level, on a worker's stack.
+pub const MAX_DEPTH: usize = 32;
+/// Most nodes of the built query, free-text expansion included (a word is
+/// also matched against the identifier fields, an address against every
+/// address field). ClickHouse repeats the condition in the branch of each
+/// log's table and refuses a query of more than 50,000 syntax elements
+/// (`max_ast_elements`); 512 nodes stay well inside that, and far above
+/// what people type (a query of twenty addresses is about 200).
+pub const MAX_NODES: usize = 512;
+/// Longest wildcard pattern, and most wildcard terms in one query: Tantivy
+/// matches a pattern with an automaton whose construction grows with the
+/// pattern's length (up to 1,000 states of 256 transitions each), so both
+/// bound the time one search may spend before it reads a record (tens of
+/// milliseconds a pattern in a release build).
+pub const MAX_WILDCARD_BYTES: usize = 64;
+pub const MAX_WILDCARDS: usize = 8;
 
 struct P<'a> {
     s: &'a str,
@@ -103,7 +119,50 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Query, QueryError> {
     if p.pos != text.len() {
         return Err(p.err("unexpected text"));
     }
+    check_size(&q).map_err(|message| QueryError { position: 0, message })?;
     Ok(q)
+}
+
+/// The number of nodes and the depth of a query.
+pub fn size(q: &Query) -> (usize, usize) {
+    // Iterative: this is what checks the depth, so it must not recurse
+    // on what it checks.
+    let (nodes, depth, _) = measure(q);
+    (nodes, depth)
+}
+
+/// Nodes, depth and wildcard terms.
+fn measure(q: &Query) -> (usize, usize, usize) {
+    let (mut nodes, mut depth, mut wildcards) = (0, 0, 0);
+    let mut todo = vec![(q, 1)];
+    while let Some((q, d)) = todo.pop() {
+        nodes += 1;
+        depth = depth.max(d);
+        match q {
+            Query::And(v) | Query::Or(v) => todo.extend(v.iter().map(|x| (x, d + 1))),
+            Query::Not(x) => todo.push((x, d + 1)),
+            Query::Wildcard { .. } => wildcards += 1,
+            _ => {}
+        }
+    }
+    (nodes, depth, wildcards)
+}
+
+/// Refuses a query larger or deeper than a search may be, naming the limit.
+pub fn check_size(q: &Query) -> Result<(), String> {
+    let (nodes, depth, wildcards) = measure(q);
+    if wildcards > MAX_WILDCARDS {
+        return Err(format!("query of {wildcards} wildcard terms; at most {MAX_WILDCARDS}"));
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!("query nested more than {MAX_DEPTH} levels deep"));
+    }
+    if nodes > MAX_NODES {
+        return Err(format!(
+            "query of {nodes} terms (free text counts once per field it is matched against); at most {MAX_NODES}"
+        ));
+    }
+    Ok(())
 }
 
 fn is_word_char(c: char) -> bool {
@@ -155,7 +214,7 @@ impl<'a> P<'a> {
     fn enter(&mut self) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.err("query nested too deeply"));
+            return Err(self.err(&format!("query nested more than {MAX_DEPTH} levels deep")));
         }
         Ok(())
     }
@@ -200,8 +259,12 @@ impl<'a> P<'a> {
     fn not(&mut self) -> Result<Query, QueryError> {
         self.ws();
         if self.keyword("NOT") {
+            // A level like a group: `NOT NOT … x` recurses once per NOT.
+            self.enter()?;
             self.ws();
-            return Ok(Query::Not(Box::new(self.not()?)));
+            let q = Query::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(q);
         }
         if self.rest().starts_with('-') && self.rest()[1..].chars().next().is_some_and(|c| !c.is_whitespace()) {
             self.pos += 1;
@@ -224,7 +287,9 @@ impl<'a> P<'a> {
             return Ok(q);
         }
         if r.starts_with('"') {
+            let start = self.pos;
             let words = self.phrase()?;
+            no_words(&words.concat(), start)?;
             return Ok(self.free_text(words));
         }
         let start = self.pos;
@@ -239,12 +304,11 @@ impl<'a> P<'a> {
         if word == "*" {
             return Ok(Query::All);
         }
-        // Punctuation alone has no words to search: it matches everything,
-        // as an analyzer drops it.
-        let _ = start;
-        if tokens(&word).is_empty() {
-            return Ok(Query::All);
-        }
+        // Free text is searched by its words; punctuation alone has none.
+        // Dropping it, as an analyzer does, made `'` match every record;
+        // matching nothing would silently empty `evil '`. Neither is what
+        // was asked, so the term is refused, by name.
+        no_words(&word, start)?;
         Ok(self.free_text(vec![word]))
     }
 
@@ -392,11 +456,28 @@ impl<'a> P<'a> {
             if !matches!(kind, Kind::Str | Kind::StrSet | Kind::Addr) {
                 return Err(bad(format!("wildcards apply to text fields; {field} is {}", kind.name())));
             }
+            if v.len() > MAX_WILDCARD_BYTES {
+                return Err(bad(format!("a wildcard pattern is at most {MAX_WILDCARD_BYTES} bytes")));
+            }
             return Ok(Query::Wildcard { field, pattern: v });
         }
         check_value(kind, &unescaped).map_err(bad)?;
         Ok(Query::Term { field, value: unescaped })
     }
+}
+
+/// Refuses free text without a letter or digit, naming it.
+fn no_words(text: &str, position: usize) -> Result<(), QueryError> {
+    if tokens(text).is_empty() {
+        let shown: String = text.chars().take(32).collect();
+        return Err(QueryError {
+            position,
+            message: format!(
+                "'{shown}' has no letter or digit to search for; search a field for it (field:\"{shown}\") or leave it out"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Unescaped `*` or `?` in a word.
@@ -519,6 +600,54 @@ mod tests {
         assert!(p("id.orig_h:10.0.0.0/99").is_err());
         assert!(p("\"open").is_err());
         assert!(p(&"(".repeat(100)).is_err());
-        assert!(p("'; DROP TABLE events; --").is_ok(), "only text: searched, never executed");
+        assert!(p("DROP TABLE events; --x").is_ok(), "only text: searched, never executed");
+    }
+
+    #[test]
+    fn punctuation_alone_is_refused_by_name() {
+        for (q, term, at) in [("'", "'", 0), ("@@@", "@@@", 0), ("evil '", "'", 5), ("\"--\"", "--", 0)] {
+            let e = p(q).unwrap_err();
+            assert_eq!(e.position, at, "{q}");
+            assert!(e.message.starts_with(&format!("'{term}' has no letter or digit")), "{q}: {}", e.message);
+        }
+        // As a field's value it is an exact value, not free text.
+        assert!(p("uri:\"'\"").is_ok());
+        assert!(p("uri:@@@").is_ok());
+    }
+
+    #[test]
+    fn nesting_counts_not_as_well_as_groups() {
+        // 250 NOTs once overflowed a worker's stack.
+        let e = p(&format!("{}uid:x", "NOT ".repeat(250))).unwrap_err();
+        assert!(e.message.contains(&format!("nested more than {MAX_DEPTH} levels")), "{}", e.message);
+        let e = p(&format!("{}uid:x", "NOT (".repeat(20))).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{}", e.message);
+        assert!(p(&format!("{}uid:x", "NOT ".repeat(20))).is_ok());
+        assert!(p(&format!("{}a{}", "(".repeat(20), ")".repeat(20))).is_ok());
+    }
+
+    #[test]
+    fn the_built_query_is_bounded_in_nodes_and_depth() {
+        // Each address expands to every address field: the limit counts
+        // the built query, not the text.
+        let ips: Vec<String> = (0..200).map(|i| format!("10.0.{}.{}", i / 250, i % 250)).collect();
+        let e = p(&ips.join(" OR ")).unwrap_err();
+        assert!(e.message.contains(&format!("at most {MAX_NODES}")), "{}", e.message);
+        let (nodes, depth) = size(&p(&ips[..10].join(" OR ")).unwrap());
+        assert!(nodes <= MAX_NODES && depth <= 3, "{nodes} {depth}");
+        // Deep ASTs built by code are checked the same way, without
+        // recursing.
+        let mut deep = Query::All;
+        for _ in 0..1000 {
+            deep = Query::Not(Box::new(deep));
+        }
+        assert_eq!(size(&deep), (1001, 1001));
+        assert!(check_size(&deep).unwrap_err().contains("nested"));
+        let e = p(&format!("query:*{}*", "a".repeat(MAX_WILDCARD_BYTES))).unwrap_err();
+        assert!(e.message.contains(&format!("at most {MAX_WILDCARD_BYTES} bytes")), "{}", e.message);
+        let many: Vec<String> = (0..=MAX_WILDCARDS).map(|i| format!("query:*{i}*")).collect();
+        let e = p(&many.join(" OR ")).unwrap_err();
+        assert!(e.message.contains(&format!("at most {MAX_WILDCARDS}")), "{}", e.message);
+        assert!(p(&many[..MAX_WILDCARDS].join(" OR ")).is_ok());
     }
 }

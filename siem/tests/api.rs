@@ -415,3 +415,239 @@ async fn a_batch_committed_but_not_in_the_ledger_is_not_stored_twice() {
     let (_, found) = call(&app, get("/api/v1/search?q=*", "reader-secret")).await;
     assert_eq!(found["total"], 3);
 }
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn audited_app(dir: &std::path::Path) -> axum::Router {
+    let store = Arc::new(TantivyStore::open(dir, TantivyConfig::default()).unwrap());
+    let mut tokens = Tokens::default();
+    tokens.sensors.insert("district-7".into(), hash_token("sensor-secret"));
+    tokens.readers.insert("analyst".into(), hash_token("reader-secret"));
+    tokens.admins.insert("chief".into(), hash_token("admin-secret"));
+    router(Arc::new(AppState::open(store, Some(tokens), dir, 4).unwrap()))
+}
+
+/// A search's range once went into the audit trail as a number that did
+/// not survive being read back: the next start refused to run.
+#[tokio::test]
+async fn a_search_cannot_stop_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    let (s, r) =
+        call(&app, get("/api/v1/search?q=_log:conn&from=1796645682.0149999&to=1796645700.5", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    drop(app);
+    assert!(siem::audit::verify(&dir.path().join("audit.log")).is_ok());
+    let app = audited_app(dir.path());
+    let (s, _) = call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::OK, "the trail is whole: changes go on");
+}
+
+/// A broken trail: the server starts, serves reads, refuses changes with
+/// a 503 naming the line, and appends nothing.
+#[tokio::test]
+async fn a_broken_audit_trail_leaves_the_server_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/api/v1/search?q=uid:C1", "reader-secret")).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/api/v1/search?q=uid:C2", "reader-secret")).await.0, StatusCode::OK);
+    drop(app);
+    let path = dir.path().join("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("uid:C1", "uid:C9", 1)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let app = audited_app(dir.path());
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn", "reader-secret")).await;
+    assert_eq!((s, r["total"].as_u64()), (StatusCode::OK, Some(2)), "{r}");
+    let (s, r) = call(&app, get("/api/v1/audit", "admin-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-9"), LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    assert_eq!(r["audit_broken_line"], 2);
+    assert!(r["error"].as_str().unwrap().contains("audit trail is broken at line 2"), "{r}");
+    let (s, r) = call(
+        &app,
+        json_post("/api/v1/incidents", "reader-secret", serde_json::json!({"title": "outbreak", "alerts": []})),
+    )
+    .await;
+    assert_eq!((s, r["audit_broken_line"].as_u64()), (StatusCode::SERVICE_UNAVAILABLE, Some(2)), "{r}");
+    let (s, _) = call(
+        &app,
+        Request::post("/api/v1/retention/run")
+            .header("authorization", "Bearer admin-secret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing extends a broken chain");
+    let (_, r) = call(&app, get("/api/v1/search?q=uid:C1", "reader-secret")).await;
+    assert_eq!(r["total"], 1, "nothing was stored either");
+}
+
+/// What once overflowed a worker's stack, and what the bounds are for:
+/// each a 400 naming the limit, on every endpoint that takes a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    let ips: Vec<String> = (0..100).map(|i| format!("10.9.0.{i}")).collect();
+    let cases = [
+        (format!("{}uid:x", "NOT ".repeat(250)), "nested more than 32"),
+        (format!("{}uid:x", "NOT ".repeat(500)), "nested more than 32"),
+        (format!("{}uid:x", "-(".repeat(300)), "nested more than 32"),
+        (ips.join(" OR "), "at most 512"),
+        (format!("query:*{}*", "a".repeat(100)), "at most 64 bytes"),
+        ("@@@".to_string(), "'@@@' has no letter or digit"),
+    ];
+    for (q, want) in &cases {
+        for ep in ["/api/v1/search?q=", "/api/v1/aggregate?agg=terms&field=uid&q=", "/api/v1/alerts?q="] {
+            let (s, r) = call(&app, get(&format!("{ep}{}", enc(q)), "reader-secret")).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{ep} {}: {r}", &q[..20.min(q.len())]);
+            assert!(r["error"].as_str().unwrap_or("").contains(want), "{ep}: {r}");
+        }
+    }
+}
+
+/// A histogram's buckets are bounded: an interval too fine for the range
+/// its records span is a 400 saying how coarse it must be.
+#[tokio::test]
+async fn a_histogram_of_too_many_buckets_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    let lines =
+        "{\"_log\":\"conn\",\"ts\":1000.5,\"uid\":\"C1\"}\n{\"_log\":\"conn\",\"ts\":4000000000.5,\"uid\":\"C2\"}\n";
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, lines.into(), false)).await.0, StatusCode::OK);
+    let (s, r) = call(&app, get("/api/v1/aggregate?agg=histogram&interval=1", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("at most 10000 buckets"), "{r}");
+    let (s, r) =
+        call(&app, get("/api/v1/aggregate?agg=histogram&interval=1&from=0&to=4100000000", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let (s, r) = call(&app, get("/api/v1/aggregate?agg=histogram&interval=86400000", "reader-secret")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r.as_array().map(Vec::len), Some(2), "{r}");
+}
+
+/// `from`/`to` take what people paste (ISO 8601 / RFC 3339) as well as
+/// epoch seconds, on every endpoint that has them; answers say the range
+/// in ISO 8601.
+#[tokio::test]
+async fn ranges_take_iso_8601_as_well_as_epoch_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    // 1700000001 is 2023-11-14T22:13:21Z.
+    let epoch = "from=1700000001&to=1700000003";
+    let (s, want) = call(&app, get(&format!("/api/v1/search?q=_log:conn&{epoch}"), "reader-secret")).await;
+    assert_eq!((s, want["total"].as_u64()), (StatusCode::OK, Some(1)), "{want}");
+    assert_eq!(want["range"]["from"], "2023-11-14T22:13:21Z");
+    for iso in [
+        "from=2023-11-14T22:13:21Z&to=2023-11-14T22:13:23Z",
+        "from=2023-11-15T05:13:21%2B07:00&to=2023-11-15T05:13:23%2B07:00",
+        "from=2023-11-15T05:13:21+07:00&to=2023-11-14%2022:13:23",
+    ] {
+        let (s, r) = call(&app, get(&format!("/api/v1/search?q=_log:conn&{iso}"), "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{iso}: {r}");
+        assert_eq!((&r["total"], &r["hits"], &r["range"]), (&want["total"], &want["hits"], &want["range"]), "{iso}");
+    }
+    let iso = "from=2023-11-14T22:13:21Z&to=2023-11-14T22:13:23Z";
+    for ep in [
+        "/api/v1/aggregate?agg=terms&field=uid&",
+        "/api/v1/aggregate?agg=histogram&interval=60&",
+        "/api/v1/alerts?",
+        "/api/v1/ledger?",
+    ] {
+        let (s, r) = call(&app, get(&format!("{ep}{iso}"), "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{ep}: {r}");
+    }
+    let (_, r) = call(&app, get(&format!("/api/v1/aggregate?agg=histogram&interval=60&{iso}"), "reader-secret")).await;
+    assert_eq!(r[0]["time"], "2023-11-14T22:13:00Z", "{r}");
+    let (s, r) = call(&app, get("/api/v1/search?from=yesterday", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(r["error"].as_str().unwrap().contains("'yesterday' is not a time"), "{r}");
+}
+
+struct OnePacketFlow;
+
+impl siem::api::PacketSource for OnePacketFlow {
+    fn pcap(&self, uids: &[String], _: Option<f64>, _: Option<f64>) -> Result<Option<Vec<u8>>, String> {
+        Ok((uids == ["C1"]).then(|| b"\xd4\xc3\xb2\xa1 a pcap".to_vec()))
+    }
+
+    fn filtered(&self, _: &str, _: f64, _: f64, _: usize) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+}
+
+/// `curl -o flow.pcap` once saved an error as the pcap file: an error is
+/// JSON, and says so, whatever the endpoint serves when it succeeds.
+#[tokio::test]
+async fn pcap_errors_are_never_served_as_pcap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let mut st = AppState::open(store, None, dir.path(), 4).unwrap();
+    st.packets = Some(Arc::new(OnePacketFlow));
+    let app = router(Arc::new(st));
+    let fetch = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(fetch("/api/v1/pcap?uid=C1")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/vnd.tcpdump.pcap");
+    for uri in ["/api/v1/pcap?uid=C2", "/api/v1/pcap?uid=../x", "/api/v1/pcap?from=nope", "/api/v1/evidence?alert=A00"]
+    {
+        let resp = app.clone().oneshot(fetch(uri)).await.unwrap();
+        assert!(resp.status().is_client_error(), "{uri}: {}", resp.status());
+        assert_eq!(resp.headers()["content-type"], "application/json", "{uri}");
+    }
+}
+
+/// Past the deepest offset (10,000 + a page of 10,000) a search once
+/// stopped; its cursor goes on to the last record, each once.
+#[tokio::test]
+async fn a_cursor_exports_a_whole_range_past_the_deepest_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    let n = 20_050;
+    let mut body = String::new();
+    for i in 0..n {
+        // Ten records to a second: times are shared, only text parts them.
+        body.push_str(&format!("{{\"_log\":\"conn\",\"ts\":{}.5,\"uid\":\"C{i}\"}}\n", 1_700_000_000 + i / 10));
+    }
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), None, body.into(), false)).await;
+    assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(n as u64)), "{r}");
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn&limit=10&offset=20000", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(r["error"].as_str().unwrap().contains("cursor"), "{r}");
+    let mut seen = std::collections::HashSet::new();
+    let mut uri = "/api/v1/search?q=_log:conn&order=asc&limit=10000&from=2023-11-14T22:13:20Z".to_string();
+    let mut pages = 0;
+    loop {
+        let (s, r) = call(&app, get(&uri, "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["total"], n);
+        for h in r["hits"].as_array().unwrap() {
+            assert!(seen.insert(h["uid"].as_str().unwrap().to_string()), "{h} twice");
+        }
+        pages += 1;
+        let Some(next) = r["next_cursor"].as_str() else { break };
+        uri =
+            format!("/api/v1/search?q=_log:conn&order=asc&limit=10000&from=2023-11-14T22:13:20Z&cursor={}", enc(next));
+    }
+    assert_eq!((seen.len(), pages), (n, 3));
+    let (s, r) = call(&app, get("/api/v1/search?cursor=c1.ts.d.1.5.x.1", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let (s, _) = call(&app, get("/api/v1/search?order=asc&cursor=c1.ts.d.1.5.5.1", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a cursor of another order");
+}

@@ -187,6 +187,9 @@ fn encode_value(out: &mut Vec<u8>, kind: Kind, v: Option<&Value>) {
     }
 }
 
+/// The longest SQL sent (`max_query_size`).
+const MAX_QUERY_SQL_BYTES: usize = 4 << 20;
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -333,6 +336,11 @@ impl ClickHouseStore {
                     Compression::None => clickhouse::Compression::None,
                 },
             );
+            // A search's condition is repeated in the branch of each log's
+            // table: the largest query the language admits (MAX_NODES)
+            // comes to more SQL than the server's default of 256 KiB takes
+            // (a 500 once). Its size is bounded by the parser, not by this.
+            client = client.with_setting("max_query_size", MAX_QUERY_SQL_BYTES.to_string());
             if let Some(u) = &cfg.user {
                 client = client.with_user(u);
             }
@@ -988,7 +996,8 @@ impl Store for ClickHouseStore {
     fn search(&self, req: &SearchRequest) -> Result<SearchResult> {
         req.check(&self.catalog)?;
         let c = column(&req.sort.field);
-        let ty = col_type(self.kind(&req.sort.field)?);
+        let kind = self.kind(&req.sort.field)?;
+        let ty = col_type(kind);
         let sort = |t: &Table| {
             if t.has(&req.sort.field) {
                 format!("_raw, _ts, `{c}` AS _sort")
@@ -1002,15 +1011,36 @@ impl Store for ClickHouseStore {
         let mut args = Vec::new();
         let rows_from = self.union(&req.query, range, None, &sort, "1", &mut args)?;
         let (Some(count_from), Some(rows_from)) = (count_from, rows_from) else {
-            return Ok(SearchResult { total: 0, hits: Vec::new() });
+            return Ok(SearchResult { total: 0, hits: Vec::new(), next: None });
         };
         let count = format!("SELECT sum(n) AS n FROM {count_from}");
         let dir = if req.sort.descending { "DESC" } else { "ASC" };
-        // Records without the sort field last; ties in time order, then by
-        // content, so pages are stable.
+        // The order of `Cursor`: records without the sort field last; the
+        // value and the time as whole microseconds (counts as they are);
+        // then by content, so pages are stable and the same as Tantivy's.
+        let key = if kind == Kind::Float { "floor(_sort * 1000000)" } else { "toFloat64(_sort)" };
+        let mut cond = "1".to_string();
+        let mut offset = req.offset;
+        if let Some(a) = &req.after {
+            // At or after the cursor's key; the hits of that key already
+            // returned are skipped by count.
+            let (lt, le) = if req.sort.descending { ("<", "<=") } else { (">", ">=") };
+            cond = if a.has {
+                args.push(Arg::F64(a.key));
+                args.push(Arg::F64(a.key));
+                args.push(Arg::F64(a.ts_us));
+                format!("(_h = 1 OR _k {lt} ? OR (_k = ? AND _t {le} ?))")
+            } else {
+                args.push(Arg::F64(a.ts_us));
+                format!("(_h = 1 AND _t {le} ?)")
+            };
+            offset = a.seen;
+        }
         let page = format!(
-            "SELECT _raw FROM {rows_from} ORDER BY isNull(_sort), _sort {dir}, _ts {dir}, _raw LIMIT {} OFFSET {}",
-            req.limit, req.offset
+            "SELECT _raw, _h, _k, _t FROM (SELECT _raw, isNull(_sort) AS _h, ifNull({key}, 0) AS _k, \
+             floor(_ts * 1000000) AS _t FROM {rows_from}) WHERE {cond} \
+             ORDER BY _h, _k {dir}, _t {dir}, _raw LIMIT {} OFFSET {offset}",
+            req.limit
         );
         let mut out = self.fetch_all(&[(&count, &count_args), (&page, &args)])?.into_iter();
         let (total, rows) = (out.next().unwrap_or_default(), out.next().unwrap_or_default());
@@ -1019,7 +1049,11 @@ impl Store for ClickHouseStore {
             .iter()
             .map(|r| serde_json::from_str(r["_raw"].as_str().unwrap_or("null")).unwrap_or(Value::Null))
             .collect();
-        Ok(SearchResult { total, hits })
+        let keys: Vec<(bool, f64, f64)> = rows
+            .iter()
+            .map(|r| (num(&r["_h"]) == Some(0.0), num(&r["_k"]).unwrap_or(0.0), num(&r["_t"]).unwrap_or(0.0)))
+            .collect();
+        Ok(SearchResult { total, hits, next: super::next_cursor(req, &keys) })
     }
 
     fn aggregate(&self, query: &Query, from: Option<f64>, to: Option<f64>, agg: &Agg) -> Result<AggResult> {
@@ -1104,7 +1138,7 @@ impl Store for ClickHouseStore {
                     }
                     None => 0,
                 };
-                AggResult::Value { value }
+                AggResult::Value { value, approximate: false, relative_error: 0.0 }
             }
         })
     }

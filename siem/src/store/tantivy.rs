@@ -16,7 +16,7 @@
 
 use super::{
     append_words, parts_in_range, text_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result,
-    SearchRequest, SearchResult, Store, StoreError,
+    SearchRequest, SearchResult, Store, StoreError, MAX_TIE,
 };
 use crate::query::{tokens, Bound as QBound, Query};
 use crate::schema::{column, Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
@@ -38,6 +38,11 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, INDEXED, STORED,
 };
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// A record's place in a search's order (see `search`).
+type Score = (f64, f64, f64);
+/// The score of records before a cursor, below any record's.
+const EXCLUDED: Score = (-1.0, 0.0, 0.0);
 
 /// A partition's layout, written beside its index: what the schema does not
 /// say, such as how column dictionaries are encoded (plain blocks since
@@ -384,6 +389,46 @@ impl TantivyStore {
         doc
     }
 
+    /// Records `[skip, skip + limit)` of `docs` in the order of `Cursor`:
+    /// by score, best first, then by their text; with each one's score.
+    /// Only records sharing a score need their text before the page is cut.
+    fn ordered_page(
+        &self,
+        searchers: &[tantivy::Searcher],
+        mut docs: Vec<(Score, usize, DocAddress)>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<(Score, String)>> {
+        docs.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let raw = |i: usize, addr: DocAddress| -> Result<String> {
+            let searcher = searchers.get(i).ok_or_else(|| StoreError::Backend("no such searcher".into()))?;
+            let doc: TantivyDocument = searcher.doc(addr).map_err(backend)?;
+            Ok(doc.get_first(self.fields.raw).and_then(|v| v.as_str()).unwrap_or("null").to_string())
+        };
+        let mut out: Vec<(Score, String)> = Vec::new();
+        let mut at = 0;
+        let mut i = 0;
+        while i < docs.len() && out.len() < limit {
+            let run = docs[i..].iter().take_while(|d| d.0 == docs[i].0).count();
+            if at + run <= skip {
+                // Wholly before the page: neither read nor sorted.
+                at += run;
+                i += run;
+                continue;
+            }
+            let mut texts: Vec<String> = docs[i..i + run].iter().map(|d| raw(d.1, d.2)).collect::<Result<_>>()?;
+            texts.sort();
+            for t in texts {
+                if at >= skip && out.len() < limit {
+                    out.push((docs[i].0, t));
+                }
+                at += 1;
+            }
+            i += run;
+        }
+        Ok(out)
+    }
+
     fn field(&self, path: &str) -> Result<(Field, Kind)> {
         self.fields
             .by_path
@@ -557,55 +602,101 @@ impl Store for TantivyStore {
     fn search(&self, req: &SearchRequest) -> Result<SearchResult> {
         req.check(&self.catalog)?;
         let q = self.with_time(&req.query, req.from, req.to)?;
-        let want = req.offset + req.limit;
+        let skip = req.after.as_ref().map_or(req.offset, |a| a.seen);
+        let want = skip + req.limit;
         let (_, kind) = self.field(&req.sort.field)?;
-        let mut total = 0u64;
-        // The best `want` of each day by (has the field, field, ts), in the
-        // requested direction: records without the field last, ties in
-        // time order, as in ClickHouse.
-        // Hits are read back through the searcher that found them: a
-        // commit or merge since may have changed the partition's segments,
-        // and a document address means nothing in another searcher.
-        let mut best: Vec<((f64, f64, f64), usize, DocAddress)> = Vec::new();
-        let mut searchers: Vec<tantivy::Searcher> = Vec::new();
-        for day in parts_in_range(&self.day_names()?, req.from, req.to) {
-            let d = self.day(&day)?;
-            let searcher = d.lock().map_err(backend)?.reader.searcher();
+        let sign = if req.sort.descending { 1.0 } else { -1.0 };
+        // A record's place in the order of `Cursor` as a score, best
+        // first: (has the field, value, time), signed for the direction;
+        // equal scores are ordered by the record's text below. Records
+        // before the cursor score above it and are left out.
+        let cut = req.after.as_ref().map(|a| {
+            if a.has {
+                (1.0, sign * a.key + 0.0, sign * a.ts_us + 0.0)
+            } else {
+                (0.0, 0.0, sign * a.ts_us + 0.0)
+            }
+        });
+        let scorer = {
             let col = column(&req.sort.field);
-            let is_count = kind == Kind::Count;
-            let sign = if req.sort.descending { 1.0 } else { -1.0 };
-            let top = TopDocs::with_limit(want.max(1)).tweak_score(move |seg: &tantivy::SegmentReader| {
+            move |seg: &tantivy::SegmentReader| {
                 let ff = seg.fast_fields();
+                let is_count = kind == Kind::Count;
                 let by_u = if is_count { ff.u64(&col).ok() } else { None };
                 let by_f = if is_count { None } else { ff.f64(&col).ok() };
                 let ts = ff.f64("ts").ok();
-                move |doc: tantivy::DocId, _score: tantivy::Score| {
+                move |doc: tantivy::DocId, _score: tantivy::Score| -> Score {
                     let k = match (&by_u, &by_f) {
                         (Some(c), _) => c.first(doc).map(|v| v as f64),
-                        (_, Some(c)) => c.first(doc),
+                        (_, Some(c)) => c.first(doc).map(super::micros),
                         _ => None,
                     };
-                    let t = ts.as_ref().and_then(|c| c.first(doc)).unwrap_or(0.0);
-                    match k {
-                        Some(k) => (1.0, sign * k, sign * t),
-                        None => (0.0, 0.0, sign * t),
+                    let t = super::micros(ts.as_ref().and_then(|c| c.first(doc)).unwrap_or(0.0));
+                    let s = match k {
+                        Some(k) => (1.0, sign * k + 0.0, sign * t + 0.0),
+                        None => (0.0, 0.0, sign * t + 0.0),
+                    };
+                    if cut.is_some_and(|c| s > c) {
+                        EXCLUDED
+                    } else {
+                        s
                     }
                 }
-            });
+            }
+        };
+        let mut total = 0u64;
+        // The best `want` of each day by score. Hits are read back through
+        // the searcher that found them: a commit or merge since may have
+        // changed the partition's segments, and a document address means
+        // nothing in another searcher.
+        let mut best: Vec<(Score, usize, DocAddress)> = Vec::new();
+        let mut searchers: Vec<tantivy::Searcher> = Vec::new();
+        // Whether a day's list was cut at `want`, and its lowest score.
+        let mut cut_at: Vec<Option<Score>> = Vec::new();
+        for day in parts_in_range(&self.day_names()?, req.from, req.to) {
+            let d = self.day(&day)?;
+            let searcher = d.lock().map_err(backend)?.reader.searcher();
+            let top = TopDocs::with_limit(want.max(1)).tweak_score(scorer.clone());
             let (n, docs) = searcher.search(&*q, &(Count, top)).map_err(backend)?;
             total += n as u64;
             let i = searchers.len();
-            best.extend(docs.into_iter().map(|(k, a)| (k, i, a)));
+            cut_at.push((docs.len() >= want.max(1)).then(|| docs.last().map(|x| x.0)).flatten());
+            best.extend(docs.into_iter().filter(|(k, _)| *k != EXCLUDED).map(|(k, a)| (k, i, a)));
             searchers.push(searcher);
         }
         best.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-        let mut hits = Vec::new();
-        for (_, i, addr) in best.into_iter().skip(req.offset).take(req.limit) {
-            let doc: TantivyDocument = searchers[i].doc(addr).map_err(backend)?;
-            let raw = doc.get_first(self.fields.raw).and_then(|v| v.as_str()).unwrap_or("null");
-            hits.push(serde_json::from_str(raw).unwrap_or(Value::Null));
+        // Scores above the `want`-th are complete; of the records that
+        // share it, a day may have been cut among them: they are all
+        // fetched, to be ordered by text like the rest.
+        if best.len() >= want && want > 0 {
+            let boundary = best[want - 1].0;
+            best.retain(|x| x.0 >= boundary);
+            for (i, searcher) in searchers.iter().enumerate() {
+                // A day whose list ended above or below the boundary holds
+                // all its tied records already.
+                if cut_at[i] != Some(boundary) {
+                    continue;
+                }
+                best.retain(|x| !(x.1 == i && x.0 == boundary));
+                let tie = scorer.clone();
+                let top = TopDocs::with_limit(MAX_TIE + 1).tweak_score(move |seg: &tantivy::SegmentReader| {
+                    let f = tie(seg);
+                    move |doc: tantivy::DocId, score: tantivy::Score| u8::from(f(doc, score) == boundary)
+                });
+                let docs = searcher.search(&*q, &top).map_err(backend)?;
+                best.extend(docs.into_iter().filter(|(m, _)| *m == 1).map(|(_, a)| (boundary, i, a)));
+            }
+            if best.iter().filter(|x| x.0 == boundary).count() > MAX_TIE {
+                return Err(StoreError::Invalid(format!(
+                    "more than {MAX_TIE} records share one time and sort value at this page's end; narrow the search"
+                )));
+            }
         }
-        Ok(SearchResult { total, hits })
+        let hits = self.ordered_page(&searchers, best, skip, req.limit)?;
+        let keys: Vec<(bool, f64, f64)> =
+            hits.iter().map(|(s, _)| (s.0 == 1.0, sign * s.1 + 0.0, sign * s.2 + 0.0)).collect();
+        let hits = hits.into_iter().map(|(_, raw)| serde_json::from_str(&raw).unwrap_or(Value::Null)).collect();
+        Ok(SearchResult { total, hits, next: super::next_cursor(req, &keys) })
     }
 
     fn aggregate(
@@ -649,7 +740,7 @@ impl Store for TantivyStore {
             return Ok(match agg {
                 Agg::Terms { .. } | Agg::Histogram { .. } => AggResult::Buckets(Vec::new()),
                 Agg::Stats { .. } => AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },
-                Agg::Cardinality { .. } => AggResult::Value { value: 0 },
+                Agg::Cardinality { .. } => AggResult::Value { value: 0, approximate: false, relative_error: 0.0 },
             });
         };
         let res = merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(backend)?;
@@ -698,7 +789,11 @@ impl Store for TantivyStore {
                 min: a["min"].as_f64(),
                 max: a["max"].as_f64(),
             },
-            Agg::Cardinality { .. } => AggResult::Value { value: a["value"].as_f64().unwrap_or(0.0).round() as u64 },
+            Agg::Cardinality { .. } => AggResult::Value {
+                value: a["value"].as_f64().unwrap_or(0.0).round() as u64,
+                approximate: true,
+                relative_error: super::HLL_RELATIVE_ERROR,
+            },
         })
     }
 
