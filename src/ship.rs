@@ -343,6 +343,8 @@ impl<S: EventSink> ShipSink<S> {
             resp_h: None,
             resp_p: None,
             summary,
+            summary_key: None,
+            summary_args: schema::SummaryArgs::default(),
             matched: Vec::new(),
             evidence: Vec::new(),
             confidence: None,
