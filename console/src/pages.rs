@@ -516,7 +516,7 @@ fn alert_row(lens: &Lens, a: &Value) -> AlertRow {
         id: s("id"),
         time: lens.time(a["ts"].as_f64().unwrap_or(0.0)),
         severity: if SEVERITIES.contains(&severity.as_str()) { severity } else { "info".into() },
-        title: lens.rule_title(&s("rule.title")),
+        title: lens.alert_title(a),
         count: a["count"].as_u64().unwrap_or(1),
         src: lens.endpoint(a, "orig"),
         dst: lens.endpoint(a, "resp"),
@@ -1001,7 +1001,7 @@ async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: TriageKept) -> R
     page(AlertPage {
         t: a.t,
         nav: nav(&a),
-        summary: lens.rule_summary(&s("rule.title"), &s("summary")),
+        summary: lens.alert_summary(&al),
         rule_source: s("rule.source"),
         rule_id: s("rule.id"),
         rule_version: s("rule.version"),
@@ -1973,7 +1973,7 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
     for al in &alerts {
         let Some(r) = rows.iter_mut().find(|r| al["rule.id"].as_str() == Some(r.id.as_str())) else { continue };
         if r.title.is_empty() {
-            r.title = a.lens.rule_title(al["rule.title"].as_str().unwrap_or(""));
+            r.title = a.lens.alert_title(al);
             r.source = al["rule.source"].as_str().unwrap_or("").to_string();
         }
         match al["triage"]["status"].as_str().unwrap_or("new") {
