@@ -64,6 +64,21 @@ pub enum Bound {
 pub struct QueryError {
     pub position: usize,
     pub message: String,
+    /// Stable code for clients that show the error in their reader's
+    /// language (`query.unknown_field`), with its values.
+    pub code: &'static str,
+    pub args: Vec<(&'static str, String)>,
+}
+
+impl QueryError {
+    fn new(position: usize, code: &'static str, message: String) -> QueryError {
+        QueryError { position, message, code, args: Vec::new() }
+    }
+
+    fn arg(mut self, name: &'static str, value: impl ToString) -> QueryError {
+        self.args.push((name, value.to_string()));
+        self
+    }
 }
 
 impl fmt::Display for QueryError {
@@ -88,10 +103,12 @@ struct P<'a> {
 
 pub fn parse(text: &str, catalog: &Catalog) -> Result<Query, QueryError> {
     if text.len() > MAX_QUERY_BYTES {
-        return Err(QueryError {
-            position: MAX_QUERY_BYTES,
-            message: format!("query longer than {MAX_QUERY_BYTES} bytes"),
-        });
+        return Err(QueryError::new(
+            MAX_QUERY_BYTES,
+            "query.too_long",
+            format!("query longer than {MAX_QUERY_BYTES} bytes"),
+        )
+        .arg("max", MAX_QUERY_BYTES));
     }
     let mut p = P { s: text, pos: 0, depth: 0, catalog };
     p.ws();
@@ -101,7 +118,7 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Query, QueryError> {
     let q = p.or()?;
     p.ws();
     if p.pos != text.len() {
-        return Err(p.err("unexpected text"));
+        return Err(p.err("query.unexpected_text", "unexpected text"));
     }
     Ok(q)
 }
@@ -111,10 +128,14 @@ fn is_word_char(c: char) -> bool {
 }
 
 impl<'a> P<'a> {
-    fn err(&self, m: &str) -> QueryError {
+    /// An error where the parser stands, with the text that follows it.
+    fn err(&self, code: &'static str, m: &str) -> QueryError {
         let near: String = self.s[self.pos..].chars().take(12).collect();
-        let message = if near.is_empty() { format!("{m} at the end") } else { format!("{m} near '{near}'") };
-        QueryError { position: self.pos, message }
+        if near.is_empty() {
+            QueryError::new(self.pos, code, format!("{m} at the end")).arg("end", "")
+        } else {
+            QueryError::new(self.pos, code, format!("{m} near '{near}'")).arg("near", near)
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -155,7 +176,7 @@ impl<'a> P<'a> {
     fn enter(&mut self) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.err("query nested too deeply"));
+            return Err(self.err("query.too_deep", "query nested too deeply"));
         }
         Ok(())
     }
@@ -218,7 +239,7 @@ impl<'a> P<'a> {
             let q = self.or()?;
             self.ws();
             if !self.rest().starts_with(')') {
-                return Err(self.err("missing ')'"));
+                return Err(self.err("query.missing_paren", "missing ')'"));
             }
             self.pos += 1;
             return Ok(q);
@@ -230,7 +251,7 @@ impl<'a> P<'a> {
         let start = self.pos;
         let word = self.word();
         if word.is_empty() {
-            return Err(self.err("expected a term"));
+            return Err(self.err("query.expected_term", "expected a term"));
         }
         if self.rest().starts_with(':') {
             self.pos += 1;
@@ -303,7 +324,7 @@ impl<'a> P<'a> {
         let mut text = String::new();
         loop {
             let Some(c) = self.rest().chars().next() else {
-                return Err(QueryError { position: start, message: "unclosed '\"'".into() });
+                return Err(QueryError::new(start, "query.unclosed_quote", "unclosed '\"'".into()));
             };
             self.pos += c.len_utf8();
             match c {
@@ -322,14 +343,15 @@ impl<'a> P<'a> {
 
     fn field_value(&mut self, field: String, start: usize) -> Result<Query, QueryError> {
         let Some(kind) = self.catalog.kind(&field) else {
-            return Err(QueryError { position: start, message: format!("unknown field '{field}'") });
+            return Err(QueryError::new(start, "query.unknown_field", format!("unknown field '{field}'"))
+                .arg("field", &field));
         };
         let at = self.pos;
-        let bad = |m: String| QueryError { position: at, message: m };
+        let bad = |v: &str| bad_value(at, kind, v);
         let r = self.rest();
         if r.starts_with('"') {
             let text = self.phrase()?.remove(0);
-            check_value(kind, &text).map_err(bad)?;
+            check_value(kind, &text).map_err(|_| bad(&text))?;
             return Ok(Query::Term { field, value: text });
         }
         if r.starts_with('[') || r.starts_with('{') {
@@ -339,7 +361,7 @@ impl<'a> P<'a> {
             let lo = self.word_with(kind == Kind::Addr);
             self.ws();
             if !self.keyword("TO") {
-                return Err(self.err("expected TO in a range"));
+                return Err(self.err("query.expected_to", "expected TO in a range"));
             }
             self.ws();
             let hi = self.word_with(kind == Kind::Addr);
@@ -348,14 +370,14 @@ impl<'a> P<'a> {
             let inclusive_hi = match close {
                 Some(']') => true,
                 Some('}') => false,
-                _ => return Err(self.err("expected ']' or '}'")),
+                _ => return Err(self.err("query.expected_close", "expected ']' or '}'")),
             };
             self.pos += 1;
             let b = |v: String, inc: bool| -> Result<Bound, QueryError> {
                 if v == "*" {
                     return Ok(Bound::Unbounded);
                 }
-                check_value(kind, &v).map_err(|m| QueryError { position: at, message: m })?;
+                check_value(kind, &v).map_err(|_| bad(&v))?;
                 Ok(if inc { Bound::Included(v) } else { Bound::Excluded(v) })
             };
             let (lo, hi) = (b(lo, inclusive_lo)?, b(hi, inclusive_hi)?);
@@ -366,7 +388,7 @@ impl<'a> P<'a> {
                 let _ = rest;
                 self.pos += op.len();
                 let v = self.word_with(kind == Kind::Addr);
-                check_value(kind, &v).map_err(bad)?;
+                check_value(kind, &v).map_err(|_| bad(&v))?;
                 let (lo, hi) = match mk {
                     0 => (Bound::Included(v), Bound::Unbounded),
                     1 => (Bound::Unbounded, Bound::Included(v)),
@@ -378,23 +400,31 @@ impl<'a> P<'a> {
         }
         let v = self.word_with(kind == Kind::Addr);
         if v.is_empty() {
-            return Err(self.err("expected a value"));
+            return Err(self.err("query.expected_value", "expected a value"));
         }
         if v == "*" {
             return Ok(Query::Exists { field });
         }
         if kind == Kind::Addr && v.contains('/') {
-            let net: cidr::IpCidr = v.parse().map_err(|e| bad(format!("'{v}' is not a network: {e}")))?;
+            let net: cidr::IpCidr = v.parse().map_err(|e| {
+                QueryError::new(at, "query.bad_network", format!("'{v}' is not a network: {e}")).arg("value", &v)
+            })?;
             return Ok(Query::Cidr { field, net });
         }
         let unescaped = unescape(&v);
         if has_wildcard(&v) {
             if !matches!(kind, Kind::Str | Kind::StrSet | Kind::Addr) {
-                return Err(bad(format!("wildcards apply to text fields; {field} is {}", kind.name())));
+                return Err(QueryError::new(
+                    at,
+                    "query.wildcard_field",
+                    format!("wildcards apply to text fields; {field} is {}", kind.name()),
+                )
+                .arg("field", &field)
+                .arg("kind", kind.name()));
             }
             return Ok(Query::Wildcard { field, pattern: v });
         }
-        check_value(kind, &unescaped).map_err(bad)?;
+        check_value(kind, &unescaped).map_err(|_| bad(&unescaped))?;
         Ok(Query::Term { field, value: unescaped })
     }
 }
@@ -428,6 +458,11 @@ fn unescape(v: &str) -> String {
         }
     }
     out
+}
+
+fn bad_value(at: usize, kind: Kind, v: &str) -> QueryError {
+    let message = check_value(kind, v).err().unwrap_or_default();
+    QueryError::new(at, "query.bad_value", message).arg("value", v).arg("kind", kind.name())
 }
 
 fn check_value(kind: Kind, v: &str) -> Result<(), String> {
