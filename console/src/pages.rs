@@ -1065,9 +1065,12 @@ async fn triage(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, 
     match blocking(move || Ok(siem.triage_alert(&who, &peer, &id2, change)?)).await {
         Ok(_) => Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response()),
         // Refused for what was typed: the page again, the typing kept.
-        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) => {
+        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) | Err(e @ ConsoleError::Api(_))
+            if !matches!(&e, ConsoleError::Api(m) if m.status != StatusCode::BAD_REQUEST) =>
+        {
             let error = match &e {
                 ConsoleError::Bad(m) => m.text(a.t),
+                ConsoleError::Api(m) => m.text(a.t),
                 other => other.to_string(),
             };
             alert_page(c, a, id, TriageKept { error, ..kept }).await
@@ -1450,6 +1453,10 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         }
         Err(ConsoleError::Invalid(m)) => {
             p.error = m;
+            page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
+        }
+        Err(ConsoleError::Api(m)) if m.status == StatusCode::BAD_REQUEST => {
+            p.error = m.text(a.t);
             page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
         }
         Err(e) => Err(e),

@@ -245,7 +245,10 @@ pub fn render(lang: Lang, key: &str, args: &SummaryArgs) -> Option<String> {
     fill(template(lang, key)?, &args.0)
 }
 
-fn fill(t: &str, args: &BTreeMap<String, String>) -> Option<String> {
+/// Any template of this syntax with its arguments filled in (the console
+/// writes the SIEM's refusals with it too); None when a placeholder outside
+/// an optional part has no argument.
+pub fn fill(t: &str, args: &BTreeMap<String, String>) -> Option<String> {
     let mut out = String::with_capacity(t.len() + 32);
     let mut rest = t;
     while let Some(i) = rest.find(['[', '{']) {
