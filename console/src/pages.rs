@@ -1065,8 +1065,7 @@ async fn triage(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, 
     match blocking(move || Ok(siem.triage_alert(&who, &peer, &id2, change)?)).await {
         Ok(_) => Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response()),
         // Refused for what was typed: the page again, the typing kept.
-        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) | Err(e @ ConsoleError::Api(_))
-            if !matches!(&e, ConsoleError::Api(m) if m.status != StatusCode::BAD_REQUEST) =>
+        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) | Err(e @ ConsoleError::Api(_)) if !matches!(&e, ConsoleError::Api(m) if m.status != StatusCode::BAD_REQUEST) =>
         {
             let error = match &e {
                 ConsoleError::Bad(m) => m.text(a.t),

@@ -87,8 +87,7 @@ impl Lens {
     pub fn alert_summary(&self, al: &Value) -> String {
         let title = al["rule.title"].as_str().unwrap_or("");
         let summary = al["summary"].as_str().unwrap_or("");
-        self.from_template(al, al["summary_key"].as_str())
-            .unwrap_or_else(|| self.rule_summary(title, summary))
+        self.from_template(al, al["summary_key"].as_str()).unwrap_or_else(|| self.rule_summary(title, summary))
     }
 
     /// An alert's title in the reader's language; the titles made in code

@@ -512,8 +512,10 @@ impl Detector {
             }
             let matched: Vec<String> = h.matched.iter().map(|(f, v)| format!("{f}={}", clip(v))).collect();
             let id = r.meta.id.clone().unwrap_or_else(|| r.meta.title.clone());
-            let summary =
-                Summary::en("sigma.match", &[("title", Some(r.meta.title.clone())), ("endpoints", Some(endpoints(&subj)))]);
+            let summary = Summary::en(
+                "sigma.match",
+                &[("title", Some(r.meta.title.clone())), ("endpoints", Some(endpoints(&subj)))],
+            );
             let evidence = subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default();
             let spec = AlertSpec {
                 source: RuleSource::Sigma,
@@ -616,8 +618,8 @@ impl Detector {
             sigma::parse::CorrelationKind::ValueCount => "sigma.correlation.values",
             _ => "sigma.correlation.sequence",
         };
-        let field = (key == "sigma.correlation.values")
-            .then(|| cr.corr.field.clone().unwrap_or_else(|| "values".to_string()));
+        let field =
+            (key == "sigma.correlation.values").then(|| cr.corr.field.clone().unwrap_or_else(|| "values".to_string()));
         let summary = Summary::en(
             key,
             &[

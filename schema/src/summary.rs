@@ -371,7 +371,10 @@ mod tests {
                 ("answered", Some("2".into())),
             ],
         );
-        assert_eq!(s.text, "Horizontal scan: 10.0.0.5 probed at least 40 hosts in 3.0 s on tcp/22 (40 hosts); 2 answered open");
+        assert_eq!(
+            s.text,
+            "Horizontal scan: 10.0.0.5 probed at least 40 hosts in 3.0 s on tcp/22 (40 hosts); 2 answered open"
+        );
         assert_eq!(
             render(Lang::Vi, "model.scan.horizontal", &s.args).unwrap(),
             "Quét ngang: 10.0.0.5 dò ít nhất 40 máy trong 3.0 s trên tcp/22 (40 hosts); 2 máy trả lời mở"

@@ -524,9 +524,7 @@ impl AppState {
         let wf = workflow(self)?;
         let status = match p.status.as_deref() {
             None => None,
-            Some(s) => Some(
-                crate::workflow::Status::parse(s).ok_or_else(|| unknown_status(s))?,
-            ),
+            Some(s) => Some(crate::workflow::Status::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         let user = query_of(self, p.q.as_deref())?;
         self.audit_as(who, from, "alerts", json!({"q": p.q, "status": p.status}))?;
@@ -710,13 +708,9 @@ impl AppState {
         let (subject, name, alert_ids, incident) = match (&p.alert, &p.incident) {
             (Some(a), None) if valid_alert_id(a) => (json!({"alert": a}), a.clone(), vec![a.clone()], None),
             (None, Some(i)) if i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
-                let inc = self
-                    .list_incidents(who, peer, None)?
-                    .into_iter()
-                    .find(|x| &x.id == i)
-                    .ok_or_else(|| {
-                        ApiError::Absent(Coded::new("incident.unknown", format!("no incident {i}")).arg("id", i))
-                    })?;
+                let inc = self.list_incidents(who, peer, None)?.into_iter().find(|x| &x.id == i).ok_or_else(|| {
+                    ApiError::Absent(Coded::new("incident.unknown", format!("no incident {i}")).arg("id", i))
+                })?;
                 (json!({"incident": i}), i.clone(), inc.alerts.clone(), Some(inc))
             }
             _ => return Err(invalid("evidence.one_id", "give one alert id or one incident id")),
@@ -1436,9 +1430,7 @@ impl AppState {
         let wf = workflow(self)?;
         let status = match status {
             None => None,
-            Some(s) => {
-                Some(IncidentStatus::parse(s).ok_or_else(|| unknown_status(s))?)
-            }
+            Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         self.audit_as(who, from, "incidents", json!({"status": status}))?;
         let mut list: Vec<_> = wf.incidents().into_iter().filter(|i| status.is_none_or(|s| i.status == s)).collect();
@@ -1451,7 +1443,8 @@ impl AppState {
         let wf = workflow(self)?;
         if n.title.trim().is_empty() || n.title.len() > MAX_TEXT {
             return Err(ApiError::Invalid(
-                Coded::new("incident.title", format!("a title of 1 to {MAX_TEXT} bytes is needed")).arg("max", MAX_TEXT),
+                Coded::new("incident.title", format!("a title of 1 to {MAX_TEXT} bytes is needed"))
+                    .arg("max", MAX_TEXT),
             ));
         }
         self.check_alerts(&n.alerts)?;
@@ -1484,11 +1477,12 @@ impl AppState {
         let status = match c.status.as_deref() {
             None => None,
             Some("merged") => {
-                return Err(invalid("incident.merge_by_name", "merge by naming the incident to fold in: {\"merge\": \"I2\"}"))
+                return Err(invalid(
+                    "incident.merge_by_name",
+                    "merge by naming the incident to fold in: {\"merge\": \"I2\"}",
+                ))
             }
-            Some(s) => {
-                Some(IncidentStatus::parse(s).ok_or_else(|| unknown_status(s))?)
-            }
+            Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         for t in [&c.owner, &c.note].into_iter().flatten().chain(c.evidence.iter()) {
             if t.len() > MAX_TEXT {
@@ -1501,7 +1495,9 @@ impl AppState {
         self.check_alerts(&c.add_alerts)?;
         let merged = match &c.merge {
             None => None,
-            Some(other) if other == id => return Err(invalid("incident.merge_itself", "an incident cannot merge itself")),
+            Some(other) if other == id => {
+                return Err(invalid("incident.merge_itself", "an incident cannot merge itself"))
+            }
             Some(other) => Some(wf.incident(other).ok_or_else(|| {
                 let other: String = other.chars().take(64).collect();
                 ApiError::Invalid(Coded::new("incident.unknown", format!("no incident '{other}'")).arg("id", other))

@@ -343,8 +343,9 @@ impl<'a> P<'a> {
 
     fn field_value(&mut self, field: String, start: usize) -> Result<Query, QueryError> {
         let Some(kind) = self.catalog.kind(&field) else {
-            return Err(QueryError::new(start, "query.unknown_field", format!("unknown field '{field}'"))
-                .arg("field", &field));
+            return Err(
+                QueryError::new(start, "query.unknown_field", format!("unknown field '{field}'")).arg("field", &field)
+            );
         };
         let at = self.pos;
         let bad = |v: &str| bad_value(at, kind, v);

@@ -6,9 +6,9 @@
 use super::config::DnsConfig;
 use super::window::Windows;
 use super::{Fields, ModelCounters, Verdict};
+use publicsuffix::{List, Psl};
 use schema::summary::some_of;
 use schema::Summary;
-use publicsuffix::{List, Psl};
 use schema::Time;
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -155,18 +155,10 @@ impl FloodModel {
                 ));
             }
             if b.udp_pkts >= cfg.udp_min && above_baseline(b.total_pkts) {
-                found.push((
-                    "udp_flood".into(),
-                    flood("model.flood.udp", b.udp_pkts, None),
-                    b.udp_pkts,
-                ));
+                found.push(("udp_flood".into(), flood("model.flood.udp", b.udp_pkts, None), b.udp_pkts));
             }
             if b.icmp_pkts >= cfg.icmp_min && above_baseline(b.total_pkts) {
-                found.push((
-                    "icmp_flood".into(),
-                    flood("model.flood.icmp", b.icmp_pkts, None),
-                    b.icmp_pkts,
-                ));
+                found.push(("icmp_flood".into(), flood("model.flood.icmp", b.icmp_pkts, None), b.icmp_pkts));
             }
             if b.amp_bytes >= cfg.amplification_bytes_min {
                 let ports: Vec<String> =

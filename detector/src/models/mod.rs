@@ -276,4 +276,3 @@ pub(crate) fn human_secs(s: f64) -> String {
         format!("{:.1} h", s / 3600.0)
     }
 }
-
