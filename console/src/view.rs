@@ -87,17 +87,17 @@ impl Lens {
     pub fn alert_summary(&self, al: &Value) -> String {
         let title = al["rule.title"].as_str().unwrap_or("");
         let summary = al["summary"].as_str().unwrap_or("");
-        self.from_template(al, al["summary_key"].as_str()).unwrap_or_else(|| self.rule_summary(title, summary))
+        self.rendered(al, al["summary_key"].as_str()).unwrap_or_else(|| self.rule_summary(title, summary))
     }
 
     /// An alert's title in the reader's language; the titles made in code
     /// (threat intelligence) from their template.
     pub fn alert_title(&self, al: &Value) -> String {
         let key = (al["rule.source"].as_str() == Some("ioc")).then_some("intel.title");
-        self.from_template(al, key).unwrap_or_else(|| self.rule_title(al["rule.title"].as_str().unwrap_or("")))
+        self.rendered(al, key).unwrap_or_else(|| self.rule_title(al["rule.title"].as_str().unwrap_or("")))
     }
 
-    fn from_template(&self, al: &Value, key: Option<&str>) -> Option<String> {
+    fn rendered(&self, al: &Value, key: Option<&str>) -> Option<String> {
         // English readers read the stored text: it was rendered from the
         // same template.
         self.rule_texts.as_ref()?;
