@@ -93,8 +93,13 @@ impl Lens {
     /// An alert's title in the reader's language; the titles made in code
     /// (threat intelligence) from their template.
     pub fn alert_title(&self, al: &Value) -> String {
-        let key = (al["rule.source"].as_str() == Some("ioc")).then_some("intel.title");
-        self.rendered(al, key).unwrap_or_else(|| self.rule_title(al["rule.title"].as_str().unwrap_or("")))
+        let key = match al["rule.source"].as_str() {
+            Some("ioc") => Some("intel.title".to_string()),
+            // The sensor's own alerts: a title per summary.
+            Some("sensor") => al["summary_key"].as_str().map(|k| format!("{k}.title")),
+            _ => None,
+        };
+        self.rendered(al, key.as_deref()).unwrap_or_else(|| self.rule_title(al["rule.title"].as_str().unwrap_or("")))
     }
 
     fn rendered(&self, al: &Value, key: Option<&str>) -> Option<String> {
@@ -289,5 +294,19 @@ mod tests {
         assert_eq!(vi.alert_title(&intel), "Tình báo mối đe dọa: domain evil.example do feed liệt kê");
         assert_eq!(vi.alert_summary(&intel), "query khớp domain evil.example");
         assert_eq!(en.alert_title(&intel), "Threat intelligence: domain evil.example listed by feed");
+        let spool = schema::Summary::en(
+            "sensor.spool_paused",
+            &[("sensor", Some("district-7".into())), ("secs", Some("2.5".into())), ("cap", Some("512".into()))],
+        );
+        let health = serde_json::json!({
+            "rule.title": "Spool full: capture held back", "rule.source": "sensor", "summary": spool.text,
+            "summary_key": spool.key, "summary_args": serde_json::to_value(&spool.args).unwrap(),
+        });
+        assert_eq!(vi.alert_title(&health), "Bộ đệm đầy: tạm giữ việc bắt gói");
+        assert!(
+            vi.alert_summary(&health).starts_with("cảm biến district-7 đã tạm giữ"),
+            "{}",
+            vi.alert_summary(&health)
+        );
     }
 }

@@ -27,6 +27,18 @@ pub const EN: &[(&str, &str)] = &[
     ("sigma.correlation.values", "{title}: {n} distinct {field} within {secs}s[ for {group}]"),
     ("sigma.correlation.sequence", "{title}: {n} rules in sequence within {secs}s[ for {group}]"),
     ("intel.title", "Threat intelligence: {kind} {value} listed by {source}"),
+    ("sensor.spool_dropped.title", "Spool full: records dropped"),
+    (
+        "sensor.spool_dropped",
+        "sensor {sensor} deleted its {batches} oldest batches of records ({records} records) from its full spool \
+         ({cap} MiB) while the SIEM did not take them",
+    ),
+    ("sensor.spool_paused.title", "Spool full: capture held back"),
+    (
+        "sensor.spool_paused",
+        "sensor {sensor} held its capture back for {secs} s: its spool ({cap} MiB) was full while the SIEM did not \
+         take it",
+    ),
     ("intel.match", "{field} matched {kind} {value}{endpoints}"),
     ("yara.file.named", "YARA {rule} matched file {file} ({source}){endpoints}"),
     ("yara.file.typed", "YARA {rule} matched {mime} file ({source}){endpoints}"),
@@ -121,6 +133,17 @@ pub const VI: &[(&str, &str)] = &[
     ("sigma.correlation.values", "{title}: {n} giá trị {field} khác nhau trong {secs} giây[ cho {group}]"),
     ("sigma.correlation.sequence", "{title}: {n} quy tắc liên tiếp trong {secs} giây[ cho {group}]"),
     ("intel.title", "Tình báo mối đe dọa: {kind} {value} do {source} liệt kê"),
+    ("sensor.spool_dropped.title", "Bộ đệm đầy: bản ghi bị xóa"),
+    (
+        "sensor.spool_dropped",
+        "cảm biến {sensor} đã xóa {batches} lô bản ghi cũ nhất ({records} bản ghi) khỏi bộ đệm đầy ({cap} MiB) \
+         trong khi SIEM không nhận",
+    ),
+    ("sensor.spool_paused.title", "Bộ đệm đầy: tạm giữ việc bắt gói"),
+    (
+        "sensor.spool_paused",
+        "cảm biến {sensor} đã tạm giữ việc bắt gói trong {secs} s: bộ đệm ({cap} MiB) đầy trong khi SIEM không nhận",
+    ),
     ("intel.match", "{field} khớp {kind} {value}{endpoints}"),
     ("yara.file.named", "YARA {rule} khớp tệp {file} ({source}){endpoints}"),
     ("yara.file.typed", "YARA {rule} khớp tệp {mime} ({source}){endpoints}"),
