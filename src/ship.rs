@@ -319,7 +319,7 @@ impl<S: EventSink> ShipSink<S> {
 
     /// An alert about the sensor itself: records lost or the capture held
     /// back by a full spool. Alerts are never dropped, so it reaches the SOC.
-    fn health_alert(&mut self, id_key: &str, title: &str, summary: String) -> Result<(), SensorError> {
+    fn health_alert(&mut self, id_key: &str, title: &str, summary: schema::Summary) -> Result<(), SensorError> {
         use sha2::Digest;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let ts = schema::Time(now.as_micros() as i64);
@@ -342,7 +342,9 @@ impl<S: EventSink> ShipSink<S> {
             orig_p: None,
             resp_h: None,
             resp_p: None,
-            summary,
+            summary: summary.text,
+            summary_key: summary.key.map(String::from),
+            summary_args: summary.args,
             matched: Vec::new(),
             evidence: Vec::new(),
             confidence: None,
@@ -388,19 +390,29 @@ impl<S: EventSink> ShipSink<S> {
         }
         let cap = self.cfg.spool_bytes >> 20;
         if dropped.0 > 0 {
-            let s = format!(
-                "sensor {} deleted its {} oldest batches of records ({} records) from its full spool ({cap} MiB) while the SIEM did not take them",
-                self.sensor, dropped.0, dropped.1
+            let s = schema::Summary::en(
+                "sensor.spool_dropped",
+                &[
+                    ("sensor", Some(self.sensor.clone())),
+                    ("batches", Some(dropped.0.to_string())),
+                    ("records", Some(dropped.1.to_string())),
+                    ("cap", Some(cap.to_string())),
+                ],
             );
-            self.health_alert("spool-full-dropped", "Spool full: records dropped", s)?;
+            let title = schema::Summary::en("sensor.spool_dropped.title", &[]).text;
+            self.health_alert("spool-full-dropped", &title, s)?;
         }
         if ms >= 1000 {
-            let s = format!(
-                "sensor {} held its capture back for {:.1} s: its spool ({cap} MiB) was full while the SIEM did not take it",
-                self.sensor,
-                ms as f64 / 1000.0
+            let s = schema::Summary::en(
+                "sensor.spool_paused",
+                &[
+                    ("sensor", Some(self.sensor.clone())),
+                    ("secs", Some(format!("{:.1}", ms as f64 / 1000.0))),
+                    ("cap", Some(cap.to_string())),
+                ],
             );
-            self.health_alert("spool-full-paused", "Spool full: capture held back", s)?;
+            let title = schema::Summary::en("sensor.spool_paused.title", &[]).text;
+            self.health_alert("spool-full-paused", &title, s)?;
         }
         Ok(())
     }

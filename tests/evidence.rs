@@ -159,6 +159,8 @@ fn alert_record(a: &Value) -> schema::AlertRecord {
         resp_h: None,
         resp_p: None,
         summary: String::new(),
+        summary_key: None,
+        summary_args: schema::SummaryArgs::default(),
         matched: vec![],
         evidence: evidence.unwrap_or_default(),
         confidence: None,

@@ -77,6 +77,11 @@ impl Tr {
         table(self.lang).get(key).map_or(key, String::as_str)
     }
 
+    /// The string of a key made from data, if the table has it.
+    pub fn get(&self, key: &str) -> Option<&'static str> {
+        table(self.lang).get(key).map(String::as_str)
+    }
+
     /// The string of `prefix.key`, for keys that come from data (a
     /// severity, a status, a role).
     pub fn tk(&self, prefix: &str, key: &str) -> String {

@@ -328,7 +328,11 @@ async fn error_pages(req: axum::extract::Request, next: axum::middleware::Next) 
     if !html {
         return resp;
     }
-    let message = note.msg.map_or(note.text, |m| m.text(t));
+    let message = match (note.api, note.msg) {
+        (Some(a), _) => a.text(t),
+        (None, Some(m)) => m.text(t),
+        (None, None) => note.text,
+    };
     match askama::Template::render(&ErrorPage { t, message }) {
         Ok(page) => (resp.status(), axum::response::Html(page)).into_response(),
         Err(_) => resp,

@@ -519,7 +519,7 @@ fn alert_row(lens: &Lens, a: &Value) -> AlertRow {
         id: s("id"),
         time: lens.time(a["ts"].as_f64().unwrap_or(0.0)),
         severity: if SEVERITIES.contains(&severity.as_str()) { severity } else { "info".into() },
-        title: lens.rule_title(&s("rule.title")),
+        title: lens.alert_title(a),
         count: a["count"].as_u64().unwrap_or(1),
         src: lens.endpoint(a, "orig"),
         dst: lens.endpoint(a, "resp"),
@@ -1006,7 +1006,7 @@ async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: TriageKept) -> R
     page(AlertPage {
         t: a.t,
         nav: nav(&a),
-        summary: lens.rule_summary(&s("rule.title"), &s("summary")),
+        summary: lens.alert_summary(&al),
         rule_source: s("rule.source"),
         rule_id: s("rule.id"),
         rule_version: s("rule.version"),
@@ -1070,9 +1070,11 @@ async fn triage(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>, 
     match blocking(move || Ok(siem.triage_alert(&who, &peer, &id2, change)?)).await {
         Ok(_) => Ok(Redirect::to(&format!("/alerts/{}", enc(&id))).into_response()),
         // Refused for what was typed: the page again, the typing kept.
-        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) => {
+        Err(e @ (ConsoleError::Invalid(_) | ConsoleError::Bad(_))) | Err(e @ ConsoleError::Api(_)) if !matches!(&e, ConsoleError::Api(m) if m.status != StatusCode::BAD_REQUEST) =>
+        {
             let error = match &e {
                 ConsoleError::Bad(m) => m.text(a.t),
+                ConsoleError::Api(m) => m.text(a.t),
                 other => other.to_string(),
             };
             alert_page(c, a, id, TriageKept { error, ..kept }).await
@@ -1456,6 +1458,10 @@ async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchFo
         }
         Err(ConsoleError::Invalid(m)) => {
             p.error = m;
+            page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
+        }
+        Err(ConsoleError::Api(m)) if m.status == StatusCode::BAD_REQUEST => {
+            p.error = m.text(a.t);
             page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
         }
         Err(e) => Err(e),
@@ -1987,7 +1993,7 @@ async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
     for al in &alerts {
         let Some(r) = rows.iter_mut().find(|r| al["rule.id"].as_str() == Some(r.id.as_str())) else { continue };
         if r.title.is_empty() {
-            r.title = a.lens.rule_title(al["rule.title"].as_str().unwrap_or(""));
+            r.title = a.lens.alert_title(al);
             r.source = al["rule.source"].as_str().unwrap_or("").to_string();
         }
         match al["triage"]["status"].as_str().unwrap_or("new") {

@@ -164,6 +164,17 @@ impl Pseudonymiser {
     fn walk(&self, v: &mut Value, key: Option<&str>, names: &[String]) {
         let identity = key.is_some_and(is_identity_field);
         match v {
+            // An alert summary's arguments are the summary in pieces: each
+            // value is rewritten as the summary's text is, and the keys
+            // (template names, never data) are kept so it still renders.
+            Value::String(s) if key == Some("summary_args") && s.starts_with('{') => {
+                if let Ok(mut args) = serde_json::from_str::<serde_json::Map<String, Value>>(s) {
+                    args.values_mut().for_each(|x| self.walk(x, None, names));
+                    *s = Value::Object(args).to_string();
+                } else {
+                    *s = self.text_with(s, names);
+                }
+            }
             Value::String(s) => {
                 *s = if is_pseudonym(s) {
                     s.clone()
@@ -477,5 +488,27 @@ mod tests {
         };
         assert_eq!(again["id.orig_h"], v["id.orig_h"]);
         assert_eq!(again["summary"], v["summary"]);
+    }
+
+    /// A summary's arguments hide what its text hides, and still render.
+    #[test]
+    fn summary_args_as_the_summary() {
+        let p = p();
+        let args = r#"{"src":"10.35.4.20","names":"bob.le, an.tran","dev":"00:80:f4:00:00:07","n":"3"}"#;
+        let mut v = json!({
+            "summary": "Password spraying: 10.35.4.20 tried bob.le, an.tran from 00:80:f4:00:00:07",
+            "summary_key": "model.brute.spraying", "summary_args": args, "user": "bob.le",
+        });
+        p.value(&mut v);
+        let out: serde_json::Map<String, Value> = serde_json::from_str(v["summary_args"].as_str().unwrap()).unwrap();
+        let mut keys: Vec<&String> = out.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["dev", "n", "names", "src"], "template names are kept");
+        for real in ["10.35.4.20", "bob.le", "00:80:f4"] {
+            assert!(!v.to_string().contains(real), "{real} in {v}");
+        }
+        assert!(v["summary"].as_str().unwrap().contains(out["src"].as_str().unwrap()), "the same pseudonym: {v}");
+        assert!(v["summary"].as_str().unwrap().contains(out["dev"].as_str().unwrap()), "{v}");
+        assert_eq!(out["n"], "3");
     }
 }

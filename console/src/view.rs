@@ -4,6 +4,7 @@
 
 use crate::pseudonym::Pseudonymiser;
 use chrono_tz::Tz;
+use schema::summary::{self, SummaryArgs};
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -78,6 +79,38 @@ impl Lens {
             Some(t) => t.summary(title, summary),
             None => summary.to_string(),
         }
+    }
+
+    /// An alert's summary in the reader's language: rendered from its
+    /// template when it has one (alerts made before summaries had keys, or
+    /// by rules without a template, show their stored text).
+    pub fn alert_summary(&self, al: &Value) -> String {
+        let title = al["rule.title"].as_str().unwrap_or("");
+        let summary = al["summary"].as_str().unwrap_or("");
+        self.rendered(al, al["summary_key"].as_str()).unwrap_or_else(|| self.rule_summary(title, summary))
+    }
+
+    /// An alert's title in the reader's language; the titles made in code
+    /// (threat intelligence) from their template.
+    pub fn alert_title(&self, al: &Value) -> String {
+        let key = match al["rule.source"].as_str() {
+            Some("ioc") => Some("intel.title".to_string()),
+            // The sensor's own alerts: a title per summary.
+            Some("sensor") => al["summary_key"].as_str().map(|k| format!("{k}.title")),
+            _ => None,
+        };
+        self.rendered(al, key.as_deref()).unwrap_or_else(|| self.rule_title(al["rule.title"].as_str().unwrap_or("")))
+    }
+
+    fn rendered(&self, al: &Value, key: Option<&str>) -> Option<String> {
+        // English readers read the stored text: it was rendered from the
+        // same template.
+        self.rule_texts.as_ref()?;
+        let mut args = SummaryArgs::parse(al["summary_args"].as_str()?)?;
+        if let Some(t) = args.0.get_mut("title") {
+            *t = self.rule_title(t);
+        }
+        summary::render(summary::Lang::Vi, key?, &args)
     }
 
     pub fn pseudonymised(&self) -> bool {
@@ -218,5 +251,62 @@ mod tests {
         assert_eq!(search_href("uid:C1 x"), "/search?q=uid%3AC1+x");
         assert_eq!(attack_href("T1059.001").unwrap(), "https://attack.mitre.org/techniques/T1059/001/");
         assert!(attack_href("javascript:alert(1)").is_none());
+    }
+
+    /// Summaries and titles made in code read in Vietnamese; an alert
+    /// without a key keeps its stored text.
+    #[test]
+    fn alert_summaries_in_the_readers_language() {
+        let vi = Lens {
+            tz: chrono_tz::UTC,
+            pseudonym_key: None,
+            rule_texts: Some(std::sync::Arc::new(crate::rule_text::RuleTexts::default())),
+        };
+        let en = Lens { rule_texts: None, ..vi.clone() };
+        let scan = schema::Summary::en(
+            "model.scan.vertical",
+            &[
+                ("src", Some("10.0.0.5".into())),
+                ("ports", Some("120".into())),
+                ("host", Some("10.0.0.9".into())),
+                ("took", Some("4.0 s".into())),
+                ("lo", Some("1".into())),
+                ("hi", Some("1024".into())),
+                ("none", Some(String::new())),
+            ],
+        );
+        let al = serde_json::json!({
+            "rule.title": "Port scan", "rule.source": "model", "summary": scan.text,
+            "summary_key": scan.key, "summary_args": serde_json::to_value(&scan.args).unwrap(),
+        });
+        assert_eq!(
+            vi.alert_summary(&al),
+            "Quét dọc: 10.0.0.5 dò 120 cổng của 10.0.0.9 trong 4.0 s (cổng 1-1024; mở: không có)"
+        );
+        assert_eq!(en.alert_summary(&al), scan.text);
+        let old = serde_json::json!({"rule.title": "Port scan", "summary": "Vertical scan: old text"});
+        assert_eq!(vi.alert_summary(&old), "Vertical scan: old text");
+        let intel = serde_json::json!({
+            "rule.title": "Threat intelligence: domain evil.example listed by feed", "rule.source": "ioc",
+            "summary_key": "intel.match",
+            "summary_args": r#"{"field":"query","kind":"domain","value":"evil.example","endpoints":"","source":"feed"}"#,
+        });
+        assert_eq!(vi.alert_title(&intel), "Tình báo mối đe dọa: domain evil.example do feed liệt kê");
+        assert_eq!(vi.alert_summary(&intel), "query khớp domain evil.example");
+        assert_eq!(en.alert_title(&intel), "Threat intelligence: domain evil.example listed by feed");
+        let spool = schema::Summary::en(
+            "sensor.spool_paused",
+            &[("sensor", Some("district-7".into())), ("secs", Some("2.5".into())), ("cap", Some("512".into()))],
+        );
+        let health = serde_json::json!({
+            "rule.title": "Spool full: capture held back", "rule.source": "sensor", "summary": spool.text,
+            "summary_key": spool.key, "summary_args": serde_json::to_value(&spool.args).unwrap(),
+        });
+        assert_eq!(vi.alert_title(&health), "Bộ đệm đầy: tạm giữ việc bắt gói");
+        assert!(
+            vi.alert_summary(&health).starts_with("cảm biến district-7 đã tạm giữ"),
+            "{}",
+            vi.alert_summary(&health)
+        );
     }
 }

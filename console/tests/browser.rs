@@ -728,3 +728,59 @@ async fn pages_fit_a_small_screen_and_speak_vietnamese() {
     assert_eq!(value_of(&c, "#triage-select").await, json!("closed_benign"));
     c.close().await.unwrap();
 }
+
+/// A model's alert reads in Vietnamese, summary included, and so does the
+/// SIEM's refusal of a malformed query, with its position.
+#[tokio::test]
+async fn model_summaries_and_query_errors_speak_vietnamese() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    // The summary exactly as the scan model writes it.
+    let s = schema::Summary::en(
+        "model.scan.horizontal",
+        &[
+            ("src", Some("10.20.0.5".into())),
+            ("capped", Some(String::new())),
+            ("hosts", Some("40".into())),
+            ("took", Some("12.0 s".into())),
+            ("ports", Some("tcp/22 (40 hosts), tcp/23 (12 hosts)".into())),
+            ("ports_more", Some("3".into())),
+            ("answered", Some("2".into())),
+        ],
+    );
+    h.store
+        .ingest(&[record(
+            "alerts",
+            json!({"ts": now - 5.0, "id": "A00000000000000000088", "severity": "medium", "rule.source": "model",
+                   "rule.id": "model:scan", "rule.title": "Network scan", "rule.version": "v1",
+                   "sensor": "district-7", "summary": s.text, "summary_key": s.key,
+                   "summary_args": serde_json::to_value(&s.args).unwrap(), "id.orig_h": "10.20.0.5",
+                   "count": 40, "first_seen": now - 17.0, "last_seen": now - 5.0}),
+        )])
+        .unwrap();
+    let c = admin(&h, "vi-VN").await;
+    c.goto(&format!("{}/alerts/A00000000000000000088", h.url)).await.unwrap();
+    let summary = text(&c, "#alert-summary").await;
+    assert_eq!(
+        summary,
+        "Quét ngang: 10.20.0.5 dò ít nhất 40 máy trong 12.0 s trên tcp/22 (40 hosts), tcp/23 (12 hosts) và 3 khác; \
+         2 máy trả lời mở"
+    );
+    assert!(s.text.starts_with("Horizontal scan: 10.20.0.5 probed at least 40 hosts"), "{}", s.text);
+    // A query error on the search page, where it was made.
+    c.goto(&format!("{}/search?q=id.resp_p%3Ahttp&range=all", h.url)).await.unwrap();
+    let error = text(&c, "#search-error").await;
+    assert_eq!(error, "tại vị trí 10: 'http' không phải là số đếm hợp lệ");
+    // A refusal on a page of its own: this SIEM keeps no packets.
+    c.goto(&format!("{}/alerts/A00000000000000000001/pcap", h.url)).await.unwrap();
+    let error = text(&c, "#error-text").await;
+    assert_eq!(error, "SIEM này không lưu gói tin");
+    // English readers get the SIEM's own words.
+    c.goto(&format!("{}/lang?to=en&back=%2F", h.url)).await.unwrap();
+    c.goto(&format!("{}/alerts/A00000000000000000088", h.url)).await.unwrap();
+    assert_eq!(text(&c, "#alert-summary").await, s.text);
+    c.goto(&format!("{}/search?q=id.resp_p%3Ahttp&range=all", h.url)).await.unwrap();
+    assert_eq!(text(&c, "#search-error").await, "at 10: 'http' is not a valid count");
+    c.close().await.unwrap();
+}

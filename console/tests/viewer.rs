@@ -47,6 +47,30 @@ fn alert(id: &str, title: &str, summary: &str, orig: &str, matched: &[&str], ts:
     )
 }
 
+/// A model's alert: its summary also as a template's arguments, which hold
+/// the same addresses, MAC address and names as its text.
+fn model_alert(ts: f64) -> Record {
+    let s = schema::Summary::en(
+        "model.iot.profile",
+        &[
+            ("dev", Some("10.35.4.20".into())),
+            ("kind", Some("peer".into())),
+            ("value", Some("3c:5a:b4:11:22:33 as nguyen.van.an".into())),
+            ("learned", Some("3.0 h".into())),
+            ("known", Some("2".into())),
+            ("known_list", Some("10.30.0.80, fd00:7::21".into())),
+        ],
+    );
+    record(
+        "alerts",
+        json!({"ts": ts, "id": "A00000000000000000004", "severity": "medium", "rule.source": "model",
+               "rule.id": "model:iot", "rule.title": "IoT device left its profile", "rule.version": "v1",
+               "sensor": "district-7", "summary": s.text, "summary_key": s.key,
+               "summary_args": serde_json::to_value(&s.args).unwrap(), "uid": "CFLOW1", "id.orig_h": "10.35.4.20",
+               "count": 1, "first_seen": ts, "last_seen": ts, "evidence": ["conn:CFLOW1"]}),
+    )
+}
+
 struct Fixture {
     app: axum::Router,
     cookie: String,
@@ -92,6 +116,7 @@ fn fixture() -> Fixture {
                 &["answers=192.168.7.21", "mail from le.hoang@city.example.vn", "mac 3c-5a-b4-11-22-33"],
                 now - 40.0,
             ),
+            model_alert(now - 30.0),
             record("conn", with(json!({"ts": now - 61.0, "proto": "tcp", "service": "http",
                                        "orig_l2_addr": "3c:5a:b4:11:22:33"}))),
             record("http", with(json!({"ts": now - 60.5, "host": "portal.city.example", "method": "GET",
@@ -134,15 +159,24 @@ fn fixture() -> Fixture {
     Fixture {
         app: console::router(Arc::new(c)),
         cookie,
-        alerts: vec!["A00000000000000000001", "A00000000000000000002", "A00000000000000000003"],
+        alerts: vec![
+            "A00000000000000000001",
+            "A00000000000000000002",
+            "A00000000000000000003",
+            "A00000000000000000004",
+        ],
         incident: inc.id,
         _dir: dir,
     }
 }
 
 async fn get(f: &Fixture, path: &str, accept: &str) -> (StatusCode, String) {
+    get_in(f, path, accept, "en").await
+}
+
+async fn get_in(f: &Fixture, path: &str, accept: &str, lang: &str) -> (StatusCode, String) {
     let mut req = Request::get(path)
-        .header(header::COOKIE, format!("citysoc_session={}", f.cookie))
+        .header(header::COOKIE, format!("citysoc_session={}; lang={lang}", f.cookie))
         .header(header::ACCEPT, accept)
         .body(Body::empty())
         .unwrap();
@@ -208,8 +242,9 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
     }
     let mut seen = String::new();
     for (_, path) in &paths {
-        for accept in ["text/html", "*/*"] {
-            let (status, body) = get(&f, path, accept).await;
+        // Vietnamese pages too: they render summaries from their arguments.
+        for (accept, lang) in [("text/html", "en"), ("*/*", "en"), ("text/html", "vi")] {
+            let (status, body) = get_in(&f, path, accept, lang).await;
             assert!(status != StatusCode::INTERNAL_SERVER_ERROR, "{path}: {body}");
             let lower = body.to_lowercase();
             for real in REAL {
@@ -224,6 +259,9 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
         assert!(seen.contains(want), "{want} not shown to the viewer");
     }
     assert!(seen.contains("mac-") && seen.contains("@city.example.vn"));
+    // The model's summary, rendered from its arguments for a Vietnamese
+    // reader, with the same pseudonyms.
+    assert!(seen.contains("Thiết bị internal-"), "the Vietnamese summary is shown");
     let summary = regex_free_find(&seen, ":43000 -");
     assert!(summary.contains("internal-"), "the summary's addresses are pseudonyms: {summary}");
 }

@@ -10,7 +10,7 @@ use crate::sigma::engine::{Evaluator, RuleHit};
 use crate::sigma::mapping::Mapping;
 use crate::sigma::{self, LoadReport, SigmaOptions, SigmaSet};
 use crate::yara::{self, YaraHit, YaraScanner, YaraSet};
-use schema::{AlertRecord, Event, FlowUid, RuleSource, Severity, Time};
+use schema::{AlertRecord, Event, FlowUid, RuleSource, Severity, Summary, Time};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -296,7 +296,7 @@ pub struct AlertSpec<'a> {
     pub version: &'a str,
     pub severity: Severity,
     pub attack: &'a [String],
-    pub summary: String,
+    pub summary: Summary,
     pub matched: Vec<String>,
     pub evidence: Vec<String>,
     pub confidence: Option<u8>,
@@ -320,7 +320,9 @@ pub fn make_alert(sensor: &str, subj: &Subject, spec: AlertSpec<'_>, first: Time
         orig_p: subj.orig.map(|o| o.1),
         resp_h: subj.resp.map(|o| o.0),
         resp_p: subj.resp.map(|o| o.1),
-        summary: spec.summary,
+        summary: spec.summary.text,
+        summary_key: spec.summary.key.map(String::from),
+        summary_args: spec.summary.args,
         matched: spec.matched,
         evidence: spec.evidence,
         confidence: spec.confidence,
@@ -510,7 +512,10 @@ impl Detector {
             }
             let matched: Vec<String> = h.matched.iter().map(|(f, v)| format!("{f}={}", clip(v))).collect();
             let id = r.meta.id.clone().unwrap_or_else(|| r.meta.title.clone());
-            let summary = format!("{}{}", r.meta.title, endpoints(&subj));
+            let summary = Summary::en(
+                "sigma.match",
+                &[("title", Some(r.meta.title.clone())), ("endpoints", Some(endpoints(&subj)))],
+            );
             let evidence = subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default();
             let spec = AlertSpec {
                 source: RuleSource::Sigma,
@@ -531,7 +536,25 @@ impl Detector {
             let Some(ind) = intel.indicators.get(h.indicator as usize) else { continue };
             self.counters.intel_matches += 1;
             let rule_id = format!("intel:{}:{}", ind.kind.as_str(), ind.value);
-            let title = format!("Threat intelligence: {} {} listed by {}", ind.kind.as_str(), ind.value, ind.source);
+            let (kind, value) = (Some(ind.kind.as_str().to_string()), Some(ind.value.to_string()));
+            let title = Summary::en(
+                "intel.title",
+                &[("kind", kind.clone()), ("value", value.clone()), ("source", Some(ind.source.to_string()))],
+            )
+            .text;
+            // The title's source goes with the summary's arguments, so a
+            // reader's language can have the title too.
+            let summary = Summary::en(
+                "intel.match",
+                &[
+                    ("field", Some(h.field.to_string())),
+                    ("kind", kind),
+                    ("value", value),
+                    ("endpoints", Some(endpoints(&subj))),
+                ],
+            );
+            let mut summary = summary;
+            summary.args.0.insert("source".into(), ind.source.to_string());
             let attack: Vec<String> = Vec::new();
             let spec = AlertSpec {
                 source: RuleSource::Ioc,
@@ -540,7 +563,7 @@ impl Detector {
                 version: "",
                 severity: if ind.confidence >= 80 { Severity::High } else { Severity::Medium },
                 attack: &attack,
-                summary: format!("{} matched {} {}{}", h.field, ind.kind.as_str(), ind.value, endpoints(&subj)),
+                summary,
                 matched: vec![format!("{}={}", h.field, clip(&h.value))],
                 evidence: subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default(),
                 confidence: Some(ind.confidence),
@@ -553,10 +576,11 @@ impl Detector {
                 self.yhits.clear();
                 scanner.scan(data, &mut self.yhits);
                 self.counters.files_scanned += 1;
+                let source = Some(f.source.to_string());
                 let what = match (&f.filename, &f.mime_type) {
-                    (Some(n), _) => format!("file {} ({})", clip(n), f.source),
-                    (None, Some(m)) => format!("{m} file ({})", f.source),
-                    (None, None) => format!("file ({})", f.source),
+                    (Some(n), _) => What("yara.file.named", vec![("file", Some(clip(n))), ("source", source)]),
+                    (None, Some(m)) => What("yara.file.typed", vec![("mime", Some(m.to_string())), ("source", source)]),
+                    (None, None) => What("yara.file", vec![("source", source)]),
                 };
                 let mut hashes = Vec::new();
                 for (k, v) in [("md5", &f.md5), ("sha1", &f.sha1), ("sha256", &f.sha256)] {
@@ -589,18 +613,22 @@ impl Detector {
         self.counters.correlation_matches += 1;
         let id = cr.meta.id.clone().unwrap_or_else(|| cr.meta.title.clone());
         let group: Vec<String> = c.group.iter().map(|(k, v)| format!("{k}={}", clip(v))).collect();
-        let what = match cr.corr.kind {
-            sigma::parse::CorrelationKind::EventCount => format!("{} events", c.value),
-            sigma::parse::CorrelationKind::ValueCount => {
-                format!("{} distinct {}", c.value, cr.corr.field.as_deref().unwrap_or("values"))
-            }
-            _ => format!("{} rules in sequence", c.value),
+        let key = match cr.corr.kind {
+            sigma::parse::CorrelationKind::EventCount => "sigma.correlation.events",
+            sigma::parse::CorrelationKind::ValueCount => "sigma.correlation.values",
+            _ => "sigma.correlation.sequence",
         };
-        let summary = format!(
-            "{}: {what} within {}s{}",
-            cr.meta.title,
-            cr.corr.timespan_secs,
-            if group.is_empty() { String::new() } else { format!(" for {}", group.join(", ")) }
+        let field =
+            (key == "sigma.correlation.values").then(|| cr.corr.field.clone().unwrap_or_else(|| "values".to_string()));
+        let summary = Summary::en(
+            key,
+            &[
+                ("title", Some(cr.meta.title.clone())),
+                ("n", Some(c.value.to_string())),
+                ("field", field),
+                ("secs", Some(cr.corr.timespan_secs.to_string())),
+                ("group", (!group.is_empty()).then(|| group.join(", "))),
+            ],
         );
         let evidence: Vec<String> = c.evidence.iter().map(|u| format!("conn:{u}")).collect();
         // Grouped alerts are about the group, not one flow: keep only the
@@ -690,12 +718,16 @@ fn clip(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
+/// What a YARA rule matched, for the alert's summary: the template and the
+/// arguments naming the thing scanned.
+pub struct What(pub &'static str, pub Vec<(&'static str, Option<String>)>);
+
 pub fn yara_alert(
     rules: &RuleSet,
     sensor: &str,
     subj: &Subject,
     y: &YaraHit,
-    what: &str,
+    what: &What,
     extra: Vec<String>,
     evidence: Vec<String>,
 ) -> AlertRecord {
@@ -712,7 +744,12 @@ pub fn yara_alert(
         version: info.map_or("", |i| i.version.as_str()),
         severity: info.map_or(Severity::High, |i| i.severity),
         attack: info.map_or(&empty, |i| &i.attack),
-        summary: format!("YARA {} matched {what}{}", y.rule, endpoints(subj)),
+        summary: {
+            let mut args = what.1.clone();
+            args.push(("rule", Some(y.rule.clone())));
+            args.push(("endpoints", Some(endpoints(subj))));
+            Summary::en(what.0, &args)
+        },
         matched,
         evidence,
         confidence: None,
@@ -773,13 +810,14 @@ impl PayloadScanner {
             let buf = std::mem::take(&mut entry.0);
             self.held = self.held.saturating_sub(buf.len());
             let s = entry.1.clone();
-            self.scan_buf(&buf, &s, if is_orig { "stream from originator" } else { "stream from responder" }, out);
+            let what = What(if is_orig { "yara.stream.orig" } else { "yara.stream.resp" }, Vec::new());
+            self.scan_buf(&buf, &s, &what, out);
         }
     }
 
     pub fn datagram(&mut self, subj: &Subject, payload: &[u8], out: &mut Vec<Event>) {
         if self.rules.cfg.scan_udp && !payload.is_empty() {
-            self.scan_buf(payload, subj, "UDP payload", out);
+            self.scan_buf(payload, subj, &What("yara.udp", Vec::new()), out);
         }
     }
 
@@ -789,14 +827,14 @@ impl PayloadScanner {
             if let Some((buf, s, done)) = self.buffers.remove(&(uid, dir)) {
                 self.held = self.held.saturating_sub(buf.len());
                 if !done && !buf.is_empty() {
-                    let what = if dir { "stream from originator" } else { "stream from responder" };
-                    self.scan_buf(&buf, &s, what, out);
+                    let what = What(if dir { "yara.stream.orig" } else { "yara.stream.resp" }, Vec::new());
+                    self.scan_buf(&buf, &s, &what, out);
                 }
             }
         }
     }
 
-    fn scan_buf(&mut self, buf: &[u8], subj: &Subject, what: &str, out: &mut Vec<Event>) {
+    fn scan_buf(&mut self, buf: &[u8], subj: &Subject, what: &What, out: &mut Vec<Event>) {
         self.hits.clear();
         self.scanner.scan(buf, &mut self.hits);
         for y in std::mem::take(&mut self.hits) {
@@ -814,7 +852,40 @@ impl PayloadScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use schema::summary::{template, Lang, EN};
     use schema::ConnRecord;
+
+    /// Every summary key written in the detector's code has a template in
+    /// both languages, and every template is one the detector writes.
+    #[test]
+    fn every_summary_key_has_both_templates() {
+        fn walk(dir: &std::path::Path, out: &mut String) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push_str(&std::fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        let mut code = String::new();
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        walk(&here.join("src"), &mut code);
+        // The sensor's alerts about itself are made in the binary.
+        walk(&here.join("../src"), &mut code);
+        let keys = regex::Regex::new(r#""((?:sigma|intel|yara|model|sensor)\.[a-z_]+(?:\.[a-z_]+)*)""#).unwrap();
+        let used: std::collections::BTreeSet<&str> =
+            keys.captures_iter(&code).filter_map(|c| c.get(1)).map(|m| m.as_str()).collect();
+        assert!(used.len() >= 20, "{used:?}");
+        for k in &used {
+            assert!(template(Lang::En, k).is_some(), "no English template for {k}");
+            assert!(template(Lang::Vi, k).is_some(), "no Vietnamese template for {k}");
+        }
+        for (k, _) in EN {
+            assert!(used.contains(k), "template {k} is written by nothing");
+        }
+    }
 
     fn conn_to(ip: &str) -> Event {
         Event::Conn(ConnRecord {
@@ -894,7 +965,7 @@ mod tests {
             version: "v",
             severity: Severity::High,
             attack: &[],
-            summary: "s".into(),
+            summary: Summary::plain("s".into()),
             matched: vec![n.to_string()],
             evidence: vec![format!("conn:{n}")],
             confidence: None,

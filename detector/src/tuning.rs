@@ -136,6 +136,8 @@ mod tests {
             resp_h: None,
             resp_p: None,
             summary: String::new(),
+            summary_key: None,
+            summary_args: schema::SummaryArgs::default(),
             matched: vec!["kind=vertical".into()],
             evidence: vec![],
             confidence: None,

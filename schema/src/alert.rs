@@ -1,3 +1,4 @@
+use crate::summary::SummaryArgs;
 use crate::{FlowUid, Time};
 use serde::Serialize;
 use std::net::IpAddr;
@@ -84,7 +85,15 @@ pub struct AlertRecord {
     pub resp_h: Option<IpAddr>,
     #[serde(rename = "id.resp_p", skip_serializing_if = "Option::is_none")]
     pub resp_p: Option<u16>,
+    /// English, rendered from `summary_key`'s template when it has one.
     pub summary: String,
+    /// The template the summary was rendered from (`model.scan.horizontal`),
+    /// so a reader gets it in their own language; see [`crate::summary`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_key: Option<String>,
+    /// The template's arguments.
+    #[serde(skip_serializing_if = "SummaryArgs::is_empty")]
+    pub summary_args: SummaryArgs,
     /// What matched: `field=value` pairs for Sigma, `$name@offset` for YARA,
     /// the indicator for threat intelligence.
     #[serde(skip_serializing_if = "Vec::is_empty")]

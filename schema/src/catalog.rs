@@ -626,6 +626,8 @@ pub const CATALOG: &[LogDef] = &[
             f("id.resp_h", Addr, "destination address"),
             f("id.resp_p", Port, "destination port"),
             f("summary", String, "what happened, in one sentence"),
+            f("summary_key", String, "template the summary was made from, for other languages"),
+            f("summary_args", String, "the template's arguments, as the text of a JSON object"),
             f("matched", StringSet, "what matched: field values, YARA strings with offsets, indicators"),
             f("evidence", StringSet, "records behind the alert, as log:uid"),
             f("confidence", Count, "indicator confidence, 0-100"),

@@ -12,6 +12,7 @@ mod ics;
 mod ids;
 mod records;
 mod samples;
+pub mod summary;
 mod time;
 
 pub use alert::{AlertRecord, RuleSource, Severity};
@@ -26,4 +27,5 @@ pub use records::{
     SshRecord, SslRecord, StatsRecord, TunnelRecord, WeirdRecord,
 };
 pub use samples::sample_events;
+pub use summary::{Summary, SummaryArgs};
 pub use time::{Interval, Time};

@@ -508,6 +508,8 @@ pub fn sample_events() -> Vec<Event> {
         resp_h: Some(a),
         resp_p: Some(2),
         summary: "x".into(),
+        summary_key: Some("sigma.match".into()),
+        summary_args: crate::SummaryArgs([("title".to_string(), "x".to_string())].into()),
         matched: vec!["a=b".into()],
         evidence: vec!["conn:C1".into()],
         confidence: Some(50),

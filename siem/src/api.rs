@@ -275,6 +275,57 @@ pub enum ApiError {
     /// [`AppState::audit_as`]).
     ReadOnly(crate::audit::Broken),
     Internal(String),
+    /// A bad request with a stable code (400).
+    Invalid(Coded),
+    /// Not there, with a stable code and the reason (404).
+    Absent(Coded),
+}
+
+/// A refusal a client can show in its reader's language: a stable code
+/// (`range.reversed`) and its named values; `message` is the English text
+/// every client gets as `error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coded {
+    pub code: &'static str,
+    pub args: Vec<(&'static str, String)>,
+    pub message: String,
+}
+
+impl Coded {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Coded {
+        Coded { code, args: Vec::new(), message: message.into() }
+    }
+
+    pub fn arg(mut self, name: &'static str, value: impl ToString) -> Coded {
+        self.args.push((name, value.to_string()));
+        self
+    }
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid(Coded::new(code, message))
+}
+
+fn absent(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Absent(Coded::new(code, message))
+}
+
+fn args_json(args: &[(&'static str, String)]) -> Value {
+    Value::Object(args.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect())
+}
+
+/// The store's range check, as coded refusals.
+fn check_range(from: Option<f64>, to: Option<f64>) -> ApiResult<()> {
+    for t in [from, to].into_iter().flatten() {
+        if !(0.0..=crate::store::MAX_TS).contains(&t) {
+            let m = format!("time {t} is outside 0..={}", crate::store::MAX_TS);
+            return Err(ApiError::Invalid(Coded::new("range.outside", m).arg("time", t)));
+        }
+    }
+    if matches!((from, to), (Some(f), Some(t)) if f > t) {
+        return Err(invalid("range.reversed", "from is after to"));
+    }
+    Ok(crate::store::check_range(from, to)?)
 }
 
 impl From<StoreError> for ApiError {
@@ -292,10 +343,21 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, json!({"error": "missing or unknown bearer token"})),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, json!({"error": "this token may not do that"})),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"error": m})),
-            ApiError::BadQuery(e) => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": format!("invalid query: {}", e.message), "position": e.position}),
-            ),
+            ApiError::BadQuery(e) => {
+                let mut args = args_json(&e.args);
+                args["position"] = json!(e.position.to_string());
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("invalid query: {}", e.message), "position": e.position,
+                           "code": e.code, "args": args}),
+                )
+            }
+            ApiError::Invalid(c) => {
+                (StatusCode::BAD_REQUEST, json!({"error": c.message, "code": c.code, "args": args_json(&c.args)}))
+            }
+            ApiError::Absent(c) => {
+                (StatusCode::NOT_FOUND, json!({"error": c.message, "code": c.code, "args": args_json(&c.args)}))
+            }
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
             ApiError::Missing(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
             ApiError::TooLarge => {
@@ -363,6 +425,20 @@ fn reader_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
 
 fn admin_of(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     caller(st, headers, &[Role::Admin])
+}
+
+fn unknown_status(s: &str) -> ApiError {
+    ApiError::Invalid(Coded::new("status.unknown", format!("unknown status '{s}'")).arg("status", s))
+}
+
+fn not_an_alert_id(id: &str) -> ApiError {
+    let id: String = id.chars().take(64).collect();
+    ApiError::Invalid(Coded::new("alert.bad_id", format!("'{id}' is not an alert id")).arg("id", id))
+}
+
+fn text_too_long() -> ApiError {
+    let max = crate::workflow::MAX_TEXT;
+    ApiError::Invalid(Coded::new("text.too_long", format!("text longer than {max} bytes")).arg("max", max))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -468,13 +544,18 @@ impl AppState {
         req.sort.descending = match p.order.as_deref() {
             None | Some("desc") => true,
             Some("asc") => false,
-            Some(o) => return Err(ApiError::BadRequest(format!("order is asc or desc, not '{o}'"))),
+            Some(o) => {
+                return Err(ApiError::Invalid(
+                    Coded::new("search.order", format!("order is asc or desc, not '{o}'")).arg("order", o),
+                ))
+            }
         };
         req.limit = p.limit.unwrap_or(100);
         req.offset = p.offset.unwrap_or(0);
         if let Some(c) = &p.cursor {
             req.after = Some(crate::store::Cursor::decode(c).map_err(ApiError::BadRequest)?);
         }
+        check_range(p.from, p.to)?;
         Ok(self.store.search(&req)?)
     }
 
@@ -499,15 +580,23 @@ impl AppState {
     pub fn aggregate_records(&self, who: &str, from: &str, p: &AggParams) -> ApiResult<crate::store::AggResult> {
         self.audit_as(who, from, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field}))?;
         let q = query_of(self, p.q.as_deref())?;
-        let field = || p.field.clone().ok_or_else(|| ApiError::BadRequest(format!("{} needs a field", p.agg)));
+        let field = || {
+            p.field.clone().ok_or_else(|| {
+                ApiError::Invalid(Coded::new("agg.needs_field", format!("{} needs a field", p.agg)).arg("agg", &p.agg))
+            })
+        };
         let agg = match p.agg.as_str() {
             "terms" => Agg::Terms { field: field()?, size: p.size.unwrap_or(10) },
             "histogram" => Agg::Histogram { interval_secs: p.interval.unwrap_or(3600.0) },
             "stats" => Agg::Stats { field: field()? },
             "cardinality" => Agg::Cardinality { field: field()? },
-            other => return Err(ApiError::BadRequest(format!("unknown aggregation '{other}'"))),
+            other => {
+                return Err(ApiError::Invalid(
+                    Coded::new("agg.unknown", format!("unknown aggregation '{other}'")).arg("agg", other),
+                ))
+            }
         };
-        crate::store::check_range(p.from, p.to)?;
+        check_range(p.from, p.to)?;
         if let Agg::Histogram { interval_secs } = agg {
             agg.check(&self.catalog)?;
             // The buckets the matching records span, from their first and
@@ -534,14 +623,11 @@ impl AppState {
         let wf = workflow(self)?;
         let status = match p.status.as_deref() {
             None => None,
-            Some(s) => Some(
-                crate::workflow::Status::parse(s)
-                    .ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?,
-            ),
+            Some(s) => Some(crate::workflow::Status::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         let user = query_of(self, p.q.as_deref())?;
         self.audit_as(who, from, "alerts", json!({"q": p.q, "status": p.status}))?;
-        crate::store::check_range(p.from, p.to)?;
+        check_range(p.from, p.to)?;
         let q = Query::And(vec![Query::Term { field: "_log".into(), value: "alerts".into() }, user]);
         let mut req = SearchRequest::new(q);
         req.from = p.from;
@@ -571,10 +657,7 @@ impl AppState {
     pub fn alert(&self, who: &str, from: &str, id: &str) -> ApiResult<Value> {
         let wf = workflow(self)?;
         if !valid_alert_id(id) {
-            return Err(ApiError::BadRequest(format!(
-                "'{}' is not an alert id",
-                id.chars().take(64).collect::<String>()
-            )));
+            return Err(not_an_alert_id(id));
         }
         self.audit_as(who, from, "alert.view", json!({"id": id}))?;
         let q = Query::And(vec![
@@ -592,25 +675,22 @@ impl AppState {
         use crate::workflow::{Change, Status, MAX_TEXT};
         let wf = workflow(self)?;
         if !valid_alert_id(id) {
-            return Err(ApiError::BadRequest(format!(
-                "'{}' is not an alert id",
-                id.chars().take(64).collect::<String>()
-            )));
+            return Err(not_an_alert_id(id));
         }
         for t in [&c.reason, &c.assign, &c.comment].into_iter().flatten() {
             if t.len() > MAX_TEXT {
-                return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+                return Err(text_too_long());
             }
         }
         let status = match &c.status {
             None => None,
-            Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?),
+            Some(s) => Some(Status::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         if status.is_none() && c.assign.is_none() && c.comment.is_none() {
-            return Err(ApiError::BadRequest("nothing to change: give status, assign or comment".into()));
+            return Err(invalid("triage.nothing", "nothing to change: give status, assign or comment"));
         }
         if status.is_some_and(Status::is_closed) && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-            return Err(ApiError::BadRequest("closing an alert needs a reason".into()));
+            return Err(invalid("triage.needs_reason", "closing an alert needs a reason"));
         }
         // The alert must exist.
         let q = Query::And(vec![
@@ -650,23 +730,23 @@ impl AppState {
     /// ID (across sensors) within a time range, as a pcap file. Audited.
     pub fn flow_pcap(&self, who: &str, peer: &str, p: PcapParams) -> ApiResult<(String, Vec<u8>)> {
         let Some(src) = &self.packets else {
-            return Err(ApiError::Missing("this SIEM keeps no packets".into()));
+            return Err(absent("pcap.none_kept", "this SIEM keeps no packets"));
         };
         let ok = |v: &str| {
             !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
         };
-        crate::store::check_range(p.from, p.to).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        check_range(p.from, p.to)?;
         if let Some(f) = &p.filter {
             let (Some(from), Some(to), None, None) = (p.from, p.to, &p.uid, &p.community_id) else {
-                return Err(ApiError::BadRequest("a filter takes a time range (from and to) and no uid".into()));
+                return Err(invalid("pcap.filter_range", "a filter takes a time range (from and to) and no uid"));
             };
             if to - from > 86_400.0 || f.len() > 512 || f.chars().any(char::is_control) {
-                return Err(ApiError::BadRequest("a filter covers a day at most, in 512 characters".into()));
+                return Err(invalid("pcap.filter_size", "a filter covers a day at most, in 512 characters"));
             }
             self.audit_as(who, peer, "pcap", json!({"filter": f, "from": from, "to": to}))?;
             return match src.filtered(f, from, to, MAX_FILTERED_PACKETS).map_err(ApiError::BadRequest)? {
                 Some(bytes) => Ok(("filtered.pcap".into(), bytes)),
-                None => Err(ApiError::Missing("no kept packet matches the filter in that range".into())),
+                None => Err(absent("pcap.filter_empty", "no kept packet matches the filter in that range")),
             };
         }
         let (uids, name) = match (&p.uid, &p.community_id) {
@@ -683,11 +763,11 @@ impl AppState {
                 let uids: Vec<String> = hits.iter().filter_map(|h| h["uid"].as_str().map(String::from)).collect();
                 (uids, "community".to_string())
             }
-            _ => return Err(ApiError::BadRequest("give one uid or one community_id".into())),
+            _ => return Err(invalid("flow.one_id", "give one uid or one community_id")),
         };
         self.audit_as(who, peer, "pcap", json!({"uid": p.uid, "community_id": p.community_id, "flows": uids.len()}))?;
         if uids.is_empty() {
-            return Err(ApiError::Missing("no flow with that Community ID in the range".into()));
+            return Err(absent("pcap.no_flow", "no flow with that Community ID in the range"));
         }
         // Without a range, the flows' own span (from conn.log) narrows the
         // ring's segments to read to those that can hold them.
@@ -713,7 +793,7 @@ impl AppState {
         }
         match src.pcap(&uids, from, to).map_err(ApiError::Internal)? {
             Some(bytes) => Ok((format!("{name}.pcap"), bytes)),
-            None => Err(ApiError::Missing("no packets of that flow are kept".into())),
+            None => Err(absent("pcap.flow_not_kept", "no packets of that flow are kept")),
         }
     }
 
@@ -722,19 +802,17 @@ impl AppState {
     /// Audited with who exported what.
     pub fn export_evidence(&self, who: &str, peer: &str, p: EvidenceParams) -> ApiResult<(String, Vec<u8>)> {
         let Some(signer) = &self.signer else {
-            return Err(ApiError::Missing("this SIEM has no evidence key (it runs without a data folder)".into()));
+            return Err(absent("evidence.no_key", "this SIEM has no evidence key (it runs without a data folder)"));
         };
         let (subject, name, alert_ids, incident) = match (&p.alert, &p.incident) {
             (Some(a), None) if valid_alert_id(a) => (json!({"alert": a}), a.clone(), vec![a.clone()], None),
             (None, Some(i)) if i.len() <= 64 && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
-                let inc = self
-                    .list_incidents(who, peer, None)?
-                    .into_iter()
-                    .find(|x| &x.id == i)
-                    .ok_or_else(|| ApiError::Missing(format!("no incident {i}")))?;
+                let inc = self.list_incidents(who, peer, None)?.into_iter().find(|x| &x.id == i).ok_or_else(|| {
+                    ApiError::Absent(Coded::new("incident.unknown", format!("no incident {i}")).arg("id", i))
+                })?;
                 (json!({"incident": i}), i.clone(), inc.alerts.clone(), Some(inc))
             }
-            _ => return Err(ApiError::BadRequest("give one alert id or one incident id".into())),
+            _ => return Err(invalid("evidence.one_id", "give one alert id or one incident id")),
         };
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(inc) = &incident {
@@ -787,7 +865,7 @@ impl AppState {
         match (p.uid, p.community_id) {
             (Some(u), None) if ok(&u) => uids.push(u),
             (None, Some(c)) if ok(&c) => cids.push(c),
-            _ => return Err(ApiError::BadRequest("give one uid or one community_id".into())),
+            _ => return Err(invalid("flow.one_id", "give one uid or one community_id")),
         }
         self.audit_as(who, from, "pivot", json!({"uid": uids.first(), "community_id": cids.first()}))?;
         let term = |f: &str, v: &str| Query::Term { field: f.into(), value: v.into() };
@@ -1466,13 +1544,10 @@ impl AppState {
     /// Checks that every id is an alert the store holds.
     fn check_alerts(&self, ids: &[String]) -> ApiResult<()> {
         if ids.len() > 1000 {
-            return Err(ApiError::BadRequest("at most 1000 alerts at once".into()));
+            return Err(invalid("incident.too_many_alerts", "at most 1000 alerts at once"));
         }
         if let Some(bad) = ids.iter().find(|i| !valid_alert_id(i)) {
-            return Err(ApiError::BadRequest(format!(
-                "'{}' is not an alert id",
-                bad.chars().take(64).collect::<String>()
-            )));
+            return Err(not_an_alert_id(bad));
         }
         if ids.is_empty() {
             return Ok(());
@@ -1504,9 +1579,7 @@ impl AppState {
         let wf = workflow(self)?;
         let status = match status {
             None => None,
-            Some(s) => {
-                Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?)
-            }
+            Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         self.audit_as(who, from, "incidents", json!({"status": status}))?;
         let mut list: Vec<_> = wf.incidents().into_iter().filter(|i| status.is_none_or(|s| i.status == s)).collect();
@@ -1518,7 +1591,10 @@ impl AppState {
         use crate::workflow::{Change, MAX_TEXT};
         let wf = workflow(self)?;
         if n.title.trim().is_empty() || n.title.len() > MAX_TEXT {
-            return Err(ApiError::BadRequest(format!("a title of 1 to {MAX_TEXT} bytes is needed")));
+            return Err(ApiError::Invalid(
+                Coded::new("incident.title", format!("a title of 1 to {MAX_TEXT} bytes is needed"))
+                    .arg("max", MAX_TEXT),
+            ));
         }
         self.check_alerts(&n.alerts)?;
         let id = wf.next_incident_id();
@@ -1550,26 +1626,30 @@ impl AppState {
         let status = match c.status.as_deref() {
             None => None,
             Some("merged") => {
-                return Err(ApiError::BadRequest("merge by naming the incident to fold in: {\"merge\": \"I2\"}".into()))
+                return Err(invalid(
+                    "incident.merge_by_name",
+                    "merge by naming the incident to fold in: {\"merge\": \"I2\"}",
+                ))
             }
-            Some(s) => {
-                Some(IncidentStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status '{s}'")))?)
-            }
+            Some(s) => Some(IncidentStatus::parse(s).ok_or_else(|| unknown_status(s))?),
         };
         for t in [&c.owner, &c.note].into_iter().flatten().chain(c.evidence.iter()) {
             if t.len() > MAX_TEXT {
-                return Err(ApiError::BadRequest(format!("text longer than {MAX_TEXT} bytes")));
+                return Err(text_too_long());
             }
         }
         if c.evidence.len() > 1000 {
-            return Err(ApiError::BadRequest("at most 1000 evidence items at once".into()));
+            return Err(invalid("incident.too_much_evidence", "at most 1000 evidence items at once"));
         }
         self.check_alerts(&c.add_alerts)?;
         let merged = match &c.merge {
             None => None,
-            Some(other) if other == id => return Err(ApiError::BadRequest("an incident cannot merge itself".into())),
+            Some(other) if other == id => {
+                return Err(invalid("incident.merge_itself", "an incident cannot merge itself"))
+            }
             Some(other) => Some(wf.incident(other).ok_or_else(|| {
-                ApiError::BadRequest(format!("no incident '{}'", other.chars().take(64).collect::<String>()))
+                let other: String = other.chars().take(64).collect();
+                ApiError::Invalid(Coded::new("incident.unknown", format!("no incident '{other}'")).arg("id", other))
             })?),
         };
         self.audit_as(

@@ -64,6 +64,21 @@ pub enum Bound {
 pub struct QueryError {
     pub position: usize,
     pub message: String,
+    /// Stable code for clients that show the error in their reader's
+    /// language (`query.unknown_field`), with its values.
+    pub code: &'static str,
+    pub args: Vec<(&'static str, String)>,
+}
+
+impl QueryError {
+    fn new(position: usize, code: &'static str, message: String) -> QueryError {
+        QueryError { position, message, code, args: Vec::new() }
+    }
+
+    fn arg(mut self, name: &'static str, value: impl ToString) -> QueryError {
+        self.args.push((name, value.to_string()));
+        self
+    }
 }
 
 impl fmt::Display for QueryError {
@@ -104,10 +119,12 @@ struct P<'a> {
 
 pub fn parse(text: &str, catalog: &Catalog) -> Result<Query, QueryError> {
     if text.len() > MAX_QUERY_BYTES {
-        return Err(QueryError {
-            position: MAX_QUERY_BYTES,
-            message: format!("query longer than {MAX_QUERY_BYTES} bytes"),
-        });
+        return Err(QueryError::new(
+            MAX_QUERY_BYTES,
+            "query.too_long",
+            format!("query longer than {MAX_QUERY_BYTES} bytes"),
+        )
+        .arg("max", MAX_QUERY_BYTES));
     }
     let mut p = P { s: text, pos: 0, depth: 0, catalog };
     p.ws();
@@ -117,9 +134,9 @@ pub fn parse(text: &str, catalog: &Catalog) -> Result<Query, QueryError> {
     let q = p.or()?;
     p.ws();
     if p.pos != text.len() {
-        return Err(p.err("unexpected text"));
+        return Err(p.err("query.unexpected_text", "unexpected text"));
     }
-    check_size(&q).map_err(|message| QueryError { position: 0, message })?;
+    check_size(&q)?;
     Ok(q)
 }
 
@@ -149,18 +166,23 @@ fn measure(q: &Query) -> (usize, usize, usize) {
 }
 
 /// Refuses a query larger or deeper than a search may be, naming the limit.
-pub fn check_size(q: &Query) -> Result<(), String> {
+pub fn check_size(q: &Query) -> Result<(), QueryError> {
     let (nodes, depth, wildcards) = measure(q);
     if wildcards > MAX_WILDCARDS {
-        return Err(format!("query of {wildcards} wildcard terms; at most {MAX_WILDCARDS}"));
+        let m = format!("query of {wildcards} wildcard terms; at most {MAX_WILDCARDS}");
+        return Err(QueryError::new(0, "query.too_many_wildcards", m)
+            .arg("count", wildcards)
+            .arg("max", MAX_WILDCARDS));
     }
     if depth > MAX_DEPTH {
-        return Err(format!("query nested more than {MAX_DEPTH} levels deep"));
+        let m = format!("query nested more than {MAX_DEPTH} levels deep");
+        return Err(QueryError::new(0, "query.too_deep_built", m).arg("max", MAX_DEPTH));
     }
     if nodes > MAX_NODES {
-        return Err(format!(
+        let m = format!(
             "query of {nodes} terms (free text counts once per field it is matched against); at most {MAX_NODES}"
-        ));
+        );
+        return Err(QueryError::new(0, "query.too_many_terms", m).arg("count", nodes).arg("max", MAX_NODES));
     }
     Ok(())
 }
@@ -170,10 +192,14 @@ fn is_word_char(c: char) -> bool {
 }
 
 impl<'a> P<'a> {
-    fn err(&self, m: &str) -> QueryError {
+    /// An error where the parser stands, with the text that follows it.
+    fn err(&self, code: &'static str, m: &str) -> QueryError {
         let near: String = self.s[self.pos..].chars().take(12).collect();
-        let message = if near.is_empty() { format!("{m} at the end") } else { format!("{m} near '{near}'") };
-        QueryError { position: self.pos, message }
+        if near.is_empty() {
+            QueryError::new(self.pos, code, format!("{m} at the end")).arg("end", "")
+        } else {
+            QueryError::new(self.pos, code, format!("{m} near '{near}'")).arg("near", near)
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -214,7 +240,9 @@ impl<'a> P<'a> {
     fn enter(&mut self) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.err(&format!("query nested more than {MAX_DEPTH} levels deep")));
+            return Err(self
+                .err("query.too_deep", &format!("query nested more than {MAX_DEPTH} levels deep"))
+                .arg("max", MAX_DEPTH));
         }
         Ok(())
     }
@@ -281,7 +309,7 @@ impl<'a> P<'a> {
             let q = self.or()?;
             self.ws();
             if !self.rest().starts_with(')') {
-                return Err(self.err("missing ')'"));
+                return Err(self.err("query.missing_paren", "missing ')'"));
             }
             self.pos += 1;
             return Ok(q);
@@ -295,7 +323,7 @@ impl<'a> P<'a> {
         let start = self.pos;
         let word = self.word();
         if word.is_empty() {
-            return Err(self.err("expected a term"));
+            return Err(self.err("query.expected_term", "expected a term"));
         }
         if self.rest().starts_with(':') {
             self.pos += 1;
@@ -367,7 +395,7 @@ impl<'a> P<'a> {
         let mut text = String::new();
         loop {
             let Some(c) = self.rest().chars().next() else {
-                return Err(QueryError { position: start, message: "unclosed '\"'".into() });
+                return Err(QueryError::new(start, "query.unclosed_quote", "unclosed '\"'".into()));
             };
             self.pos += c.len_utf8();
             match c {
@@ -386,14 +414,16 @@ impl<'a> P<'a> {
 
     fn field_value(&mut self, field: String, start: usize) -> Result<Query, QueryError> {
         let Some(kind) = self.catalog.kind(&field) else {
-            return Err(QueryError { position: start, message: format!("unknown field '{field}'") });
+            return Err(
+                QueryError::new(start, "query.unknown_field", format!("unknown field '{field}'")).arg("field", &field)
+            );
         };
         let at = self.pos;
-        let bad = |m: String| QueryError { position: at, message: m };
+        let bad = |v: &str| bad_value(at, kind, v);
         let r = self.rest();
         if r.starts_with('"') {
             let text = self.phrase()?.remove(0);
-            check_value(kind, &text).map_err(bad)?;
+            check_value(kind, &text).map_err(|_| bad(&text))?;
             return Ok(Query::Term { field, value: text });
         }
         if r.starts_with('[') || r.starts_with('{') {
@@ -403,7 +433,7 @@ impl<'a> P<'a> {
             let lo = self.word_with(kind == Kind::Addr);
             self.ws();
             if !self.keyword("TO") {
-                return Err(self.err("expected TO in a range"));
+                return Err(self.err("query.expected_to", "expected TO in a range"));
             }
             self.ws();
             let hi = self.word_with(kind == Kind::Addr);
@@ -412,14 +442,14 @@ impl<'a> P<'a> {
             let inclusive_hi = match close {
                 Some(']') => true,
                 Some('}') => false,
-                _ => return Err(self.err("expected ']' or '}'")),
+                _ => return Err(self.err("query.expected_close", "expected ']' or '}'")),
             };
             self.pos += 1;
             let b = |v: String, inc: bool| -> Result<Bound, QueryError> {
                 if v == "*" {
                     return Ok(Bound::Unbounded);
                 }
-                check_value(kind, &v).map_err(|m| QueryError { position: at, message: m })?;
+                check_value(kind, &v).map_err(|_| bad(&v))?;
                 Ok(if inc { Bound::Included(v) } else { Bound::Excluded(v) })
             };
             let (lo, hi) = (b(lo, inclusive_lo)?, b(hi, inclusive_hi)?);
@@ -430,7 +460,7 @@ impl<'a> P<'a> {
                 let _ = rest;
                 self.pos += op.len();
                 let v = self.word_with(kind == Kind::Addr);
-                check_value(kind, &v).map_err(bad)?;
+                check_value(kind, &v).map_err(|_| bad(&v))?;
                 let (lo, hi) = match mk {
                     0 => (Bound::Included(v), Bound::Unbounded),
                     1 => (Bound::Unbounded, Bound::Included(v)),
@@ -442,26 +472,35 @@ impl<'a> P<'a> {
         }
         let v = self.word_with(kind == Kind::Addr);
         if v.is_empty() {
-            return Err(self.err("expected a value"));
+            return Err(self.err("query.expected_value", "expected a value"));
         }
         if v == "*" {
             return Ok(Query::Exists { field });
         }
         if kind == Kind::Addr && v.contains('/') {
-            let net: cidr::IpCidr = v.parse().map_err(|e| bad(format!("'{v}' is not a network: {e}")))?;
+            let net: cidr::IpCidr = v.parse().map_err(|e| {
+                QueryError::new(at, "query.bad_network", format!("'{v}' is not a network: {e}")).arg("value", &v)
+            })?;
             return Ok(Query::Cidr { field, net });
         }
         let unescaped = unescape(&v);
         if has_wildcard(&v) {
             if !matches!(kind, Kind::Str | Kind::StrSet | Kind::Addr) {
-                return Err(bad(format!("wildcards apply to text fields; {field} is {}", kind.name())));
+                return Err(QueryError::new(
+                    at,
+                    "query.wildcard_field",
+                    format!("wildcards apply to text fields; {field} is {}", kind.name()),
+                )
+                .arg("field", &field)
+                .arg("kind", kind.name()));
             }
             if v.len() > MAX_WILDCARD_BYTES {
-                return Err(bad(format!("a wildcard pattern is at most {MAX_WILDCARD_BYTES} bytes")));
+                let m = format!("a wildcard pattern is at most {MAX_WILDCARD_BYTES} bytes");
+                return Err(QueryError::new(at, "query.wildcard_too_long", m).arg("max", MAX_WILDCARD_BYTES));
             }
             return Ok(Query::Wildcard { field, pattern: v });
         }
-        check_value(kind, &unescaped).map_err(bad)?;
+        check_value(kind, &unescaped).map_err(|_| bad(&unescaped))?;
         Ok(Query::Term { field, value: unescaped })
     }
 }
@@ -470,12 +509,10 @@ impl<'a> P<'a> {
 fn no_words(text: &str, position: usize) -> Result<(), QueryError> {
     if tokens(text).is_empty() {
         let shown: String = text.chars().take(32).collect();
-        return Err(QueryError {
-            position,
-            message: format!(
-                "'{shown}' has no letter or digit to search for; search a field for it (field:\"{shown}\") or leave it out"
-            ),
-        });
+        let m = format!(
+            "'{shown}' has no letter or digit to search for; search a field for it (field:\"{shown}\") or leave it out"
+        );
+        return Err(QueryError::new(position, "query.no_words", m).arg("text", shown));
     }
     Ok(())
 }
@@ -509,6 +546,11 @@ fn unescape(v: &str) -> String {
         }
     }
     out
+}
+
+fn bad_value(at: usize, kind: Kind, v: &str) -> QueryError {
+    let message = check_value(kind, v).err().unwrap_or_default();
+    QueryError::new(at, "query.bad_value", message).arg("value", v).arg("kind", kind.name())
 }
 
 fn check_value(kind: Kind, v: &str) -> Result<(), String> {
@@ -642,7 +684,7 @@ mod tests {
             deep = Query::Not(Box::new(deep));
         }
         assert_eq!(size(&deep), (1001, 1001));
-        assert!(check_size(&deep).unwrap_err().contains("nested"));
+        assert!(check_size(&deep).unwrap_err().message.contains("nested"));
         let e = p(&format!("query:*{}*", "a".repeat(MAX_WILDCARD_BYTES))).unwrap_err();
         assert!(e.message.contains(&format!("at most {MAX_WILDCARD_BYTES} bytes")), "{}", e.message);
         let many: Vec<String> = (0..=MAX_WILDCARDS).map(|i| format!("query:*{i}*")).collect();

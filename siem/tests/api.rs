@@ -143,6 +143,13 @@ async fn bad_queries_say_where() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(r["position"], 21);
     assert!(r["error"].as_str().unwrap().contains("not a valid count"), "{r}");
+    // A stable code and its values, for clients in other languages.
+    assert_eq!(r["code"], "query.bad_value");
+    assert_eq!(r["args"], serde_json::json!({"value": "http", "kind": "count", "position": "21"}));
+    let (_, r) = call(&app, get("/api/v1/search?from=200&to=100", "reader-secret")).await;
+    assert_eq!((r["code"].as_str(), r["error"].as_str()), (Some("range.reversed"), Some("from is after to")));
+    let (_, r) = call(&app, get("/api/v1/search?q=(uid:C1", "reader-secret")).await;
+    assert_eq!((r["code"].as_str(), &r["args"]["end"]), (Some("query.missing_paren"), &serde_json::json!("")));
     for bad in [
         "/api/v1/search?q=(uid:C1",
         "/api/v1/search?sort=uid",
@@ -207,6 +214,7 @@ async fn alerts_are_triaged_and_every_action_is_audited() {
     let (s, r) =
         call(&app, json_post(url, "reader-secret", serde_json::json!({"status": "closed_false_positive"}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "closing needs a reason: {r}");
+    assert_eq!(r["code"], "triage.needs_reason");
     let (s, _) = call(&app, json_post(url, "reader-secret", serde_json::json!({"status": "finished"}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) =

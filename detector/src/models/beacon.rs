@@ -11,7 +11,7 @@
 
 use super::config::BeaconConfig;
 use super::{human_bytes, human_secs, Fields, ModelCounters, Verdict};
-use schema::Time;
+use schema::{Summary, Time};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -150,7 +150,7 @@ impl BeaconModel {
         let duration = r.num("duration").unwrap_or(0.0);
         let long = self.cfg.long_connection_secs;
         if long > 0 && duration >= long as f64 {
-            let name = self.names.get(&(src, dst)).map(|n| format!(" ({n})")).unwrap_or_default();
+            let name = self.names.get(&(src, dst)).map(|n| n.to_string());
             let (ob, rb) = (r.num("orig_bytes").unwrap_or(0.0), r.num("resp_bytes").unwrap_or(0.0));
             let end = Time(ts.0.saturating_add((duration * 1e6) as i64));
             out.push(Verdict {
@@ -160,11 +160,17 @@ impl BeaconModel {
                 orig: Some(src),
                 resp: Some(dst),
                 resp_p: Some(port),
-                summary: format!(
-                    "Long connection: {src} to {dst}:{port}{name} open {} ({} sent, {} received)",
-                    human_secs(duration),
-                    human_bytes(ob),
-                    human_bytes(rb)
+                summary: Summary::en(
+                    "model.beacon.long",
+                    &[
+                        ("src", Some(src.to_string())),
+                        ("dst", Some(dst.to_string())),
+                        ("port", Some(port.to_string())),
+                        ("name", name),
+                        ("duration", Some(human_secs(duration))),
+                        ("sent", Some(human_bytes(ob))),
+                        ("received", Some(human_bytes(rb))),
+                    ],
                 ),
                 matched: vec!["kind=long_connection".into(), format!("duration={duration:.0}")],
                 evidence: r.text("uid").map(|u| vec![format!("conn:{u}")]).unwrap_or_default(),
@@ -215,21 +221,26 @@ impl BeaconModel {
             }
             h.alerted = true;
             h.conns = Vec::new();
-            let name = self.names.get(&(src, dst)).map(|n| format!(" ({n})")).unwrap_or_default();
+            let name = self.names.get(&(src, dst)).map(|n| n.to_string());
             let first = ready.iter().map(|c| c.0).min().unwrap_or(0);
             let last = ready.iter().map(|c| c.0).max().unwrap_or(0);
-            let summary = format!(
-                "Beaconing: {src} to {dst}:{port}{name} every {:.1} s +/- {:.1} s over {} connections in {}, \
-                 {} +/- {} sent each; score {:.2} (timing {:.2}, size {:.2})",
-                s.interval,
-                s.interval_dev,
-                s.n,
-                human_secs(s.span),
-                human_bytes(s.bytes),
-                human_bytes(s.bytes_dev),
-                s.total,
-                s.timing,
-                s.size
+            let summary = Summary::en(
+                "model.beacon.periodic",
+                &[
+                    ("src", Some(src.to_string())),
+                    ("dst", Some(dst.to_string())),
+                    ("port", Some(port.to_string())),
+                    ("name", name),
+                    ("interval", Some(format!("{:.1}", s.interval))),
+                    ("interval_dev", Some(format!("{:.1}", s.interval_dev))),
+                    ("n", Some(s.n.to_string())),
+                    ("span", Some(human_secs(s.span))),
+                    ("bytes", Some(human_bytes(s.bytes))),
+                    ("bytes_dev", Some(human_bytes(s.bytes_dev))),
+                    ("score", Some(format!("{:.2}", s.total))),
+                    ("timing", Some(format!("{:.2}", s.timing))),
+                    ("size", Some(format!("{:.2}", s.size))),
+                ],
             );
             let matched = vec![
                 format!("score={:.2}", s.total),

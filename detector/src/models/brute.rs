@@ -7,8 +7,9 @@
 
 use super::config::BruteConfig;
 use super::window::Windows;
-use super::{human_secs, some_of, Fields, ModelCounters, Verdict};
-use schema::{Severity, Time};
+use super::{human_secs, Fields, ModelCounters, Verdict};
+use schema::summary::some_of;
+use schema::{Severity, Summary, Time};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -166,7 +167,7 @@ impl BruteModel {
 
 fn judge(cfg: &BruteConfig, src: IpAddr, s: &BruteState, out: &mut Vec<Verdict>) {
     let verdict =
-        |first: i64, last: i64, resp: Option<(IpAddr, u16)>, summary: String, matched: Vec<String>, n: u64| Verdict {
+        |first: i64, last: i64, resp: Option<(IpAddr, u16)>, summary: Summary, matched: Vec<String>, n: u64| Verdict {
             model: "brute",
             first: Time(first),
             last: Time(last),
@@ -184,10 +185,18 @@ fn judge(cfg: &BruteConfig, src: IpAddr, s: &BruteState, out: &mut Vec<Verdict>)
             continue;
         }
         let took = human_secs(t.last.saturating_sub(t.first) as f64 / 1e6);
-        let outcome = if t.successes > 0 { "then a successful login" } else { "no success" };
-        let summary = format!(
-            "Brute force: {} failed {service} logins from {src} to {dst}:{port} in {took} over {} sessions; {outcome}",
-            t.failures, t.sessions
+        let key = if t.successes > 0 { "model.brute.succeeded" } else { "model.brute.failed" };
+        let summary = Summary::en(
+            key,
+            &[
+                ("failures", Some(t.failures.to_string())),
+                ("service", Some(service.to_string())),
+                ("src", Some(src.to_string())),
+                ("dst", Some(dst.to_string())),
+                ("port", Some(port.to_string())),
+                ("took", Some(took)),
+                ("sessions", Some(t.sessions.to_string())),
+            ],
         );
         let matched = vec![
             "kind=brute_force".into(),
@@ -209,12 +218,19 @@ fn judge(cfg: &BruteConfig, src: IpAddr, s: &BruteState, out: &mut Vec<Verdict>)
         let services: std::collections::BTreeSet<&str> = few.iter().map(|((_, sv, _), _)| *sv).collect();
         let names: Vec<&str> = few.iter().map(|((_, _, a), _)| a.as_str()).collect();
         let (first, last) = s.targets.values().fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t.first), b.max(t.last)));
-        let summary = format!(
-            "Password spraying: {src} tried {} accounts on {} hosts ({}), at most 3 attempts each: {}",
-            few.len(),
-            hosts.len(),
-            some_of(&services, 4),
-            some_of(&names, 6)
+        let (services, services_more) = some_of(&services, 4);
+        let (names, names_more) = some_of(&names, 6);
+        let summary = Summary::en(
+            "model.brute.spraying",
+            &[
+                ("src", Some(src.to_string())),
+                ("accounts", Some(few.len().to_string())),
+                ("hosts", Some(hosts.len().to_string())),
+                ("services", Some(services)),
+                ("services_more", services_more),
+                ("names", Some(names)),
+                ("names_more", names_more),
+            ],
         );
         let matched = vec!["kind=spraying".into(), format!("accounts={}", few.len()), format!("hosts={}", hosts.len())];
         let resp = if hosts.len() == 1 { hosts.iter().next().map(|h| (*h, 0)) } else { None };
@@ -227,9 +243,16 @@ fn judge(cfg: &BruteConfig, src: IpAddr, s: &BruteState, out: &mut Vec<Verdict>)
             continue;
         }
         let took = human_secs(t.last.saturating_sub(t.first) as f64 / 1e6);
-        let summary = format!(
-            "Brute force suspected: {} sessions of under {} s from {src} to {dst}:{port} in {took}",
-            t.sessions, cfg.short_session_secs
+        let summary = Summary::en(
+            "model.brute.short_sessions",
+            &[
+                ("sessions", Some(t.sessions.to_string())),
+                ("limit", Some(cfg.short_session_secs.to_string())),
+                ("src", Some(src.to_string())),
+                ("dst", Some(dst.to_string())),
+                ("port", Some(port.to_string())),
+                ("took", Some(took)),
+            ],
         );
         let matched = vec!["kind=short_sessions".into(), format!("port={port}"), format!("sessions={}", t.sessions)];
         out.push(verdict(t.first, t.last, Some((*dst, *port)), summary, matched, t.sessions));

@@ -5,8 +5,10 @@
 
 use super::config::DnsConfig;
 use super::window::Windows;
-use super::{some_of, Fields, ModelCounters, Verdict};
+use super::{Fields, ModelCounters, Verdict};
 use publicsuffix::{List, Psl};
+use schema::summary::some_of;
+use schema::Summary;
 use schema::Time;
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -221,13 +223,21 @@ impl DnsModel {
                 return false;
             }
             let secs = s.last.saturating_sub(s.first) as f64 / 1e6;
-            let summary = format!(
-                "DNS tunnel suspected: {client} asked {n} unique subdomains of {reg} in {}, mean length {mean_len:.0}, \
-                 entropy {mean_ent:.1} bits/char, {} TXT/NULL of {} queries (e.g. {})",
-                super::human_secs(secs),
-                s.txt,
-                s.queries,
-                some_of(&s.examples, 2)
+            let (examples, examples_more) = some_of(&s.examples, 2);
+            let summary = Summary::en(
+                "model.dns.tunnel",
+                &[
+                    ("client", Some(client.to_string())),
+                    ("n", Some(n.to_string())),
+                    ("domain", Some(reg.to_string())),
+                    ("took", Some(super::human_secs(secs))),
+                    ("length", Some(format!("{mean_len:.0}"))),
+                    ("entropy", Some(format!("{mean_ent:.1}"))),
+                    ("txt", Some(s.txt.to_string())),
+                    ("queries", Some(s.queries.to_string())),
+                    ("examples", Some(examples)),
+                    ("examples_more", examples_more),
+                ],
             );
             let matched = vec![
                 format!("kind={}", if tunnel { "tunnel" } else { "txt_volume" }),
@@ -262,18 +272,27 @@ impl DnsModel {
             }
             let secs = s.last.saturating_sub(s.first) as f64 / 1e6;
             let summary = if dga {
-                format!(
-                    "DGA-like lookups: {client} got NXDOMAIN for {d} registered domains in {}, {:.0}% machine-made \
-                     looking (e.g. {})",
-                    super::human_secs(secs),
-                    share * 100.0,
-                    some_of(&s.examples, 3)
+                let (examples, examples_more) = some_of(&s.examples, 3);
+                Summary::en(
+                    "model.dns.dga",
+                    &[
+                        ("client", Some(client.to_string())),
+                        ("domains", Some(d.to_string())),
+                        ("took", Some(super::human_secs(secs))),
+                        ("share", Some(format!("{:.0}", share * 100.0))),
+                        ("examples", Some(examples)),
+                        ("examples_more", examples_more),
+                    ],
                 )
             } else {
-                format!(
-                    "NXDOMAIN burst: {client} got {} NXDOMAIN answers for {d} registered domains in {}",
-                    s.nx,
-                    super::human_secs(secs)
+                Summary::en(
+                    "model.dns.nxdomain_burst",
+                    &[
+                        ("client", Some(client.to_string())),
+                        ("nx", Some(s.nx.to_string())),
+                        ("domains", Some(d.to_string())),
+                        ("took", Some(super::human_secs(secs))),
+                    ],
                 )
             };
             let matched = vec![

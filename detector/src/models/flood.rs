@@ -10,8 +10,9 @@
 
 use super::config::FloodConfig;
 use super::window::Windows;
-use super::{human_bytes, some_of, Fields, ModelCounters, Verdict};
-use schema::{Severity, Time};
+use super::{human_bytes, Fields, ModelCounters, Verdict};
+use schema::summary::some_of;
+use schema::{Severity, Summary, Time};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -123,50 +124,61 @@ impl FloodModel {
                     x > s.mean + cfg.deviations * s.var.sqrt() && x > cfg.factor * s.mean
                 })
             };
-            let baseline_txt = match learned {
-                Some(s) => format!("; this hour's baseline {:.0} +/- {:.0} packets", s.mean, s.var.sqrt()),
-                None => String::new(),
-            };
+            let mean = learned.map(|s| format!("{:.0}", s.mean));
+            let dev = learned.map(|s| format!("{:.0}", s.var.sqrt()));
             let srcs = format!("{}{}", if b.sources_full { "over " } else { "" }, b.sources.len());
-            let mut found: Vec<(String, String, u64)> = Vec::new();
+            let flood = |key: &'static str, n: u64, ports: Option<(String, Option<String>)>| {
+                let (ports, ports_more) = ports.map_or((None, None), |(p, m)| (Some(p), m));
+                Summary::en(
+                    key,
+                    &[
+                        ("n", Some(n.to_string())),
+                        ("host", Some(host.to_string())),
+                        ("ports", ports),
+                        ("ports_more", ports_more),
+                        ("capped", b.sources_full.then(String::new)),
+                        ("sources", Some(b.sources.len().to_string())),
+                        ("secs", Some(secs.to_string())),
+                        ("mean", mean.clone()),
+                        ("dev", dev.clone()),
+                    ],
+                )
+            };
+            let mut found: Vec<(String, Summary, u64)> = Vec::new();
             // Many ports half-open is a scan (the scan model's), not a flood.
             if b.syn_pkts >= cfg.syn_min && b.syn_ports.len() <= 8 && above_baseline(b.total_pkts) {
                 let ports: Vec<String> = b.syn_ports.iter().map(u16::to_string).collect();
                 found.push((
                     "syn_flood".into(),
-                    format!(
-                        "SYN flood: {} half-open connection attempts to {host} (ports {}) from {srcs} sources in {secs} s{baseline_txt}",
-                        b.syn_pkts,
-                        some_of(&ports, 4)
-                    ),
+                    flood("model.flood.syn", b.syn_pkts, Some(some_of(&ports, 4))),
                     b.syn_pkts,
                 ));
             }
             if b.udp_pkts >= cfg.udp_min && above_baseline(b.total_pkts) {
-                found.push((
-                    "udp_flood".into(),
-                    format!("UDP flood: {} packets to {host} from {srcs} sources in {secs} s{baseline_txt}", b.udp_pkts),
-                    b.udp_pkts,
-                ));
+                found.push(("udp_flood".into(), flood("model.flood.udp", b.udp_pkts, None), b.udp_pkts));
             }
             if b.icmp_pkts >= cfg.icmp_min && above_baseline(b.total_pkts) {
-                found.push((
-                    "icmp_flood".into(),
-                    format!("ICMP flood: {} packets to {host} from {srcs} sources in {secs} s{baseline_txt}", b.icmp_pkts),
-                    b.icmp_pkts,
-                ));
+                found.push(("icmp_flood".into(), flood("model.flood.icmp", b.icmp_pkts, None), b.icmp_pkts));
             }
             if b.amp_bytes >= cfg.amplification_bytes_min {
                 let ports: Vec<String> =
                     b.amp_ports.iter().map(|(p, n)| format!("udp/{p} {}", human_bytes(*n as f64))).collect();
                 found.push((
                     "amplification".into(),
-                    format!(
-                        "Amplification attack: {} of unrequested replies to {host} from {} reflectors in {secs} s ({})",
-                        human_bytes(b.amp_bytes as f64),
-                        b.amp_reflectors.len(),
-                        some_of(&ports, 4)
-                    ),
+                    {
+                        let (ports, ports_more) = some_of(&ports, 4);
+                        Summary::en(
+                            "model.flood.amplification",
+                            &[
+                                ("bytes", Some(human_bytes(b.amp_bytes as f64))),
+                                ("host", Some(host.to_string())),
+                                ("reflectors", Some(b.amp_reflectors.len().to_string())),
+                                ("secs", Some(secs.to_string())),
+                                ("ports", Some(ports)),
+                                ("ports_more", ports_more),
+                            ],
+                        )
+                    },
                     b.amp_bytes,
                 ));
             }

@@ -7,8 +7,9 @@
 //! to `accepted` in `rules/models.toml`.
 
 use super::config::IotConfig;
-use super::{human_secs, some_of, Fields, ModelCounters, Verdict};
-use schema::Time;
+use super::{human_secs, Fields, ModelCounters, Verdict};
+use schema::summary::some_of;
+use schema::{Summary, Time};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -164,12 +165,19 @@ impl IotModel {
             return;
         }
         let learned_for = human_secs(ts.0.saturating_sub(p.first) as f64 / 1e6);
-        let with = if kind == Kind::Peer { String::new() } else { format!(" (with {peer})") };
-        let summary = format!(
-            "Device {dev} left its profile: new {} \"{value}\"{with} after {learned_for} of records; \
-             {n_known} known{}",
-            kind.as_str(),
-            if known.is_empty() { String::new() } else { format!(": {}", some_of(&known, 4)) }
+        let (known_list, known_more) = some_of(&known, 4);
+        let summary = Summary::en(
+            "model.iot.profile",
+            &[
+                ("dev", Some(dev.to_string())),
+                ("kind", Some(kind.as_str().to_string())),
+                ("value", Some(value.to_string())),
+                ("peer", (kind != Kind::Peer).then(|| peer.to_string())),
+                ("learned", Some(learned_for)),
+                ("known", Some(n_known.to_string())),
+                ("known_list", (!known.is_empty()).then_some(known_list)),
+                ("known_more", known_more),
+            ],
         );
         out.push(Verdict {
             model: "iot",

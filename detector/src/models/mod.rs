@@ -38,7 +38,7 @@ pub struct Verdict {
     pub resp: Option<IpAddr>,
     pub resp_p: Option<u16>,
     /// The explanation in numbers.
-    pub summary: String,
+    pub summary: schema::Summary,
     /// The figures behind the verdict as `name=value`.
     pub matched: Vec<String>,
     /// Records behind it (`conn:C...`).
@@ -274,23 +274,5 @@ pub(crate) fn human_secs(s: f64) -> String {
         format!("{:.1} min", s / 60.0)
     } else {
         format!("{:.1} h", s / 3600.0)
-    }
-}
-
-/// A few items of a list for an explanation, with how many were left out.
-pub(crate) fn some_of<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, n: usize) -> String {
-    let mut out = Vec::new();
-    let mut more = 0usize;
-    for (i, x) in items.into_iter().enumerate() {
-        if i < n {
-            out.push(x.to_string());
-        } else {
-            more += 1;
-        }
-    }
-    if more > 0 {
-        format!("{} and {more} more", out.join(", "))
-    } else {
-        out.join(", ")
     }
 }

@@ -4,8 +4,9 @@
 
 use super::config::ScanConfig;
 use super::window::Windows;
-use super::{human_secs, some_of, Fields, ModelCounters, Verdict};
-use schema::Time;
+use super::{human_secs, Fields, ModelCounters, Verdict};
+use schema::summary::some_of;
+use schema::{Summary, Time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -114,8 +115,8 @@ impl ScanModel {
 
 fn judge(cfg: &ScanConfig, src: IpAddr, s: &ScanState, out: &mut Vec<Verdict>) {
     let took = human_secs(s.last.saturating_sub(s.first) as f64 / 1e6);
-    let at_least = if s.full { "at least " } else { "" };
-    let base = |summary: String, resp: Option<IpAddr>, matched: Vec<String>, count: usize| Verdict {
+    let capped = s.full.then(String::new);
+    let base = |summary: Summary, resp: Option<IpAddr>, matched: Vec<String>, count: usize| Verdict {
         model: "scan",
         first: Time(s.first),
         last: Time(s.last),
@@ -138,10 +139,21 @@ fn judge(cfg: &ScanConfig, src: IpAddr, s: &ScanState, out: &mut Vec<Verdict>) {
                 s.open.iter().filter(|(h, _, _)| h == host).map(|(_, p, port)| format!("{p}/{port}")).collect();
             let lo = ports.iter().map(|x| x.1).min().unwrap_or(0);
             let hi = ports.iter().map(|x| x.1).max().unwrap_or(0);
-            let summary = format!(
-                "Vertical scan: {src} probed {at_least}{} ports of {host} in {took} (ports {lo}-{hi}; open: {})",
-                ports.len(),
-                if open.is_empty() { "none".to_string() } else { some_of(&open, 10) }
+            let (open_list, open_more) = some_of(&open, 10);
+            let summary = Summary::en(
+                "model.scan.vertical",
+                &[
+                    ("src", Some(src.to_string())),
+                    ("capped", capped.clone()),
+                    ("ports", Some(ports.len().to_string())),
+                    ("host", Some(host.to_string())),
+                    ("took", Some(took.clone())),
+                    ("lo", Some(lo.to_string())),
+                    ("hi", Some(hi.to_string())),
+                    ("none", open.is_empty().then(String::new)),
+                    ("open", (!open.is_empty()).then_some(open_list)),
+                    ("open_more", open_more),
+                ],
             );
             let matched =
                 vec!["kind=vertical".into(), format!("ports={}", ports.len()), format!("open={}", open.len())];
@@ -157,10 +169,18 @@ fn judge(cfg: &ScanConfig, src: IpAddr, s: &ScanState, out: &mut Vec<Verdict>) {
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let ports: Vec<String> = top.iter().map(|((p, port), n)| format!("{p}/{port} ({n} hosts)")).collect();
         let answered = s.open.iter().map(|x| x.0).collect::<BTreeSet<_>>().len();
-        let summary = format!(
-            "Horizontal scan: {src} probed {at_least}{} hosts in {took} on {}; {answered} answered open",
-            per_host.len(),
-            some_of(&ports, 5)
+        let (ports, ports_more) = some_of(&ports, 5);
+        let summary = Summary::en(
+            "model.scan.horizontal",
+            &[
+                ("src", Some(src.to_string())),
+                ("capped", capped.clone()),
+                ("hosts", Some(per_host.len().to_string())),
+                ("took", Some(took.clone())),
+                ("ports", Some(ports)),
+                ("ports_more", ports_more),
+                ("answered", Some(answered.to_string())),
+            ],
         );
         let matched = vec!["kind=horizontal".into(), format!("hosts={}", per_host.len()), format!("open={answered}")];
         out.push(base(summary, None, matched, per_host.len()));
@@ -168,9 +188,16 @@ fn judge(cfg: &ScanConfig, src: IpAddr, s: &ScanState, out: &mut Vec<Verdict>) {
     if s.icmp.len() >= cfg.sweep_hosts {
         let lo = s.icmp.iter().next().map(|h| h.to_string()).unwrap_or_default();
         let hi = s.icmp.iter().next_back().map(|h| h.to_string()).unwrap_or_default();
-        let summary = format!(
-            "ICMP sweep: {src} sent echo requests to {at_least}{} hosts ({lo} to {hi}) in {took}",
-            s.icmp.len()
+        let summary = Summary::en(
+            "model.scan.icmp_sweep",
+            &[
+                ("src", Some(src.to_string())),
+                ("capped", capped),
+                ("hosts", Some(s.icmp.len().to_string())),
+                ("lo", Some(lo)),
+                ("hi", Some(hi)),
+                ("took", Some(took)),
+            ],
         );
         let matched = vec!["kind=icmp_sweep".into(), format!("hosts={}", s.icmp.len())];
         out.push(base(summary, None, matched, s.icmp.len()));
