@@ -661,15 +661,17 @@ impl ClickHouseStore {
     }
 
     /// Active partitions on every node, summed over the logs' tables: key,
-    /// server id (the same in every table: a digest of the key), rows, bytes.
-    fn parts(&self) -> Result<Vec<(PartKey, String, u64, u64)>> {
+    /// server id (the same in every table: a digest of the key), rows, bytes,
+    /// and when a part of it was last written (an insert, or a merge or
+    /// delete rewriting it).
+    fn parts(&self) -> Result<Vec<(PartKey, String, u64, u64, f64)>> {
         let mut args = vec![Arg::Str(self.database.clone())];
         args.extend(self.tables.iter().map(|t| Arg::Str(t.local_name().to_string())));
         let marks = vec!["?"; self.tables.len()].join(", ");
         let sql = format!(
-            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table IN ({marks}) AND active GROUP BY partition, partition_id"
+            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b, max(toUInt32(modification_time)) AS m FROM system.parts WHERE database = ? AND table IN ({marks}) AND active GROUP BY partition, partition_id"
         );
-        let mut all: std::collections::BTreeMap<(PartKey, String), (u64, u64)> = Default::default();
+        let mut all: std::collections::BTreeMap<(PartKey, String), (u64, u64, f64)> = Default::default();
         for node in &self.nodes {
             for r in &self.fetch_on(node, &sql, &args)? {
                 let (Some(key), Some(id)) =
@@ -680,9 +682,10 @@ impl ClickHouseStore {
                 let e = all.entry((key, id.to_string())).or_default();
                 e.0 += num(&r["r"]).unwrap_or(0.0) as u64;
                 e.1 += num(&r["b"]).unwrap_or(0.0) as u64;
+                e.2 = e.2.max(num(&r["m"]).unwrap_or(0.0));
             }
         }
-        Ok(all.into_iter().map(|((k, id), (r, b))| (k, id, r, b)).collect())
+        Ok(all.into_iter().map(|((k, id), (r, b, m))| (k, id, r, b, m)).collect())
     }
 
     fn kind(&self, field: &str) -> Result<Kind> {
@@ -1113,14 +1116,20 @@ impl Store for ClickHouseStore {
         let mut out: Vec<Partition> = self
             .parts()?
             .into_iter()
-            .map(|(key, _, records, bytes)| Partition { class: key.class, day: key.day, records, bytes })
+            .map(|(key, _, records, bytes, m)| Partition {
+                class: key.class,
+                day: key.day,
+                records,
+                bytes,
+                ingested: (m > 0.0).then_some(m),
+            })
             .collect();
         out.sort_by(|a, b| (a.class, &a.day).cmp(&(b.class, &b.day)));
         Ok(out)
     }
 
     fn drop_partition(&self, class: Class, day: &str) -> Result<bool> {
-        let Some((_, id, _, _)) = self.parts()?.into_iter().find(|(k, ..)| k.class == class && k.day == day) else {
+        let Some((_, id, ..)) = self.parts()?.into_iter().find(|(k, ..)| k.class == class && k.day == day) else {
             return Ok(false);
         };
         // Partition ids are hex digests made by the server; checked anyway,
