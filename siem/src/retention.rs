@@ -222,7 +222,8 @@ mod tests {
     #[test]
     fn replayed_history_ages_from_when_it_was_ingested() {
         let now = 1_799_963_200.0; // 2027-01-15
-        let replayed = |day: &str, ingested: f64| Partition { ingested: Some(ingested), ..part(Class::Flows, day, 100) };
+        let replayed =
+            |day: &str, ingested: f64| Partition { ingested: Some(ingested), ..part(Class::Flows, day, 100) };
         let parts = vec![
             replayed("2023-11-14", now - 600.0),
             replayed("2023-11-15", now - 31.0 * 86_400.0),

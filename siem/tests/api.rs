@@ -403,7 +403,8 @@ async fn a_batch_stored_but_never_acknowledged_is_stored_once_however_late_it_co
     let app = self::app(dir.path(), 4);
     let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("run1-7"), LINES.into(), false)).await;
     assert_eq!((s, r["accepted"].as_u64()), (StatusCode::OK, Some(4)), "{r}");
-    let (_, found) = call(&app, get("/api/v1/search?q=uid:C1%20OR%20uid:C2%20OR%20uid:C3%20OR%20uid:C4", "reader-secret")).await;
+    let (_, found) =
+        call(&app, get("/api/v1/search?q=uid:C1%20OR%20uid:C2%20OR%20uid:C3%20OR%20uid:C4", "reader-secret")).await;
     assert_eq!(found["total"], 4, "every record of the batch once");
     // Acknowledged now: the next retry is a duplicate, also after a restart.
     drop(app);
@@ -441,7 +442,10 @@ async fn every_error_is_json() {
         ),
         (
             "wrong method",
-            Request::delete("/api/v1/search").header("authorization", "Bearer reader-secret").body(Body::empty()).unwrap(),
+            Request::delete("/api/v1/search")
+                .header("authorization", "Bearer reader-secret")
+                .body(Body::empty())
+                .unwrap(),
             StatusCode::METHOD_NOT_ALLOWED,
         ),
     ];

@@ -314,11 +314,7 @@ fn run_suite(store: &dyn Store) {
     assert_eq!(store.search(&SearchRequest::new(q("_log:http"))).unwrap().total, 0);
     // The 2023 days were written just now: retention ages them from then.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    assert!(
-        parts.iter().all(|p| p.ingested.is_some_and(|t| (t - now).abs() < 600.0)),
-        "{}: {parts:?}",
-        store.name()
-    );
+    assert!(parts.iter().all(|p| p.ingested.is_some_and(|t| (t - now).abs() < 600.0)), "{}: {parts:?}", store.name());
     // Flows kept a day: replayed history stays for a day from its ingest,
     // and goes after it.
     let mut policy = Policy(BTreeMap::new());

@@ -488,8 +488,8 @@ mod tests {
         let m = |v: Value| v.as_object().unwrap().clone();
         assert!(Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "uid": "C1"}))).is_ok());
         // Fields the log does not have are kept, in the overflow field.
-        let r = Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "query": "x", "site_tag": 7})))
-            .unwrap();
+        let r =
+            Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "query": "x", "site_tag": 7}))).unwrap();
         assert!(r.has_extra() && !r.fields.contains_key("query"));
         let extra: Value = serde_json::from_str(r.fields[EXTRA_FIELD].as_str().unwrap()).unwrap();
         assert_eq!(extra, serde_json::json!({"query": "x", "site_tag": 7}));

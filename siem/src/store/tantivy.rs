@@ -252,13 +252,7 @@ impl TantivyStore {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
         let catalog = Catalog::new();
         let fields = Arc::new(build_schema(&catalog));
-        let store = TantivyStore {
-            dir,
-            cfg,
-            catalog,
-            fields,
-            days: Mutex::new(BTreeMap::new()),
-        };
+        let store = TantivyStore { dir, cfg, catalog, fields, days: Mutex::new(BTreeMap::new()) };
         for class in Class::ALL {
             let dir = store.dir.join(class.name());
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
