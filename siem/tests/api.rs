@@ -393,9 +393,13 @@ async fn a_batch_stored_but_never_acknowledged_is_stored_once_however_late_it_co
     let text = std::fs::read_to_string(&done).unwrap();
     std::fs::write(&done, text.replace("district-7 run1-7\n", "")).unwrap();
     let app = app(dir.path(), 4);
-    // More batches than any window of recent ids a commit could name.
+    // More batches than any window of recent ids a commit could name, in
+    // the partitions the batch went to.
     for i in 0..300 {
-        let line = format!("{{\"_log\":\"dns\",\"ts\":1700000100,\"uid\":\"D{i}\",\"query\":\"q{i}.example\"}}\n");
+        let line = format!(
+            "{{\"_log\":\"dns\",\"ts\":1700000100,\"uid\":\"D{i}\",\"query\":\"q{i}.example\"}}\n\
+             {{\"_log\":\"conn\",\"ts\":1700000100,\"uid\":\"E{i}\"}}\n"
+        );
         let (s, _) = call(&app, ingest(Some("sensor-secret"), Some(&format!("run1-n{i}")), line.into(), false)).await;
         assert_eq!(s, StatusCode::OK);
     }
@@ -412,7 +416,7 @@ async fn a_batch_stored_but_never_acknowledged_is_stored_once_however_late_it_co
     let (_, r) = call(&app, ingest(Some("sensor-secret"), Some("run1-7"), LINES.into(), false)).await;
     assert_eq!(r["duplicate"], true, "{r}");
     let (_, found) = call(&app, get("/api/v1/search?q=*", "reader-secret")).await;
-    assert_eq!(found["total"], 304);
+    assert_eq!(found["total"], 604);
 }
 
 /// Every error is JSON, axum's own rejections included.
