@@ -249,11 +249,28 @@ impl AppState {
         if let Some(d) = data {
             let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
             let lines = |t: &str| -> Vec<(String, String)> {
-                // Ids have no spaces; a sensor's name may. A line cut short
-                // by a crash has no id and was never acknowledged.
-                t.lines().filter_map(|l| l.rsplit_once(' ')).map(|(s, i)| (s.to_string(), i.to_string())).collect()
+                // Ids have no spaces; a sensor's name may. A last line
+                // without its newline was cut short (a power loss during its
+                // write): its batch was never acknowledged, and its id may be
+                // cut to another batch's id, so it is left out.
+                t.split_inclusive('\n')
+                    .filter_map(|l| l.strip_suffix('\n')?.rsplit_once(' '))
+                    .map(|(s, i)| (s.to_string(), i.to_string()))
+                    .collect()
             };
-            let done = lines(&read(DONE_FILE));
+            let done_text = read(DONE_FILE);
+            if !done_text.is_empty() && !done_text.ends_with('\n') {
+                // Ended, so that the next line appended stands on its own.
+                use std::io::Write;
+                let ended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(d.join(DONE_FILE))
+                    .and_then(|mut f| f.write_all(b"\n").and_then(|_| f.sync_data()));
+                if let Err(e) = ended {
+                    tracing::warn!(error = %e, "ingest ledger's last line not ended");
+                }
+            }
+            let done = lines(&done_text);
             for (sensor, id) in &done {
                 seen.entry(sensor.clone()).or_default().remember(id);
             }

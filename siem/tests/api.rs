@@ -525,3 +525,23 @@ async fn unknown_fields_are_kept_and_searchable() {
     let extra: Value = serde_json::from_str(found["hits"][0]["_extra"].as_str().unwrap()).unwrap();
     assert_eq!(extra, serde_json::json!({"site_zone": "northwardlane", "vlan_name": ["cams"]}));
 }
+
+/// A ledger line cut short (a power loss while it was written) names no
+/// batch: `run1-12` cut to `run1-1` does not make batch `run1-1` a
+/// duplicate, and the next line written stands on its own.
+#[tokio::test]
+async fn a_ledger_line_cut_short_names_no_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ingest-batches.log"), "district-7 run1-0\ndistrict-7 run1-1").unwrap();
+    let app = app(dir.path(), 4);
+    let (_, r) = call(&app, ingest(Some("sensor-secret"), Some("run1-0"), LINES.into(), false)).await;
+    assert_eq!(r["duplicate"], true, "{r}");
+    let (_, r) = call(&app, ingest(Some("sensor-secret"), Some("run1-1"), LINES.into(), false)).await;
+    assert_eq!((r["duplicate"].as_bool(), r["accepted"].as_u64()), (Some(false), Some(4)), "{r}");
+    let ledger = std::fs::read_to_string(dir.path().join("ingest-batches.log")).unwrap();
+    assert_eq!(ledger, "district-7 run1-0\ndistrict-7 run1-1\ndistrict-7 run1-1\n");
+    drop(app);
+    let app = self::app(dir.path(), 4);
+    let (_, r) = call(&app, ingest(Some("sensor-secret"), Some("run1-1"), LINES.into(), false)).await;
+    assert_eq!(r["duplicate"], true, "{r}");
+}
