@@ -36,6 +36,13 @@ const fn f(path: &'static str, ty: FieldType, doc: &'static str) -> FieldDef {
 
 use FieldType::*;
 
+/// The overflow field every log has: the fields of a record the catalog
+/// does not list for its log (a site's own Zeek fields, a newer sensor's),
+/// kept as one JSON object in text, searchable by its words. A record with
+/// such fields is stored with them rather than refused.
+pub const OVERFLOW: FieldDef =
+    f("_extra", String, "fields the catalog does not list for the log, as one JSON object (searchable as text)");
+
 pub const CATALOG: &[LogDef] = &[
     LogDef {
         name: "conn",

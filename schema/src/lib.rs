@@ -16,7 +16,7 @@ pub mod summary;
 mod time;
 
 pub use alert::{AlertRecord, RuleSource, Severity};
-pub use catalog::{FieldDef, FieldType, LogDef, CATALOG};
+pub use catalog::{FieldDef, FieldType, LogDef, CATALOG, OVERFLOW};
 pub use ics::{
     BacnetRecord, CoapRecord, Dnp3ObjectRecord, Dnp3Record, KnownDeviceRecord, ModbusDetailRecord, ModbusRecord,
     MqttConnectRecord, MqttPublishRecord, MqttSubscribeRecord, SnmpRecord,

@@ -32,7 +32,8 @@ pub const INCIDENT_WINDOW_SECS: f64 = 3600.0;
 const MAX_PIVOT_IDS: usize = 256;
 /// Most buckets a histogram answers with.
 pub const MAX_BUCKETS: usize = 10_000;
-/// Batch ids remembered per sensor for idempotency.
+/// Batch ids held in memory per sensor; one not held is looked up in the
+/// store, which names every record's batch.
 const BATCH_IDS_KEPT: usize = 100_000;
 
 /// Who may call: sensors ingest, readers search. Tokens are kept as their
@@ -87,6 +88,42 @@ struct SeenBatches {
     order: VecDeque<String>,
     /// Being stored now: a concurrent retry waits for the outcome.
     inflight: HashSet<String>,
+    /// Begun and never acknowledged (the server stopped, or storing
+    /// failed): what they stored, whole or in part, is undone before they
+    /// are stored again.
+    unresolved: HashSet<String>,
+    /// Some ids were forgotten to bound memory: an id not held is looked up
+    /// in the store.
+    forgot: bool,
+}
+
+impl SeenBatches {
+    fn remember(&mut self, id: &str) {
+        if self.ids.insert(id.to_string()) {
+            self.order.push_back(id.to_string());
+            if self.order.len() > BATCH_IDS_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                    self.forgot = true;
+                }
+            }
+        }
+    }
+}
+
+/// The ingest ledger's two files in the data folder: a batch's line goes to
+/// `ingest-begun.log` before its records are stored and to
+/// `ingest-batches.log` before it is acknowledged, both synced. A batch
+/// begun and not done was never acknowledged; a line holds the sensor's
+/// name, a space and the id.
+const BEGUN_FILE: &str = "ingest-begun.log";
+const DONE_FILE: &str = "ingest-batches.log";
+
+fn append_synced(path: &Path, sensor: &str, id: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    f.write_all(format!("{sensor} {id}\n").as_bytes())?;
+    f.sync_data()
 }
 
 pub struct AppState {
@@ -100,7 +137,8 @@ pub struct AppState {
     pub open: bool,
     ingest_slots: Semaphore,
     seen: Mutex<HashMap<String, SeenBatches>>,
-    seen_path: Option<PathBuf>,
+    /// The data folder, where the ingest ledger is kept.
+    ledger_dir: Option<PathBuf>,
     pub retention: crate::retention::Policy,
     retention_runs: Mutex<RetentionRuns>,
     /// Where flows' packets come from (the packet ring of the sensor that
@@ -225,19 +263,56 @@ impl AppState {
         data: Option<&Path>,
         ingest_concurrency: usize,
     ) -> AppState {
-        let seen_path = data.map(|d| d.join("ingest-batches.log"));
         let mut seen: HashMap<String, SeenBatches> = HashMap::new();
-        let ledger = seen_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
-        // Batches a commit named that the ledger may have missed (the
-        // server stopped between the two) count as seen too.
-        let committed = store.committed_batches().join("\n");
-        for line in ledger.lines().chain(committed.lines()) {
-            // Ids have no spaces; a sensor's name may.
-            if let Some((sensor, id)) = line.rsplit_once(' ') {
-                let e = seen.entry(sensor.to_string()).or_default();
-                if e.ids.insert(id.to_string()) {
-                    e.order.push_back(id.to_string());
+        if let Some(d) = data {
+            let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+            let lines = |t: &str| -> Vec<(String, String)> {
+                // Ids have no spaces; a sensor's name may. A last line
+                // without its newline was cut short (a power loss during its
+                // write): its batch was never acknowledged, and its id may be
+                // cut to another batch's id, so it is left out.
+                t.split_inclusive('\n')
+                    .filter_map(|l| l.strip_suffix('\n')?.rsplit_once(' '))
+                    .map(|(s, i)| (s.to_string(), i.to_string()))
+                    .collect()
+            };
+            let done_text = read(DONE_FILE);
+            if !done_text.is_empty() && !done_text.ends_with('\n') {
+                // Ended, so that the next line appended stands on its own.
+                use std::io::Write;
+                let ended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(d.join(DONE_FILE))
+                    .and_then(|mut f| f.write_all(b"\n").and_then(|_| f.sync_data()));
+                if let Err(e) = ended {
+                    tracing::warn!(error = %e, "ingest ledger's last line not ended");
                 }
+            }
+            let done = lines(&done_text);
+            for (sensor, id) in &done {
+                seen.entry(sensor.clone()).or_default().remember(id);
+            }
+            let done: HashSet<(String, String)> = done.into_iter().collect();
+            let mut still = String::new();
+            for (sensor, id) in lines(&read(BEGUN_FILE)) {
+                if !done.contains(&(sensor.clone(), id.clone())) {
+                    seen.entry(sensor.clone()).or_default().unresolved.insert(id.clone());
+                    still.push_str(&format!("{sensor} {id}\n"));
+                }
+            }
+            // The begun file keeps only what is unresolved, so it does not
+            // grow with every batch: written aside, then renamed over.
+            let tmp = d.join(format!("{BEGUN_FILE}.tmp"));
+            let kept = std::fs::File::create(&tmp)
+                .and_then(|mut f| {
+                    use std::io::Write;
+                    f.write_all(still.as_bytes())?;
+                    f.sync_all()
+                })
+                .and_then(|_| std::fs::rename(&tmp, d.join(BEGUN_FILE)));
+            if let Err(e) = kept {
+                // The old file stays whole: nothing is lost, it is only longer.
+                tracing::warn!(error = %e, "ingest ledger not compacted");
             }
         }
         AppState {
@@ -252,7 +327,7 @@ impl AppState {
             tokens: tokens.unwrap_or_default(),
             ingest_slots: Semaphore::new(ingest_concurrency.max(1)),
             seen: Mutex::new(seen),
-            seen_path,
+            ledger_dir: data.map(Path::to_path_buf),
             retention: crate::retention::Policy::default(),
             retention_runs: Mutex::new(RetentionRuns::default()),
             refusals: Default::default(),
@@ -267,6 +342,8 @@ pub enum ApiError {
     BadRequest(String),
     BadQuery(QueryError),
     TooLarge,
+    /// A body in an encoding the API does not read.
+    Unsupported(String),
     NotFound,
     /// A resource that is not there, with the reason.
     Missing(String),
@@ -360,9 +437,8 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, json!({"error": "no such endpoint"})),
             ApiError::Missing(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
-            ApiError::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body larger than {MAX_BODY_BYTES} bytes")}))
-            }
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": too_large()})),
+            ApiError::Unsupported(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": m})),
             ApiError::Busy => {
                 let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "ingest is busy, retry later"})))
                     .into_response();
@@ -382,6 +458,41 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+fn too_large() -> String {
+    format!("body larger than {MAX_BODY_BYTES} bytes (decompressed too)")
+}
+
+/// Every error of the API is JSON, axum's own rejections too (a body over
+/// the limit, a missing or wrong content type, JSON that does not parse, a
+/// method a route does not have): their text becomes `{"error": ...}`, with
+/// the status and headers (`Allow`, `Retry-After`) kept.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Rejection texts are short; a longer one is cut, not buffered whole.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else if text.is_empty() {
+        status.canonical_reason().unwrap_or("request failed").to_lowercase()
+    } else {
+        let mut c = text.chars();
+        c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, axum::body::Body::from(json!({ "error": message }).to_string()))
+}
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
@@ -970,12 +1081,20 @@ pub struct LineError {
     pub error: String,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Default)]
 pub struct IngestReply {
     pub accepted: usize,
     pub rejected: Vec<LineError>,
     /// The batch id was seen before: nothing was stored again.
     pub duplicate: bool,
+    /// Accepted records with fields the catalog does not list for their
+    /// log, kept in their `_extra` field.
+    pub with_unknown_fields: usize,
+    /// Accepted records older than their class's retention: kept that long
+    /// from now, since retention ages replayed history by when it came.
+    pub older_than_retention: usize,
+    /// What the sender should know about what was stored, in words.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -1038,6 +1157,65 @@ pub fn parse_lines(
     (good, bad)
 }
 
+/// The body as sent, decoded per its `Content-Encoding` (zstd, gzip or
+/// deflate), never larger than `MAX_BODY_BYTES` however small it came: a
+/// bomb is refused at the limit, not decompressed into memory.
+fn decode_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Vec<u8>> {
+    let encoding = match headers.get(header::CONTENT_ENCODING) {
+        None => return Ok(body.to_vec()),
+        Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),
+    };
+    let bad = |e: std::io::Error| ApiError::BadRequest(format!("{encoding} body: {e}"));
+    let reader: Box<dyn Read> = match encoding.as_str() {
+        "identity" | "" => return Ok(body.to_vec()),
+        "zstd" => Box::new(zstd::stream::read::Decoder::new(&body[..]).map_err(bad)?),
+        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        other => {
+            return Err(ApiError::Unsupported(format!(
+                "content encoding '{}' is not read here: send zstd, gzip, deflate or none",
+                other.chars().take(32).collect::<String>()
+            )))
+        }
+    };
+    let mut out = Vec::new();
+    reader.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut out).map_err(bad)?;
+    if out.len() > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Fills in what the sender should know about accepted records: unknown
+/// fields kept aside, and times older than their retention.
+fn notes(st: &AppState, good: &[Record], reply: &mut IngestReply) {
+    let now = now_secs();
+    reply.with_unknown_fields = good.iter().filter(|r| r.has_extra()).count();
+    let mut old: BTreeMap<crate::store::Class, (usize, String)> = BTreeMap::new();
+    for r in good {
+        if crate::retention::older_than_retention(&st.retention, r.class(), r.ts, now) {
+            let e = old.entry(r.class()).or_insert((0, r.day()));
+            e.0 += 1;
+            e.1 = e.1.clone().min(r.day());
+        }
+    }
+    reply.older_than_retention = old.values().map(|v| v.0).sum();
+    if reply.with_unknown_fields > 0 {
+        reply.warnings.push(format!(
+            "{} records have fields their log does not list: kept in their _extra field, searchable as text",
+            reply.with_unknown_fields
+        ));
+    }
+    for (class, (n, oldest)) in old {
+        let days = st.retention.get(class).max_age.map_or(0, |a| a.as_secs() / 86_400);
+        reply.warnings.push(format!(
+            "{n} {} from as early as {oldest} are older than their retention of {days} days: \
+             kept {days} days from now, then dropped",
+            class.name()
+        ));
+    }
+}
+
 async fn ingest(
     State(st): State<Arc<AppState>>,
     peer: Peer,
@@ -1050,25 +1228,11 @@ async fn ingest(
     // Stored records are audited after the fact: refused up front.
     st.writable()?;
     let _slot = st.ingest_slots.try_acquire().map_err(|_| ApiError::Busy)?;
-    let zstd = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) == Some("zstd");
-    let raw = if zstd {
-        let mut out = Vec::new();
-        let dec =
-            zstd::stream::read::Decoder::new(&body[..]).map_err(|e| ApiError::BadRequest(format!("zstd: {e}")))?;
-        // Decompressed size is bounded like the body: a small bomb cannot
-        // take the memory.
-        dec.take(MAX_BODY_BYTES as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| ApiError::BadRequest(format!("zstd: {e}")))?;
-        if out.len() > MAX_BODY_BYTES {
-            return Err(ApiError::TooLarge);
-        }
-        out
-    } else {
-        body.to_vec()
-    };
+    let raw = decode_body(&headers, body)?;
     let text = String::from_utf8(raw).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let batch = headers.get("x-batch-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut unresolved = false;
+    let mut forgot = false;
     if let Some(id) = &batch {
         if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
             return Err(ApiError::BadRequest("X-Batch-Id is 1-128 of A-Z a-z 0-9 - _ . :".into()));
@@ -1076,32 +1240,47 @@ async fn ingest(
         let mut seen = st.seen.lock().map_err(internal)?;
         let e = seen.entry(sensor.clone()).or_default();
         if e.ids.contains(id) {
-            return Ok(Json(IngestReply { accepted: 0, rejected: Vec::new(), duplicate: true }));
+            return Ok(Json(IngestReply { duplicate: true, ..IngestReply::default() }));
         }
         if !e.inflight.insert(id.clone()) {
             return Err(ApiError::Busy);
         }
+        unresolved = e.unresolved.contains(id);
+        forgot = e.forgot;
     }
     let st2 = Arc::clone(&st);
     let sensor2 = sensor.clone();
     let log = p.log.clone();
     let batch2 = batch.clone();
     let reply = blocking(move || -> ApiResult<IngestReply> {
-        // Another ingest node in front of the same store may have taken it.
-        if let Some(id) = batch2.as_deref().filter(|_| st2.store.keeps_batch_ids()) {
-            if st2.store.batch_stored(&sensor2, id)? {
-                return Ok(IngestReply { accepted: 0, rejected: Vec::new(), duplicate: true });
+        let st = st2;
+        let sensor = sensor2;
+        let keeps = st.store.keeps_batch_ids();
+        if let Some(id) = batch2.as_deref() {
+            // Another ingest node in front of the same store may have
+            // taken it; or it is older than the ids held in memory.
+            if (keeps || (forgot && !unresolved)) && st.store.batch_stored(&sensor, id)? {
+                return Ok(IngestReply { duplicate: true, ..IngestReply::default() });
             }
         }
-        let (good, bad) = parse_lines(&st2.catalog, &text, &sensor2, log.as_deref());
-        // Acknowledged only once stored durably; the batch named in the
-        // same commit where the store can.
-        let key = batch2.as_deref().map(|id| format!("{sensor2} {id}"));
-        st2.store.ingest_batch(&good, key.as_deref())?;
-        if let Some(id) = batch2.as_deref().filter(|_| st2.store.keeps_batch_ids()) {
-            st2.store.remember_batch(&sensor2, id)?;
+        let (good, bad) = parse_lines(&st.catalog, &text, &sensor, log.as_deref());
+        let key = batch2.as_deref().map(|id| crate::store::batch_key(&sensor, id));
+        if let (Some(id), Some(key), false) = (batch2.as_deref(), key.as_deref(), keeps) {
+            if let Some(d) = &st.ledger_dir {
+                append_synced(&d.join(BEGUN_FILE), &sensor, id).map_err(internal)?;
+            }
+            if unresolved {
+                let n = st.store.unstore_batch(key)?;
+                tracing::info!(sensor = %sensor, batch = id, records = n, "unacknowledged batch undone before storing it again");
+            }
         }
-        if let Some(wf) = &st2.workflow {
+        // Acknowledged only once stored durably, every record named with
+        // its batch.
+        st.store.ingest_batch(&good, key.as_deref())?;
+        if let Some(id) = batch2.as_deref().filter(|_| keeps) {
+            st.store.remember_batch(&sensor, id)?;
+        }
+        if let Some(wf) = &st.workflow {
             for r in good.iter().filter(|r| r.log == "alerts") {
                 let f = &r.fields;
                 let (Some(id), Some(rule)) =
@@ -1114,38 +1293,52 @@ async fn ingest(
                 wf.group_alert(id, &format!("{rule}|{src}"), &title, r.ts, INCIDENT_WINDOW_SECS).map_err(internal)?;
             }
         }
-        Ok(IngestReply { accepted: good.len(), rejected: bad, duplicate: false })
+        let mut reply = IngestReply { accepted: good.len(), rejected: bad, ..IngestReply::default() };
+        notes(&st, &good, &mut reply);
+        Ok(reply)
     })
     .await;
     if let Some(id) = batch {
         let mut seen = st.seen.lock().map_err(internal)?;
         let e = seen.entry(sensor.clone()).or_default();
         e.inflight.remove(&id);
-        // Only a stored batch is remembered: a failed one may be retried.
-        if reply.is_ok() && e.ids.insert(id.clone()) {
-            e.order.push_back(id.clone());
-            if e.order.len() > BATCH_IDS_KEPT {
-                if let Some(old) = e.order.pop_front() {
-                    e.ids.remove(&old);
+        match &reply {
+            // Only a stored batch is remembered: a failed one may be
+            // retried, and what it may have stored in part is undone first.
+            Err(_) => {
+                e.unresolved.insert(id.clone());
+            }
+            Ok(r) if !r.duplicate => {
+                if let Some(d) = &st.ledger_dir {
+                    if let Err(err) = append_synced(&d.join(DONE_FILE), &sensor, &id) {
+                        // Not acknowledged: the retry undoes and stores again.
+                        e.unresolved.insert(id.clone());
+                        return Err(internal(err));
+                    }
                 }
+                e.unresolved.remove(&id);
+                e.remember(&id);
             }
-            if let Some(p) = &st.seen_path {
-                use std::io::Write;
-                let line = format!("{sensor} {id}\n");
-                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(internal)?;
-                f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(internal)?;
-            }
+            Ok(_) => e.remember(&id),
         }
     }
     let reply = reply?;
+    if !reply.warnings.is_empty() {
+        tracing::warn!(sensor = %sensor, batch = batch_name(&headers), warnings = ?reply.warnings, "ingest");
+    }
     audit(
         &st,
         &sensor,
         &peer,
         "ingest",
-        json!({"batch": headers.get("x-batch-id").and_then(|v| v.to_str().ok()), "accepted": reply.accepted, "rejected": reply.rejected.len()}),
+        json!({"batch": batch_name(&headers), "accepted": reply.accepted, "rejected": reply.rejected.len(),
+               "with_unknown_fields": reply.with_unknown_fields, "older_than_retention": reply.older_than_retention}),
     )?;
     Ok(Json(reply))
+}
+
+fn batch_name(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-batch-id").and_then(|v| v.to_str().ok())
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -1762,6 +1955,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), watch_refusals))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }
 

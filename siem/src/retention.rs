@@ -3,15 +3,25 @@
 //! oldest first. The newest day of a class is never dropped for its budget,
 //! since that is where ingest writes; a class whose newest day alone is over
 //! budget is reported as such.
+//!
+//! A day's age counts from when it ended or from when records were last
+//! written to it, whichever is later. A replayed capture (a seized 2023
+//! recording analysed today) is history ingested now: aged by its records'
+//! times alone it would be dropped minutes after it came, before anyone
+//! looked at it. Aged by its ingest time it is kept as long as the class's
+//! retention says, from the day it came, and goes by itself afterwards;
+//! holding imported cases until an analyst releases them would keep them
+//! forever whenever nobody does.
 
-use crate::store::{day_of, Class, Partition, Result, Store};
+use crate::store::{day_of, day_start, Class, Partition, Result, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ClassPolicy {
-    /// Partitions whose day ended more than this long ago are dropped.
+    /// Partitions whose day ended, and that were last written to, more than
+    /// this long ago are dropped.
     #[serde(rename = "max_age_secs", serialize_with = "secs")]
     pub max_age: Option<Duration>,
     pub max_bytes: Option<u64>,
@@ -95,26 +105,44 @@ pub struct Dropped {
     pub reason: Reason,
 }
 
+/// When a partition's age starts: the end of its day, or when it was last
+/// written to if later.
+pub fn aged_from(p: &Partition) -> f64 {
+    let end = day_start(&p.day).map_or(0.0, |s| s + DAY as f64);
+    p.ingested.map_or(end, |t| t.max(end))
+}
+
+/// Whether a record of this time, ingested now, is older than its class's
+/// retention: it is kept that long from now (see the module's note).
+pub fn older_than_retention(policy: &Policy, class: Class, ts: f64, now: f64) -> bool {
+    policy.get(class).max_age.is_some_and(|age| day_of(ts) < day_of(now - age.as_secs_f64()))
+}
+
 /// What to drop, given the partitions present, the policy and the time.
 pub fn plan(parts: &[Partition], policy: &Policy, now: f64) -> Vec<Dropped> {
     let mut out = Vec::new();
     for class in Class::ALL {
         let p = policy.get(class);
         let mut mine: Vec<&Partition> = parts.iter().filter(|x| x.class == class).collect();
-        mine.sort_by(|a, b| a.day.cmp(&b.day));
+        mine.sort_by(|a, b| aged_from(a).total_cmp(&aged_from(b)).then_with(|| a.day.cmp(&b.day)));
         if let Some(age) = p.max_age {
-            // A day is kept while any of it is younger than the age.
+            // A day is kept while any of it is younger than the age, and
+            // for the age after it was last written to.
             let cutoff = day_of(now - age.as_secs_f64());
-            while mine.first().is_some_and(|x| x.day < cutoff) {
-                let x = mine.remove(0);
-                out.push(Dropped {
-                    class,
-                    day: x.day.clone(),
-                    records: x.records,
-                    bytes: x.bytes,
-                    reason: Reason::Age,
-                });
-            }
+            let written = now - age.as_secs_f64();
+            mine.retain(|x| {
+                let old = x.day < cutoff && x.ingested.is_none_or(|t| t < written);
+                if old {
+                    out.push(Dropped {
+                        class,
+                        day: x.day.clone(),
+                        records: x.records,
+                        bytes: x.bytes,
+                        reason: Reason::Age,
+                    });
+                }
+                !old
+            });
         }
         if let Some(budget) = p.max_bytes {
             let mut total: u64 = mine.iter().map(|x| x.bytes).sum();
@@ -185,7 +213,32 @@ mod tests {
     use super::*;
 
     fn part(class: Class, day: &str, bytes: u64) -> Partition {
-        Partition { class, day: day.into(), records: 10, bytes }
+        Partition { class, day: day.into(), records: 10, bytes, ingested: None }
+    }
+
+    /// A 2023 capture replayed today is kept for the age from today, and
+    /// goes once that has passed; the budget takes the days written longest
+    /// ago first.
+    #[test]
+    fn replayed_history_ages_from_when_it_was_ingested() {
+        let now = 1_799_963_200.0; // 2027-01-15
+        let replayed =
+            |day: &str, ingested: f64| Partition { ingested: Some(ingested), ..part(Class::Flows, day, 100) };
+        let parts = vec![
+            replayed("2023-11-14", now - 600.0),
+            replayed("2023-11-15", now - 31.0 * 86_400.0),
+            part(Class::Flows, "2023-11-16", 100),
+        ];
+        let p = Policy::default();
+        let got: Vec<String> = plan(&parts, &p, now).into_iter().map(|d| d.day).collect();
+        assert_eq!(got, ["2023-11-16", "2023-11-15"], "only what was written more than 30 days ago goes");
+        assert!(older_than_retention(&p, Class::Flows, 1_700_000_000.0, now));
+        assert!(!older_than_retention(&p, Class::Flows, now - 86_400.0, now));
+        assert!(!older_than_retention(&p, Class::Alerts, now - 300.0 * 86_400.0, now));
+        let mut p = Policy(Default::default());
+        p.set_budget("flows=250B").unwrap();
+        let got: Vec<String> = plan(&parts, &p, now).into_iter().map(|d| d.day).collect();
+        assert_eq!(got, ["2023-11-16"], "the day written longest ago goes first, the one written last stays");
     }
 
     #[test]

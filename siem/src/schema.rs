@@ -2,7 +2,7 @@
 //! for storage and search. The Tantivy schema and the ClickHouse DDL are
 //! both derived from this, so the two stores cannot drift apart.
 
-use schema::{FieldType, CATALOG};
+use schema::{FieldType, CATALOG, OVERFLOW};
 use std::collections::HashMap;
 
 /// How a field is stored and searched.
@@ -53,6 +53,8 @@ pub const IDENTIFIERS: &[&str] =
 /// Fields every stored record has besides its log's own.
 pub const LOG_FIELD: &str = "_log";
 pub const SENSOR_FIELD: &str = "_sensor";
+/// Fields a record's log does not have, kept as one JSON object in text.
+pub const EXTRA_FIELD: &str = OVERFLOW.path;
 
 #[derive(Clone, Debug)]
 pub struct Field {
@@ -127,6 +129,15 @@ impl Catalog {
                 }
             }
         }
+        // Every log has the overflow field.
+        by_path.insert(OVERFLOW.path.to_string(), fields.len());
+        fields.push(Field {
+            path: OVERFLOW.path.to_string(),
+            kind: Kind::of(OVERFLOW.ty),
+            logs: CATALOG.iter().map(|l| l.name).collect(),
+            doc: OVERFLOW.doc,
+            free_text: false,
+        });
         for f in &mut fields[2..] {
             f.free_text = matches!(f.kind, Kind::Str | Kind::StrSet) && !IDENTIFIERS.contains(&f.path.as_str());
         }
@@ -172,6 +183,8 @@ mod tests {
         assert!(!c.free_text("uid") && !c.free_text("id.orig_h") && !c.free_text("orig_bytes"));
         assert!(IDENTIFIERS.iter().all(|f| c.field(f).is_some()), "every identifier is a catalog field");
         assert!(c.field("uid").unwrap().logs.len() > 10);
+        let extra = c.field(EXTRA_FIELD).unwrap();
+        assert!(extra.free_text && extra.logs.len() == CATALOG.len(), "every log keeps its unknown fields");
         // Column names are unique after the dot mapping.
         let mut cols: Vec<String> = c.fields.iter().map(|f| column(&f.path)).collect();
         cols.sort();

@@ -56,3 +56,64 @@ pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
     }
     panic!("never saw a line with {needle:?}");
 }
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A ClickHouse server of its own for one test (on free loopback ports,
+/// in a temporary folder), stopped when dropped.
+pub struct ClickHouse {
+    child: Child,
+    pub http_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl ClickHouse {
+    pub fn start() -> ClickHouse {
+        let bin = ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("clickhouse-server is not installed (scripts/install-deps installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let http = free_port();
+        let child = Command::new(bin)
+            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg("--")
+            .arg(format!("--path={d}/data/"))
+            .arg(format!("--tmp_path={d}/tmp/"))
+            .arg(format!("--user_files_path={d}/uf/"))
+            .arg(format!("--format_schema_path={d}/fs/"))
+            .arg(format!("--http_port={http}"))
+            .arg(format!("--tcp_port={}", free_port()))
+            .arg(format!("--interserver_http_port={}", free_port()))
+            .arg("--listen_host=127.0.0.1")
+            .arg(format!("--logger.log={d}/server.log"))
+            .arg(format!("--logger.errorlog={d}/server.err.log"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("clickhouse-server starts");
+        let ch = ClickHouse { child, http_port: http, _dir: dir };
+        let start = Instant::now();
+        while !ureq::get(&format!("http://127.0.0.1:{http}/ping")).call().is_ok_and(|r| r.status() == 200) {
+            assert!(start.elapsed() < Duration::from_secs(30), "clickhouse-server did not answer /ping");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ch
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        // SIGTERM, so the server stops its own children and cleans up.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}

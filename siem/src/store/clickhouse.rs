@@ -668,16 +668,18 @@ impl ClickHouseStore {
         Ok(())
     }
 
-    /// Active partitions on every node, summed over the logs' tables: key,
-    /// server id (the same in every table: a digest of the key), rows, bytes.
-    fn parts(&self) -> Result<Vec<(PartKey, String, u64, u64)>> {
+    /// Active partitions on every node, summed over the logs' tables, each
+    /// with its server id (the same in every table: a digest of the key).
+    /// When one was last written is when a part of it last was (an insert,
+    /// or a merge or delete rewriting it).
+    fn parts(&self) -> Result<Vec<(Partition, String)>> {
         let mut args = vec![Arg::Str(self.database.clone())];
         args.extend(self.tables.iter().map(|t| Arg::Str(t.local_name().to_string())));
         let marks = vec!["?"; self.tables.len()].join(", ");
         let sql = format!(
-            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b FROM system.parts WHERE database = ? AND table IN ({marks}) AND active GROUP BY partition, partition_id"
+            "SELECT partition, partition_id, sum(rows) AS r, sum(bytes_on_disk) AS b, max(toUInt32(modification_time)) AS m FROM system.parts WHERE database = ? AND table IN ({marks}) AND active GROUP BY partition, partition_id"
         );
-        let mut all: std::collections::BTreeMap<(PartKey, String), (u64, u64)> = Default::default();
+        let mut all: std::collections::BTreeMap<(PartKey, String), (u64, u64, f64)> = Default::default();
         for node in &self.nodes {
             for r in &self.fetch_on(node, &sql, &args)? {
                 let (Some(key), Some(id)) =
@@ -688,9 +690,16 @@ impl ClickHouseStore {
                 let e = all.entry((key, id.to_string())).or_default();
                 e.0 += num(&r["r"]).unwrap_or(0.0) as u64;
                 e.1 += num(&r["b"]).unwrap_or(0.0) as u64;
+                e.2 = e.2.max(num(&r["m"]).unwrap_or(0.0));
             }
         }
-        Ok(all.into_iter().map(|((k, id), (r, b))| (k, id, r, b)).collect())
+        Ok(all
+            .into_iter()
+            .map(|((k, id), (records, bytes, m))| {
+                let ingested = (m > 0.0).then_some(m);
+                (Partition { class: k.class, day: k.day, records, bytes, ingested }, id)
+            })
+            .collect())
     }
 
     fn kind(&self, field: &str) -> Result<Kind> {
@@ -1144,17 +1153,13 @@ impl Store for ClickHouseStore {
     }
 
     fn partitions(&self) -> Result<Vec<Partition>> {
-        let mut out: Vec<Partition> = self
-            .parts()?
-            .into_iter()
-            .map(|(key, _, records, bytes)| Partition { class: key.class, day: key.day, records, bytes })
-            .collect();
+        let mut out: Vec<Partition> = self.parts()?.into_iter().map(|(p, _)| p).collect();
         out.sort_by(|a, b| (a.class, &a.day).cmp(&(b.class, &b.day)));
         Ok(out)
     }
 
     fn drop_partition(&self, class: Class, day: &str) -> Result<bool> {
-        let Some((_, id, _, _)) = self.parts()?.into_iter().find(|(k, ..)| k.class == class && k.day == day) else {
+        let Some((_, id)) = self.parts()?.into_iter().find(|(p, _)| p.class == class && p.day == day) else {
             return Ok(false);
         };
         // Partition ids are hex digests made by the server; checked anyway,

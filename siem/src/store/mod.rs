@@ -6,7 +6,7 @@ pub mod clickhouse;
 pub mod tantivy;
 
 use crate::query::Query;
-use crate::schema::{Catalog, Kind, LOG_FIELD, SENSOR_FIELD};
+use crate::schema::{Catalog, Kind, EXTRA_FIELD, LOG_FIELD, SENSOR_FIELD};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
@@ -37,31 +37,49 @@ pub struct Record {
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 impl Record {
-    /// Checks a record against the catalog: a known log, known fields with
+    /// Checks a record against the catalog: a known log, its fields with
     /// values of their type, a time. The message names what is wrong.
+    /// Fields the catalog does not list for the log (a site's own Zeek
+    /// fields) are kept in the overflow field `_extra`, as one JSON object,
+    /// rather than costing the whole record (`has_extra` tells).
     pub fn validate(
         catalog: &Catalog,
         log: &str,
         sensor: &str,
-        fields: Map<String, Value>,
+        mut fields: Map<String, Value>,
     ) -> std::result::Result<Record, String> {
         if !catalog.is_log(log) {
             return Err(format!("unknown log '{log}'"));
         }
+        let mut extra = Map::new();
         for (k, v) in &fields {
-            let Some(f) = catalog.field(k) else { return Err(format!("unknown field '{k}'")) };
-            if !f.logs.contains(&log) {
-                return Err(format!("field '{k}' is not in {log}.log"));
+            // A record's own `_extra` is one of its unknown fields too.
+            match catalog.field(k).filter(|f| k != EXTRA_FIELD && f.logs.contains(&log)) {
+                None => {
+                    extra.insert(k.clone(), v.clone());
+                }
+                Some(f) if !value_fits(f.kind, v) => {
+                    return Err(format!("field '{k}' should be a {}", f.kind.name()));
+                }
+                Some(_) => {}
             }
-            if !value_fits(f.kind, v) {
-                return Err(format!("field '{k}' should be a {}", f.kind.name()));
+        }
+        if !extra.is_empty() {
+            for k in extra.keys() {
+                fields.remove(k);
             }
+            fields.insert(EXTRA_FIELD.into(), Value::String(Value::Object(extra).to_string()));
         }
         let ts = fields.get("ts").and_then(Value::as_f64).ok_or("missing ts")?;
         if !(0.0..=MAX_TS).contains(&ts) {
             return Err(format!("ts {ts} is out of range"));
         }
         Ok(Record { log: log.to_string(), sensor: sensor.to_string(), ts, fields })
+    }
+
+    /// Whether fields the catalog does not list were kept in `_extra`.
+    pub fn has_extra(&self) -> bool {
+        self.fields.contains_key(EXTRA_FIELD)
     }
 
     /// The UTC day of the record: its partition.
@@ -554,6 +572,9 @@ pub struct Partition {
     pub day: String,
     pub records: u64,
     pub bytes: u64,
+    /// When records were last written to it (epoch seconds), if the store
+    /// knows: retention ages a day of replayed history from then.
+    pub ingested: Option<f64>,
 }
 
 /// What every backend provides. Calls block: the HTTP layer runs them on a
@@ -570,32 +591,41 @@ pub trait Store: Send + Sync {
     /// Deletes the records a query matches; returns how many.
     fn delete(&self, query: &Query) -> Result<u64>;
     fn name(&self) -> &'static str;
-    /// Stores the records of one ingest batch: as `ingest`, and the batch
-    /// named with them (Tantivy in the commit, ClickHouse on every row), so
-    /// a crash between storing them and writing the API's ledger cannot
-    /// make a retry store them twice.
+    /// Stores the records of one ingest batch: as `ingest`, with the batch
+    /// (`batch_key`) named on every record (a Tantivy term, a ClickHouse
+    /// column), so that what a batch stored can be found and undone after a
+    /// crash between storing it and acknowledging it.
     fn ingest_batch(&self, records: &[Record], _batch: Option<&str>) -> Result<()> {
         self.ingest(records)
     }
-    /// Batches named by the latest commits (see `ingest_batch`), read when
-    /// the store opened.
-    fn committed_batches(&self) -> Vec<String> {
-        Vec::new()
-    }
     /// Whether the store keeps ingest batch ids itself, shared by every
-    /// ingest node in front of it (ClickHouse); otherwise the API keeps them
-    /// in its data folder.
+    /// ingest node in front of it, and finds the parts of a batch already
+    /// stored when it comes again (ClickHouse); otherwise the API keeps a
+    /// ledger in its data folder and undoes what an unacknowledged batch
+    /// stored (`unstore_batch`) before it is stored again.
     fn keeps_batch_ids(&self) -> bool {
         false
     }
-    /// A batch of this sensor with this id was stored before.
+    /// A batch of this sensor with this id was stored before (any of its
+    /// records, as long as they are kept).
     fn batch_stored(&self, _sensor: &str, _id: &str) -> Result<bool> {
         Ok(false)
+    }
+    /// Deletes the records an ingest batch stored (by its `batch_key`), of a
+    /// batch stored whole, in part, or not at all; returns how many.
+    fn unstore_batch(&self, _key: &str) -> Result<u64> {
+        Ok(0)
     }
     /// Remembers a stored batch (after its records are durable).
     fn remember_batch(&self, _sensor: &str, _id: &str) -> Result<()> {
         Ok(())
     }
+}
+
+/// How a batch is named on its records: the sensor, a space, its id (ids
+/// have no spaces; a sensor's name may).
+pub fn batch_key(sensor: &str, id: &str) -> String {
+    format!("{sensor} {id}")
 }
 
 /// Partitions a time range touches (for pruning), given those present.
@@ -674,8 +704,16 @@ mod tests {
         let c = Catalog::new();
         let m = |v: Value| v.as_object().unwrap().clone();
         assert!(Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "uid": "C1"}))).is_ok());
-        let e = Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "query": "x"}))).unwrap_err();
-        assert_eq!(e, "field 'query' is not in conn.log");
+        // Fields the log does not have are kept, in the overflow field.
+        let r =
+            Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "query": "x", "site_tag": 7}))).unwrap();
+        assert!(r.has_extra() && !r.fields.contains_key("query"));
+        let extra: Value = serde_json::from_str(r.fields[EXTRA_FIELD].as_str().unwrap()).unwrap();
+        assert_eq!(extra, serde_json::json!({"query": "x", "site_tag": 7}));
+        // Even one named like the overflow field itself.
+        let r = Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "_extra": {"a": 1}}))).unwrap();
+        assert_eq!(r.fields[EXTRA_FIELD], Value::String(r#"{"_extra":{"a":1}}"#.into()));
+        assert!(!Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0}))).unwrap().has_extra());
         let e = Record::validate(&c, "conn", "s", m(serde_json::json!({"ts": 1.0, "id.orig_h": "nope"}))).unwrap_err();
         assert_eq!(e, "field 'id.orig_h' should be a address");
         assert!(Record::validate(&c, "nosuch", "s", m(serde_json::json!({"ts": 1.0}))).is_err());

@@ -35,7 +35,7 @@ use tantivy::query::{
     AllQuery, AllScorer, BooleanQuery, ExistsQuery, Occur, PhraseQuery, Query as TQuery, RangeQuery, TermQuery,
 };
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, INDEXED, STORED,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -48,8 +48,9 @@ const EXCLUDED: Score = (-1.0, 0.0, 0.0);
 /// say, such as how column dictionaries are encoded (plain blocks since
 /// layout 2: compressing them cost more indexing, merging and search time
 /// than the few percent of disk it saved, see the README), so that a
-/// partition another version wrote is refused at open, naming it.
-const LAYOUT: &str = "2";
+/// partition another version wrote is refused at open, naming it. Layout 3
+/// names each document's ingest batch and keeps unknown fields in `_extra`.
+const LAYOUT: &str = "3";
 const LAYOUT_FILE: &str = "citysoc-layout";
 
 #[derive(Clone, Debug)]
@@ -70,10 +71,15 @@ struct Fields {
     by_path: HashMap<String, (Field, Kind, bool), foldhash::fast::FixedState>,
     all: Field,
     raw: Field,
+    /// The ingest batch a document came in (`sensor id`), one untokenized
+    /// term: whether a batch is stored, and undoing one that was stored but
+    /// never acknowledged, are term lookups with no window of recent ids.
+    batch: Field,
 }
 
 const ALL: &str = "_all";
 const RAW: &str = "_raw";
+const BATCH: &str = "_batch";
 
 fn build_schema(catalog: &Catalog) -> Fields {
     let mut b = Schema::builder();
@@ -100,7 +106,8 @@ fn build_schema(catalog: &Catalog) -> Fields {
         ),
     );
     let raw = b.add_text_field(RAW, STORED);
-    Fields { schema: b.build(), by_path, all, raw }
+    let batch = b.add_text_field(BATCH, STRING);
+    Fields { schema: b.build(), by_path, all, raw, batch }
 }
 
 /// A wildcard on a field, matched against its fast column: for text, the
@@ -198,15 +205,31 @@ struct Day {
     /// Opstamp of the last commit by this process: every document with a
     /// smaller opstamp is durable and searchable.
     committed: Option<u64>,
-    /// The latest batches added here, oldest first: every commit carries
-    /// them as its payload (kept in `meta.json` with the segments it makes
-    /// durable).
-    batches: std::collections::VecDeque<String>,
+    /// When records were last added here (epoch seconds): every commit
+    /// carries it as its payload, kept in `meta.json` with the segments it
+    /// makes durable, so retention can age replayed history by when it came.
+    ingested: Option<f64>,
 }
 
-/// Batch ids a partition's commits carry: far more than can be between a
-/// commit and the API writing its ledger.
-const BATCHES_IN_PAYLOAD: usize = 256;
+/// A commit's payload.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Payload {
+    ingested: Option<f64>,
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Day {
+    fn commit(&mut self) -> Result<()> {
+        let payload = serde_json::to_string(&Payload { ingested: self.ingested }).map_err(backend)?;
+        let mut prepared = self.writer.prepare_commit().map_err(backend)?;
+        prepared.set_payload(&payload);
+        self.committed = Some(prepared.commit().map_err(backend)?);
+        self.reader.reload().map_err(backend)
+    }
+}
 
 pub struct TantivyStore {
     dir: PathBuf,
@@ -214,8 +237,6 @@ pub struct TantivyStore {
     catalog: Catalog,
     fields: Arc<Fields>,
     days: Mutex<BTreeMap<PartKey, Arc<Mutex<Day>>>>,
-    /// Batch ids found in the partitions' last commits when opened.
-    recovered: Mutex<Vec<String>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -236,14 +257,7 @@ impl TantivyStore {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
         let catalog = Catalog::new();
         let fields = Arc::new(build_schema(&catalog));
-        let store = TantivyStore {
-            dir,
-            cfg,
-            catalog,
-            fields,
-            days: Mutex::new(BTreeMap::new()),
-            recovered: Mutex::new(Vec::new()),
-        };
+        let store = TantivyStore { dir, cfg, catalog, fields, days: Mutex::new(BTreeMap::new()) };
         for class in Class::ALL {
             let dir = store.dir.join(class.name());
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -300,15 +314,13 @@ impl TantivyStore {
         if index.schema() != self.fields.schema {
             return Err(layout("schema differs from the catalog".into()));
         }
-        let batches: std::collections::VecDeque<String> = index
+        let ingested = index
             .load_metas()
             .ok()
             .and_then(|m| m.payload)
-            .and_then(|p| serde_json::from_str(&p).ok())
-            .unwrap_or_default();
-        if let Ok(mut r) = self.recovered.lock() {
-            r.extend(batches.iter().cloned());
-        }
+            .and_then(|p| serde_json::from_str::<Payload>(&p).ok())
+            .unwrap_or_default()
+            .ingested;
         let writer: IndexWriter = index.writer(self.cfg.writer_heap_mb << 20).map_err(backend)?;
         // Every acknowledged batch is a commit, so segments are small and
         // many; merging them 16 at a time instead of 8 rewrites each
@@ -318,7 +330,7 @@ impl TantivyStore {
         merges.set_min_num_segments(16);
         writer.set_merge_policy(Box::new(merges));
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(backend)?;
-        let d = Arc::new(Mutex::new(Day { index, writer, reader, committed: None, batches }));
+        let d = Arc::new(Mutex::new(Day { index, writer, reader, committed: None, ingested }));
         days.insert(key.clone(), Arc::clone(&d));
         Ok(d)
     }
@@ -329,9 +341,12 @@ impl TantivyStore {
 
     /// The record as a document; `text` and `raw` are scratch buffers
     /// reused across a batch's records.
-    fn doc(&self, r: &Record, text: &mut String, raw: &mut Vec<u8>) -> TantivyDocument {
+    fn doc(&self, r: &Record, batch: Option<&str>, text: &mut String, raw: &mut Vec<u8>) -> TantivyDocument {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
+        if let Some(b) = batch {
+            doc.add_text(f.batch, b);
+        }
         for (path, value) in [(LOG_FIELD, &r.log), (SENSOR_FIELD, &r.sensor)] {
             if let Some(&(field, ..)) = f.by_path.get(path) {
                 doc.add_text(field, value);
@@ -545,6 +560,13 @@ impl TantivyStore {
     }
 }
 
+/// Live documents of a batch (a term's document frequency counts deleted
+/// ones until a merge).
+fn batch_docs(searcher: &tantivy::Searcher, term: &Term) -> Result<u64> {
+    let q = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+    Ok(searcher.search(&q, &Count).map_err(backend)? as u64)
+}
+
 impl Store for TantivyStore {
     fn name(&self) -> &'static str {
         "tantivy"
@@ -552,10 +574,6 @@ impl Store for TantivyStore {
 
     fn ingest(&self, records: &[Record]) -> Result<()> {
         self.ingest_batch(records, None)
-    }
-
-    fn committed_batches(&self) -> Vec<String> {
-        self.recovered.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     fn ingest_batch(&self, records: &[Record], batch: Option<&str>) -> Result<()> {
@@ -567,7 +585,7 @@ impl Store for TantivyStore {
             // Documents are built outside the partition's lock: concurrent
             // batches build theirs at once.
             let (mut text, mut raw) = (String::new(), Vec::new());
-            let docs: Vec<TantivyDocument> = recs.iter().map(|r| self.doc(r, &mut text, &mut raw)).collect();
+            let docs: Vec<TantivyDocument> = recs.iter().map(|r| self.doc(r, batch, &mut text, &mut raw)).collect();
             let part = self.day(&day)?;
             let mine = {
                 let mut d = part.lock().map_err(backend)?;
@@ -575,12 +593,7 @@ impl Store for TantivyStore {
                 for doc in docs {
                     last = d.writer.add_document(doc).map_err(backend)?;
                 }
-                if let Some(b) = batch {
-                    d.batches.push_back(b.to_string());
-                    while d.batches.len() > BATCHES_IN_PAYLOAD {
-                        d.batches.pop_front();
-                    }
-                }
+                d.ingested = Some(now_secs());
                 last
             };
             // Durable before the batch is acknowledged. Group commit: a
@@ -589,11 +602,7 @@ impl Store for TantivyStore {
             // batches arriving together share one commit.
             let mut d = part.lock().map_err(backend)?;
             if d.committed.is_none_or(|c| c <= mine) {
-                let payload = serde_json::to_string(&d.batches).map_err(backend)?;
-                let mut prepared = d.writer.prepare_commit().map_err(backend)?;
-                prepared.set_payload(&payload);
-                d.committed = Some(prepared.commit().map_err(backend)?);
-                d.reader.reload().map_err(backend)?;
+                d.commit()?;
             }
         }
         Ok(())
@@ -806,7 +815,7 @@ impl Store for TantivyStore {
             let bytes = std::fs::read_dir(self.path_of(&key))
                 .map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
                 .unwrap_or(0);
-            out.push(Partition { class: key.class, day: key.day, records, bytes });
+            out.push(Partition { class: key.class, day: key.day, records, bytes, ingested: d.ingested });
         }
         Ok(out)
     }
@@ -832,12 +841,37 @@ impl Store for TantivyStore {
             let q = self.translate(query)?;
             n += d.reader.searcher().search(&*q, &Count).map_err(backend)? as u64;
             d.writer.delete_query(q).map_err(backend)?;
-            // The batch ids stay in the payload of every commit.
-            let payload = serde_json::to_string(&d.batches).map_err(backend)?;
-            let mut prepared = d.writer.prepare_commit().map_err(backend)?;
-            prepared.set_payload(&payload);
-            d.committed = Some(prepared.commit().map_err(backend)?);
-            d.reader.reload().map_err(backend)?;
+            d.commit()?;
+        }
+        Ok(n)
+    }
+
+    fn batch_stored(&self, sensor: &str, id: &str) -> Result<bool> {
+        let term = Term::from_field_text(self.fields.batch, &super::batch_key(sensor, id));
+        for day in self.day_names()? {
+            let searcher = self.day(&day)?.lock().map_err(backend)?.reader.searcher();
+            if batch_docs(&searcher, &term)? > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn unstore_batch(&self, key: &str) -> Result<u64> {
+        let term = Term::from_field_text(self.fields.batch, key);
+        let mut n = 0;
+        for day in self.day_names()? {
+            let d = self.day(&day)?;
+            let mut d = d.lock().map_err(backend)?;
+            let found = batch_docs(&d.reader.searcher(), &term)?;
+            // Also where nothing of it is committed: documents of a batch
+            // that failed half-way in this run may wait in the writer, and
+            // the delete reaches them at the partition's next commit.
+            d.writer.delete_term(term.clone());
+            if found > 0 {
+                d.commit()?;
+                n += found;
+            }
         }
         Ok(n)
     }
