@@ -144,7 +144,7 @@ mod tests {
         let mut actions = Vec::new();
         for file in ["console/src/pages.rs", "siem/src/api.rs", "src/serve_cmd.rs"] {
             let text = std::fs::read_to_string(format!("{root}{file}")).unwrap();
-            for call in ["audit_as(", "audit(&st,", "audit(st,"] {
+            for call in ["audit_as(", "audit(&st,", "audit(st,", "audit_refusal(", ".refused("] {
                 for part in text.split(call).skip(1) {
                     let head = part.split("json!").next().unwrap_or("");
                     let head = if head.len() > 300 { &head[..0] } else { head };
