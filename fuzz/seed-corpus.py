@@ -11,6 +11,10 @@ each protocol's scenario, in capture order.
 
 `query` (see siem::fuzzing::run_query): the text of a search; one seed per
 line of `query-seeds.txt`.
+
+`ingest` (see siem::fuzzing::run_ingest): one byte choosing the content
+encoding (0 none, 1 gzip, 2 deflate), then the body: JSON lines of several
+logs, with unknown fields and wrong types among them.
 """
 import os
 import struct
@@ -101,6 +105,26 @@ def query_seeds(seeds, corpus_dir):
                 out.write(line)
 
 
+INGEST_LINES = [
+    b'{"ts":1700000000.5,"uid":"CHhAvVGS1DHFjwGM9","id.orig_h":"10.1.2.3","id.orig_p":40000,'
+    b'"id.resp_h":"192.0.2.7","id.resp_p":80,"proto":"tcp","service":"http","duration":1.5}',
+    b'{"_log":"dns","ts":1700000001,"uid":"C2","query":"example.org","qtype_name":"A","answers":["192.0.2.1"]}',
+    b'{"_path":"http","ts":1700000002,"uid":"C3","method":"GET","host":"a.example","uri":"/?q=1","site":"x"}',
+    b'{"ts":"not a time","uid":["C4"]}',
+]
+
+
+def ingest_seeds(corpus_dir):
+    import gzip
+    import zlib
+    os.makedirs(corpus_dir, exist_ok=True)
+    body = b"\n".join(INGEST_LINES) + b"\n"
+    for name, data in (("plain", b"\x00" + body), ("gzip", b"\x01" + gzip.compress(body)),
+                       ("deflate", b"\x02" + zlib.compress(body))):
+        with open(os.path.join(corpus_dir, name), "wb") as out:
+            out.write(data)
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     cases = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "replay-pcaps")
@@ -108,3 +132,4 @@ if __name__ == "__main__":
     main(cases, os.path.join(corpus, "packets"))
     stream_seeds(cases, os.path.join(corpus, "streams"))
     query_seeds(os.path.join(here, "query-seeds.txt"), os.path.join(corpus, "query"))
+    ingest_seeds(os.path.join(corpus, "ingest"))

@@ -1160,7 +1160,7 @@ pub fn parse_lines(
 /// The body as sent, decoded per its `Content-Encoding` (zstd, gzip or
 /// deflate), never larger than `MAX_BODY_BYTES` however small it came: a
 /// bomb is refused at the limit, not decompressed into memory.
-fn decode_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Vec<u8>> {
+pub(crate) fn decode_body(headers: &HeaderMap, body: Bytes) -> ApiResult<Vec<u8>> {
     let encoding = match headers.get(header::CONTENT_ENCODING) {
         None => return Ok(body.to_vec()),
         Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),

@@ -1,7 +1,9 @@
-//! The input of the `query` fuzz target, shared with the tests that run it
-//! over the seeds: a search as a user types it, parsed, checked against the
-//! bounds, and run on a Tantivy store holding one record (the translation,
-//! the scorers and the aggregations a search builds).
+//! The inputs of the `query` and `ingest` fuzz targets, shared with the
+//! tests that run them over their seeds: a search as a user types it,
+//! parsed, checked against the bounds, and run on a Tantivy store holding
+//! one record (the translation, the scorers and the aggregations a search
+//! builds); an ingest body as a sender posts it, decoded, parsed into
+//! records and stored.
 
 use crate::query::{check_size, parse, size, MAX_DEPTH, MAX_NODES};
 use crate::schema::Catalog;
@@ -42,6 +44,33 @@ pub fn run_query(data: &[u8]) {
     let _ = store.aggregate(&q, None, None, &Agg::Cardinality { field: "uid".into() });
 }
 
+/// Content encodings an ingest body is sent with; the first input byte
+/// picks one.
+const ENCODINGS: [&str; 5] = ["", "gzip", "deflate", "zstd", "x-unknown"];
+
+/// Reads one input as an ingest request: the first byte picks the content
+/// encoding, the rest is the body. Whatever decodes and parses is stored
+/// and found again by its log; nothing may panic or grow past the body
+/// limit.
+pub fn run_ingest(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else { return };
+    let Some((store, catalog)) = store() else { return };
+    let mut headers = axum::http::HeaderMap::new();
+    let encoding = ENCODINGS[usize::from(pick) % ENCODINGS.len()];
+    if !encoding.is_empty() {
+        headers.insert(axum::http::header::CONTENT_ENCODING, axum::http::HeaderValue::from_static(encoding));
+    }
+    let Ok(raw) = crate::api::decode_body(&headers, axum::body::Bytes::copy_from_slice(body)) else { return };
+    assert!(raw.len() <= crate::api::MAX_BODY_BYTES);
+    let Ok(text) = std::str::from_utf8(&raw) else { return };
+    let (good, bad) = crate::api::parse_lines(catalog, text, "fuzz", Some("conn"));
+    assert!(good.len() + bad.len() <= text.lines().count());
+    if good.is_empty() {
+        return;
+    }
+    let _ = store.ingest(&good);
+}
+
 #[cfg(test)]
 mod tests {
     /// The seeds of the fuzz target (`fuzz/seed-corpus.py` writes the same
@@ -72,5 +101,30 @@ mod tests {
         ] {
             super::run_query(hostile.as_bytes());
         }
+    }
+
+    /// The shapes a sender gets wrong: broken JSON, wrong types, unknown
+    /// fields, huge numbers, a compressed body cut short, a bomb.
+    #[test]
+    fn hostile_ingest_bodies_run() {
+        use std::io::Write;
+        let lines = [
+            r#"{"ts":1.7e9,"uid":"C1","id.orig_h":"10.0.0.1","custom":{"a":[1,2]}}"#,
+            r#"{"_log":"dns","ts":1e308,"query":"x","rcode":-1}"#,
+            r#"{"_log":"nosuch","ts":1}"#,
+            r#"{"ts":"yesterday"}"#,
+            "[1,2,3]",
+            r#"{"ts":1.7e9,"uid":"\u0000"}"#,
+            "{",
+        ];
+        for l in lines {
+            super::run_ingest(&[0].iter().chain(l.as_bytes()).copied().collect::<Vec<_>>());
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![b'a'; 40 << 20]).unwrap();
+        let bomb = gz.finish().unwrap();
+        super::run_ingest(&[1].iter().chain(&bomb).copied().collect::<Vec<_>>());
+        super::run_ingest(&[1].iter().chain(&bomb[..bomb.len() / 2]).copied().collect::<Vec<_>>());
+        super::run_ingest(&[3, 0x28, 0xb5, 0x2f, 0xfd, 0xff]);
     }
 }
