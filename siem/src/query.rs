@@ -498,7 +498,7 @@ impl<'a> P<'a> {
                 let m = format!("a wildcard pattern is at most {MAX_WILDCARD_BYTES} bytes");
                 return Err(QueryError::new(at, "query.wildcard_too_long", m).arg("max", MAX_WILDCARD_BYTES));
             }
-            return Ok(Query::Wildcard { field, pattern: v });
+            return Ok(Query::Wildcard { field, pattern: collapse_wildcards(&v) });
         }
         check_value(kind, &unescaped).map_err(|_| bad(&unescaped))?;
         Ok(Query::Term { field, value: unescaped })
@@ -575,6 +575,40 @@ pub fn tokens(s: &str) -> Vec<String> {
 }
 
 /// Pattern (`*`, `?`, `\` escapes) as an anchored regular expression.
+/// The same pattern with each run of unescaped `*` and `?` written as its
+/// `?`s then one `*` (`*?*?` is `??*`): it matches the same texts, and a
+/// run of alternating stars is what makes an automaton (Tantivy's) or a
+/// backtracking matcher slow, seconds per segment for a 64-byte pattern.
+pub fn collapse_wildcards(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let (mut ones, mut star, mut esc) = (0usize, false, false);
+    let flush = |out: &mut String, ones: &mut usize, star: &mut bool| {
+        out.extend(std::iter::repeat_n('?', *ones));
+        if *star {
+            out.push('*');
+        }
+        (*ones, *star) = (0, false);
+    };
+    for c in p.chars() {
+        if esc {
+            out.push(c);
+            esc = false;
+            continue;
+        }
+        match c {
+            '*' => star = true,
+            '?' => ones += 1,
+            c => {
+                flush(&mut out, &mut ones, &mut star);
+                out.push(c);
+                esc = c == '\\';
+            }
+        }
+    }
+    flush(&mut out, &mut ones, &mut star);
+    out
+}
+
 pub fn wildcard_regex(p: &str) -> String {
     let mut re = String::from("^");
     let mut esc = false;
@@ -601,6 +635,35 @@ mod tests {
 
     fn p(s: &str) -> Result<Query, QueryError> {
         parse(s, &Catalog::new())
+    }
+
+    #[test]
+    fn runs_of_wildcards_collapse_to_the_same_matches() {
+        assert_eq!(collapse_wildcards("*?*?*?x"), "???*x");
+        assert_eq!(collapse_wildcards("a**b"), "a*b");
+        assert_eq!(collapse_wildcards("??"), "??");
+        assert_eq!(collapse_wildcards("a\\**?\\?*"), "a\\*?*\\?*");
+        assert_eq!(collapse_wildcards("x*"), "x*");
+        // A plain glob matcher (no escapes), only for the check.
+        fn glob(p: &[u8], t: &[u8]) -> bool {
+            match (p.first(), t.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => glob(&p[1..], t) || (!t.is_empty() && glob(p, &t[1..])),
+                (Some(b'?'), Some(_)) => glob(&p[1..], &t[1..]),
+                (Some(a), Some(b)) if a == b => glob(&p[1..], &t[1..]),
+                _ => false,
+            }
+        }
+        for pattern in ["*?*?x", "a*?b", "?*?", "*a*?*b?"] {
+            for text in ["", "x", "abx", "ab", "axb", "aab", "a_b_", "ba"] {
+                let (p1, p2) = (pattern.as_bytes(), collapse_wildcards(pattern));
+                assert_eq!(glob(p1, text.as_bytes()), glob(p2.as_bytes(), text.as_bytes()), "{pattern} on {text}");
+            }
+        }
+        match p("uri:*?*?*?*?/x").unwrap() {
+            Query::Wildcard { pattern, .. } => assert_eq!(pattern, "????*/x"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
