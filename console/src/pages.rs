@@ -347,18 +347,20 @@ fn totp_form(a: &Auth, c: &Console, secret: String, error: String) -> Res {
 /// Enrolling a second factor: a new secret, as an `otpauth://` URI for
 /// the authenticator app and as text to type.
 async fn totp_page(State(c): State<Arc<Console>>, a: Auth) -> Res {
-    totp_form(&a, &c, crate::totp::new_secret(), String::new())
+    let secret = crate::totp::new_secret();
+    c.sessions.offer_totp(&a.cookie, &secret);
+    totp_form(&a, &c, secret, String::new())
 }
 
 /// The secret is kept once a code from it proves the app has it.
 async fn totp_enrol(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
     let f = Form::parse(&body);
     a.csrf(&f)?;
-    let secret = f.get("secret").unwrap_or("").trim().to_string();
-    // Our own secrets are 32 base32 letters; anything else is not ours.
-    if secret.len() != 32 || crate::totp::code_at(&secret, 0).is_none() {
+    // The secret this session was offered, whatever the form says.
+    let Some(secret) = a.session.pending_totp.clone() else {
         return Err(ConsoleError::Bad(crate::error::Msg::new("code.bad_secret")));
-    }
+    };
+    c.siem.writable()?;
     if !c.totp.check(&a.session.user, &secret, f.get("code").unwrap_or("")) {
         return totp_form(&a, &c, secret, a.t.t("code.wrong").to_string());
     }

@@ -25,6 +25,12 @@ pub struct Session {
     /// A second factor is required and none is enrolled yet.
     #[serde(default)]
     pub must_enrol: bool,
+    /// The secret the enrolment page offered, kept here so that the code
+    /// typed back proves that secret and no other (a form's hidden field
+    /// is the sender's to choose). Not written to disk: after a restart
+    /// the page is loaded again.
+    #[serde(skip)]
+    pub pending_totp: Option<String>,
     /// Unix milliseconds.
     created_ms: u64,
     last_seen_ms: u64,
@@ -164,6 +170,7 @@ impl Sessions {
             must_change: start.must_change,
             second_factor: start.second_factor,
             must_enrol: start.must_enrol,
+            pending_totp: None,
             created_ms: now,
             last_seen_ms: now,
         };
@@ -227,7 +234,15 @@ impl Sessions {
 
     /// A second factor was enrolled.
     pub fn clear_must_enrol(&self, cookie: &str) {
-        self.change(cookie, |s| s.must_enrol = false);
+        self.change(cookie, |s| {
+            s.must_enrol = false;
+            s.pending_totp = None;
+        });
+    }
+
+    /// Keeps the secret the enrolment page offers to this session.
+    pub fn offer_totp(&self, cookie: &str, secret: &str) {
+        self.change(cookie, |s| s.pending_totp = Some(secret.to_string()));
     }
 }
 

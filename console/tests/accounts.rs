@@ -155,6 +155,13 @@ async fn a_totp_second_factor_is_enrolled_required_and_asked_for() {
     let secret = page.body.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
     let uri = page.body.split("id=\"totp-uri\"").next().unwrap_or("");
     assert!(uri.contains(&format!("otpauth://totp/CitySOC:lan?secret={secret}")), "{}", page.body);
+    // A secret of the sender's choosing (here all zeros) with its own code
+    // is not what this session was offered: nothing is enrolled.
+    let forged = "A".repeat(32);
+    let forged_code = console::totp::code_at(&forged, now()).unwrap();
+    let r = post(&c, &session, "/totp", &[("secret", &forged), ("code", &forged_code)]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(c.users.get("lan").unwrap().totp.is_none());
     // A wrong code is refused; the app's code turns it on.
     let r = post(&c, &session, "/totp", &[("secret", &secret), ("code", "000000")]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);

@@ -605,6 +605,8 @@ pub const READ_ONLY_ACTIONS: &[&str] = &[
     "export",
     "rule.test",
     "console.login",
+    "console.login_password",
+    "console.login_code_failed",
     "console.login_failed",
     "console.logout",
 ];
