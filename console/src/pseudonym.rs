@@ -80,9 +80,14 @@ fn is_local_part_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"._%+-".contains(&b)
 }
 
-/// `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`.
+/// `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff`, or Cisco's `aabb.ccdd.eeff`.
 fn is_mac(s: &str) -> bool {
     let b = s.as_bytes();
+    if b.len() == 14 {
+        return b[4] == b'.'
+            && b[9] == b'.'
+            && b.iter().enumerate().all(|(i, c)| i == 4 || i == 9 || c.is_ascii_hexdigit());
+    }
     b.len() == 17
         && (0..6).all(|i| b[i * 3].is_ascii_hexdigit() && b[i * 3 + 1].is_ascii_hexdigit())
         && (0..5).all(|i| b[i * 3 + 2] == b':' || b[i * 3 + 2] == b'-')
@@ -114,8 +119,39 @@ fn quad_at(b: &[u8], i: usize) -> Option<(Ipv4Addr, usize)> {
     {
         return None;
     }
+    // Parts are read as numbers, leading zeros and all (`010.030.000.005`
+    // is how some devices log 10.30.0.5; Rust's parser refuses it).
     let text = std::str::from_utf8(&b[i..j]).ok()?;
-    text.parse::<Ipv4Addr>().ok().map(|ip| (ip, j - i))
+    let mut o = [0u8; 4];
+    for (slot, part) in o.iter_mut().zip(text.split('.')) {
+        *slot = part.parse().ok()?;
+    }
+    Some((Ipv4Addr::from(o), j - i))
+}
+
+/// FTP's `h1,h2,h3,h4,p1,p2` (PORT and the PASV reply, RFC 959 4.1.2) at
+/// `i` of `b`: the address and the length of its four numbers.
+fn ftp_address_at(b: &[u8], i: usize) -> Option<(Ipv4Addr, usize)> {
+    let mut nums = [0u8; 6];
+    let mut j = i;
+    for (k, slot) in nums.iter_mut().enumerate() {
+        let start = j;
+        while j < b.len() && b[j].is_ascii_digit() && j - start < 3 {
+            j += 1;
+        }
+        *slot = std::str::from_utf8(b.get(start..j)?).ok()?.parse().ok()?;
+        if k < 5 {
+            if b.get(j) != Some(&b',') {
+                return None;
+            }
+            j += 1;
+        }
+    }
+    if b.get(j).is_some_and(|c| c.is_ascii_digit() || *c == b',') {
+        return None;
+    }
+    let addr_len = b[i..].iter().enumerate().filter(|(_, c)| **c == b',').nth(3)?.0;
+    Some((Ipv4Addr::new(nums[0], nums[1], nums[2], nums[3]), addr_len))
 }
 
 impl Pseudonymiser {
@@ -133,7 +169,15 @@ impl Pseudonymiser {
     }
 
     pub fn mac(&self, mac: &str) -> String {
-        digest8(&self.key, "mac", &mac.to_ascii_lowercase().replace('-', ":"))
+        let lower = mac.to_ascii_lowercase();
+        // One device, one pseudonym, whichever way it was written.
+        let hex: String = lower.chars().filter(char::is_ascii_hexdigit).collect();
+        let canonical = if hex.len() == 12 && lower.len() == 14 {
+            hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
+        } else {
+            lower.replace('-', ":")
+        };
+        digest8(&self.key, "mac", &canonical)
     }
 
     pub fn user(&self, name: &str) -> String {
@@ -211,6 +255,7 @@ impl Pseudonymiser {
     fn text_with(&self, s: &str, names: &[String]) -> String {
         let s = self.key_values(s);
         let s = self.mails(&s);
+        let s = self.ftp_addresses(&s);
         let s = self.addresses(&s);
         replace_names(&s, names, |n| self.user(n))
     }
@@ -250,6 +295,29 @@ impl Pseudonymiser {
                 out.push_str(&s[last..start]);
                 out.push_str(&self.user(local));
                 last = at;
+            }
+        }
+        out.push_str(&s[last..]);
+        out
+    }
+
+    /// Internal addresses in FTP's comma form: the four numbers become the
+    /// pseudonym, the port numbers stay.
+    fn ftp_addresses(&self, s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = String::with_capacity(s.len());
+        let (mut last, mut i) = (0, 0);
+        while i < b.len() {
+            let starts = b[i].is_ascii_digit() && (i == 0 || !(b[i - 1].is_ascii_digit() || b[i - 1] == b','));
+            if let Some((ip, len)) = starts.then(|| ftp_address_at(b, i)).flatten() {
+                if let Some(p) = self.addr(IpAddr::V4(ip)) {
+                    out.push_str(&s[last..i]);
+                    out.push_str(&p);
+                    last = i + len;
+                }
+                i += len;
+            } else {
+                i += 1;
             }
         }
         out.push_str(&s[last..]);
@@ -451,6 +519,13 @@ mod tests {
         // Versions and dates are not addresses.
         assert_eq!(p.text("nginx/1.25.3 on 2026-12-07 12:00:01"), "nginx/1.25.3 on 2026-12-07 12:00:01");
         assert_eq!(p.text("1.2.3.4.5"), "1.2.3.4.5");
+        // Leading zeros, and FTP's comma form (PORT, PASV replies).
+        let z = p.text("from 010.030.000.005");
+        assert_eq!(z, format!("from {}", p.addr("10.30.0.5".parse().unwrap()).unwrap()));
+        let ftp = p.text("PORT 10,26,0,10,214,216 / 227 Entering Passive Mode (203,0,113,9,4,1)");
+        let pseud = p.addr("10.26.0.10".parse().unwrap()).unwrap();
+        assert_eq!(ftp, format!("PORT {pseud},214,216 / 227 Entering Passive Mode (203,0,113,9,4,1)"));
+        assert_eq!(p.text("1,2,3,4,5,6,7"), "1,2,3,4,5,6,7");
     }
 
     #[test]
@@ -459,6 +534,9 @@ mod tests {
         let s = p.text("dev 00:80:F4:00:00:07 and 00-80-f4-00-00-07");
         assert!(!s.to_lowercase().contains("00:80:f4") && !s.contains("00-80-f4"), "{s}");
         assert_eq!(s.matches(&p.mac("00:80:f4:00:00:07")).count(), 2, "one device, one pseudonym: {s}");
+        let cisco = p.text("learned 0200.0000.000a on Gi0/1");
+        assert!(!cisco.contains("0200.0000.000a"), "{cisco}");
+        assert!(cisco.contains(&p.mac("02:00:00:00:00:0a")), "{cisco}");
         let m = p.text("mail from an.tran@city.example.vn");
         assert!(!m.contains("an.tran") && m.contains("@city.example.vn"), "{m}");
         let u = p.text("/login?user=alice.nguyen&password=hunter2 then alice.nguyen again");

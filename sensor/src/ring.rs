@@ -421,6 +421,9 @@ pub struct Packet {
     pub ts: Time,
     pub wire_len: u32,
     pub data: Vec<u8>,
+    /// The link type of the segment it was kept in: one ring can hold
+    /// captures of several (a replay of Ethernet and Linux SLL files).
+    pub dlt: u32,
 }
 
 fn read_idx(path: &Path) -> io::Result<Vec<(FlowUid, u64)>> {
@@ -459,7 +462,7 @@ fn read_at(path: &Path, offsets: &[u64]) -> io::Result<(u32, Vec<Packet>)> {
         }
         let mut data = vec![0u8; cap as usize];
         f.read_exact(&mut data)?;
-        out.push(Packet { ts: Time(i64::from(secs) * 1_000_000 + i64::from(us)), wire_len: wire, data });
+        out.push(Packet { ts: Time(i64::from(secs) * 1_000_000 + i64::from(us)), wire_len: wire, data, dlt });
     }
     Ok((dlt, out))
 }
@@ -484,6 +487,7 @@ pub fn read_pcap(path: &Path) -> io::Result<(u32, Vec<Packet>)> {
             ts: Time(i64::from(r(0)) * 1_000_000 + i64::from(r(4))),
             wire_len: r(12),
             data: body.to_vec(),
+            dlt,
         });
         at += REC_HEADER + cap;
     }
@@ -605,48 +609,108 @@ pub fn filter_packets(
     max: usize,
 ) -> Result<(u32, Vec<Packet>, bool), String> {
     let mut segs = segments(dir).map_err(|e| e.to_string())?;
-    // The link type of the ring (one capture source, one link type), for
-    // compiling the filter before anything is read.
-    let dlt = segs
-        .first()
-        .and_then(|(p, _, _)| {
-            let mut h = [0u8; PCAP_HEADER];
-            File::open(p).and_then(|mut f| f.read_exact(&mut h)).ok()?;
-            Some(u32::from_le_bytes([h[20], h[21], h[22], h[23]]))
-        })
-        .unwrap_or(1);
-    let dead = pcap::Capture::dead(pcap::Linktype(dlt as i32)).map_err(|e| e.to_string())?;
-    let bpf = dead.compile(filter, true).map_err(|e| format!("filter {filter:?}: {e}"))?;
     segs.retain(|(_, _, span)| meets(*span, Some(from), Some(to)));
     segs.sort_by_key(|s| s.1);
+    // The filter is compiled for each link type the segments hold (`tcp`
+    // means other offsets on Ethernet and on Linux SLL); a link type it
+    // cannot apply to (`ether` on raw IP) is passed over, and if none
+    // takes it, its error is the answer.
+    let mut programs: HashMap<u32, Result<pcap::BpfProgram, String>> = HashMap::new();
     let mut out = Vec::new();
     for (path, _, _) in segs {
-        let (_, pkts) = match read_pcap(&path) {
+        let (dlt, pkts) = match read_pcap(&path) {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e.to_string()),
         };
+        let program = programs.entry(dlt).or_insert_with(|| {
+            let dead = pcap::Capture::dead(pcap::Linktype(dlt as i32)).map_err(|e| e.to_string())?;
+            dead.compile(filter, true).map_err(|e| format!("filter {filter:?}: {e}"))
+        });
+        let Ok(bpf) = program else { continue };
         for p in pkts {
             if p.ts < from || p.ts > to || !bpf.filter(&p.data) {
                 continue;
             }
             if out.len() >= max {
                 out.sort_by_key(|p: &Packet| p.ts);
-                return Ok((dlt, out, true));
+                return Ok((out.first().map_or(1, |p| p.dlt), out, true));
             }
             out.push(p);
         }
     }
+    if programs.is_empty() {
+        // Nothing to read: the filter is still checked, as for Ethernet.
+        let dead = pcap::Capture::dead(pcap::Linktype(1)).map_err(|e| e.to_string())?;
+        dead.compile(filter, true).map_err(|e| format!("filter {filter:?}: {e}"))?;
+    } else if programs.values().all(Result::is_err) {
+        if let Some(Err(e)) = programs.into_values().next() {
+            return Err(e);
+        }
+    }
     out.sort_by_key(|p| p.ts);
-    Ok((dlt, out, false))
+    Ok((out.first().map_or(1, |p| p.dlt), out, false))
 }
 
-/// Writes packets as a pcap file.
+/// Writes packets as a pcap file, or as pcapng (one interface per link
+/// type) when they come from segments of different link types: a pcap
+/// file has one link type, and frames under another's header are garbage
+/// to every reader. `dlt` is the link type of an empty answer.
 pub fn write_pcap(w: &mut impl Write, dlt: u32, pkts: &[Packet]) -> io::Result<()> {
-    w.write_all(&pcap_header(dlt))?;
+    let first = pkts.first().map_or(dlt, |p| p.dlt);
+    if pkts.iter().any(|p| p.dlt != first) {
+        return write_pcapng(w, pkts);
+    }
+    w.write_all(&pcap_header(first))?;
     for p in pkts {
         w.write_all(&rec_header(p.ts, p.data.len(), p.wire_len as usize))?;
         w.write_all(&p.data)?;
+    }
+    Ok(())
+}
+
+/// pcapng (draft-ietf-opsawg-pcapng): a section header, an interface
+/// description per link type (microsecond timestamps, the default), an
+/// enhanced packet block per packet.
+fn write_pcapng(w: &mut impl Write, pkts: &[Packet]) -> io::Result<()> {
+    let block = |w: &mut dyn Write, kind: u32, body: &[u8]| -> io::Result<()> {
+        let pad = (4 - body.len() % 4) % 4;
+        let len = (12 + body.len() + pad) as u32;
+        w.write_all(&kind.to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(body)?;
+        w.write_all(&[0u8; 3][..pad])?;
+        w.write_all(&len.to_le_bytes())
+    };
+    let mut shb = Vec::with_capacity(16);
+    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(w, 0x0a0d_0d0a, &shb)?;
+    let mut interfaces: Vec<u32> = Vec::new();
+    for p in pkts {
+        if !interfaces.contains(&p.dlt) {
+            interfaces.push(p.dlt);
+            let mut idb = Vec::with_capacity(8);
+            idb.extend_from_slice(&(p.dlt as u16).to_le_bytes());
+            idb.extend_from_slice(&0u16.to_le_bytes());
+            idb.extend_from_slice(&262_144u32.to_le_bytes());
+            block(w, 1, &idb)?;
+        }
+    }
+    let mut epb = Vec::new();
+    for p in pkts {
+        let iface = interfaces.iter().position(|d| *d == p.dlt).unwrap_or(0) as u32;
+        let ts = p.ts.0.max(0) as u64;
+        epb.clear();
+        epb.extend_from_slice(&iface.to_le_bytes());
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&p.wire_len.to_le_bytes());
+        epb.extend_from_slice(&p.data);
+        block(w, 6, &epb)?;
     }
     Ok(())
 }
@@ -710,6 +774,63 @@ mod tests {
         let sha = fs::read_to_string(tmp.join("evidence").join(format!("{a}.pcap.sha256"))).unwrap();
         assert_eq!(sha.len(), 64 + 2 + format!("{a}.pcap\n").len());
         fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    /// IPv4 + TCP from 10.0.0.1:1024 to 10.0.0.2:80 behind a link header.
+    fn tcp_frame(link: &[u8]) -> Vec<u8> {
+        let mut f = link.to_vec();
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(&[4, 0, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        f
+    }
+
+    /// A ring holding Ethernet and Linux SLL segments: a filter reads both,
+    /// each with its own offsets, and the answer is pcapng with an
+    /// interface per link type, not frames under another's header.
+    #[test]
+    fn a_ring_of_several_link_types_is_filtered_and_written_whole() {
+        let dir = std::env::temp_dir().join(format!("citysoc-ring-links-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let tmp = TmpDir(dir);
+        let pins = Arc::new(Pins::default());
+        let ether = [[0u8; 12].as_slice(), &[0x08, 0x00]].concat();
+        let sll = [[0u8, 0, 0, 1, 0, 6].as_slice(), &[0u8; 8], &[0x08, 0x00]].concat();
+        for (dlt, link) in [(1u32, &ether), (113, &sll)] {
+            let mut r = PacketRing::open(cfg(tmp.path(), 1 << 30), Arc::clone(&pins), 0, 1, dlt).unwrap();
+            for i in 0..5i64 {
+                r.write(
+                    Time(i * 1000 + i64::from(dlt)),
+                    &tcp_frame(link),
+                    &[FlowUid::new(u128::from(dlt))],
+                    None,
+                    false,
+                );
+            }
+            r.finish();
+        }
+        let (_, pkts, cut) = filter_packets(tmp.path(), "tcp port 80", Time(0), Time(1_000_000), 100).unwrap();
+        assert!(!cut);
+        assert_eq!(pkts.iter().filter(|p| p.dlt == 1).count(), 5);
+        assert_eq!(pkts.iter().filter(|p| p.dlt == 113).count(), 5);
+        let mut out = Vec::new();
+        write_pcap(&mut out, 1, &pkts).unwrap();
+        assert_eq!(out[..4], 0x0a0d_0d0au32.to_le_bytes(), "pcapng");
+        // Blocks: a section header, two interfaces, ten packets.
+        let mut kinds = Vec::new();
+        let mut at = 0;
+        while at + 8 <= out.len() {
+            let word = |i: usize| u32::from_le_bytes([out[i], out[i + 1], out[i + 2], out[i + 3]]);
+            kinds.push(word(at));
+            at += word(at + 4) as usize;
+        }
+        assert_eq!(at, out.len());
+        assert_eq!(kinds, [[0x0a0d_0d0a, 1, 1].as_slice(), &[6; 10]].concat());
+        // One link type alone stays a pcap file.
+        let eth: Vec<Packet> = pkts.iter().filter(|p| p.dlt == 1).cloned().collect();
+        let mut one = Vec::new();
+        write_pcap(&mut one, 1, &eth).unwrap();
+        assert_eq!(one[..4], 0xa1b2_c3d4u32.to_le_bytes());
+        assert!(filter_packets(tmp.path(), "not a filter (", Time(0), Time(1), 10).unwrap_err().contains("filter"));
     }
 
     struct TmpDir(PathBuf);

@@ -777,7 +777,10 @@ impl AppState {
             Query::Term { field: "_log".into(), value: "alerts".into() },
             Query::Term { field: "id".into(), value: id.into() },
         ]);
-        let mut a = self.store.search(&SearchRequest::new(q))?.hits.into_iter().next().ok_or(ApiError::NotFound)?;
+        let mut a =
+            self.store.search(&SearchRequest::new(q))?.hits.into_iter().next().ok_or_else(|| {
+                ApiError::Absent(Coded::new("alert.unknown", format!("no alert '{id}'")).arg("id", id))
+            })?;
         a["triage"] = serde_json::to_value(wf.get(id)).map_err(internal)?;
         a["incident"] = wf.incident_of(id).map_or(Value::Null, Value::String);
         Ok(a)
@@ -811,7 +814,7 @@ impl AppState {
             Query::Term { field: "id".into(), value: id.into() },
         ]);
         if self.store.search(&SearchRequest::new(q))?.total == 0 {
-            return Err(ApiError::NotFound);
+            return Err(ApiError::Absent(Coded::new("alert.unknown", format!("no alert '{id}'")).arg("id", id)));
         }
         self.audit_as(
             who,
@@ -1816,7 +1819,7 @@ impl AppState {
         use crate::workflow::{Change, IncidentStatus, MAX_TEXT};
         let wf = workflow(self)?;
         if wf.incident(id).is_none() {
-            return Err(ApiError::NotFound);
+            return Err(ApiError::Absent(Coded::new("incident.unknown", format!("no incident '{id}'")).arg("id", id)));
         }
         let status = match c.status.as_deref() {
             None => None,

@@ -221,6 +221,13 @@ async fn alerts_are_triaged_and_every_action_is_audited() {
     let (s, _) =
         call(&app, json_post("/api/v1/alerts/A99/triage", "reader-secret", serde_json::json!({"comment": "x"}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // A well-formed id of no alert is named as such, not as a missing endpoint.
+    let unknown = "/api/v1/alerts/A00000000000000000000/triage";
+    let (s, r) = call(&app, json_post(unknown, "reader-secret", serde_json::json!({"comment": "x"}))).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::NOT_FOUND, Some("alert.unknown")), "{r}");
+    let (s, r) =
+        call(&app, json_post("/api/v1/incidents/999999", "reader-secret", serde_json::json!({"note": "x"}))).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::NOT_FOUND, Some("incident.unknown")), "{r}");
     let (s, _) =
         call(&app, json_post("/api/v1/alerts/..%2Fetc/triage", "reader-secret", serde_json::json!({"comment": "x"})))
             .await;
