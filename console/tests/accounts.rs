@@ -231,3 +231,38 @@ async fn forms_refuse_bad_roles_duplicate_names_and_weak_passwords_with_reasons(
         post(&c, &s, "/password", &[("current", "a long enough passphrase"), ("new", same), ("repeat", same)]).await;
     assert!(r.body.contains("cannot be the user name"), "{}", r.body);
 }
+
+/// A broken audit trail leaves the server read-only, and signing in is a
+/// read: an account with a second factor still gets through both steps,
+/// while enrolling one (a change) waits for the repair.
+#[tokio::test]
+async fn a_second_factor_signs_in_while_the_audit_trail_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = {
+        let (c, _) = console(dir.path());
+        c.users.add("lan", Role::Analyst, "a long enough passphrase").unwrap();
+        c.users.set_password("lan", "the analyst's passphrase", false).unwrap();
+        c.users.add("minh", Role::Responder, "a long enough passphrase").unwrap();
+        c.users.set_password("minh", "the responder's passphrase", false).unwrap();
+        let secret = console::totp::new_secret();
+        c.users.set_totp("lan", Some(secret.clone())).unwrap();
+        secret
+    };
+    std::fs::write(dir.path().join("audit.log"), "{\"seq\":1,\"edited\":true}\n").unwrap();
+    let (c, _) = console(dir.path());
+    let r = login(&c, [10, 0, 0, 7], "lan", "the analyst's passphrase").await;
+    assert_eq!(r.location, "/login/code", "{} {}", r.status, r.body);
+    let pending = cookie_value(&r, "citysoc_session").unwrap();
+    let code = console::totp::code_at(&secret, now()).unwrap();
+    let r = post(&c, &pending, "/login/code", &[("code", &code)]).await;
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"), "{}", r.body);
+    // Enrolling is a change: refused, and nothing is kept.
+    let r = login(&c, [10, 0, 0, 8], "minh", "the responder's passphrase").await;
+    let session = cookie_value(&r, "citysoc_session").unwrap();
+    let page = get(&c, &session, "/totp").await;
+    let offered = page.body.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let code = console::totp::code_at(&offered, now()).unwrap();
+    let r = post(&c, &session, "/totp", &[("secret", &offered), ("code", &code)]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert!(c.users.get("minh").unwrap().totp.is_none());
+}
