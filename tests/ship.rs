@@ -7,7 +7,7 @@ mod common;
 use common::{citysoc, root, sha256_hex, Server};
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -91,6 +91,33 @@ fn a_sensor_ships_records_and_alerts_to_the_siem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A sensor replaying `cap` (under the repository) with its logs under
+/// `tmp/logs`, shipping to `base` through `spool`, waiting `wait` seconds
+/// for the spool to drain.
+fn shipping_sensor(
+    tmp: &Path,
+    base: &str,
+    token_file: &Path,
+    spool: &Path,
+    cap: &str,
+    logs: &str,
+    wait: &str,
+) -> std::process::Output {
+    citysoc()
+        .args(["sensor", "--seed", "1", "--ship-wait-secs", wait, "--rules"])
+        .arg(root().join("rules"))
+        .arg("--read")
+        .arg(root().join(cap))
+        .arg("--log-dir")
+        .arg(tmp.join(logs))
+        .args(["--ship", base, "--token-file"])
+        .arg(token_file)
+        .arg("--spool-dir")
+        .arg(spool)
+        .output()
+        .unwrap()
+}
+
 /// The SIEM is away while the sensor replays: batches wait in the spool,
 /// the sensor finishes, and when the SIEM comes back the next sensor start
 /// drains the spool: every record stored once, none twice.
@@ -102,19 +129,7 @@ fn the_spool_holds_batches_while_the_siem_is_away_and_nothing_is_stored_twice() 
     let base = format!("http://127.0.0.1:{port}");
     let spool = tmp.path().join("spool");
     let sensor = |cap: &str, logs: &str, wait_secs: &str| {
-        citysoc()
-            .args(["sensor", "--seed", "1", "--ship-wait-secs", wait_secs, "--rules"])
-            .arg(root().join("rules"))
-            .arg("--read")
-            .arg(root().join(cap))
-            .arg("--log-dir")
-            .arg(tmp.path().join(logs))
-            .args(["--ship", &base, "--token-file"])
-            .arg(&token_file)
-            .arg("--spool-dir")
-            .arg(&spool)
-            .output()
-            .unwrap()
+        shipping_sensor(tmp.path(), &base, &token_file, &spool, cap, logs, wait_secs)
     };
     // No SIEM: the run ends with its batches spooled.
     let out = sensor("replay-pcaps/web-attacks/capture.pcap", "l1", "1");
@@ -478,21 +493,8 @@ fn a_refused_sensor_spools_every_record_it_made_run_after_run() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let spool = tmp.path().join("spool");
-    let sensor = |cap: &str, logs: &str, wait: &str| {
-        citysoc()
-            .args(["sensor", "--seed", "1", "--ship-wait-secs", wait, "--rules"])
-            .arg(root().join("rules"))
-            .arg("--read")
-            .arg(root().join(cap))
-            .arg("--log-dir")
-            .arg(tmp.path().join(logs))
-            .args(["--ship", &base, "--token-file"])
-            .arg(&token_file)
-            .arg("--spool-dir")
-            .arg(&spool)
-            .output()
-            .unwrap()
-    };
+    let sensor =
+        |cap: &str, logs: &str, wait: &str| shipping_sensor(tmp.path(), &base, &token_file, &spool, cap, logs, wait);
     // The SIEM away: the first run leaves its batches in the spool.
     let out = sensor("replay-pcaps/ftp-cleartext/capture.pcap", "l0", "0");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
