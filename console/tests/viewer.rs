@@ -190,7 +190,7 @@ async fn get_in(f: &Fixture, path: &str, accept: &str, lang: &str) -> (StatusCod
 /// The GET routes the console declares, from its source: a new page joins
 /// this test or the test fails.
 fn declared_get_routes() -> Vec<String> {
-    let src = include_str!("../src/pages.rs");
+    let src = include_str!("../src/pages/mod.rs");
     src.split(".route(\"")
         .skip(1)
         .filter_map(|r| {

@@ -1,0 +1,148 @@
+//! Incidents: the list, one incident and its changes.
+
+use super::*;
+
+pub(super) struct IncidentRow {
+    pub(super) id: String,
+    pub(super) title: String,
+    pub(super) status: String,
+    pub(super) owner: String,
+    pub(super) alerts: Vec<String>,
+    pub(super) updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+pub(super) struct IncidentsPage {
+    pub(super) t: Tr,
+    pub(super) nav: Nav,
+    pub(super) rows: Vec<IncidentRow>,
+}
+
+pub(super) async fn incidents(State(c): State<Arc<Console>>, a: Auth) -> Res {
+    a.need(Perm::ReadAlerts)?;
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let list = blocking(move || Ok(siem.list_incidents(&who, &peer, None)?)).await?;
+    let rows = list.into_iter().map(|i| incident_row(&a.lens, shown_incident(&a, i, &mut Vec::new()))).collect();
+    page(IncidentsPage { t: a.t, nav: nav(&a), rows })
+}
+
+/// An incident as this reader may see it (titles and notes are free text),
+/// with the names its alerts mark as people's.
+pub(super) fn shown_incident(
+    a: &Auth,
+    i: siem::workflow::Incident,
+    alerts: &mut Vec<Value>,
+) -> siem::workflow::Incident {
+    if !a.lens.pseudonymised() {
+        return i;
+    }
+    let id = i.id.clone();
+    alerts.push(serde_json::to_value(&i).unwrap_or(Value::Null));
+    a.lens.scrub_all(alerts);
+    let v = alerts.pop().unwrap_or(Value::Null);
+    // Alert ids are kept: they are the links to the alerts.
+    serde_json::from_value(v)
+        .map(|mut x: siem::workflow::Incident| {
+            x.id = id;
+            x.alerts = i.alerts.clone();
+            x
+        })
+        .unwrap_or_else(|_| siem::workflow::Incident {
+            title: String::new(),
+            notes: Vec::new(),
+            evidence: Vec::new(),
+            ..i
+        })
+}
+
+pub(super) fn incident_row(lens: &Lens, i: siem::workflow::Incident) -> IncidentRow {
+    IncidentRow {
+        status: serde_json::to_value(i.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        owner: i.owner.unwrap_or_default(),
+        updated: lens.time(i.updated_ts),
+        id: i.id,
+        title: i.title,
+        alerts: i.alerts,
+    }
+}
+
+pub(super) const INCIDENT_STATUSES: [&str; 4] = ["open", "investigating", "contained", "closed"];
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+pub(super) struct IncidentPage {
+    pub(super) t: Tr,
+    pub(super) nav: Nav,
+    pub(super) i: IncidentRow,
+    pub(super) created: String,
+    pub(super) auto: String,
+    pub(super) notes: Vec<(String, String, String)>,
+    pub(super) evidence: Vec<String>,
+    pub(super) alerts: Vec<AlertRow>,
+    pub(super) statuses: [&'static str; 4],
+    pub(super) can_change: bool,
+    pub(super) can_export: bool,
+}
+
+pub(super) async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    a.need(Perm::ReadAlerts)?;
+    let wf = c.siem.workflow.as_ref().ok_or_else(|| ConsoleError::Invalid("no triage state kept".into()))?;
+    let inc = wf.incident(&id).ok_or(ConsoleError::NotFound)?;
+    c.siem.audit_as(&a.session.user, &a.peer, "incident.view", json!({"id": id}))?;
+    let ids = inc.alerts.clone();
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let alerts = blocking(move || {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(100) {
+            let q = chunk.iter().map(|i| format!("id:{}", quote(i))).collect::<Vec<_>>().join(" OR ");
+            let p = AlertsParams { q: Some(q), status: None, from: None, to: None, limit: Some(100), offset: None };
+            out.extend(siem.list_alerts(&who, &peer, &p)?.1);
+        }
+        Ok(out)
+    })
+    .await?;
+    let mut alerts = alerts;
+    let inc = shown_incident(&a, inc, &mut alerts);
+    let lens = &a.lens;
+    let notes = inc.notes.iter().map(|n| (n.by.clone(), lens.time(n.ts), n.text.clone())).collect();
+    page(IncidentPage {
+        t: a.t,
+        nav: nav(&a),
+        created: format!("{} · {}", inc.created_by, lens.time(inc.created_ts)),
+        auto: inc.auto.clone().unwrap_or_default(),
+        notes,
+        evidence: inc.evidence.clone(),
+        alerts: alerts.iter().map(|x| alert_row(lens, x)).collect(),
+        statuses: INCIDENT_STATUSES,
+        can_change: a.may(Perm::Triage),
+        can_export: a.may(Perm::Packets),
+        i: incident_row(lens, inc),
+    })
+}
+
+/// Status, owner, a note, evidence, alerts removed, another incident merged.
+pub(super) async fn change_incident(
+    State(c): State<Arc<Console>>,
+    a: Auth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Triage)?;
+    let nonempty = |k: &str| f.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let change = IncidentChange {
+        status: nonempty("status"),
+        owner: nonempty("owner"),
+        note: nonempty("note"),
+        evidence: nonempty("evidence").into_iter().collect(),
+        add_alerts: Vec::new(),
+        remove_alerts: f.all("remove").into_iter().map(str::to_string).collect(),
+        merge: nonempty("merge"),
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let id2 = id.clone();
+    blocking(move || Ok(siem.change_incident(&who, &peer, &id2, change)?)).await?;
+    Ok(Redirect::to(&format!("/incidents/{}", enc(&id))).into_response())
+}

@@ -1,0 +1,365 @@
+//! Search, saved searches and CSV export.
+
+use super::*;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct SearchForm {
+    pub(super) q: String,
+    pub(super) range: String,
+    pub(super) offset: usize,
+    /// Columns to show, comma-separated field names (none: every field).
+    pub(super) cols: String,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+pub(super) struct SearchPage {
+    pub(super) t: Tr,
+    pub(super) nav: Nav,
+    pub(super) q: String,
+    pub(super) range: String,
+    pub(super) range_shown: String,
+    pub(super) ranges: [(&'static str, &'static str); 5],
+    pub(super) fields: Vec<String>,
+    pub(super) searched: bool,
+    pub(super) error: String,
+    pub(super) total: u64,
+    pub(super) hits: Vec<RecordRow>,
+    pub(super) histogram: String,
+    pub(super) export_query: String,
+    pub(super) prev: String,
+    pub(super) next: String,
+    /// The reader's saved searches: (name, link).
+    pub(super) saved: Vec<(String, String)>,
+    /// The columns chosen (catalog fields only), and each hit's cells in them.
+    pub(super) cols: Vec<String>,
+    pub(super) cols_text: String,
+    pub(super) cells: Vec<Vec<(String, String)>>,
+    /// What the loss ledger says about the range (empty without one).
+    pub(super) completeness: String,
+    pub(super) complete: bool,
+}
+
+pub(super) const PAGE: usize = 50;
+
+/// A histogram's interval: about 60 bars over the range.
+pub(super) fn interval_for(from: Option<f64>, span_hint: f64) -> f64 {
+    let span = from.map_or(span_hint, |f| now() - f).max(60.0);
+    let nice = [60.0, 300.0, 900.0, 3600.0, 3.0 * 3600.0, 6.0 * 3600.0, 86_400.0, 7.0 * 86_400.0];
+    nice.into_iter().find(|n| span / n <= 60.0).unwrap_or(30.0 * 86_400.0)
+}
+
+pub(super) fn chart(labels: Vec<String>, sets: Vec<(String, Vec<u64>)>, kind: &str) -> String {
+    let datasets: Vec<Value> = sets.into_iter().map(|(label, data)| json!({"label": label, "data": data})).collect();
+    json!({"type": kind, "labels": labels, "datasets": datasets}).to_string()
+}
+
+pub(super) fn buckets(r: AggResult) -> Vec<siem::store::Bucket> {
+    match r {
+        AggResult::Buckets(b) => b,
+        _ => Vec::new(),
+    }
+}
+
+pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchForm>) -> Res {
+    a.need(Perm::Search)?;
+    let mut fields: Vec<String> = c.siem.catalog.fields.iter().map(|f| f.path.clone()).collect();
+    fields.sort();
+    let range = range_of(&f.range)?;
+    let range_from_ts = range.from;
+    let range = range.code;
+    // Only catalog fields become columns: the choice is echoed into links
+    // and headers.
+    let cols: Vec<String> = f
+        .cols
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && fields.iter().any(|x| x == c))
+        .take(20)
+        .map(String::from)
+        .collect();
+    let cols_text = cols.join(",");
+    let mut p = SearchPage {
+        t: a.t,
+        nav: nav(&a),
+        q: f.q.clone(),
+        range: range.clone(),
+        range_shown: range_shown(&a, range_from_ts),
+        ranges: RANGES,
+        fields,
+        searched: false,
+        error: String::new(),
+        total: 0,
+        hits: Vec::new(),
+        histogram: String::new(),
+        export_query: format!("q={}&range={}", enc(&f.q), enc(&range)),
+        prev: String::new(),
+        next: String::new(),
+        saved: c
+            .saved
+            .list(&a.session.user)
+            .into_iter()
+            .map(|s| {
+                let href = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
+                (s.name, href)
+            })
+            .collect(),
+        cols,
+        cols_text,
+        cells: Vec::new(),
+        completeness: String::new(),
+        complete: false,
+    };
+    if f.q.trim().is_empty() {
+        return page(p);
+    }
+    let from = range_from_ts;
+    let sp = SearchParams {
+        q: Some(f.q.clone()),
+        from,
+        to: None,
+        sort: None,
+        order: None,
+        limit: Some(PAGE),
+        offset: Some(f.offset.min(10_000)),
+        completeness: None,
+        cursor: None,
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let q = f.q.clone();
+    let r = blocking(move || {
+        let res = siem.search_records(&who, &peer, &sp)?;
+        let span = siem
+            .aggregate_records(
+                &who,
+                &peer,
+                &AggParams {
+                    q: Some(q.clone()),
+                    from,
+                    to: None,
+                    agg: "stats".into(),
+                    field: Some("ts".into()),
+                    size: None,
+                    interval: None,
+                },
+            )
+            .ok()
+            .and_then(|s| match s {
+                AggResult::Stats { min: Some(lo), max: Some(hi), .. } => Some(hi - lo),
+                _ => None,
+            })
+            .unwrap_or(86_400.0);
+        let interval = interval_for(from, span);
+        let hist = siem.aggregate_records(
+            &who,
+            &peer,
+            &AggParams {
+                q: Some(q),
+                from,
+                to: None,
+                agg: "histogram".into(),
+                field: None,
+                size: None,
+                interval: Some(interval),
+            },
+        )?;
+        let verdict = match from {
+            Some(from) => {
+                Some(siem.loss_ledger(&who, &peer, &LedgerParams { from: Some(from), ..LedgerParams::default() })?.1)
+            }
+            None => None,
+        };
+        Ok((res, buckets(hist), verdict))
+    })
+    .await;
+    match r {
+        Ok((res, hist, verdict)) => {
+            if let Some(v) = verdict {
+                p.complete = v.complete;
+                p.completeness = if v.complete {
+                    a.t.t("search.complete").to_string()
+                } else {
+                    let silent = if v.unreported.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · {}: {}", a.t.t("sensors.unreported"), v.unreported.join(", "))
+                    };
+                    // Lost without a count: only when there are some.
+                    let silent = if v.records_unaccounted > 0 {
+                        format!(" · {} {}{silent}", v.records_unaccounted, a.t.t("search.unaccounted"))
+                    } else {
+                        silent
+                    };
+                    format!(
+                        "{}: {} {} · {} {} · {} {}{silent}",
+                        a.t.t("search.incomplete"),
+                        v.packets_dropped,
+                        a.t.t("sensors.dropped"),
+                        v.records_spool_dropped,
+                        a.t.t("sensors.spool_dropped"),
+                        v.pending,
+                        a.t.t("sensors.pending"),
+                    )
+                };
+            }
+            p.searched = true;
+            p.total = res.total;
+            p.hits = res.hits.into_iter().map(|h| record_row(&a.lens, &shown(&a, h))).collect();
+            if !p.cols.is_empty() {
+                p.cells = p
+                    .hits
+                    .iter()
+                    .map(|r| {
+                        p.cols
+                            .iter()
+                            .map(|c| {
+                                r.fields
+                                    .iter()
+                                    .find(|(k, _, _)| k == c)
+                                    .map_or((String::new(), String::new()), |(_, v, h)| (v.clone(), h.clone()))
+                            })
+                            .collect()
+                    })
+                    .collect();
+            }
+            let labels = hist.iter().map(|b| a.lens.time(b.key.parse::<f64>().unwrap_or(0.0))).collect();
+            p.histogram =
+                chart(labels, vec![(a.t.t("search.hits").to_string(), hist.iter().map(|b| b.count).collect())], "bar");
+            let base = format!("/search?q={}&range={}&cols={}", enc(&f.q), enc(&range), enc(&p.cols_text));
+            if f.offset > 0 {
+                p.prev = format!("{base}&offset={}", f.offset.saturating_sub(PAGE));
+            }
+            if ((f.offset + PAGE) as u64) < res.total && f.offset + PAGE <= 10_000 {
+                p.next = format!("{base}&offset={}", f.offset + PAGE);
+            }
+            page(p)
+        }
+        Err(ConsoleError::Invalid(m)) => {
+            p.error = m;
+            page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
+        }
+        Err(ConsoleError::Api(m)) if m.status == StatusCode::BAD_REQUEST => {
+            p.error = m.text(a.t);
+            page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Saves the search in the form under a name, for its user.
+pub(super) async fn save_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Search)?;
+    let s = crate::saved::Saved {
+        name: f.get("name").unwrap_or("").to_string(),
+        q: f.get("q").unwrap_or("").to_string(),
+        range: f.get("range").filter(|r| RANGES.iter().any(|(v, _)| v == r)).unwrap_or("all").to_string(),
+    };
+    // A search that could not run is not kept (the language's bounds hold
+    // when it runs too).
+    siem::query::parse(&s.q, &c.siem.catalog).map_err(|e| ConsoleError::Invalid(format!("invalid query: {e}")))?;
+    let back = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
+    c.siem.audit_as(&a.session.user, &a.peer, "console.search_save", json!({"name": s.name, "q": s.q}))?;
+    c.saved.save(&a.session.user, s)?;
+    Ok(Redirect::to(&back).into_response())
+}
+
+pub(super) async fn delete_search(State(c): State<Arc<Console>>, a: Auth, body: Bytes) -> Res {
+    let f = Form::parse(&body);
+    a.csrf(&f)?;
+    a.need(Perm::Search)?;
+    let name = f.get("name").unwrap_or("");
+    c.siem.audit_as(&a.session.user, &a.peer, "console.search_delete", json!({"name": name}))?;
+    c.saved.delete(&a.session.user, name)?;
+    Ok(Redirect::to("/search").into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ExportForm {
+    pub(super) q: String,
+    pub(super) range: String,
+    pub(super) format: String,
+}
+
+pub(super) const EXPORT_MAX: usize = 10_000;
+
+/// The first matches of a search as CSV or JSON lines (at most 10 000).
+pub(super) async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<ExportForm>) -> Res {
+    a.need(Perm::Search)?;
+    if f.format != "csv" && f.format != "json" {
+        return Err(ConsoleError::Bad(crate::error::Msg::new("error.export_format")));
+    }
+    let sp = SearchParams {
+        q: Some(f.q.clone()),
+        from: range_of(&f.range)?.from,
+        to: None,
+        sort: None,
+        order: None,
+        limit: Some(EXPORT_MAX),
+        offset: None,
+        completeness: None,
+        cursor: None,
+    };
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let res = blocking(move || {
+        siem.audit_as(&who, &peer, "export", json!({"q": sp.q, "format": "search"}))?;
+        Ok(siem.search_records(&who, &peer, &sp)?)
+    })
+    .await?;
+    let lens = &a.lens;
+    let shown: Vec<Value> = res
+        .hits
+        .into_iter()
+        .map(|h| {
+            let h = shown(&a, h);
+            let mut m = serde_json::Map::new();
+            for (k, v, _) in lens.fields(&h, &[]) {
+                m.insert(k, Value::String(v));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let (body, ctype, ext) = if f.format == "json" {
+        let mut out = String::new();
+        for h in &shown {
+            out.push_str(&h.to_string());
+            out.push('\n');
+        }
+        (out, "application/x-ndjson", "jsonl")
+    } else {
+        let mut cols: Vec<String> = Vec::new();
+        for h in &shown {
+            for k in h.as_object().into_iter().flat_map(|m| m.keys()) {
+                if !cols.contains(k) {
+                    cols.push(k.clone());
+                }
+            }
+        }
+        let mut out = cols.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",");
+        out.push('\n');
+        for h in &shown {
+            let row: Vec<String> = cols.iter().map(|c| csv_cell(h[c].as_str().unwrap_or(""))).collect();
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+        (out, "text/csv; charset=utf-8", "csv")
+    };
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"citysoc-search.{ext}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("attachment")),
+    );
+    Ok(r)
+}
+
+/// A CSV cell, quoted, with a leading formula character neutralised so a
+/// spreadsheet does not run what a packet put there.
+pub(super) fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_string() };
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
