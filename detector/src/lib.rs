@@ -3,6 +3,7 @@
 //! intelligence indicators, anomaly models, and the alert aggregation they
 //! all feed.
 
+pub mod alert;
 pub mod detect;
 pub mod error;
 pub mod flat;

@@ -428,7 +428,7 @@ impl ModelsConfig {
                 "iot" => model::<IotConfig>(t, placeholders).and_then(|(mut c, common)| {
                     c.devices = Nets::parse(&c.device_nets, placeholders).map_err(|e| format!("device_nets: {e}"))?;
                     for a in &c.accepted {
-                        if iot::parse_accepted(a).is_none() {
+                        if parse_accepted(a).is_none() {
                             return Err(format!("accepted: {a:?} is not \"host kind value\""));
                         }
                     }
@@ -464,7 +464,45 @@ impl ModelsConfig {
     }
 }
 
-use super::iot;
+/// What an IoT device's profile holds, by kind; the kinds name the
+/// lines of `accepted`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Peer,
+    Port,
+    Function,
+    Topic,
+}
+
+impl Kind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Peer => "peer",
+            Kind::Port => "port",
+            Kind::Function => "function",
+            Kind::Topic => "topic",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "peer" => Kind::Peer,
+            "port" => Kind::Port,
+            "function" => Kind::Function,
+            "topic" => Kind::Topic,
+            _ => return None,
+        })
+    }
+}
+
+/// `"10.33.0.7 peer 10.33.1.60"` → (host, kind, value).
+pub fn parse_accepted(s: &str) -> Option<(IpAddr, Kind, String)> {
+    let mut it = s.split_whitespace();
+    let host = it.next()?.parse().ok()?;
+    let kind = Kind::parse(it.next()?)?;
+    let value = it.collect::<Vec<_>>().join(" ");
+    (!value.is_empty()).then_some((host, kind, value))
+}
 
 fn model<T: DeserializeOwned>(
     mut t: toml::Table,

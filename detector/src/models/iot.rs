@@ -6,51 +6,12 @@
 //! joins the profile. Admins accept a change as the new normal by adding it
 //! to `accepted` in `rules/models.toml`.
 
-use super::config::IotConfig;
+use super::config::{parse_accepted, IotConfig, Kind};
 use super::{human_secs, Fields, ModelCounters, Verdict};
 use schema::summary::some_of;
 use schema::{Summary, Time};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-
-/// What a profile holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Peer,
-    Port,
-    Function,
-    Topic,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Peer => "peer",
-            Kind::Port => "port",
-            Kind::Function => "function",
-            Kind::Topic => "topic",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "peer" => Kind::Peer,
-            "port" => Kind::Port,
-            "function" => Kind::Function,
-            "topic" => Kind::Topic,
-            _ => return None,
-        })
-    }
-}
-
-/// `"10.33.0.7 peer 10.33.1.60"` → (host, kind, value).
-pub fn parse_accepted(s: &str) -> Option<(IpAddr, Kind, String)> {
-    let mut it = s.split_whitespace();
-    let host = it.next()?.parse().ok()?;
-    let kind = Kind::parse(it.next()?)?;
-    let value = it.collect::<Vec<_>>().join(" ");
-    (!value.is_empty()).then_some((host, kind, value))
-}
 
 #[derive(Default)]
 struct Profile {

@@ -23,7 +23,7 @@ pub mod window;
 pub use config::{ModelsConfig, MODEL_IDS};
 pub use fields::Fields;
 
-use crate::detect::{make_alert, AlertSpec, Subject};
+use crate::alert::{make_alert, AlertSpec, Subject};
 use schema::{AlertRecord, RuleSource, Severity, Time};
 use std::net::IpAddr;
 

@@ -2,7 +2,7 @@
 //! and `1 of` / `all of` over `them` or a name pattern. Precedence is
 //! `not` > `and` > `or`, as in the specification.
 
-use super::parse::{err, DocError, Expr};
+use super::ast::{err, DocError, Expr};
 use crate::error::Code;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,8 +7,8 @@
 //! are loaded. A rule's condition is then evaluated only if one of its
 //! predicates hit (or if it can match with none, like `not selection`).
 
-use super::mapping::Mapping;
-use super::parse::{Expr, Leaf, Match, NumOp, StrKind};
+use super::ast::{Expr, Leaf, Match, NumOp, StrKind};
+use super::mapping::{log_index, Mapping};
 use crate::flat::{FlatRecord, Value};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::RegexSet;
@@ -97,11 +97,6 @@ pub struct Engine {
     pred_programs: Vec<Vec<u32>>,
     programs: Vec<Program>,
     logs: Vec<LogIdx>,
-}
-
-/// The catalog's index of a log, which is how programs name logs.
-pub fn log_index(name: &str) -> Option<u16> {
-    CATALOG.iter().position(|l| l.name == name).map(|i| i as u16)
 }
 
 fn catalog_field(log: u16, name: &str) -> Option<&'static str> {

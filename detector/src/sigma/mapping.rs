@@ -3,6 +3,7 @@
 
 use super::parse::Logsource;
 use crate::error::DetectorError;
+use schema::CATALOG;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -41,7 +42,7 @@ impl Mapping {
         let mut unknown = Vec::new();
         for e in &mut m.entries {
             e.logs.retain(|l| {
-                let known = super::engine::log_index(l).is_some();
+                let known = log_index(l).is_some();
                 if !known && !unknown.contains(l) {
                     unknown.push(l.clone());
                 }
@@ -69,6 +70,11 @@ impl Mapping {
             .iter()
             .position(|e| eq(&e.category, &ls.category) && eq(&e.product, &ls.product) && eq(&e.service, &ls.service))
     }
+}
+
+/// The catalog's index of a log, which is how programs name logs.
+pub fn log_index(name: &str) -> Option<u16> {
+    CATALOG.iter().position(|l| l.name == name).map(|i| i as u16)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! our own form; `sigma-rust` is kept as the reference evaluator that the
 //! differential tests and the benchmark compare against.
 
+pub mod ast;
 pub mod condition;
 pub mod correlation;
 pub mod engine;
@@ -13,9 +14,10 @@ pub mod mapping;
 pub mod parse;
 
 use crate::error::{Code, RuleError};
+use ast::{DocError, Expr};
 use engine::{Builder, Engine};
 use mapping::Mapping;
-use parse::{Body, Correlation, Doc, DocError, Expr, Meta};
+use parse::{Body, Correlation, Doc, Meta};
 use schema::Severity;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -405,7 +407,7 @@ fn build(parsed: Vec<Parsed>, opts: &SigmaOptions, report: &mut LoadReport) -> S
     for (i, r) in rules.iter().enumerate() {
         let Some(e) = mapping.entries.get(r.entry) else { continue };
         for log in &e.logs {
-            let Some(log) = engine::log_index(log) else { continue };
+            let Some(log) = mapping::log_index(log) else { continue };
             let mut expr = b.compile(i as u32, r.entry, log, &r.expr);
             for (fe, f) in &rule_filters[i] {
                 let fx = b.compile(i as u32, *fe, log, f);
@@ -425,7 +427,7 @@ fn build(parsed: Vec<Parsed>, opts: &SigmaOptions, report: &mut LoadReport) -> S
         let read = mapping
             .entries
             .get(r.entry)
-            .map_or(0, |e| e.logs.iter().filter(|l| engine::log_index(l).is_some()).count());
+            .map_or(0, |e| e.logs.iter().filter(|l| mapping::log_index(l).is_some()).count());
         let item = (r.file.clone(), r.meta.title.clone(), field);
         if logs.len() >= read && !report.unknown_fields.contains(&item) {
             report.unknown_fields.push(item);
