@@ -215,7 +215,8 @@ pub fn api_markdown(openapi: &str) -> Result<String, serde_json::Error> {
     out.push_str("| operation | what |\n|---|---|\n");
     for (path, method, op) in &ops {
         let title = format!("{} {path}", method.to_uppercase());
-        let _ = writeln!(out, "| [{}](#{}) | {} |", code(&title), anchor(&title), md(op["summary"].as_str().unwrap_or("")));
+        let _ =
+            writeln!(out, "| [{}](#{}) | {} |", code(&title), anchor(&title), md(op["summary"].as_str().unwrap_or("")));
     }
     out.push('\n');
     for (path, method, op) in &ops {
