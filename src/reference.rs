@@ -164,7 +164,9 @@ fn arg_default(a: &clap::Arg) -> String {
     if defaults.is_empty() || !a.get_action().takes_values() {
         return String::new();
     }
-    code(&defaults.join(","))
+    // A default inside the source checkout would make the page differ from
+    // one checkout to the next.
+    code(&defaults.join(",").replace(env!("CARGO_MANIFEST_DIR"), "<source checkout>"))
 }
 
 fn arg_help(a: &clap::Arg) -> String {
@@ -220,7 +222,10 @@ pub fn api_markdown(openapi: &str) -> Result<String, serde_json::Error> {
     }
     out.push('\n');
     for (path, method, op) in &ops {
-        let _ = writeln!(out, "## {} {path}\n", method.to_uppercase());
+        // The id is given: a heading ending in `{id}` would be read as
+        // heading attributes by the book.
+        let title = format!("{} {path}", method.to_uppercase());
+        let _ = writeln!(out, "## {title} {{#{}}}\n", anchor(&title));
         if let Some(s) = op["summary"].as_str() {
             let _ = writeln!(out, "{}\n", md(s));
         }

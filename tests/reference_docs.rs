@@ -67,7 +67,7 @@ fn api_reference_matches_the_openapi_document() {
     // Every operation of the document has its section.
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let heading = format!("\n## {} {path}\n", method.to_uppercase());
+            let heading = format!("\n## {} {path} {{#", method.to_uppercase());
             assert!(page.contains(&heading), "no section for {}", heading.trim());
         }
     }
