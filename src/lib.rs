@@ -4,6 +4,7 @@
 pub mod detection;
 pub mod evidence;
 pub mod hunt;
+pub mod reference;
 pub mod replay;
 pub mod rule_editor;
 pub mod sensor_setup;

@@ -45,6 +45,22 @@ enum Cmd {
     /// Check an evidence bundle's signature and files.
     #[command(subcommand)]
     Evidence(pcap_cmd::EvidenceCmd),
+    /// Print a reference page of the book (Markdown) rendered from the code.
+    Reference(ReferenceArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("page").required(true).args(["cli", "api", "fields"])))]
+struct ReferenceArgs {
+    /// The command line: every command and argument.
+    #[arg(long)]
+    cli: bool,
+    /// The HTTP API, from the OpenAPI document the SIEM serves.
+    #[arg(long)]
+    api: bool,
+    /// Every log and field of the field catalog.
+    #[arg(long)]
+    fields: bool,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +120,7 @@ fn main() -> ExitCode {
         Cmd::Hunt(args) => hunt_cmd::run(args),
         Cmd::Pcap(args) => pcap_cmd::run(args),
         Cmd::Evidence(cmd) => pcap_cmd::evidence(cmd),
+        Cmd::Reference(args) => reference(args),
     };
     match result {
         Ok(code) => code,
@@ -139,6 +156,19 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("cannot write {}", out.display()))?;
     std::io::Write::flush(&mut w).with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("wrote {n} packets to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reference(args: ReferenceArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let page = if args.cli {
+        citysoc::reference::cli_markdown(&Cli::command())
+    } else if args.api {
+        citysoc::reference::api_markdown(siem::api::OPENAPI)?
+    } else {
+        citysoc::reference::fields_markdown()
+    };
+    print!("{page}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,7 +30,7 @@ pub struct ServeArgs {
     /// A sharded ClickHouse: the cluster's name in the servers'
     /// `remote_servers`; each log's records go to `events_<log>_local` on its
     /// nodes through a `Distributed` table `events_<log>` (see
-    /// docs/clickhouse-cluster.md).
+    /// the book's chapter "A ClickHouse cluster", docs/src/clickhouse-cluster.md).
     #[arg(long, requires_all = ["clickhouse", "clickhouse_node"])]
     clickhouse_cluster: Option<String>,
     /// How records travel to ClickHouse: `lz4` (fewer bytes on the wire) or

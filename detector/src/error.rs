@@ -13,7 +13,7 @@ pub enum Code {
     Condition,
     Regex,
     Cidr,
-    /// Valid Sigma that this engine does not evaluate (listed in the README).
+    /// Valid Sigma that this engine does not evaluate (listed in the book, docs/src/detection/sigma.md).
     Unsupported,
     UnknownPlaceholder,
     /// A correlation or filter names a rule that is not loaded.

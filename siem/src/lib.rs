@@ -18,7 +18,7 @@ pub mod workflow;
 /// Index writers allocate and free large buffers batch after batch; with
 /// huge pages the kernel zeroes a whole 2 MiB page each time the allocator
 /// takes fresh memory, which cost Tantivy's ingest about a tenth of its CPU
-/// (README: SIEM figures). Only speed is at stake: a kernel without the
+/// (the book's SIEM benchmarks, docs/src/benchmarks.md). Only speed is at stake: a kernel without the
 /// setting is left as it is.
 pub fn no_transparent_huge_pages() {
     let _ = rustix::thread::disable_transparent_huge_pages(true);

@@ -85,7 +85,7 @@ pub fn entropy(s: &str) -> f64 {
 
 /// Whether a domain label looks machine-made: long, few vowels or many
 /// digits, or long consonant runs, and not repetitive. Dictionary-word
-/// DGAs pass as human; the README says so.
+/// DGAs pass as human; the book says so (docs/src/detection/models.md).
 pub fn looks_random(label: &str) -> bool {
     let l = label.to_ascii_lowercase();
     let n = l.len();

@@ -1239,7 +1239,7 @@ fn unreachable_slot() {
 mod tests {
     use super::*;
 
-    /// The per-flow footprint is a budget (see the README's benchmark): these
+    /// The per-flow footprint is a budget (see the book's benchmarks, docs/src/benchmarks.md): these
     /// sizes change only on purpose.
     #[test]
     fn flow_state_stays_small() {

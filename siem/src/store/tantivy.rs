@@ -12,7 +12,7 @@
 //! records have one value per record or nearly (`uid`, `ts`, addresses,
 //! ports, byte counts), so a term index per field spends most of the
 //! indexing time on terms that match one record each, and a field lookup
-//! over a day's column takes milliseconds (see the README's figures).
+//! over a day's column takes milliseconds (see the book's figures, docs/src/benchmarks.md).
 
 use super::{
     append_words, parts_in_range, text_of, Agg, AggResult, Bucket, Class, PartKey, Partition, Record, Result,
@@ -47,7 +47,7 @@ const EXCLUDED: Score = (-1.0, 0.0, 0.0);
 /// A partition's layout, written beside its index: what the schema does not
 /// say, such as how column dictionaries are encoded (plain blocks since
 /// layout 2: compressing them cost more indexing, merging and search time
-/// than the few percent of disk it saved, see the README), so that a
+/// than the few percent of disk it saved, see docs/src/benchmarks.md), so that a
 /// partition another version wrote is refused at open, naming it. Layout 3
 /// names each document's ingest batch and keeps unknown fields in `_extra`.
 const LAYOUT: &str = "3";
@@ -324,7 +324,7 @@ impl TantivyStore {
         let writer: IndexWriter = index.writer(self.cfg.writer_heap_mb << 20).map_err(backend)?;
         // Every acknowledged batch is a commit, so segments are small and
         // many; merging them 16 at a time instead of 8 rewrites each
-        // record fewer times (README: Tantivy ingest), and searches, which
+        // record fewer times (docs/src/benchmarks.md: Tantivy ingest), and searches, which
         // read columns, hardly notice the segments left.
         let mut merges = tantivy::indexer::LogMergePolicy::default();
         merges.set_min_num_segments(16);
