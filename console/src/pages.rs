@@ -179,6 +179,8 @@ struct LoginPage {
     error: String,
     /// The name typed, kept when the form comes back with an error.
     user: String,
+    /// The OpenID provider's name, for its button; empty without one.
+    oidc: String,
 }
 
 const PRE_CSRF: &str = "citysoc_login";
@@ -189,9 +191,10 @@ async fn login_page(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res {
     login_form(&c, &headers, String::new(), String::new(), StatusCode::OK)
 }
 
-fn login_form(c: &Console, headers: &HeaderMap, error: String, user: String, status: StatusCode) -> Res {
+pub(crate) fn login_form(c: &Console, headers: &HeaderMap, error: String, user: String, status: StatusCode) -> Res {
     let token = crate::users::random_password();
-    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error, user }
+    let oidc = c.sso.oidc.as_ref().map_or(String::new(), |o| o.name.clone());
+    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error, user, oidc }
         .render()
         .map_err(|e| ConsoleError::Internal(e.to_string()))?;
     let mut resp = (status, Html(html)).into_response();
@@ -225,9 +228,14 @@ async fn login(
         return Ok(r);
     }
     let c2 = Arc::clone(&c);
-    let (u2, p2) = (user.clone(), password);
+    let (u2, p2) = (user.clone(), password.clone());
     // argon2 takes tens of milliseconds on purpose: not on the runtime.
-    let found = blocking(move || Ok(c2.users.verify(&u2, &p2))).await?;
+    let (found, local) = blocking(move || Ok((c2.users.verify(&u2, &p2), c2.users.get(&u2).is_some()))).await?;
+    // Local accounts first: the break-glass admin signs in with the
+    // directory down, and a local name is never sent to the directory.
+    if found.is_none() && !local && c.sso.ldap.is_some() {
+        return crate::sso::password_login(&c, &headers, user, password, &ip).await;
+    }
     let Some((name, u)) = found else {
         c.limiter.failed(&keys);
         let _ = c.siem.audit_as(&user, &ip, "console.login_failed", json!({}));
