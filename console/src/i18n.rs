@@ -119,8 +119,21 @@ mod tests {
         let en = keys(EN);
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/");
         let mut missing = Vec::new();
-        for sub in ["templates", "src"] {
-            for e in std::fs::read_dir(format!("{dir}{sub}")).unwrap().flatten() {
+        // Modules in folders (`src/sso/`) too.
+        let mut files = Vec::new();
+        let mut dirs: Vec<std::path::PathBuf> =
+            ["templates", "src"].iter().map(|s| format!("{dir}{s}").into()).collect();
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    dirs.push(e.path());
+                } else {
+                    files.push(e);
+                }
+            }
+        }
+        {
+            for e in files {
                 let text = std::fs::read_to_string(e.path()).unwrap();
                 for call in [".t(\"", "Msg::new(\"", "Msg::with(\""] {
                     for part in text.split(call).skip(1) {
@@ -142,7 +155,7 @@ mod tests {
     fn every_audit_action_has_a_name() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../");
         let mut actions = Vec::new();
-        for file in ["console/src/pages.rs", "siem/src/api.rs", "src/serve_cmd.rs"] {
+        for file in ["console/src/pages.rs", "console/src/sso/routes.rs", "siem/src/api.rs", "src/serve_cmd.rs"] {
             let text = std::fs::read_to_string(format!("{root}{file}")).unwrap();
             for call in ["audit_as(", "audit(&st,", "audit(st,", "audit_refusal(", ".refused("] {
                 for part in text.split(call).skip(1) {

@@ -238,13 +238,13 @@ impl Oidc {
             return Err(Refusal::new("sso.bad_token", "the token response holds no id token"));
         };
         let nonce = Nonce::new(p.nonce);
-        let verified = id_token.claims(&client.id_token_verifier(), &nonce).map(|c| c.clone());
+        let verified = id_token.claims(&client.id_token_verifier(), &nonce).cloned();
         let claims = match verified {
             Err(ClaimsVerificationError::SignatureVerification(_)) => {
                 // Perhaps keys rotated since we read them: once more with
                 // the provider's current keys, then refuse.
                 let client = self.client(self.metadata(true)?);
-                let again = id_token.claims(&client.id_token_verifier(), &nonce).map(|c| c.clone());
+                let again = id_token.claims(&client.id_token_verifier(), &nonce).cloned();
                 again
             }
             other => other,
