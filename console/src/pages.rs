@@ -80,6 +80,8 @@ struct Nav {
     here: String,
     /// Admins: the server is read-only, and why.
     audit_broken: String,
+    /// A local account (a password and second factor of the console's own).
+    local: bool,
 }
 
 fn nav(a: &Auth) -> Nav {
@@ -106,6 +108,7 @@ fn nav(a: &Auth) -> Nav {
         back: enc(&a.here),
         here: a.here.clone(),
         audit_broken: a.audit_broken.clone().unwrap_or_default(),
+        local: a.session.source.is_none(),
     }
 }
 

@@ -554,7 +554,9 @@ async fn oidc_sign_in_through_the_browser_maps_groups_to_roles_and_refuses_the_r
         assert!(Instant::now() < deadline, "never reached the dashboard: {}", b.current_url().await.unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    until(&b, "nav", |t| !t.is_empty()).await;
+    until(&b, "#whoami", |t| t == format!("oidc:lan ({})", text("role.analyst"))).await;
+    // The console's own password and second factor are not theirs.
+    assert!(b.find(Locator::Css("a[href='/password']")).await.is_err());
     let cookie = session_cookie(&b).await.expect("a session");
     let session = s.console.sessions.get(&cookie).unwrap();
     assert_eq!(
@@ -623,4 +625,35 @@ async fn an_unreachable_provider_is_a_message_on_the_sign_in_page() {
     assert!(r.body.contains(&html("sso.unreachable")), "{}", r.body);
     // The sign-in page still offers the local form.
     assert!(r.body.contains("id=\"password\""));
+}
+
+/// A code the provider does not accept (expired, used, or never issued: the
+/// provider answers `invalid_grant` to each alike) is refused with a
+/// message; the begun sign-in cannot be tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_the_provider_does_not_accept_is_refused_and_the_state_is_used_up() {
+    let console_url = "http://127.0.0.1:1";
+    let idp = provider(&format!("{console_url}/login/oidc/callback"), false);
+    let data = tempfile::tempdir().unwrap();
+    let cfg = console::ConsoleConfig { oidc: Some(oidc_config(&idp.issuer, console_url)), ..Default::default() };
+    let (c, _) = console(data.path(), cfg);
+    let r = send(&c, [10, 0, 7, 1], Request::get("/login/oidc").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.starts_with(&format!("{}/auth?", idp.issuer)), "{}", r.location);
+    assert!(r.location.contains("code_challenge_method=S256") && r.location.contains("nonce="), "{}", r.location);
+    let state = cookie_value(&r, "citysoc_oidc").expect("the state bound to the browser");
+    let callback = |code: &str| {
+        Request::get(format!("/login/oidc/callback?code={code}&state={state}"))
+            .header(header::COOKIE, format!("citysoc_oidc={state}"))
+            .header(header::ACCEPT_LANGUAGE, "en")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let r = send(&c, [10, 0, 7, 1], callback("not-a-code-the-provider-issued")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains(&html("sso.exchange")), "{}", r.body);
+    let r = send(&c, [10, 0, 7, 1], callback("another")).await;
+    assert!(r.body.contains(&html("sso.bad_state")), "{}", r.body);
+    let failed = audited(data.path(), "console.login_failed");
+    assert!(failed[0]["detail"]["reason"].as_str().unwrap().contains("token endpoint"), "{failed:#?}");
 }
