@@ -60,6 +60,8 @@ fn wait_for(host: &str, port: u16, what: &str, proc: &mut Proc) {
 
 struct Slapd {
     url: String,
+    /// `ldaps://` on its own port, for a directory started with TLS.
+    ldaps: Option<String>,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
 }
@@ -115,23 +117,103 @@ fn directory_ldif() -> String {
     l
 }
 
+fn openssl(dir: &Path, args: &[&str]) {
+    let out =
+        Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs (apt-get install openssl)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA of the test's own and a certificate from it for 127.0.0.1, as a
+/// city's directory has from the city's CA.
+fn certificates(d: &Path) -> String {
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=City test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    format!(
+        "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n",
+        d = d.display()
+    )
+}
+
 fn slapd() -> Slapd {
+    slapd_with(false)
+}
+
+fn slapd_with(tls: bool) -> Slapd {
     assert!(Path::new(SLAPD).exists(), "{SLAPD} is missing: apt-get install slapd ldap-utils");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("db")).unwrap();
-    let conf = format!(
-        "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+    let tls_conf = if tls { certificates(d) } else { String::new() };
+    let conf = tls_conf
+        + &format!(
+            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
          include /etc/ldap/schema/inetorgperson.schema\n\
          modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {pid}\nargsfile {args}\n\
          database mdb\nmaxsize 10485760\nsuffix \"{SUFFIX}\"\nrootdn \"cn=admin,{SUFFIX}\"\nrootpw \"{ROOT_PW}\"\n\
          directory {db}\n\
          access to attrs=userPassword by anonymous auth by self read by * none\n\
          access to * by dn.exact=\"cn=citysoc,ou=services,{SUFFIX}\" read by users read by * none\n",
-        pid = d.join("slapd.pid").display(),
-        args = d.join("slapd.args").display(),
-        db = d.join("db").display(),
-    );
+            pid = d.join("slapd.pid").display(),
+            args = d.join("slapd.args").display(),
+            db = d.join("db").display(),
+        );
     std::fs::write(d.join("slapd.conf"), conf).unwrap();
     std::fs::write(d.join("data.ldif"), directory_ldif()).unwrap();
     let out = Command::new("/usr/sbin/slapadd")
@@ -144,18 +226,27 @@ fn slapd() -> Slapd {
     assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
     let port = free_port("127.0.0.1");
     let url = format!("ldap://127.0.0.1:{port}");
+    let ldaps_port = free_port("127.0.0.1");
+    let ldaps = tls.then(|| format!("ldaps://127.0.0.1:{ldaps_port}"));
+    let listen = match &ldaps {
+        Some(s) => format!("{url}/ {s}/"),
+        None => format!("{url}/"),
+    };
     // `-d` keeps it in the foreground, a child of the test.
     let child = Command::new(SLAPD)
         .arg("-f")
         .arg(d.join("slapd.conf"))
-        .args(["-h", &format!("{url}/"), "-d", "0"])
+        .args(["-h", &listen, "-d", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("slapd starts");
     let mut proc = Proc(child);
     wait_for("127.0.0.1", port, "slapd", &mut proc);
-    Slapd { url, dir, proc: Some(proc) }
+    if tls {
+        wait_for("127.0.0.1", ldaps_port, "slapd (ldaps)", &mut proc);
+    }
+    Slapd { url, ldaps, dir, proc: Some(proc) }
 }
 
 fn ldap_config(s: &Slapd) -> console::sso::LdapConfig {
@@ -303,6 +394,37 @@ async fn directory_users_sign_in_with_the_role_of_their_groups_at_every_sign_in(
 
     // A directory user has no local password or second factor to change.
     assert_ne!(get(&c, &again, "/totp").await.status, StatusCode::OK);
+}
+
+/// TLS as a city runs it: the directory's certificate from the city's CA,
+/// trusted through `ca_file`, over ldaps:// and over StartTLS; without the
+/// CA the connection is refused, never made in the clear.
+#[tokio::test]
+async fn the_directory_over_tls_is_trusted_through_the_configured_ca_only() {
+    let ldap = slapd_with(true);
+    let ca = ldap.dir.path().join("ca.pem");
+    let data = tempfile::tempdir().unwrap();
+    let base = ldap_config(&ldap);
+    let ldaps =
+        console::sso::LdapConfig { url: ldap.ldaps.clone().unwrap(), ca_file: Some(ca.clone()), ..base.clone() };
+    let starttls = console::sso::LdapConfig { starttls: true, ca_file: Some(ca), ..base.clone() };
+    let untrusted = console::sso::LdapConfig { url: ldap.ldaps.clone().unwrap(), ..base };
+    for (i, (cfg, ok)) in [(ldaps, true), (starttls, true), (untrusted, false)].into_iter().enumerate() {
+        let d = data.path().join(i.to_string());
+        std::fs::create_dir(&d).unwrap();
+        let (c, _) = console(&d, console::ConsoleConfig { ldap: Some(cfg.clone()), ..Default::default() });
+        let r = login(&c, [10, 0, 8, i as u8], "lan", "lan's directory password").await;
+        if ok {
+            assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"), "{cfg:?}: {}", r.body);
+        } else {
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{cfg:?}: {}", r.body);
+            let failed = audited(&d, "console.login_failed");
+            assert!(
+                failed[0]["detail"]["reason"].as_str().unwrap().to_lowercase().contains("certificate"),
+                "{failed:#?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
