@@ -69,7 +69,7 @@ pub struct ConsoleConfig {
     #[serde(skip)]
     pub editor: editor::Editor,
     /// Signing in through the city's OpenID provider (Keycloak, Entra ID):
-    /// a "Sign in with <name>" button on the sign-in page.
+    /// a "Sign in with" button naming it on the sign-in page.
     pub oidc: Option<sso::OidcConfig>,
     /// Signing in with directory accounts (OpenLDAP, Active Directory) on
     /// the sign-in form; local accounts are tried first.

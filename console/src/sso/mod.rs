@@ -32,7 +32,7 @@ pub type RoleMap = BTreeMap<String, Role>;
 #[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
-    /// The provider's name on the sign-in page ("Sign in with <name>") and
+    /// The provider's name on the sign-in page ("Sign in with" and the name) and
     /// in the audit trail.
     #[serde(default = "default_provider_name")]
     pub name: String,
@@ -325,6 +325,20 @@ mod tests {
         // A DN only matches on its first RDN, not on a parent.
         assert_eq!(role_for(&g(&["cn=parks,ou=noc,dc=city"]), &m, None), None);
         assert_eq!(first_rdn_value(r"cn=Smith\, John,ou=x").as_deref(), Some("Smith, John"));
+    }
+
+    #[test]
+    fn the_schemas_carry_every_field_with_its_doc() {
+        for (schema, fields) in [
+            (serde_json::to_value(schemars::schema_for!(OidcConfig)).unwrap(), 13),
+            (serde_json::to_value(schemars::schema_for!(LdapConfig)).unwrap(), 12),
+        ] {
+            let props = schema["properties"].as_object().unwrap();
+            assert_eq!(props.len(), fields, "{schema:#}");
+            for (name, p) in props {
+                assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()), "{name} has no doc");
+            }
+        }
     }
 
     #[test]
