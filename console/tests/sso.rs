@@ -46,12 +46,18 @@ fn free_port(host: &str) -> u16 {
 }
 
 fn wait_for(host: &str, port: u16, what: &str, proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_logged(host, port, what, proc, None)
+}
+
+/// As `wait_for`, showing the process's output (`log`) if it fails.
+fn wait_logged(host: &str, port: u16, what: &str, proc: &mut Proc, log: Option<&Path>) {
+    let said = || log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(120);
     while std::net::TcpStream::connect((host, port)).is_err() {
         if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!("{what} exited before listening on {host}:{port}: {status}");
+            panic!("{what} exited before listening on {host}:{port}: {status}\n{}", said());
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {host}:{port}");
+        assert!(Instant::now() < deadline, "{what} did not listen on {host}:{port}\n{}", said());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -542,6 +548,8 @@ fn provider(redirect: &str, other_key: bool) -> Provider {
         provider_dir()
     };
     let port = free_port("127.0.0.2");
+    let log = dir.join(format!("provider-{port}.log"));
+    let out = std::fs::File::create(&log).unwrap();
     let child = Command::new("node")
         .arg("provider.mjs")
         .current_dir(&dir)
@@ -550,12 +558,13 @@ fn provider(redirect: &str, other_key: bool) -> Provider {
         .env("REDIRECT_URI", redirect)
         .env("CLIENT_SECRET", CLIENT_SECRET)
         .env("PUBLISH_OTHER_KEY", if other_key { "1" } else { "0" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .expect("node runs");
     let mut proc = Proc(child);
-    wait_for("127.0.0.2", port, "the OpenID provider", &mut proc);
+    wait_logged("127.0.0.2", port, "the OpenID provider", &mut proc, Some(&log));
+    let _ = std::fs::remove_file(&log);
     Provider { issuer: format!("http://127.0.0.2:{port}"), _proc: proc }
 }
 
