@@ -12,6 +12,7 @@ pub mod pseudonym;
 pub mod rule_text;
 pub mod saved;
 pub mod session;
+pub mod sso;
 pub mod totp;
 pub mod tune;
 pub mod users;
@@ -67,6 +68,12 @@ pub struct ConsoleConfig {
     /// Editing of the rules folder (admins), when the binary provides it.
     #[serde(skip)]
     pub editor: editor::Editor,
+    /// Signing in through the city's OpenID provider (Keycloak, Entra ID):
+    /// a "Sign in with" button naming it on the sign-in page.
+    pub oidc: Option<sso::OidcConfig>,
+    /// Signing in with directory accounts (OpenLDAP, Active Directory) on
+    /// the sign-in form; local accounts are tried first.
+    pub ldap: Option<sso::LdapConfig>,
 }
 
 impl Default for ConsoleConfig {
@@ -83,6 +90,8 @@ impl Default for ConsoleConfig {
             tuning_file: None,
             rules_dir: None,
             editor: editor::Editor::default(),
+            oidc: None,
+            ldap: None,
         }
     }
 }
@@ -96,6 +105,8 @@ pub struct Console {
     /// Our rules' titles in Vietnamese.
     pub rule_texts: Arc<rule_text::RuleTexts>,
     pub saved: saved::SavedSearches,
+    /// The provider and directory users sign in through, if any.
+    pub sso: sso::Sso,
     pub cfg: ConsoleConfig,
     tz: chrono_tz::Tz,
     /// Per start: pseudonyms cannot be joined across restarts or installs.
@@ -114,6 +125,7 @@ impl Console {
             .time_zone
             .parse()
             .map_err(|_| ConsoleError::Invalid(format!("unknown time zone '{}'", cfg.time_zone)))?;
+        let sso = sso::Sso::new(cfg.oidc.as_ref(), cfg.ldap.as_ref())?;
         let (users, first) = Users::open(data)?;
         let saved = saved::SavedSearches::open(data)?;
         let mut pseudonym_key = [0u8; 32];
@@ -131,6 +143,7 @@ impl Console {
             rule_texts: Arc::new(cfg.rules_dir.as_deref().map(rule_text::RuleTexts::load).unwrap_or_default()),
             limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
             saved,
+            sso,
             tz,
             pseudonym_key,
             cfg,
@@ -234,13 +247,16 @@ impl FromRequestParts<Arc<Console>> for Auth {
     async fn from_request_parts(parts: &mut Parts, c: &Arc<Console>) -> Result<Self, Self::Rejection> {
         let cookie = cookie_of(&parts.headers, SESSION_COOKIE).ok_or(AuthRejection::Login)?.to_string();
         let session = c.sessions.get(&cookie).ok_or(AuthRejection::Login)?;
-        // An account disabled or changed since sign-in loses its session.
-        match c.users.get(&session.user) {
-            Some(u) if !u.disabled && u.role == session.role => {}
-            _ => {
-                c.sessions.end(&cookie);
-                return Err(AuthRejection::Login);
-            }
+        // An account disabled or changed since sign-in loses its session; a
+        // directory user's session, when their directory is no longer
+        // configured (their role is the directory's until they sign in again).
+        let live = match &session.source {
+            Some(source) => c.sso.knows(source),
+            None => c.users.get(&session.user).is_some_and(|u| !u.disabled && u.role == session.role),
+        };
+        if !live {
+            c.sessions.end(&cookie);
+            return Err(AuthRejection::Login);
         }
         let path = parts.uri.path();
         // In order: the second factor, then a new password, then enrolling
@@ -342,6 +358,7 @@ async fn error_pages(req: axum::extract::Request, next: axum::middleware::Next) 
 /// The console's routes; merge them with the SIEM's API router.
 pub fn router(console: Arc<Console>) -> Router {
     pages::routes()
+        .merge(sso::routes())
         .with_state(console)
         .layer(axum::middleware::from_fn(error_pages))
         .layer(axum::middleware::from_fn(security_headers))

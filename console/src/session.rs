@@ -31,6 +31,10 @@ pub struct Session {
     /// the page is loaded again.
     #[serde(skip)]
     pub pending_totp: Option<String>,
+    /// Where a directory user signed in (`oidc`, `ldap`); none for a local
+    /// account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Unix milliseconds.
     created_ms: u64,
     last_seen_ms: u64,
@@ -171,11 +175,20 @@ impl Sessions {
             second_factor: start.second_factor,
             must_enrol: start.must_enrol,
             pending_totp: None,
+            source: None,
             created_ms: now,
             last_seen_ms: now,
         };
         map.insert(key(&cookie), s);
         self.save(&map);
+        cookie
+    }
+
+    /// Starts the session of a directory user signed in through `source`;
+    /// their second factor was the provider's or directory's to ask.
+    pub fn start_from(&self, user: &str, role: Role, source: &str) -> String {
+        let cookie = self.start(user, role, Start::default());
+        self.change(&cookie, |s| s.source = Some(source.to_string()));
         cookie
     }
 

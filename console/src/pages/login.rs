@@ -10,6 +10,8 @@ pub(super) struct LoginPage {
     pub(super) error: String,
     /// The name typed, kept when the form comes back with an error.
     pub(super) user: String,
+    /// The OpenID provider's name, for its button; empty without one.
+    pub(super) oidc: String,
 }
 
 pub(super) const PRE_CSRF: &str = "citysoc_login";
@@ -20,9 +22,10 @@ pub(super) async fn login_page(State(c): State<Arc<Console>>, headers: HeaderMap
     login_form(&c, &headers, String::new(), String::new(), StatusCode::OK)
 }
 
-pub(super) fn login_form(c: &Console, headers: &HeaderMap, error: String, user: String, status: StatusCode) -> Res {
+pub(crate) fn login_form(c: &Console, headers: &HeaderMap, error: String, user: String, status: StatusCode) -> Res {
     let token = crate::users::random_password();
-    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error, user }
+    let oidc = c.sso.oidc.as_ref().map_or(String::new(), |o| o.name.clone());
+    let html = LoginPage { t: lang_of(headers), csrf: token.clone(), error, user, oidc }
         .render()
         .map_err(|e| ConsoleError::Internal(e.to_string()))?;
     let mut resp = (status, Html(html)).into_response();
@@ -56,9 +59,14 @@ pub(super) async fn login(
         return Ok(r);
     }
     let c2 = Arc::clone(&c);
-    let (u2, p2) = (user.clone(), password);
+    let (u2, p2) = (user.clone(), password.clone());
     // argon2 takes tens of milliseconds on purpose: not on the runtime.
-    let found = blocking(move || Ok(c2.users.verify(&u2, &p2))).await?;
+    let (found, local) = blocking(move || Ok((c2.users.verify(&u2, &p2), c2.users.get(&u2).is_some()))).await?;
+    // Local accounts first: the break-glass admin signs in with the
+    // directory down, and a local name is never sent to the directory.
+    if found.is_none() && !local && c.sso.ldap.is_some() {
+        return crate::sso::password_login(&c, &headers, user, password, &ip).await;
+    }
     let Some((name, u)) = found else {
         c.limiter.failed(&keys);
         let _ = c.siem.audit_as(&user, &ip, "console.login_failed", json!({}));

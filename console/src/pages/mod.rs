@@ -41,6 +41,7 @@ use assets::*;
 use dashboard::*;
 use devices::*;
 use incidents::*;
+pub(crate) use login::login_form;
 use login::*;
 use rules::*;
 use search::*;
@@ -103,6 +104,8 @@ struct Nav {
     here: String,
     /// Admins: the server is read-only, and why.
     audit_broken: String,
+    /// A local account (a password and second factor of the console's own).
+    local: bool,
 }
 
 fn nav(a: &Auth) -> Nav {
@@ -129,6 +132,7 @@ fn nav(a: &Auth) -> Nav {
         back: enc(&a.here),
         here: a.here.clone(),
         audit_broken: a.audit_broken.clone().unwrap_or_default(),
+        local: a.session.source.is_none(),
     }
 }
 
