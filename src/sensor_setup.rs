@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// The sensor's TOML configuration file. Every field is optional; command-line
 /// flags override the file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
     /// Name of this sensor in the `peer` field of weird.log and stats.log.
@@ -75,7 +75,7 @@ pub struct SensorConfig {
 }
 
 /// The `[ring]` table: where and how much of the traffic is kept.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingSettings {
     /// The ring's folder (`--ring`); unset: no packets are kept.
