@@ -233,6 +233,12 @@ fn add_partition<W: Write>(w: &mut Writer<W>, data: &Path, dir: &Path, archive: 
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_at(&meta_path)(e)),
         };
+        #[cfg(test)]
+        AFTER_META.with(|h| {
+            if let Some(f) = h.borrow_mut().as_mut() {
+                f()
+            }
+        });
         let names = segment_files(&meta)
             .map_err(|e| BackupError::Invalid(format!("{}: not a Tantivy index: {e}", meta_path.display())))?;
         let mut open = Vec::with_capacity(names.len());
@@ -249,6 +255,8 @@ fn add_partition<W: Write>(w: &mut Writer<W>, data: &Path, dir: &Path, archive: 
             }
         }
         if gone {
+            #[cfg(test)]
+            PARTITION_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // A merge ended and its garbage collection removed segments
             // of the version read: read the newer one.
             continue;
@@ -523,4 +531,170 @@ fn unpack(archive: &Path, to: &Path, listed: &BTreeMap<String, u64>) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Run between reading a partition's `meta.json` and opening its
+    /// files: where a merge's garbage collection would strike.
+    static AFTER_META: std::cell::RefCell<Option<Box<dyn FnMut()>>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+pub(crate) static PARTITION_RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siem::schema::Catalog;
+    use siem::store::tantivy::{TantivyConfig, TantivyStore};
+    use siem::store::{Record, SearchRequest, Store};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn total(store: &TantivyStore) -> u64 {
+        let mut req = SearchRequest::new(siem::query::parse("_log:conn", &Catalog::new()).unwrap());
+        req.limit = 1;
+        store.search(&req).unwrap().total
+    }
+
+    /// One partition committed to batch after batch, so that merges keep
+    /// replacing its segments, backed up again and again: every archive
+    /// opens, and holds every batch committed before its backup began and
+    /// none twice.
+    #[test]
+    fn partitions_are_read_whole_while_merges_replace_their_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let store = Arc::new(TantivyStore::open(&data, TantivyConfig { writer_heap_mb: 16 }).unwrap());
+        let committed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (store, committed, stop) = (Arc::clone(&store), Arc::clone(&committed), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let catalog = Catalog::new();
+                let mut b = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let recs: Vec<Record> = (0..5)
+                        .map(|i| {
+                            let v = serde_json::json!({"ts": 1_700_000_000.0 + b as f64, "uid": format!("B{b}R{i}")});
+                            Record::validate(&catalog, "conn", "s1", v.as_object().unwrap().clone()).unwrap()
+                        })
+                        .collect();
+                    store.ingest_batch(&recs, Some(&format!("s1/{b}"))).unwrap();
+                    b += 1;
+                    committed.store(b, Ordering::SeqCst);
+                }
+            })
+        };
+        while committed.load(Ordering::SeqCst) < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for n in 0..12 {
+            let before = committed.load(Ordering::SeqCst) as u64;
+            let archive = tmp.path().join(format!("{n}.tar"));
+            backup(&data, &archive).unwrap();
+            let after = committed.load(Ordering::SeqCst) as u64;
+            let to = tmp.path().join(format!("r{n}"));
+            restore(&archive, &to, false).unwrap();
+            let got = total(&TantivyStore::open(&to, TantivyConfig::default()).unwrap());
+            assert!(got >= before * 5 && got <= after * 5 && got % 5 == 0, "{got} records: {before}..={after} batches");
+            std::fs::remove_dir_all(&to).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        eprintln!(
+            "{} batches; partitions read again after a merge: {}",
+            committed.load(Ordering::SeqCst),
+            PARTITION_RETRIES.load(Ordering::Relaxed)
+        );
+    }
+
+    #[test]
+    fn appended_files_are_cut_after_their_last_whole_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("audit.log");
+        std::fs::write(&p, "one\ntwo\nthr").unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert_eq!(complete_lines(&mut f, 11).unwrap(), 8);
+        std::fs::write(&p, "partial").unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert_eq!(complete_lines(&mut f, 7).unwrap(), 0);
+        // Longer than one read from the end.
+        let long = "x".repeat(200_000) + "\n" + &"y".repeat(100_000);
+        std::fs::write(&p, &long).unwrap();
+        let mut f = File::open(&p).unwrap();
+        assert_eq!(complete_lines(&mut f, long.len() as u64).unwrap(), 200_001);
+    }
+
+    #[test]
+    fn archive_paths_stay_inside_the_data_directory() {
+        for bad in ["", "/etc/passwd", "../x", "a/../../x"] {
+            assert!(safe_rel(bad).is_none(), "{bad}");
+        }
+        assert!(safe_rel("tantivy/flows/2026-12-07/meta.json").is_some());
+    }
+
+    /// A merge ends between the read of `meta.json` and the opening of its
+    /// files, and removes the segments that version named: the partition is
+    /// read again, and the archive holds the newer version whole.
+    #[test]
+    fn a_partition_whose_segments_go_is_read_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let part = data.join("tantivy/flows/2026-12-07");
+        std::fs::create_dir_all(&part).unwrap();
+        let meta = |id: &str, del: Option<u64>| {
+            let deletes =
+                del.map_or(serde_json::Value::Null, |op| serde_json::json!({"num_deleted_docs": 1, "opstamp": op}));
+            serde_json::json!({"segments": [{"segment_id": id, "max_doc": 3, "deletes": deletes}], "opstamp": 9})
+                .to_string()
+        };
+        let old = "0b6f3a2e-8a4d-4a0e-9c1b-2f1e3d4c5b6a";
+        let new = "1c7a4b3f-9b5e-4b1f-8d2c-3a2f4e5d6c7b";
+        let files = |id: &str, del: Option<u64>| {
+            let id = id.replace('-', "");
+            let mut v: Vec<String> =
+                ["idx", "pos", "term", "store", "fast", "fieldnorm"].iter().map(|e| format!("{id}.{e}")).collect();
+            if let Some(op) = del {
+                v.push(format!("{id}.{op}.del"));
+            }
+            v
+        };
+        for f in files(old, None) {
+            std::fs::write(part.join(f), "old").unwrap();
+        }
+        std::fs::write(part.join("meta.json"), meta(old, None)).unwrap();
+        std::fs::write(part.join("citysoc-layout"), "3").unwrap();
+        std::fs::write(data.join("audit.log"), "").unwrap();
+        let (p, mut fired) = (part.clone(), false);
+        AFTER_META.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                if !fired {
+                    fired = true;
+                    for f in files(new, Some(7)) {
+                        std::fs::write(p.join(f), "new").unwrap();
+                    }
+                    std::fs::write(p.join("meta.json"), meta(new, Some(7))).unwrap();
+                    for f in files(old, None) {
+                        std::fs::remove_file(p.join(f)).unwrap();
+                    }
+                }
+            }))
+        });
+        let before = PARTITION_RETRIES.load(std::sync::atomic::Ordering::Relaxed);
+        let archive = tmp.path().join("a.tar");
+        backup(&data, &archive).unwrap();
+        AFTER_META.with(|h| *h.borrow_mut() = None);
+        assert!(PARTITION_RETRIES.load(std::sync::atomic::Ordering::Relaxed) > before);
+        let listed = verify(&archive).unwrap();
+        let rel = "tantivy/flows/2026-12-07";
+        for f in files(new, Some(7)) {
+            assert!(listed.contains_key(&format!("{rel}/{f}")), "{f} missing: {listed:?}");
+        }
+        assert!(!listed.keys().any(|k| k.contains(&old.replace('-', ""))), "{listed:?}");
+        let to = tmp.path().join("r");
+        restore(&archive, &to, false).unwrap();
+        assert_eq!(std::fs::read_to_string(to.join(rel).join("meta.json")).unwrap(), meta(new, Some(7)));
+    }
 }
