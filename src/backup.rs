@@ -295,7 +295,24 @@ pub fn backup(data: &Path, to: &Path) -> Result<Summary, BackupError> {
     if to.exists() {
         return Err(BackupError::Invalid(format!("{} exists already", to.display())));
     }
-    let tmp = to.with_extension("partial");
+    // An archive inside the folder it saves would take in itself.
+    let inside = match (
+        std::fs::canonicalize(data),
+        to.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }),
+    ) {
+        (Ok(d), Some(parent)) => std::fs::canonicalize(parent).is_ok_and(|p| p.starts_with(&d)),
+        _ => false,
+    };
+    if inside {
+        return Err(BackupError::Invalid(format!(
+            "{} is inside the data directory {}; write the archive elsewhere",
+            to.display(),
+            data.display()
+        )));
+    }
+    let mut tmp = to.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
     let result = (|| {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -320,7 +337,6 @@ pub fn backup(data: &Path, to: &Path) -> Result<Summary, BackupError> {
         files_under(data, &mut files)?;
         let store = data.join("tantivy");
         let (in_store, mut rest): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|p| p.starts_with(&store));
-        rest.retain(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".partial")));
         rest.sort_by_key(|p| rel_of(data, p).map(|r| rank(&r)).unwrap_or(1));
         let (before, after): (Vec<PathBuf>, Vec<PathBuf>) =
             rest.into_iter().partition(|p| rel_of(data, p).is_none_or(|r| rank(&r) < 3));

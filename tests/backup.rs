@@ -273,6 +273,9 @@ fn a_restore_replaces_a_data_directory_only_when_told_and_never_under_a_server()
     // Not over an existing archive.
     let (ok, err) = run(citysoc().args(["backup", "--data"]).arg(&data).arg("--to").arg(&archive));
     assert!(!ok && err.contains("exists already"), "{err}");
+    // Nor inside the folder it saves.
+    let (ok, err) = run(citysoc().args(["backup", "--data"]).arg(&data).arg("--to").arg(data.join("soc.tar")));
+    assert!(!ok && err.contains("inside the data directory"), "{err}");
 
     let target = tmp.path().join("other");
     std::fs::create_dir(&target).unwrap();
