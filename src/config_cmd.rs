@@ -1,7 +1,7 @@
 //! `citysoc config`: check a configuration file without starting anything,
 //! print the configuration reference.
 
-use citysoc::config_file::{Problem, Problems, Source};
+use citysoc::config_file::{Problems, Source};
 use citysoc::sensor_setup::SensorConfig;
 use citysoc::serve_config::ServeConfig;
 use clap::{Subcommand, ValueEnum};
@@ -43,19 +43,6 @@ fn kind_of(file: &Path) -> Option<Kind> {
     }
 }
 
-/// A problem of the sensor's settings on the line of the key its message
-/// starts with (`workers must be ...`, `ring.headers_only: ...`); the
-/// message names the key already.
-fn sensor_problem(source: &Source, msg: String) -> Problem {
-    let head = msg.split([' ', ':']).next().unwrap_or_default();
-    let line = if !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') {
-        source.line_of_key(head)
-    } else {
-        None
-    };
-    Problem { line, key: None, msg }
-}
-
 /// Every problem of the file, none when it is good.
 pub fn check(file: &Path, kind: Kind) -> Result<(), Problems> {
     let source = Source::read(file)?;
@@ -65,11 +52,7 @@ pub fn check(file: &Path, kind: Kind) -> Result<(), Problems> {
             list.extend(cfg.validate(crate::serve_cmd::default_rules).err().unwrap_or_default());
             list
         }
-        Kind::Sensor => {
-            let (cfg, mut list) = source.parse_lenient::<SensorConfig>()?;
-            list.extend(cfg.validate().err().unwrap_or_default().into_iter().map(|m| sensor_problem(&source, m)));
-            list
-        }
+        Kind::Sensor => return SensorConfig::check(&source).map(|_| ()),
     };
     if list.is_empty() {
         Ok(())

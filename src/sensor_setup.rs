@@ -177,10 +177,30 @@ impl SensorConfig {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let cfg: SensorConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        cfg.validate().map_err(|errs| anyhow::anyhow!("{}: {}", path.display(), errs.join("; ")))?;
-        Ok(cfg)
+        let source = crate::config_file::Source::read(path)?;
+        Ok(SensorConfig::check(&source)?)
+    }
+
+    /// The file's settings, or every problem of it (unknown keys, values of
+    /// the wrong type, values out of range), each on its line.
+    pub fn check(source: &crate::config_file::Source) -> Result<SensorConfig, crate::config_file::Problems> {
+        let (cfg, mut list) = source.parse_lenient::<SensorConfig>()?;
+        // The messages start with the key they are about
+        // (`workers must be ...`, `ring.headers_only: ...`): its line is added.
+        for msg in cfg.validate().err().unwrap_or_default() {
+            let head = msg.split([' ', ':']).next().unwrap_or_default();
+            let line = if !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') {
+                source.line_of_key(head)
+            } else {
+                None
+            };
+            list.push(crate::config_file::Problem { line, key: None, msg });
+        }
+        if list.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(source.problems(list))
+        }
     }
 
     /// Collects every problem before failing.
