@@ -426,6 +426,11 @@ fn verify(archive: &Path) -> Result<BTreeMap<String, u64>, BackupError> {
         let Some(rel) = name.strip_prefix(PREFIX).filter(|r| safe_rel(r).is_some()) else {
             return Err(bad(archive, format!("unexpected entry {name}")));
         };
+        // Backups hold regular files only: no links to follow out of the
+        // data directory.
+        if e.header().entry_type() != tar::EntryType::Regular {
+            return Err(bad(archive, format!("{rel}: not a regular file")));
+        }
         let mut h = Hashing { inner: &mut e, hash: Sha256::new(), n: 0 };
         io::copy(&mut h, &mut io::sink()).map_err(|err| bad(archive, format!("{rel}: {err}")))?;
         seen.insert(rel.to_string(), (hex(h.hash.finalize()), h.n));
