@@ -132,13 +132,22 @@ fn rel_of(data: &Path, p: &Path) -> Option<String> {
 
 /// Every file under `dir`, sorted; Tantivy's folder apart.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BackupError> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(io_at(dir))?.flatten().collect();
+    walk(dir, out, true)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, top: bool) -> Result<(), BackupError> {
+    let mut entries: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(d) => d.flatten().collect(),
+        // A partition retention dropped since its parent was listed.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !top => return Ok(()),
+        Err(e) => return Err(io_at(dir)(e)),
+    };
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
         let Ok(t) = e.file_type() else { continue };
         if t.is_dir() {
-            files_under(&p, out)?;
+            walk(&p, out, false)?;
         } else if t.is_file() {
             out.push(p);
         }

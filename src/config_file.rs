@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 /// file is known) and what.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
+    /// Line in the file, from 1; 0 for a problem of no line of it (the
+    /// value of a flag).
     pub line: Option<usize>,
     /// Dotted path of the key (`tls.cert`).
     pub key: Option<String>,
@@ -38,7 +40,8 @@ impl fmt::Display for Problems {
                 writeln!(f)?;
             }
             write!(f, "{}", self.file.display())?;
-            if let Some(l) = p.line {
+            // Line 0: a problem of no line of the file (a flag's value).
+            if let Some(l) = p.line.filter(|&l| l > 0) {
                 write!(f, ":{l}")?;
             }
             match &p.key {
@@ -114,7 +117,7 @@ impl Source {
             }
         }
         // In the file's order; problems of no line (flags) last.
-        list.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        list.sort_by_key(|p| p.line.filter(|&l| l > 0).unwrap_or(usize::MAX));
         Problems { file: self.path.clone(), list }
     }
 

@@ -171,6 +171,38 @@ impl ServeArgs {
         }
         Ok((c, source, unknown))
     }
+
+    /// The keys a flag sets: their problems are the flag's, not the file's.
+    fn flag_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let given = [
+            (self.data.is_some(), "data"),
+            (self.listen.is_some(), "listen"),
+            (self.tokens.is_some(), "tokens"),
+            (self.writer_heap_mb.is_some(), "writer_heap_mb"),
+            (self.ingest_concurrency.is_some(), "ingest_concurrency"),
+            (self.packets.is_some(), "packets"),
+            (self.rules.is_some(), "rules"),
+            (self.cases.is_some(), "cases"),
+            (self.clickhouse.is_some(), "clickhouse.url"),
+            (self.clickhouse_db.is_some(), "clickhouse.database"),
+            (self.clickhouse_cluster.is_some(), "clickhouse.cluster"),
+            (!self.clickhouse_node.is_empty(), "clickhouse.nodes"),
+            (self.retention_interval.is_some(), "retention.interval"),
+            (!self.retain_age.is_empty(), "retention.age"),
+            (!self.retain_budget.is_empty(), "retention.budget"),
+            (self.tls_cert.is_some(), "tls.cert"),
+            (self.tls_key.is_some(), "tls.key"),
+            (self.tls_client_ca.is_some(), "tls.client_ca"),
+            (self.console_config.is_some(), "console"),
+        ];
+        for (set, key) in given {
+            if set {
+                keys.push(key);
+            }
+        }
+        keys
+    }
 }
 
 /// The rules folder when neither the file nor a flag names one: the source
@@ -195,7 +227,18 @@ pub(crate) fn checked(args: &ServeArgs) -> anyhow::Result<Serve> {
         Ok(cfg) if list.is_empty() => Ok(cfg),
         _ => Err(list),
     };
-    cfg.map_err(|list| {
+    cfg.map_err(|mut list| {
+        let flags = args.flag_keys();
+        for p in &mut list {
+            let by_flag = p.key.as_deref().is_some_and(|k| {
+                flags.iter().any(|f| k == *f || k.strip_prefix(f).is_some_and(|rest| rest.starts_with('.')))
+            });
+            if by_flag {
+                // Placed on no line of the file: the value is the flag's.
+                p.line = Some(0);
+                p.msg.push_str(" (given on the command line)");
+            }
+        }
         let problems = match &source {
             Some(s) => s.problems(list),
             None => citysoc::config_file::Problems { file: "command line".into(), list },

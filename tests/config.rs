@@ -60,6 +60,11 @@ fn three_problems_of_one_file_are_all_named_with_their_lines() {
     let out = citysoc().args(["serve", "--config"]).arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(":4: colour: unknown key") && err.contains(":7: tls.cert"), "{err}");
+    // A flag's bad value is the flag's, not the file's line's.
+    let out = citysoc().args(["serve", "--config"]).arg(&file).args(["--listen", "nowhere"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{f}: listen: 'nowhere' is not an address")), "{err}");
+    assert!(err.contains("(given on the command line)") && !err.contains(":2: listen"), "{err}");
 }
 
 #[test]
