@@ -1,15 +1,20 @@
 //! `citysoc backup` and `citysoc restore`.
 
 use anyhow::Context;
+use citysoc::config_file::Source;
+use citysoc::serve_config::ServeConfig;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct BackupArgs {
     /// The data directory of `citysoc serve` (running or not).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    data: Option<PathBuf>,
+    /// Or the server's configuration, whose `data` it is (serve.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The archive to write (a tar; it must not exist yet).
     #[arg(long)]
     to: PathBuf,
@@ -21,21 +26,37 @@ pub struct RestoreArgs {
     #[arg(long)]
     from: PathBuf,
     /// The data directory to bring back (the server on it stopped).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    data: Option<PathBuf>,
+    /// Or the server's configuration, whose `data` it is (serve.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Replace what a non-empty data directory holds.
     #[arg(long)]
     force: bool,
 }
 
+/// The data directory named, or the one of the server's configuration.
+fn data_dir(data: Option<PathBuf>, config: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match (data, config) {
+        (Some(d), _) => Ok(d),
+        (None, Some(c)) => {
+            let cfg: ServeConfig = Source::read(c)?.parse()?;
+            Ok(cfg.data)
+        }
+        (None, None) => anyhow::bail!("--data or --config is needed"),
+    }
+}
+
 pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let t = std::time::Instant::now();
-    let s = citysoc::backup::backup(&args.data, &args.to).context("backup failed")?;
+    let data = data_dir(args.data, args.config.as_deref())?;
+    let s = citysoc::backup::backup(&data, &args.to).context("backup failed")?;
     eprintln!(
         "saved {} files ({} bytes) of {} to {} in {:.1} s",
         s.files,
         s.bytes,
-        args.data.display(),
+        data.display(),
         args.to.display(),
         t.elapsed().as_secs_f64()
     );
@@ -43,9 +64,10 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let s = citysoc::backup::restore(&args.from, &args.data, args.force).context("restore failed")?;
-    eprintln!("restored {} files ({} bytes) into {}", s.files, s.bytes, args.data.display());
-    let audit = args.data.join("audit.log");
+    let data = data_dir(args.data, args.config.as_deref())?;
+    let s = citysoc::backup::restore(&args.from, &data, args.force).context("restore failed")?;
+    eprintln!("restored {} files ({} bytes) into {}", s.files, s.bytes, data.display());
+    let audit = data.join("audit.log");
     if audit.exists() {
         match siem::audit::verify(&audit) {
             Ok((n, _)) => eprintln!("audit trail: {n} entries, the chain verifies"),

@@ -279,8 +279,11 @@ fn a_restore_replaces_a_data_directory_only_when_told_and_never_under_a_server()
 
     let target = tmp.path().join("other");
     std::fs::create_dir(&target).unwrap();
+    // The data directory named by the server's configuration.
+    let serve_toml = tmp.path().join("serve.toml");
+    std::fs::write(&serve_toml, format!("data = {:?}\n", target.display().to_string())).unwrap();
     std::fs::write(target.join("keep.txt"), "precious").unwrap();
-    let (ok, err) = run(citysoc().args(["restore", "--from"]).arg(&archive).arg("--data").arg(&target));
+    let (ok, err) = run(citysoc().args(["restore", "--from"]).arg(&archive).arg("--config").arg(&serve_toml));
     assert!(!ok && err.contains("is not empty") && err.contains("--force"), "{err}");
     assert_eq!(std::fs::read_to_string(target.join("keep.txt")).unwrap(), "precious");
 
@@ -293,7 +296,8 @@ fn a_restore_replaces_a_data_directory_only_when_told_and_never_under_a_server()
     assert!(!ok && err.contains("in use by a running server"), "{err}");
     drop(server);
 
-    let (ok, err) = run(citysoc().args(["restore", "--force", "--from"]).arg(&archive).arg("--data").arg(&target));
+    let (ok, err) =
+        run(citysoc().args(["restore", "--force", "--from"]).arg(&archive).arg("--config").arg(&serve_toml));
     assert!(ok, "{err}");
     assert!(!target.join("keep.txt").exists(), "the old contents were not replaced");
     assert_eq!(
