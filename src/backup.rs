@@ -356,11 +356,7 @@ pub fn backup(data: &Path, to: &Path) -> Result<Summary, BackupError> {
         partitions.sort();
         partitions.dedup();
         for dir in &partitions {
-            if dir.join("meta.json").exists()
-                || in_store.iter().any(|p| p.parent() == Some(dir) && p.ends_with("meta.json"))
-            {
-                add_partition(&mut w, data, dir, &tmp)?;
-            }
+            add_partition(&mut w, data, dir, &tmp)?;
         }
         for p in &after {
             add_file(&mut w, data, p, &tmp)?;
@@ -532,6 +528,8 @@ pub fn restore(archive: &Path, data: &Path, force: bool) -> Result<Summary, Back
         std::fs::rename(e.path(), &to).map_err(io_at(&to))?;
     }
     std::fs::remove_dir(&staging).map_err(io_at(&staging))?;
+    // The renames made durable before the restore says it is done.
+    File::open(data).and_then(|d| d.sync_all()).map_err(io_at(data))?;
     Ok(Summary { files: listed.len(), bytes: listed.values().sum() })
 }
 
