@@ -174,6 +174,11 @@ fn rank(rel: &str) -> u8 {
 /// Copies one file as it is at one moment.
 fn add_file<W: Write>(w: &mut Writer<W>, data: &Path, p: &Path, archive: &Path) -> Result<(), BackupError> {
     let Some(rel) = rel_of(data, p) else { return Ok(()) };
+    // A new version being written, to be renamed over its file: maybe
+    // half written, and not yet part of any state.
+    if rel.ends_with(".tmp") {
+        return Ok(());
+    }
     let mut f = match File::open(p) {
         Ok(f) => f,
         // Removed since the listing (a session file replaced, an old
