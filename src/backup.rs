@@ -631,7 +631,12 @@ mod tests {
             let to = tmp.path().join(format!("r{n}"));
             restore(&archive, &to, false).unwrap();
             let got = total(&TantivyStore::open(&to, TantivyConfig::default()).unwrap());
-            assert!(got >= before * 5 && got <= after * 5 && got % 5 == 0, "{got} records: {before}..={after} batches");
+            // The writer counts a batch just after its commit: one more
+            // may be in.
+            assert!(
+                got >= before * 5 && got <= (after + 1) * 5 && got % 5 == 0,
+                "{got} records: {before}..={after} batches"
+            );
             std::fs::remove_dir_all(&to).unwrap();
         }
         stop.store(true, Ordering::Relaxed);
