@@ -1,5 +1,7 @@
 //! `citysoc`: the one binary. Subcommands wire the libraries together.
 
+mod backup_cmd;
+mod config_cmd;
 mod hunt_cmd;
 mod pcap_cmd;
 mod rules_cmd;
@@ -45,6 +47,13 @@ enum Cmd {
     /// Check an evidence bundle's signature and files.
     #[command(subcommand)]
     Evidence(pcap_cmd::EvidenceCmd),
+    /// Check a configuration file; print the configuration reference.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+    /// Save the SIEM's data directory (running or not) to one archive.
+    Backup(backup_cmd::BackupArgs),
+    /// Bring a data directory back from an archive of `citysoc backup`.
+    Restore(backup_cmd::RestoreArgs),
     /// Print a reference page of the book (Markdown) rendered from the code.
     Reference(ReferenceArgs),
 }
@@ -120,6 +129,9 @@ fn main() -> ExitCode {
         Cmd::Hunt(args) => hunt_cmd::run(args),
         Cmd::Pcap(args) => pcap_cmd::run(args),
         Cmd::Evidence(cmd) => pcap_cmd::evidence(cmd),
+        Cmd::Config(cmd) => config_cmd::run(cmd),
+        Cmd::Backup(args) => backup_cmd::backup(args),
+        Cmd::Restore(args) => backup_cmd::restore(args),
         Cmd::Reference(args) => reference(args),
     };
     match result {

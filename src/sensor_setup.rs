@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// The sensor's TOML configuration file. Every field is optional; command-line
 /// flags override the file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorConfig {
     /// Name of this sensor in the `peer` field of weird.log and stats.log.
@@ -75,7 +75,7 @@ pub struct SensorConfig {
 }
 
 /// The `[ring]` table: where and how much of the traffic is kept.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RingSettings {
     /// The ring's folder (`--ring`); unset: no packets are kept.
@@ -177,10 +177,30 @@ impl SensorConfig {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<SensorConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let cfg: SensorConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        cfg.validate().map_err(|errs| anyhow::anyhow!("{}: {}", path.display(), errs.join("; ")))?;
-        Ok(cfg)
+        let source = crate::config_file::Source::read(path)?;
+        Ok(SensorConfig::check(&source)?)
+    }
+
+    /// The file's settings, or every problem of it (unknown keys, values of
+    /// the wrong type, values out of range), each on its line.
+    pub fn check(source: &crate::config_file::Source) -> Result<SensorConfig, crate::config_file::Problems> {
+        let (cfg, mut list) = source.parse_lenient::<SensorConfig>()?;
+        // The messages start with the key they are about
+        // (`workers must be ...`, `ring.headers_only: ...`): its line is added.
+        for msg in cfg.validate().err().unwrap_or_default() {
+            let head = msg.split([' ', ':']).next().unwrap_or_default();
+            let line = if !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') {
+                source.line_of_key(head)
+            } else {
+                None
+            };
+            list.push(crate::config_file::Problem { line, key: None, msg });
+        }
+        if list.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(source.problems(list))
+        }
     }
 
     /// Collects every problem before failing.

@@ -3,8 +3,10 @@
 //! then served).
 
 use anyhow::{bail, Context};
+use citysoc::config_file::{Problem, Source};
+use citysoc::serve_config::{Compression, Serve, ServeConfig};
 use clap::Args;
-use siem::api::{router, AppState, Tokens};
+use siem::api::{router, AppState};
 use siem::store::clickhouse::{ClickHouseConfig, ClickHouseStore};
 use siem::store::tantivy::{TantivyConfig, TantivyStore};
 use siem::store::Store;
@@ -15,41 +17,45 @@ use std::sync::Arc;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Data directory of the embedded store (and the ingest ledger).
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// The server's configuration (serve.toml; see `citysoc config
+    /// reference`). The flags below override its keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded store (and the ingest ledger) [default: data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
     /// Use a ClickHouse server (`http://host:8123`) instead of the embedded store.
     #[arg(long)]
     clickhouse: Option<String>,
-    /// ClickHouse database.
-    #[arg(long, default_value = "citysoc")]
-    clickhouse_db: String,
+    /// ClickHouse database [default: citysoc].
+    #[arg(long)]
+    clickhouse_db: Option<String>,
     /// A sharded ClickHouse: the cluster's name in the servers'
     /// `remote_servers`; each log's records go to `events_<log>_local` on its
     /// nodes through a `Distributed` table `events_<log>` (see
     /// the book's chapter "A ClickHouse cluster", docs/src/clickhouse-cluster.md).
-    #[arg(long, requires_all = ["clickhouse", "clickhouse_node"])]
+    #[arg(long)]
     clickhouse_cluster: Option<String>,
     /// How records travel to ClickHouse: `lz4` (fewer bytes on the wire) or
-    /// `none` (less CPU on both sides, for one machine or a fast LAN).
-    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"], requires = "clickhouse")]
-    clickhouse_compression: String,
+    /// `none` (less CPU on both sides, for one machine or a fast LAN) [default: lz4].
+    #[arg(long, value_enum)]
+    clickhouse_compression: Option<citysoc::serve_config::Compression>,
     /// HTTP address of each node of the cluster (repeatable).
-    #[arg(long, requires = "clickhouse_cluster")]
+    #[arg(long)]
     clickhouse_node: Vec<String>,
     /// Tokens file (TOML: [sensors], [readers] and [admins], name = sha256 of the token).
     /// Without it the API is open and listens on loopback only.
     #[arg(long)]
     tokens: Option<PathBuf>,
-    /// Indexing memory of the embedded store per day partition, MiB.
-    #[arg(long, default_value_t = 64)]
-    writer_heap_mb: usize,
-    /// Ingest requests processed at once; more get 503 with Retry-After.
-    #[arg(long, default_value_t = 4)]
-    ingest_concurrency: usize,
+    /// Indexing memory of the embedded store per day partition, MiB [default: 64].
+    #[arg(long)]
+    writer_heap_mb: Option<usize>,
+    /// Ingest requests processed at once; more get 503 with Retry-After [default: 4].
+    #[arg(long)]
+    ingest_concurrency: Option<usize>,
     /// Maximum age of a class, CLASS=AGE (`flows=30d`, `alerts=none`); repeatable.
     /// Defaults: alerts 365d, records 90d, flows 30d.
     #[arg(long, value_name = "CLASS=AGE")]
@@ -57,34 +63,188 @@ pub struct ServeArgs {
     /// Disk budget of a class, CLASS=SIZE (`flows=50GiB`); repeatable. Default: none.
     #[arg(long, value_name = "CLASS=SIZE")]
     retain_budget: Vec<String>,
-    /// Console settings (TOML: idle_timeout_secs, max_sessions, login_failures,
-    /// login_window_secs, secure_cookies, time_zone).
+    /// Console settings (TOML with the keys of `[console]` of serve.toml);
+    /// replaces that table of `--config`.
     #[arg(long)]
     console_config: Option<PathBuf>,
-    /// How often retention runs.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    retention_interval: std::time::Duration,
+    /// How often retention runs [default: 5m].
+    #[arg(long)]
+    retention_interval: Option<String>,
     /// The packet ring of a sensor on this machine (its `--ring`): flows'
     /// packets for `/api/v1/pcap`, the console and evidence bundles.
     #[arg(long)]
     packets: Option<PathBuf>,
     /// The rules folder admins edit from the console (and whose `models.toml`
     /// takes accepted device changes).
-    #[arg(long, default_value = "rules")]
-    rules: PathBuf,
-    /// The scenario captures a rule is tested against before it is saved.
-    #[arg(long, default_value = "replay-pcaps")]
-    cases: PathBuf,
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// The scenario captures a rule is tested against before it is saved [default: replay-pcaps].
+    #[arg(long)]
+    cases: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long)]
     tls_cert: Option<PathBuf>,
     /// The key of `--tls-cert` (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     tls_key: Option<PathBuf>,
     /// Mutual TLS: every client (sensors, browsers, API users) must present a
     /// certificate from this CA (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The file's settings (or the defaults) with the flags given laid over
+    /// them; the keys a flag set, so that their problems name the flag.
+    fn settings(&self) -> anyhow::Result<(ServeConfig, Option<Source>, Vec<Problem>)> {
+        let source = match &self.config {
+            Some(p) => Some(Source::read(p)?),
+            None => None,
+        };
+        let (mut c, unknown) = match &source {
+            Some(s) => s.parse_lenient()?,
+            None => (ServeConfig::default(), Vec::new()),
+        };
+        macro_rules! over {
+            ($($flag:ident => $($key:ident).+),* $(,)?) => {
+                $(if let Some(v) = &self.$flag { c.$($key).+ = v.clone().into(); })*
+            };
+        }
+        over!(data => data, listen => listen, writer_heap_mb => writer_heap_mb,
+              ingest_concurrency => ingest_concurrency, cases => cases, retention_interval => retention.interval);
+        if self.tokens.is_some() {
+            c.tokens = self.tokens.clone();
+        }
+        if self.packets.is_some() {
+            c.packets = self.packets.clone();
+        }
+        if self.rules.is_some() {
+            c.rules = self.rules.clone();
+        }
+        if self.clickhouse.is_some()
+            || self.clickhouse_db.is_some()
+            || self.clickhouse_cluster.is_some()
+            || !self.clickhouse_node.is_empty()
+            || self.clickhouse_compression.is_some()
+        {
+            let ch = c.clickhouse.get_or_insert_with(Default::default);
+            if let Some(u) = &self.clickhouse {
+                ch.url = u.clone();
+            }
+            if let Some(d) = &self.clickhouse_db {
+                ch.database = d.clone();
+            }
+            if self.clickhouse_cluster.is_some() {
+                ch.cluster = self.clickhouse_cluster.clone();
+            }
+            if !self.clickhouse_node.is_empty() {
+                ch.nodes = self.clickhouse_node.clone();
+            }
+            if let Some(z) = self.clickhouse_compression {
+                ch.compression = z;
+            }
+        }
+        for (flag, specs, table) in [
+            ("--retain-age", &self.retain_age, &mut c.retention.age),
+            ("--retain-budget", &self.retain_budget, &mut c.retention.budget),
+        ] {
+            for spec in specs {
+                let Some((class, v)) = spec.split_once('=') else {
+                    bail!("{flag} {spec}: expected CLASS=VALUE");
+                };
+                table.insert(class.trim().to_string(), v.trim().to_string());
+            }
+        }
+        if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_client_ca.is_some() {
+            let old = c.tls.take();
+            let cert = self.tls_cert.clone().or_else(|| old.as_ref().map(|t| t.cert.clone()));
+            let key = self.tls_key.clone().or_else(|| old.as_ref().map(|t| t.key.clone()));
+            let (Some(cert), Some(key)) = (cert, key) else {
+                bail!("--tls-cert and --tls-key go together (or with [tls] of --config)");
+            };
+            let client_ca = self.tls_client_ca.clone().or_else(|| old.and_then(|t| t.client_ca));
+            c.tls = Some(citysoc::serve_config::TlsSettings { cert, key, client_ca });
+        }
+        if let Some(p) = &self.console_config {
+            let s = Source::read(p)?;
+            c.console = s.parse()?;
+        }
+        Ok((c, source, unknown))
+    }
+
+    /// The keys a flag sets: their problems are the flag's, not the file's.
+    fn flag_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let given = [
+            (self.data.is_some(), "data"),
+            (self.listen.is_some(), "listen"),
+            (self.tokens.is_some(), "tokens"),
+            (self.writer_heap_mb.is_some(), "writer_heap_mb"),
+            (self.ingest_concurrency.is_some(), "ingest_concurrency"),
+            (self.packets.is_some(), "packets"),
+            (self.rules.is_some(), "rules"),
+            (self.cases.is_some(), "cases"),
+            (self.clickhouse.is_some(), "clickhouse.url"),
+            (self.clickhouse_db.is_some(), "clickhouse.database"),
+            (self.clickhouse_cluster.is_some(), "clickhouse.cluster"),
+            (!self.clickhouse_node.is_empty(), "clickhouse.nodes"),
+            (self.retention_interval.is_some(), "retention.interval"),
+            (!self.retain_age.is_empty(), "retention.age"),
+            (!self.retain_budget.is_empty(), "retention.budget"),
+            (self.tls_cert.is_some(), "tls.cert"),
+            (self.tls_key.is_some(), "tls.key"),
+            (self.tls_client_ca.is_some(), "tls.client_ca"),
+            (self.console_config.is_some(), "console"),
+        ];
+        for (set, key) in given {
+            if set {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+}
+
+/// The rules folder when neither the file nor a flag names one: the source
+/// checkout's for a binary built from one, else the packaged copy.
+pub(crate) fn default_rules() -> PathBuf {
+    let checkout = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
+    if option_env!("CITYSOC_PACKAGED").is_none() && checkout.is_dir() {
+        return checkout.to_path_buf();
+    }
+    PathBuf::from("/usr/share/citysoc/rules")
+}
+
+/// The settings `citysoc serve` would run with, or every problem of the
+/// file and flags, each on its line.
+pub(crate) fn checked(args: &ServeArgs) -> anyhow::Result<Serve> {
+    let (cfg, source, mut list) = args.settings()?;
+    let validated = cfg.validate(default_rules);
+    if let Err(more) = &validated {
+        list.extend(more.iter().cloned());
+    }
+    let cfg = match validated {
+        Ok(cfg) if list.is_empty() => Ok(cfg),
+        _ => Err(list),
+    };
+    cfg.map_err(|mut list| {
+        let flags = args.flag_keys();
+        for p in &mut list {
+            let by_flag = p.key.as_deref().is_some_and(|k| {
+                flags.iter().any(|f| k == *f || k.strip_prefix(f).is_some_and(|rest| rest.starts_with('.')))
+            });
+            if by_flag {
+                // Placed on no line of the file: the value is the flag's.
+                p.line = Some(0);
+                p.msg.push_str(" (given on the command line)");
+            }
+        }
+        let problems = match &source {
+            Some(s) => s.problems(list),
+            None => citysoc::config_file::Problems { file: "command line".into(), list },
+        };
+        anyhow::Error::new(problems)
+    })
 }
 
 /// Rule editing in the console, when the rules folder is there.
@@ -248,70 +408,43 @@ impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> fo
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let tokens = match &args.tokens {
-        Some(p) => Some(Tokens::load(p).map_err(anyhow::Error::msg)?),
-        None => None,
+    let cfg = checked(&args)?;
+    std::fs::create_dir_all(&cfg.data).with_context(|| format!("cannot create {}", cfg.data.display()))?;
+    let store = match &cfg.clickhouse {
+        Some(ch) => open_store(
+            &cfg.data,
+            Some(&ch.url),
+            &ch.database,
+            cfg.writer_heap_mb,
+            ch.cluster.clone().map(|name| siem::store::clickhouse::Cluster { name, nodes: ch.nodes.clone() }),
+            match ch.compression {
+                Compression::None => siem::store::clickhouse::Compression::None,
+                Compression::Lz4 => siem::store::clickhouse::Compression::Lz4,
+            },
+        )?,
+        None => open_store(&cfg.data, None, "", cfg.writer_heap_mb, None, Default::default())?,
     };
-    if tokens.is_none() && !args.listen.ip().is_loopback() {
-        bail!("without --tokens the API is open: it listens on a loopback address only, not {}", args.listen);
-    }
-    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create {}", args.data.display()))?;
-    let cluster = args
-        .clickhouse_cluster
-        .clone()
-        .map(|name| siem::store::clickhouse::Cluster { name, nodes: args.clickhouse_node.clone() });
-    let compression = match args.clickhouse_compression.as_str() {
-        "none" => siem::store::clickhouse::Compression::None,
-        _ => siem::store::clickhouse::Compression::Lz4,
-    };
-    let store = open_store(
-        &args.data,
-        args.clickhouse.as_deref(),
-        &args.clickhouse_db,
-        args.writer_heap_mb,
-        cluster,
-        compression,
-    )?;
-    let mut policy = siem::retention::Policy::default();
-    for spec in &args.retain_age {
-        policy.set_age(spec).map_err(|e| anyhow::anyhow!("--retain-age {e}"))?;
-    }
-    for spec in &args.retain_budget {
-        policy.set_budget(spec).map_err(|e| anyhow::anyhow!("--retain-budget {e}"))?;
-    }
-    if args.retention_interval.is_zero() {
-        bail!("--retention-interval must be more than zero");
-    }
-    let mut state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
-    state.retention = policy;
-    state.rules_dir = Some(args.rules.clone()).filter(|d| d.is_dir());
-    state.packets = args
+    let mut state = AppState::open(store, cfg.tokens, &cfg.data, cfg.ingest_concurrency).map_err(anyhow::Error::msg)?;
+    state.retention = cfg.retention;
+    state.rules_dir = Some(cfg.rules.clone()).filter(|d| d.is_dir());
+    state.packets = cfg
         .packets
         .clone()
         .map(|dir| Arc::new(citysoc::evidence::RingPackets { dir }) as Arc<dyn siem::api::PacketSource>);
-    let console_cfg = match &args.console_config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("{}", p.display()))?
-        }
-        None => console::ConsoleConfig::default(),
-    };
-    let mut console_cfg = console_cfg;
-    console_cfg.models_file = Some(args.rules.join("models.toml")).filter(|p| p.is_file());
-    console_cfg.editor = rule_editor(&args.rules, &args.cases, &args.data);
-    console_cfg.tuning_file = Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir());
-    console_cfg.rules_dir = Some(args.rules.clone()).filter(|p| p.is_dir());
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let t =
-                citysoc::tls::ServerTls { cert: cert.clone(), key: key.clone(), client_ca: args.tls_client_ca.clone() };
+    let mut console_cfg = cfg.console;
+    console_cfg.models_file = Some(cfg.rules.join("models.toml")).filter(|p| p.is_file());
+    console_cfg.editor = rule_editor(&cfg.rules, &cfg.cases, &cfg.data);
+    console_cfg.tuning_file = Some(cfg.rules.join("tuning.toml")).filter(|_| cfg.rules.is_dir());
+    console_cfg.rules_dir = Some(cfg.rules.clone()).filter(|p| p.is_dir());
+    let tls = match &cfg.tls {
+        Some(t) => {
             // Cookies over HTTPS only when the console is served over it.
             console_cfg.secure_cookies = true;
             Some(t.config()?)
         }
-        _ => None,
+        None => None,
     };
-    serve(state, args.listen, Some(args.retention_interval), &args.data, console_cfg, tls)?;
+    serve(state, cfg.listen, Some(cfg.retention_interval), &cfg.data, console_cfg, tls)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 use users::{Perm, Users};
 
 /// Settings of the console (`[console]` of the server's configuration).
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
     /// A session unused this long ends.
@@ -93,6 +93,28 @@ impl Default for ConsoleConfig {
             oidc: None,
             ldap: None,
         }
+    }
+}
+
+impl ConsoleConfig {
+    /// Every problem of the settings, as (key, what is wrong).
+    pub fn validate(&self) -> Vec<(&'static str, String)> {
+        let mut errs = Vec::new();
+        for (key, v) in [
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("session_max_age_secs", self.session_max_age_secs),
+            ("login_window_secs", self.login_window_secs),
+            ("max_sessions", self.max_sessions as u64),
+            ("login_failures", self.login_failures as u64),
+        ] {
+            if v == 0 {
+                errs.push((key, "must be more than zero".to_string()));
+            }
+        }
+        if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            errs.push(("time_zone", format!("unknown time zone '{}' (like Asia/Ho_Chi_Minh or UTC)", self.time_zone)));
+        }
+        errs
     }
 }
 

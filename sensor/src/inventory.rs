@@ -46,9 +46,10 @@ pub fn vendor(mac: &str) -> Option<&'static str> {
 }
 
 /// Settings of the inventory (`[inventory]` in the sensor's configuration).
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct InventoryConfig {
+    /// Keep the inventory and write `known_devices.log`.
     pub enabled: bool,
     /// Devices tracked at once; past it new devices are counted, not kept.
     pub max_devices: usize,

@@ -29,7 +29,7 @@ pub type RoleMap = BTreeMap<String, Role>;
 /// `[console.oidc]`: signing in through an OpenID provider (authorization
 /// code flow with PKCE; the ID token's signature, issuer, audience, nonce
 /// and expiry are checked).
-#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The provider's name on the sign-in page ("Sign in with" and the name) and
@@ -89,7 +89,7 @@ pub struct OidcConfig {
 /// bind, OpenLDAP or Active Directory) on the same form as local accounts.
 /// Local accounts are tried first; a name that is a local account is never
 /// sent to the directory.
-#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     /// `ldap://host:389` or `ldaps://host:636`.
