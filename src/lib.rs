@@ -6,6 +6,7 @@ pub mod evidence;
 pub mod hunt;
 pub mod replay;
 pub mod rule_editor;
+pub mod sensor_metrics;
 pub mod sensor_setup;
 pub mod ship;
 pub mod tls;

@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// certificate from this CA (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// An origin (`https://soc.city.example`) besides the server's own
+    /// whose pages may send changes: the one a reverse proxy presents the
+    /// console under, when it rewrites `Host`. Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
 }
 
 /// Rule editing in the console, when the rules folder is there.
@@ -284,6 +289,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let mut state = AppState::open(store, tokens, &args.data, args.ingest_concurrency).map_err(anyhow::Error::msg)?;
     state.retention = policy;
+    for o in &args.allow_origin {
+        let ok = o
+            .split_once("://")
+            .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty() && !rest.contains('/'));
+        if !ok {
+            bail!("--allow-origin {o}: an origin is scheme://host[:port], without a path (`https://soc.city.example`)");
+        }
+    }
+    state.extra_origins = args.allow_origin.clone();
     state.rules_dir = Some(args.rules.clone()).filter(|d| d.is_dir());
     state.packets = args
         .packets

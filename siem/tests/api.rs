@@ -478,7 +478,7 @@ async fn every_error_is_json() {
                 .header("authorization", "Bearer reader-secret")
                 .body(Body::from("{}"))
                 .unwrap(),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
             "bad json",
