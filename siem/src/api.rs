@@ -2081,12 +2081,14 @@ async fn observe(
         (true, "/api/v1/ledger") => Some("ledger"),
         _ => None,
     };
+    // `/readyz` says 503 by design: not a refused request.
+    let api = req.uri().path().starts_with("/api/");
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     if let Some(k) = kind.filter(|_| resp.status().is_success()) {
         st.metrics.query(k, started.elapsed().as_secs_f64());
     }
-    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+    if api && resp.status() == StatusCode::SERVICE_UNAVAILABLE {
         // Busy ingest says when to come back; a read-only server does not.
         let busy = resp.headers().contains_key(header::RETRY_AFTER);
         st.metrics.unavailable(if busy { "busy" } else { "read_only" });
