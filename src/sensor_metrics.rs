@@ -14,7 +14,6 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use schema::{Event, Severity};
 use sensor::output::EventSink;
@@ -209,7 +208,11 @@ impl SensorMetrics {
             m.ship_lag.clone(),
         );
         r.register("ship_refused", "1 once the SIEM refused the sensor (token, certificate)", m.ship_refused.clone());
-        r.register("build", "The running build", Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]));
+        // A gauge named `_info` rather than OpenMetrics' info type: the
+        // Prometheus text parser (promtool, older servers) knows no `info`.
+        let build = Family::<Labels, Gauge>::default();
+        build.get_or_create(&one("version", env!("CARGO_PKG_VERSION"))).set(1);
+        r.register("build_info", "The running build; 1", build);
         SensorMetrics { registry: r, ..m }
     }
 
@@ -366,12 +369,14 @@ pub fn serve(addr: SocketAddr, src: Sources) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let s1 = s1.clone();
                 async move {
                     // Listing the spool reads a folder: off the runtime.
                     let text = tokio::task::spawn_blocking(move || s1.render()).await.unwrap_or_default();
-                    ([(header::CONTENT_TYPE, siem::metrics::CONTENT_TYPE)], text)
+                    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+                    let (ct, text) = siem::metrics::negotiate(text, accept);
+                    ([(header::CONTENT_TYPE, ct)], text)
                 }
             }),
         )

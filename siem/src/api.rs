@@ -2021,6 +2021,7 @@ async fn openapi() -> Response {
 async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
     reader_of(&st, &headers)?;
     let st2 = Arc::clone(&st);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
     let text = blocking(move || {
         // A store that cannot list its partitions still has counters worth
         // scraping: its figures stay at their last values.
@@ -2032,7 +2033,8 @@ async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResu
         Ok(st2.metrics.render())
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+    let (ct, text) = crate::metrics::negotiate(text, accept.as_deref());
+    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
 }
 
 /// Alive: the process answers. No token (a load balancer or systemd's

@@ -9,7 +9,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
@@ -146,7 +145,11 @@ impl SiemMetrics {
         );
         r.register("read_only", "1 while changes are refused because the audit trail is broken", m.read_only.clone());
         r.register("start_time_seconds", "Unix time the server started", m.started.clone());
-        r.register("build", "The running build", Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_string())]));
+        // A gauge named `_info` rather than OpenMetrics' info type: the
+        // Prometheus text parser (promtool, older servers) knows no `info`.
+        let build = Family::<Labels, Gauge>::default();
+        build.get_or_create(&one("version", env!("CARGO_PKG_VERSION"))).set(1);
+        r.register("build_info", "The running build; 1", build);
         m.started.set(now());
         SiemMetrics { registry: r, ..m }
     }
@@ -223,6 +226,63 @@ impl SiemMetrics {
 
 /// The content type of [`SiemMetrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the classic Prometheus text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition in the format the scraper asks for: OpenMetrics when its
+/// `Accept` names it (Prometheus does), else the classic text format 0.0.4
+/// (curl, `promtool check metrics`, older scrapers).
+pub fn negotiate(openmetrics: String, accept: Option<&str>) -> (&'static str, String) {
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        (CONTENT_TYPE, openmetrics)
+    } else {
+        (TEXT_CONTENT_TYPE, to_text_format(&openmetrics))
+    }
+}
+
+/// OpenMetrics text to the classic text format: a counter's family is named
+/// with its `_total` there (OpenMetrics names the family without it), and
+/// `# UNIT` and `# EOF` lines are not part of it. Gauges and histograms read
+/// the same in both.
+pub fn to_text_format(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(l.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_are_named_with_their_total_in_the_text_format() {
+        let m = super::SiemMetrics::new();
+        m.batch("accepted");
+        let om = m.render();
+        assert!(om.contains("# TYPE citysoc_siem_ingest_batches counter\n"), "{om}");
+        assert!(om.ends_with("# EOF\n"));
+        let text = super::to_text_format(&om);
+        assert!(text.contains("# TYPE citysoc_siem_ingest_batches_total counter\n"), "{text}");
+        assert!(text.contains("# HELP citysoc_siem_ingest_batches_total Ingest requests"), "{text}");
+        assert!(text.contains("citysoc_siem_ingest_batches_total{outcome=\"accepted\"} 1\n"), "{text}");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+        assert!(text.contains("# TYPE citysoc_siem_query_duration_seconds histogram\n"), "{text}");
+    }
+}
 
 fn now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())

@@ -851,7 +851,8 @@ async fn cross_site_changes_are_refused_and_tools_still_work() {
     assert!(r["error"].as_str().unwrap().contains("Origin 'http://evil.example' is not this server's"), "{r}");
     let (s, _) = call(&app, post(run, &[("sec-fetch-site", "cross-site")], "")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = call(&app, post(run, &[("sec-fetch-site", "same-site"), ("origin", "http://127.0.0.1:8080")], "")).await;
+    let (s, _) =
+        call(&app, post(run, &[("sec-fetch-site", "same-site"), ("origin", "http://127.0.0.1:8080")], "")).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "a sibling site is another site");
     // curl, a sensor, a script: no Origin, no Sec-Fetch-*.
     let (s, r) = call(&app, post(run, &[], "")).await;
@@ -884,10 +885,7 @@ async fn cross_site_changes_are_refused_and_tools_still_work() {
 
     // Under a name that is not a loopback one (DNS rebinding), the open API
     // answers nothing, reads included.
-    let rebound = Request::get("/api/v1/search?q=*")
-        .header("host", "evil.example:8080")
-        .body(Body::empty())
-        .unwrap();
+    let rebound = Request::get("/api/v1/search?q=*").header("host", "evil.example:8080").body(Body::empty()).unwrap();
     let (s, r) = call(&app, rebound).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
 
@@ -966,7 +964,10 @@ async fn metrics_follow_ingest_queries_and_refusals() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let why = String::from_utf8(to_bytes(resp.into_body(), 4096).await.unwrap().to_vec()).unwrap();
     assert!(why.contains("audit trail broken at line"), "{why}");
-    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let (_, broken) = scrape(&app, "reader-secret").await;
     assert_eq!(sample(&broken, "citysoc_siem_audit_chain_ok"), 0.0, "{broken}");
     assert_eq!(sample(&broken, "citysoc_siem_read_only"), 1.0);
