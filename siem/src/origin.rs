@@ -8,7 +8,9 @@
 //! - a state-changing request (any method but GET, HEAD, OPTIONS) whose
 //!   `Sec-Fetch-Site` says `cross-site` or `same-site`, or whose `Origin`
 //!   is not the server's own (nor one of the configured extra origins),
-//!   is refused with 403;
+//!   is refused with 403 (`Origin: null` passes only with
+//!   `Sec-Fetch-Site: same-origin`: the console's own forms under its
+//!   `no-referrer` policy);
 //! - on the API, a body of a type a page can send without a preflight
 //!   (`text/plain`, `application/x-www-form-urlencoded`,
 //!   `multipart/form-data`) is refused with 415 before anything reads it;
@@ -128,13 +130,15 @@ pub fn check(
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        Some(s @ ("cross-site" | "same-site")) => {
-            return Err(Refusal::CrossSite { reason: "sec_fetch_site", detail: format!("Sec-Fetch-Site: {s}") })
-        }
-        _ => {}
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if let Some(s @ ("cross-site" | "same-site")) = fetch_site {
+        return Err(Refusal::CrossSite { reason: "sec_fetch_site", detail: format!("Sec-Fetch-Site: {s}") });
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
+    // A page whose referrer policy is `no-referrer` (the console's) sends
+    // `Origin: null` with its own forms; the browser's `Sec-Fetch-Site`
+    // (which no page can set) vouches for those.
+    let vouched_null = fetch_site == Some("same-origin");
+    if let Some(origin) = headers.get(header::ORIGIN).filter(|o| !(vouched_null && o.as_bytes() == b"null")) {
         let text = origin.to_str().unwrap_or("");
         let shown: String = text.chars().take(100).collect();
         let theirs = normal_origin(text);
@@ -220,6 +224,13 @@ mod tests {
         assert!(check(&Method::POST, p, &other_port, true, &[]).is_err());
         let null = h(&[("host", "127.0.0.1:8080"), ("origin", "null")]);
         assert!(check(&Method::POST, p, &null, true, &[]).is_err());
+        // Only the browser can say same-origin: a form of the console's own
+        // (sent with `Origin: null` under its no-referrer policy).
+        let own_null = h(&[("host", "127.0.0.1:8080"), ("origin", "null"), ("sec-fetch-site", "same-origin")]);
+        assert_eq!(check(&Method::POST, p, &own_null, true, &[]), Ok(()));
+        let evil_claims =
+            h(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example"), ("sec-fetch-site", "same-origin")]);
+        assert!(check(&Method::POST, p, &evil_claims, true, &[]).is_err());
         for site in ["cross-site", "same-site"] {
             let f = h(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", site)]);
             assert!(matches!(
