@@ -179,3 +179,56 @@ fn a_sensor_s_metrics_agree_with_its_stats_log() {
     assert!(text.contains("citysoc_sensor_rules_info{version=\""), "{text}");
     drop(sensor);
 }
+
+/// Every metric family both processes expose, by its name in the text
+/// format (counters with their `_total`).
+/// A family shows once it has a sample: each is given one here.
+fn families() -> Vec<String> {
+    let siem = siem::metrics::SiemMetrics::new();
+    siem.query("search", 0.01);
+    siem.cross_site("origin");
+    siem.set_store(&[]);
+    let dropped = siem::retention::Dropped {
+        class: siem::store::Class::Flows,
+        day: "2026-01-01".into(),
+        records: 1,
+        bytes: 1,
+        reason: siem::retention::Reason::Age,
+    };
+    siem.retention(Some(&[dropped]));
+    let sensor = citysoc::sensor_metrics::SensorMetrics::new();
+    sensor.observe(&schema::sample_events());
+    let live = sensor::pipeline::LiveState { stats: Some(Default::default()), ..Default::default() };
+    let ship = citysoc::ship::ShipState::default();
+    let texts = [
+        siem::metrics::to_text_format(&siem.render()),
+        siem::metrics::to_text_format(&sensor.render(&live, Some("v1"), Some(&ship))),
+    ];
+    texts
+        .iter()
+        .flat_map(|t| t.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(String::from)))
+        .collect()
+}
+
+/// The chapter names every metric, and the dashboard asks only for metrics
+/// that exist.
+#[test]
+fn the_chapter_and_the_dashboard_name_the_metrics_exposed() {
+    let root = common::root();
+    let families = families();
+    assert!(families.len() > 40, "{families:?}");
+    let chapter = std::fs::read_to_string(root.join("docs/src/operations/metrics.md")).unwrap();
+    for f in &families {
+        assert!(chapter.contains(&format!("`{f}`")), "docs/src/operations/metrics.md does not describe {f}");
+    }
+    let text = std::fs::read_to_string(root.join("docs/grafana/citysoc.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10));
+    let mut used = 0;
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("citysoc_")) {
+        let family = ["_bucket", "_count", "_sum"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
+        assert!(families.iter().any(|f| f == family), "the dashboard asks for {word}, which nothing exposes");
+        used += 1;
+    }
+    assert!(used > 30);
+}

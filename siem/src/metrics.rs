@@ -151,6 +151,21 @@ impl SiemMetrics {
         build.get_or_create(&one("version", env!("CARGO_PKG_VERSION"))).set(1);
         r.register("build_info", "The running build; 1", build);
         m.started.set(now());
+        // The usual series exist from the start at 0: a rate over them is 0,
+        // not "no data", before the first event.
+        m.records(0, 0);
+        for o in ["accepted", "duplicate"] {
+            m.ingest_batches.get_or_create(&one("outcome", o));
+        }
+        for o in ["success", "failure", "locked"] {
+            m.logins.get_or_create(&one("outcome", o));
+        }
+        for o in ["ok", "failed"] {
+            m.retention_runs.get_or_create(&one("outcome", o));
+        }
+        for r in ["busy", "read_only"] {
+            m.unavailable.get_or_create(&one("reason", r));
+        }
         SiemMetrics { registry: r, ..m }
     }
 
