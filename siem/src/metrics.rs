@@ -155,16 +155,16 @@ impl SiemMetrics {
         // not "no data", before the first event.
         m.records(0, 0);
         for o in ["accepted", "duplicate"] {
-            m.ingest_batches.get_or_create(&one("outcome", o));
+            m.ingest_batches.get_or_create(&one("outcome", o)).inc_by(0);
         }
         for o in ["success", "failure", "locked"] {
-            m.logins.get_or_create(&one("outcome", o));
+            m.logins.get_or_create(&one("outcome", o)).inc_by(0);
         }
         for o in ["ok", "failed"] {
-            m.retention_runs.get_or_create(&one("outcome", o));
+            m.retention_runs.get_or_create(&one("outcome", o)).inc_by(0);
         }
         for r in ["busy", "read_only"] {
-            m.unavailable.get_or_create(&one("reason", r));
+            m.unavailable.get_or_create(&one("reason", r)).inc_by(0);
         }
         SiemMetrics { registry: r, ..m }
     }
@@ -281,6 +281,10 @@ pub fn to_text_format(om: &str) -> String {
     out
 }
 
+fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -297,8 +301,4 @@ mod tests {
         assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
         assert!(text.contains("# TYPE citysoc_siem_query_duration_seconds histogram\n"), "{text}");
     }
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
