@@ -232,3 +232,81 @@ fn the_chapter_and_the_dashboard_name_the_metrics_exposed() {
     }
     assert!(used > 30);
 }
+
+/// A shipping sensor's spool and shipping figures, against the SIEM's view
+/// of the same batches; the SIEM's `/metrics` takes a reader's token.
+#[test]
+fn shipping_figures_agree_between_the_sensor_and_the_siem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = common::root();
+    let tokens = tmp.path().join("tokens.toml");
+    let text = format!(
+        "[sensors]\nd7 = \"{}\"\n[readers]\nprometheus = \"{}\"\n",
+        common::sha256_hex("sensor-token"),
+        common::sha256_hex("scrape-token")
+    );
+    std::fs::write(&tokens, text).unwrap();
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, "sensor-token\n").unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut siem = Server(
+        citysoc()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(tmp.path().join("data"))
+            .arg("--tokens")
+            .arg(&tokens)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for(&common::stderr_lines(&mut siem.0), "serving the console");
+    let scrape_siem = |token: Option<&str>| {
+        let mut r = ureq::get(&format!("{base}/metrics"));
+        if let Some(t) = token {
+            r = r.set("authorization", &format!("Bearer {t}"));
+        }
+        status_of(r.call())
+    };
+    assert_eq!(scrape_siem(None).0, 401);
+    assert_eq!(scrape_siem(Some("sensor-token")).0, 403);
+
+    let maddr = format!("127.0.0.1:{}", free_port());
+    let mut sensor = Server(
+        citysoc()
+            .args(["sensor", "--seed", "1", "--rules"])
+            .arg(root.join("rules"))
+            .arg("--read")
+            .arg(root.join("replay-pcaps/web-attacks/capture.pcap"))
+            .arg("--log-dir")
+            .arg(tmp.path().join("logs"))
+            .args(["--ship", &base, "--token-file"])
+            .arg(&token_file)
+            .args(["--metrics", &maddr, "--metrics-linger-secs", "120"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for(&common::stderr_lines(&mut sensor.0), "run finished; its final counters stay");
+    let s = ureq::get(&format!("http://{maddr}/metrics")).call().unwrap().into_string().unwrap();
+    promtool_check(&s);
+    let (code, siem_text) = scrape_siem(Some("scrape-token"));
+    assert_eq!(code, 200);
+    let shipped = sample(&s, "citysoc_sensor_shipped_records_total");
+    assert!(shipped > 0.0, "{s}");
+    // The run waited for its spool to drain.
+    assert_eq!(sample(&s, "citysoc_sensor_spooled_records_total"), shipped);
+    assert_eq!(sample(&s, "citysoc_sensor_spool_records"), 0.0);
+    assert_eq!(sample(&s, "citysoc_sensor_spool_batches"), 0.0);
+    assert_eq!(sample(&s, "citysoc_sensor_ship_lag_seconds"), 0.0);
+    assert_eq!(sample(&s, "citysoc_sensor_ship_refused"), 0.0);
+    // Each batch one ingest request; the SIEM also stores the sensor's
+    // stats reports, which the sensor does not count as records.
+    assert_eq!(
+        sample(&siem_text, "citysoc_siem_ingest_batches_total{outcome=\"accepted\"}"),
+        sample(&s, "citysoc_sensor_shipped_batches_total"),
+        "{siem_text}"
+    );
+    assert!(sample(&siem_text, "citysoc_siem_ingest_records_total{outcome=\"accepted\"}") >= shipped);
+    drop(sensor);
+}

@@ -120,8 +120,22 @@ pub fn check(
     open: bool,
     extra_origins: &[String],
 ) -> Result<(), Refusal> {
+    check_at(method, path, None, headers, open, extra_origins)
+}
+
+/// [`check`], with the request's URI authority: HTTP/2 (which browsers
+/// speak over TLS) names the host there, in `:authority`, and sends no
+/// `Host`.
+pub fn check_at(
+    method: &Method,
+    path: &str,
+    uri_authority: Option<&str>,
+    headers: &HeaderMap,
+    open: bool,
+    extra_origins: &[String],
+) -> Result<(), Refusal> {
     let get = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    let host = get(header::HOST);
+    let host = get(header::HOST).or(uri_authority);
     if open {
         if let Some(h) = host.filter(|h| !is_loopback_host(h)) {
             return Err(Refusal::Host(h.chars().take(100).collect()));
@@ -171,7 +185,8 @@ pub fn check(
 /// The layer: refuses what [`check`] refuses, counts it, and logs and
 /// audits it at the bounded rate of refusals.
 pub async fn refuse_cross_site(State(st): State<Arc<AppState>>, peer: Peer, req: Request, next: Next) -> Response {
-    let refusal = check(req.method(), req.uri().path(), req.headers(), st.open, &st.extra_origins);
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let refusal = check_at(req.method(), req.uri().path(), authority, req.headers(), st.open, &st.extra_origins);
     let Err(r) = refusal else {
         return next.run(req).await;
     };
@@ -272,6 +287,15 @@ mod tests {
             // The console's own forms are same-origin and form-encoded.
             assert_eq!(check(&Method::POST, "/alerts/triage", &hd, false, &[]), Ok(()));
         }
+    }
+
+    #[test]
+    fn http2_names_the_host_in_its_authority() {
+        let p = "/api/v1/incidents";
+        let own = h(&[("origin", "https://soc.city.vn:8443"), ("sec-fetch-site", "same-origin")]);
+        assert_eq!(check_at(&Method::POST, p, Some("soc.city.vn:8443"), &own, false, &[]), Ok(()));
+        let evil = h(&[("origin", "https://evil.example")]);
+        assert!(check_at(&Method::POST, p, Some("soc.city.vn:8443"), &evil, false, &[]).is_err());
     }
 
     #[test]
