@@ -187,6 +187,7 @@ fn families() -> Vec<String> {
     let siem = siem::metrics::SiemMetrics::new();
     siem.query("search", 0.01);
     siem.cross_site("origin");
+    siem.sensor_stored("d7");
     siem.set_store(&[]);
     let dropped = siem::retention::Dropped {
         class: siem::store::Class::Flows,
@@ -308,5 +309,8 @@ fn shipping_figures_agree_between_the_sensor_and_the_siem() {
         "{siem_text}"
     );
     assert!(sample(&siem_text, "citysoc_siem_ingest_records_total{outcome=\"accepted\"}") >= shipped);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let last = sample(&siem_text, "citysoc_siem_sensor_last_ingest_timestamp_seconds{sensor=\"d7\"}");
+    assert!(now - last < 600.0, "the sensor's last batch is recent: {siem_text}");
     drop(sensor);
 }

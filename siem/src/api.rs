@@ -1260,11 +1260,16 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<IngestReply>> {
+    // Who sends, for the per-sensor figure (a refused caller has none).
+    let sensor = sensor_of(&st, &headers).ok();
     let r = ingest_batch(State(Arc::clone(&st)), peer, p, headers, body).await;
     let outcome = match &r {
         Ok(Json(reply)) if reply.duplicate => "duplicate",
         Ok(Json(reply)) => {
             st.metrics.records(reply.accepted, reply.rejected.len());
+            if let Some(s) = &sensor {
+                st.metrics.sensor_stored(s);
+            }
             "accepted"
         }
         Err(e) => e.kind(),

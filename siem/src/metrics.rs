@@ -48,6 +48,8 @@ pub struct SiemMetrics {
     pub retention_bytes: Family<Labels, Counter>,
     /// Unix time of the last retention run that completed.
     pub retention_last_success: Gauge<f64, AtomicU64>,
+    /// When each sensor's last batch was stored (Unix time).
+    pub sensor_last_ingest: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Console sign-ins by outcome (`success`, `failure`, `locked`).
     pub logins: Family<Labels, Counter>,
     /// Callers refused by the cross-site check, by reason.
@@ -82,6 +84,7 @@ impl SiemMetrics {
             retention_records: Family::default(),
             retention_bytes: Family::default(),
             retention_last_success: Gauge::default(),
+            sensor_last_ingest: Family::default(),
             logins: Family::default(),
             cross_site_refused: Family::default(),
             audit_chain_ok: Gauge::default(),
@@ -132,6 +135,11 @@ impl SiemMetrics {
             "Unix time of the last retention run that completed (0: none yet)",
             m.retention_last_success.clone(),
         );
+        r.register(
+            "sensor_last_ingest_timestamp_seconds",
+            "Unix time each sensor's last batch was stored, by sensor (its name in the tokens file)",
+            m.sensor_last_ingest.clone(),
+        );
         r.register("console_logins", "Console sign-ins, by outcome (success, failure, locked)", m.logins.clone());
         r.register(
             "cross_site_refused",
@@ -176,6 +184,11 @@ impl SiemMetrics {
     pub fn records(&self, accepted: usize, rejected: usize) {
         self.ingest_records.get_or_create(&one("outcome", "accepted")).inc_by(accepted as u64);
         self.ingest_records.get_or_create(&one("outcome", "rejected")).inc_by(rejected as u64);
+    }
+
+    /// A batch of `sensor` stored now.
+    pub fn sensor_stored(&self, sensor: &str) {
+        self.sensor_last_ingest.get_or_create(&one("sensor", sensor)).set(now());
     }
 
     pub fn unavailable(&self, reason: &str) {
@@ -291,6 +304,7 @@ mod tests {
     fn counters_are_named_with_their_total_in_the_text_format() {
         let m = super::SiemMetrics::new();
         m.batch("accepted");
+        m.query("search", 0.1);
         let om = m.render();
         assert!(om.contains("# TYPE citysoc_siem_ingest_batches counter\n"), "{om}");
         assert!(om.ends_with("# EOF\n"));
