@@ -9,6 +9,7 @@ pub mod hunt;
 pub mod reference;
 pub mod replay;
 pub mod rule_editor;
+pub mod sensor_metrics;
 pub mod sensor_setup;
 pub mod serve_config;
 pub mod ship;

@@ -108,6 +108,14 @@ pub struct SensorArgs {
     /// edited it) instead of a local folder; needs `--ship`.
     #[arg(long, requires = "ship")]
     rules_from_siem: bool,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this address
+    /// (`127.0.0.1:9101`; the config's `metrics_listen`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+    /// After a `--read` run, keep serving its final counters this long, so
+    /// that a scrape catches them (SIGINT or SIGTERM ends the wait).
+    #[arg(long, default_value_t = 0, requires = "read")]
+    metrics_linger_secs: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -187,6 +195,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
     let mut pcfg = cfg.pipeline();
     let logs = cfg.log_writer(&args.log_dir)?;
+    let metrics_addr = args.metrics.or(cfg.metrics_listen);
+    let metrics = metrics_addr.map(|_| Arc::new(citysoc::sensor_metrics::SensorMetrics::new()));
+    let mut ship_monitor = None;
     let writer = match (&args.ship, token) {
         (Some(url), Some(token)) => {
             let ship = citysoc::ship::ShipConfig {
@@ -208,7 +219,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
                 stop_on_refusal: args.interface.is_some().then(|| controls.stop.clone()),
                 warn_every: std::time::Duration::from_secs(60),
             };
-            citysoc::ship::Output::Shipped(Box::new(citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)?))
+            let sink = citysoc::ship::ShipSink::new(logs, ship, &cfg.sensor_name)?;
+            ship_monitor = Some(sink.monitor());
+            citysoc::ship::Output::Shipped(Box::new(sink))
         }
         _ => citysoc::ship::Output::Logs(logs),
     };
@@ -228,8 +241,11 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         pcfg.report_every = Some(std::time::Duration::from_secs(args.stats_secs));
     }
     let sink = cfg.with_inventory(
-        citysoc::detection::MaybeDetecting::live(writer, rules.as_ref())
-            .with_pins(pcfg.worker.ring.as_ref().map(|r| std::sync::Arc::clone(&r.pins))),
+        citysoc::detection::MaybeDetecting::live(
+            citysoc::sensor_metrics::Counted::new(writer, metrics.clone()),
+            rules.as_ref(),
+        )
+        .with_pins(pcfg.worker.ring.as_ref().map(|r| std::sync::Arc::clone(&r.pins))),
     );
 
     signal_hook::flag::register(signal_hook::consts::SIGINT, controls.stop.clone())
@@ -268,6 +284,16 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
 
     let stop = controls.stop.clone();
+    if let (Some(addr), Some(m)) = (metrics_addr, &metrics) {
+        let src = citysoc::sensor_metrics::Sources {
+            metrics: Arc::clone(m),
+            live: controls.live.clone(),
+            rules: rules.clone(),
+            ship: ship_monitor.clone(),
+        };
+        citysoc::sensor_metrics::serve(addr, src)?;
+        eprintln!("metrics on http://{addr}/metrics (and /healthz, /readyz)");
+    }
     // Rules reload while the capture goes on: on SIGHUP from the rules
     // folder, and with --rules-from-siem whenever the SIEM serves a new
     // version.
@@ -328,6 +354,16 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     }
     if stop.load(Ordering::Relaxed) {
         eprintln!("stopped by signal; every open flow was logged");
+    } else if let Some(addr) = metrics_addr.filter(|_| args.metrics_linger_secs > 0) {
+        // A replay can end between two scrapes: its figures stay up a while.
+        eprintln!(
+            "run finished; its final counters stay on http://{addr}/metrics for {} s (SIGINT or SIGTERM ends the wait)",
+            args.metrics_linger_secs
+        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(args.metrics_linger_secs);
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,6 +72,11 @@ pub struct SensorConfig {
     pub inventory: sensor::inventory::InventoryConfig,
     /// The packet ring (`[ring]`): captured packets kept for evidence.
     pub ring: RingSettings,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` on this
+    /// address (`127.0.0.1:9101`); unset, no listener. `--metrics` overrides
+    /// it. The endpoints take no token: bind a loopback or management
+    /// address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The `[ring]` table: where and how much of the traffic is kept.
@@ -165,6 +170,7 @@ impl Default for SensorConfig {
             snmp_redact_community: false,
             inventory: sensor::inventory::InventoryConfig::default(),
             ring: RingSettings::default(),
+            metrics_listen: None,
         }
     }
 }

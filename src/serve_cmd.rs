@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// certificate from this CA (PEM).
     #[arg(long)]
     tls_client_ca: Option<PathBuf>,
+    /// An origin (`https://soc.city.example`) besides the server's own
+    /// whose pages may send changes: the one a reverse proxy presents the
+    /// console under, when it rewrites `Host`. Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
 }
 
 impl ServeArgs {
@@ -165,6 +170,9 @@ impl ServeArgs {
             let client_ca = self.tls_client_ca.clone().or_else(|| old.and_then(|t| t.client_ca));
             c.tls = Some(citysoc::serve_config::TlsSettings { cert, key, client_ca });
         }
+        if !self.allow_origin.is_empty() {
+            c.allowed_origins = self.allow_origin.clone();
+        }
         if let Some(p) = &self.console_config {
             let s = Source::read(p)?;
             c.console = s.parse()?;
@@ -194,6 +202,7 @@ impl ServeArgs {
             (self.tls_cert.is_some(), "tls.cert"),
             (self.tls_key.is_some(), "tls.key"),
             (self.tls_client_ca.is_some(), "tls.client_ca"),
+            (!self.allow_origin.is_empty(), "allowed_origins"),
             (self.console_config.is_some(), "console"),
         ];
         for (set, key) in given {
@@ -426,6 +435,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut state = AppState::open(store, cfg.tokens, &cfg.data, cfg.ingest_concurrency).map_err(anyhow::Error::msg)?;
     state.retention = cfg.retention;
+    state.extra_origins = cfg.allowed_origins.clone();
     state.rules_dir = Some(cfg.rules.clone()).filter(|d| d.is_dir());
     state.packets = cfg
         .packets

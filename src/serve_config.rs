@@ -44,6 +44,10 @@ pub struct ServeConfig {
     pub retention: RetentionSettings,
     /// Serve HTTPS (and optionally require client certificates).
     pub tls: Option<TlsSettings>,
+    /// Origins (`https://soc.city.example`) besides the server's own whose
+    /// pages may send changes: the one a reverse proxy presents the console
+    /// under, when it rewrites `Host`.
+    pub allowed_origins: Vec<String>,
     /// The web console.
     pub console: console::ConsoleConfig,
 }
@@ -62,6 +66,7 @@ impl Default for ServeConfig {
             clickhouse: None,
             retention: RetentionSettings::default(),
             tls: None,
+            allowed_origins: Vec::new(),
             console: console::ConsoleConfig::default(),
         }
     }
@@ -177,6 +182,7 @@ pub struct Serve {
     pub retention_interval: Duration,
     pub retention: siem::retention::Policy,
     pub tls: Option<crate::tls::ServerTls>,
+    pub allowed_origins: Vec<String>,
     pub console: console::ConsoleConfig,
 }
 
@@ -303,6 +309,19 @@ impl ServeConfig {
                 must_exist("tls.client_ca", ca, &mut errs);
             }
         }
+        for o in &self.allowed_origins {
+            let ok = o
+                .split_once("://")
+                .is_some_and(|(s, rest)| matches!(s, "http" | "https") && !rest.is_empty() && !rest.contains('/'));
+            if !ok {
+                errs.push(Problem::at(
+                    "allowed_origins",
+                    format!(
+                        "'{o}' is not an origin: scheme://host[:port], without a path (like https://soc.city.example)"
+                    ),
+                ));
+            }
+        }
         for (key, msg) in self.console.validate() {
             errs.push(Problem::at(&format!("console.{key}"), msg));
         }
@@ -326,6 +345,7 @@ impl ServeConfig {
                 key: t.key.clone(),
                 client_ca: t.client_ca.clone(),
             }),
+            allowed_origins: self.allowed_origins.clone(),
             console: self.console.clone(),
         })
     }

@@ -115,6 +115,60 @@ fn list(dir: &Path) -> Vec<(u64, bool, u64, PathBuf, u64)> {
     v
 }
 
+/// The shipping state as it is now, read from another thread.
+#[derive(Clone)]
+pub struct ShipMonitor {
+    shared: Arc<Shared>,
+    spool_dir: PathBuf,
+}
+
+/// What [`ShipMonitor::read`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct ShipState {
+    pub spooled_records: u64,
+    pub shipped_records: u64,
+    pub shipped_batches: u64,
+    pub dropped_records: u64,
+    pub retries: u64,
+    pub paused_secs: f64,
+    /// Batches, records and bytes waiting in the spool.
+    pub spool_batches: u64,
+    pub spool_records: u64,
+    pub spool_bytes: u64,
+    /// Seconds since the first record of the oldest batch of this run not
+    /// yet acknowledged was made (0 when the SIEM has everything spooled).
+    pub lag_secs: f64,
+    /// The SIEM refused the sensor (a bad token, a certificate).
+    pub refused: bool,
+}
+
+impl ShipMonitor {
+    pub fn read(&self) -> ShipState {
+        let c = &self.shared.counters;
+        let spool = list(&self.spool_dir);
+        let lag = self
+            .shared
+            .made_at
+            .lock()
+            .ok()
+            .and_then(|m| m.values().min().map(|t| t.elapsed().as_secs_f64()))
+            .unwrap_or(0.0);
+        ShipState {
+            spooled_records: c.spooled_records.load(Ordering::Relaxed),
+            shipped_records: c.shipped_records.load(Ordering::Relaxed),
+            shipped_batches: c.shipped_batches.load(Ordering::Relaxed),
+            dropped_records: c.dropped_records.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            paused_secs: c.paused_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            spool_batches: spool.len() as u64,
+            spool_records: spool.iter().map(|b| b.2).sum(),
+            spool_bytes: spool.iter().map(|b| b.4).sum(),
+            lag_secs: lag,
+            refused: self.shared.refused.lock().map(|r| r.is_some()).unwrap_or(false),
+        }
+    }
+}
+
 pub struct ShipSink<S> {
     inner: S,
     cfg: ShipConfig,
@@ -218,6 +272,12 @@ impl<S: EventSink> ShipSink<S> {
 
     pub fn counters(&self) -> &ShipCounters {
         &self.shared.counters
+    }
+
+    /// A handle to read the shipping state from another thread (the
+    /// metrics endpoint) while the sink runs.
+    pub fn monitor(&self) -> ShipMonitor {
+        ShipMonitor { shared: Arc::clone(&self.shared), spool_dir: self.cfg.spool_dir.clone() }
     }
 
     /// Per batch acknowledged in this run: seconds from its first record

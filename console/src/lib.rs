@@ -378,10 +378,15 @@ async fn error_pages(req: axum::extract::Request, next: axum::middleware::Next) 
 }
 
 /// The console's routes; merge them with the SIEM's API router.
+/// Cross-site requests are refused by the SIEM's layer, the same one the
+/// API has ([`siem::origin`]); the per-session CSRF token of every form
+/// stays, for a browser that sends neither `Origin` nor `Sec-Fetch-Site`.
 pub fn router(console: Arc<Console>) -> Router {
+    let siem = Arc::clone(&console.siem);
     pages::routes()
         .merge(sso::routes())
         .with_state(console)
         .layer(axum::middleware::from_fn(error_pages))
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(siem, siem::origin::refuse_cross_site))
 }

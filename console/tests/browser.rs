@@ -109,7 +109,10 @@ async fn start_with(prepare: fn(&std::path::Path)) -> Harness {
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
     let cfg = console::ConsoleConfig { tuning_file: Some(tuning), rules_dir: Some(rules), ..Default::default() };
     let (c, first) = console::Console::open(Arc::clone(&siem), dir.path(), cfg).unwrap();
-    let app = console::router(Arc::new(c)).into_make_service_with_connect_info::<SocketAddr>();
+    // As `citysoc serve` serves them: the API and the console on one listener.
+    let app = siem::api::router(Arc::clone(&siem))
+        .merge(console::router(Arc::new(c)))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -390,6 +393,69 @@ async fn repeated_failed_logins_are_held_off() {
     // Even the right password waits now.
     login(&c, &h, "admin", &h.password).await;
     until(&c, "#login-error", |t| t.contains("Too many")).await;
+    c.close().await.unwrap();
+}
+
+/// A page of another site, open in the analyst's browser while they are
+/// signed in to the console, tries to drive the SOC: a form posted to the
+/// open API, `no-cors` fetches to the API and to a console action. Every one
+/// is refused (and audited); the console's own forms go on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_site_cannot_post_to_the_soc() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start().await;
+    let c = browser(&h, "en-US").await;
+    login(&c, &h, "admin", &h.password).await;
+    change_password(&c, &h.password, "a long admin passphrase").await;
+
+    // The other site: same machine, another port (another origin).
+    let soc = h.url.clone();
+    let form = format!(
+        "<!doctype html><form id=f method=post enctype=text/plain action='{soc}/api/v1/incidents'>\
+         <input name='{{\"title\":\"planted\",\"x\":\"' value='\"}}'></form><script>f.submit()</script>"
+    );
+    let fetches = format!(
+        "<!doctype html><script>Promise.all([\
+         fetch('{soc}/api/v1/retention/run', {{method: 'POST', mode: 'no-cors'}}),\
+         fetch('{soc}/alerts/bulk', {{method: 'POST', mode: 'no-cors', credentials: 'include',\
+           body: new URLSearchParams('ids=A00000000000000000001&action=closed_benign&reason=x')}})\
+         ]).finally(() => document.title = 'sent')</script>"
+    );
+    let evil = axum::Router::new()
+        .route("/form", axum::routing::get(move || async move { axum::response::Html(form) }))
+        .route("/fetch", axum::routing::get(move || async move { axum::response::Html(fetches) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, evil).await.unwrap() });
+
+    // The form posts and the browser follows it to the SOC: the answer is
+    // the refusal.
+    c.goto(&format!("{evil_url}/form")).await.unwrap();
+    let refused = until(&c, "body", |t| t.contains("cross-site request refused")).await;
+    assert!(refused.contains("Sec-Fetch-Site") || refused.contains("Origin"), "{refused}");
+    c.goto(&format!("{evil_url}/fetch")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.title().await.unwrap() != "sent" {
+        assert!(Instant::now() < deadline, "the other site's requests never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let audit = siem::audit::Audit::open(&h.dir).unwrap();
+    let refusals = audit.read(Some("cross_site.refused"), None, 100).unwrap();
+    let paths: Vec<&str> = refusals.iter().filter_map(|e| e.detail["path"].as_str()).collect();
+    for p in ["/api/v1/incidents", "/api/v1/retention/run", "/alerts/bulk"] {
+        assert!(paths.contains(&p), "{p} not refused: {paths:?}");
+    }
+    assert!(audit.read(Some("incident.create"), None, 10).unwrap().is_empty(), "no incident was planted");
+    assert!(audit.read(Some("retention.run"), None, 10).unwrap().is_empty(), "retention was not run");
+    assert!(audit.read(Some("alert.triage"), None, 10).unwrap().is_empty(), "no alert was closed");
+
+    // The console's own forms (same origin) still change things.
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    c.find(Locator::Id("select-all")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#bulk-action option[value=acknowledged]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("bulk-apply")).await.unwrap().click().await.unwrap();
+    until(&c, "#alert-rows", |t| t.matches("Acknowledged").count() == 2).await;
     c.close().await.unwrap();
 }
 

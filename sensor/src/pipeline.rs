@@ -48,6 +48,38 @@ pub struct Controls {
     pub stop: Arc<AtomicBool>,
     /// Report the counters now (and clear the flag).
     pub report: Arc<AtomicBool>,
+    /// The counters as of the last second, for a reader on another thread
+    /// (the metrics endpoint): the same figures `stats.log` is written from.
+    pub live: LiveStats,
+}
+
+/// The run's counters, published by the capture loop about once a second
+/// and once more, final, at the end.
+#[derive(Clone, Default)]
+pub struct LiveStats(Arc<Mutex<LiveState>>);
+
+#[derive(Clone, Debug, Default)]
+pub struct LiveState {
+    /// The counters, as a stats record (none before the source is open).
+    pub stats: Option<StatsRecord>,
+    /// When the capture loop last published: a loop that stops publishing
+    /// is stuck (its workers or output do not keep up, or the source hangs).
+    pub updated: Option<Instant>,
+    /// The source is open and read; false before and once the run ended.
+    pub capturing: bool,
+    /// Capturing from an interface (not a file).
+    pub live: bool,
+}
+
+impl LiveStats {
+    pub fn get(&self) -> LiveState {
+        self.0.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn set(&self, stats: StatsRecord, capturing: bool, live: bool) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *g = LiveState { stats: Some(stats), updated: Some(Instant::now()), capturing, live };
+    }
 }
 
 /// How far a replay has come, for a progress display.
@@ -204,6 +236,10 @@ pub fn run<S: EventSink + 'static>(
     if let Some(f) = hooks.started.take() {
         f(source.name());
     }
+    let publish_every = Duration::from_secs(1);
+    let mut last_publish = Instant::now();
+    let mut idle = false;
+    controls.live.set(stats_record(wall_now(), &peer, &CaptureCounters::default(), &sum(&shared), live), true, live);
     // The capture loop runs here, on the caller's thread.
     let mut cap = CaptureCounters::default();
     let mut batches: Vec<Batch> = (0..n).map(|_| Batch::new(cfg.batch_packets)).collect();
@@ -242,8 +278,19 @@ pub fn run<S: EventSink + 'static>(
                 r(&rec);
             }
         }
+        // Checked every few packets (and when idle): a clock read per
+        // packet would cost more than the publishing.
+        if (cap.pkts % 256 == 0 || idle) && last_publish.elapsed() >= publish_every {
+            last_publish = Instant::now();
+            if live {
+                cap.drops = source.drops();
+            }
+            let ts = if live { wall_now() } else { now.max(Time(0)) };
+            controls.live.set(stats_record(ts, &peer, &cap, &sum(&shared), live), true, live);
+        }
         match source.next_packet() {
             Ok(Next::Packet { ts, data, wire_len }) => {
+                idle = false;
                 cap.pkts += 1;
                 cap.bytes += u64::from(wire_len);
                 file_bytes += 16 + data.len() as u64;
@@ -265,6 +312,7 @@ pub fn run<S: EventSink + 'static>(
                 }
             }
             Ok(Next::Idle) => {
+                idle = true;
                 now = now.max(wall_now());
                 last_tick = Time(i64::MIN);
             }
@@ -310,6 +358,7 @@ pub fn run<S: EventSink + 'static>(
     }
     let totals = sum(&shared);
     let stats = stats_record(if live { wall_now() } else { now.max(Time(0)) }, &peer, &cap, &totals, live);
+    controls.live.set(stats.clone(), false, live);
     let _ = ev_tx.send(vec![Event::Stats(stats.clone())]);
     drop(ev_tx);
     let sink = match output.join() {

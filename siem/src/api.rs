@@ -151,6 +151,12 @@ pub struct AppState {
     /// Callers refused (401, 403, failed TLS handshakes), logged and
     /// audited at a bounded rate.
     pub refusals: crate::refusals::Refusals,
+    /// What `/metrics` exposes.
+    pub metrics: crate::metrics::SiemMetrics,
+    /// Origins besides the server's own (as seen in `Host`) whose pages may
+    /// send changes: those a reverse proxy presents the server under
+    /// (`https://soc.city.example`).
+    pub extra_origins: Vec<String>,
 }
 
 /// Packets of flows, as one pcap file, from whatever keeps them.
@@ -230,9 +236,11 @@ impl AppState {
     /// blocking thread. Nothing is dropped while the audit trail is broken.
     pub fn enforce_retention(&self) -> Result<Vec<crate::retention::Dropped>, String> {
         if let Some(b) = self.audit_broken() {
+            self.metrics.retention(None);
             return Err(read_only_message(b));
         }
         let r = crate::retention::enforce(self.store.as_ref(), &self.retention, now_secs());
+        self.metrics.retention(r.as_ref().ok().map(Vec::as_slice));
         let mut runs = self.retention_runs.lock().unwrap_or_else(|p| p.into_inner());
         runs.last_run = Some(now_secs());
         match r {
@@ -331,6 +339,12 @@ impl AppState {
             retention: crate::retention::Policy::default(),
             retention_runs: Mutex::new(RetentionRuns::default()),
             refusals: Default::default(),
+            metrics: {
+                let m = crate::metrics::SiemMetrics::new();
+                m.ingest_slots.set(ingest_concurrency.max(1) as i64);
+                m
+            },
+            extra_origins: Vec::new(),
         }
     }
 }
@@ -1221,7 +1235,66 @@ fn notes(st: &AppState, good: &[Record], reply: &mut IngestReply) {
     }
 }
 
+impl ApiError {
+    /// A short name of the kind of refusal, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::BadRequest(_) | ApiError::BadQuery(_) | ApiError::Invalid(_) => "bad_request",
+            ApiError::TooLarge => "too_large",
+            ApiError::Unsupported(_) => "unsupported",
+            ApiError::NotFound | ApiError::Missing(_) | ApiError::Absent(_) => "not_found",
+            ApiError::Busy => "busy",
+            ApiError::ReadOnly(_) => "read_only",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Ingest, counted: every request by outcome, and its records.
 async fn ingest(
+    State(st): State<Arc<AppState>>,
+    peer: Peer,
+    p: Result<UrlQuery<IngestParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<IngestReply>> {
+    // Who sends, for the per-sensor figure (a refused caller has none).
+    let sensor = sensor_of(&st, &headers).ok();
+    let r = ingest_batch(State(Arc::clone(&st)), peer, p, headers, body).await;
+    let outcome = match &r {
+        Ok(Json(reply)) if reply.duplicate => "duplicate",
+        Ok(Json(reply)) => {
+            st.metrics.records(reply.accepted, reply.rejected.len());
+            if let Some(s) = &sensor {
+                st.metrics.sensor_stored(s);
+            }
+            "accepted"
+        }
+        Err(e) => e.kind(),
+    };
+    st.metrics.batch(outcome);
+    r
+}
+
+/// An ingest request holding a slot: counted in flight until dropped.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> InFlight {
+        g.inc();
+        InFlight(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn ingest_batch(
     State(st): State<Arc<AppState>>,
     peer: Peer,
     p: Result<UrlQuery<IngestParams>, QueryRejection>,
@@ -1233,6 +1306,7 @@ async fn ingest(
     // Stored records are audited after the fact: refused up front.
     st.writable()?;
     let _slot = st.ingest_slots.try_acquire().map_err(|_| ApiError::Busy)?;
+    let _flight = InFlight::new(&st.metrics.ingest_in_flight);
     let raw = decode_body(&headers, body)?;
     let text = String::from_utf8(raw).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let batch = headers.get("x-batch-id").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -1565,6 +1639,19 @@ pub struct TriageChange {
     pub comment: Option<String>,
 }
 
+/// A JSON body that is not there as JSON: 415 when its type is not
+/// `application/json` (what a cross-site form sends), 400 when it does not
+/// parse.
+fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    use axum::extract::rejection::JsonRejection;
+    match e {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::Unsupported("a JSON body is needed: Content-Type: application/json".into())
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
 fn valid_alert_id(id: &str) -> bool {
     id.len() <= 64 && id.starts_with('A') && id[1..].chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -1578,7 +1665,7 @@ async fn triage(
     body: Result<Json<TriageChange>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
-    let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(c) = body.map_err(json_rejection)?;
     let t = blocking(move || st.triage_alert(&who, &peer.0, &id, c)).await?;
     Ok(Json(serde_json::to_value(t).map_err(internal)?))
 }
@@ -1698,7 +1785,7 @@ async fn create_incident(
     body: Result<Json<NewIncident>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
-    let Json(n) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(n) = body.map_err(json_rejection)?;
     let i = blocking(move || st.create_incident(&who, &peer.0, n)).await?;
     Ok(Json(serde_json::to_value(i).map_err(internal)?))
 }
@@ -1732,7 +1819,7 @@ async fn change_incident(
     body: Result<Json<IncidentChange>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let who = reader_of(&st, &headers)?;
-    let Json(c) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(c) = body.map_err(json_rejection)?;
     let i = blocking(move || st.change_incident(&who, &peer.0, &id, c)).await?;
     Ok(Json(serde_json::to_value(i).map_err(internal)?))
 }
@@ -1934,6 +2021,88 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// The Prometheus exposition: open like the rest of an open API, else for
+/// readers and admins.
+async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Response> {
+    reader_of(&st, &headers)?;
+    let st2 = Arc::clone(&st);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let text = blocking(move || {
+        // A store that cannot list its partitions still has counters worth
+        // scraping: its figures stay at their last values.
+        match st2.store.partitions() {
+            Ok(parts) => st2.metrics.set_store(&parts),
+            Err(e) => tracing::warn!(error = %e, "store sizes not read for /metrics"),
+        }
+        st2.metrics.set_audit(st2.audit_broken().is_some());
+        Ok(st2.metrics.render())
+    })
+    .await?;
+    let (ct, text) = crate::metrics::negotiate(text, accept.as_deref());
+    Ok(([(header::CONTENT_TYPE, ct)], text).into_response())
+}
+
+/// Alive: the process answers. No token (a load balancer or systemd's
+/// watchdog asks), nothing read.
+async fn healthz() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok\n").into_response()
+}
+
+/// Ready to take records: the store answers, the data folder takes a
+/// write, the audit trail is not broken. 503 with the reason otherwise.
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let st2 = Arc::clone(&st);
+    let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if let Some(b) = st2.audit_broken() {
+            return Err(format!("audit trail broken at line {}: read-only", b.line));
+        }
+        st2.store.partitions().map_err(|e| format!("store: {e}"))?;
+        if let Some(d) = &st2.ledger_dir {
+            let probe = d.join(".readyz");
+            std::fs::write(&probe, b"ok")
+                .and_then(|_| std::fs::remove_file(&probe))
+                .map_err(|e| format!("data folder {} not writable: {e}", d.display()))?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match r {
+        Ok(()) => (plain, "ready\n".to_string()).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, plain, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
+/// Times the query routes, and counts 503s by reason.
+async fn observe(
+    State(st): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let kind = match (req.method() == axum::http::Method::GET, req.uri().path()) {
+        (true, "/api/v1/search") => Some("search"),
+        (true, "/api/v1/aggregate") => Some("aggregate"),
+        (true, "/api/v1/pivot") => Some("pivot"),
+        (true, "/api/v1/alerts") => Some("alerts"),
+        (true, "/api/v1/ledger") => Some("ledger"),
+        _ => None,
+    };
+    // `/readyz` says 503 by design: not a refused request.
+    let api = req.uri().path().starts_with("/api/");
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    if let Some(k) = kind.filter(|_| resp.status().is_success()) {
+        st.metrics.query(k, started.elapsed().as_secs_f64());
+    }
+    if api && resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // Busy ingest says when to come back; a read-only server does not.
+        let busy = resp.headers().contains_key(header::RETRY_AFTER);
+        st.metrics.unavailable(if busy { "busy" } else { "read_only" });
+    }
+    resp
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound
 }
@@ -1957,8 +2126,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}", post(change_incident))
         .route("/api/v1/fields", get(fields))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), watch_refusals))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::origin::refuse_cross_site))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)

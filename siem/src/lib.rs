@@ -7,6 +7,8 @@ pub mod audit;
 pub mod evidence;
 pub mod fuzzing;
 pub mod ledger;
+pub mod metrics;
+pub mod origin;
 pub mod query;
 pub mod refusals;
 pub mod retention;

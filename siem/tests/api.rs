@@ -478,7 +478,7 @@ async fn every_error_is_json() {
                 .header("authorization", "Bearer reader-secret")
                 .body(Body::from("{}"))
                 .unwrap(),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
             "bad json",
@@ -828,4 +828,149 @@ async fn a_cursor_exports_a_whole_range_past_the_deepest_offset() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
     let (s, _) = call(&app, get("/api/v1/search?order=asc&cursor=c1.ts.d.1.5.5.1", "reader-secret")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "a cursor of another order");
+}
+
+/// The open API (no tokens, as `citysoc demo` serves it): a page of another
+/// site cannot drive a change through the analyst's browser, tools that send
+/// no `Origin` still can, and each refusal is audited and counted.
+#[tokio::test]
+async fn cross_site_changes_are_refused_and_tools_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(TantivyStore::open(dir.path(), TantivyConfig::default()).unwrap());
+    let app = router(Arc::new(AppState::open(store, None, dir.path(), 4).unwrap()));
+    let post = |uri: &str, headers: &[(&str, &str)], body: &str| {
+        let mut b = Request::post(uri).header("host", "127.0.0.1:8080");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    };
+    let run = "/api/v1/retention/run";
+    let (s, r) = call(&app, post(run, &[("origin", "http://evil.example")], "")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("Origin 'http://evil.example' is not this server's"), "{r}");
+    let (s, _) = call(&app, post(run, &[("sec-fetch-site", "cross-site")], "")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) =
+        call(&app, post(run, &[("sec-fetch-site", "same-site"), ("origin", "http://127.0.0.1:8080")], "")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a sibling site is another site");
+    // curl, a sensor, a script: no Origin, no Sec-Fetch-*.
+    let (s, r) = call(&app, post(run, &[], "")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // The server's own pages.
+    let own = [("origin", "http://127.0.0.1:8080"), ("sec-fetch-site", "same-origin")];
+    assert_eq!(call(&app, post(run, &own, "")).await.0, StatusCode::OK);
+
+    // Bodies a form or a no-cors fetch sends without a preflight.
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b"] {
+        let (s, r) = call(&app, post("/api/v1/ingest", &[("content-type", ct)], LINES)).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}: {r}");
+        let (s, _) = call(&app, post("/api/v1/incidents", &[("content-type", ct)], "{\"title\":\"x\"}")).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
+    }
+    let (_, r) = call(&app, get("/api/v1/search?q=*", "-")).await;
+    assert_eq!(r["total"], 0, "nothing of the refused bodies was stored: {r}");
+    // JSON lines as sensors send them (no type) and as tools label them.
+    for ct in [None, Some("application/x-ndjson")] {
+        let h: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
+        let (s, r) = call(&app, post("/api/v1/ingest", &h, LINES)).await;
+        assert_eq!(s, StatusCode::OK, "{ct:?}: {r}");
+    }
+    let (s, r) = call(
+        &app,
+        post("/api/v1/incidents", &[("content-type", "application/json")], "{\"title\":\"outbreak\",\"alerts\":[]}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+
+    // Under a name that is not a loopback one (DNS rebinding), the open API
+    // answers nothing, reads included.
+    let rebound = Request::get("/api/v1/search?q=*").header("host", "evil.example:8080").body(Body::empty()).unwrap();
+    let (s, r) = call(&app, rebound).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+
+    let entries = siem::audit::Audit::open(dir.path()).unwrap().read(Some("cross_site.refused"), None, 100).unwrap();
+    assert!(entries.len() >= 3, "{entries:?}");
+    let (s, text) = {
+        let resp = app.clone().oneshot(get("/metrics", "-")).await.unwrap();
+        let s = resp.status();
+        (s, String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap())
+    };
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains("citysoc_siem_cross_site_refused_total{reason=\"origin\"} 1\n"), "{text}");
+    assert!(text.contains("citysoc_siem_cross_site_refused_total{reason=\"content_type\"} 6\n"), "{text}");
+}
+
+/// One sample's value in an exposition (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+async fn scrape(app: &axum::Router, token: &str) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(get("/metrics", token)).await.unwrap();
+    let s = resp.status();
+    (s, String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap())
+}
+
+/// `/metrics` follows ingest (records and batches by outcome, the store's
+/// size), queries and 503s; it takes a reader's token like the rest of the
+/// API; `/healthz` and `/readyz` answer without one.
+#[tokio::test]
+async fn metrics_follow_ingest_queries_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(scrape(&app, "wrong").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(&app, "sensor-secret").await.0, StatusCode::FORBIDDEN);
+    let (s, before) = scrape(&app, "reader-secret").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(before.contains("citysoc_siem_build_info{version=\""), "{before}");
+    assert_eq!(sample(&before, "citysoc_siem_audit_chain_ok"), 1.0);
+    assert_eq!(sample(&before, "citysoc_siem_store_records{class=\"flows\"}"), 0.0);
+    let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("m-1"), LINES.into(), false)).await;
+    assert_eq!(s, StatusCode::OK);
+    let (accepted, rejected) = (r["accepted"].as_f64().unwrap(), r["rejected"].as_array().unwrap().len() as f64);
+    call(&app, ingest(Some("sensor-secret"), Some("m-1"), LINES.into(), false)).await;
+    call(&app, ingest(Some("reader-secret"), None, LINES.into(), false)).await;
+    assert_eq!(call(&app, get("/api/v1/search?q=_log:conn", "reader-secret")).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/api/v1/aggregate?agg=terms&field=uid", "reader-secret")).await.0, StatusCode::OK);
+    let (_, after) = scrape(&app, "reader-secret").await;
+    let m = |s: &str| sample(&after, s);
+    assert_eq!(m("citysoc_siem_ingest_records_total{outcome=\"accepted\"}"), accepted, "{after}");
+    assert_eq!(m("citysoc_siem_ingest_records_total{outcome=\"rejected\"}"), rejected);
+    assert_eq!(m("citysoc_siem_ingest_batches_total{outcome=\"accepted\"}"), 1.0);
+    assert_eq!(m("citysoc_siem_ingest_batches_total{outcome=\"duplicate\"}"), 1.0);
+    assert_eq!(m("citysoc_siem_ingest_batches_total{outcome=\"forbidden\"}"), 1.0);
+    assert_eq!(m("citysoc_siem_ingest_in_flight"), 0.0);
+    assert_eq!(m("citysoc_siem_ingest_slots"), 4.0);
+    assert_eq!(m("citysoc_siem_query_duration_seconds_count{kind=\"search\"}"), 1.0);
+    assert_eq!(m("citysoc_siem_query_duration_seconds_count{kind=\"aggregate\"}"), 1.0);
+    assert!(m("citysoc_siem_store_records{class=\"flows\"}") >= 3.0, "{after}");
+    assert!(m("citysoc_siem_store_size_bytes{class=\"flows\"}") > 0.0);
+
+    for path in ["/healthz", "/readyz"] {
+        let resp = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+    // A broken audit trail: not ready, read-only, and a refused ingest is
+    // a 503 counted as such.
+    drop(app);
+    let path = dir.path().join("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"ingest\"", "\"ingezt\"", 1)).unwrap();
+    let app = audited_app(dir.path());
+    let resp = app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let why = String::from_utf8(to_bytes(resp.into_body(), 4096).await.unwrap().to_vec()).unwrap();
+    assert!(why.contains("audit trail broken at line"), "{why}");
+    assert_eq!(
+        call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (_, broken) = scrape(&app, "reader-secret").await;
+    assert_eq!(sample(&broken, "citysoc_siem_audit_chain_ok"), 0.0, "{broken}");
+    assert_eq!(sample(&broken, "citysoc_siem_read_only"), 1.0);
+    assert_eq!(sample(&broken, "citysoc_siem_unavailable_responses_total{reason=\"read_only\"}"), 1.0);
+    assert_eq!(sample(&broken, "citysoc_siem_ingest_batches_total{outcome=\"read_only\"}"), 1.0);
 }

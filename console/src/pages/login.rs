@@ -54,6 +54,7 @@ pub(super) async fn login(
     let key = format!("ip:{ip}");
     let keys = [key.as_str()];
     if let Some(wait) = c.limiter.blocked(&keys) {
+        c.siem.metrics.login("locked");
         let mut r = login_form(&c, &headers, t.t("login.limited").to_string(), user, StatusCode::TOO_MANY_REQUESTS)?;
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(r);
@@ -69,6 +70,7 @@ pub(super) async fn login(
     }
     let Some((name, u)) = found else {
         c.limiter.failed(&keys);
+        c.siem.metrics.login("failure");
         let _ = c.siem.audit_as(&user, &ip, "console.login_failed", json!({}));
         return login_form(&c, &headers, t.t("login.failed").to_string(), user, StatusCode::UNAUTHORIZED);
     };
@@ -83,6 +85,7 @@ pub(super) async fn login(
         c.siem.audit_as(&name, &ip, "console.login_password", json!({"role": u.role.name()}))?;
     } else {
         c.siem.audit_as(&name, &ip, "console.login", json!({"role": u.role.name()}))?;
+        c.siem.metrics.login("success");
     }
     let cookie = c.sessions.start(&name, u.role, start);
     let mut resp = Redirect::to(next_step(&start)).into_response();
@@ -148,16 +151,19 @@ pub(super) async fn code(
         page(CodePage { t, csrf: s.csrf.clone(), error: t.t(error).to_string() }).map(|r| (status, r).into_response())
     };
     if c.limiter.blocked(&[key.as_str()]).is_some() {
+        c.siem.metrics.login("locked");
         return again("login.limited", StatusCode::TOO_MANY_REQUESTS);
     }
     let secret = c.users.get(&s.user).and_then(|u| u.totp);
     let ok = secret.is_some_and(|sec| c.totp.check(&s.user, &sec, f.get("code").unwrap_or("")));
     if !ok {
         c.limiter.failed(&[key.as_str()]);
+        c.siem.metrics.login("failure");
         let _ = c.siem.audit_as(&s.user, &ip, "console.login_code_failed", json!({}));
         return again("code.wrong", StatusCode::UNAUTHORIZED);
     }
     c.siem.audit_as(&s.user, &ip, "console.login", json!({"role": s.role.name(), "second_factor": true}))?;
+    c.siem.metrics.login("success");
     c.sessions.clear_second_factor(&cookie);
     let next = crate::session::Start { must_change: s.must_change, second_factor: false, must_enrol: s.must_enrol };
     Ok(Redirect::to(next_step(&next)).into_response())

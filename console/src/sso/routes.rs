@@ -53,6 +53,7 @@ fn state_cookie(c: &Console, value: &str, max_age: u64) -> HeaderValue {
 fn refuse(c: &Console, headers: &HeaderMap, ip: &str, source: &str, who: &str, r: Refusal) -> Res {
     tracing::warn!(source, user = who, reason = %r.detail, "sign-in refused");
     c.limiter.failed(&[format!("ip:{ip}").as_str()]);
+    c.siem.metrics.login(if r.key == "login.limited" { "locked" } else { "failure" });
     let _ = c.siem.audit_as(who, ip, "console.login_failed", json!({"source": source, "reason": r.detail}));
     let t = lang_of(headers);
     crate::pages::login_form(c, headers, t.t(r.key).to_string(), String::new(), status_of(r.key))
@@ -67,6 +68,7 @@ fn start(c: &Console, ip: &str, source: &str, provider: &str, id: &Identity) -> 
         json!({"role": id.role.name(), "source": source, "provider": provider, "subject": id.subject,
                "groups": id.groups}),
     )?;
+    c.siem.metrics.login("success");
     Ok(c.sessions.start_from(&id.user, id.role, source))
 }
 
@@ -81,6 +83,7 @@ async fn begin(
     }
     let ip = peer.0.ip().to_string();
     if let Some(wait) = c.limiter.blocked(&[format!("ip:{ip}").as_str()]) {
+        c.siem.metrics.login("locked");
         let t = lang_of(&headers);
         let mut r = crate::pages::login_form(
             &c,
@@ -190,6 +193,7 @@ pub async fn password_login(c: &Arc<Console>, headers: &HeaderMap, user: String,
             let t = lang_of(headers);
             tracing::warn!(source = "ldap", user = %user, reason = %r.detail, "sign-in refused");
             c.limiter.failed(&[format!("ip:{ip}").as_str()]);
+            c.siem.metrics.login(if r.key == "login.limited" { "locked" } else { "failure" });
             let _ = c.siem.audit_as(&user, ip, "console.login_failed", json!({"source": "ldap", "reason": r.detail}));
             crate::pages::login_form(c, headers, t.t(r.key).to_string(), user, status_of(r.key))
         }
