@@ -72,6 +72,10 @@ pub struct SensorConfig {
     pub inventory: sensor::inventory::InventoryConfig,
     /// The packet ring (`[ring]`): captured packets kept for evidence.
     pub ring: RingSettings,
+    /// Started as root, become this user (and its groups) once the capture
+    /// is open, before the first packet is read (`--user`). Unset: stay as
+    /// started. A change that fails stops the sensor.
+    pub user: Option<String>,
 }
 
 /// The `[ring]` table: where and how much of the traffic is kept.
@@ -165,6 +169,7 @@ impl Default for SensorConfig {
             snmp_redact_community: false,
             inventory: sensor::inventory::InventoryConfig::default(),
             ring: RingSettings::default(),
+            user: None,
         }
     }
 }
