@@ -213,3 +213,28 @@ fn the_first_start_makes_tokens_and_a_certificate_and_sighup_reloads_tokens() {
     wait_for(&rx, "tokens not reloaded");
     assert_eq!(get(&agent, &url, Some("a-reader-token")), 200);
 }
+
+/// The packaged sensor.toml is a valid configuration as shipped, and with
+/// every commented key switched on (the comments show real keys and values).
+#[test]
+fn the_packaged_sensor_config_loads_as_shipped_and_uncommented() {
+    use citysoc::sensor_setup::SensorConfig;
+    let path = root().join("packaging/sensor.toml");
+    let cfg = SensorConfig::load(&path).unwrap();
+    assert_eq!(cfg.detect.rules_dir.as_deref(), Some(std::path::Path::new("/var/lib/citysoc/rules")));
+    assert_eq!(cfg.ring.dir.as_deref(), Some(std::path::Path::new("/var/lib/citysoc/ring")));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("sensor.toml"), &uncommented).unwrap();
+    let all = SensorConfig::load(&tmp.path().join("sensor.toml")).unwrap();
+    assert_eq!(all.user.as_deref(), Some("citysoc"));
+    assert_eq!(all.local_nets.len(), 3);
+}
