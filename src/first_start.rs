@@ -131,6 +131,37 @@ pub fn hostname() -> Option<String> {
     (!h.is_empty()).then(|| h.to_string())
 }
 
+/// What a first certificate is valid for: this machine's name, localhost,
+/// and every address of its interfaces (loopback included), so sensors
+/// reach it by name or address with `--ship-pin`.
+pub fn default_names() -> Vec<String> {
+    let mut names: Vec<String> = hostname().into_iter().collect();
+    names.push("localhost".into());
+    let mut addrs: Vec<std::net::IpAddr> = Vec::new();
+    if let Ok(ifs) = nix::ifaddrs::getifaddrs() {
+        for a in ifs.filter_map(|i| i.address) {
+            if let Some(v4) = a.as_sockaddr_in() {
+                addrs.push(std::net::IpAddr::V4(v4.ip()));
+            } else if let Some(v6) = a.as_sockaddr_in6() {
+                // Link-local addresses need a zone a URL cannot carry well.
+                let ip = v6.ip();
+                if (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                    addrs.push(std::net::IpAddr::V6(ip));
+                }
+            }
+        }
+    }
+    for a in [std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()] {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    addrs.sort();
+    addrs.dedup();
+    names.extend(addrs.iter().map(|a| a.to_string()));
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

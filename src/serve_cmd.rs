@@ -512,7 +512,7 @@ pub struct InitArgs {
     #[arg(long, default_value = "/var/lib/citysoc/initial-tokens.txt")]
     initial_tokens: PathBuf,
     /// A name or address the certificate is valid for (repeatable; default:
-    /// this machine's name, localhost, 127.0.0.1 and ::1).
+    /// this machine's name, localhost and the addresses of its interfaces).
     #[arg(long = "name")]
     names: Vec<String>,
     /// Run as root: give the files to this group (the service's), readable
@@ -562,9 +562,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         bail!("no tokens file named (--tokens, or `tokens` in --config): a server without one serves an open API");
     };
     let names = if args.names.is_empty() {
-        let mut n: Vec<String> = citysoc::first_start::hostname().into_iter().collect();
-        n.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
-        n
+        citysoc::first_start::default_names()
     } else {
         args.names.clone()
     };
