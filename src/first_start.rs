@@ -55,7 +55,8 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32, gid: Option<u32>) -> anyhow::
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     if let Some(g) = gid {
-        std::os::unix::fs::chown(&tmp, None, Some(g)).with_context(|| format!("cannot give {} to group {g}", tmp.display()))?;
+        std::os::unix::fs::chown(&tmp, None, Some(g))
+            .with_context(|| format!("cannot give {} to group {g}", tmp.display()))?;
     }
     // The umask may have taken bits away; never added any.
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;

@@ -561,11 +561,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let Some(tokens) = tokens else {
         bail!("no tokens file named (--tokens, or `tokens` in --config): a server without one serves an open API");
     };
-    let names = if args.names.is_empty() {
-        citysoc::first_start::default_names()
-    } else {
-        args.names.clone()
-    };
+    let names = if args.names.is_empty() { citysoc::first_start::default_names() } else { args.names.clone() };
     let made = citysoc::first_start::Init {
         tokens: tokens.clone(),
         initial_tokens: args.initial_tokens.clone(),

@@ -143,13 +143,7 @@ fn the_first_start_makes_tokens_and_a_certificate_and_sighup_reloads_tokens() {
     .unwrap();
     let clear = tmp.path().join("initial-tokens.txt");
     let init = || {
-        citysoc()
-            .args(["serve-init", "--config"])
-            .arg(&config)
-            .arg("--initial-tokens")
-            .arg(&clear)
-            .output()
-            .unwrap()
+        citysoc().args(["serve-init", "--config"]).arg(&config).arg("--initial-tokens").arg(&clear).output().unwrap()
     };
     let out = init();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -189,7 +183,8 @@ fn the_first_start_makes_tokens_and_a_certificate_and_sighup_reloads_tokens() {
     let rules = wait_for(&rx, "rules folder ");
     assert!(rules.contains(&root().join("rules").display().to_string()), "{rules}");
     wait_for(&rx, "serving the console on https://");
-    let agent = citysoc::tls::ClientTls { pin: Some(pin), ..Default::default() }.agent(Duration::from_secs(20)).unwrap();
+    let agent =
+        citysoc::tls::ClientTls { pin: Some(pin), ..Default::default() }.agent(Duration::from_secs(20)).unwrap();
     let url = format!("https://127.0.0.1:{port}/api/v1/search?q=*");
     assert_eq!(get(&agent, &url, None), 401);
     assert_eq!(get(&agent, &url, Some(&admin)), 200);
@@ -198,7 +193,8 @@ fn the_first_start_makes_tokens_and_a_certificate_and_sighup_reloads_tokens() {
 
     // A reader added to the file: in force after SIGHUP, no restart.
     let mut table = std::fs::read_to_string(etc.join("tokens.toml")).unwrap();
-    table = table.replace("[readers]\n", &format!("[readers]\nanalyst = \"{}\"\n", common::sha256_hex("a-reader-token")));
+    table =
+        table.replace("[readers]\n", &format!("[readers]\nanalyst = \"{}\"\n", common::sha256_hex("a-reader-token")));
     std::fs::write(etc.join("tokens.toml"), table).unwrap();
     let pid = server.0.id().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
@@ -227,7 +223,13 @@ fn the_packaged_sensor_config_loads_as_shipped_and_uncommented() {
     let uncommented: String = text
         .lines()
         .map(|l| match l.strip_prefix('#') {
-            Some(rest) if rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) => rest,
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) =>
+            {
+                rest
+            }
             _ => l,
         })
         .map(|l| format!("{l}\n"))
