@@ -521,9 +521,12 @@ pub struct InitArgs {
     group: Option<String>,
 }
 
+/// A certificate and its key.
+type CertAndKey = (PathBuf, PathBuf);
+
 /// The keys of serve.toml that say which secrets the server needs; the
 /// rest of the file is the server's to check.
-fn secrets_of(config: &Path) -> anyhow::Result<(Option<PathBuf>, Option<(PathBuf, PathBuf)>)> {
+fn secrets_of(config: &Path) -> anyhow::Result<(Option<PathBuf>, Option<CertAndKey>)> {
     let text = std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
     let v: toml::Table = toml::from_str(&text).with_context(|| format!("{}", config.display()))?;
     let path = |v: Option<&toml::Value>, key: &str| -> anyhow::Result<Option<PathBuf>> {
