@@ -155,7 +155,7 @@ fn serve(
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "serving the console on {scheme}://{listen}/ and the API on {scheme}://{listen}/api/v1/; Ctrl-C stops"
+            "serving the console on {scheme}://{listen}/ and the API on {scheme}://{listen}/api/v1/; Ctrl-C or SIGTERM stops"
         );
         if let Some(every) = retention {
             let st = Arc::clone(&state);
@@ -208,16 +208,14 @@ fn serve(
         match tls_live {
             None => {
                 axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
+                    .with_graceful_shutdown(stop_signal())
                     .await?
             }
             Some(rustls_cfg) => {
                 let handle = axum_server::Handle::new();
                 let h = handle.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    stop_signal().await;
                     h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
                 });
                 let acceptor =
@@ -227,6 +225,25 @@ fn serve(
         }
         Ok(())
     })
+}
+
+/// Ctrl-C, or SIGTERM (how systemd stops a service): requests under way
+/// finish, then the server stops.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without the handler SIGTERM keeps its default: the process ends.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    eprintln!("stopping: requests under way finish first");
 }
 
 /// What SIGHUP reads again without a restart: the tokens file, the

@@ -2,7 +2,7 @@
 //! the rules (the checkout's, for a development build) and say which; a
 //! sensor refuses to run detection on rules that are not there; the first
 //! start makes the SIEM's secrets instead of serving an open API; SIGHUP
-//! puts a changed tokens file in force.
+//! puts a changed tokens file in force; SIGTERM stops the server cleanly.
 
 mod common;
 
@@ -208,6 +208,12 @@ fn the_first_start_makes_tokens_and_a_certificate_and_sighup_reloads_tokens() {
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     wait_for(&rx, "tokens not reloaded");
     assert_eq!(get(&agent, &url, Some("a-reader-token")), 200);
+
+    // systemd stops a service with SIGTERM: a clean stop, not a kill.
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    wait_for(&rx, "stopping");
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "{status}");
 }
 
 /// The packaged sensor.toml is a valid configuration as shipped, and with
