@@ -162,6 +162,12 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         cfg.ring.dir = Some(r.clone());
     }
     cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
+    // The user to become, looked up before anything is opened: a name
+    // that does not resolve stops the start, not the capture.
+    let drop_to = match &cfg.user {
+        Some(name) => Some(citysoc::privileges::Target::lookup(name)?),
+        None => None,
+    };
 
     let spec = match (&args.read, &args.interface) {
         (Some(path), _) => SourceSpec::File(path.clone()),
@@ -219,12 +225,6 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         }
         _ => citysoc::ship::Output::Logs(logs),
     };
-    // The user to become, looked up before anything is opened: a name
-    // that does not resolve stops the start, not the capture.
-    let drop_to = match &cfg.user {
-        Some(name) => Some(citysoc::privileges::Target::lookup(name)?),
-        None => None,
-    };
     let rules = if cfg.detect.enabled {
         let (rules, root) = citysoc::detection::load_for_detection(&cfg.detect, &cfg.sensor_name)?;
         // SIGHUP reloads this same folder, whatever appears elsewhere since.
@@ -251,7 +251,11 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         .context("cannot install the SIGUSR1 handler")?;
 
     let live = args.interface.is_some();
-    let log_dir = args.log_dir.clone();
+    // Written after the change of user: the logs, and the spool when shipping.
+    let mut written = vec![args.log_dir.clone()];
+    if args.ship.is_some() {
+        written.push(args.spool_dir.clone().unwrap_or_else(|| args.log_dir.join("spool")));
+    }
     let mut hooks = Hooks {
         report: Some(Box::new(|s: &StatsRecord| eprintln!("{}", summary(s)))),
         progress: None,
@@ -260,7 +264,9 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         opened: drop_to.map(|t| {
             Box::new(move || {
                 t.become_it().map_err(|e| e.to_string())?;
-                citysoc::privileges::check_writable(&log_dir).map_err(|e| e.to_string())?;
+                for dir in &written {
+                    citysoc::privileges::check_writable(dir).map_err(|e| e.to_string())?;
+                }
                 eprintln!("running as {} (uid {}, gid {}) from here on", t.name, t.uid, t.gid);
                 Ok(())
             }) as sensor::pipeline::OpenedHook
