@@ -66,7 +66,7 @@ fn main() {
     println!("capture {} ({} packets): {} records {:?}", path.display(), summary.stats.pkts_read, events.len(), by_log);
 
     let settings =
-        DetectSettings { rules_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"), ..Default::default() };
+        DetectSettings { rules_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")), ..Default::default() };
     let rules = settings.load("bench").expect("rules");
     // Baseline in the same run: turning each record into fields, which the
     // detector does once per record for every rule kind.

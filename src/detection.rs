@@ -24,8 +24,10 @@ pub struct DetectSettings {
     /// Run detection at all (`--no-detect` turns it off).
     pub enabled: bool,
     /// The rules folder: `sigma/`, `yara/`, `intel/`, `sigma-mapping.toml`,
-    /// `placeholders.toml` and `models.toml` under it.
-    pub rules_dir: PathBuf,
+    /// `placeholders.toml` and `models.toml` under it (`--rules` overrides
+    /// it). Unset: the `rules` folder of the source checkout the binary was
+    /// built from (development builds only), else `/usr/share/citysoc/rules`.
+    pub rules_dir: Option<PathBuf>,
     /// More Sigma folders (a SigmaHQ checkout loads as is).
     pub sigma_dirs: Vec<PathBuf>,
     /// More YARA folders.
@@ -61,7 +63,7 @@ impl Default for DetectSettings {
         let c = CorrelationConfig::default();
         DetectSettings {
             enabled: true,
-            rules_dir: PathBuf::from("rules"),
+            rules_dir: None,
             sigma_dirs: Vec::new(),
             yara_dirs: Vec::new(),
             intel_dirs: Vec::new(),
@@ -103,7 +105,7 @@ impl DetectSettings {
     /// The detector's configuration: folders resolved, mapping and
     /// placeholders read from the rules folder when it has them.
     pub fn detector_config(&self, sensor_name: &str) -> anyhow::Result<DetectorConfig> {
-        let root = &self.rules_dir;
+        let root = &self.rules_root()?;
         let sub = |s: &str| root.join(s);
         let mut sigma_paths: Vec<PathBuf> = Vec::new();
         if sub("sigma").is_dir() {
@@ -164,6 +166,11 @@ impl DetectSettings {
             models_path: Some(sub("models.toml")).filter(|p| p.is_file()),
             tuning_path: Some(sub("tuning.toml")).filter(|p| p.is_file()),
         })
+    }
+
+    /// The rules folder in use (see [`crate::rules_location`]).
+    pub fn rules_root(&self) -> Result<PathBuf, crate::locations::RulesNotFound> {
+        crate::rules_location(None, self.rules_dir.as_deref())
     }
 
     /// Loads the rules; failures of single rules are in `RuleSet::errors`.
@@ -404,6 +411,37 @@ pub fn alert_flows(a: &AlertRecord) -> Vec<schema::FlowUid> {
         }
     }
     v
+}
+
+/// Rules of every kind in a set: zero means detection would watch for
+/// nothing.
+pub fn rule_count(rules: &RuleSet) -> usize {
+    rules.sigma.rules.len()
+        + rules.sigma.correlations.len()
+        + rules.yara.as_ref().map_or(0, |y| y.files)
+        + rules.intel.len()
+}
+
+/// Loads the rules a sensor or a replay runs, refusing a folder that is
+/// not there or holds no rule at all: a sensor that watches for nothing
+/// must not look like one that found nothing. Prints what was not loaded
+/// and the summary (folder and counts).
+pub fn load_for_detection(settings: &DetectSettings, sensor_name: &str) -> anyhow::Result<(Arc<RuleSet>, PathBuf)> {
+    let root = settings.rules_root().map_err(|e| anyhow::anyhow!("{e}; --no-detect runs without detection"))?;
+    let settings = DetectSettings { rules_dir: Some(root.clone()), ..settings.clone() };
+    let rules = settings.load(sensor_name)?;
+    for e in &rules.errors {
+        eprintln!("rule not loaded: {e}");
+    }
+    if rule_count(&rules) == 0 {
+        anyhow::bail!(
+            "no rules loaded from {} ({} rule errors); --no-detect runs without detection",
+            root.display(),
+            rules.errors.len()
+        );
+    }
+    eprintln!("detection: {}", describe(&rules, &root));
+    Ok((rules, root))
 }
 
 /// Where rule files are, for messages.

@@ -24,9 +24,11 @@ pub struct HuntArgs {
     /// End of the range (exclusive), as `--from`.
     #[arg(long)]
     to: String,
-    /// The rules folder (its `models.toml` and `placeholders.toml`).
-    #[arg(long, default_value = "rules")]
-    rules: PathBuf,
+    /// The rules folder (its `models.toml` and `placeholders.toml`; default:
+    /// the checkout's `rules` for a development build, else
+    /// /usr/share/citysoc/rules).
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Write the alerts here as JSON lines (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -44,10 +46,11 @@ fn parse_time(s: &str) -> anyhow::Result<f64> {
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     let (from, to) = (parse_time(&args.from)?, parse_time(&args.to)?);
-    let settings = DetectSettings { rules_dir: args.rules.clone(), ..Default::default() };
+    let rules = citysoc::rules_location(args.rules.as_deref(), None)?;
+    let settings = DetectSettings { rules_dir: Some(rules.clone()), ..Default::default() };
     let cfg = settings.detector_config("hunt")?;
     let Some(path) = cfg.models_path.clone() else {
-        bail!("{} has no models.toml", args.rules.display());
+        bail!("{} has no models.toml", rules.display());
     };
     let (models, errors) = detector::models::ModelsConfig::load(&path, &cfg.placeholders);
     for e in &errors {

@@ -5,7 +5,10 @@ pub mod backup;
 pub mod config_file;
 pub mod detection;
 pub mod evidence;
+pub mod first_start;
 pub mod hunt;
+pub mod locations;
+pub mod privileges;
 pub mod reference;
 pub mod replay;
 pub mod rule_editor;
@@ -14,3 +17,5 @@ pub mod sensor_setup;
 pub mod serve_config;
 pub mod ship;
 pub mod tls;
+
+pub use locations::rules_location;

@@ -37,6 +37,9 @@ enum Cmd {
     Rules(rules_cmd::RulesCmd),
     /// Serve the SIEM's API over the embedded store or ClickHouse.
     Serve(serve_cmd::ServeArgs),
+    /// Make the SIEM's tokens file and TLS certificate when missing (before
+    /// a first start; what exists is left as it is).
+    ServeInit(serve_cmd::InitArgs),
     /// Replay the bundled captures through sensor and detector into the
     /// embedded store, then serve it on 127.0.0.1.
     Demo(serve_cmd::DemoArgs),
@@ -83,9 +86,10 @@ struct ReplayArgs {
     /// Worker threads.
     #[arg(long, short = 'w', default_value_t = 1)]
     workers: usize,
-    /// The rules folder.
-    #[arg(long, default_value = "rules")]
-    rules: std::path::PathBuf,
+    /// The rules folder (default: the checkout's `rules` for a development
+    /// build, else /usr/share/citysoc/rules).
+    #[arg(long)]
+    rules: Option<std::path::PathBuf>,
     /// Do not run detection.
     #[arg(long)]
     no_detect: bool,
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
             siem::no_transparent_huge_pages();
             serve_cmd::run(args)
         }
+        Cmd::ServeInit(args) => serve_cmd::init(args),
         Cmd::Demo(args) => {
             siem::no_transparent_huge_pages();
             serve_cmd::demo(args)
@@ -193,11 +198,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let settings = citysoc::detection::DetectSettings { rules_dir: args.rules.clone(), ..Default::default() };
-        let rules = settings.load("sensor")?;
-        for e in &rules.errors {
-            eprintln!("rule not loaded: {e}");
-        }
-        Some(rules)
+        Some(citysoc::detection::load_for_detection(&settings, "sensor")?.0)
     };
     let mut failed = 0;
     for case in &cases {

@@ -87,7 +87,7 @@ impl RuleEditor for FolderEditor {
             Ok(x) => x,
             Err(e) => return vec![problem(e)],
         };
-        let settings = DetectSettings { rules_dir: root.clone(), ..Default::default() };
+        let settings = DetectSettings { rules_dir: Some(root.clone()), ..Default::default() };
         let rules = match settings.load("check") {
             Ok(r) => r,
             // The mapping or placeholders file itself did not parse.
@@ -111,7 +111,7 @@ impl RuleEditor for FolderEditor {
 
     fn test(&self, path: &str, text: &str) -> Result<TestReport, String> {
         let (tmp, root) = self.scratch(path, text)?;
-        let settings = DetectSettings { rules_dir: root, ..Default::default() };
+        let settings = DetectSettings { rules_dir: Some(root), ..Default::default() };
         let rules = settings.load("sensor").map_err(|e| format!("{e:#}"))?;
         let res =
             crate::replay::test_rules(&rules, &self.cases, &tmp.path().join("logs")).map_err(|e| format!("{e:#}"))?;

@@ -11,9 +11,11 @@ use std::process::ExitCode;
 pub enum RulesCmd {
     /// Load rules and list what loaded, what was skipped and what failed.
     Check {
-        /// The rules folder (sigma/, yara/, intel/ under it).
-        #[arg(long, default_value = "rules")]
-        rules: PathBuf,
+        /// The rules folder (sigma/, yara/, intel/ under it; default: the
+        /// checkout's `rules` for a development build, else
+        /// /usr/share/citysoc/rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
         /// More Sigma folders or files to load with it.
         extra: Vec<PathBuf>,
         /// List every loaded rule.
@@ -22,8 +24,9 @@ pub enum RulesCmd {
     },
     /// Run the replay suite and show, per rule, the alerts expected and raised.
     Test {
-        #[arg(long, default_value = "rules")]
-        rules: PathBuf,
+        /// The rules folder (as for `rules check`).
+        #[arg(long)]
+        rules: Option<PathBuf>,
         #[arg(long, default_value = "replay-pcaps")]
         cases: PathBuf,
         /// Where each case's logs go.
@@ -39,8 +42,9 @@ pub fn run(cmd: RulesCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn check(dir: PathBuf, extra: Vec<PathBuf>, verbose: bool) -> anyhow::Result<ExitCode> {
-    let settings = DetectSettings { rules_dir: dir.clone(), sigma_dirs: extra, ..Default::default() };
+fn check(dir: Option<PathBuf>, extra: Vec<PathBuf>, verbose: bool) -> anyhow::Result<ExitCode> {
+    let dir = citysoc::rules_location(dir.as_deref(), None)?;
+    let settings = DetectSettings { rules_dir: Some(dir.clone()), sigma_dirs: extra, ..Default::default() };
     let rules = settings.load("sensor")?;
     let s = &rules.sigma;
     if verbose {
@@ -92,8 +96,10 @@ fn check(dir: PathBuf, extra: Vec<PathBuf>, verbose: bool) -> anyhow::Result<Exi
     Ok(if rules.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn test(dir: PathBuf, cases_dir: PathBuf, log_dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let settings = DetectSettings { rules_dir: dir, ..Default::default() };
+fn test(dir: Option<PathBuf>, cases_dir: PathBuf, log_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let dir = citysoc::rules_location(dir.as_deref(), None)?;
+    eprintln!("rules from {}", dir.display());
+    let settings = DetectSettings { rules_dir: Some(dir), ..Default::default() };
     let rules = settings.load("sensor")?;
     for e in &rules.errors {
         eprintln!("rule not loaded: {e}");

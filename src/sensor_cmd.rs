@@ -104,6 +104,10 @@ pub struct SensorArgs {
     /// Records per shipped batch.
     #[arg(long, default_value_t = 5000)]
     ship_batch_records: usize,
+    /// Started as root: become this user (and its groups) once the capture
+    /// is open, before the first packet is read (config key `user`).
+    #[arg(long)]
+    user: Option<String>,
     /// Run the rules the SIEM serves (its rules folder, as its admins
     /// edited it) instead of a local folder; needs `--ship`.
     #[arg(long, requires = "ship")]
@@ -157,12 +161,21 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         cfg.detect.enabled = false;
     }
     if let Some(r) = &args.rules {
-        cfg.detect.rules_dir = r.clone();
+        cfg.detect.rules_dir = Some(r.clone());
+    }
+    if let Some(u) = &args.user {
+        cfg.user = Some(u.clone());
     }
     if let Some(r) = &args.ring {
         cfg.ring.dir = Some(r.clone());
     }
     cfg.validate().map_err(|e| anyhow::anyhow!("invalid settings: {}", e.join("; ")))?;
+    // The user to become, looked up before anything is opened: a name
+    // that does not resolve stops the start, not the capture.
+    let drop_to = match &cfg.user {
+        Some(name) => Some(citysoc::privileges::Target::lookup(name)?),
+        None => None,
+    };
 
     let spec = match (&args.read, &args.interface) {
         (Some(path), _) => SourceSpec::File(path.clone()),
@@ -190,7 +203,7 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
     let controls = Controls::default();
     if args.rules_from_siem {
         if let (Some(url), Some(tf)) = (&args.ship, &args.token_file) {
-            cfg.detect.rules_dir = fetch_rules(url, tf, &tls, &args.log_dir)?;
+            cfg.detect.rules_dir = Some(fetch_rules(url, tf, &tls, &args.log_dir)?);
         }
     }
     let mut pcfg = cfg.pipeline();
@@ -226,12 +239,10 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         _ => citysoc::ship::Output::Logs(logs),
     };
     let rules = if cfg.detect.enabled {
-        let rules = cfg.detect.load(&cfg.sensor_name)?;
-        for e in &rules.errors {
-            eprintln!("rule not loaded: {e}");
-        }
-        eprintln!("detection: {}", citysoc::detection::describe(&rules, &cfg.detect.rules_dir));
-        let live = citysoc::detection::LiveRules::new(rules, rules_version(&cfg.detect.rules_dir));
+        let (rules, root) = citysoc::detection::load_for_detection(&cfg.detect, &cfg.sensor_name)?;
+        // SIGHUP reloads this same folder, whatever appears elsewhere since.
+        cfg.detect.rules_dir = Some(root.clone());
+        let live = citysoc::detection::LiveRules::new(rules, rules_version(&root));
         citysoc::detection::attach_live(&mut pcfg, &live);
         Some(live)
     } else {
@@ -256,9 +267,26 @@ pub fn run(args: SensorArgs) -> anyhow::Result<ExitCode> {
         .context("cannot install the SIGUSR1 handler")?;
 
     let live = args.interface.is_some();
+    // Written after the change of user: the logs, and the spool when shipping.
+    let mut written = vec![args.log_dir.clone()];
+    if args.ship.is_some() {
+        written.push(args.spool_dir.clone().unwrap_or_else(|| args.log_dir.join("spool")));
+    }
     let mut hooks = Hooks {
         report: Some(Box::new(|s: &StatsRecord| eprintln!("{}", summary(s)))),
         progress: None,
+        // Root (or CAP_NET_RAW) is needed to open a capture, never to read
+        // from it: the user is changed before the first packet.
+        opened: drop_to.map(|t| {
+            Box::new(move || {
+                t.become_it().map_err(|e| e.to_string())?;
+                for dir in &written {
+                    citysoc::privileges::check_writable(dir).map_err(|e| e.to_string())?;
+                }
+                eprintln!("running as {} (uid {}, gid {}) from here on", t.name, t.uid, t.gid);
+                Ok(())
+            }) as sensor::pipeline::OpenedHook
+        }),
         started: Some(Box::new(move |name: &str| {
             if live {
                 eprintln!("capturing on {name}; SIGUSR1 prints the counters, SIGINT or SIGTERM stops");
@@ -450,7 +478,7 @@ impl Reload {
             let running = self.live.current().1;
             match fetch_rules(url, tf, tls, &self.log_dir) {
                 Ok(dir) if rules_version(&dir) != running => {
-                    self.settings.rules_dir = dir;
+                    self.settings.rules_dir = Some(dir);
                     self.load("the SIEM");
                 }
                 Ok(_) => {}
@@ -466,11 +494,12 @@ impl Reload {
                 for e in &rules.errors {
                     eprintln!("rule not loaded: {e}");
                 }
-                let version = rules_version(&self.settings.rules_dir);
+                let root = self.settings.rules_dir.clone().unwrap_or_default();
+                let version = rules_version(&root);
                 eprintln!(
                     "rules reloaded from {from} (version {}): {}",
                     version.as_deref().unwrap_or("-"),
-                    citysoc::detection::describe(&rules, &self.settings.rules_dir)
+                    citysoc::detection::describe(&rules, &root)
                 );
                 self.live.replace(rules, version);
             }

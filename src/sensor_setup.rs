@@ -77,6 +77,10 @@ pub struct SensorConfig {
     /// it. The endpoints take no token: bind a loopback or management
     /// address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Started as root, become this user (and its groups) once the capture
+    /// is open, before the first packet is read (`--user`). Unset: stay as
+    /// started. A change that fails stops the sensor.
+    pub user: Option<String>,
 }
 
 /// The `[ring]` table: where and how much of the traffic is kept.
@@ -171,6 +175,7 @@ impl Default for SensorConfig {
             inventory: sensor::inventory::InventoryConfig::default(),
             ring: RingSettings::default(),
             metrics_listen: None,
+            user: None,
         }
     }
 }

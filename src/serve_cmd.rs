@@ -75,7 +75,9 @@ pub struct ServeArgs {
     #[arg(long)]
     packets: Option<PathBuf>,
     /// The rules folder admins edit from the console (and whose `models.toml`
-    /// takes accepted device changes).
+    /// takes accepted device changes). Default: the checkout's `rules` for a
+    /// development build, else /usr/share/citysoc/rules; none found, the
+    /// rule editor is off and sensors cannot fetch rules.
     #[arg(long)]
     rules: Option<PathBuf>,
     /// The scenario captures a rule is tested against before it is saved [default: replay-pcaps].
@@ -214,14 +216,13 @@ impl ServeArgs {
     }
 }
 
-/// The rules folder when neither the file nor a flag names one: the source
-/// checkout's for a binary built from one, else the packaged copy.
+/// The rules folder when neither the file nor a flag names one: the first
+/// of the usual places that is there, else the last looked at (it is not a
+/// folder, so rule editing stays off and the start says why).
 pub(crate) fn default_rules() -> PathBuf {
-    let checkout = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules"));
-    if option_env!("CITYSOC_PACKAGED").is_none() && checkout.is_dir() {
-        return checkout.to_path_buf();
-    }
-    PathBuf::from("/usr/share/citysoc/rules")
+    citysoc::rules_location(None, None).unwrap_or_else(|e| {
+        e.looked.last().cloned().unwrap_or_else(|| PathBuf::from(citysoc::locations::PACKAGED_RULES))
+    })
 }
 
 /// The settings `citysoc serve` would run with, or every problem of the
@@ -303,11 +304,13 @@ fn serve(
     retention: Option<std::time::Duration>,
     data: &Path,
     console_cfg: console::ConsoleConfig,
-    tls: Option<rustls::ServerConfig>,
+    tls: Option<(rustls::ServerConfig, citysoc::tls::ServerTls)>,
+    tokens: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let state = Arc::new(state);
     let (console, first) =
         console::Console::open(Arc::clone(&state), data, console_cfg).map_err(|e| anyhow::anyhow!("console: {e}"))?;
+    let console = Arc::new(console);
     if let Some(pw) = first {
         eprintln!(
             "console: first start, account 'admin' created with the one-time password  {pw}  \
@@ -320,7 +323,7 @@ fn serve(
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "serving the console on {scheme}://{listen}/ and the API on {scheme}://{listen}/api/v1/; Ctrl-C stops"
+            "serving the console on {scheme}://{listen}/ and the API on {scheme}://{listen}/api/v1/; Ctrl-C or SIGTERM stops"
         );
         if let Some(every) = retention {
             let st = Arc::clone(&state);
@@ -350,30 +353,110 @@ fn serve(
             });
         }
         let seen = Arc::clone(&state);
-        let app =
-            router(state).merge(console::router(Arc::new(console))).into_make_service_with_connect_info::<SocketAddr>();
-        match tls {
+        let reload = Reload {
+            state: Arc::clone(&state),
+            console: Arc::clone(&console),
+            tokens,
+            tls: tls.as_ref().map(|(c, files)| {
+                (axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(c.clone())), files.clone())
+            }),
+        };
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        let tls_live = reload.tls.as_ref().map(|(c, _)| c.clone());
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let r = reload.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || r.run()).await {
+                    eprintln!("reload failed: {e}");
+                }
+            }
+        });
+        let app = router(state).merge(console::router(console)).into_make_service_with_connect_info::<SocketAddr>();
+        match tls_live {
             None => {
                 axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
+                    .with_graceful_shutdown(stop_signal())
                     .await?
             }
-            Some(cfg) => {
+            Some(rustls_cfg) => {
                 let handle = axum_server::Handle::new();
                 let h = handle.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    stop_signal().await;
                     h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
                 });
-                let cfg = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-                let acceptor = WatchedTls { inner: axum_server::tls_rustls::RustlsAcceptor::new(cfg), state: seen };
+                let acceptor =
+                    WatchedTls { inner: axum_server::tls_rustls::RustlsAcceptor::new(rustls_cfg), state: seen };
                 axum_server::from_tcp(listener.into_std()?).acceptor(acceptor).handle(handle).serve(app).await?
             }
         }
         Ok(())
     })
+}
+
+/// Ctrl-C, or SIGTERM (how systemd stops a service): requests under way
+/// finish, then the server stops.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without the handler SIGTERM keeps its default: the process ends.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    eprintln!("stopping: requests under way finish first");
+}
+
+/// What SIGHUP reads again without a restart: the tokens file, the
+/// certificate and key (a renewed certificate serves new connections), and
+/// the rules folder's translated titles. The rules folder itself is read at
+/// each use (the rule editor, `/api/v1/rules`). Everything else (listen
+/// address, store, console settings, retention) needs a restart.
+#[derive(Clone)]
+struct Reload {
+    state: Arc<AppState>,
+    console: Arc<console::Console>,
+    tokens: Option<PathBuf>,
+    tls: Option<(axum_server::tls_rustls::RustlsConfig, citysoc::tls::ServerTls)>,
+}
+
+impl Reload {
+    /// Each part on its own: one that does not read keeps what is in force.
+    fn run(&self) {
+        if let Some(path) = &self.tokens {
+            match siem::api::Tokens::load(path) {
+                Ok(t) => {
+                    eprintln!(
+                        "SIGHUP: tokens reloaded from {}: {} sensors, {} readers, {} admins",
+                        path.display(),
+                        t.sensors.len(),
+                        t.readers.len(),
+                        t.admins.len()
+                    );
+                    self.state.replace_tokens(t);
+                }
+                Err(e) => eprintln!("SIGHUP: tokens not reloaded, the ones in force stay: {e}"),
+            }
+        }
+        if let Some((live, files)) = &self.tls {
+            match files.config() {
+                Ok(c) => {
+                    live.reload_from_config(Arc::new(c));
+                    eprintln!("SIGHUP: certificate reloaded from {}", files.cert.display());
+                }
+                Err(e) => eprintln!("SIGHUP: certificate not reloaded, the one in force stays: {e:#}"),
+            }
+        }
+        let n = self.console.reload_rule_texts();
+        eprintln!("SIGHUP: rule titles reloaded ({n} translated); other settings need a restart");
+    }
 }
 
 /// The TLS acceptor, with every failed handshake logged and audited with
@@ -441,6 +524,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .packets
         .clone()
         .map(|dir| Arc::new(citysoc::evidence::RingPackets { dir }) as Arc<dyn siem::api::PacketSource>);
+    if !cfg.rules.is_dir() {
+        eprintln!(
+            "no rules folder found; looked in {}: rule editing is off and sensors cannot fetch rules",
+            citysoc::locations::default_rules_places()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        eprintln!("rules folder {}", cfg.rules.display());
+    }
     let mut console_cfg = cfg.console;
     console_cfg.models_file = Some(cfg.rules.join("models.toml")).filter(|p| p.is_file());
     console_cfg.editor = rule_editor(&cfg.rules, &cfg.cases, &cfg.data);
@@ -448,13 +543,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     console_cfg.rules_dir = Some(cfg.rules.clone()).filter(|p| p.is_dir());
     let tls = match &cfg.tls {
         Some(t) => {
+            let t = t.clone();
             // Cookies over HTTPS only when the console is served over it.
             console_cfg.secure_cookies = true;
-            Some(t.config()?)
+            Some((t.config()?, t))
         }
         None => None,
     };
-    serve(state, cfg.listen, Some(cfg.retention_interval), &cfg.data, console_cfg, tls)?;
+    serve(state, cfg.listen, Some(cfg.retention_interval), &cfg.data, console_cfg, tls, cfg.tokens_file.clone())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -463,9 +559,10 @@ pub struct DemoArgs {
     /// The scenario captures.
     #[arg(long, default_value = "replay-pcaps")]
     cases: PathBuf,
-    /// The rules folder.
-    #[arg(long, default_value = "rules")]
-    rules: PathBuf,
+    /// The rules folder (default: the checkout's `rules` for a development
+    /// build, else /usr/share/citysoc/rules).
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Where each scenario's logs go.
     #[arg(long, default_value = "demo-logs")]
     log_dir: PathBuf,
@@ -489,10 +586,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let cases = citysoc::replay::load_cases(&args.cases)?;
     let settings = citysoc::detection::DetectSettings { rules_dir: args.rules.clone(), ..Default::default() };
-    let rules = settings.load("demo-sensor")?;
-    for e in &rules.errors {
-        eprintln!("rule not loaded: {e}");
-    }
+    let (rules, rules_dir) = citysoc::detection::load_for_detection(&settings, "demo-sensor")?;
     let mut failed = 0;
     if args.ring.exists() {
         std::fs::remove_dir_all(&args.ring).with_context(|| format!("cannot empty {}", args.ring.display()))?;
@@ -546,12 +640,120 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     state.retention = siem::retention::Policy(Default::default());
     state.packets = Some(Arc::new(citysoc::evidence::RingPackets { dir: args.ring.clone() }));
     let console_cfg = console::ConsoleConfig {
-        models_file: Some(args.rules.join("models.toml")).filter(|p| p.is_file()),
-        editor: rule_editor(&args.rules, &args.cases, &args.data),
-        tuning_file: Some(args.rules.join("tuning.toml")).filter(|_| args.rules.is_dir()),
-        rules_dir: Some(args.rules.clone()).filter(|p| p.is_dir()),
+        models_file: Some(rules_dir.join("models.toml")).filter(|p| p.is_file()),
+        editor: rule_editor(&rules_dir, &args.cases, &args.data),
+        tuning_file: Some(rules_dir.join("tuning.toml")),
+        rules_dir: Some(rules_dir.clone()),
         ..Default::default()
     };
-    serve(state, args.listen, None, &args.data, console_cfg, None)?;
+    serve(state, args.listen, None, &args.data, console_cfg, None, None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The server's configuration (serve.toml): its `tokens` and `[tls]`
+    /// `cert` and `key` say what to make. Flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The tokens file to make when missing.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// The certificate to make (self-signed) when it and its key are missing.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where the new clear tokens are written (mode 0600).
+    #[arg(long, default_value = "/var/lib/citysoc/initial-tokens.txt")]
+    initial_tokens: PathBuf,
+    /// A name or address the certificate is valid for (repeatable; default:
+    /// this machine's name, localhost and the addresses of its interfaces).
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// Run as root: give the files to this group (the service's), readable
+    /// by it, writable by root only.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+/// A certificate and its key.
+type CertAndKey = (PathBuf, PathBuf);
+
+/// The keys of serve.toml that say which secrets the server needs; the
+/// rest of the file is the server's to check.
+fn secrets_of(config: &Path) -> anyhow::Result<(Option<PathBuf>, Option<CertAndKey>)> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let v: toml::Table = toml::from_str(&text).with_context(|| format!("{}", config.display()))?;
+    let path = |v: Option<&toml::Value>, key: &str| -> anyhow::Result<Option<PathBuf>> {
+        match v {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(PathBuf::from(s))),
+            Some(_) => bail!("{}: {key} must be a path", config.display()),
+        }
+    };
+    let tokens = path(v.get("tokens"), "tokens")?;
+    let tls = v.get("tls").and_then(|t| t.as_table());
+    let cert = path(tls.and_then(|t| t.get("cert")), "tls.cert")?;
+    let key = path(tls.and_then(|t| t.get("key")), "tls.key")?;
+    let tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("{}: tls.cert and tls.key go together", config.display()),
+    };
+    Ok((tokens, tls))
+}
+
+/// `citysoc serve-init`: the tokens file and the certificate, made when
+/// missing (see `citysoc::first_start`).
+pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let (mut tokens, mut tls) = match &args.config {
+        Some(c) => secrets_of(c)?,
+        None => (None, None),
+    };
+    if args.tokens.is_some() {
+        tokens.clone_from(&args.tokens);
+    }
+    if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        tls = Some((c.clone(), k.clone()));
+    }
+    let Some(tokens) = tokens else {
+        bail!("no tokens file named (--tokens, or `tokens` in --config): a server without one serves an open API");
+    };
+    let names = if args.names.is_empty() { citysoc::first_start::default_names() } else { args.names.clone() };
+    let made = citysoc::first_start::Init {
+        tokens: tokens.clone(),
+        initial_tokens: args.initial_tokens.clone(),
+        tls: tls.clone(),
+        tls_names: names.clone(),
+        group: args.group.clone(),
+    }
+    .run()?;
+    match &made.tokens {
+        Some((admin, sensor)) => {
+            eprintln!(
+                "serve-init: made {} with an admin and a sensor token; the tokens are in {} (mode 0600)",
+                tokens.display(),
+                args.initial_tokens.display()
+            );
+            // On a terminal the admin sees them at once; a service's output
+            // goes to the journal, which is no place for secrets.
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                println!("admin token:  {admin}\nsensor token: {sensor}");
+            }
+        }
+        None => eprintln!("serve-init: {} is there, left as it is", tokens.display()),
+    }
+    if let Some((cert, _)) = &tls {
+        match &made.certificate {
+            Some(fp) => eprintln!(
+                "serve-init: made a self-signed certificate {} for {}; sensors pin it with --ship-pin {fp}",
+                cert.display(),
+                names.join(", ")
+            ),
+            None => eprintln!("serve-init: {} is there, left as it is", cert.display()),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

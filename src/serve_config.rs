@@ -173,6 +173,8 @@ pub struct Serve {
     pub data: PathBuf,
     pub listen: SocketAddr,
     pub tokens: Option<siem::api::Tokens>,
+    /// The file the tokens came from: a reload (SIGHUP) reads it again.
+    pub tokens_file: Option<PathBuf>,
     pub writer_heap_mb: usize,
     pub ingest_concurrency: usize,
     pub packets: Option<PathBuf>,
@@ -332,6 +334,7 @@ impl ServeConfig {
             data: self.data.clone(),
             listen: listen.unwrap_or_else(|| ([127, 0, 0, 1], 8080).into()),
             tokens,
+            tokens_file: self.tokens.clone(),
             writer_heap_mb: self.writer_heap_mb,
             ingest_concurrency: self.ingest_concurrency,
             packets: self.packets.clone(),

@@ -19,7 +19,7 @@ fn citysoc() -> Command {
 /// benign look-alike on which it must stay silent.
 #[test]
 fn every_shipped_rule_has_an_attack_and_a_benign_scenario() {
-    let settings = DetectSettings { rules_dir: root().join("rules"), ..Default::default() };
+    let settings = DetectSettings { rules_dir: Some(root().join("rules")), ..Default::default() };
     let rules = settings.load("sensor").unwrap();
     assert!(rules.errors.is_empty(), "{:?}", rules.errors);
     let mut ids: Vec<String> = Vec::new();

@@ -56,7 +56,7 @@ fn five_tuple(frame: &[u8]) -> Option<FlowKey> {
 }
 
 fn run(capture: &Path, logs: &Path, ring: RingSetup, local_nets: Vec<String>) -> Vec<Value> {
-    let settings = DetectSettings { rules_dir: root().join("rules"), ..Default::default() };
+    let settings = DetectSettings { rules_dir: Some(root().join("rules")), ..Default::default() };
     let rules = settings.load("sensor").unwrap();
     let cfg = SensorConfig { uid_seed: Some(1), local_nets, ..Default::default() };
     let mut pcfg = cfg.pipeline();
@@ -337,7 +337,7 @@ fn every_flow_a_demo_alert_names_comes_back_from_the_pcap_endpoint() {
     use siem::store::Store;
     let tmp = tempfile::tempdir().unwrap();
     let (logs, ring_dir, data) = (tmp.path().join("logs"), tmp.path().join("ring"), tmp.path().join("data"));
-    let settings = DetectSettings { rules_dir: root().join("rules"), ..Default::default() };
+    let settings = DetectSettings { rules_dir: Some(root().join("rules")), ..Default::default() };
     let rules = settings.load("demo-sensor").unwrap();
     for case in load_cases(&root().join("replay-pcaps")).unwrap() {
         citysoc::replay::run_case_with_ring(&case, &logs.join(&case.name), 1, Some(&rules), Some(&ring_dir)).unwrap();

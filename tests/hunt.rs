@@ -24,7 +24,7 @@ fn model_alerts(text: &str) -> Vec<Value> {
 
 #[test]
 fn hunting_over_stored_records_raises_the_live_alerts() {
-    let settings = DetectSettings { rules_dir: root().join("rules"), ..Default::default() };
+    let settings = DetectSettings { rules_dir: Some(root().join("rules")), ..Default::default() };
     let rules = settings.load("sensor").unwrap();
     let cases = load_cases(&root().join("replay-pcaps")).unwrap();
     let mut compared = 0;

@@ -345,3 +345,86 @@ fn a_live_sensor_is_ready_and_its_metrics_follow_the_traffic() {
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     assert!(child.0.wait().unwrap().success());
 }
+
+/// The uid, gid and effective capabilities of a thread, from /proc.
+fn thread_ids(status: &str) -> (Vec<u32>, Vec<u32>, String) {
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
+    let ids = |s: String| s.split_whitespace().map(|x| x.parse().unwrap()).collect::<Vec<u32>>();
+    (ids(field("Uid:")), ids(field("Gid:")), field("CapEff:").trim().to_string())
+}
+
+/// Started as root with `--user nobody`, the sensor opens the capture, then
+/// every thread (the workers' above all) runs as nobody without a
+/// capability left, and it still captures.
+#[test]
+#[ignore = "needs root"]
+fn a_root_sensor_drops_to_its_user_after_opening_the_capture() {
+    use std::os::unix::fs::PermissionsExt;
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout).trim().parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_citysoc"))
+        .args(["sensor", "--interface", "lo", "--filter", "udp port 45997", "--no-detect", "--user", "nobody"])
+        .args(["--workers", "2", "--log-dir"])
+        .arg(&logs)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Guard(child);
+    let rx = stderr_lines(&mut child.0);
+    let line = wait_for(&rx, "running as nobody");
+    assert!(line.contains(&format!("uid {uid}")), "{line}");
+    wait_for(&rx, "capturing on lo");
+    let pid = child.0.id();
+    // A thread names itself once it runs: looked at until both workers have.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut workers = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            let Ok(status) = std::fs::read_to_string(task.join("status")) else { continue };
+            let (uids, _gids, caps) = thread_ids(&status);
+            assert_eq!(uids, vec![uid; 4], "thread {} runs as {uids:?}", comm.trim());
+            assert_eq!(caps, "0000000000000000", "thread {} keeps capabilities {caps}", comm.trim());
+            workers += usize::from(comm.starts_with("worker-"));
+        }
+        if workers == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{workers} worker threads, not 2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let sock = UdpSocket::bind("127.0.0.1:45996").unwrap();
+    sock.send_to(b"after the drop", "127.0.0.1:45997").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
+    let conn = std::fs::read_to_string(logs.join("conn.log")).unwrap();
+    assert!(conn.contains("45997"), "{conn}");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(logs.join("conn.log")).unwrap());
+    assert_eq!(owner, uid, "the logs are written as the new user");
+}
+
+/// A user the system does not know stops the sensor before it captures.
+#[test]
+fn an_unknown_user_stops_the_sensor_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_citysoc"))
+        .args(["sensor", "--no-detect", "--user", "no-such-user-here", "--read"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("replay-pcaps/dns/capture.pcap"))
+        .arg("--log-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no-such-user-here: no such user"), "{err}");
+    assert!(!tmp.path().join("conn.log").exists());
+}

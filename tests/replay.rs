@@ -16,7 +16,7 @@ fn cases() -> Vec<Case> {
 
 fn shipped_rules() -> std::sync::Arc<detector::detect::RuleSet> {
     let settings = citysoc::detection::DetectSettings {
-        rules_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        rules_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")),
         ..Default::default()
     };
     let rules = settings.load("sensor").unwrap();

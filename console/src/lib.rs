@@ -124,8 +124,9 @@ pub struct Console {
     pub sessions: Sessions,
     pub limiter: LoginLimiter,
     pub totp: totp::Verifier,
-    /// Our rules' titles in Vietnamese.
-    pub rule_texts: Arc<rule_text::RuleTexts>,
+    /// Our rules' titles in Vietnamese, read again by
+    /// [`Console::reload_rule_texts`] (the server's SIGHUP).
+    rule_texts: std::sync::RwLock<Arc<rule_text::RuleTexts>>,
     pub saved: saved::SavedSearches,
     /// The provider and directory users sign in through, if any.
     pub sso: sso::Sso,
@@ -136,6 +137,27 @@ pub struct Console {
 }
 
 impl Console {
+    /// Our rules' titles in Vietnamese, as last read.
+    pub fn rule_texts(&self) -> Arc<rule_text::RuleTexts> {
+        match self.rule_texts.read() {
+            Ok(t) => Arc::clone(&t),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Reads the rules folder's translations again (rules added or edited
+    /// on disk since the start). Returns how many titles are translated.
+    pub fn reload_rule_texts(&self) -> usize {
+        let t = self.cfg.rules_dir.as_deref().map(rule_text::RuleTexts::load).unwrap_or_default();
+        let n = t.len();
+        let mut g = match self.rule_texts.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(t);
+        n
+    }
+
     /// Opens the accounts under `data`. On first run the `admin` account is
     /// created and its one-time password returned, for the caller to print.
     pub fn open(
@@ -162,7 +184,9 @@ impl Console {
                 cfg.max_sessions.max(1),
             ),
             totp: totp::Verifier::default(),
-            rule_texts: Arc::new(cfg.rules_dir.as_deref().map(rule_text::RuleTexts::load).unwrap_or_default()),
+            rule_texts: std::sync::RwLock::new(Arc::new(
+                cfg.rules_dir.as_deref().map(rule_text::RuleTexts::load).unwrap_or_default(),
+            )),
             limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
             saved,
             sso,
@@ -298,7 +322,7 @@ impl FromRequestParts<Arc<Console>> for Auth {
         let lens = view::Lens {
             tz,
             pseudonym_key: session.role.pseudonymised().then_some(c.pseudonym_key),
-            rule_texts: (t.lang == Lang::Vi).then(|| Arc::clone(&c.rule_texts)),
+            rule_texts: (t.lang == Lang::Vi).then(|| c.rule_texts()),
         };
         let here = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
         let audit_broken = session

@@ -22,6 +22,10 @@ pub enum SensorError {
     /// records are in the spool, and retrying as it is cannot help.
     #[error("shipping to the SIEM at {url} stopped: {reason}")]
     Ship { url: String, reason: String },
+    /// The step between opening the source and reading it (the change of
+    /// user) failed: nothing was read.
+    #[error("{0}")]
+    Setup(String),
     #[error("a sensor thread panicked: {0}")]
     Thread(String),
 }

@@ -93,6 +93,9 @@ pub struct Progress {
 pub type ProgressHook = Box<dyn FnMut(Progress) + Send>;
 pub type ReportHook = Box<dyn FnMut(&StatsRecord) + Send>;
 pub type StartedHook = Box<dyn FnOnce(&str) + Send>;
+/// Called once the source is open, before any thread is started or packet
+/// read; an error stops the run (the sensor drops its privileges here).
+pub type OpenedHook = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 #[derive(Default)]
 pub struct Hooks {
@@ -101,6 +104,8 @@ pub struct Hooks {
     pub report: Option<ReportHook>,
     /// Called once the source is open and packets are being read.
     pub started: Option<StartedHook>,
+    /// Called once the source is open, before any packet is read.
+    pub opened: Option<OpenedHook>,
 }
 
 pub struct RunSummary {
@@ -201,6 +206,9 @@ pub fn run<S: EventSink + 'static>(
 ) -> Result<(RunSummary, S), SensorError> {
     let started = Instant::now();
     let mut source = Source::open(spec)?;
+    if let Some(f) = hooks.opened.take() {
+        f().map_err(SensorError::Setup)?;
+    }
     let live = source.is_live();
     let linktype = source.linktype();
     let n = cfg.workers.max(1);

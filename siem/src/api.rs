@@ -131,7 +131,9 @@ pub struct AppState {
     pub workflow: Option<crate::workflow::Workflow>,
     pub audit: Option<crate::audit::Audit>,
     pub catalog: Catalog,
-    pub tokens: Tokens,
+    /// Replaced whole when the tokens file is read again (SIGHUP): a
+    /// request sees the old table or the new one, never a mix.
+    tokens: std::sync::RwLock<Arc<Tokens>>,
     /// Without tokens configured, the API answers on loopback only and
     /// takes every caller as the `local` sensor and reader (the demo).
     pub open: bool,
@@ -265,6 +267,24 @@ impl AppState {
         }
     }
 
+    /// The tokens in force.
+    pub fn tokens(&self) -> Arc<Tokens> {
+        match self.tokens.read() {
+            Ok(t) => Arc::clone(&t),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Puts a new tokens table in force (the file read again). An API
+    /// started open stays open: it has no tokens file to read.
+    pub fn replace_tokens(&self, tokens: Tokens) {
+        let mut g = match self.tokens.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(tokens);
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         tokens: Option<Tokens>,
@@ -332,7 +352,7 @@ impl AppState {
             audit: None,
             catalog: Catalog::new(),
             open: tokens.is_none(),
-            tokens: tokens.unwrap_or_default(),
+            tokens: std::sync::RwLock::new(Arc::new(tokens.unwrap_or_default())),
             ingest_slots: Semaphore::new(ingest_concurrency.max(1)),
             seen: Mutex::new(seen),
             ledger_dir: data.map(Path::to_path_buf),
@@ -526,8 +546,8 @@ fn caller(st: &AppState, headers: &HeaderMap, allowed: &[Role]) -> ApiResult<Str
         return Ok("local".into());
     }
     let t = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    let tables =
-        [(Role::Sensor, &st.tokens.sensors), (Role::Reader, &st.tokens.readers), (Role::Admin, &st.tokens.admins)];
+    let tokens = st.tokens();
+    let tables = [(Role::Sensor, &tokens.sensors), (Role::Reader, &tokens.readers), (Role::Admin, &tokens.admins)];
     let (role, name) = tables
         .iter()
         .find_map(|(r, m)| Tokens::find(m, t).map(|n| (*r, n.to_string())))
@@ -1075,7 +1095,8 @@ async fn watch_refusals(
         return resp;
     }
     let _ = tokio::task::spawn_blocking(move || {
-        let tables = [&st.tokens.sensors, &st.tokens.readers, &st.tokens.admins];
+        let tokens = st.tokens();
+        let tables = [&tokens.sensors, &tokens.readers, &tokens.admins];
         let name = token.as_deref().and_then(|t| tables.iter().find_map(|m| Tokens::find(m, t))).map(str::to_string);
         let code = status.as_u16();
         let why = match &name {
