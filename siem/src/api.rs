@@ -1322,6 +1322,19 @@ async fn ingest_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<IngestReply>> {
+    // A sensor that goes away mid-request drops this future; the batch's
+    // bookkeeping (its id in flight, the ledger, the audit entry) must still
+    // be finished, or every retry of that id would be refused as busy.
+    tokio::spawn(ingest_batch_whole(st, peer, p, headers, body)).await.map_err(internal)?
+}
+
+async fn ingest_batch_whole(
+    st: Arc<AppState>,
+    peer: Peer,
+    p: Result<UrlQuery<IngestParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<IngestReply>> {
     let sensor = sensor_of(&st, &headers)?;
     let UrlQuery(p) = p.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     // Stored records are audited after the fact: refused up front.

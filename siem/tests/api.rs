@@ -974,3 +974,40 @@ async fn metrics_follow_ingest_queries_and_refusals() {
     assert_eq!(sample(&broken, "citysoc_siem_unavailable_responses_total{reason=\"read_only\"}"), 1.0);
     assert_eq!(sample(&broken, "citysoc_siem_ingest_batches_total{outcome=\"read_only\"}"), 1.0);
 }
+
+/// A sensor that goes away while its batch is being stored (killed, or the
+/// link drops) must be able to send that batch again: the id is not left in
+/// flight, and the retry finds it stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_sender_went_away_can_be_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), 4);
+    // Large enough that storing it outlasts the sender's patience.
+    let mut body = String::new();
+    for i in 0..20_000 {
+        body.push_str(&format!(
+            "{{\"_log\":\"conn\",\"ts\":1700000000.{i:05},\"uid\":\"C{i}\",\"id.orig_h\":\"10.1.{}.{}\"}}\n",
+            i / 250,
+            i % 250
+        ));
+    }
+    let gone = tokio::time::timeout(
+        std::time::Duration::from_millis(5),
+        app.clone().oneshot(ingest(Some("sensor-secret"), Some("b-gone"), body.clone().into_bytes(), false)),
+    )
+    .await;
+    assert!(gone.is_err(), "the first attempt was to be abandoned before its answer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let r = loop {
+        let (s, r) = call(&app, ingest(Some("sensor-secret"), Some("b-gone"), body.clone().into_bytes(), false)).await;
+        if s == StatusCode::OK {
+            break r;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+        assert!(std::time::Instant::now() < deadline, "the batch id stayed busy after its sender went away");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(r["duplicate"] == true || r["accepted"] == 20_000, "{r}");
+    let (_, found) = call(&app, get("/api/v1/search?q=_log:conn&limit=1", "reader-secret")).await;
+    assert_eq!(found["total"], 20_000, "stored once");
+}
