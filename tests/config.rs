@@ -141,3 +141,29 @@ fn serve_runs_with_its_file_and_flags_override_it() {
     assert!(data.join("tantivy").is_dir(), "the store is not in the file's data folder");
     assert!(data.join("console-users.json").is_file());
 }
+
+/// The sign-in sections are checked as the server checks them at start: a
+/// file that passes the check also starts.
+#[test]
+fn sign_in_sections_are_checked_as_the_server_checks_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("serve.toml");
+    std::fs::write(
+        &file,
+        "[console.oidc]\n\
+         issuer = \"not a url\"\n\
+         client_id = \"citysoc\"\n\
+         redirect_url = \"https://soc.example/login/oidc/callback\"\n\
+         role_map = { soc-analysts = \"analyst\" }\n\
+         \n\
+         [console.ldap]\n\
+         url = \"http://ldap\"\n\
+         user_base = \"ou=people,dc=city,dc=example\"\n\
+         role_map = { soc = \"analyst\" }\n",
+    )
+    .unwrap();
+    let (ok, text) = check(&file, &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("console.oidc.issuer"), "{text}");
+    assert!(text.contains("console.ldap.url"), "{text}");
+}

@@ -98,7 +98,7 @@ impl Default for ConsoleConfig {
 
 impl ConsoleConfig {
     /// Every problem of the settings, as (key, what is wrong).
-    pub fn validate(&self) -> Vec<(&'static str, String)> {
+    pub fn validate(&self) -> Vec<(String, String)> {
         let mut errs = Vec::new();
         for (key, v) in [
             ("idle_timeout_secs", self.idle_timeout_secs),
@@ -108,11 +108,29 @@ impl ConsoleConfig {
             ("login_failures", self.login_failures as u64),
         ] {
             if v == 0 {
-                errs.push((key, "must be more than zero".to_string()));
+                errs.push((key.to_string(), "must be more than zero".to_string()));
             }
         }
         if self.time_zone.parse::<chrono_tz::Tz>().is_err() {
-            errs.push(("time_zone", format!("unknown time zone '{}' (like Asia/Ho_Chi_Minh or UTC)", self.time_zone)));
+            errs.push((
+                "time_zone".to_string(),
+                format!("unknown time zone '{}' (like Asia/Ho_Chi_Minh or UTC)", self.time_zone),
+            ));
+        }
+        // The sign-in sections, checked as the console checks them at start
+        // (no provider or directory is contacted), so that a file that
+        // passes the check also starts.
+        let mut sso = Vec::new();
+        if let Some(c) = &self.oidc {
+            sso::oidc::Oidc::new(c, &mut sso);
+        }
+        if let Some(c) = &self.ldap {
+            sso::ldap::Ldap::new(c, &mut sso);
+        }
+        for e in sso {
+            let e = e.strip_prefix("console.").unwrap_or(&e);
+            let (key, msg) = e.split_once(": ").unwrap_or((e, ""));
+            errs.push((key.to_string(), msg.to_string()));
         }
         errs
     }

@@ -37,6 +37,12 @@ impl Ldap {
                 if u.scheme() == "ldaps" && c.starttls {
                     errors.push("console.ldap.starttls: not with an ldaps:// url (it is TLS already)".into());
                 }
+                if u.scheme() == "ldap" && !c.starttls {
+                    tracing::warn!(
+                        url = %c.url,
+                        "console.ldap: plain ldap:// without starttls sends the users' passwords in clear"
+                    );
+                }
             }
             Ok(_) => errors.push(format!("console.ldap.url: '{}' is neither ldap:// nor ldaps://", c.url)),
             Err(e) => errors.push(format!("console.ldap.url: '{}': {e}", c.url)),
