@@ -187,7 +187,15 @@ impl Users {
         let io = |e: std::io::Error| ConsoleError::Io(format!("{}: {e}", self.path.display()));
         let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(users).map_err(|e| ConsoleError::Internal(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(io)?;
+        // Password hashes and second-factor secrets: the server's user
+        // only, whatever mode a leftover file had.
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut f = o.open(&tmp).map_err(io)?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io)?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)
     }
 
@@ -326,6 +334,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (u, first) = Users::open(dir.path()).unwrap();
         let pw = first.unwrap();
+        // Password hashes are for the server's user alone.
+        let file = std::fs::read_dir(dir.path()).unwrap().flatten().find(|e| e.file_name() == "console-users.json");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&file.unwrap().metadata().unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
         let (_, admin) = u.verify("admin", &pw).unwrap();
         assert!(admin.must_change && admin.hash.starts_with("$argon2id$"));
         assert!(u.verify("admin", "wrong password!").is_none());
