@@ -2108,7 +2108,8 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Times the query routes, and counts 503s by reason.
+/// Times the query routes, counts 503s by reason, and refuses bodies
+/// announced too large.
 async fn observe(
     State(st): State<Arc<AppState>>,
     req: axum::extract::Request,
@@ -2122,6 +2123,17 @@ async fn observe(
         (true, "/api/v1/ledger") => Some("ledger"),
         _ => None,
     };
+    // A body announced larger than any request may be is refused before a
+    // byte of it is read: the client hears 413 (and, waiting on
+    // `Expect: 100-continue`, sends nothing) instead of a connection reset
+    // halfway through its upload.
+    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if req.uri().path() == "/api/v1/ingest" {
+            st.metrics.batch(ApiError::TooLarge.kind());
+        }
+        return ApiError::TooLarge.into_response();
+    }
     // `/readyz` says 503 by design: not a refused request.
     let api = req.uri().path().starts_with("/api/");
     let started = std::time::Instant::now();

@@ -186,6 +186,15 @@ async fn oversized_bodies_are_refused() {
     let big = vec![b'x'; siem::api::MAX_BODY_BYTES + 10];
     let resp = app.clone().oneshot(ingest(None, None, big, false)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Announced too large: refused before the body is read at all (a body
+    // that never comes would otherwise hold the answer back forever).
+    let never = futures::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+    let req = Request::post("/api/v1/ingest")
+        .header("content-length", (siem::api::MAX_BODY_BYTES + 1).to_string())
+        .body(Body::from_stream(never))
+        .unwrap();
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), app.clone().oneshot(req)).await;
+    assert_eq!(resp.expect("answered without reading the body").unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 fn json_post(uri: &str, token: &str, body: serde_json::Value) -> Request<Body> {
