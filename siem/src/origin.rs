@@ -37,6 +37,8 @@ pub enum Refusal {
     CrossSite { reason: &'static str, detail: String },
     /// 415: a body a cross-site form could send, where JSON is read.
     NotJson(String),
+    /// 415: a body the console's own forms never send.
+    NotForm(String),
     /// 403: an open API reached under a name that is not a loopback one.
     Host(String),
 }
@@ -45,7 +47,7 @@ impl Refusal {
     fn reason(&self) -> &'static str {
         match self {
             Refusal::CrossSite { reason, .. } => reason,
-            Refusal::NotJson(_) => "content_type",
+            Refusal::NotJson(_) | Refusal::NotForm(_) => "content_type",
             Refusal::Host(_) => "host",
         }
     }
@@ -57,6 +59,10 @@ impl Refusal {
                 "a body of type '{t}' is not read here: JSON routes take application/json, ingest takes \
                  JSON lines (application/x-ndjson, or no Content-Type)"
             ),
+            Refusal::NotForm(t) => format!(
+                "a body of type '{t}' is not read here: the console's forms send \
+                 application/x-www-form-urlencoded"
+            ),
             Refusal::Host(h) => format!(
                 "host '{h}' refused: the open API (no tokens) answers only under a loopback name \
                  (127.0.0.1, [::1], localhost)"
@@ -66,7 +72,7 @@ impl Refusal {
 
     fn status(&self) -> StatusCode {
         match self {
-            Refusal::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::NotJson(_) | Refusal::NotForm(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -178,6 +184,13 @@ pub fn check_at(
                 return Err(Refusal::NotJson(essence));
             }
         }
+    } else if let Some(ct) = get(header::CONTENT_TYPE) {
+        // The console's forms are url-encoded; the other two kinds a page of
+        // any site can send without asking are refused outright.
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if matches!(essence.as_str(), "text/plain" | "multipart/form-data") {
+            return Err(Refusal::NotForm(essence));
+        }
     }
     Ok(())
 }
@@ -272,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn bodies_a_form_can_send_are_refused_on_the_api_only() {
+    fn bodies_a_form_can_send_are_refused_where_they_are_not_read() {
         for ct in [
             "text/plain",
             "application/x-www-form-urlencoded",
@@ -284,8 +297,13 @@ mod tests {
                 matches!(check(&Method::POST, "/api/v1/ingest", &hd, false, &[]), Err(Refusal::NotJson(_))),
                 "{ct}"
             );
-            // The console's own forms are same-origin and form-encoded.
-            assert_eq!(check(&Method::POST, "/alerts/triage", &hd, false, &[]), Ok(()));
+            // The console reads url-encoded forms, its forms' only kind.
+            let console = check(&Method::POST, "/alerts/triage", &hd, false, &[]);
+            if ct.starts_with("application/x-www-form-urlencoded") {
+                assert_eq!(console, Ok(()));
+            } else {
+                assert!(matches!(console, Err(Refusal::NotForm(_))), "{ct}");
+            }
         }
     }
 
