@@ -317,7 +317,7 @@ pub fn reference() -> String {
          <!-- Generated from the configuration structs by `citysoc config reference`; do not edit by hand. -->\n\n\
          Each process reads one TOML file. Every key is optional unless marked *required*; a key the\n\
          program does not know is an error, reported with its line. `citysoc config check FILE` checks\n\
-         a file without starting anything.\n\n",
+         a file without starting anything (`--kind serve` or `--kind sensor` when its name does not say).\n\n",
     );
     let files: [(&str, &str, Value); 2] = [
         (

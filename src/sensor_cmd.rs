@@ -403,6 +403,7 @@ fn check_shipping(url: &str, token_file: &std::path::Path, tls: &citysoc::tls::C
     if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
         anyhow::bail!("--ship {url}: an http:// or https:// URL of the SIEM is needed (`https://soc:8443`)");
     }
+    citysoc::ship::check_url(url).map_err(|e| anyhow::anyhow!("--ship {url}: {e}"))?;
     let tls_set = tls.ca.is_some() || tls.pin.is_some() || tls.cert.is_some();
     if tls_set && u.scheme() != "https" {
         anyhow::bail!("--ship {url}: --ship-ca, --ship-pin and --ship-cert need an https:// URL");

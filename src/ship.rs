@@ -208,6 +208,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> SensorError {
 
 impl<S: EventSink> ShipSink<S> {
     pub fn new(inner: S, cfg: ShipConfig, sensor: &str) -> Result<Self, SensorError> {
+        check_url(&cfg.url).map_err(|reason| SensorError::Ship { url: cfg.url.clone(), reason })?;
         let dir = cfg.spool_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         // Batches left by an earlier run keep the ids they were spooled
@@ -781,9 +782,40 @@ impl<S: EventSink> EventSink for Output<S> {
     }
 }
 
+/// The SOC's address: `https://`, or `http://` to a SOC on this machine
+/// only, since every batch carries the sensor's token and its records in
+/// the clear otherwise.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("not an address: {e}"))?;
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return Err("the address names no host".into()),
+    };
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("http:// would send the sensor's token and records in the clear: use https:// \
+                       (http:// is for a SOC on this machine)"
+            .into()),
+        other => Err(format!("'{other}://' is not an address the SOC serves (https://host:port)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_never_cross_the_network_in_the_clear() {
+        for ok in ["https://soc.city:8443", "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://soc.city:8080", "http://10.0.0.5", "ftp://soc.city", "soc.city:8443"] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
     use std::io::Write;
 
     /// What the sensor's log (stderr) would show, kept in memory.
