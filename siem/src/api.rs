@@ -736,7 +736,14 @@ impl AppState {
             "terms" => Agg::Terms {
                 field: field()?,
                 size: p.size.unwrap_or(10),
-                sum: p.sum.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+                sum: p
+                    .sum
+                    .iter()
+                    .flat_map(|s| s.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
             },
             "histogram" => Agg::Histogram { interval_secs: p.interval.unwrap_or(3600.0) },
             "stats" => Agg::Stats { field: field()? },

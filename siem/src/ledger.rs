@@ -231,12 +231,7 @@ pub fn ledger(store: &dyn Store, from: f64, to: f64, window_secs: f64, sensor: O
     };
     let sensors: Vec<String> = match sensor {
         Some(s) => vec![s.to_string()],
-        None => match store.aggregate(
-            &all_records(None),
-            Some(from),
-            Some(to),
-            &Agg::terms("_sensor", 1000),
-        )? {
+        None => match store.aggregate(&all_records(None), Some(from), Some(to), &Agg::terms("_sensor", 1000))? {
             AggResult::Buckets(b) => b.into_iter().map(|b| b.key).collect(),
             _ => Vec::new(),
         },

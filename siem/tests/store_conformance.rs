@@ -271,14 +271,11 @@ fn run_suite(store: &dyn Store) {
     // Aggregations.
     let agg = |a: Agg, text: &str| store.aggregate(&q(text), None, None, &a).unwrap();
     let b = |v: &[(&str, u64)]| {
-        AggResult::Buckets(v.iter().map(|(k, n)| siem::store::Bucket { key: k.to_string(), count: *n, sum: None }).collect())
+        AggResult::Buckets(
+            v.iter().map(|(k, n)| siem::store::Bucket { key: k.to_string(), count: *n, sum: None }).collect(),
+        )
     };
-    assert_eq!(
-        agg(Agg::terms("_log", 3), ""),
-        b(&[("conn", 30), ("dns", 2), ("http", 2)]),
-        "{}",
-        store.name()
-    );
+    assert_eq!(agg(Agg::terms("_log", 3), ""), b(&[("conn", 30), ("dns", 2), ("http", 2)]), "{}", store.name());
     assert_eq!(
         agg(Agg::terms("id.resp_h", 2), "_log:conn"),
         b(&[("2001:db8::80", 6), ("10.2.0.0", 4)]),
@@ -291,18 +288,8 @@ fn run_suite(store: &dyn Store) {
         "{}",
         store.name()
     );
-    assert_eq!(
-        agg(Agg::terms("local_orig", 5), ""),
-        b(&[("true", 22), ("false", 8)]),
-        "{}",
-        store.name()
-    );
-    assert_eq!(
-        agg(Agg::terms("tunnel_parents", 5), ""),
-        b(&[("CT1", 5), ("CT2", 5)]),
-        "{}",
-        store.name()
-    );
+    assert_eq!(agg(Agg::terms("local_orig", 5), ""), b(&[("true", 22), ("false", 8)]), "{}", store.name());
+    assert_eq!(agg(Agg::terms("tunnel_parents", 5), ""), b(&[("CT1", 5), ("CT2", 5)]), "{}", store.name());
     let Ok(AggResult::Histogram { interval_secs, requested_interval_secs, buckets }) =
         store.aggregate(&q("_log:conn"), None, None, &Agg::Histogram { interval_secs: 86_400.0 })
     else {
@@ -321,6 +308,15 @@ fn run_suite(store: &dyn Store) {
         "{}",
         store.name()
     );
+    // Terms by a sum of count fields: logs without them total 0.
+    let sum = vec!["orig_bytes".to_string()];
+    let by = agg(Agg::Terms { field: "_log".into(), size: 2, sum }, "").buckets();
+    let AggResult::Stats { sum: conn_bytes, .. } = agg(Agg::Stats { field: "orig_bytes".into() }, "_log:conn") else {
+        panic!("stats")
+    };
+    assert_eq!(by[0].key, "conn", "{}", store.name());
+    assert_eq!(by[0].sum, Some(conn_bytes as u64), "{}", store.name());
+    assert_eq!((by[1].key.as_str(), by[1].sum), ("dns", Some(0)), "{}: most frequent after", store.name());
     // Distinct counts are exact on every store, and say so.
     assert_eq!(
         agg(Agg::Cardinality { field: "id.resp_h".into() }, ""),
@@ -801,8 +797,13 @@ fn every_store_answers_exactly_and_pages_alike() {
         for (field, size) in [("uid", 1), ("uid", 3), ("uid", 10), ("id.resp_p", 2), ("id.resp_p", 10)] {
             let truth = exact_truth(&all, field, false);
             let want: Vec<(String, u64)> = truth.iter().take(size).map(|x| (x.0.clone(), x.1)).collect();
-            let got: Vec<(String, u64)> =
-                s.aggregate(&conn, None, None, &Agg::terms(field, size)).unwrap().buckets().into_iter().map(|b| (b.key, b.count)).collect();
+            let got: Vec<(String, u64)> = s
+                .aggregate(&conn, None, None, &Agg::terms(field, size))
+                .unwrap()
+                .buckets()
+                .into_iter()
+                .map(|b| (b.key, b.count))
+                .collect();
             assert_eq!(got, want, "{name}: terms {field} size {size}");
         }
         assert_eq!(

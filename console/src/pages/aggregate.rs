@@ -208,11 +208,10 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         AggResult::Histogram { interval_secs, requested_interval_secs, buckets } => {
             p.interval_used = duration(interval_secs);
             if interval_secs != requested_interval_secs {
-                p.widened = a
-                    .t
-                    .t("agg.widened")
-                    .replace("{asked}", &duration(requested_interval_secs))
-                    .replace("{used}", &duration(interval_secs));
+                p.widened =
+                    a.t.t("agg.widened")
+                        .replace("{asked}", &duration(requested_interval_secs))
+                        .replace("{used}", &duration(interval_secs));
             }
             p.rows = buckets
                 .iter()

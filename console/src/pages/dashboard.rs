@@ -120,9 +120,7 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     };
     let talkers_bytes = talkers_bytes
         .iter()
-        .map(|x| {
-            (lens.text(&x.key), href_of("_log:conn", "id.orig_h", &x.key), x.count, bytes(x.sum.unwrap_or(0)))
-        })
+        .map(|x| (lens.text(&x.key), href_of("_log:conn", "id.orig_h", &x.key), x.count, bytes(x.sum.unwrap_or(0))))
         .collect();
     let dns_names = dns.iter().map(|x| (lens.text(&x.key), href_of("_log:dns", "query", &x.key), x.count)).collect();
     let more_of = |q: &str, field: &str, by: &str| {

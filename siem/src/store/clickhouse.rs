@@ -1087,23 +1087,30 @@ impl Store for ClickHouseStore {
                         .map(|s| format!("ifNull(toUInt64(`{}`), 0)", column(s)))
                         .collect();
                     if parts.is_empty() {
-                        "toUInt64(0)".to_string()
+                        // A column, not a constant: a Distributed table's
+                        // branches must agree on which they send.
+                        "materialize(toUInt64(0))".to_string()
                     } else {
                         parts.join(" + ")
                     }
                 };
+                let select = |t: &Table| {
+                    if sum.is_empty() {
+                        format!("{key} AS k")
+                    } else {
+                        format!("{key} AS k, {} AS v", total(t))
+                    }
+                };
                 let cond = if kind == Kind::StrSet { "1".to_string() } else { format!("isNotNull(`{c}`)") };
-                let Some(rows) =
-                    self.union(query, range, Some(field), &|t| format!("{key} AS k, {} AS v", total(t)), &cond, &mut args)?
-                else {
+                let Some(rows) = self.union(query, range, Some(field), &select, &cond, &mut args)? else {
                     return Ok(AggResult::Buckets(Vec::new()));
                 };
                 // Exact: every group counted, then ordered as `top_terms`
                 // orders them (by text as bytes, as Rust compares strings).
-                let order = if sum.is_empty() { "n DESC, k ASC" } else { "s DESC, n DESC, k ASC" };
-                let sql = format!(
-                    "SELECT k, count() AS n, sum(v) AS s FROM {rows} GROUP BY k ORDER BY {order} LIMIT {size}"
-                );
+                let (s, order) =
+                    if sum.is_empty() { ("0", "n DESC, k ASC") } else { ("sum(v)", "s DESC, n DESC, k ASC") };
+                let sql =
+                    format!("SELECT k, count() AS n, {s} AS s FROM {rows} GROUP BY k ORDER BY {order} LIMIT {size}");
                 let rows = self.fetch(&sql, &args)?;
                 AggResult::Buckets(super::top_terms(
                     rows.iter().map(|r| {

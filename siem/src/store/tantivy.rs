@@ -303,7 +303,11 @@ impl tantivy::collector::Collector for Groups {
     type Fruit = GroupCounts;
     type Child = GroupSegment;
 
-    fn for_segment(&self, _ord: tantivy::SegmentOrdinal, seg: &tantivy::SegmentReader) -> tantivy::Result<GroupSegment> {
+    fn for_segment(
+        &self,
+        _ord: tantivy::SegmentOrdinal,
+        seg: &tantivy::SegmentReader,
+    ) -> tantivy::Result<GroupSegment> {
         let ff = seg.fast_fields();
         let values = match self.kind {
             Kind::Str | Kind::StrSet => match ff.str(&self.col)? {
@@ -314,7 +318,9 @@ impl tantivy::collector::Collector for Groups {
                 None => GroupValues::None,
             },
             Kind::Addr => ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Addr(c, HashMap::new())),
-            Kind::Count => ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Count(c, HashMap::new())),
+            Kind::Count => {
+                ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Count(c, HashMap::new()))
+            }
             Kind::Bool => ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Bool(c, [(0, 0); 2])),
             // Agg::check refuses number fields for terms and distinct counts.
             Kind::Float => GroupValues::None,
@@ -927,9 +933,11 @@ impl Store for TantivyStore {
         }
         let Some(merged) = merged else {
             return Ok(match agg {
-                Agg::Histogram { .. } => {
-                    AggResult::Histogram { interval_secs: interval, requested_interval_secs: requested, buckets: Vec::new() }
-                }
+                Agg::Histogram { .. } => AggResult::Histogram {
+                    interval_secs: interval,
+                    requested_interval_secs: requested,
+                    buckets: Vec::new(),
+                },
                 _ => AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },
             });
         };
