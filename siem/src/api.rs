@@ -725,7 +725,7 @@ impl AppState {
     }
 
     pub fn aggregate_records(&self, who: &str, from: &str, p: &AggParams) -> ApiResult<crate::store::AggResult> {
-        self.audit_as(who, from, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field}))?;
+        self.audit_as(who, from, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field, "sum": p.sum}))?;
         let q = query_of(self, p.q.as_deref())?;
         let field = || {
             p.field.clone().ok_or_else(|| {

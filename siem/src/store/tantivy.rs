@@ -268,11 +268,14 @@ impl tantivy::collector::SegmentCollector for GroupSegment {
         let mut out = GroupCounts::default();
         match self.values {
             GroupValues::Text(col, counts) => {
-                let mut s = String::new();
-                for (o, c) in counts.into_iter().enumerate().filter(|(_, c)| c.0 > 0) {
-                    s.clear();
-                    if col.ord_to_str(o as u64, &mut s).unwrap_or(false) {
-                        out.insert(s.clone(), c);
+                // One pass over the dictionary in order (a lookup per
+                // ordinal would seek and decode a block each time).
+                if let Ok(mut terms) = col.dictionary().stream() {
+                    while terms.advance() {
+                        let c = counts.get(terms.term_ord() as usize).copied().unwrap_or_default();
+                        if c.0 > 0 {
+                            out.insert(String::from_utf8_lossy(terms.key()).into_owned(), c);
+                        }
                     }
                 }
             }
