@@ -850,3 +850,107 @@ async fn model_summaries_and_query_errors_speak_vietnamese() {
     assert_eq!(text(&c, "#search-error").await, "at 10: 'http' is not a valid count");
     c.close().await.unwrap();
 }
+
+/// The aggregation workflow: the dashboard's top talkers by flows and by
+/// bytes and its top DNS names, on to the aggregation page, each bar's
+/// search; a histogram too fine for its range widened and said so; an
+/// exact distinct count; a bad field refused with the form kept; the page
+/// fits a small screen in both languages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregations_answer_and_lead_to_their_records() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let flow = |i: u64, src: &str, bytes: u64, ts: f64| {
+        record(
+            "conn",
+            json!({"ts": ts, "uid": format!("CAGG{i}"), "id.orig_h": src, "id.resp_h": "198.51.100.7", "id.resp_p": 443,
+                   "proto": "tcp", "orig_ip_bytes": bytes, "resp_ip_bytes": bytes / 2}),
+        )
+    };
+    let mut recs = Vec::new();
+    // Many small flows from one address, two big ones from another.
+    for i in 0..5 {
+        recs.push(flow(i, "10.50.0.1", 100, now - 100.0 - i as f64));
+    }
+    recs.push(flow(5, "10.50.0.2", 1_000_000, now - 90.0));
+    // Twenty days back: a 1-second histogram would need 1.7 million bars.
+    recs.push(flow(6, "10.50.0.2", 1_000_000, now - 20.0 * 86_400.0));
+    for (i, name) in
+        ["updates.city.example", "updates.city.example", "updates.city.example", "mail.city.example"].iter().enumerate()
+    {
+        recs.push(record("dns", json!({"ts": now - 80.0 - i as f64, "uid": format!("CDNS{i}"), "query": name})));
+    }
+    h.store.ingest(&recs).unwrap();
+    let c = admin(&h, "en-US").await;
+    c.set_window_size(1366, 768).await.unwrap();
+
+    // The dashboard: by flows one address leads, by bytes the other.
+    c.goto(&format!("{}/", h.url)).await.unwrap();
+    let flows = text(&c, "#talkers-flows tbody tr:first-child").await;
+    assert!(flows.starts_with("10.50.0.1") && flows.ends_with('5'), "{flows}");
+    let by_bytes = text(&c, "#talkers-bytes tbody tr:first-child").await;
+    assert!(by_bytes.starts_with("10.50.0.2") && by_bytes.contains("2.9 MiB") && by_bytes.ends_with('2'), "{by_bytes}");
+    let dns = text(&c, "#dns-names tbody tr:first-child").await;
+    assert!(dns.starts_with("updates.city.example") && dns.ends_with('3'), "{dns}");
+
+    // On to the aggregation page by bytes, then the leader's flows.
+    c.find(Locator::Css("#talkers-bytes"))
+        .await
+        .unwrap()
+        .find(Locator::XPath("./ancestor::div[1]//a[@class='more']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let first = until(&c, "#agg-rows tbody tr:first-child", |_| true).await;
+    assert!(first.starts_with("10.50.0.2 2 2.9 MiB"), "{first}");
+    assert_eq!(value_of(&c, "#by").await, json!("bytes"));
+    assert_eq!(value_of(&c, "#q").await, json!("_log:conn"));
+    c.find(Locator::Css("#agg-rows tbody tr:first-child a")).await.unwrap().click().await.unwrap();
+    until(&c, "#hit-total", |t| t == "2").await;
+    assert_eq!(value_of(&c, "#q").await, json!("(_log:conn) AND id.orig_h:10.50.0.2"));
+    // And back from the search to the aggregation of its records.
+    c.find(Locator::Id("to-aggregate")).await.unwrap().click().await.unwrap();
+    until(&c, "#agg-rows tbody", |t| t.starts_with("10.50.0.2 2")).await;
+
+    // Records over time at one second: widened, and the page says so.
+    c.goto(&format!("{}/aggregate?q=_log%3Aconn&range=all", h.url)).await.unwrap();
+    c.find(Locator::Css("#agg option[value=histogram]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("interval")).await.unwrap().send_keys("1").await.unwrap();
+    c.find(Locator::Id("run")).await.unwrap().click().await.unwrap();
+    let widened = text(&c, "#agg-widened").await;
+    assert!(widened.contains("1s") && widened.contains("5m"), "{widened}");
+    assert_eq!(text(&c, "#agg-interval").await, "Interval: 5m");
+    let rows = text(&c, "#agg-rows tbody").await;
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    // The old flow's bar leads to that one flow.
+    c.find(Locator::Css("#agg-rows tbody tr:first-child a")).await.unwrap().click().await.unwrap();
+    until(&c, "#hit-total", |t| t == "1").await;
+    assert!(text(&c, "#hits").await.contains("CAGG6"));
+
+    // A distinct count, exact.
+    c.goto(&format!("{}/aggregate?q=_log%3Aconn&range=all&agg=cardinality&field=id.orig_h", h.url)).await.unwrap();
+    assert_eq!(text(&c, "#agg-value b").await, "3");
+    assert_eq!(text(&c, "#agg-exactness").await, "exact count");
+
+    // A field that is not one: the reason, and the form as typed.
+    c.goto(&format!("{}/aggregate?q=_log%3Adns&range=all&agg=terms&field=nosuch", h.url)).await.unwrap();
+    assert!(text(&c, "#agg-error").await.contains("nosuch"));
+    assert_eq!(value_of(&c, "#field").await, json!("nosuch"));
+
+    // Fits a small screen, in both languages.
+    for lang in ["vi", "en"] {
+        c.goto(&format!("{}/lang?to={lang}&back=%2F", h.url)).await.unwrap();
+        c.goto(&format!("{}/aggregate?q=_log%3Adns&range=all&agg=terms&field=query", h.url)).await.unwrap();
+        until(&c, "#agg-rows", |t| t.contains("updates.city.example")).await;
+        let w = c
+            .execute("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]", vec![])
+            .await
+            .unwrap();
+        assert!(w[0].as_f64() <= w[1].as_f64(), "{lang}: {w}");
+    }
+    assert!(!pwned(&c).await);
+    c.close().await.unwrap();
+}

@@ -232,6 +232,8 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
         ("/users".into(), "/users".into()),
         ("/audit".into(), "/audit".into()),
         ("/assets/{*file}".into(), "/assets/app.js".into()),
+        ("/aggregate".into(), "/aggregate?q=*&range=all&agg=terms&field=id.orig_h&by=bytes".into()),
+        ("/aggregate".into(), "/aggregate?q=*&range=all&agg=histogram".into()),
     ];
     for id in &f.alerts {
         paths.push(("/alerts/{id}".into(), format!("/alerts/{id}")));

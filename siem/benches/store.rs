@@ -328,7 +328,7 @@ fn main() {
             );
         }
         for (name, agg) in [
-            ("terms", Agg::Terms { field: "id.resp_p".into(), size: 10 }),
+            ("terms", Agg::terms("id.resp_p", 10)),
             ("histogram", Agg::Histogram { interval_secs: 3600.0 }),
             ("stats", Agg::Stats { field: "orig_bytes".into() }),
         ] {

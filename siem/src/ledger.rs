@@ -231,12 +231,7 @@ pub fn ledger(store: &dyn Store, from: f64, to: f64, window_secs: f64, sensor: O
     };
     let sensors: Vec<String> = match sensor {
         Some(s) => vec![s.to_string()],
-        None => match store.aggregate(
-            &all_records(None),
-            Some(from),
-            Some(to),
-            &Agg::Terms { field: "_sensor".into(), size: 1000 },
-        )? {
+        None => match store.aggregate(&all_records(None), Some(from), Some(to), &Agg::terms("_sensor", 1000))? {
             AggResult::Buckets(b) => b.into_iter().map(|b| b.key).collect(),
             _ => Vec::new(),
         },
@@ -248,8 +243,15 @@ pub fn ledger(store: &dyn Store, from: f64, to: f64, window_secs: f64, sensor: O
             Some(to),
             &Agg::Histogram { interval_secs: window_secs },
         )?;
-        if let AggResult::Buckets(b) = hist {
-            for b in b.into_iter().filter(|b| b.count > 0) {
+        if let AggResult::Histogram { interval_secs, .. } = hist {
+            // Windows are bounded above, so the store keeps their width;
+            // were it widened, counts would land in the wrong windows.
+            if interval_secs != window_secs {
+                return Err(StoreError::Invalid(format!("windows of {window_secs} s are too many for this range")));
+            }
+        }
+        {
+            for b in hist.buckets().into_iter().filter(|b| b.count > 0) {
                 let t: f64 = b.key.parse().unwrap_or(from);
                 slot(&mut out, &s, t.max(from), window_secs).records_stored += b.count;
             }

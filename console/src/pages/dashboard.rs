@@ -16,7 +16,13 @@ pub(super) struct DashboardPage {
     pub(super) rules_chart: String,
     pub(super) protocols_chart: String,
     pub(super) talkers: Vec<(String, String, u64)>,
+    /// Sources by the bytes of their flows: (address, search link, flows, bytes).
+    pub(super) talkers_bytes: Vec<(String, String, u64, String)>,
     pub(super) destinations: Vec<(String, String, u64)>,
+    /// Most queried DNS names: (name, search link, queries).
+    pub(super) dns_names: Vec<(String, String, u64)>,
+    /// The aggregation page for each list, over the whole of it.
+    pub(super) more: [String; 4],
 }
 
 #[derive(Deserialize, Default)]
@@ -31,6 +37,7 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     let range = range.code;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let agg = move |siem: &AppState, q: &str, agg: &str, field: Option<&str>, size: usize, interval: Option<f64>| {
+        let sum = (agg == "terms_bytes").then(|| FLOW_BYTES.join(","));
         siem.aggregate_records(
             &who,
             &peer,
@@ -38,10 +45,11 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
                 q: Some(q.into()),
                 from,
                 to: None,
-                agg: agg.into(),
+                agg: if sum.is_some() { "terms".into() } else { agg.into() },
                 field: field.map(str::to_string),
                 size: Some(size),
                 interval,
+                sum,
             },
         )
     };
@@ -60,15 +68,17 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         let rules = buckets(agg(&siem, "_log:alerts", "terms", Some("rule.title"), 10, None)?);
         let protocols = buckets(agg(&siem, "NOT _log:alerts", "terms", Some("_log"), 12, None)?);
         let talkers = buckets(agg(&siem, "_log:conn", "terms", Some("id.orig_h"), 10, None)?);
+        let talkers_bytes = buckets(agg(&siem, "_log:conn", "terms_bytes", Some("id.orig_h"), 10, None)?);
         let dests = buckets(agg(&siem, "_log:conn", "terms", Some("id.resp_h"), 10, None)?);
+        let dns = buckets(agg(&siem, "_log:dns", "terms", Some("query"), 10, None)?);
         let records = match agg(&siem, "", "stats", Some("ts"), 0, None)? {
             AggResult::Stats { count, .. } => count,
             _ => 0,
         };
-        Ok((by_sev, over_time, rules, protocols, talkers, dests, records))
+        Ok((by_sev, over_time, rules, protocols, (talkers, talkers_bytes), (dests, dns), records))
     })
     .await?;
-    let (by_sev, over_time, rules, protocols, talkers, dests, records) = data;
+    let (by_sev, over_time, rules, protocols, (talkers, talkers_bytes), (dests, dns), records) = data;
     let lens = &a.lens;
     let severity_counts =
         SEVERITIES.iter().map(|s| (*s, by_sev.iter().find(|b| b.key == *s).map_or(0, |b| b.count))).collect();
@@ -98,19 +108,34 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         vec![(a.t.t("dash.records").to_string(), protocols.iter().map(|b| b.count).collect())],
         "doughnut",
     );
-    let addr_rows = |b: &[siem::store::Bucket], field: &str| -> Vec<(String, String, u64)> {
-        b.iter()
-            .map(|x| {
-                let shown = lens.text(&x.key);
-                let href = if lens.pseudonymised() || !a.may(Perm::Search) {
-                    String::new()
-                } else {
-                    search_href(&format!("{field}:{}", quote(&x.key)))
-                };
-                (shown, href, x.count)
-            })
-            .collect()
+    let href_of = |q: &str, field: &str, key: &str| {
+        if lens.pseudonymised() || !a.may(Perm::Search) {
+            String::new()
+        } else {
+            search_href(&format!("{q} {field}:{}", quote(key)))
+        }
     };
+    let addr_rows = |b: &[siem::store::Bucket], field: &str| -> Vec<(String, String, u64)> {
+        b.iter().map(|x| (lens.text(&x.key), href_of("_log:conn", field, &x.key), x.count)).collect()
+    };
+    let talkers_bytes = talkers_bytes
+        .iter()
+        .map(|x| (lens.text(&x.key), href_of("_log:conn", "id.orig_h", &x.key), x.count, bytes(x.sum.unwrap_or(0))))
+        .collect();
+    let dns_names = dns.iter().map(|x| (lens.text(&x.key), href_of("_log:dns", "query", &x.key), x.count)).collect();
+    let more_of = |q: &str, field: &str, by: &str| {
+        if a.may(Perm::Search) {
+            format!("/aggregate?q={}&range={range}&agg=terms&field={field}&by={by}", enc(q))
+        } else {
+            String::new()
+        }
+    };
+    let more = [
+        more_of("_log:conn", "id.orig_h", "count"),
+        more_of("_log:conn", "id.orig_h", "bytes"),
+        more_of("_log:conn", "id.resp_h", "count"),
+        more_of("_log:dns", "query", "count"),
+    ];
     page(DashboardPage {
         t: a.t,
         nav: nav(&a),
@@ -123,6 +148,9 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         rules_chart,
         protocols_chart,
         talkers: addr_rows(&talkers, "id.orig_h"),
+        talkers_bytes,
         destinations: addr_rows(&dests, "id.resp_h"),
+        dns_names,
+        more,
     })
 }

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod admin;
+mod aggregate;
 mod alerts;
 mod assets;
 mod dashboard;
@@ -36,6 +37,7 @@ mod search;
 mod sensors;
 
 use admin::*;
+use aggregate::*;
 use alerts::*;
 use assets::*;
 use dashboard::*;
@@ -83,6 +85,8 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/users/update", post(update_user))
         .route("/audit", get(audit))
         .route("/assets/{*file}", get(asset))
+        // Aggregation: top values, records over time, distinct counts.
+        .route("/aggregate", get(aggregate))
 }
 
 /// What the layout needs: who is signed in and what they may open.

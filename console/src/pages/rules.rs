@@ -249,6 +249,7 @@ pub(super) async fn rules(State(c): State<Arc<Console>>, a: Auth) -> Res {
                 field: Some("rule.id".into()),
                 size: Some(1000),
                 interval: None,
+                sum: None,
             },
         )?);
         let p = AlertsParams {

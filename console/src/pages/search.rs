@@ -56,10 +56,7 @@ pub(super) fn chart(labels: Vec<String>, sets: Vec<(String, Vec<u64>)>, kind: &s
 }
 
 pub(super) fn buckets(r: AggResult) -> Vec<siem::store::Bucket> {
-    match r {
-        AggResult::Buckets(b) => b,
-        _ => Vec::new(),
-    }
+    r.buckets()
 }
 
 pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<SearchForm>) -> Res {
@@ -142,6 +139,7 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
                     field: Some("ts".into()),
                     size: None,
                     interval: None,
+                    sum: None,
                 },
             )
             .ok()
@@ -162,6 +160,7 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
                 field: None,
                 size: None,
                 interval: Some(interval),
+                sum: None,
             },
         )?;
         let verdict = match from {

@@ -63,6 +63,7 @@ pub(super) async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                     field: Some("_sensor".into()),
                     size: Some(200),
                     interval: None,
+                    sum: None,
                 },
             )?))
         };
@@ -104,6 +105,7 @@ pub(super) async fn sensors(State(c): State<Arc<Console>>, a: Auth) -> Res {
                         field: field.map(String::from),
                         size: None,
                         interval,
+                        sum: None,
                     },
                 )
             };

@@ -1071,7 +1071,7 @@ impl Store for ClickHouseStore {
         let range = (from, to);
         let mut args = Vec::new();
         Ok(match agg {
-            Agg::Terms { field, size } => {
+            Agg::Terms { field, size, sum } => {
                 let c = column(field);
                 let kind = self.kind(field)?;
                 let key = match kind {
@@ -1079,36 +1079,76 @@ impl Store for ClickHouseStore {
                     Kind::Bool => format!("if(`{c}` = 1, 'true', 'false')"),
                     _ => format!("toString(`{c}`)"),
                 };
+                // The summed fields a table has, missing ones and nulls as 0.
+                let total = |t: &Table| {
+                    let parts: Vec<String> = sum
+                        .iter()
+                        .filter(|s| t.has(s))
+                        .map(|s| format!("ifNull(toUInt64(`{}`), 0)", column(s)))
+                        .collect();
+                    if parts.is_empty() {
+                        // A column, not a constant: a Distributed table's
+                        // branches must agree on which they send.
+                        "materialize(toUInt64(0))".to_string()
+                    } else {
+                        parts.join(" + ")
+                    }
+                };
+                let select = |t: &Table| {
+                    if sum.is_empty() {
+                        format!("{key} AS k")
+                    } else {
+                        format!("{key} AS k, {} AS v", total(t))
+                    }
+                };
                 let cond = if kind == Kind::StrSet { "1".to_string() } else { format!("isNotNull(`{c}`)") };
-                let Some(rows) = self.union(query, range, Some(field), &|_| format!("{key} AS k"), &cond, &mut args)?
-                else {
+                let Some(rows) = self.union(query, range, Some(field), &select, &cond, &mut args)? else {
                     return Ok(AggResult::Buckets(Vec::new()));
                 };
-                let sql = format!("SELECT k, count() AS n FROM {rows} GROUP BY k ORDER BY n DESC, k ASC LIMIT {size}");
+                // Exact: every group counted, then ordered as `top_terms`
+                // orders them (by text as bytes, as Rust compares strings).
+                let (s, order) =
+                    if sum.is_empty() { ("0", "n DESC, k ASC") } else { ("sum(v)", "s DESC, n DESC, k ASC") };
+                let sql =
+                    format!("SELECT k, count() AS n, {s} AS s FROM {rows} GROUP BY k ORDER BY {order} LIMIT {size}");
                 let rows = self.fetch(&sql, &args)?;
-                AggResult::Buckets(
-                    rows.iter()
-                        .map(|r| Bucket {
-                            key: r["k"].as_str().unwrap_or("").to_string(),
-                            count: num(&r["n"]).unwrap_or(0.0) as u64,
-                        })
-                        .collect(),
-                )
+                AggResult::Buckets(super::top_terms(
+                    rows.iter().map(|r| {
+                        (
+                            r["k"].as_str().unwrap_or("").to_string(),
+                            num(&r["n"]).unwrap_or(0.0) as u64,
+                            num(&r["s"]).unwrap_or(0.0) as u64,
+                        )
+                    }),
+                    *size,
+                    !sum.is_empty(),
+                ))
             }
             Agg::Histogram { interval_secs } => {
+                let interval = match self.aggregate(query, from, to, &Agg::Stats { field: "ts".into() })? {
+                    AggResult::Stats { min: Some(lo), max: Some(hi), .. } => {
+                        super::histogram_interval(*interval_secs, lo, hi)
+                    }
+                    _ => *interval_secs,
+                };
+                let answer = |buckets| AggResult::Histogram {
+                    interval_secs: interval,
+                    requested_interval_secs: *interval_secs,
+                    buckets,
+                };
                 // Binds follow the text: the SELECT's before the WHERE's.
-                args = vec![Arg::F64(*interval_secs), Arg::F64(*interval_secs)];
+                args = vec![Arg::F64(interval), Arg::F64(interval)];
                 let Some(rows) = self.union(query, range, None, &|_| "_ts".into(), "1", &mut args)? else {
-                    return Ok(AggResult::Buckets(Vec::new()));
+                    return Ok(answer(Vec::new()));
                 };
                 let sql = format!("SELECT floor(_ts / ?) * ? AS b, count() AS n FROM {rows} GROUP BY b ORDER BY b");
                 let rows = self.fetch(&sql, &args)?;
-                AggResult::Buckets(
+                answer(
                     rows.iter()
                         .map(|r| {
                             let b = num(&r["b"]).unwrap_or(0.0);
                             let key = if b.fract() == 0.0 { format!("{}", b as i64) } else { b.to_string() };
-                            Bucket { key, count: num(&r["n"]).unwrap_or(0.0) as u64 }
+                            Bucket { key, count: num(&r["n"]).unwrap_or(0.0) as u64, sum: None }
                         })
                         .collect(),
                 )

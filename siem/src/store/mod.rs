@@ -448,17 +448,27 @@ pub fn next_cursor(req: &SearchRequest, keys: &[(bool, f64, f64)]) -> Option<Cur
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Agg {
-    /// The most frequent values of a field.
-    Terms { field: String, size: usize },
-    /// Counts per time bucket of `interval_secs` on `ts`.
+    /// The values of a field, counted exactly, most frequent first (ties
+    /// by value text). With `sum` (count fields, such as a flow's
+    /// `orig_bytes` and `resp_bytes`), each bucket also carries the total
+    /// of those fields over its records, and buckets come largest total
+    /// first (then most frequent, then by text).
+    Terms { field: String, size: usize, sum: Vec<String> },
+    /// Counts per time bucket of `interval_secs` on `ts`; an interval too
+    /// fine for the records' span is widened (`histogram_interval`).
     Histogram { interval_secs: f64 },
     /// count, sum, avg, min, max of a number field.
     Stats { field: String },
-    /// Distinct values of a field.
+    /// Distinct values of a field, counted exactly.
     Cardinality { field: String },
 }
 
 impl Agg {
+    /// Terms by count.
+    pub fn terms(field: &str, size: usize) -> Agg {
+        Agg::Terms { field: field.into(), size, sum: Vec::new() }
+    }
+
     pub fn check(&self, catalog: &Catalog) -> Result<()> {
         let need = |f: &str, ok: &dyn Fn(Kind) -> bool, what: &str| match catalog.kind(f) {
             Some(k) if ok(k) => Ok(()),
@@ -466,9 +476,15 @@ impl Agg {
             None => Err(StoreError::Invalid(format!("unknown field '{f}'"))),
         };
         match self {
-            Agg::Terms { field, size } => {
+            Agg::Terms { field, size, sum } => {
                 if *size == 0 || *size > 1000 {
                     return Err(StoreError::Invalid("terms size is 1..=1000".into()));
+                }
+                if sum.len() > 4 {
+                    return Err(StoreError::Invalid("terms sum at most 4 fields".into()));
+                }
+                for s in sum {
+                    need(s, &|k| k == Kind::Count, "terms sum count fields")?;
                 }
                 need(field, &|k| k != Kind::Float, "terms need a text, address, count or boolean field")
             }
@@ -488,12 +504,62 @@ impl Agg {
     }
 }
 
+/// Terms buckets from exact (value, count, sum) groups, in the order of
+/// `Agg::Terms`, cut at `size`: both stores order their groups here or
+/// exactly alike.
+pub fn top_terms(groups: impl IntoIterator<Item = (String, u64, u64)>, size: usize, by_sum: bool) -> Vec<Bucket> {
+    let mut all: Vec<(String, u64, u64)> = groups.into_iter().filter(|g| g.1 > 0).collect();
+    all.sort_by(|a, b| {
+        let by = if by_sum { b.2.cmp(&a.2) } else { std::cmp::Ordering::Equal };
+        by.then_with(|| b.1.cmp(&a.1)).then_with(|| a.0.cmp(&b.0))
+    });
+    all.truncate(size);
+    all.into_iter().map(|(key, count, sum)| Bucket { key, count, sum: by_sum.then_some(sum) }).collect()
+}
+
+/// Most buckets a histogram answers with.
+pub const MAX_BUCKETS: usize = 10_000;
+
+/// Intervals a histogram widens to, in seconds: round steps of a clock and
+/// a calendar (1 s … 30 s, 1 min … 30 min, 1 h … 12 h, 1 day, 1 week).
+const NICE_INTERVALS: [f64; 20] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10_800.0, 21_600.0,
+    43_200.0, 86_400.0, 172_800.0, 604_800.0,
+];
+
+/// The interval a histogram of records from `lo` to `hi` (their first and
+/// last time) uses when `requested` is asked for: `requested` if its
+/// buckets are at most `MAX_BUCKETS`, otherwise the finest round interval
+/// whose buckets are (whole weeks past a week).
+pub fn histogram_interval(requested: f64, lo: f64, hi: f64) -> f64 {
+    let fits = |i: f64| (hi / i).floor() - (lo / i).floor() < MAX_BUCKETS as f64;
+    if !lo.is_finite() || !hi.is_finite() || fits(requested) {
+        return requested;
+    }
+    if let Some(i) = NICE_INTERVALS.iter().copied().find(|i| *i > requested && fits(*i)) {
+        return i;
+    }
+    let week = 604_800.0;
+    let mut i = (((hi - lo) / (MAX_BUCKETS - 1) as f64 / week).ceil() * week).max(requested.ceil());
+    while !fits(i) {
+        i += week;
+    }
+    i
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AggResult {
-    /// (key, count): terms most frequent first; histogram buckets by time
-    /// (key = bucket start in seconds).
+    /// (key, count): terms in the order of `Agg::Terms`.
     Buckets(Vec<Bucket>),
+    /// Buckets by time (key = bucket start in seconds, empty ones left
+    /// out), and the interval they are of: the one asked for or, where
+    /// that would make more than `MAX_BUCKETS`, a wider one.
+    Histogram {
+        interval_secs: f64,
+        requested_interval_secs: f64,
+        buckets: Vec<Bucket>,
+    },
     Stats {
         count: u64,
         sum: f64,
@@ -502,8 +568,8 @@ pub enum AggResult {
         max: Option<f64>,
     },
     /// A count of distinct values, and how far it may be from the truth:
-    /// `approximate` when the store estimates it, with `relative_error`
-    /// its standard error (a fraction of `value`; 0 when exact).
+    /// both stores count exactly (`approximate` false, `relative_error`
+    /// 0); the fields stay so that an estimating store says so.
     Value {
         value: u64,
         approximate: bool,
@@ -511,16 +577,24 @@ pub enum AggResult {
     },
 }
 
-/// Tantivy counts distinct values with a HyperLogLog sketch (Apache
-/// DataSketches, 2^11 registers): a relative standard error of 1.04/√2048,
-/// about 2.3% (within ±4.6% 95 times in 100). ClickHouse counts exactly
-/// (`uniqExact`).
-pub const HLL_RELATIVE_ERROR: f64 = 0.023;
+impl AggResult {
+    /// The buckets of terms or a histogram.
+    pub fn buckets(self) -> Vec<Bucket> {
+        match self {
+            AggResult::Buckets(b) | AggResult::Histogram { buckets: b, .. } => b,
+            _ => Vec::new(),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Bucket {
     pub key: String,
     pub count: u64,
+    /// The total of the summed fields over the bucket's records (terms
+    /// with `sum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sum: Option<u64>,
 }
 
 /// What a record is kept as, for retention: each class has its own age and

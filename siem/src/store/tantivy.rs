@@ -198,6 +198,158 @@ fn wildcard(col: String, kind: Kind, re: Arc<tantivy_fst::Regex>) -> Box<dyn TQu
     Box::new(DocPredicateQuery::from(Wildcard { col, kind, re }))
 }
 
+/// Exact counts per distinct value of one field, with the sum of some count
+/// fields (a flow's bytes) per value: what `terms` and `cardinality` read.
+///
+/// Tantivy's own terms aggregation keeps each segment's top `segment_size`
+/// terms and merges those, so a value frequent overall but spread over many
+/// small segments (every acknowledged batch is a commit) is undercounted or
+/// left out; its cardinality is a HyperLogLog estimate. Counting every
+/// value of every segment instead is exact and costs what the aggregation
+/// costs before its cut: one pass over the matching documents' column
+/// values, a counter per term ordinal of a segment's dictionary, then one
+/// map entry per distinct value (as ClickHouse's `GROUP BY` and
+/// `uniqExact` hold them).
+struct Groups {
+    col: String,
+    kind: Kind,
+    sums: Vec<String>,
+}
+
+/// Value as text → (records, sum).
+type GroupCounts = HashMap<String, (u64, u64)>;
+
+enum GroupValues {
+    Text(tantivy::columnar::StrColumn, Vec<(u64, u64)>),
+    Addr(tantivy::columnar::Column<Ipv6Addr>, HashMap<Ipv6Addr, (u64, u64)>),
+    Count(tantivy::columnar::Column<u64>, HashMap<u64, (u64, u64)>),
+    Bool(tantivy::columnar::Column<bool>, [(u64, u64); 2]),
+    None,
+}
+
+struct GroupSegment {
+    values: GroupValues,
+    sums: Vec<tantivy::columnar::Column<u64>>,
+}
+
+fn addr_text(ip: Ipv6Addr) -> String {
+    // As the address is written everywhere else: IPv4 in dotted form.
+    match ip.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => ip.to_string(),
+    }
+}
+
+impl tantivy::collector::SegmentCollector for GroupSegment {
+    type Fruit = GroupCounts;
+
+    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
+        let sum: u64 = self.sums.iter().filter_map(|c| c.first(doc)).fold(0u64, u64::saturating_add);
+        let add = |e: &mut (u64, u64)| {
+            e.0 += 1;
+            e.1 = e.1.saturating_add(sum);
+        };
+        match &mut self.values {
+            GroupValues::Text(col, counts) => {
+                for o in col.term_ords(doc) {
+                    if let Some(e) = counts.get_mut(o as usize) {
+                        add(e);
+                    }
+                }
+            }
+            GroupValues::Addr(col, counts) => col.values_for_doc(doc).for_each(|v| add(counts.entry(v).or_default())),
+            GroupValues::Count(col, counts) => col.values_for_doc(doc).for_each(|v| add(counts.entry(v).or_default())),
+            GroupValues::Bool(col, counts) => col.values_for_doc(doc).for_each(|v| add(&mut counts[usize::from(v)])),
+            GroupValues::None => {}
+        }
+    }
+
+    fn harvest(self) -> GroupCounts {
+        let mut out = GroupCounts::default();
+        match self.values {
+            GroupValues::Text(col, counts) => {
+                // One pass over the dictionary in order (a lookup per
+                // ordinal would seek and decode a block each time).
+                if let Ok(mut terms) = col.dictionary().stream() {
+                    while terms.advance() {
+                        let c = counts.get(terms.term_ord() as usize).copied().unwrap_or_default();
+                        if c.0 > 0 {
+                            out.insert(String::from_utf8_lossy(terms.key()).into_owned(), c);
+                        }
+                    }
+                }
+            }
+            GroupValues::Addr(_, counts) => out.extend(counts.into_iter().map(|(k, c)| (addr_text(k), c))),
+            GroupValues::Count(_, counts) => out.extend(counts.into_iter().map(|(k, c)| (k.to_string(), c))),
+            GroupValues::Bool(_, counts) => {
+                for (k, c) in ["false", "true"].into_iter().zip(counts) {
+                    if c.0 > 0 {
+                        out.insert(k.to_string(), c);
+                    }
+                }
+            }
+            GroupValues::None => {}
+        }
+        out
+    }
+}
+
+fn merge_groups(into: &mut GroupCounts, from: GroupCounts) {
+    for (k, (n, s)) in from {
+        let e = into.entry(k).or_default();
+        e.0 += n;
+        e.1 = e.1.saturating_add(s);
+    }
+}
+
+impl tantivy::collector::Collector for Groups {
+    type Fruit = GroupCounts;
+    type Child = GroupSegment;
+
+    fn for_segment(
+        &self,
+        _ord: tantivy::SegmentOrdinal,
+        seg: &tantivy::SegmentReader,
+    ) -> tantivy::Result<GroupSegment> {
+        let ff = seg.fast_fields();
+        let values = match self.kind {
+            Kind::Str | Kind::StrSet => match ff.str(&self.col)? {
+                Some(col) => {
+                    let n = col.num_terms();
+                    GroupValues::Text(col, vec![(0, 0); n])
+                }
+                None => GroupValues::None,
+            },
+            Kind::Addr => ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Addr(c, HashMap::new())),
+            Kind::Count => {
+                ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Count(c, HashMap::new()))
+            }
+            Kind::Bool => ff.column_opt(&self.col)?.map_or(GroupValues::None, |c| GroupValues::Bool(c, [(0, 0); 2])),
+            // Agg::check refuses number fields for terms and distinct counts.
+            Kind::Float => GroupValues::None,
+        };
+        let mut sums = Vec::new();
+        for s in &self.sums {
+            if let Some(c) = ff.column_opt::<u64>(s)? {
+                sums.push(c);
+            }
+        }
+        Ok(GroupSegment { values, sums })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<GroupCounts>) -> tantivy::Result<GroupCounts> {
+        let mut out = GroupCounts::default();
+        for f in fruits {
+            merge_groups(&mut out, f);
+        }
+        Ok(out)
+    }
+}
+
 struct Day {
     index: Index,
     writer: IndexWriter,
@@ -718,23 +870,60 @@ impl Store for TantivyStore {
         agg.check(&self.catalog)?;
         super::check_range(from, to)?;
         let q = self.with_time(query, from, to)?;
+        let days = parts_in_range(&self.day_names()?, from, to);
+        // Exact groups of a field's values over every day (see `Groups`).
+        let groups = |field: &str, sums: &[String]| -> Result<GroupCounts> {
+            let (_, kind) = self.field(field)?;
+            let coll = Groups { col: column(field), kind, sums: sums.iter().map(|s| column(s)).collect() };
+            let mut out = GroupCounts::default();
+            for day in &days {
+                let searcher = self.day(day)?.lock().map_err(backend)?.reader.searcher();
+                merge_groups(&mut out, searcher.search(&*q, &coll).map_err(backend)?);
+            }
+            Ok(out)
+        };
+        match agg {
+            Agg::Terms { field, size, sum } => {
+                let g = groups(field, sum)?;
+                return Ok(AggResult::Buckets(super::top_terms(
+                    g.into_iter().map(|(k, (n, s))| (k, n, s)),
+                    *size,
+                    !sum.is_empty(),
+                )));
+            }
+            Agg::Cardinality { field } => {
+                let value = groups(field, &[])?.len() as u64;
+                return Ok(AggResult::Value { value, approximate: false, relative_error: 0.0 });
+            }
+            _ => {}
+        }
+        let requested = match agg {
+            Agg::Histogram { interval_secs } => *interval_secs,
+            _ => 0.0,
+        };
+        let interval = match agg {
+            Agg::Histogram { interval_secs } => {
+                match self.aggregate(query, from, to, &Agg::Stats { field: "ts".into() })? {
+                    AggResult::Stats { min: Some(lo), max: Some(hi), .. } => {
+                        super::histogram_interval(*interval_secs, lo, hi)
+                    }
+                    _ => *interval_secs,
+                }
+            }
+            _ => 0.0,
+        };
         let name = |f: &str| -> Result<String> {
             self.field(f)?;
             Ok(column(f))
         };
         let req = match agg {
-            Agg::Terms { field, size } => {
-                serde_json::json!({"a": {"terms": {"field": name(field)?, "size": size, "order": {"_count": "desc"}}}})
-            }
-            Agg::Histogram { interval_secs } => {
-                serde_json::json!({"a": {"histogram": {"field": "ts", "interval": interval_secs}}})
-            }
+            Agg::Histogram { .. } => serde_json::json!({"a": {"histogram": {"field": "ts", "interval": interval}}}),
             Agg::Stats { field } => serde_json::json!({"a": {"stats": {"field": name(field)?}}}),
-            Agg::Cardinality { field } => serde_json::json!({"a": {"cardinality": {"field": name(field)?}}}),
+            Agg::Terms { .. } | Agg::Cardinality { .. } => unreachable!("answered above"),
         };
         let aggs: Aggregations = serde_json::from_value(req).map_err(backend)?;
         let mut merged: Option<IntermediateAggregationResults> = None;
-        for day in parts_in_range(&self.day_names()?, from, to) {
+        for day in days {
             let d = self.day(&day)?;
             let d = d.lock().map_err(backend)?;
             let ctx = AggContextParams::new(AggregationLimitsGuard::default(), d.index.tokenizers().clone());
@@ -747,61 +936,46 @@ impl Store for TantivyStore {
         }
         let Some(merged) = merged else {
             return Ok(match agg {
-                Agg::Terms { .. } | Agg::Histogram { .. } => AggResult::Buckets(Vec::new()),
-                Agg::Stats { .. } => AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },
-                Agg::Cardinality { .. } => AggResult::Value { value: 0, approximate: false, relative_error: 0.0 },
+                Agg::Histogram { .. } => AggResult::Histogram {
+                    interval_secs: interval,
+                    requested_interval_secs: requested,
+                    buckets: Vec::new(),
+                },
+                _ => AggResult::Stats { count: 0, sum: 0.0, avg: None, min: None, max: None },
             });
         };
         let res = merged.into_final_result(aggs, AggregationLimitsGuard::default()).map_err(backend)?;
         let v = serde_json::to_value(&res).map_err(backend)?;
         let a = &v["a"];
         let key_text = |k: &Value| match k {
-            Value::String(s) => s.clone(),
             Value::Number(n) => n
                 .as_f64()
                 .map(|f| if f.fract() == 0.0 { format!("{}", f as i64) } else { f.to_string() })
                 .unwrap_or_default(),
-            Value::Bool(b) => b.to_string(),
             other => other.to_string(),
         };
         Ok(match agg {
-            Agg::Terms { field, .. } => {
-                let kind = self.catalog.kind(field);
-                let mut out: Vec<Bucket> = a["buckets"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| {
-                        let mut key = key_text(&b["key"]);
-                        if kind == Some(Kind::Bool) {
-                            key = if key == "1" || key == "true" { "true".into() } else { "false".into() };
-                        }
-                        Bucket { key, count: b["doc_count"].as_u64().unwrap_or(0) }
-                    })
-                    .collect();
-                out.sort_by(|x, y| y.count.cmp(&x.count).then_with(|| x.key.cmp(&y.key)));
-                AggResult::Buckets(out)
-            }
-            Agg::Histogram { .. } => AggResult::Buckets(
-                a["buckets"]
+            Agg::Histogram { .. } => AggResult::Histogram {
+                interval_secs: interval,
+                requested_interval_secs: requested,
+                buckets: a["buckets"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter(|b| b["doc_count"].as_u64().unwrap_or(0) > 0)
-                    .map(|b| Bucket { key: key_text(&b["key"]), count: b["doc_count"].as_u64().unwrap_or(0) })
+                    .map(|b| Bucket {
+                        key: key_text(&b["key"]),
+                        count: b["doc_count"].as_u64().unwrap_or(0),
+                        sum: None,
+                    })
                     .collect(),
-            ),
-            Agg::Stats { .. } => AggResult::Stats {
+            },
+            _ => AggResult::Stats {
                 count: a["count"].as_u64().unwrap_or(0),
                 sum: a["sum"].as_f64().unwrap_or(0.0),
                 avg: a["avg"].as_f64(),
                 min: a["min"].as_f64(),
                 max: a["max"].as_f64(),
-            },
-            Agg::Cardinality { .. } => AggResult::Value {
-                value: a["value"].as_f64().unwrap_or(0.0).round() as u64,
-                approximate: true,
-                relative_error: super::HLL_RELATIVE_ERROR,
             },
         })
     }
