@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! disabled = ["2dfdf66b-…"]          # rule ids that raise nothing
+//! [disabled_reasons]                  # why, per rule (for the console)
+//! "2dfdf66b-…" = "the city's scanner sweeps nightly"
 //! [[suppress]]
 //! rule = "model:scan"                 # a rule id, or "*" for any
 //! field = "id.orig_h"                 # an alert field, or a field in `matched`
@@ -21,6 +23,9 @@ use std::path::Path;
 pub struct Tuning {
     #[serde(default)]
     pub disabled: Vec<String>,
+    /// Why each rule of `disabled` is off, as the admin wrote it.
+    #[serde(default)]
+    pub disabled_reasons: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub suppress: Vec<Suppression>,
 }
