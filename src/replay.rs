@@ -214,11 +214,7 @@ pub fn alert_failures(case: &Case, alerts: &[Json], judged: &dyn Fn(&str) -> boo
 
 /// Replays every case with `rules` (logs under `log_dir/<case>`) and
 /// returns each case's alerts, in case order.
-pub fn suite_alerts(
-    cases: &[Case],
-    rules: &Arc<RuleSet>,
-    log_dir: &Path,
-) -> anyhow::Result<Vec<Vec<Json>>> {
+pub fn suite_alerts(cases: &[Case], rules: &Arc<RuleSet>, log_dir: &Path) -> anyhow::Result<Vec<Vec<Json>>> {
     cases
         .iter()
         .map(|case| {

@@ -28,6 +28,10 @@ pub struct FolderEditor {
     /// The suite's alerts with the folder as saved, keyed by what they were
     /// computed from: back-tests of one edit after another replay it once.
     baseline: Mutex<Option<(String, Arc<Vec<Vec<Json>>>)>>,
+    /// The last back-test, keyed by the baseline's key and the candidate:
+    /// a save right after its test (or its confirmation) does not replay
+    /// the captures again.
+    last: Mutex<Option<(String, TestReport)>>,
 }
 
 /// Alerts per case, in case order.
@@ -53,6 +57,17 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+fn every_file(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            every_file(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)?.flatten() {
@@ -68,7 +83,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 
 impl FolderEditor {
     pub fn new(rules: PathBuf, cases: PathBuf, versions: PathBuf) -> FolderEditor {
-        FolderEditor { rules, cases, versions, baseline: Mutex::new(None) }
+        FolderEditor { rules, cases, versions, baseline: Mutex::new(None), last: Mutex::new(None) }
     }
 
     /// The file under the folder; only plain relative paths listed by
@@ -173,14 +188,22 @@ impl RuleEditor for FolderEditor {
         let cases = crate::replay::load_cases(&self.cases).map_err(|e| format!("{e:#}"))?;
         let key = {
             let mut h = Sha256::new();
-            for f in self.files() {
-                h.update(f.as_bytes());
-                h.update(self.read(&f).unwrap_or_default().as_bytes());
+            let mut all = Vec::new();
+            every_file(&self.rules, &mut all);
+            all.sort();
+            for f in all {
+                h.update(f.to_string_lossy().as_bytes());
+                h.update(std::fs::read(&f).unwrap_or_default());
             }
             h.update(format!("{under_test:?}").as_bytes());
             hex(&h.finalize())
         };
-        let cached = self.baseline.lock().ok().and_then(|g| g.as_ref().filter(|(k, _)| *k == key).map(|(_, v)| Arc::clone(v)));
+        let candidate_key = format!("{key} {}", sha(&format!("{path}\n{text}")));
+        if let Some((_, r)) = self.last.lock().ok().and_then(|g| g.clone()).filter(|(k, _)| *k == candidate_key) {
+            return Ok(r);
+        }
+        let cached =
+            self.baseline.lock().ok().and_then(|g| g.as_ref().filter(|(k, _)| *k == key).map(|(_, v)| Arc::clone(v)));
         let before = match cached {
             Some(b) => b,
             None => {
@@ -194,8 +217,12 @@ impl RuleEditor for FolderEditor {
                 b
             }
         };
-        let after: SuiteAlerts = crate::replay::suite_alerts(&cases, &cand_rules, &cand_tmp.path().join("logs"))
-            .map_err(|e| format!("{e:#}"))?;
+        let after: SuiteAlerts = if text == old {
+            before.as_ref().clone()
+        } else {
+            crate::replay::suite_alerts(&cases, &cand_rules, &cand_tmp.path().join("logs"))
+                .map_err(|e| format!("{e:#}"))?
+        };
         let judged = |r: &str| under_test.contains("*") || under_test.contains(r);
         let mut results = Vec::new();
         for ((case, b), a) in cases.iter().zip(before.iter()).zip(&after) {
@@ -206,11 +233,19 @@ impl RuleEditor for FolderEditor {
                 results.push(res);
             }
         }
-        Ok(TestReport {
-            rules: under_test.into_iter().map(|id| (titles.get(&id).cloned().unwrap_or_default(), id)).map(|(t, id)| (id, t)).collect(),
+        let report = TestReport {
+            rules: under_test
+                .into_iter()
+                .map(|id| (titles.get(&id).cloned().unwrap_or_default(), id))
+                .map(|(t, id)| (id, t))
+                .collect(),
             results,
             cases: cases.len(),
-        })
+        };
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some((candidate_key, report.clone()));
+        }
+        Ok(report)
     }
 
     fn save(&self, path: &str, text: &str) -> Result<(String, String), String> {
@@ -433,5 +468,41 @@ mod tests {
         let (before, after) = ed.save(&path, &format!("{good}\n")).unwrap();
         assert_ne!(before, after);
         assert_eq!(ed.versions(&path).len(), 1);
+    }
+
+    /// A back-test compares with the saved folder and judges only the rule
+    /// under edit: a rule switched off elsewhere fails no case, a raised
+    /// severity breaks the case that expects the old one and shows as a
+    /// change, and a switched-off rule under edit is tested as written.
+    #[test]
+    fn a_back_test_judges_the_edited_rule_against_the_saved_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ed = editor(tmp.path());
+        let rules = ed.rules();
+        let ftp = rules.iter().find(|r| r.id == "326927dd-13a5-4e68-bca1-749328569105").unwrap().clone();
+        assert!(rules.iter().any(|r| r.source == "yara") && rules.iter().any(|r| r.id == "model:scan"), "{rules:?}");
+        // Another rule and the edited one are switched off.
+        std::fs::write(tmp.path().join("rules/tuning.toml"), format!("disabled = [\"model:scan\", \"{}\"]\n", ftp.id))
+            .unwrap();
+        let good = ed.read(&ftp.file).unwrap();
+        let t0 = std::time::Instant::now();
+        let same = ed.test(&ftp.file, &good).unwrap();
+        eprintln!("back-test with the baseline: {:?}", t0.elapsed());
+        assert_eq!(same.rules, [(ftp.id.clone(), ftp.title.clone())]);
+        assert!(same.results.is_empty(), "{:#?}", same.results);
+        let raised = good.replacen(&format!("level: {}", ftp.severity), "level: critical", 1);
+        assert_ne!(raised, good);
+        let t0 = std::time::Instant::now();
+        let r = ed.test(&ftp.file, &raised).unwrap();
+        eprintln!("back-test, baseline cached: {:?}", t0.elapsed());
+        assert!(!r.results.is_empty());
+        for c in &r.results {
+            assert!(c.new.is_empty() && c.lost.is_empty(), "{c:#?}");
+            assert!(c.changed.iter().all(|(a, b)| a.severity == ftp.severity && b.severity == "critical"), "{c:#?}");
+        }
+        // The case that expects the old severity fails; no other does.
+        let failing = r.failing();
+        assert!(failing.contains(&"web-attacks"), "{failing:?}");
+        assert!(failing.iter().all(|c| r.results.iter().any(|x| x.case == *c && !x.changed.is_empty())), "{failing:?}");
     }
 }

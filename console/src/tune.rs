@@ -148,9 +148,8 @@ pub fn disabled(tuning: &Path) -> Vec<String> {
 /// file does not say).
 pub fn disabled_with_reasons(tuning: &Path) -> Vec<(String, String)> {
     let Ok(d) = load_doc(tuning) else { return Vec::new() };
-    let why = |id: &str| {
-        d.get("disabled_reasons").and_then(|t| t.get(id)).and_then(|v| v.as_str()).unwrap_or("").to_string()
-    };
+    let why =
+        |id: &str| d.get("disabled_reasons").and_then(|t| t.get(id)).and_then(|v| v.as_str()).unwrap_or("").to_string();
     d.get("disabled")
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_str()).map(|id| (id.to_string(), why(id))).collect())

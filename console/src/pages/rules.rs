@@ -537,9 +537,9 @@ pub(super) async fn rules(State(c): State<Arc<Console>>, a: Auth, Query(fq): Que
     let q = q_raw.to_lowercase();
     let state = fq.state.unwrap_or_default();
     rows.retain(|r| {
-        let words = q.split_whitespace().all(|w| {
-            [&r.title, &r.id, &r.source, &r.file, &r.reason].iter().any(|f| f.to_lowercase().contains(w))
-        });
+        let words = q
+            .split_whitespace()
+            .all(|w| [&r.title, &r.id, &r.source, &r.file, &r.reason].iter().any(|f| f.to_lowercase().contains(w)));
         let st = match state.as_str() {
             "on" => !r.disabled,
             "off" => r.disabled,
