@@ -27,7 +27,7 @@ pub struct FolderEditor {
     pub versions: PathBuf,
     /// The suite's alerts with the folder as saved, keyed by what they were
     /// computed from: back-tests of one edit after another replay it once.
-    baseline: Mutex<Option<(String, Arc<Vec<Vec<Json>>>)>>,
+    baseline: Mutex<Option<(String, Arc<SuiteAlerts>)>>,
     /// The last back-test, keyed by the baseline's key and the candidate:
     /// a save right after its test (or its confirmation) does not replay
     /// the captures again.
