@@ -32,6 +32,9 @@ pub struct FolderEditor {
     /// a save right after its test (or its confirmation) does not replay
     /// the captures again.
     last: Mutex<Option<(String, TestReport)>>,
+    /// The folder's rules, keyed by its digest: the rules page lists them
+    /// on every view, and loading compiles every rule.
+    catalog: Mutex<Option<(String, Vec<RuleInfo>)>>,
 }
 
 /// Alerts per case, in case order.
@@ -82,8 +85,28 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 impl FolderEditor {
+    /// The SHA-256 of every file of the folder with its path.
+    fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        let mut all = Vec::new();
+        every_file(&self.rules, &mut all);
+        all.sort();
+        for f in all {
+            h.update(f.to_string_lossy().as_bytes());
+            h.update(std::fs::read(&f).unwrap_or_default());
+        }
+        hex(&h.finalize())
+    }
+
     pub fn new(rules: PathBuf, cases: PathBuf, versions: PathBuf) -> FolderEditor {
-        FolderEditor { rules, cases, versions, baseline: Mutex::new(None), last: Mutex::new(None) }
+        FolderEditor {
+            rules,
+            cases,
+            versions,
+            baseline: Mutex::new(None),
+            last: Mutex::new(None),
+            catalog: Mutex::new(None),
+        }
     }
 
     /// The file under the folder; only plain relative paths listed by
@@ -186,18 +209,7 @@ impl RuleEditor for FolderEditor {
             )
         };
         let cases = crate::replay::load_cases(&self.cases).map_err(|e| format!("{e:#}"))?;
-        let key = {
-            let mut h = Sha256::new();
-            let mut all = Vec::new();
-            every_file(&self.rules, &mut all);
-            all.sort();
-            for f in all {
-                h.update(f.to_string_lossy().as_bytes());
-                h.update(std::fs::read(&f).unwrap_or_default());
-            }
-            h.update(format!("{under_test:?}").as_bytes());
-            hex(&h.finalize())
-        };
+        let key = format!("{} {under_test:?}", self.digest());
         let candidate_key = format!("{key} {}", sha(&format!("{path}\n{text}")));
         if let Some((_, r)) = self.last.lock().ok().and_then(|g| g.clone()).filter(|(k, _)| *k == candidate_key) {
             return Ok(r);
@@ -287,11 +299,19 @@ impl RuleEditor for FolderEditor {
     }
 
     fn rules(&self) -> Vec<RuleInfo> {
+        let key = self.digest();
+        if let Some((_, c)) = self.catalog.lock().ok().and_then(|g| g.clone()).filter(|(k, _)| *k == key) {
+            return c;
+        }
         let settings = DetectSettings { rules_dir: Some(self.rules.clone()), ..Default::default() };
-        match settings.load("console") {
+        let c = match settings.load("console") {
             Ok(r) => catalog(&r, &self.rules),
             Err(_) => Vec::new(),
+        };
+        if let Ok(mut g) = self.catalog.lock() {
+            *g = Some((key, c.clone()));
         }
+        c
     }
 }
 

@@ -211,6 +211,10 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     let tune = audit(&data, "rule.tune");
     assert_eq!(tune.len(), 1);
     assert_eq!(tune[0]["detail"]["reason"], "the city's vulnerability scanner sweeps nightly");
+    // The switch-off kept the file it changed: its history shows the diff.
+    click(&c, "#tuning-history").await;
+    let diff = until(&c, "#history-diff", |t| t.contains("model:scan")).await;
+    assert!(diff.lines().any(|l| l.starts_with('+') && l.contains("vulnerability scanner sweeps nightly")), "{diff}");
 
     // A back-test of a raised severity and a wider pattern: the change and
     // the new alerts, with titles; failing cases highlighted; the rule
@@ -227,6 +231,14 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     let judged = texts(&c, "#rule-test-rules li").await;
     assert_eq!(judged, [format!("SQL injection attempt in a request URI {SQLI}")]);
     let web = until(&c, "tr.failing[data-case='web-attacks']", |_| true).await;
+    let bg = c
+        .execute(
+            "return getComputedStyle(document.querySelector(\"tr.failing[data-case='web-attacks'] > td\")).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bg, json!("rgb(253, 236, 234)"), "a failing case stands out");
     assert!(
         web.contains("changed") && web.contains("high → critical") && web.contains("SQL injection attempt"),
         "{web}"
