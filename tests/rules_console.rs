@@ -230,10 +230,10 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     until(&c, "#rule-test-failing", |t| t.contains("Cases that fail")).await;
     let judged = texts(&c, "#rule-test-rules li").await;
     assert_eq!(judged, [format!("SQL injection attempt in a request URI {SQLI}")]);
-    let web = until(&c, "tr.failing[data-case='web-attacks']", |_| true).await;
+    let web = until(&c, "tbody.failing[data-case='web-attacks']", |_| true).await;
     let bg = c
         .execute(
-            "return getComputedStyle(document.querySelector(\"tr.failing[data-case='web-attacks'] > td\")).backgroundColor",
+            "return getComputedStyle(document.querySelector(\"tbody.failing[data-case='web-attacks'] td\")).backgroundColor",
             vec![],
         )
         .await
@@ -246,7 +246,7 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     assert!(web.contains("203.0.113.50"), "the alerts' addresses: {web}");
     let new = texts(&c, "tr.alert-new").await;
     assert!(!new.is_empty() && new.iter().all(|r| r.contains("SQL injection attempt in a request URI")), "{new:?}");
-    let failing_cases = texts(&c, "tr.failing > td:first-child").await;
+    let failing_cases = texts(&c, "tbody.failing .case-name").await;
     for scan_case in ["port-scan", "anomaly-scan"] {
         assert!(!failing_cases.iter().any(|c| c == scan_case), "{failing_cases:?}");
     }
@@ -290,7 +290,7 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     let narrowed = narrowed.join("\n");
     set_text(&c, &format!("{narrowed}\n")).await;
     click(&c, "#rule-test").await;
-    let lost = until(&c, "tr.failing[data-case='web-attacks'] tr.alert-lost", |_| true).await;
+    let lost = until(&c, "tbody.failing[data-case='web-attacks'] tr.alert-lost", |_| true).await;
     assert!(lost.contains("SQL injection attempt in a request URI") && lost.contains("lost"), "{lost}");
     c.close().await.unwrap();
 }

@@ -264,12 +264,13 @@ fn line_diff(old: &str, new: &str) -> Vec<DiffLine> {
         if i < n && j < m && a[i] == b[j] {
             out.push(line(' ', a[i]));
             (i, j) = (i + 1, j + 1);
-        } else if j < m && (i == n || l[i][j + 1] >= l[i + 1][j]) {
-            out.push(line('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || l[i + 1][j] >= l[i][j + 1]) {
+            // What goes before what comes, as diff(1) shows it.
             out.push(line('-', a[i]));
             i += 1;
+        } else {
+            out.push(line('+', b[j]));
+            j += 1;
         }
     }
     out
@@ -554,4 +555,17 @@ pub(super) async fn rules(State(c): State<Arc<Console>>, a: Auth, Query(fq): Que
     let can_edit = a.may(Perm::Tune) && c.cfg.editor.0.is_some();
     let can_tune = a.may(Perm::Tune) && c.cfg.tuning_file.is_some();
     page(RulesPage { t: a.t, nav: nav(&a), rows, total, judged_of: alerts.len(), can_edit, can_tune, q: q_raw, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_diff_shows_what_went_before_what_came() {
+        let d = line_diff("a\nlevel: high\nc\n", "a\nlevel: critical\nc\nd\n");
+        let s: Vec<String> = d.iter().map(|l| format!("{}{}", l.op, l.text)).collect();
+        assert_eq!(s, [" a", "-level: high", "+level: critical", " c", "+d"]);
+        assert!(line_diff("", "").is_empty());
+    }
 }
