@@ -165,8 +165,14 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
 
     // Every rule of the folder is listed, fired or not, with hits and the
     // last time from the store; a filter narrows the list.
+    c.set_window_size(1366, 768).await.unwrap();
     c.goto(&format!("{url}/rules")).await.unwrap();
     let count = until(&c, "#rules-count", |t| t.contains('/')).await;
+    let w = c
+        .execute("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]", vec![])
+        .await
+        .unwrap();
+    assert!(w[0].as_f64() <= w[1].as_f64(), "the rules page is {w} wide on a laptop screen");
     let catalog = citysoc::rule_editor::FolderEditor::new(rules.clone(), PathBuf::new(), PathBuf::new());
     let all = console::editor::RuleEditor::rules(&catalog);
     assert!(all.len() >= 30, "{all:?}");
