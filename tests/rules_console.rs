@@ -105,6 +105,15 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     replay::run_case(&case, &logs.join("web-attacks"), 1, Some(&set)).unwrap();
     let store = Arc::new(TantivyStore::open(&data, TantivyConfig::default()).unwrap());
     replay::ingest_logs(store.as_ref(), &logs, "district-7").unwrap();
+    // The rule edited below is switched off since: a back-test replays it as
+    // written all the same.
+    std::fs::write(
+        rules.join("tuning.toml"),
+        format!(
+            "disabled = [\"{SQLI}\"]\n\n[disabled_reasons]\n\"{SQLI}\" = \"false positives on the library search\"\n"
+        ),
+    )
+    .unwrap();
     let siem = Arc::new(AppState::open(store, None, &data, 2).unwrap());
     let editor = citysoc::rule_editor::FolderEditor::new(rules.clone(), cases, data.join("rule-versions"));
     let cfg = console::ConsoleConfig {
@@ -183,6 +192,8 @@ async fn admins_back_test_save_restore_and_switch_off_rules() {
     }
     let sqli = until(&c, &format!("tr[data-rule='{SQLI}']"), |t| t.contains("SQL injection")).await;
     assert!(sqli.contains(SQLI_FILE), "{sqli}");
+    let state = until(&c, &format!("tr[data-rule='{SQLI}'] .rule-state"), |_| true).await;
+    assert!(state.contains("switched off") && state.contains("false positives on the library search"), "{state}");
     let hits = until(&c, &format!("tr[data-rule='{SQLI}'] td:nth-child(4)"), |_| true).await;
     let last = until(&c, &format!("tr[data-rule='{SQLI}'] td:nth-child(5)"), |_| true).await;
     assert!(hits.parse::<u64>().unwrap() > 0 && last.len() > 10 && last.contains(':'), "{hits} {last}");
