@@ -454,6 +454,12 @@ fn diff(case: &str, before: &[Json], after: &[Json]) -> CaseResult {
         }
     }
     res.new = a.iter().filter(|(id, _)| !b.contains_key(*id)).map(|(_, y)| line(y)).collect();
+    let max = console::editor::MAX_LISTED;
+    res.not_listed =
+        res.new.len().saturating_sub(max) + res.lost.len().saturating_sub(max) + res.changed.len().saturating_sub(max);
+    res.new.truncate(max);
+    res.lost.truncate(max);
+    res.changed.truncate(max);
     res
 }
 

@@ -54,7 +54,14 @@ pub struct CaseResult {
     pub failures: Vec<String>,
     /// Expectations of the case the rules as saved break already.
     pub failed_before: bool,
+    /// Alerts that changed beyond those listed (each list is cut at
+    /// [`MAX_LISTED`]).
+    pub not_listed: usize,
 }
+
+/// Alerts listed per case and kind of change: a rule that matches
+/// everything would otherwise make a page of every alert of the suite.
+pub const MAX_LISTED: usize = 100;
 
 /// A back-test: the bundled captures replayed with the rules as saved and
 /// with the candidate file, judged on the rules the file defines.
