@@ -114,8 +114,15 @@ pub(super) async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body:
             }
             "save" if problems.is_empty() => {
                 siem.writable()?;
-                let r = e2.test(&p2, &t2).map_err(ConsoleError::Internal)?;
-                let failing: Vec<String> = r.failing().into_iter().map(String::from).collect();
+                // A back-test that cannot run (no bundled captures on this
+                // machine) is a reason to confirm too, not a lock on saving.
+                let (r, failing) = match e2.test(&p2, &t2) {
+                    Ok(r) => {
+                        let failing: Vec<String> = r.failing().into_iter().map(String::from).collect();
+                        (Some(r), failing)
+                    }
+                    Err(e) => (None, vec![format!("back-test not run: {e}")]),
+                };
                 if !failing.is_empty() && !confirmed {
                     confirm = failing;
                 } else {
@@ -125,11 +132,12 @@ pub(super) async fn rule_edit_post(State(c): State<Arc<Console>>, a: Auth, body:
                         &peer,
                         "rule.save",
                         json!({"path": p2, "sha256_before": old, "sha256_after": new,
-                               "failed_cases": failing.len(), "failing": failing, "cases": r.cases}),
+                               "failed_cases": failing.len(), "failing": failing,
+                               "cases": r.as_ref().map_or(0, |r| r.cases)}),
                     )?;
                     saved = new;
                 }
-                report = Some(r);
+                report = r;
             }
             _ => {}
         }
