@@ -119,10 +119,11 @@ mod tests {
         let p = dir.join("tuning.toml");
         std::fs::write(
             &p,
-            "disabled = [\"r-off\"]\n[[suppress]]\nrule = \"r-scan\"\nfield = \"id.orig_h\"\nvalue = \"10.30.0.250\"\nuntil = \"2023-11-15T00:00:00Z\"\n",
+            "disabled = [\"r-off\"]\n[disabled_reasons]\n\"r-off\" = \"noisy\"\n[[suppress]]\nrule = \"r-scan\"\nfield = \"id.orig_h\"\nvalue = \"10.30.0.250\"\nuntil = \"2023-11-15T00:00:00Z\"\n",
         )
         .unwrap();
         let (t, errs) = Tuning::load(&p);
+        assert_eq!(t.disabled_reasons.get("r-off").map(String::as_str), Some("noisy"));
         assert!(errs.is_empty(), "{errs:?}");
         let mut a = AlertRecord {
             ts: Time(1_700_000_000_000_000),
