@@ -262,11 +262,11 @@ fn rule_editor(rules: &Path, cases: &Path, data: &Path) -> console::editor::Edit
     if !rules.is_dir() {
         return console::editor::Editor(None);
     }
-    console::editor::Editor(Some(Arc::new(citysoc::rule_editor::FolderEditor {
-        rules: rules.to_path_buf(),
-        cases: cases.to_path_buf(),
-        versions: data.join("rule-versions"),
-    })))
+    console::editor::Editor(Some(Arc::new(citysoc::rule_editor::FolderEditor::new(
+        rules.to_path_buf(),
+        cases.to_path_buf(),
+        data.join("rule-versions"),
+    ))))
 }
 
 pub(crate) fn open_store(

@@ -267,6 +267,10 @@ fn stopped_siem(dir: &Path) -> PathBuf {
 fn a_restore_replaces_a_data_directory_only_when_told_and_never_under_a_server() {
     let tmp = tempfile::tempdir().unwrap();
     let data = stopped_siem(tmp.path());
+    // An earlier version of a rule file the console kept.
+    let version = Path::new("rule-versions/sigma__web__web_sqli.yml/1765000000000-0123456789abcdef");
+    std::fs::create_dir_all(data.join(version).parent().unwrap()).unwrap();
+    std::fs::write(data.join(version), "title: as it was\n").unwrap();
     let archive = tmp.path().join("soc.tar");
     let (ok, err) = run(citysoc().args(["backup", "--data"]).arg(&data).arg("--to").arg(&archive));
     assert!(ok, "{err}");
@@ -300,6 +304,7 @@ fn a_restore_replaces_a_data_directory_only_when_told_and_never_under_a_server()
         run(citysoc().args(["restore", "--force", "--from"]).arg(&archive).arg("--config").arg(&serve_toml));
     assert!(ok, "{err}");
     assert!(!target.join("keep.txt").exists(), "the old contents were not replaced");
+    assert_eq!(std::fs::read_to_string(target.join(version)).unwrap(), "title: as it was\n");
     assert_eq!(
         std::fs::read(target.join("console-users.json")).unwrap(),
         std::fs::read(data.join("console-users.json")).unwrap()

@@ -72,14 +72,15 @@ pub fn valid_rule_id(id: &str) -> bool {
     (1..=300).contains(&id.len()) && !id.chars().any(char::is_control)
 }
 
-/// Switches a rule off (or on again) in `tuning.toml`.
-pub fn set_disabled(tuning: &Path, rule: &str, off: bool) -> Result<(), ConsoleError> {
+/// Switches a rule off, with why (or on again: `None`), in `tuning.toml`.
+pub fn set_disabled(tuning: &Path, rule: &str, off: Option<&str>) -> Result<(), ConsoleError> {
     let doc = with_disabled(load_doc(tuning)?, rule, off)?;
     store_doc(tuning, &doc)
 }
 
-/// `tuning.toml`'s new text with a rule switched off or on.
-pub fn disabled_text(old: &str, rule: &str, off: bool) -> Result<String, ConsoleError> {
+/// `tuning.toml`'s new text with a rule switched off, with why, or on
+/// (`None`).
+pub fn disabled_text(old: &str, rule: &str, off: Option<&str>) -> Result<String, ConsoleError> {
     let doc = old.parse().map_err(|e| ConsoleError::Invalid(format!("tuning.toml: {e}")))?;
     Ok(with_disabled(doc, rule, off)?.to_string())
 }
@@ -87,11 +88,43 @@ pub fn disabled_text(old: &str, rule: &str, off: bool) -> Result<String, Console
 fn with_disabled(
     mut doc: toml_edit::DocumentMut,
     rule: &str,
-    off: bool,
+    off: Option<&str>,
 ) -> Result<toml_edit::DocumentMut, ConsoleError> {
     if !valid_rule_id(rule) {
         return Err(ConsoleError::Invalid("not a rule id".into()));
     }
+    if let Some(why) = off {
+        if why.trim().is_empty() || why.len() > 1000 || why.chars().any(char::is_control) {
+            return Err(ConsoleError::Invalid("a rule is switched off with a reason, one line".into()));
+        }
+    }
+    // Why each rule is off, beside the list (the detector reads the list).
+    if doc.get("disabled_reasons").is_none() {
+        if off.is_none() {
+            return with_list(doc, rule, off);
+        }
+        doc.insert("disabled_reasons", toml_edit::Item::Table(toml_edit::Table::new()));
+    }
+    let reasons = doc
+        .get_mut("disabled_reasons")
+        .and_then(|v| v.as_table_mut())
+        .ok_or_else(|| ConsoleError::Invalid("disabled_reasons is not a table".into()))?;
+    match off {
+        Some(why) => {
+            reasons.insert(rule, toml_edit::value(why.trim()));
+        }
+        None => {
+            reasons.remove(rule);
+        }
+    }
+    with_list(doc, rule, off)
+}
+
+fn with_list(
+    mut doc: toml_edit::DocumentMut,
+    rule: &str,
+    off: Option<&str>,
+) -> Result<toml_edit::DocumentMut, ConsoleError> {
     if doc.get("disabled").is_none() {
         doc.insert("disabled", toml_edit::value(toml_edit::Array::new()));
     }
@@ -100,7 +133,7 @@ fn with_disabled(
         .and_then(|v| v.as_array_mut())
         .ok_or_else(|| ConsoleError::Invalid("disabled is not a list".into()))?;
     arr.retain(|v| v.as_str() != Some(rule));
-    if off {
+    if off.is_some() {
         arr.push(rule);
     }
     Ok(doc)
@@ -108,11 +141,18 @@ fn with_disabled(
 
 /// The rules `tuning.toml` switches off.
 pub fn disabled(tuning: &Path) -> Vec<String> {
-    load_doc(tuning)
-        .ok()
-        .and_then(|d| {
-            d.get("disabled")?.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
-        })
+    disabled_with_reasons(tuning).into_iter().map(|(id, _)| id).collect()
+}
+
+/// The rules `tuning.toml` switches off, each with why (empty when the
+/// file does not say).
+pub fn disabled_with_reasons(tuning: &Path) -> Vec<(String, String)> {
+    let Ok(d) = load_doc(tuning) else { return Vec::new() };
+    let why =
+        |id: &str| d.get("disabled_reasons").and_then(|t| t.get(id)).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    d.get("disabled")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).map(|id| (id.to_string(), why(id))).collect())
         .unwrap_or_default()
 }
 
@@ -191,10 +231,12 @@ mod tests {
         assert!(accepted_line("not-an-ip", &["kind=peer", "value=x"]).is_none());
         let t = dir.join("tuning.toml");
         std::fs::write(&t, "# switched off\ndisabled = []\n").unwrap();
-        set_disabled(&t, "r-1", true).unwrap();
-        set_disabled(&t, "r-2", true).unwrap();
-        set_disabled(&t, "r-1", false).unwrap();
+        set_disabled(&t, "r-1", Some("noisy")).unwrap();
+        set_disabled(&t, "r-2", Some("the city's own scanner")).unwrap();
+        set_disabled(&t, "r-1", None).unwrap();
         assert_eq!(disabled(&t), ["r-2"]);
+        assert_eq!(disabled_with_reasons(&t), [("r-2".to_string(), "the city's own scanner".to_string())]);
+        assert!(set_disabled(&t, "r-3", Some(" ")).is_err());
         let sup = |value| Suppression {
             rule: "model:scan",
             field: "id.orig_h",

@@ -307,13 +307,21 @@ async fn analysts_triage_viewers_see_pseudonyms_and_nothing_hostile_runs() {
 
     // Rules that fired, with their alerts' outcomes.
     c.goto(&format!("{}/rules", h.url)).await.unwrap();
-    let rules = text(&c, "#rules").await;
-    assert!(rules.contains("r-1 3 0 0 0 3"), "three alerts of r-1, none judged yet: {rules}");
-    // Tuned: the admin switches r-1 off; tuning.toml says so, comments kept.
-    c.find(Locator::Css("#rules button[value=disable]")).await.unwrap().click().await.unwrap();
+    let rules = text(&c, "tr[data-rule=r-1]").await;
+    assert!(
+        rules.contains("r-1 on 3 ") && rules.contains(" 0 0 0 3 —"),
+        "three alerts of r-1, none judged yet: {rules}"
+    );
+    // Tuned: the admin switches r-1 off, saying why; tuning.toml says so,
+    // comments kept.
+    c.find(Locator::Css("tr[data-rule=r-1] .off-reason")).await.unwrap().send_keys("noisy").await.unwrap();
+    c.find(Locator::Css("tr[data-rule=r-1] .rule-disable")).await.unwrap().click().await.unwrap();
     until(&c, "#rules", |t| t.contains("switched off")).await;
     let tuning = std::fs::read_to_string(h.dir.join("tuning.toml")).unwrap();
-    assert!(tuning.contains("# switched off by admins") && tuning.contains("\"r-1\""), "{tuning}");
+    assert!(
+        tuning.contains("# switched off by admins") && tuning.contains("\"r-1\"") && tuning.contains("noisy"),
+        "{tuning}"
+    );
 
     // Search with chosen columns: hostile values stay text in their cells.
     c.goto(&format!("{}/search?q=_log:http&cols=host,user_agent,nope", h.url)).await.unwrap();

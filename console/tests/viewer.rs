@@ -223,6 +223,7 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
         ("/alerts/{id}/evidence".into(), format!("/alerts/{a1}/evidence")),
         ("/incidents/{id}/evidence".into(), format!("/incidents/{inc}/evidence")),
         ("/rules/edit".into(), "/rules/edit".into()),
+        ("/rules/history".into(), "/rules/history?path=tuning.toml".into()),
         ("/incidents".into(), "/incidents".into()),
         ("/incidents/{id}".into(), format!("/incidents/{inc}")),
         ("/search".into(), "/search?q=*&range=all".into()),

@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! disabled = ["2dfdf66b-…"]          # rule ids that raise nothing
+//! [disabled_reasons]                  # why, per rule (for the console)
+//! "2dfdf66b-…" = "the city's scanner sweeps nightly"
 //! [[suppress]]
 //! rule = "model:scan"                 # a rule id, or "*" for any
 //! field = "id.orig_h"                 # an alert field, or a field in `matched`
@@ -21,6 +23,9 @@ use std::path::Path;
 pub struct Tuning {
     #[serde(default)]
     pub disabled: Vec<String>,
+    /// Why each rule of `disabled` is off, as the admin wrote it.
+    #[serde(default)]
+    pub disabled_reasons: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub suppress: Vec<Suppression>,
 }
@@ -114,10 +119,11 @@ mod tests {
         let p = dir.join("tuning.toml");
         std::fs::write(
             &p,
-            "disabled = [\"r-off\"]\n[[suppress]]\nrule = \"r-scan\"\nfield = \"id.orig_h\"\nvalue = \"10.30.0.250\"\nuntil = \"2023-11-15T00:00:00Z\"\n",
+            "disabled = [\"r-off\"]\n[disabled_reasons]\n\"r-off\" = \"noisy\"\n[[suppress]]\nrule = \"r-scan\"\nfield = \"id.orig_h\"\nvalue = \"10.30.0.250\"\nuntil = \"2023-11-15T00:00:00Z\"\n",
         )
         .unwrap();
         let (t, errs) = Tuning::load(&p);
+        assert_eq!(t.disabled_reasons.get("r-off").map(String::as_str), Some("noisy"));
         assert!(errs.is_empty(), "{errs:?}");
         let mut a = AlertRecord {
             ts: Time(1_700_000_000_000_000),

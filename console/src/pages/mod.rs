@@ -71,6 +71,8 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/alerts/{id}/accept", post(accept_change))
         .route("/rules/edit", get(rule_edit).post(rule_edit_post))
         .route("/rules/tune", post(rule_tune))
+        // Rule history: versions, diffs, restore.
+        .route("/rules/history", get(rule_history).post(rule_restore))
         .route("/incidents/{id}/evidence", get(incident_evidence))
         .route("/alerts/{id}/triage", post(triage))
         .route("/incidents", get(incidents))
