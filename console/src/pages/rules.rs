@@ -527,6 +527,7 @@ pub(super) async fn rules(State(c): State<Arc<Console>>, a: Auth, Query(fq): Que
                         field: Some("ts".into()),
                         size: None,
                         interval: None,
+                        sum: None,
                     },
                 )?;
                 if let AggResult::Stats { max: Some(m), .. } = r {
