@@ -58,6 +58,8 @@ pub(super) struct AlertFilter {
     pub(super) dst: String,
     pub(super) technique: String,
     pub(super) range: String,
+    pub(super) from: String,
+    pub(super) to: String,
 }
 
 impl AlertFilter {
@@ -108,6 +110,8 @@ impl AlertFilter {
             ("dst", &self.dst),
             ("technique", &self.technique),
             ("range", &self.range),
+            ("from", &self.from),
+            ("to", &self.to),
         ]
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -128,11 +132,12 @@ pub(super) async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result
     if !f.status.is_empty() && !STATUSES.contains(&f.status.as_str()) {
         return Err(ConsoleError::Bad(crate::error::Msg::with("error.status", f.status.as_str())));
     }
+    let rng = range_in(a, &f.range, &f.from, &f.to)?;
     let p = AlertsParams {
         q: Some(f.query()?),
         status: (!f.status.is_empty()).then(|| f.status.clone()),
-        from: range_of(&f.range)?.from,
-        to: None,
+        from: rng.from,
+        to: rng.to,
         limit: Some(500),
         offset: None,
     };
@@ -159,6 +164,7 @@ pub(super) struct AlertsPage {
     pub(super) severities: [&'static str; 5],
     pub(super) statuses: [&'static str; 6],
     pub(super) ranges: [(&'static str, &'static str); 5],
+    pub(super) rng: Range,
     pub(super) rows: Vec<AlertRow>,
     pub(super) total: usize,
     pub(super) can_triage: bool,
@@ -171,8 +177,8 @@ pub(super) struct AlertsPage {
 }
 
 pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<AlertFilter>) -> Res {
-    let range = range_of(&f.range)?;
-    f.range = range.code;
+    let range = range_in(&a, &f.range, &f.from, &f.to)?;
+    f.range = range.code.clone();
     let (total, rows) = queue(&c, &a, &f).await?;
     let query = f.url_query();
     page(AlertsPage {
@@ -185,7 +191,8 @@ pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f):
         total,
         can_triage: a.may(Perm::Triage),
         address_filters: !a.lens.pseudonymised(),
-        range_shown: range_shown(&a, range.from),
+        range_shown: range_shown_to(&a, range.from, range.to),
+        rng: range,
         back: format!("/alerts?{query}"),
         query,
         f,
@@ -271,15 +278,34 @@ pub(super) struct RecordRow {
     pub(super) log: String,
     pub(super) sensor: String,
     pub(super) fields: Vec<(String, String, String)>,
+    /// The record's own page (an alert's), if it has one.
+    pub(super) href: String,
 }
 
 pub(super) fn record_row(lens: &Lens, r: &Value) -> RecordRow {
+    let log = r["_log"].as_str().unwrap_or("").to_string();
+    let mut fields = lens.fields(r, &["ts", "_log", "_sensor"]);
+    // An alert found by a search leads to its page.
+    let alert = if log == "alerts" { r["id"].as_str().filter(|id| valid_id(id)) } else { None };
+    let href = alert.map(|id| format!("/alerts/{}", enc(id))).unwrap_or_default();
+    if !href.is_empty() {
+        if let Some(f) = fields.iter_mut().find(|(k, ..)| k == "id") {
+            f.2 = href.clone();
+        }
+    }
     RecordRow {
         time: lens.time(r["ts"].as_f64().unwrap_or(0.0)),
-        log: r["_log"].as_str().unwrap_or("").to_string(),
+        log,
         sensor: r["_sensor"].as_str().unwrap_or("").to_string(),
-        fields: lens.fields(r, &["ts", "_log", "_sensor"]),
+        fields,
+        href,
     }
+}
+
+/// An id fit for a link's path (alert and incident ids are letters and
+/// digits; anything else is not linked).
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[derive(Template)]

@@ -7,7 +7,7 @@ use super::*;
 pub(super) struct DashboardPage {
     pub(super) t: Tr,
     pub(super) nav: Nav,
-    pub(super) range: String,
+    pub(super) rng: Range,
     pub(super) range_shown: String,
     pub(super) ranges: [(&'static str, &'static str); 5],
     pub(super) severity_counts: Vec<(&'static str, u64)>,
@@ -23,12 +23,13 @@ pub(super) struct DashboardPage {
 #[serde(default)]
 pub(super) struct RangeForm {
     pub(super) range: String,
+    pub(super) from: String,
+    pub(super) to: String,
 }
 
 pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<RangeForm>) -> Res {
-    let range = range_of(&f.range)?;
-    let from = range.from;
-    let range = range.code;
+    let rng = range_in(&a, &f.range, &f.from, &f.to)?;
+    let (from, to) = (rng.from, rng.to);
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let agg = move |siem: &AppState, q: &str, agg: &str, field: Option<&str>, size: usize, interval: Option<f64>| {
         siem.aggregate_records(
@@ -37,7 +38,7 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
             &AggParams {
                 q: Some(q.into()),
                 from,
-                to: None,
+                to,
                 agg: agg.into(),
                 field: field.map(str::to_string),
                 size: Some(size),
@@ -51,7 +52,10 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
             AggResult::Stats { min: Some(lo), max: Some(hi), .. } => hi - lo,
             _ => 86_400.0,
         };
-        let interval = interval_for(from, span);
+        let interval = match (from, to) {
+            (Some(f), Some(t)) => interval_for(None, t - f),
+            _ => interval_for(from, span),
+        };
         let mut over_time = Vec::new();
         for s in SEVERITIES {
             let q = format!("_log:alerts AND severity:{s}");
@@ -70,6 +74,7 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     .await?;
     let (by_sev, over_time, rules, protocols, talkers, dests, records) = data;
     let lens = &a.lens;
+    let rng_q = rng.url_query();
     let severity_counts =
         SEVERITIES.iter().map(|s| (*s, by_sev.iter().find(|b| b.key == *s).map_or(0, |b| b.count))).collect();
     // One time axis for every severity.
@@ -98,14 +103,15 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         vec![(a.t.t("dash.records").to_string(), protocols.iter().map(|b| b.count).collect())],
         "doughnut",
     );
-    let addr_rows = |b: &[siem::store::Bucket], field: &str| -> Vec<(String, String, u64)> {
+    let addr_rows = |b: &[siem::store::Bucket]| -> Vec<(String, String, u64)> {
         b.iter()
             .map(|x| {
                 let shown = lens.text(&x.key);
                 let href = if lens.pseudonymised() || !a.may(Perm::Search) {
                     String::new()
                 } else {
-                    search_href(&format!("{field}:{}", quote(&x.key)))
+                    // The host's timeline over the range shown.
+                    format!("{}&{}", timeline_href("addr", &x.key), rng_q)
                 };
                 (shown, href, x.count)
             })
@@ -114,15 +120,15 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     page(DashboardPage {
         t: a.t,
         nav: nav(&a),
-        range,
-        range_shown: range_shown(&a, from),
+        range_shown: range_shown_to(&a, from, to),
+        rng,
         ranges: RANGES,
         severity_counts,
         records,
         alerts_chart,
         rules_chart,
         protocols_chart,
-        talkers: addr_rows(&talkers, "id.orig_h"),
-        destinations: addr_rows(&dests, "id.resp_h"),
+        talkers: addr_rows(&talkers),
+        destinations: addr_rows(&dests),
     })
 }
