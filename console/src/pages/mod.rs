@@ -288,6 +288,16 @@ mod tests {
             "severity:high AND id.orig_h:10.0.0.0/8 AND (rule.title:\"a \\\" OR *\" OR rule.id:\"a \\\" OR *\")"
         );
         assert!(siem::query::parse(&q, &siem::schema::Catalog::new()).is_ok());
+        // A part of titles: every title it is a part of, the text itself, or a rule id.
+        let f = AlertFilter {
+            rule: "ftp".into(),
+            rule_titles: vec!["Cleartext FTP login".into(), "FTP brute force".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            f.query().unwrap(),
+            "(rule.title:\"Cleartext FTP login\" OR rule.title:\"FTP brute force\" OR rule.title:ftp OR rule.id:ftp)"
+        );
         let bad = AlertFilter { src: "1.2.3.4 OR x:y".into(), ..Default::default() };
         assert!(bad.query().is_err());
         let bad = AlertFilter { severity: "severe".into(), ..Default::default() };
