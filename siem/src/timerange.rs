@@ -82,7 +82,9 @@ pub fn parse_time<Tz: TimeZone>(text: &str, tz: &Tz, now: f64) -> Result<f64, St
         Some(i) if i > 0 => format!("{}+{}", &s[..10 + i], &s[10 + i + 1..]),
         _ => s.to_string(),
     };
-    for t in [s, plus.as_str()] {
+    // `Z` for UTC where chrono's formats want an offset (`…T14:00Z`).
+    let zulu = s.strip_suffix(['Z', 'z']).map(|x| format!("{x}+00:00")).unwrap_or_default();
+    for t in [s, plus.as_str(), zulu.as_str()] {
         if let Ok(d) = DateTime::parse_from_rfc3339(t) {
             return Ok(secs(d));
         }
@@ -156,6 +158,7 @@ mod tests {
         assert_eq!(parse_time("2026-12-07T14:14:42", &Utc, 0.0), Ok(t));
         assert_eq!(parse_time("2026-12-07", &hcm, 0.0), Ok(1_796_576_400.0));
         assert_eq!(parse_time("2026-12-07T14:14:42.25Z", &Utc, 0.0), Ok(t + 0.25));
+        assert_eq!(parse_time("2026-12-07T14:14Z", &hcm, 0.0), Ok(t - 42.0));
     }
 
     #[test]

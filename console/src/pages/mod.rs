@@ -222,7 +222,7 @@ fn range_in(a: &Auth, code: &str, from: &str, to: &str) -> Result<Range, Console
         })?;
         return Ok(Range { code: "custom".into(), from: r.from, to: r.to, from_text, to_text });
     }
-    Ok(Range { from: None, to: None, ..range_of(code)? })
+    range_of(code)
 }
 
 fn range_of(r: &str) -> Result<Range, ConsoleError> {
