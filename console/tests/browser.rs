@@ -959,6 +959,14 @@ async fn a_responder_keeps_an_investigation_and_attaches_it_to_an_incident() {
     until(&c, "#investigation-steps", |t| t.contains("the flow behind the alert")).await;
     c.find(Locator::Css("#investigation-steps a.step-link")).await.unwrap().click().await.unwrap();
     until(&c, "#timeline-subject", |t| t.contains("CFLOW1")).await;
+    // An alert's flow kept in the same investigation, from the alert's page.
+    c.goto(&format!("{}/alerts/A00000000000000000002", h.url)).await.unwrap();
+    c.find(Locator::Css("#investigate summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#investigate-into option[value=V1]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("investigate-note")).await.unwrap().send_keys("the FTP login's flow").await.unwrap();
+    c.find(Locator::Id("investigate-save")).await.unwrap().click().await.unwrap();
+    until(&c, "#investigation-steps", |t| t.contains("the FTP login's flow")).await;
+    assert_eq!(c.find_all(Locator::Css("#investigation-steps li")).await.unwrap().len(), 3);
     c.close().await.unwrap();
 
     // One audit entry for the attachment, with what was typed.

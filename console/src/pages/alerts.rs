@@ -382,6 +382,8 @@ pub(super) struct AlertPage {
     /// addresses only).
     pub(super) src_href: String,
     pub(super) dst_href: String,
+    /// Keeping the alert's flow in an investigation.
+    pub(super) add: AddForm,
     pub(super) can_packets: bool,
     /// The IoT model's change, as it would be accepted (admins only).
     pub(super) accept_line: String,
@@ -625,6 +627,7 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
         comments,
         trail,
         uid_query: enc(&format!("uid:{}", quote(&uid))),
+        add: AddForm { allowed: can_search && !uid.is_empty(), ..add_form(&c, &a, "uid", &uid, &Range::default()) },
         src_href: host_href(can_search && !lens.pseudonymised(), &s("id.orig_h")),
         dst_href: host_href(can_search && !lens.pseudonymised(), &s("id.resp_h")),
         can_packets: a.may(Perm::Packets)
