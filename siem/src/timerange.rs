@@ -51,6 +51,13 @@ pub fn parse_span(text: &str) -> Option<f64> {
     Some(n as f64 * secs).filter(|s| *s <= MAX_SPAN_SECS)
 }
 
+/// Whether a time is said relative to now (`15m`, `now`, `now-2h`): kept
+/// as typed, it moves with the clock.
+pub fn is_relative(text: &str) -> bool {
+    let s = text.trim();
+    s == "now" || parse_span(s.strip_prefix("now-").unwrap_or(s)).is_some()
+}
+
 /// One time: epoch seconds (`1700000000.5`), RFC 3339 / ISO 8601 with an
 /// offset (`2026-12-07T14:00:00Z`, `…T21:00:00+07:00`), without one, read
 /// in `tz` (`2026-12-07T14:00`, `2026-12-07 14:00:00.5`, `2026-12-07`),
@@ -169,6 +176,8 @@ mod tests {
         assert_eq!(parse_time("7d", &Utc, now), Ok(now - 7.0 * 86_400.0));
         assert_eq!(parse_time("now-2h", &Utc, now), Ok(now - 7200.0));
         assert_eq!(parse_time("now", &Utc, now), Ok(now));
+        assert!(is_relative("15m") && is_relative("now-2h") && is_relative(" now "));
+        assert!(!is_relative("2026-12-07") && !is_relative("1700000000"));
         for bad in ["15x", "m", "-5m", "yesterday", "2026-13-01", "9999999999999999999999d", "NaN", ""] {
             assert!(parse_time(bad, &Utc, now).unwrap_err().contains("is not a time"), "{bad}");
         }

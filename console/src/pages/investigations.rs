@@ -173,9 +173,12 @@ pub(super) async fn add_step(State(c): State<Arc<Console>>, a: Auth, body: Bytes
         siem::query::parse(&value, &c.siem.catalog)
             .map_err(|e| ConsoleError::Invalid(format!("invalid query: {e}")))?;
     }
-    // The range as typed, once it reads (`24h` stays relative).
-    let rng =
-        if kind == Kind::Note { Range::default() } else { range_in(&a, &get("range"), &get("from"), &get("to"))? };
+    // The range once it reads: spans stay relative, times get their offset.
+    let rng = if kind == Kind::Note {
+        Range::default()
+    } else {
+        range_in(&a, &get("range"), &get("from"), &get("to"))?.kept(&a.lens)
+    };
     let step = Step {
         ts: now(),
         by: a.session.user.clone(),

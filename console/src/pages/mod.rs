@@ -206,6 +206,20 @@ impl Range {
     }
 }
 
+impl Range {
+    /// The range to keep (a saved search, an investigation's step): spans
+    /// before now as typed, typed times with the offset of the zone they
+    /// were read in, so that another reader, or this one in another zone,
+    /// gets the same times back.
+    fn kept(&self, lens: &Lens) -> Range {
+        let keep = |text: &str, t: Option<f64>| match t {
+            Some(t) if !siem::timerange::is_relative(text) => lens.time(t),
+            _ => text.to_string(),
+        };
+        Range { from_text: keep(&self.from_text, self.from), to_text: keep(&self.to_text, self.to), ..self.clone() }
+    }
+}
+
 /// The range a page was asked for: a choice of the list, or typed ends
 /// read in the reader's time zone (with [`siem::timerange::parse_range`],
 /// as the API reads them).
@@ -302,6 +316,24 @@ mod tests {
         assert!(bad.query().is_err());
         let bad = AlertFilter { severity: "severe".into(), ..Default::default() };
         assert!(bad.query().is_err());
+    }
+
+    #[test]
+    fn kept_ranges_keep_spans_and_give_times_their_offset() {
+        let lens = Lens { tz: chrono_tz::Asia::Ho_Chi_Minh, pseudonym_key: None, rule_texts: None };
+        let now = 1_767_240_000.0;
+        let r = siem::timerange::parse_range("2026-01-01 09:30", "15m", &lens.tz, now).unwrap();
+        let typed = Range {
+            code: "custom".into(),
+            from: r.from,
+            to: r.to,
+            from_text: "2026-01-01 09:30".into(),
+            to_text: "15m".into(),
+        };
+        let kept = typed.kept(&lens);
+        assert_eq!((kept.from_text.as_str(), kept.to_text.as_str()), ("2026-01-01 09:30:00+07:00", "15m"));
+        // Read back in another zone: the same time.
+        assert_eq!(siem::timerange::parse_time(&kept.from_text, &chrono_tz::UTC, now).ok(), r.from);
     }
 
     #[test]

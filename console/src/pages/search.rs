@@ -274,8 +274,10 @@ pub(super) async fn save_search(State(c): State<Arc<Console>>, a: Auth, body: By
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Search)?;
-    // Kept as typed (a span such as `15m` stays relative), once it reads.
+    // Kept once it reads: a span such as `15m` stays relative, a typed
+    // time gets the offset of the zone it was read in.
     let rng = range_in(&a, f.get("range").unwrap_or(""), f.get("from").unwrap_or(""), f.get("to").unwrap_or(""))?;
+    let rng = rng.kept(&a.lens);
     let s = crate::saved::Saved {
         name: f.get("name").unwrap_or("").to_string(),
         q: f.get("q").unwrap_or("").to_string(),
