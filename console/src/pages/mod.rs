@@ -204,9 +204,7 @@ impl Range {
         }
         q
     }
-}
 
-impl Range {
     /// The range to keep (a saved search, an investigation's step): spans
     /// before now as typed, typed times with the offset of the zone they
     /// were read in, so that another reader, or this one in another zone,
