@@ -277,6 +277,9 @@ mod tests {
             keys.extend(incident.iter().map(|s| ("incident", *s)));
             let changes = ["new_device", "new_address", "new_service", "new_protocol", "snapshot"];
             keys.extend(changes.iter().map(|s| ("change", *s)));
+            let steps = ["search", "uid", "community_id", "addr", "note"];
+            keys.extend(steps.iter().map(|s| ("inv.kind", *s)));
+            assert!(steps.iter().all(|s| crate::investigations::Kind::parse(s).is_some()));
             for (p, k) in keys {
                 assert_ne!(t.tk(p, k), format!("{p}.{k}"), "{lang:?} lacks {p}.{k}");
             }
