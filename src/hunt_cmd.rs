@@ -18,7 +18,8 @@ pub struct HuntArgs {
     /// ClickHouse database.
     #[arg(long, default_value = "citysoc")]
     database: String,
-    /// Start of the range: epoch seconds or RFC 3339 (`2026-11-20T00:00:00Z`).
+    /// Start of the range: epoch seconds, ISO 8601 (`2026-11-20T00:00:00Z`;
+    /// without an offset: UTC) or a span before now (`15m`, `24h`, `7d`).
     #[arg(long)]
     from: String,
     /// End of the range (exclusive), as `--from`.
@@ -34,18 +35,13 @@ pub struct HuntArgs {
     out: Option<PathBuf>,
 }
 
-fn parse_time(s: &str) -> anyhow::Result<f64> {
-    if let Ok(f) = s.parse::<f64>() {
-        if f.is_finite() {
-            return Ok(f);
-        }
-    }
-    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("{s:?} is neither epoch seconds nor RFC 3339"))?;
-    Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
+/// A bound of the range, read as the API and the console read them.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<f64> {
+    siem::store::parse_time(s).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
-    let (from, to) = (parse_time(&args.from)?, parse_time(&args.to)?);
+    let (from, to) = (parse_time("from", &args.from)?, parse_time("to", &args.to)?);
     let rules = citysoc::rules_location(args.rules.as_deref(), None)?;
     let settings = DetectSettings { rules_dir: Some(rules.clone()), ..Default::default() };
     let cfg = settings.detector_config("hunt")?;

@@ -39,6 +39,20 @@
     });
   }
 
+  // A time filter: a choice of the list clears typed ends; typing an end
+  // makes the choice "custom" (typed ends win on the server too).
+  function ranges() {
+    document.querySelectorAll("select[data-range]").forEach(function (sel) {
+      var ends = sel.form ? sel.form.querySelectorAll("input[data-range-end]") : [];
+      sel.addEventListener("change", function () {
+        if (sel.value !== "custom") ends.forEach(function (e) { e.value = ""; });
+      });
+      ends.forEach(function (e) {
+        e.addEventListener("input", function () { sel.value = "custom"; });
+      });
+    });
+  }
+
   var COLORS = ["#8b0000", "#c0392b", "#d68910", "#2874a6", "#5d6d7e", "#17a589", "#7d3c98", "#a04000", "#1f618d", "#b7950b", "#566573", "#239b56"];
 
   function charts() {
@@ -64,6 +78,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     liveQueue();
     selectAll();
+    ranges();
     charts();
   });
 })();

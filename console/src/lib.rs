@@ -7,6 +7,7 @@
 pub mod editor;
 pub mod error;
 pub mod i18n;
+pub mod investigations;
 mod pages;
 pub mod pseudonym;
 pub mod rule_text;
@@ -146,6 +147,7 @@ pub struct Console {
     /// [`Console::reload_rule_texts`] (the server's SIGHUP).
     rule_texts: std::sync::RwLock<Arc<rule_text::RuleTexts>>,
     pub saved: saved::SavedSearches,
+    pub investigations: investigations::Investigations,
     /// The provider and directory users sign in through, if any.
     pub sso: sso::Sso,
     pub cfg: ConsoleConfig,
@@ -190,6 +192,7 @@ impl Console {
         let sso = sso::Sso::new(cfg.oidc.as_ref(), cfg.ldap.as_ref())?;
         let (users, first) = Users::open(data)?;
         let saved = saved::SavedSearches::open(data)?;
+        let investigations = investigations::Investigations::open(data)?;
         let mut pseudonym_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut pseudonym_key);
         let c = Console {
@@ -207,6 +210,7 @@ impl Console {
             )),
             limiter: LoginLimiter::new(cfg.login_failures.max(1), Duration::from_secs(cfg.login_window_secs.max(1))),
             saved,
+            investigations,
             sso,
             tz,
             pseudonym_key,

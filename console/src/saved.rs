@@ -12,6 +12,11 @@ pub struct Saved {
     pub name: String,
     pub q: String,
     pub range: String,
+    /// Typed ends of a custom range, as typed (a span stays relative).
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
 }
 
 /// Searches one user keeps at most.
@@ -86,7 +91,13 @@ mod tests {
     fn saved_per_user_replaced_by_name_kept_across_opens() {
         let dir = tempfile::tempdir().unwrap();
         let s = SavedSearches::open(dir.path()).unwrap();
-        let q = |name: &str, q: &str| Saved { name: name.into(), q: q.into(), range: "24h".into() };
+        let q = |name: &str, q: &str| Saved {
+            name: name.into(),
+            q: q.into(),
+            range: "24h".into(),
+            from: String::new(),
+            to: String::new(),
+        };
         s.save("lan", q("modbus writes", "_log:modbus_detailed func:WRITE_*")).unwrap();
         s.save("lan", q("modbus writes", "_log:modbus_detailed")).unwrap();
         s.save("minh", q("ssh", "_log:ssh")).unwrap();

@@ -150,7 +150,7 @@ impl Lens {
                 other => other.to_string(),
             };
             let pivot = PIVOTS.contains(&k.as_str()) && !self.pseudonymised() && !text.is_empty();
-            let href = if pivot { search_href(&format!("{k}:{}", quote(&text))) } else { String::new() };
+            let href = if pivot { pivot_href(k, &text) } else { String::new() };
             out.push((k.clone(), text, href));
         }
         out
@@ -179,6 +179,23 @@ const PIVOTS: &[&str] = &[
     "fuid",
     "rule.id",
 ];
+
+/// Where a value of a field leads: a flow's or a host's timeline, a rule's
+/// line in the rules list, else a search for it.
+pub fn pivot_href(field: &str, value: &str) -> String {
+    match field {
+        "uid" => timeline_href("uid", value),
+        "community_id" => timeline_href("community_id", value),
+        "id.orig_h" | "id.resp_h" => timeline_href("addr", value),
+        "rule.id" => format!("/rules#rule-{}", enc(value)),
+        _ => search_href(&format!("{field}:{}", quote(value))),
+    }
+}
+
+/// The timeline of a flow (`uid`, `community_id`) or a host (`addr`).
+pub fn timeline_href(param: &str, value: &str) -> String {
+    format!("/timeline?{param}={}", enc(value))
+}
 
 /// A value quoted for the query language when it needs it.
 pub fn quote(v: &str) -> String {
@@ -249,6 +266,11 @@ mod tests {
         assert_eq!(quote("10.0.0.1"), "10.0.0.1");
         assert_eq!(quote("a \"b\""), "\"a \\\"b\\\"\"");
         assert_eq!(search_href("uid:C1 x"), "/search?q=uid%3AC1+x");
+        assert_eq!(pivot_href("uid", "CFLOW1"), "/timeline?uid=CFLOW1");
+        assert_eq!(pivot_href("community_id", "1:ab+/="), "/timeline?community_id=1%3Aab%2B%2F%3D");
+        assert_eq!(pivot_href("id.resp_h", "10.0.0.1"), "/timeline?addr=10.0.0.1");
+        assert_eq!(pivot_href("rule.id", "r 1"), "/rules#rule-r+1");
+        assert_eq!(pivot_href("query", "a.example"), "/search?q=query%3Aa.example");
         assert_eq!(attack_href("T1059.001").unwrap(), "https://attack.mitre.org/techniques/T1059/001/");
         assert!(attack_href("javascript:alert(1)").is_none());
     }

@@ -962,3 +962,129 @@ async fn aggregations_answer_and_lead_to_their_records() {
     assert!(!pwned(&c).await);
     c.close().await.unwrap();
 }
+
+/// A responder's investigation: a search over an absolute range typed in
+/// their own time zone, a flow's timeline from a uid, an alert opened from
+/// a search row, and the investigation kept and attached to an incident
+/// (audited once, with the texts), listed on the incident's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_keeps_an_investigation_and_attaches_it_to_an_incident() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start().await;
+    // 2026-01-01T03:00:00Z is 10:00 in Ho Chi Minh City (+07:00).
+    h.store
+        .ingest(&[record(
+            "conn",
+            json!({"ts": 1_767_236_400.0, "uid": "COLD1", "id.orig_h": "10.20.0.8", "id.orig_p": 50000,
+                   "id.resp_h": "203.0.113.50", "id.resp_p": 443, "proto": "tcp", "service": "ssl"}),
+        )])
+        .unwrap();
+    let c = admin(&h, "en-US").await;
+    // An incident to attach to, and a responder.
+    let s = c
+        .execute(
+            "const f = new URLSearchParams({csrf: document.querySelector('main').dataset.csrf, action: 'incident_new', \
+             ids: 'A00000000000000000001', incident: 'Portal injection'}); \
+             return fetch('/alerts/bulk', {method: 'POST', body: f}).then(r => r.url)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let incident = s.as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    c.goto(&format!("{}/users", h.url)).await.unwrap();
+    c.find(Locator::Id("new-name")).await.unwrap().send_keys("responder-1").await.unwrap();
+    c.find(Locator::Css("#new-role option[value=responder]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("add")).await.unwrap().click().await.unwrap();
+    let pw = text(&c, "#new-password").await;
+    c.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    login(&c, &h, "responder-1", &pw).await;
+    change_password(&c, &pw, "the responder's passphrase").await;
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("canvas[data-drawn]")).await.unwrap();
+
+    // An absolute range typed in the reader's zone: 09:30-10:30 in Ho Chi
+    // Minh City holds the 03:00 UTC flow (read as UTC it would not).
+    c.goto(&format!("{}/tz?to=Asia/Ho_Chi_Minh&back=/search", h.url)).await.unwrap();
+    c.find(Locator::Id("q")).await.unwrap().send_keys("_log:conn").await.unwrap();
+    c.find(Locator::Css("#search-form input[name=from]")).await.unwrap().send_keys("2026-01-01 09:30").await.unwrap();
+    c.find(Locator::Css("#search-form input[name=to]")).await.unwrap().send_keys("2026-01-01T10:30").await.unwrap();
+    assert_eq!(value_of(&c, "#search-form select[name=range]").await, json!("custom"));
+    c.find(Locator::Id("search")).await.unwrap().click().await.unwrap();
+    until(&c, "#hit-total", |t| t == "1").await;
+    assert!(text(&c, "#hits").await.contains("COLD1"));
+    assert_eq!(text(&c, "#range-shown").await, "Showing: 2026-01-01 09:30:00+07:00 to 2026-01-01 10:30:00+07:00");
+    assert!(text(&c, "#hits .time").await.starts_with("2026-01-01 10:00:00+07:00"));
+    // The same range with an offset, and one that does not read.
+    c.goto(&format!("{}/search?q=_log:conn&from=2026-01-01T02:30Z&to=2026-01-01T03:30%2B00:00", h.url)).await.unwrap();
+    until(&c, "#hit-total", |t| t == "1").await;
+    c.goto(&format!("{}/search?q=_log:conn&from=soon", h.url)).await.unwrap();
+    assert!(text(&c, "#search-error").await.contains("'From' is not a time: 'soon'"));
+    assert_eq!(value_of(&c, "#search-form input[name=from]").await, json!("soon"));
+
+    // An alert row of a search leads to the alert.
+    c.goto(&format!("{}/search?q=_log:alerts&from=1h", h.url)).await.unwrap();
+    until(&c, "#hit-total", |t| t == "2").await;
+    c.find(Locator::Css("#hits a.record-link")).await.unwrap().click().await.unwrap();
+    until(&c, "#alert-title", |t| !t.is_empty()).await;
+    assert!(c.current_url().await.unwrap().path().starts_with("/alerts/A0000000000000000000"));
+
+    // A uid leads to its flow's timeline: records and alerts in time order.
+    c.goto(&format!("{}/search?q=_log:http", h.url)).await.unwrap();
+    c.find(Locator::Css("#hits a[href='/timeline?uid=CFLOW1']")).await.unwrap().click().await.unwrap();
+    until(&c, "#timeline-subject", |t| t.contains("CFLOW1")).await;
+    assert_eq!(text(&c, "#timeline-total").await, "4");
+    assert_eq!(text(&c, "#timeline-alerts").await, "2");
+    let order = c
+        .execute(
+            "return [...document.querySelectorAll('#timeline tr')].map(r => r.className + ':' + r.cells[1].textContent.trim())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let order: Vec<String> = serde_json::from_value(order).unwrap();
+    assert_eq!(order[0], "record-row:conn");
+    assert_eq!(order[1], "record-row:http");
+    assert!(order[2].starts_with("alert-row:") && order[3].contains("Cleartext FTP login"), "{order:?}");
+    assert!(!pwned(&c).await);
+    let alert_href = c.find(Locator::Css("#timeline a.alert-link")).await.unwrap().attr("href").await.unwrap();
+    assert_eq!(alert_href.as_deref(), Some("/alerts/A00000000000000000001"));
+    let pcap = c.find(Locator::Id("timeline-pcap")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(pcap.starts_with("/timeline/pcap?uid=CFLOW1"), "{pcap}");
+    let search = c.find(Locator::Id("timeline-search")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(search.starts_with("/search?q=uid%3ACFLOW1"), "{search}");
+
+    // Kept in a new investigation, with a note; then attached.
+    c.find(Locator::Css("#investigate summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("investigate-title")).await.unwrap().send_keys("Portal probe from 10.20.0.5").await.unwrap();
+    c.find(Locator::Id("investigate-note")).await.unwrap().send_keys("injection then FTP in one flow").await.unwrap();
+    c.find(Locator::Id("investigate-save")).await.unwrap().click().await.unwrap();
+    until(&c, "#investigation-title", |t| t == "Portal probe from 10.20.0.5").await;
+    let steps = text(&c, "#investigation-steps").await;
+    assert!(steps.contains("CFLOW1") && steps.contains("injection then FTP in one flow"), "{steps}");
+    c.find(Locator::Css(&format!("#attach-incident option[value='{incident}']"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("attach-note")).await.unwrap().send_keys("the flow behind the alert").await.unwrap();
+    c.find(Locator::Id("attach")).await.unwrap().click().await.unwrap();
+    until(&c, "#investigation-incident", |t| t.contains(&incident)).await;
+    // The incident lists it, and it opens again with its steps' links.
+    c.goto(&format!("{}/incidents/{incident}", h.url)).await.unwrap();
+    until(&c, "#incident-investigations", |t| t.contains("Portal probe from 10.20.0.5")).await;
+    c.find(Locator::Css("#incident-investigations a")).await.unwrap().click().await.unwrap();
+    until(&c, "#investigation-steps", |t| t.contains("the flow behind the alert")).await;
+    c.find(Locator::Css("#investigation-steps a.step-link")).await.unwrap().click().await.unwrap();
+    until(&c, "#timeline-subject", |t| t.contains("CFLOW1")).await;
+    // An alert's flow kept in the same investigation, from the alert's page.
+    c.goto(&format!("{}/alerts/A00000000000000000002", h.url)).await.unwrap();
+    c.find(Locator::Css("#investigate summary")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#investigate-into option[value=V1]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("investigate-note")).await.unwrap().send_keys("the FTP login's flow").await.unwrap();
+    c.find(Locator::Id("investigate-save")).await.unwrap().click().await.unwrap();
+    until(&c, "#investigation-steps", |t| t.contains("the FTP login's flow")).await;
+    assert_eq!(c.find_all(Locator::Css("#investigation-steps li")).await.unwrap().len(), 3);
+    c.close().await.unwrap();
+
+    // One audit entry for the attachment, with what was typed.
+    let trail = std::fs::read_to_string(h.dir.join("audit.log")).unwrap();
+    let attached: Vec<&str> = trail.lines().filter(|l| l.contains("\"investigation.attach\"")).collect();
+    assert_eq!(attached.len(), 1, "{trail}");
+    assert!(attached[0].contains("the flow behind the alert") && attached[0].contains(&incident), "{}", attached[0]);
+    assert!(trail.contains("injection then FTP in one flow"));
+}

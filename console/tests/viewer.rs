@@ -235,6 +235,11 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
         ("/assets/{*file}".into(), "/assets/app.js".into()),
         ("/aggregate".into(), "/aggregate?q=*&range=all&agg=terms&field=id.orig_h&by=bytes".into()),
         ("/aggregate".into(), "/aggregate?q=*&range=all&agg=histogram".into()),
+        ("/timeline".into(), "/timeline?addr=10.35.4.20&from=7d".into()),
+        ("/timeline/pcap".into(), "/timeline/pcap?addr=10.35.4.20&from=2h&to=1h".into()),
+        ("/investigations".into(), "/investigations".into()),
+        ("/investigations/{id}".into(), "/investigations/V1".into()),
+        ("/alerts".into(), "/alerts?rule=ftp&from=2020-01-01&to=now".into()),
     ];
     for id in &f.alerts {
         paths.push(("/alerts/{id}".into(), format!("/alerts/{id}")));

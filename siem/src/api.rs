@@ -1487,8 +1487,9 @@ pub struct LedgerParams {
     pub sensor: Option<String>,
 }
 
-/// `from`/`to` of a request: epoch seconds or ISO 8601 (see
-/// [`crate::store::parse_time`]).
+/// `from`/`to` of a request: epoch seconds, ISO 8601 (without an offset:
+/// UTC) or a span before now (`15m`, `24h`, `7d`; see
+/// [`crate::timerange::parse_time`]). A bad one is a 400 naming it.
 fn time_param<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
     s.map(|s| crate::store::parse_time(&s).map_err(serde::de::Error::custom)).transpose()

@@ -14,6 +14,7 @@ pub mod refusals;
 pub mod retention;
 pub mod schema;
 pub mod store;
+pub mod timerange;
 pub mod workflow;
 
 /// Turns transparent huge pages off for the process, as a SOC server runs.

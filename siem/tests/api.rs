@@ -774,6 +774,47 @@ async fn ranges_take_iso_8601_as_well_as_epoch_seconds() {
     assert!(r["error"].as_str().unwrap().contains("'yesterday' is not a time"), "{r}");
 }
 
+/// `from`/`to` also take a span before now (`15m`, `24h`, `7d`, `now-2h`,
+/// `now`) on every endpoint that has them; a bad one is a 400 naming it.
+#[tokio::test]
+async fn ranges_take_spans_before_now_and_errors_name_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = audited_app(dir.path());
+    assert_eq!(call(&app, ingest(Some("sensor-secret"), None, LINES.into(), false)).await.0, StatusCode::OK);
+    let (_, all) = call(&app, get("/api/v1/search?q=_log:conn", "reader-secret")).await;
+    assert!(all["total"].as_u64().unwrap() > 0, "{all}");
+    // The records are of 2023: within the last 10000 days, not the last 15
+    // minutes.
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn&from=10000d&to=now", "reader-secret")).await;
+    assert_eq!((s, &r["total"]), (StatusCode::OK, &all["total"]), "{r}");
+    let (s, r) = call(&app, get("/api/v1/search?q=_log:conn&from=15m", "reader-secret")).await;
+    assert_eq!((s, r["total"].as_u64()), (StatusCode::OK, Some(0)), "{r}");
+    // The range said back is the absolute one applied: about 15 minutes ago.
+    let from = r["range"]["from"].as_str().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let t = siem::store::parse_time(from).unwrap();
+    assert!((now - 900.0 - t).abs() < 60.0, "{from}");
+    for ep in [
+        "/api/v1/aggregate?agg=terms&field=uid&from=7d",
+        "/api/v1/aggregate?agg=histogram&interval=3600&from=now-2h&to=now",
+        "/api/v1/alerts?from=24h",
+        "/api/v1/ledger?from=24h",
+    ] {
+        let (s, r) = call(&app, get(ep, "reader-secret")).await;
+        assert_eq!(s, StatusCode::OK, "{ep}: {r}");
+    }
+    for (q, param) in [("from=15x", "from"), ("to=later", "to"), ("from=2h&to=now-5q", "to")] {
+        let (s, r) = call(&app, get(&format!("/api/v1/search?{q}"), "reader-secret")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {r}");
+        let e = r["error"].as_str().unwrap();
+        assert!(e.contains(&format!("{param}: '")) && e.contains("is not a time"), "{q}: {e}");
+    }
+    // In the wrong order: refused as such.
+    let (s, r) = call(&app, get("/api/v1/search?from=1h&to=2h", "reader-secret")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("from is after to"), "{r}");
+}
+
 struct OnePacketFlow;
 
 impl siem::api::PacketSource for OnePacketFlow {

@@ -12,6 +12,9 @@ pub(super) const FLOW_BYTES: [&str; 2] = ["orig_ip_bytes", "resp_ip_bytes"];
 pub(super) struct AggForm {
     pub(super) q: String,
     pub(super) range: String,
+    /// Typed ends of the range (ISO 8601 in the reader's zone, or `15m`).
+    pub(super) from: String,
+    pub(super) to: String,
     /// terms, histogram or cardinality.
     pub(super) agg: String,
     pub(super) field: String,
@@ -38,7 +41,7 @@ pub(super) struct AggregatePage {
     pub(super) t: Tr,
     pub(super) nav: Nav,
     pub(super) q: String,
-    pub(super) range: String,
+    pub(super) rng: Range,
     pub(super) range_shown: String,
     pub(super) ranges: [(&'static str, &'static str); 5],
     pub(super) agg: String,
@@ -62,9 +65,10 @@ pub(super) struct AggregatePage {
 
 /// The time range of the page: `[from, to)`. Relative choices as the search
 /// page takes them (one place to switch when absolute ranges come).
-fn agg_range(f: &AggForm) -> Result<(Range, Option<f64>), ConsoleError> {
-    let r = range_of(&f.range)?;
-    Ok((r, None))
+fn agg_range(a: &Auth, f: &AggForm) -> Result<(Range, Option<f64>), ConsoleError> {
+    let r = range_in(a, &f.range, &f.from, &f.to)?;
+    let to = r.to;
+    Ok((r, to))
 }
 
 /// The query of a bucket: the page's query and the bucket's condition.
@@ -90,7 +94,8 @@ fn duration(secs: f64) -> String {
 
 pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AggForm>) -> Res {
     a.need(Perm::Search)?;
-    let (range, to) = agg_range(&f)?;
+    let (range, to) = agg_range(&a, &f)?;
+    let range_q = range.url_query();
     let from = range.from;
     let agg = match f.agg.as_str() {
         "" => "terms".to_string(),
@@ -112,8 +117,8 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         t: a.t,
         nav: nav(&a),
         q: f.q.clone(),
-        range: range.code.clone(),
-        range_shown: range_shown(&a, from),
+        rng: range.clone(),
+        range_shown: range_shown_to(&a, from, to),
         ranges: RANGES,
         agg: agg.clone(),
         field: field.clone(),
@@ -129,7 +134,7 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         approximate: String::new(),
         interval_used: String::new(),
         widened: String::new(),
-        search_all: format!("/search?q={}&range={}", enc(&f.q), enc(&range.code)),
+        search_all: format!("/search?q={}&{range_q}", enc(&f.q)),
     };
     // The first visit shows the form only.
     if f.agg.is_empty() {
@@ -178,9 +183,10 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     p.done = true;
     let lens = &a.lens;
     let linked = !lens.pseudonymised();
+    // `range` is a whole query string of range parameters.
     let href = |cond: &str, range: &str| {
         if linked {
-            format!("/search?q={}&range={}", enc(&and(&f.q, cond)), enc(range))
+            format!("/search?q={}&{range}", enc(&and(&f.q, cond)))
         } else {
             String::new()
         }
@@ -194,7 +200,7 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
                     let measure = if by == "bytes" { x.sum.unwrap_or(0) } else { x.count };
                     AggRow {
                         key: lens.text(&x.key),
-                        href: href(&format!("{field}:{}", quote(&x.key)), &range.code),
+                        href: href(&format!("{field}:{}", quote(&x.key)), &range_q),
                         count: x.count,
                         bytes: x.sum.map(bytes).unwrap_or_default(),
                         pct: (measure * 100).checked_div(top).unwrap_or(0),
@@ -221,7 +227,7 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
                     AggRow {
                         key: lens.time(lo),
                         // The bucket's own bounds make the range.
-                        href: href(&cond, "all"),
+                        href: href(&cond, "range=all"),
                         count: x.count,
                         bytes: String::new(),
                         pct: 0,

@@ -58,6 +58,12 @@ pub(super) struct AlertFilter {
     pub(super) dst: String,
     pub(super) technique: String,
     pub(super) range: String,
+    pub(super) from: String,
+    pub(super) to: String,
+    /// The stored rule titles `rule` is a part of (any case, in English or
+    /// the reader's language), found by [`queue`].
+    #[serde(skip)]
+    pub(super) rule_titles: Vec<String>,
 }
 
 impl AlertFilter {
@@ -92,7 +98,12 @@ impl AlertFilter {
         }
         let rule = self.rule.trim();
         if !rule.is_empty() {
-            let term = format!("(rule.title:{} OR rule.id:{})", quote(rule), quote(rule));
+            let mut any: Vec<String> = self.rule_titles.iter().map(|t| format!("rule.title:{}", quote(t))).collect();
+            if !any.iter().any(|t| *t == format!("rule.title:{}", quote(rule))) {
+                any.push(format!("rule.title:{}", quote(rule)));
+            }
+            any.push(format!("rule.id:{}", quote(rule)));
+            let term = format!("({})", any.join(" OR "));
             q = if q.is_empty() { term } else { format!("{q} AND {term}") };
         }
         Ok(q)
@@ -108,6 +119,8 @@ impl AlertFilter {
             ("dst", &self.dst),
             ("technique", &self.technique),
             ("range", &self.range),
+            ("from", &self.from),
+            ("to", &self.to),
         ]
         .iter()
         .filter(|(_, v)| !v.is_empty())
@@ -115,6 +128,27 @@ impl AlertFilter {
         .collect::<Vec<_>>()
         .join("&")
     }
+}
+
+/// Rule titles a rule filter may stand for at once (each is a term of
+/// the query, whose size is bounded).
+const MAX_RULE_TITLES: usize = 100;
+
+/// The titles of the rules that have alerts, most alerts first.
+pub(super) async fn rule_titles(c: &Arc<Console>, a: &Auth) -> Result<Vec<String>, ConsoleError> {
+    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let p = AggParams {
+        q: Some("_log:alerts".into()),
+        from: None,
+        to: None,
+        agg: "terms".into(),
+        field: Some("rule.title".into()),
+        size: Some(1000),
+        interval: None,
+        sum: None,
+    };
+    let b = blocking(move || Ok(buckets(siem.aggregate_records(&who, &peer, &p)?))).await?;
+    Ok(b.into_iter().map(|b| b.key).collect())
 }
 
 /// The queue: most severe first, then newest.
@@ -128,11 +162,27 @@ pub(super) async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result
     if !f.status.is_empty() && !STATUSES.contains(&f.status.as_str()) {
         return Err(ConsoleError::Bad(crate::error::Msg::with("error.status", f.status.as_str())));
     }
+    let rng = range_in(a, &f.range, &f.from, &f.to)?;
+    let mut f = f.clone();
+    if !f.rule.trim().is_empty() {
+        let needle = f.rule.trim().to_lowercase();
+        f.rule_titles = rule_titles(c, a)
+            .await?
+            .into_iter()
+            .filter(|t| {
+                // Matched as this reader sees the title (a viewer's
+                // pseudonyms, not the addresses behind them).
+                let shown = a.lens.text(t);
+                shown.to_lowercase().contains(&needle) || a.lens.rule_title(&shown).to_lowercase().contains(&needle)
+            })
+            .take(MAX_RULE_TITLES)
+            .collect();
+    }
     let p = AlertsParams {
         q: Some(f.query()?),
         status: (!f.status.is_empty()).then(|| f.status.clone()),
-        from: range_of(&f.range)?.from,
-        to: None,
+        from: rng.from,
+        to: rng.to,
         limit: Some(500),
         offset: None,
     };
@@ -159,6 +209,9 @@ pub(super) struct AlertsPage {
     pub(super) severities: [&'static str; 5],
     pub(super) statuses: [&'static str; 6],
     pub(super) ranges: [(&'static str, &'static str); 5],
+    pub(super) rng: Range,
+    /// The rules' titles, offered in the rule filter.
+    pub(super) titles: Vec<String>,
     pub(super) rows: Vec<AlertRow>,
     pub(super) total: usize,
     pub(super) can_triage: bool,
@@ -171,9 +224,10 @@ pub(super) struct AlertsPage {
 }
 
 pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<AlertFilter>) -> Res {
-    let range = range_of(&f.range)?;
-    f.range = range.code;
+    let range = range_in(&a, &f.range, &f.from, &f.to)?;
+    f.range = range.code.clone();
     let (total, rows) = queue(&c, &a, &f).await?;
+    let titles = rule_titles(&c, &a).await?.iter().map(|t| a.lens.rule_title(&a.lens.text(t))).collect();
     let query = f.url_query();
     page(AlertsPage {
         t: a.t,
@@ -185,7 +239,9 @@ pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f):
         total,
         can_triage: a.may(Perm::Triage),
         address_filters: !a.lens.pseudonymised(),
-        range_shown: range_shown(&a, range.from),
+        range_shown: range_shown_to(&a, range.from, range.to),
+        rng: range,
+        titles,
         back: format!("/alerts?{query}"),
         query,
         f,
@@ -271,15 +327,34 @@ pub(super) struct RecordRow {
     pub(super) log: String,
     pub(super) sensor: String,
     pub(super) fields: Vec<(String, String, String)>,
+    /// The record's own page (an alert's), if it has one.
+    pub(super) href: String,
 }
 
 pub(super) fn record_row(lens: &Lens, r: &Value) -> RecordRow {
+    let log = r["_log"].as_str().unwrap_or("").to_string();
+    let mut fields = lens.fields(r, &["ts", "_log", "_sensor"]);
+    // An alert found by a search leads to its page.
+    let alert = if log == "alerts" { r["id"].as_str().filter(|id| valid_id(id)) } else { None };
+    let href = alert.map(|id| format!("/alerts/{}", enc(id))).unwrap_or_default();
+    if !href.is_empty() {
+        if let Some(f) = fields.iter_mut().find(|(k, ..)| k == "id") {
+            f.2 = href.clone();
+        }
+    }
     RecordRow {
         time: lens.time(r["ts"].as_f64().unwrap_or(0.0)),
-        log: r["_log"].as_str().unwrap_or("").to_string(),
+        log,
         sensor: r["_sensor"].as_str().unwrap_or("").to_string(),
-        fields: lens.fields(r, &["ts", "_log", "_sensor"]),
+        fields,
+        href,
     }
+}
+
+/// An id fit for a link's path (alert and incident ids are letters and
+/// digits; anything else is not linked).
+pub(super) fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[derive(Template)]
@@ -304,6 +379,12 @@ pub(super) struct AlertPage {
     pub(super) trail: Vec<(String, String, String)>,
     pub(super) uid: String,
     pub(super) uid_query: String,
+    /// The source's and destination's timelines (readers who search, real
+    /// addresses only).
+    pub(super) src_href: String,
+    pub(super) dst_href: String,
+    /// Keeping the alert's flow in an investigation.
+    pub(super) add: AddForm,
     pub(super) can_packets: bool,
     /// The IoT model's change, as it would be accepted (admins only).
     pub(super) accept_line: String,
@@ -408,6 +489,15 @@ pub(super) async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id):
         bytes,
     )
         .into_response())
+}
+
+/// A host's timeline, when the reader may open it and there is a host.
+fn host_href(may: bool, addr: &str) -> String {
+    if may && addr.parse::<std::net::IpAddr>().is_ok() {
+        crate::view::timeline_href("addr", addr)
+    } else {
+        String::new()
+    }
 }
 
 /// What the triage form held, given back with the reason it was refused.
@@ -538,6 +628,9 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
         comments,
         trail,
         uid_query: enc(&format!("uid:{}", quote(&uid))),
+        add: AddForm { allowed: can_search && !uid.is_empty(), ..add_form(&c, &a, "uid", &uid, &Range::default()) },
+        src_href: host_href(can_search && !lens.pseudonymised(), &s("id.orig_h")),
+        dst_href: host_href(can_search && !lens.pseudonymised(), &s("id.resp_h")),
         can_packets: a.may(Perm::Packets)
             && (!uid.is_empty()
                 || al["evidence"]

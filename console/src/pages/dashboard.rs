@@ -7,7 +7,7 @@ use super::*;
 pub(super) struct DashboardPage {
     pub(super) t: Tr,
     pub(super) nav: Nav,
-    pub(super) range: String,
+    pub(super) rng: Range,
     pub(super) range_shown: String,
     pub(super) ranges: [(&'static str, &'static str); 5],
     pub(super) severity_counts: Vec<(&'static str, u64)>,
@@ -29,12 +29,13 @@ pub(super) struct DashboardPage {
 #[serde(default)]
 pub(super) struct RangeForm {
     pub(super) range: String,
+    pub(super) from: String,
+    pub(super) to: String,
 }
 
 pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<RangeForm>) -> Res {
-    let range = range_of(&f.range)?;
-    let from = range.from;
-    let range = range.code;
+    let rng = range_in(&a, &f.range, &f.from, &f.to)?;
+    let (from, to) = (rng.from, rng.to);
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let agg = move |siem: &AppState, q: &str, agg: &str, field: Option<&str>, size: usize, interval: Option<f64>| {
         let sum = (agg == "terms_bytes").then(|| FLOW_BYTES.join(","));
@@ -44,7 +45,7 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
             &AggParams {
                 q: Some(q.into()),
                 from,
-                to: None,
+                to,
                 agg: if sum.is_some() { "terms".into() } else { agg.into() },
                 field: field.map(str::to_string),
                 size: Some(size),
@@ -59,7 +60,10 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
             AggResult::Stats { min: Some(lo), max: Some(hi), .. } => hi - lo,
             _ => 86_400.0,
         };
-        let interval = interval_for(from, span);
+        let interval = match (from, to) {
+            (Some(f), Some(t)) => interval_for(None, t - f),
+            _ => interval_for(from, span),
+        };
         let mut over_time = Vec::new();
         for s in SEVERITIES {
             let q = format!("_log:alerts AND severity:{s}");
@@ -80,6 +84,7 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     .await?;
     let (by_sev, over_time, rules, protocols, (talkers, talkers_bytes), (dests, dns), records) = data;
     let lens = &a.lens;
+    let rng_q = rng.url_query();
     let severity_counts =
         SEVERITIES.iter().map(|s| (*s, by_sev.iter().find(|b| b.key == *s).map_or(0, |b| b.count))).collect();
     // One time axis for every severity.
@@ -115,17 +120,25 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
             search_href(&format!("{q} {field}:{}", quote(key)))
         }
     };
-    let addr_rows = |b: &[siem::store::Bucket], field: &str| -> Vec<(String, String, u64)> {
-        b.iter().map(|x| (lens.text(&x.key), href_of("_log:conn", field, &x.key), x.count)).collect()
+    // An address opens the host's timeline over the range shown.
+    let host_href = |key: &str| {
+        if lens.pseudonymised() || !a.may(Perm::Search) {
+            String::new()
+        } else {
+            format!("{}&{}", timeline_href("addr", key), rng_q)
+        }
+    };
+    let addr_rows = |b: &[siem::store::Bucket]| -> Vec<(String, String, u64)> {
+        b.iter().map(|x| (lens.text(&x.key), host_href(&x.key), x.count)).collect()
     };
     let talkers_bytes = talkers_bytes
         .iter()
-        .map(|x| (lens.text(&x.key), href_of("_log:conn", "id.orig_h", &x.key), x.count, bytes(x.sum.unwrap_or(0))))
+        .map(|x| (lens.text(&x.key), host_href(&x.key), x.count, bytes(x.sum.unwrap_or(0))))
         .collect();
     let dns_names = dns.iter().map(|x| (lens.text(&x.key), href_of("_log:dns", "query", &x.key), x.count)).collect();
     let more_of = |q: &str, field: &str, by: &str| {
         if a.may(Perm::Search) {
-            format!("/aggregate?q={}&range={range}&agg=terms&field={field}&by={by}", enc(q))
+            format!("/aggregate?q={}&{rng_q}&agg=terms&field={field}&by={by}", enc(q))
         } else {
             String::new()
         }
@@ -139,17 +152,17 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     page(DashboardPage {
         t: a.t,
         nav: nav(&a),
-        range,
-        range_shown: range_shown(&a, from),
+        range_shown: range_shown_to(&a, from, to),
+        rng,
         ranges: RANGES,
         severity_counts,
         records,
         alerts_chart,
         rules_chart,
         protocols_chart,
-        talkers: addr_rows(&talkers, "id.orig_h"),
+        talkers: addr_rows(&talkers),
         talkers_bytes,
-        destinations: addr_rows(&dests, "id.resp_h"),
+        destinations: addr_rows(&dests),
         dns_names,
         more,
     })

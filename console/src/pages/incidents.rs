@@ -83,6 +83,8 @@ pub(super) struct IncidentPage {
     pub(super) statuses: [&'static str; 4],
     pub(super) can_change: bool,
     pub(super) can_export: bool,
+    /// The investigations attached to it.
+    pub(super) investigations: Vec<InvestigationRow>,
 }
 
 pub(super) async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
@@ -117,6 +119,7 @@ pub(super) async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): P
         statuses: INCIDENT_STATUSES,
         can_change: a.may(Perm::Triage),
         can_export: a.may(Perm::Packets),
+        investigations: of_incident(&c, lens, &inc.id),
         i: incident_row(lens, inc),
     })
 }

@@ -5,7 +5,7 @@
 use crate::error::ConsoleError;
 use crate::i18n::Tr;
 use crate::users::{Perm, Role};
-use crate::view::{attack_href, bytes, enc, quote, search_href, Lens};
+use crate::view::{attack_href, bytes, enc, quote, search_href, timeline_href, Lens};
 use crate::{cookie_of, lang_of, Auth, Console, Form, SESSION_COOKIE};
 use askama::Template;
 use axum::body::Bytes;
@@ -31,10 +31,12 @@ mod assets;
 mod dashboard;
 mod devices;
 mod incidents;
+mod investigations;
 mod login;
 mod rules;
 mod search;
 mod sensors;
+mod timeline;
 
 use admin::*;
 use aggregate::*;
@@ -43,11 +45,13 @@ use assets::*;
 use dashboard::*;
 use devices::*;
 use incidents::*;
+use investigations::*;
 pub(crate) use login::login_form;
 use login::*;
 use rules::*;
 use search::*;
 use sensors::*;
+use timeline::*;
 
 type Res = Result<Response, ConsoleError>;
 
@@ -86,6 +90,13 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/users", get(users).post(add_user))
         .route("/users/update", post(update_user))
         .route("/audit", get(audit))
+        // Timelines of flows and hosts, and saved investigations.
+        .route("/timeline", get(timeline))
+        .route("/timeline/pcap", get(timeline_pcap))
+        .route("/investigations", get(investigations))
+        .route("/investigations/add", post(add_step))
+        .route("/investigations/{id}", get(investigation))
+        .route("/investigations/{id}/attach", post(attach))
         .route("/assets/{*file}", get(asset))
         // Aggregation: top values, records over time, distinct counts.
         .route("/aggregate", get(aggregate))
@@ -175,26 +186,80 @@ fn range_from(r: &str) -> Option<f64> {
 }
 
 /// A time filter as it is applied: the choice the form shows, and where it
-/// starts. No choice is "all time", said as such: a control showing one
-/// range while another applies is what this type prevents.
+/// starts and ends. No choice is "all time", said as such: a control
+/// showing one range while another applies is what this type prevents.
+/// Typed ends (`from`/`to`: ISO 8601 in the reader's zone, or a span
+/// before now such as `15m`) win over the list, which then says "custom".
+#[derive(Clone, Default)]
 struct Range {
     code: String,
     from: Option<f64>,
+    to: Option<f64>,
+    from_text: String,
+    to_text: String,
+}
+
+impl Range {
+    /// The range as URL parameters (`range=..&from=..&to=..`).
+    fn url_query(&self) -> String {
+        let mut q = format!("range={}", enc(&self.code));
+        for (k, v) in [("from", &self.from_text), ("to", &self.to_text)] {
+            if !v.is_empty() {
+                q.push_str(&format!("&{k}={}", enc(v)));
+            }
+        }
+        q
+    }
+
+    /// The range to keep (a saved search, an investigation's step): spans
+    /// before now as typed, typed times with the offset of the zone they
+    /// were read in, so that another reader, or this one in another zone,
+    /// gets the same times back.
+    fn kept(&self, lens: &Lens) -> Range {
+        let keep = |text: &str, t: Option<f64>| match t {
+            Some(t) if !siem::timerange::is_relative(text) => lens.time(t),
+            _ => text.to_string(),
+        };
+        Range { from_text: keep(&self.from_text, self.from), to_text: keep(&self.to_text, self.to), ..self.clone() }
+    }
+}
+
+/// The range a page was asked for: a choice of the list, or typed ends
+/// read in the reader's time zone (with [`siem::timerange::parse_range`],
+/// as the API reads them).
+fn range_in(a: &Auth, code: &str, from: &str, to: &str) -> Result<Range, ConsoleError> {
+    let (from_text, to_text) = (from.trim().to_string(), to.trim().to_string());
+    if !from_text.is_empty() || !to_text.is_empty() {
+        let r = siem::timerange::parse_range(&from_text, &to_text, &a.lens.tz, now()).map_err(|e| {
+            let key = match e.param {
+                "from" => "error.range_from",
+                _ if e.message == "is before from" => "error.range_order",
+                _ => "error.range_to",
+            };
+            ConsoleError::Bad(crate::error::Msg::with(key, if e.param == "from" { from } else { to }))
+        })?;
+        return Ok(Range { code: "custom".into(), from: r.from, to: r.to, from_text, to_text });
+    }
+    range_of(code)
 }
 
 fn range_of(r: &str) -> Result<Range, ConsoleError> {
-    let code = if r.is_empty() { "all" } else { r };
+    let code = if r.is_empty() || r == "custom" { "all" } else { r };
     if !RANGES.iter().any(|(v, _)| *v == code) {
         return Err(ConsoleError::Bad(crate::error::Msg::with("error.range", r)));
     }
-    Ok(Range { code: code.to_string(), from: range_from(code) })
+    Ok(Range { code: code.to_string(), from: range_from(code), ..Range::default() })
 }
 
 /// What a time filter applies, in words and the reader's times.
-fn range_shown(a: &Auth, from: Option<f64>) -> String {
-    match from {
-        Some(f) => a.t.t("range.shown_since").replace("{}", &a.lens.time(f)),
-        None => a.t.t("range.shown_all").to_string(),
+fn range_shown_to(a: &Auth, from: Option<f64>, to: Option<f64>) -> String {
+    match (from, to) {
+        (Some(f), Some(t)) => {
+            a.t.t("range.shown_between").replace("{from}", &a.lens.time(f)).replace("{to}", &a.lens.time(t))
+        }
+        (Some(f), None) => a.t.t("range.shown_since").replace("{}", &a.lens.time(f)),
+        (None, Some(t)) => a.t.t("range.shown_until").replace("{}", &a.lens.time(t)),
+        (None, None) => a.t.t("range.shown_all").to_string(),
     }
 }
 
@@ -218,6 +283,9 @@ mod tests {
             keys.extend(incident.iter().map(|s| ("incident", *s)));
             let changes = ["new_device", "new_address", "new_service", "new_protocol", "snapshot"];
             keys.extend(changes.iter().map(|s| ("change", *s)));
+            let steps = ["search", "uid", "community_id", "addr", "note"];
+            keys.extend(steps.iter().map(|s| ("inv.kind", *s)));
+            assert!(steps.iter().all(|s| crate::investigations::Kind::parse(s).is_some()));
             for (p, k) in keys {
                 assert_ne!(t.tk(p, k), format!("{p}.{k}"), "{lang:?} lacks {p}.{k}");
             }
@@ -241,10 +309,38 @@ mod tests {
             "severity:high AND id.orig_h:10.0.0.0/8 AND (rule.title:\"a \\\" OR *\" OR rule.id:\"a \\\" OR *\")"
         );
         assert!(siem::query::parse(&q, &siem::schema::Catalog::new()).is_ok());
+        // A part of titles: every title it is a part of, the text itself, or a rule id.
+        let f = AlertFilter {
+            rule: "ftp".into(),
+            rule_titles: vec!["Cleartext FTP login".into(), "FTP brute force".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            f.query().unwrap(),
+            "(rule.title:\"Cleartext FTP login\" OR rule.title:\"FTP brute force\" OR rule.title:ftp OR rule.id:ftp)"
+        );
         let bad = AlertFilter { src: "1.2.3.4 OR x:y".into(), ..Default::default() };
         assert!(bad.query().is_err());
         let bad = AlertFilter { severity: "severe".into(), ..Default::default() };
         assert!(bad.query().is_err());
+    }
+
+    #[test]
+    fn kept_ranges_keep_spans_and_give_times_their_offset() {
+        let lens = Lens { tz: chrono_tz::Asia::Ho_Chi_Minh, pseudonym_key: None, rule_texts: None };
+        let now = 1_767_240_000.0;
+        let r = siem::timerange::parse_range("2026-01-01 09:30", "15m", &lens.tz, now).unwrap();
+        let typed = Range {
+            code: "custom".into(),
+            from: r.from,
+            to: r.to,
+            from_text: "2026-01-01 09:30".into(),
+            to_text: "15m".into(),
+        };
+        let kept = typed.kept(&lens);
+        assert_eq!((kept.from_text.as_str(), kept.to_text.as_str()), ("2026-01-01 09:30:00+07:00", "15m"));
+        // Read back in another zone: the same time.
+        assert_eq!(siem::timerange::parse_time(&kept.from_text, &chrono_tz::UTC, now).ok(), r.from);
     }
 
     #[test]

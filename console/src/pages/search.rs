@@ -7,6 +7,9 @@ use super::*;
 pub(super) struct SearchForm {
     pub(super) q: String,
     pub(super) range: String,
+    /// Typed ends of the range (ISO 8601 in the reader's zone, or `15m`).
+    pub(super) from: String,
+    pub(super) to: String,
     pub(super) offset: usize,
     /// Columns to show, comma-separated field names (none: every field).
     pub(super) cols: String,
@@ -18,7 +21,7 @@ pub(super) struct SearchPage {
     pub(super) t: Tr,
     pub(super) nav: Nav,
     pub(super) q: String,
-    pub(super) range: String,
+    pub(super) rng: Range,
     pub(super) range_shown: String,
     pub(super) ranges: [(&'static str, &'static str); 5],
     pub(super) fields: Vec<String>,
@@ -39,6 +42,8 @@ pub(super) struct SearchPage {
     /// What the loss ledger says about the range (empty without one).
     pub(super) completeness: String,
     pub(super) complete: bool,
+    /// Keeping this search in an investigation.
+    pub(super) add: AddForm,
 }
 
 pub(super) const PAGE: usize = 50;
@@ -63,9 +68,18 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
     a.need(Perm::Search)?;
     let mut fields: Vec<String> = c.siem.catalog.fields.iter().map(|f| f.path.clone()).collect();
     fields.sort();
-    let range = range_of(&f.range)?;
-    let range_from_ts = range.from;
-    let range = range.code;
+    // A range that does not read is said on the page, with what was typed.
+    let (rng, range_error) = match range_in(&a, &f.range, &f.from, &f.to) {
+        Ok(r) => (r, None),
+        Err(ConsoleError::Bad(m)) => {
+            let kept =
+                Range { code: "custom".into(), from_text: f.from.clone(), to_text: f.to.clone(), ..Range::default() };
+            (kept, Some(m.text(a.t)))
+        }
+        Err(e) => return Err(e),
+    };
+    let (from, to) = (rng.from, rng.to);
+    let range_q = rng.url_query();
     // Only catalog fields become columns: the choice is echoed into links
     // and headers.
     let cols: Vec<String> = f
@@ -81,8 +95,8 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
         t: a.t,
         nav: nav(&a),
         q: f.q.clone(),
-        range: range.clone(),
-        range_shown: range_shown(&a, range_from_ts),
+        rng: rng.clone(),
+        range_shown: range_shown_to(&a, from, to),
         ranges: RANGES,
         fields,
         searched: false,
@@ -90,7 +104,7 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
         total: 0,
         hits: Vec::new(),
         histogram: String::new(),
-        export_query: format!("q={}&range={}", enc(&f.q), enc(&range)),
+        export_query: format!("q={}&{range_q}", enc(&f.q)),
         prev: String::new(),
         next: String::new(),
         saved: c
@@ -98,7 +112,8 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
             .list(&a.session.user)
             .into_iter()
             .map(|s| {
-                let href = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
+                let r = Range { code: s.range, from_text: s.from, to_text: s.to, ..Range::default() };
+                let href = format!("/search?q={}&{}", enc(&s.q), r.url_query());
                 (s.name, href)
             })
             .collect(),
@@ -107,15 +122,19 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
         cells: Vec::new(),
         completeness: String::new(),
         complete: false,
+        add: add_form(&c, &a, "search", &f.q, &rng),
     };
+    if let Some(e) = range_error {
+        p.error = e;
+        return page(p).map(|r| (StatusCode::BAD_REQUEST, r).into_response());
+    }
     if f.q.trim().is_empty() {
         return page(p);
     }
-    let from = range_from_ts;
     let sp = SearchParams {
         q: Some(f.q.clone()),
         from,
-        to: None,
+        to,
         sort: None,
         order: None,
         limit: Some(PAGE),
@@ -134,7 +153,7 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
                 &AggParams {
                     q: Some(q.clone()),
                     from,
-                    to: None,
+                    to,
                     agg: "stats".into(),
                     field: Some("ts".into()),
                     size: None,
@@ -148,14 +167,17 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
                 _ => None,
             })
             .unwrap_or(86_400.0);
-        let interval = interval_for(from, span);
+        let interval = match (from, to) {
+            (Some(f), Some(t)) => interval_for(None, t - f),
+            _ => interval_for(from, span),
+        };
         let hist = siem.aggregate_records(
             &who,
             &peer,
             &AggParams {
                 q: Some(q),
                 from,
-                to: None,
+                to,
                 agg: "histogram".into(),
                 field: None,
                 size: None,
@@ -164,9 +186,9 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
             },
         )?;
         let verdict = match from {
-            Some(from) => {
-                Some(siem.loss_ledger(&who, &peer, &LedgerParams { from: Some(from), ..LedgerParams::default() })?.1)
-            }
+            Some(from) => Some(
+                siem.loss_ledger(&who, &peer, &LedgerParams { from: Some(from), to, ..LedgerParams::default() })?.1,
+            ),
             None => None,
         };
         Ok((res, buckets(hist), verdict))
@@ -225,7 +247,7 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
             let labels = hist.iter().map(|b| a.lens.time(b.key.parse::<f64>().unwrap_or(0.0))).collect();
             p.histogram =
                 chart(labels, vec![(a.t.t("search.hits").to_string(), hist.iter().map(|b| b.count).collect())], "bar");
-            let base = format!("/search?q={}&range={}&cols={}", enc(&f.q), enc(&range), enc(&p.cols_text));
+            let base = format!("/search?q={}&{range_q}&cols={}", enc(&f.q), enc(&p.cols_text));
             if f.offset > 0 {
                 p.prev = format!("{base}&offset={}", f.offset.saturating_sub(PAGE));
             }
@@ -251,15 +273,21 @@ pub(super) async fn save_search(State(c): State<Arc<Console>>, a: Auth, body: By
     let f = Form::parse(&body);
     a.csrf(&f)?;
     a.need(Perm::Search)?;
+    // Kept once it reads: a span such as `15m` stays relative, a typed
+    // time gets the offset of the zone it was read in.
+    let rng = range_in(&a, f.get("range").unwrap_or(""), f.get("from").unwrap_or(""), f.get("to").unwrap_or(""))?;
+    let rng = rng.kept(&a.lens);
     let s = crate::saved::Saved {
         name: f.get("name").unwrap_or("").to_string(),
         q: f.get("q").unwrap_or("").to_string(),
-        range: f.get("range").filter(|r| RANGES.iter().any(|(v, _)| v == r)).unwrap_or("all").to_string(),
+        range: rng.code.clone(),
+        from: rng.from_text.clone(),
+        to: rng.to_text.clone(),
     };
     // A search that could not run is not kept (the language's bounds hold
     // when it runs too).
     siem::query::parse(&s.q, &c.siem.catalog).map_err(|e| ConsoleError::Invalid(format!("invalid query: {e}")))?;
-    let back = format!("/search?q={}&range={}", enc(&s.q), enc(&s.range));
+    let back = format!("/search?q={}&{}", enc(&s.q), rng.url_query());
     c.siem.audit_as(&a.session.user, &a.peer, "console.search_save", json!({"name": s.name, "q": s.q}))?;
     c.saved.save(&a.session.user, s)?;
     Ok(Redirect::to(&back).into_response())
@@ -280,6 +308,8 @@ pub(super) async fn delete_search(State(c): State<Arc<Console>>, a: Auth, body: 
 pub(super) struct ExportForm {
     pub(super) q: String,
     pub(super) range: String,
+    pub(super) from: String,
+    pub(super) to: String,
     pub(super) format: String,
 }
 
@@ -291,10 +321,11 @@ pub(super) async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
     if f.format != "csv" && f.format != "json" {
         return Err(ConsoleError::Bad(crate::error::Msg::new("error.export_format")));
     }
+    let rng = range_in(&a, &f.range, &f.from, &f.to)?;
     let sp = SearchParams {
         q: Some(f.q.clone()),
-        from: range_of(&f.range)?.from,
-        to: None,
+        from: rng.from,
+        to: rng.to,
         sort: None,
         order: None,
         limit: Some(EXPORT_MAX),
@@ -304,7 +335,7 @@ pub(super) async fn export(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let res = blocking(move || {
-        siem.audit_as(&who, &peer, "export", json!({"q": sp.q, "format": "search"}))?;
+        siem.audit_as(&who, &peer, "export", json!({"q": sp.q, "format": "search", "from": sp.from, "to": sp.to}))?;
         Ok(siem.search_records(&who, &peer, &sp)?)
     })
     .await?;

@@ -298,49 +298,10 @@ impl Cursor {
 /// Latest time accepted in a range (2100-01-01), as records' `ts`.
 pub const MAX_TS: f64 = 4_102_444_800.0;
 
-/// A time as people paste it: epoch seconds (`1700000000.5`), RFC 3339 /
-/// ISO 8601 with a zone (`2026-12-07T14:00:00Z`, `…T21:00:00+07:00`), or
-/// without one, taken as UTC (`2026-12-07T14:00`, `2026-12-07 14:00:00.5`,
-/// `2026-12-07`). A `+` left unencoded in a URL arrives as a space: a
-/// space before the zone is read as `+`.
+/// A time as people paste it, a time without an offset read as UTC (see
+/// [`crate::timerange::parse_time`], which this is in UTC).
 pub fn parse_time(text: &str) -> std::result::Result<f64, String> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime};
-    let s = text.trim();
-    let bad = || format!("'{}' is not a time: give epoch seconds or ISO 8601 (2026-12-07T14:00:00Z)", shown(s));
-    if let Ok(f) = s.parse::<f64>() {
-        return if f.is_finite() { Ok(f) } else { Err(bad()) };
-    }
-    if s.len() > 40 {
-        return Err(bad());
-    }
-    let secs = |d: DateTime<chrono::FixedOffset>| d.timestamp() as f64 + f64::from(d.timestamp_subsec_micros()) / 1e6;
-    let plus = match s.get(10..).and_then(|t| t.rfind(' ')) {
-        Some(i) if i > 0 => format!("{}+{}", &s[..10 + i], &s[10 + i + 1..]),
-        _ => s.to_string(),
-    };
-    for t in [s, plus.as_str()] {
-        if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-            return Ok(secs(d));
-        }
-        for f in ["%Y-%m-%dT%H:%M%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
-            if let Ok(d) = DateTime::parse_from_str(t, f) {
-                return Ok(secs(d));
-            }
-        }
-    }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
-        if let Ok(d) = NaiveDateTime::parse_from_str(s, f) {
-            return Ok(secs(d.and_utc().fixed_offset()));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(secs(d.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc().fixed_offset()));
-    }
-    Err(bad())
-}
-
-fn shown(s: &str) -> String {
-    s.chars().take(40).collect()
+    crate::timerange::parse_time(text, &chrono::Utc, crate::timerange::now())
 }
 
 /// A time as RFC 3339 in UTC, to the microsecond where it has one.
