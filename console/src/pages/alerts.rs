@@ -118,7 +118,14 @@ impl AlertFilter {
 }
 
 /// The queue: most severe first, then newest.
-pub(super) async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Vec<AlertRow>), ConsoleError> {
+/// A refresh of a view the user opened is not audited again (the opening
+/// was); a refresh with another filter is a new view, and is.
+pub(super) async fn queue(
+    c: &Arc<Console>,
+    a: &Auth,
+    f: &AlertFilter,
+    refresh: bool,
+) -> Result<(usize, Vec<AlertRow>), ConsoleError> {
     a.need(Perm::ReadAlerts)?;
     // A filter by a real address would tell a viewer which pseudonym it
     // hides: an oracle, refused.
@@ -136,8 +143,23 @@ pub(super) async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result
         limit: Some(500),
         offset: None,
     };
+    let view = (a.session.user.clone(), f.url_query());
+    let again = {
+        let mut views = c.queue_views.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: forgetting only means the next refresh is audited.
+        if views.len() >= 10_000 {
+            views.clear();
+        }
+        refresh && views.contains(&view)
+    };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
-    let (total, hits) = blocking(move || Ok(siem.list_alerts(&who, &peer, &p)?)).await?;
+    let (total, hits) = blocking(move || {
+        Ok(if again { siem.list_alerts_again(&p)? } else { siem.list_alerts(&who, &peer, &p)? })
+    })
+    .await?;
+    if !again {
+        c.queue_views.lock().unwrap_or_else(|p| p.into_inner()).insert(view);
+    }
     let hits: Vec<Value> = hits.into_iter().map(|h| shown(a, h)).collect();
     let mut rows: Vec<AlertRow> = hits.iter().map(|h| alert_row(&a.lens, h)).collect();
     let ts: HashMap<String, f64> =
@@ -173,7 +195,7 @@ pub(super) struct AlertsPage {
 pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<AlertFilter>) -> Res {
     let range = range_of(&f.range)?;
     f.range = range.code;
-    let (total, rows) = queue(&c, &a, &f).await?;
+    let (total, rows) = queue(&c, &a, &f, false).await?;
     let query = f.url_query();
     page(AlertsPage {
         t: a.t,
@@ -203,7 +225,7 @@ pub(super) struct AlertRows {
 /// The queue's rows alone, for the page's live refresh; the total rides in
 /// a header.
 pub(super) async fn alert_rows(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AlertFilter>) -> Res {
-    let (total, rows) = queue(&c, &a, &f).await?;
+    let (total, rows) = queue(&c, &a, &f, true).await?;
     let mut r = page(AlertRows { t: a.t, rows, can_triage: a.may(Perm::Triage) })?;
     r.headers_mut().insert("x-total", HeaderValue::from(total));
     Ok(r)
