@@ -836,6 +836,21 @@ impl AppState {
 
     /// Changes an alert's triage: status (with a reason), assignee, a comment.
     pub fn triage_alert(&self, who: &str, from: &str, id: &str, c: TriageChange) -> ApiResult<crate::workflow::Triage> {
+        self.triage_alert_for(who, from, id, c, "alert.triage", json!({}))
+    }
+
+    /// A triage change made as part of another action (an admin accepting
+    /// a device's change as normal closes its alert): one audit entry, the
+    /// action's, with `extra` added to the triage's detail.
+    pub fn triage_alert_for(
+        &self,
+        who: &str,
+        from: &str,
+        id: &str,
+        c: TriageChange,
+        action: &str,
+        extra: Value,
+    ) -> ApiResult<crate::workflow::Triage> {
         use crate::workflow::{Change, Status, MAX_TEXT};
         let wf = workflow(self)?;
         if !valid_alert_id(id) {
@@ -864,12 +879,12 @@ impl AppState {
         if self.store.search(&SearchRequest::new(q))?.total == 0 {
             return Err(ApiError::Absent(Coded::new("alert.unknown", format!("no alert '{id}'")).arg("id", id)));
         }
-        self.audit_as(
-            who,
-            from,
-            "alert.triage",
-            json!({"id": id, "status": c.status, "reason": c.reason, "assign": c.assign, "comment": c.comment}),
-        )?;
+        let mut detail =
+            json!({"id": id, "status": c.status, "reason": c.reason, "assign": c.assign, "comment": c.comment});
+        if let (Some(d), Value::Object(extra)) = (detail.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        self.audit_as(who, from, action, detail)?;
         let ts = now_secs();
         let io = |e: std::io::Error| ApiError::Internal(e.to_string());
         let mut t = wf.get(id);

@@ -329,6 +329,8 @@ pub(super) struct AlertPage {
     pub(super) can_packets: bool,
     /// The IoT model's change, as it would be accepted (admins only).
     pub(super) accept_line: String,
+    /// That change is in the models' accepted list already.
+    pub(super) accepted: bool,
     pub(super) evidence: Vec<RecordRow>,
     pub(super) related: Vec<AlertRow>,
     /// The triage form as it was sent, when it was refused.
@@ -353,7 +355,20 @@ pub(super) async fn accept_change(State(c): State<Arc<Console>>, a: Auth, Path(i
         let al = siem.alert(&who, &peer, &id2)?;
         let line = iot_accept_line(&al).ok_or_else(|| ConsoleError::Invalid("not a device profile alert".into()))?;
         let added = crate::tune::accept(&models, &line)?;
-        siem.audit_as(&who, &peer, "model.accept", json!({"id": id2, "accepted": line, "added": added}))?;
+        // What it reported is normal now: the alert is closed as benign,
+        // saying why, in the one entry of the acceptance.
+        let already_closed = al["triage"]["status"].as_str().is_some_and(|s| s.starts_with("closed"));
+        if already_closed {
+            siem.audit_as(&who, &peer, "model.accept", json!({"id": id2, "accepted": line, "added": added}))?;
+        } else {
+            let close = TriageChange {
+                status: Some("closed_benign".into()),
+                reason: Some(format!("accepted as the device's normal: {line}")),
+                assign: None,
+                comment: None,
+            };
+            siem.triage_alert_for(&who, &peer, &id2, close, "model.accept", json!({"accepted": line, "added": added}))?;
+        }
         Ok(())
     })
     .await?;
@@ -569,6 +584,10 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
             iot_accept_line(&al).unwrap_or_default()
         } else {
             String::new()
+        },
+        accepted: match (&c.cfg.models_file, iot_accept_line(&al)) {
+            (Some(m), Some(line)) => crate::tune::is_accepted(m, &line),
+            _ => false,
         },
         uid,
         evidence: evidence.iter().map(|r| record_row(lens, r)).collect(),
