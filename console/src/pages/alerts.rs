@@ -489,12 +489,19 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
             };
             siem.list_alerts(&who, &peer, &p)?.1.into_iter().filter(|r| r["id"] != al["id"]).collect()
         };
+        let flows: Vec<&str> = al["uid"]
+            .as_str()
+            .into_iter()
+            .chain(al["evidence"].as_array().into_iter().flatten().filter_map(|e| e.as_str()?.strip_prefix("conn:")))
+            .collect();
         let trail: Vec<siem::audit::AuditEntry> = match &siem.audit {
             Some(log) => log
                 .read(None, None, 100_000)
                 .map_err(|e| ConsoleError::Internal(e.to_string()))?
                 .into_iter()
-                .filter(|e| e.detail["id"].as_str() == Some(id2.as_str()))
+                // Its own entries and its flows' (packet downloads name the
+                // flow; an evidence bundle names the alert).
+                .filter(|e| e.targets().iter().any(|t| *t == id2 || flows.contains(t)))
                 .collect(),
             None => Vec::new(),
         };
