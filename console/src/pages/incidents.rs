@@ -7,7 +7,9 @@ pub(super) struct IncidentRow {
     pub(super) title: String,
     pub(super) status: String,
     pub(super) owner: String,
-    pub(super) alerts: Vec<String>,
+    /// Its alerts: id, title and severity (the id again, `info`, until
+    /// they are looked up).
+    pub(super) alerts: Vec<(String, String, String)>,
     pub(super) updated: String,
 }
 
@@ -22,8 +24,38 @@ pub(super) struct IncidentsPage {
 pub(super) async fn incidents(State(c): State<Arc<Console>>, a: Auth) -> Res {
     a.need(Perm::ReadAlerts)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
-    let list = blocking(move || Ok(siem.list_incidents(&who, &peer, None)?)).await?;
-    let rows = list.into_iter().map(|i| incident_row(&a.lens, shown_incident(&a, i, &mut Vec::new()))).collect();
+    let (list, alerts) = blocking(move || {
+        let list = siem.list_incidents(&who, &peer, None)?;
+        // Their alerts' titles and severities: part of reading the list
+        // (audited above as such), not another reading.
+        let ids: Vec<&String> = list.iter().flat_map(|i| i.alerts.iter()).take(2000).collect();
+        let mut alerts = Vec::new();
+        for chunk in ids.chunks(100) {
+            let q = chunk.iter().map(|i| format!("id:{}", quote(i))).collect::<Vec<_>>().join(" OR ");
+            let p = AlertsParams { q: Some(q), status: None, from: None, to: None, limit: Some(100), offset: None };
+            alerts.extend(siem.list_alerts_again(&p)?.1);
+        }
+        Ok((list, alerts))
+    })
+    .await?;
+    let mut alerts = alerts.into_iter().map(|x| shown(&a, x)).collect::<Vec<_>>();
+    a.lens.scrub_all(&mut alerts);
+    let known: HashMap<String, AlertRow> =
+        alerts.iter().map(|x| alert_row(&a.lens, x)).map(|r| (r.id.clone(), r)).collect();
+    let rows = list
+        .into_iter()
+        .map(|i| {
+            let mut row = incident_row(&a.lens, shown_incident(&a, i, &mut Vec::new()));
+            for (id, title, severity) in &mut row.alerts {
+                if let Some(r) = known.get(id.as_str()) {
+                    (*title, *severity) = (r.title.clone(), r.severity.clone());
+                }
+            }
+            // The most severe first.
+            row.alerts.sort_by_key(|(_, _, s)| std::cmp::Reverse(severity_rank(s)));
+            row
+        })
+        .collect();
     page(IncidentsPage { t: a.t, nav: nav(&a), rows })
 }
 
@@ -63,7 +95,7 @@ pub(super) fn incident_row(lens: &Lens, i: siem::workflow::Incident) -> Incident
         updated: lens.time(i.updated_ts),
         id: i.id,
         title: i.title,
-        alerts: i.alerts,
+        alerts: i.alerts.into_iter().map(|id| (id.clone(), id, "info".to_string())).collect(),
     }
 }
 
