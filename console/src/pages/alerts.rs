@@ -190,13 +190,39 @@ pub(super) struct AlertsPage {
     pub(super) address_filters: bool,
     pub(super) query: String,
     pub(super) back: String,
+    /// Why the filter was refused; the form keeps what was typed.
+    pub(super) error: String,
+    pub(super) refused: bool,
 }
 
 pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<AlertFilter>) -> Res {
-    let range = range_of(&f.range)?;
-    f.range = range.code;
-    let (total, rows) = queue(&c, &a, &f, false).await?;
+    // A filter refused for what was typed: the queue's page again, empty,
+    // with the filter as typed and why.
+    let refused = |e: ConsoleError| match e {
+        ConsoleError::Bad(m) => Ok(m.text(a.t)),
+        ConsoleError::Api(m) if m.status == StatusCode::BAD_REQUEST => Ok(m.text(a.t)),
+        other => Err(other),
+    };
+    let (range, mut error) = match range_of(&f.range) {
+        Ok(r) => (r, String::new()),
+        Err(e) => (range_of("")?, refused(e)?),
+    };
+    if error.is_empty() {
+        f.range = range.code;
+    }
+    let (total, rows) = if error.is_empty() {
+        match queue(&c, &a, &f, false).await {
+            Ok(found) => found,
+            Err(e) => {
+                error = refused(e)?;
+                (0, Vec::new())
+            }
+        }
+    } else {
+        (0, Vec::new())
+    };
     let query = f.url_query();
+    let refused = !error.is_empty();
     page(AlertsPage {
         t: a.t,
         nav: nav(&a),
@@ -211,7 +237,10 @@ pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f):
         back: format!("/alerts?{query}"),
         query,
         f,
+        refused,
+        error,
     })
+    .map(|r| if refused { (StatusCode::BAD_REQUEST, r).into_response() } else { r })
 }
 
 #[derive(Template)]

@@ -115,9 +115,26 @@ pub(super) struct IncidentPage {
     pub(super) statuses: [&'static str; 4],
     pub(super) can_change: bool,
     pub(super) can_export: bool,
+    /// The change form as it was sent, when it was refused.
+    pub(super) kept: IncidentKept,
+}
+
+/// What the change form held, given back with the reason it was refused.
+#[derive(Default)]
+pub(super) struct IncidentKept {
+    pub(super) status: String,
+    pub(super) owner: String,
+    pub(super) note: String,
+    pub(super) evidence: String,
+    pub(super) merge: String,
+    pub(super) error: String,
 }
 
 pub(super) async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): Path<String>) -> Res {
+    incident_page(c, a, id, IncidentKept::default()).await
+}
+
+async fn incident_page(c: Arc<Console>, a: Auth, id: String, kept: IncidentKept) -> Res {
     a.need(Perm::ReadAlerts)?;
     let wf = c.siem.workflow.as_ref().ok_or_else(|| ConsoleError::Invalid("no triage state kept".into()))?;
     let inc = wf.incident(&id).ok_or(ConsoleError::NotFound)?;
@@ -129,14 +146,17 @@ pub(super) async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): P
         for chunk in ids.chunks(100) {
             let q = chunk.iter().map(|i| format!("id:{}", quote(i))).collect::<Vec<_>>().join(" OR ");
             let p = AlertsParams { q: Some(q), status: None, from: None, to: None, limit: Some(100), offset: None };
-            out.extend(siem.list_alerts(&who, &peer, &p)?.1);
+            // Part of the incident's view, audited as such.
+            out.extend(siem.list_alerts_again(&p)?.1);
         }
+        let _ = (&who, &peer);
         Ok(out)
     })
     .await?;
     let mut alerts = alerts;
     let inc = shown_incident(&a, inc, &mut alerts);
     let lens = &a.lens;
+    let refused = !kept.error.is_empty();
     let notes = inc.notes.iter().map(|n| (n.by.clone(), lens.time(n.ts), n.text.clone())).collect();
     page(IncidentPage {
         t: a.t,
@@ -150,7 +170,9 @@ pub(super) async fn incident(State(c): State<Arc<Console>>, a: Auth, Path(id): P
         can_change: a.may(Perm::Triage),
         can_export: a.may(Perm::Packets),
         i: incident_row(lens, inc),
+        kept,
     })
+    .map(|r| if refused { (StatusCode::BAD_REQUEST, r).into_response() } else { r })
 }
 
 /// Status, owner, a note, evidence, alerts removed, another incident merged.
@@ -173,8 +195,27 @@ pub(super) async fn change_incident(
         remove_alerts: f.all("remove").into_iter().map(str::to_string).collect(),
         merge: nonempty("merge"),
     };
+    let kept = IncidentKept {
+        status: f.get("status").unwrap_or("").to_string(),
+        owner: f.get("owner").unwrap_or("").to_string(),
+        note: f.get("note").unwrap_or("").to_string(),
+        evidence: f.get("evidence").unwrap_or("").to_string(),
+        merge: f.get("merge").unwrap_or("").to_string(),
+        error: String::new(),
+    };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let id2 = id.clone();
-    blocking(move || Ok(siem.change_incident(&who, &peer, &id2, change)?)).await?;
-    Ok(Redirect::to(&format!("/incidents/{}", enc(&id))).into_response())
+    match blocking(move || Ok(siem.change_incident(&who, &peer, &id2, change)?)).await {
+        Ok(_) => Ok(Redirect::to(&format!("/incidents/{}", enc(&id))).into_response()),
+        // Refused for what was typed: the page again, the typing kept.
+        Err(e) => {
+            let error = match e {
+                ConsoleError::Bad(m) => m.text(a.t),
+                ConsoleError::Invalid(m) => m,
+                ConsoleError::Api(m) if m.status == StatusCode::BAD_REQUEST => m.text(a.t),
+                other => return Err(other),
+            };
+            incident_page(c, a, id, IncidentKept { error, ..kept }).await
+        }
+    }
 }
