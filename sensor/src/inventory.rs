@@ -280,8 +280,10 @@ impl Inventory {
     fn change(&self, ts: Time, host: IpAddr, change: &'static str) -> KnownDeviceRecord {
         let d = self.devices.get(&host);
         let mac = d.and_then(|d| d.mac.clone());
-        let mac_shared = mac.as_deref().and_then(|m| self.mac_shared(m)).filter(|_| !d.is_some_and(|d| d.mac_from_dhcp));
-        let (device_type, type_evidence) = d.and_then(Device::classify).map_or((None, None), |(k, e)| (Some(k), Some(e)));
+        let mac_shared =
+            mac.as_deref().and_then(|m| self.mac_shared(m)).filter(|_| !d.is_some_and(|d| d.mac_from_dhcp));
+        let (device_type, type_evidence) =
+            d.and_then(Device::classify).map_or((None, None), |(k, e)| (Some(k), Some(e)));
         KnownDeviceRecord {
             ts,
             host,
@@ -577,7 +579,10 @@ mod tests {
             _ => None,
         });
         let plc = plc.expect("a snapshot of the controller");
-        assert_eq!((plc.change, plc.services.clone(), plc.peers), ("snapshot", vec!["tcp/502 modbus".to_string()], Some(1)));
+        assert_eq!(
+            (plc.change, plc.services.clone(), plc.peers),
+            ("snapshot", vec!["tcp/502 modbus".to_string()], Some(1))
+        );
         // A refused connection shows no service.
         let refused = conn("10.33.9.5", "00:0e:8c:00:00:01", "10.33.0.7", "00:80:f4:00:00:07", 23, "REJ");
         assert!(changes(&mut inv, &refused).is_empty());
@@ -614,7 +619,10 @@ mod tests {
         inv.observe(&dhcp("10.1.0.7", "00:1b:63:84:45:e6"), &mut out);
         inv.snapshot(Time(9), &mut out);
         let d = known(&out, "10.1.0.7", "snapshot").expect("the device");
-        assert_eq!((d.mac.as_deref(), d.vendor.as_deref(), d.mac_shared), (Some("00:1b:63:84:45:e6"), Some("Apple, Inc."), None));
+        assert_eq!(
+            (d.mac.as_deref(), d.vendor.as_deref(), d.mac_shared),
+            (Some("00:1b:63:84:45:e6"), Some("Apple, Inc."), None)
+        );
     }
 
     fn dhcp(host: &str, mac: &str) -> Event {

@@ -153,10 +153,9 @@ pub(super) async fn queue(
         refresh && views.contains(&view)
     };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
-    let (total, hits) = blocking(move || {
-        Ok(if again { siem.list_alerts_again(&p)? } else { siem.list_alerts(&who, &peer, &p)? })
-    })
-    .await?;
+    let (total, hits) =
+        blocking(move || Ok(if again { siem.list_alerts_again(&p)? } else { siem.list_alerts(&who, &peer, &p)? }))
+            .await?;
     if !again {
         c.queue_views.lock().unwrap_or_else(|p| p.into_inner()).insert(view);
     }
@@ -516,7 +515,8 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
                 limit: Some(20),
                 offset: None,
             };
-            siem.list_alerts(&who, &peer, &p)?.1.into_iter().filter(|r| r["id"] != al["id"]).collect()
+            // Part of the alert's view, audited as such.
+            siem.list_alerts_again(&p)?.1.into_iter().filter(|r| r["id"] != al["id"]).collect()
         };
         let flows: Vec<&str> = al["uid"]
             .as_str()

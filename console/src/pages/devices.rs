@@ -138,21 +138,11 @@ pub(super) async fn devices(State(c): State<Arc<Console>>, a: Auth, Query(f): Qu
     let t = a.t;
     rows.retain(|r| {
         let kind_name = if r.kind.is_empty() { String::new() } else { t.tk("devtype", &r.kind) };
-        let hay = [
-            &r.host,
-            &r.mac,
-            &r.vendor,
-            &r.name,
-            &r.kind,
-            &kind_name,
-            &r.evidence,
-            &r.services,
-            &r.protocols,
-        ]
-        .iter()
-        .map(|s| s.to_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ");
+        let hay = [&r.host, &r.mac, &r.vendor, &r.name, &r.kind, &kind_name, &r.evidence, &r.services, &r.protocols]
+            .iter()
+            .map(|s| s.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
         (f.kind.is_empty() || r.kind == f.kind) && words.iter().all(|w| hay.contains(w.as_str()))
     });
     let matching = rows.len();
