@@ -774,13 +774,17 @@ async fn pages_fit_a_small_screen_and_speak_vietnamese() {
     let summary = text(&c, "#alert-summary").await;
     assert!(summary.starts_with("Đăng nhập FTP với mật khẩu dạng rõ [fd00:"), "{summary}");
     // Audit actions by their Vietnamese names.
-    c.goto(&format!("{}/audit", h.url)).await.unwrap();
+    c.goto(&format!("{}/audit?action=console.login", h.url)).await.unwrap();
     let audit = text(&c, "#audit").await;
     assert!(audit.contains("Đăng nhập") && !audit.contains("console.login"), "{audit}");
-    // An error is a page in Vietnamese.
+    // A refused filter says why in Vietnamese, on its page, the filter kept.
     c.goto(&format!("{}/alerts?range=bogus", h.url)).await.unwrap();
-    let error = text(&c, "#error-text").await;
+    let error = text(&c, "#filter-error").await;
     assert!(error.contains("khoảng thời gian 'bogus' không hợp lệ"), "{error}");
+    // Any other error is a page in Vietnamese.
+    c.goto(&format!("{}/alerts/not-an-alert", h.url)).await.unwrap();
+    let error = text(&c, "#error-text").await;
+    assert!(!error.is_empty() && c.find(Locator::Id("filter-error")).await.is_err(), "{error}");
     assert_eq!(c.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().as_deref(), Some("vi"));
     // A form sent back with an error keeps what was typed, and says why in Vietnamese.
     c.goto(&format!("{}/users", h.url)).await.unwrap();

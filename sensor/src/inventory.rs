@@ -19,27 +19,142 @@ use std::sync::OnceLock;
 /// (`data/README.md` says where it comes from).
 const OUI_GZ: &[u8] = include_bytes!("../data/oui.tsv.gz");
 
+/// OUI → organisation, from the registry in use.
+pub type OuiTable = HashMap<[u8; 3], &'static str>;
+
+static TABLE: OnceLock<OuiTable> = OnceLock::new();
+
+/// Reads registry text: the `PREFIX<TAB>Organisation` lines we ship and
+/// `update-oui` writes, IEEE's `oui.csv` (`MA-L,001B63,"Apple, Inc.",…`),
+/// or IEEE's `oui.txt` (`00-1B-63   (hex)		Apple, Inc.`). Kept for the
+/// process's life.
+pub fn parse_registry(text: &str) -> OuiTable {
+    let mut table = HashMap::new();
+    let mut add = |prefix: &str, org: &str| {
+        // Names as the registry spells them, spaces collapsed (IEEE pads
+        // some and breaks others over lines).
+        let org = org.split_whitespace().collect::<Vec<_>>().join(" ");
+        let prefix = prefix.trim().replace('-', "");
+        let Some(n) = (prefix.len() == 6).then(|| u32::from_str_radix(&prefix, 16).ok()).flatten() else { return };
+        if org.is_empty() {
+            return;
+        }
+        let b = n.to_be_bytes();
+        let org: &'static str = Box::leak(org.into_boxed_str());
+        table.insert([b[1], b[2], b[3]], org);
+    };
+    if text.starts_with("Registry,") {
+        for rec in csv_records(text) {
+            if let [kind, prefix, org, ..] = rec.as_slice() {
+                if kind == "MA-L" {
+                    add(prefix, org);
+                }
+            }
+        }
+    } else {
+        for line in text.lines() {
+            if let Some((p, o)) = line.split_once("(hex)").or_else(|| line.split_once('\t')) {
+                add(p, o);
+            }
+        }
+    }
+    table
+}
+
+/// The records of CSV text (RFC 4180: quoted fields may hold commas,
+/// doubled quotes and line breaks).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let (mut out, mut rec, mut field) = (Vec::new(), Vec::new(), String::new());
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => rec.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                rec.push(std::mem::take(&mut field));
+                out.push(std::mem::take(&mut rec));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !rec.is_empty() {
+        rec.push(field);
+        out.push(rec);
+    }
+    out
+}
+
+/// Reads a registry file (gzipped or not, any form [`parse_registry`]
+/// reads).
+pub fn read_registry(path: &std::path::Path) -> Result<OuiTable, SensorError> {
+    let fail = |msg: String| SensorError::Registry { path: path.to_path_buf(), msg };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let mut text = String::new();
+    let gz = bytes.starts_with(&[0x1f, 0x8b]);
+    let read = if gz {
+        flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).map(|_| ())
+    } else {
+        String::from_utf8(bytes).map(|t| text = t).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    };
+    read.map_err(|e| fail(e.to_string()))?;
+    let table = parse_registry(&text);
+    if table.is_empty() {
+        return Err(fail("no OUI assignment in it".into()));
+    }
+    Ok(table)
+}
+
+/// Writes a registry as we ship it (`PREFIX<TAB>Organisation` lines in
+/// prefix order, gzipped), beside `path` and renamed: a sensor starting
+/// meanwhile reads the old registry or the new one, never half of one.
+pub fn write_registry(table: &OuiTable, path: &std::path::Path) -> Result<(), SensorError> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| SensorError::Registry { path: path.to_path_buf(), msg: e.to_string() };
+    let mut rows: Vec<(String, &str)> =
+        table.iter().map(|(k, org)| (format!("{:02X}{:02X}{:02X}", k[0], k[1], k[2]), *org)).collect();
+    rows.sort();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    for (prefix, org) in &rows {
+        // One line per assignment: a name never holds a tab or a newline.
+        let org = org.replace(['\t', '\n', '\r'], " ");
+        writeln!(gz, "{prefix}\t{org}").map_err(fail)?;
+    }
+    let bytes = gz.finish().map_err(fail)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Names vendors from `path` (as `citysoc inventory update-oui` writes
+/// it) rather than from the copy built in. Call it before the first
+/// lookup; returns the assignments read, or None if a registry was in use
+/// already.
+pub fn use_registry(path: &std::path::Path) -> Result<Option<usize>, SensorError> {
+    let table = read_registry(path)?;
+    let n = table.len();
+    Ok(TABLE.set(table).is_ok().then_some(n))
+}
+
 /// Organisation an OUI (the first three bytes of a MAC) is assigned to.
 /// None for a locally administered or group address (IEEE 802 §8.2: bit
 /// 0x02 of the first octet set, or 0x01): such an address was not handed
 /// out by IEEE, whatever its first bytes look like (phones' private
 /// addresses, virtual NICs, cameras configured by hand).
 pub fn vendor(mac: &str) -> Option<&'static str> {
-    static TABLE: OnceLock<HashMap<[u8; 3], &'static str>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
         let mut text = String::new();
         if flate2::read::GzDecoder::new(OUI_GZ).read_to_string(&mut text).is_err() {
             return HashMap::new();
         }
-        // Read once per process, kept for its life.
-        let text: &'static str = Box::leak(text.into_boxed_str());
-        text.lines()
-            .filter_map(|l| {
-                let (prefix, org) = l.split_once('\t')?;
-                let b = u32::from_str_radix(prefix, 16).ok()?.to_be_bytes();
-                Some(([b[1], b[2], b[3]], org))
-            })
-            .collect()
+        parse_registry(&text)
     });
     let mut key = [0u8; 3];
     let mut parts = mac.split(':');
@@ -66,11 +181,20 @@ pub struct InventoryConfig {
     /// A `snapshot` record of every device is written this often (record
     /// time), and when the run ends.
     pub snapshot_secs: u64,
+    /// The IEEE OUI registry vendors are named from, as `citysoc inventory
+    /// update-oui` writes it; unset, the copy built into the binary.
+    pub oui_file: Option<std::path::PathBuf>,
 }
 
 impl Default for InventoryConfig {
     fn default() -> Self {
-        InventoryConfig { enabled: true, max_devices: 65_536, max_addresses_per_mac: 16, snapshot_secs: 3600 }
+        InventoryConfig {
+            enabled: true,
+            max_devices: 65_536,
+            max_addresses_per_mac: 16,
+            snapshot_secs: 3600,
+            oui_file: None,
+        }
     }
 }
 
@@ -679,6 +803,21 @@ mod tests {
         assert!(known(&out, "10.9.1.5", "new_service").is_none(), "but serves nothing: {reset:?}");
         let web = known(&out, "10.9.1.6", "new_service").expect("a served port");
         assert_eq!(web.service.as_deref(), Some("(http)"), "no analyzer confirmed it: the port's name, marked");
+    }
+
+    #[test]
+    fn the_registry_is_read_from_ieee_csv_and_txt_and_ours() {
+        let csv = "Registry,Assignment,Organization Name,Organization Address\n\
+                   MA-L,001B63,\"Apple, Inc.\",1 Infinite Loop Cupertino CA US 95014\n\
+                   MA-L,0080F4,TELEMECANIQUE ELECTRIQUE,33 BIS AVENUE FR\n";
+        let txt = "OUI/MA-L\t\t\tOrganization\n00-1B-63   (hex)\t\tApple, Inc.\n001B63     (base 16)\t\tApple, Inc.\n";
+        let ours = "001B63\tApple, Inc.\n";
+        for text in [csv, txt, ours] {
+            let t = parse_registry(text);
+            assert_eq!(t.get(&[0x00, 0x1b, 0x63]).copied(), Some("Apple, Inc."), "{text}");
+        }
+        assert_eq!(parse_registry(csv).len(), 2);
+        assert_eq!(parse_registry(txt).len(), 1, "the base-16 line is the same assignment");
     }
 
     #[test]
