@@ -26,7 +26,7 @@ static TABLE: OnceLock<OuiTable> = OnceLock::new();
 
 /// Reads registry text: the `PREFIX<TAB>Organisation` lines we ship and
 /// `update-oui` writes, IEEE's `oui.csv` (`MA-L,001B63,"Apple, Inc.",…`),
-/// or IEEE's `oui.txt` (`00-1B-63   (hex)		Apple, Inc.`). Kept for the
+/// or IEEE's `oui.txt` (`00-1B-63   (hex)  Apple, Inc.`). Kept for the
 /// process's life.
 pub fn parse_registry(text: &str) -> OuiTable {
     let mut table = HashMap::new();
