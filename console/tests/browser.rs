@@ -972,6 +972,14 @@ async fn inventory_pages_accepted_changes_and_an_audit_trail_worth_reading() {
     assert_eq!(last["detail"]["reason"], "the lab's test FTP server");
     assert_eq!(last["detail"]["comment"], "checked with the lab");
 
+    // The alert's own trail holds the download of its evidence bundle.
+    let s =
+        c.execute("return fetch('/alerts/A00000000000000000001/evidence').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(s, json!(200));
+    c.goto(&format!("{}/alerts/A00000000000000000001", h.url)).await.unwrap();
+    let trail = text(&c, "ul.audit").await;
+    assert!(trail.contains("Exported evidence"), "{trail}");
+
     // The audit page by target, by time, a bad time refused with the form kept.
     c.goto(&format!("{}/audit?target=A00000000000000000002", h.url)).await.unwrap();
     let rows = text(&c, "#audit").await;

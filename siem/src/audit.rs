@@ -349,6 +349,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn entries_are_found_by_what_they_concern_and_when_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Audit::open(dir.path()).unwrap();
+        a.record("lan", "10.0.0.1", "alert.triage", serde_json::json!({"id": "A1", "reason": "lab scanner"})).unwrap();
+        a.record("lan", "10.0.0.1", "evidence.export", serde_json::json!({"subject": {"alert": "A1"}, "files": []}))
+            .unwrap();
+        a.record("lan", "10.0.0.1", "pcap", serde_json::json!({"uid": "CFLOW1", "community_id": null})).unwrap();
+        a.record(
+            "mai",
+            "10.0.0.2",
+            "incident.create",
+            serde_json::json!({"id": "I1", "title": "t", "alerts": ["A1", "A2"]}),
+        )
+        .unwrap();
+        a.record("mai", "10.0.0.2", "search", serde_json::json!({"q": "A1"})).unwrap();
+        let seqs = |f: &AuditFilter| a.query(f, 0, 100).1.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let about = |t: &str| AuditFilter { target: Some(t.into()), ..Default::default() };
+        assert_eq!(seqs(&about("A1")), [4, 2, 1], "a query's text is not a target");
+        assert_eq!(seqs(&about("CFLOW1")), [3]);
+        assert_eq!(seqs(&about("A2")), [4]);
+        let all = a.query(&AuditFilter::default(), 0, 100).1;
+        let cut = all.iter().find(|e| e.seq == 3).unwrap().ts;
+        let since = AuditFilter { from: Some(cut), who: Some("mai".into()), ..Default::default() };
+        assert_eq!(seqs(&since), [5, 4]);
+        let before = AuditFilter { to: Some(cut), ..Default::default() };
+        assert!(seqs(&before).iter().all(|s| *s < 3));
+        // Pages: newest first, the total with them.
+        let (total, page) = a.query(&AuditFilter::default(), 2, 2);
+        assert_eq!((total, page.iter().map(|e| e.seq).collect::<Vec<_>>()), (5, vec![3, 2]));
+    }
+
+    #[test]
     fn the_chain_catches_edits_removals_and_reordering() {
         let dir = tempfile::tempdir().unwrap();
         let a = Audit::open(dir.path()).unwrap();
