@@ -140,7 +140,7 @@ async fn incident_page(c: Arc<Console>, a: Auth, id: String, kept: IncidentKept)
     let inc = wf.incident(&id).ok_or(ConsoleError::NotFound)?;
     c.siem.audit_as(&a.session.user, &a.peer, "incident.view", json!({"id": id}))?;
     let ids = inc.alerts.clone();
-    let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+    let siem = Arc::clone(&c.siem);
     let alerts = blocking(move || {
         let mut out = Vec::new();
         for chunk in ids.chunks(100) {
@@ -149,7 +149,6 @@ async fn incident_page(c: Arc<Console>, a: Auth, id: String, kept: IncidentKept)
             // Part of the incident's view, audited as such.
             out.extend(siem.list_alerts_again(&p)?.1);
         }
-        let _ = (&who, &peer);
         Ok(out)
     })
     .await?;
