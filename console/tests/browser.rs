@@ -950,9 +950,13 @@ async fn inventory_pages_accepted_changes_and_an_audit_trail_worth_reading() {
     assert_eq!(text(&c, "#triage-status").await, "Closed: benign");
     let models = std::fs::read_to_string(h.dir.join("models.toml")).unwrap();
     assert!(models.contains("10.40.0.11 peer 198.51.100.7"), "{models}");
-    let accepted: Vec<_> = audit_lines(&h).into_iter().skip(before).filter(|e| e["action"] == "model.accept").collect();
+    let after = audit_lines(&h);
+    let accepted: Vec<_> = after.iter().skip(before).filter(|e| e["action"] == "model.accept").collect();
     assert_eq!(accepted.len(), 1);
     assert_eq!(accepted[0]["detail"]["status"], "closed_benign");
+    // Besides it, only the page shown again after it.
+    let others: Vec<_> = after.iter().skip(before).map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(others, ["model.accept", "alert.view"]);
 
     // The queue refreshes every 5 s: no audit entry for it.
     c.goto(&format!("{}/alerts", h.url)).await.unwrap();

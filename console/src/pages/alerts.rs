@@ -380,7 +380,16 @@ pub(super) async fn accept_change(State(c): State<Arc<Console>>, a: Auth, Path(i
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let id2 = id.clone();
     blocking(move || {
-        let al = siem.alert(&who, &peer, &id2)?;
+        // Read as part of the acceptance, audited with it (one entry).
+        let p = AlertsParams {
+            q: Some(format!("id:{}", quote(&id2))),
+            status: None,
+            from: None,
+            to: None,
+            limit: Some(1),
+            offset: None,
+        };
+        let al = siem.list_alerts_again(&p)?.1.into_iter().next().ok_or(ConsoleError::NotFound)?;
         let line = iot_accept_line(&al).ok_or_else(|| ConsoleError::Invalid("not a device profile alert".into()))?;
         let added = crate::tune::accept(&models, &line)?;
         // What it reported is normal now: the alert is closed as benign,
