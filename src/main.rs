@@ -3,6 +3,7 @@
 mod backup_cmd;
 mod config_cmd;
 mod hunt_cmd;
+mod inventory_cmd;
 mod pcap_cmd;
 mod rules_cmd;
 mod sensor_cmd;
@@ -50,6 +51,9 @@ enum Cmd {
     /// Check an evidence bundle's signature and files.
     #[command(subcommand)]
     Evidence(pcap_cmd::EvidenceCmd),
+    /// The device inventory's data: a newer IEEE OUI registry.
+    #[command(subcommand)]
+    Inventory(inventory_cmd::InventoryCmd),
     /// Check a configuration file; print the configuration reference.
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Cmd::Pcap(args) => pcap_cmd::run(args),
         Cmd::Evidence(cmd) => pcap_cmd::evidence(cmd),
         Cmd::Config(cmd) => config_cmd::run(cmd),
+        Cmd::Inventory(cmd) => inventory_cmd::run(cmd),
         Cmd::Backup(args) => backup_cmd::backup(args),
         Cmd::Restore(args) => backup_cmd::restore(args),
         Cmd::Reference(args) => reference(args),

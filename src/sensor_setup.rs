@@ -184,6 +184,15 @@ impl SensorConfig {
     /// The device inventory over `inner`, with this sensor's local networks.
     pub fn with_inventory<S: sensor::output::EventSink>(&self, inner: S) -> sensor::inventory::InventorySink<S> {
         let nets = sensor::flow::LocalNets::parse(&self.local_nets).unwrap_or_default();
+        if let Some(path) = self.inventory.oui_file.as_deref().filter(|_| self.inventory.enabled) {
+            // A registry that cannot be read leaves the built-in one: the
+            // inventory goes on, a vendor may be missing.
+            match sensor::inventory::use_registry(path) {
+                Ok(Some(n)) => tracing::info!(path = %path.display(), assignments = n, "oui registry"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "oui registry not read, the built-in one is used"),
+            }
+        }
         sensor::inventory::InventorySink::new(inner, self.inventory.clone(), nets)
     }
 

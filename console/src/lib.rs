@@ -154,6 +154,9 @@ pub struct Console {
     tz: chrono_tz::Tz,
     /// Per start: pseudonyms cannot be joined across restarts or installs.
     pseudonym_key: [u8; 32],
+    /// Alert queue views (user, filter) whose opening was audited: their
+    /// live refresh is not audited again.
+    pub(crate) queue_views: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Console {
@@ -214,6 +217,7 @@ impl Console {
             sso,
             tz,
             pseudonym_key,
+            queue_views: Default::default(),
             cfg,
         };
         Ok((c, first))

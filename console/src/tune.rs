@@ -51,6 +51,15 @@ pub fn accept(models_toml: &Path, line: &str) -> Result<bool, ConsoleError> {
     Ok(true)
 }
 
+/// Whether `line` is in `[iot] accepted` already.
+pub fn is_accepted(models_toml: &Path, line: &str) -> bool {
+    let Ok(doc) = load_doc(models_toml) else { return false };
+    doc.get("iot")
+        .and_then(|t| t.get("accepted"))
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(line)))
+}
+
 fn load_doc(path: &Path) -> Result<toml_edit::DocumentMut, ConsoleError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,

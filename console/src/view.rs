@@ -93,6 +93,14 @@ impl Lens {
     /// An alert's title in the reader's language; the titles made in code
     /// (threat intelligence) from their template.
     pub fn alert_title(&self, al: &Value) -> String {
+        // A model's title names the model ("Network flood"); what it found
+        // (which host, how much) is its summary. Not for pseudonymised
+        // readers: a summary may quote a name only the alert's records mark
+        // as a person's, and lists show no records to scrub it by.
+        let model = al["rule.source"].as_str() == Some("model");
+        if model && !self.pseudonymised() && al["summary"].as_str().is_some_and(|s| !s.is_empty()) {
+            return self.alert_summary(al);
+        }
         let key = match al["rule.source"].as_str() {
             Some("ioc") => Some("intel.title".to_string()),
             // The sensor's own alerts: a title per summary.

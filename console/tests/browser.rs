@@ -107,7 +107,14 @@ async fn start_with(prepare: fn(&std::path::Path)) -> Harness {
     let tuning = dir.path().join("tuning.toml");
     std::fs::write(&tuning, "# switched off by admins\ndisabled = []\n").unwrap();
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
-    let cfg = console::ConsoleConfig { tuning_file: Some(tuning), rules_dir: Some(rules), ..Default::default() };
+    // The anomaly models' file, when the test put one there.
+    let models = Some(dir.path().join("models.toml")).filter(|m| m.exists());
+    let cfg = console::ConsoleConfig {
+        tuning_file: Some(tuning),
+        rules_dir: Some(rules),
+        models_file: models,
+        ..Default::default()
+    };
     let (c, first) = console::Console::open(Arc::clone(&siem), dir.path(), cfg).unwrap();
     // As `citysoc serve` serves them: the API and the console on one listener.
     let app = siem::api::router(Arc::clone(&siem))
@@ -775,13 +782,17 @@ async fn pages_fit_a_small_screen_and_speak_vietnamese() {
     let summary = text(&c, "#alert-summary").await;
     assert!(summary.starts_with("Đăng nhập FTP với mật khẩu dạng rõ [fd00:"), "{summary}");
     // Audit actions by their Vietnamese names.
-    c.goto(&format!("{}/audit", h.url)).await.unwrap();
+    c.goto(&format!("{}/audit?action=console.login", h.url)).await.unwrap();
     let audit = text(&c, "#audit").await;
     assert!(audit.contains("Đăng nhập") && !audit.contains("console.login"), "{audit}");
-    // An error is a page in Vietnamese.
+    // A refused filter says why in Vietnamese, on its page, the filter kept.
     c.goto(&format!("{}/alerts?range=bogus", h.url)).await.unwrap();
-    let error = text(&c, "#error-text").await;
+    let error = text(&c, "#filter-error").await;
     assert!(error.contains("khoảng thời gian 'bogus' không hợp lệ"), "{error}");
+    // Any other error is a page in Vietnamese.
+    c.goto(&format!("{}/alerts/not-an-alert", h.url)).await.unwrap();
+    let error = text(&c, "#error-text").await;
+    assert!(!error.is_empty() && c.find(Locator::Id("filter-error")).await.is_err(), "{error}");
     assert_eq!(c.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().as_deref(), Some("vi"));
     // A form sent back with an error keeps what was typed, and says why in Vietnamese.
     c.goto(&format!("{}/users", h.url)).await.unwrap();
@@ -1087,4 +1098,144 @@ async fn a_responder_keeps_an_investigation_and_attaches_it_to_an_incident() {
     assert_eq!(attached.len(), 1, "{trail}");
     assert!(attached[0].contains("the flow behind the alert") && attached[0].contains(&incident), "{}", attached[0]);
     assert!(trail.contains("injection then FTP in one flow"));
+}
+
+fn audit_lines(h: &Harness) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(h.dir.join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The inventory a page at a time, searched and by type, shared MACs
+/// flagged; an accepted device change says so; the queue's refresh writes
+/// no audit entry while reasons and notes are recorded as typed; the audit
+/// page filters by target and time; refused forms keep what was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_pages_accepted_changes_and_an_audit_trail_worth_reading() {
+    let _one = ONE_BROWSER.lock().await;
+    let h = start_with(|d| std::fs::write(d.join("models.toml"), "[iot]\naccepted = []\n").unwrap()).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    // 130 devices: every tenth a camera, the rest behind one router's MAC;
+    // the same change written twice (a capture replayed).
+    let mut recs = Vec::new();
+    for i in 0..130u32 {
+        let host = format!("10.40.{}.{}", i / 100, i % 100 + 1);
+        let camera = i % 10 == 0;
+        let mut snap = json!({"ts": now - 100.0, "host": host, "change": "snapshot", "first_seen": now - 900.0,
+                              "last_seen": now - 100.0, "peers": 1});
+        if camera {
+            snap["mac"] = json!(format!("02:00:00:00:00:{:02x}", i));
+            snap["device_type"] = json!("camera");
+            snap["type_evidence"] = json!("serves tcp/554 (rtsp)");
+            snap["services"] = json!(["tcp/554 (rtsp)"]);
+        } else {
+            snap["mac"] = json!("00:1b:63:00:00:01");
+            snap["mac_shared"] = json!(129);
+        }
+        recs.push(record("known_devices", snap));
+    }
+    for _ in 0..2 {
+        recs.push(record(
+            "known_devices",
+            json!({"ts": now - 200.0, "host": "10.40.0.1", "change": "new_service", "proto": "tcp", "port": 554,
+                   "service": "(rtsp)", "peer": "10.20.0.5"}),
+        ));
+    }
+    recs.push(record(
+        "alerts",
+        json!({"ts": now - 20.0, "id": "A00000000000000000042", "severity": "medium", "rule.source": "model",
+               "rule.id": "model:iot", "rule.title": "IoT device profile", "rule.version": "v1", "sensor": "district-7",
+               "summary": "10.40.0.11 talks to a new peer 198.51.100.7", "id.orig_h": "10.40.0.11",
+               "matched": ["kind=peer", "value=198.51.100.7"], "count": 1, "first_seen": now - 20.0, "last_seen": now - 20.0}),
+    ));
+    h.store.ingest(&recs).unwrap();
+    let c = admin(&h, "en-US").await;
+
+    // The inventory: 100 rows a page, types with their evidence, the
+    // router's MAC flagged, each change once.
+    c.goto(&format!("{}/devices", h.url)).await.unwrap();
+    assert!(text(&c, "#device-count").await.starts_with("131 devices"), "{}", text(&c, "#device-count").await);
+    assert_eq!(c.find_all(Locator::Css("#devices tr")).await.unwrap().len(), 100);
+    let shared = text(&c, "#devices .shared-mac").await;
+    assert!(shared.contains("129"), "{shared}");
+    assert_eq!(
+        c.find_all(Locator::Css("#device-changes tr")).await.unwrap().len(),
+        2,
+        "the change once, and the PLC's"
+    );
+    c.find(Locator::Id("device-next")).await.unwrap().click().await.unwrap();
+    until(&c, "#device-count", |t| t.contains("page 2/2")).await;
+    assert_eq!(c.find_all(Locator::Css("#devices tr")).await.unwrap().len(), 31);
+    // Searched, then by type.
+    c.find(Locator::Id("device-q")).await.unwrap().send_keys("rtsp").await.unwrap();
+    c.find(Locator::Css("#device-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    until(&c, "#device-count", |t| t.starts_with("13 devices")).await;
+    let cam = text(&c, "#devices tr:first-child .device-type").await;
+    assert!(cam.contains("Camera") && cam.contains("serves tcp/554 (rtsp)"), "{cam}");
+    c.goto(&format!("{}/devices?kind=camera", h.url)).await.unwrap();
+    assert!(text(&c, "#device-count").await.starts_with("13 devices"));
+    assert_eq!(value_of(&c, "#device-kind").await, json!("camera"));
+
+    // An IoT change accepted: the page says so, the button is gone, the
+    // alert is closed as benign, one audit entry.
+    c.goto(&format!("{}/alerts/A00000000000000000042", h.url)).await.unwrap();
+    let before = audit_lines(&h).len();
+    c.find(Locator::Id("accept-change")).await.unwrap().click().await.unwrap();
+    until(&c, "#accepted-change", |t| t.contains("10.40.0.11 peer 198.51.100.7")).await;
+    assert!(c.find(Locator::Id("accept-change")).await.is_err());
+    assert_eq!(text(&c, "#triage-status").await, "Closed: benign");
+    let models = std::fs::read_to_string(h.dir.join("models.toml")).unwrap();
+    assert!(models.contains("10.40.0.11 peer 198.51.100.7"), "{models}");
+    let after = audit_lines(&h);
+    let accepted: Vec<_> = after.iter().skip(before).filter(|e| e["action"] == "model.accept").collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0]["detail"]["status"], "closed_benign");
+    // Besides it, only the page shown again after it.
+    let others: Vec<_> = after.iter().skip(before).map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(others, ["model.accept", "alert.view"]);
+
+    // The queue refreshes every 5 s: no audit entry for it.
+    c.goto(&format!("{}/alerts", h.url)).await.unwrap();
+    until(&c, "#alert-total", |_| true).await;
+    let before = audit_lines(&h).len();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(audit_lines(&h).len(), before, "two refreshes, nothing audited");
+
+    // A close reason and a comment are in the trail as typed.
+    c.goto(&format!("{}/alerts/A00000000000000000002", h.url)).await.unwrap();
+    c.find(Locator::Css("#triage-select option[value='closed_false_positive']")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("triage-reason")).await.unwrap().send_keys("the lab's test FTP server").await.unwrap();
+    c.find(Locator::Id("triage-comment")).await.unwrap().send_keys("checked with the lab").await.unwrap();
+    c.find(Locator::Id("triage-save")).await.unwrap().click().await.unwrap();
+    until(&c, "#triage-status", |t| t.contains("false positive")).await;
+    let last = audit_lines(&h).into_iter().rev().find(|e| e["action"] == "alert.triage").unwrap();
+    assert_eq!(last["detail"]["reason"], "the lab's test FTP server");
+    assert_eq!(last["detail"]["comment"], "checked with the lab");
+
+    // The alert's own trail holds the download of its evidence bundle.
+    let s =
+        c.execute("return fetch('/alerts/A00000000000000000001/evidence').then(r => r.status)", vec![]).await.unwrap();
+    assert_eq!(s, json!(200));
+    c.goto(&format!("{}/alerts/A00000000000000000001", h.url)).await.unwrap();
+    let trail = text(&c, "ul.audit").await;
+    assert!(trail.contains("Exported evidence"), "{trail}");
+
+    // The audit page by target, by time, a bad time refused with the form kept.
+    c.goto(&format!("{}/audit?target=A00000000000000000002", h.url)).await.unwrap();
+    let rows = text(&c, "#audit").await;
+    assert!(rows.contains("the lab's test FTP server") && !rows.contains("A00000000000000000042"), "{rows}");
+    c.goto(&format!("{}/audit?target=A00000000000000000002&from=2099-01-01T00:00", h.url)).await.unwrap();
+    assert!(text(&c, "#audit-count").await.starts_with("0 entries"));
+    assert_eq!(value_of(&c, "#audit-from").await, json!("2099-01-01T00:00"));
+    c.goto(&format!("{}/audit?who=admin&from=yesterday", h.url)).await.unwrap();
+    assert!(text(&c, "#audit-error").await.contains("'yesterday' is not a time"));
+    assert_eq!(value_of(&c, "#audit-who").await, json!("admin"));
+
+    // A queue filter refused: the queue again, the filter kept.
+    c.goto(&format!("{}/alerts?src=not-an-address&rule=FTP", h.url)).await.unwrap();
+    assert!(text(&c, "#filter-error").await.contains("not-an-address"));
+    assert_eq!(value_of(&c, "#alert-filters input[name=rule]").await, json!("FTP"));
+    c.close().await.unwrap();
 }

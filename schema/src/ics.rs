@@ -168,9 +168,23 @@ pub struct KnownDeviceRecord {
     pub host: IpAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
-    /// Organisation the MAC's OUI is registered to (IEEE registry).
+    /// Addresses seen behind the MAC, when more than one: a router or NAT
+    /// in front of them, whose MAC it is (counted up to a cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_shared: Option<u64>,
+    /// Organisation the MAC's OUI is registered to (IEEE registry); none for
+    /// a locally administered or shared MAC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    /// What the device is, from what it serves and speaks: `camera`, `plc`,
+    /// `building_controller`, `mqtt_broker`, `printer`, `dhcp_server`,
+    /// `dns_server`, `mail_server`, `file_server`, `database`, `web_server`,
+    /// `ics_master` or `iot_device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<&'static str>,
+    /// What the type was inferred from (`serves tcp/554 (rtsp)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub type_evidence: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp_host_name: Option<String>,
     /// The vendor class the device gave in DHCP (option 60).
@@ -185,7 +199,8 @@ pub struct KnownDeviceRecord {
     /// The port the device serves (`new_service`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// The protocol name, when an analyzer confirmed it.
+    /// The protocol name, when an analyzer confirmed it; else the port's
+    /// well-known name in parentheses (`(rtsp)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// The other end of the connection that showed the change.
@@ -202,7 +217,8 @@ pub struct KnownDeviceRecord {
     /// Snapshots: distinct peers seen (counted up to a cap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<u64>,
-    /// Snapshots: what the device serves (`tcp/502`).
+    /// Snapshots: what the device serves (`tcp/502 modbus`, or
+    /// `tcp/554 (rtsp)` where only the port names it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
     /// Snapshots: the protocols it speaks as a client.

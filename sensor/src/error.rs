@@ -26,6 +26,9 @@ pub enum SensorError {
     /// user) failed: nothing was read.
     #[error("{0}")]
     Setup(String),
+    /// The IEEE OUI registry could not be read.
+    #[error("cannot read the OUI registry {path}: {msg}")]
+    Registry { path: PathBuf, msg: String },
     #[error("a sensor thread panicked: {0}")]
     Thread(String),
 }

@@ -258,6 +258,11 @@ async fn alerts_are_triaged_and_every_action_is_audited() {
     assert_eq!(s, StatusCode::OK);
     let e = &r["entries"].as_array().unwrap()[0];
     assert_eq!((e["who"].as_str(), e["detail"]["status"].as_str()), (Some("lan"), Some("closed_false_positive")));
+    // What was typed, as typed.
+    assert_eq!(
+        (e["detail"]["reason"].as_str(), e["detail"]["comment"].as_str()),
+        (Some("authorised"), Some("the vendor's scanner"))
+    );
     let (_, r) = call(&app, get("/api/v1/audit", "admin-secret")).await;
     let actions: Vec<&str> = r["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(

@@ -147,9 +147,16 @@ pub(super) struct AuditPage {
     pub(super) t: Tr,
     pub(super) nav: Nav,
     pub(super) chain: String,
-    pub(super) action: String,
-    pub(super) who: String,
+    /// The filter as typed, given back.
+    pub(super) f: AuditForm,
+    /// Why the filter was refused (the form keeps what was typed).
+    pub(super) error: String,
     pub(super) entries: Vec<(u64, String, String, String, String, String)>,
+    pub(super) total: usize,
+    pub(super) page: usize,
+    pub(super) pages: usize,
+    pub(super) prev: String,
+    pub(super) next: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -157,6 +164,27 @@ pub(super) struct AuditPage {
 pub(super) struct AuditForm {
     pub(super) action: String,
     pub(super) who: String,
+    /// An alert, incident, rule, user or flow id.
+    pub(super) target: String,
+    /// Local times in the reader's zone (`2026-12-07T21:05`).
+    pub(super) from: String,
+    pub(super) to: String,
+    pub(super) page: usize,
+}
+
+/// Entries on one page of the audit log.
+const AUDIT_PER_PAGE: usize = 100;
+
+/// A time typed in the reader's zone, as epoch seconds: `YYYY-MM-DD`,
+/// `YYYY-MM-DDTHH:MM[:SS]` (a `datetime-local` field) or with a space.
+fn local_time(lens: &Lens, s: &str) -> Option<f64> {
+    use chrono::TimeZone;
+    let s = s.trim();
+    let naive = ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))?;
+    Some(lens.tz.from_local_datetime(&naive).earliest()?.timestamp() as f64)
 }
 
 pub(super) async fn audit(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AuditForm>) -> Res {
@@ -164,24 +192,78 @@ pub(super) async fn audit(State(c): State<Arc<Console>>, a: Auth, Query(f): Quer
     if c.siem.audit.is_none() {
         return Err(ConsoleError::Invalid("no audit trail kept".into()));
     }
-    c.siem.audit_as(&a.session.user, &a.peer, "audit.read", json!({"action": f.action, "who": f.who}))?;
-    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    let (action, who) = (nonempty(&f.action), nonempty(&f.who));
+    let nonempty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let time = |s: &str| -> Result<Option<f64>, String> {
+        match nonempty(s) {
+            None => Ok(None),
+            Some(v) => local_time(&a.lens, &v).map(Some).ok_or(v),
+        }
+    };
+    let (from, to) = match (time(&f.from), time(&f.to)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(bad), _) | (_, Err(bad)) => {
+            let error = crate::error::Msg::with("audit.bad_time", bad.as_str()).text(a.t);
+            return audit_page(&c, &a, f, error, (0, Vec::new())).map(|r| (StatusCode::BAD_REQUEST, r).into_response());
+        }
+    };
+    let filter = siem::audit::AuditFilter {
+        action: nonempty(&f.action),
+        who: nonempty(&f.who),
+        target: nonempty(&f.target),
+        from,
+        to,
+    };
+    // Reading page after page of one filter is one reading: audited once,
+    // at its first page.
+    if f.page <= 1 {
+        c.siem.audit_as(
+            &a.session.user,
+            &a.peer,
+            "audit.read",
+            json!({"action": f.action, "who": f.who, "target": f.target, "from": from, "to": to}),
+        )?;
+    }
     let c2 = Arc::clone(&c);
-    let (entries, chain) = blocking(move || {
+    let offset = f.page.saturating_sub(1) * AUDIT_PER_PAGE;
+    let found = blocking(move || {
         let log = c2.siem.audit.as_ref().ok_or(ConsoleError::NotFound)?;
-        let e = log.read(action.as_deref(), who.as_deref(), 500).map_err(|e| ConsoleError::Internal(e.to_string()))?;
-        Ok((e, log.path().to_path_buf()))
+        Ok(log.query(&filter, offset, AUDIT_PER_PAGE))
     })
     .await?;
-    let chain = match siem::audit::verify(&chain) {
-        Ok((n, _)) => format!("{} {n}", a.t.t("audit.chain_ok")),
-        Err(e) => format!("{}: {e}", a.t.t("audit.chain_broken")),
+    audit_page(&c, &a, f, String::new(), found)
+}
+
+fn audit_page(
+    c: &Console,
+    a: &Auth,
+    f: AuditForm,
+    error: String,
+    (total, entries): (usize, Vec<siem::audit::AuditEntry>),
+) -> Res {
+    let chain = match c.siem.audit.as_ref().map(|l| siem::audit::verify(l.path())) {
+        Some(Ok((n, _))) => format!("{} {n}", a.t.t("audit.chain_ok")),
+        Some(Err(e)) => format!("{}: {e}", a.t.t("audit.chain_broken")),
+        None => String::new(),
     };
     let entries = entries
         .into_iter()
-        .rev()
         .map(|e| (e.seq, a.lens.time(e.ts), e.who, e.from, a.t.action(&e.action), e.detail.to_string()))
         .collect();
-    page(AuditPage { t: a.t, nav: nav(&a), chain, action: f.action, who: f.who, entries })
+    let pages = total.div_ceil(AUDIT_PER_PAGE).max(1);
+    let page_no = f.page.clamp(1, pages);
+    let link = |p: usize| {
+        format!(
+            "/audit?action={}&who={}&target={}&from={}&to={}&page={p}",
+            enc(&f.action),
+            enc(&f.who),
+            enc(&f.target),
+            enc(&f.from),
+            enc(&f.to)
+        )
+    };
+    let (prev, next) = (
+        if page_no > 1 { link(page_no - 1) } else { String::new() },
+        if page_no < pages { link(page_no + 1) } else { String::new() },
+    );
+    page(AuditPage { t: a.t, nav: nav(a), chain, f, error, entries, total, page: page_no, pages, prev, next })
 }

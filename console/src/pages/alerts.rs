@@ -152,7 +152,14 @@ pub(super) async fn rule_titles(c: &Arc<Console>, a: &Auth) -> Result<Vec<String
 }
 
 /// The queue: most severe first, then newest.
-pub(super) async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result<(usize, Vec<AlertRow>), ConsoleError> {
+/// A refresh of a view the user opened is not audited again (the opening
+/// was); a refresh with another filter is a new view, and is.
+pub(super) async fn queue(
+    c: &Arc<Console>,
+    a: &Auth,
+    f: &AlertFilter,
+    refresh: bool,
+) -> Result<(usize, Vec<AlertRow>), ConsoleError> {
     a.need(Perm::ReadAlerts)?;
     // A filter by a real address would tell a viewer which pseudonym it
     // hides: an oracle, refused.
@@ -186,8 +193,22 @@ pub(super) async fn queue(c: &Arc<Console>, a: &Auth, f: &AlertFilter) -> Result
         limit: Some(500),
         offset: None,
     };
+    let view = (a.session.user.clone(), f.url_query());
+    let again = {
+        let mut views = c.queue_views.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: forgetting only means the next refresh is audited.
+        if views.len() >= 10_000 {
+            views.clear();
+        }
+        refresh && views.contains(&view)
+    };
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
-    let (total, hits) = blocking(move || Ok(siem.list_alerts(&who, &peer, &p)?)).await?;
+    let (total, hits) =
+        blocking(move || Ok(if again { siem.list_alerts_again(&p)? } else { siem.list_alerts(&who, &peer, &p)? }))
+            .await?;
+    if !again {
+        c.queue_views.lock().unwrap_or_else(|p| p.into_inner()).insert(view);
+    }
     let hits: Vec<Value> = hits.into_iter().map(|h| shown(a, h)).collect();
     let mut rows: Vec<AlertRow> = hits.iter().map(|h| alert_row(&a.lens, h)).collect();
     let ts: HashMap<String, f64> =
@@ -221,14 +242,40 @@ pub(super) struct AlertsPage {
     pub(super) address_filters: bool,
     pub(super) query: String,
     pub(super) back: String,
+    /// Why the filter was refused; the form keeps what was typed.
+    pub(super) error: String,
+    pub(super) refused: bool,
 }
 
 pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f): Query<AlertFilter>) -> Res {
-    let range = range_in(&a, &f.range, &f.from, &f.to)?;
-    f.range = range.code.clone();
-    let (total, rows) = queue(&c, &a, &f).await?;
+    // A filter refused for what was typed: the queue's page again, empty,
+    // with the filter as typed and why.
+    let refused = |e: ConsoleError| match e {
+        ConsoleError::Bad(m) => Ok(m.text(a.t)),
+        ConsoleError::Api(m) if m.status == StatusCode::BAD_REQUEST => Ok(m.text(a.t)),
+        other => Err(other),
+    };
+    let (range, mut error) = match range_in(&a, &f.range, &f.from, &f.to) {
+        Ok(r) => (r, String::new()),
+        Err(e) => (range_of("")?, refused(e)?),
+    };
+    if error.is_empty() {
+        f.range = range.code.clone();
+    }
+    let (total, rows) = if error.is_empty() {
+        match queue(&c, &a, &f, false).await {
+            Ok(found) => found,
+            Err(e) => {
+                error = refused(e)?;
+                (0, Vec::new())
+            }
+        }
+    } else {
+        (0, Vec::new())
+    };
     let titles = rule_titles(&c, &a).await?.iter().map(|t| a.lens.rule_title(&a.lens.text(t))).collect();
     let query = f.url_query();
+    let refused = !error.is_empty();
     page(AlertsPage {
         t: a.t,
         nav: nav(&a),
@@ -245,7 +292,10 @@ pub(super) async fn alerts(State(c): State<Arc<Console>>, a: Auth, Query(mut f):
         back: format!("/alerts?{query}"),
         query,
         f,
+        refused,
+        error,
     })
+    .map(|r| if refused { (StatusCode::BAD_REQUEST, r).into_response() } else { r })
 }
 
 #[derive(Template)]
@@ -259,7 +309,7 @@ pub(super) struct AlertRows {
 /// The queue's rows alone, for the page's live refresh; the total rides in
 /// a header.
 pub(super) async fn alert_rows(State(c): State<Arc<Console>>, a: Auth, Query(f): Query<AlertFilter>) -> Res {
-    let (total, rows) = queue(&c, &a, &f).await?;
+    let (total, rows) = queue(&c, &a, &f, true).await?;
     let mut r = page(AlertRows { t: a.t, rows, can_triage: a.may(Perm::Triage) })?;
     r.headers_mut().insert("x-total", HeaderValue::from(total));
     Ok(r)
@@ -388,6 +438,8 @@ pub(super) struct AlertPage {
     pub(super) can_packets: bool,
     /// The IoT model's change, as it would be accepted (admins only).
     pub(super) accept_line: String,
+    /// That change is in the models' accepted list already.
+    pub(super) accepted: bool,
     pub(super) evidence: Vec<RecordRow>,
     pub(super) related: Vec<AlertRow>,
     /// The triage form as it was sent, when it was refused.
@@ -409,10 +461,32 @@ pub(super) async fn accept_change(State(c): State<Arc<Console>>, a: Auth, Path(i
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let id2 = id.clone();
     blocking(move || {
-        let al = siem.alert(&who, &peer, &id2)?;
+        // Read as part of the acceptance, audited with it (one entry).
+        let p = AlertsParams {
+            q: Some(format!("id:{}", quote(&id2))),
+            status: None,
+            from: None,
+            to: None,
+            limit: Some(1),
+            offset: None,
+        };
+        let al = siem.list_alerts_again(&p)?.1.into_iter().next().ok_or(ConsoleError::NotFound)?;
         let line = iot_accept_line(&al).ok_or_else(|| ConsoleError::Invalid("not a device profile alert".into()))?;
         let added = crate::tune::accept(&models, &line)?;
-        siem.audit_as(&who, &peer, "model.accept", json!({"id": id2, "accepted": line, "added": added}))?;
+        // What it reported is normal now: the alert is closed as benign,
+        // saying why, in the one entry of the acceptance.
+        let already_closed = al["triage"]["status"].as_str().is_some_and(|s| s.starts_with("closed"));
+        if already_closed {
+            siem.audit_as(&who, &peer, "model.accept", json!({"id": id2, "accepted": line, "added": added}))?;
+        } else {
+            let close = TriageChange {
+                status: Some("closed_benign".into()),
+                reason: Some(format!("accepted as the device's normal: {line}")),
+                assign: None,
+                comment: None,
+            };
+            siem.triage_alert_for(&who, &peer, &id2, close, "model.accept", json!({"accepted": line, "added": added}))?;
+        }
         Ok(())
     })
     .await?;
@@ -540,14 +614,22 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
                 limit: Some(20),
                 offset: None,
             };
-            siem.list_alerts(&who, &peer, &p)?.1.into_iter().filter(|r| r["id"] != al["id"]).collect()
+            // Part of the alert's view, audited as such.
+            siem.list_alerts_again(&p)?.1.into_iter().filter(|r| r["id"] != al["id"]).collect()
         };
+        let flows: Vec<&str> = al["uid"]
+            .as_str()
+            .into_iter()
+            .chain(al["evidence"].as_array().into_iter().flatten().filter_map(|e| e.as_str()?.strip_prefix("conn:")))
+            .collect();
         let trail: Vec<siem::audit::AuditEntry> = match &siem.audit {
             Some(log) => log
                 .read(None, None, 100_000)
                 .map_err(|e| ConsoleError::Internal(e.to_string()))?
                 .into_iter()
-                .filter(|e| e.detail["id"].as_str() == Some(id2.as_str()))
+                // Its own entries and its flows' (packet downloads name the
+                // flow; an evidence bundle names the alert).
+                .filter(|e| e.targets().iter().any(|t| *t == id2 || flows.contains(t)))
                 .collect(),
             None => Vec::new(),
         };
@@ -640,6 +722,10 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
             iot_accept_line(&al).unwrap_or_default()
         } else {
             String::new()
+        },
+        accepted: match (&c.cfg.models_file, iot_accept_line(&al)) {
+            (Some(m), Some(line)) => crate::tune::is_accepted(m, &line),
+            _ => false,
         },
         uid,
         evidence: evidence.iter().map(|r| record_row(lens, r)).collect(),

@@ -23,6 +23,9 @@ pub struct Bucket {
     udp_pkts: u64,
     icmp_pkts: u64,
     amp_bytes: u64,
+    /// Amplified replies (packets): what the alert counts; the bytes are
+    /// its size, in the summary.
+    amp_pkts: u64,
     amp_reflectors: BTreeSet<IpAddr>,
     amp_ports: BTreeMap<u16, u64>,
     total_pkts: u64,
@@ -66,6 +69,7 @@ impl FloodModel {
         let opk = r.num("orig_pkts").unwrap_or(0.0).max(0.0) as u64;
         let ob = r.num("orig_bytes").unwrap_or(0.0).max(0.0);
         let rb = r.num("resp_bytes").unwrap_or(0.0).max(0.0);
+        let rpk = r.num("resp_pkts").unwrap_or(0.0).max(0.0) as u64;
         let port = r.port("id.resp_p").unwrap_or(0);
         let state = r.text("conn_state").unwrap_or_default();
         let uid = r.text("uid").map(|u| format!("conn:{u}"));
@@ -78,6 +82,7 @@ impl FloodModel {
             self.win.fold(now, ts, &orig, c, |b| {
                 touch(b, ts, &uid);
                 b.amp_bytes += rb as u64;
+                b.amp_pkts += rpk;
                 *b.amp_ports.entry(port).or_default() += rb as u64;
                 if b.amp_reflectors.len() < MAX_SOURCES {
                     b.amp_reflectors.insert(resp);
@@ -179,7 +184,7 @@ impl FloodModel {
                             ],
                         )
                     },
-                    b.amp_bytes,
+                    b.amp_pkts,
                 ));
             }
             // Learn from quiet buckets only: a flood must not become normal.
