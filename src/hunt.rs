@@ -51,6 +51,19 @@ pub fn hunt(
     fold_secs: f64,
     max_open: usize,
 ) -> anyhow::Result<HuntReport> {
+    hunt_with_progress(store, from, to, models, fold_secs, max_open, &|_| {})
+}
+
+/// As [`hunt`], telling `progress` the records read after each page.
+pub fn hunt_with_progress(
+    store: &dyn Store,
+    from: f64,
+    to: f64,
+    models: &ModelsConfig,
+    fold_secs: f64,
+    max_open: usize,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<HuntReport> {
     if from.partial_cmp(&to) != Some(std::cmp::Ordering::Less) {
         bail!("the range is empty: from {from} is not before to {to}");
     }
@@ -94,6 +107,7 @@ pub fn hunt(
                 s.agg.add(a, &mut report.alerts);
             }
         }
+        progress(report.records);
     }
     for (sensor, mut s) in sensors {
         s.models.flush(&sensor, &mut out);
@@ -109,4 +123,93 @@ pub fn hunt(
     }
     report.alerts.sort_by(|a, b| a.first_seen.cmp(&b.first_seen).then_with(|| a.id.cmp(&b.id)));
     Ok(report)
+}
+
+fn model_commons(m: &ModelsConfig) -> Vec<&detector::models::config::Common> {
+    [
+        m.scan.as_ref().and_then(|c| c.common.as_ref()),
+        m.flood.as_ref().and_then(|c| c.common.as_ref()),
+        m.beacon.as_ref().and_then(|c| c.common.as_ref()),
+        m.dns.as_ref().and_then(|c| c.common.as_ref()),
+        m.brute.as_ref().and_then(|c| c.common.as_ref()),
+        m.iot.as_ref().and_then(|c| c.common.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|c| c.enabled)
+    .collect()
+}
+
+/// The models of `m` whose ids are `chosen` (none chosen: all of them).
+pub fn choose(m: &ModelsConfig, chosen: &[String]) -> ModelsConfig {
+    let mut m = m.clone();
+    if chosen.is_empty() {
+        return m;
+    }
+    let keep = |c: Option<&detector::models::config::Common>| c.is_some_and(|c| chosen.contains(&c.id));
+    if !keep(m.scan.as_ref().and_then(|c| c.common.as_ref())) {
+        m.scan = None;
+    }
+    if !keep(m.flood.as_ref().and_then(|c| c.common.as_ref())) {
+        m.flood = None;
+    }
+    if !keep(m.beacon.as_ref().and_then(|c| c.common.as_ref())) {
+        m.beacon = None;
+    }
+    if !keep(m.dns.as_ref().and_then(|c| c.common.as_ref())) {
+        m.dns = None;
+    }
+    if !keep(m.brute.as_ref().and_then(|c| c.common.as_ref())) {
+        m.brute = None;
+    }
+    if !keep(m.iot.as_ref().and_then(|c| c.common.as_ref())) {
+        m.iot = None;
+    }
+    m
+}
+
+/// Hunting as the SIEM runs it: the rules folder's models over the store
+/// the server holds open.
+pub struct StoreHunter {
+    pub models: ModelsConfig,
+    pub fold_secs: f64,
+    pub max_open: usize,
+}
+
+impl siem::hunts::Hunter for StoreHunter {
+    fn choices(&self) -> Vec<siem::hunts::Choice> {
+        model_commons(&self.models)
+            .into_iter()
+            .map(|c| siem::hunts::Choice { id: c.id.clone(), title: c.title.clone(), kind: "model".into() })
+            .collect()
+    }
+
+    fn hunt(
+        &self,
+        store: &dyn Store,
+        from: f64,
+        to: f64,
+        chosen: &[String],
+        progress: &dyn Fn(u64),
+    ) -> Result<(u64, Vec<Value>), String> {
+        let models = choose(&self.models, chosen);
+        let r = hunt_with_progress(store, from, to, &models, self.fold_secs, self.max_open, progress)
+            .map_err(|e| format!("{e:#}"))?;
+        let alerts = r.alerts.iter().map(serde_json::to_value).collect::<Result<Vec<Value>, _>>();
+        Ok((r.records, alerts.map_err(|e| e.to_string())?))
+    }
+}
+
+/// The hunter for a rules folder (its `models.toml` and `placeholders.toml`);
+/// models that do not load are named in the error list.
+pub fn hunter_for(rules: &std::path::Path) -> anyhow::Result<(StoreHunter, Vec<String>)> {
+    let settings =
+        crate::detection::DetectSettings { rules_dir: Some(rules.to_path_buf()), ..Default::default() };
+    let cfg = settings.detector_config("hunt")?;
+    let Some(path) = cfg.models_path.clone() else {
+        bail!("{} has no models.toml", rules.display());
+    };
+    let (models, errors) = ModelsConfig::load(&path, &cfg.placeholders);
+    let errors = errors.iter().map(ToString::to_string).collect();
+    Ok((StoreHunter { models, fold_secs: cfg.aggregate_window_secs, max_open: cfg.max_open_alerts }, errors))
 }

@@ -304,6 +304,8 @@ pub(super) struct AlertPage {
     pub(super) trail: Vec<(String, String, String)>,
     pub(super) uid: String,
     pub(super) uid_query: String,
+    /// How many flows the alert names.
+    pub(super) flows: usize,
     pub(super) can_packets: bool,
     /// The IoT model's change, as it would be accepted (admins only).
     pub(super) accept_line: String,
@@ -384,19 +386,12 @@ pub(super) async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id):
     need_packets(&a)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let (name, bytes) = blocking(move || {
+        // Every flow the alert names, its own and its evidence's.
         let al = siem.alert(&who, &peer, &id)?;
-        // The alert's own flow, or the first flow of its evidence.
-        let uid = al["uid"].as_str().map(String::from).or_else(|| {
-            al["evidence"]
-                .as_array()?
-                .iter()
-                .filter_map(Value::as_str)
-                .find_map(|e| e.strip_prefix("conn:").map(String::from))
-        });
-        let Some(uid) = uid else {
+        if siem::api::alert_flow_uids(&al).is_empty() {
             return Err(ConsoleError::Missing("this alert names no flow".into()));
-        };
-        let p = siem::api::PcapParams { uid: Some(uid), ..Default::default() };
+        }
+        let p = siem::api::PcapParams { alert: Some(id), ..Default::default() };
         Ok(siem.flow_pcap(&who, &peer, p)?)
     })
     .await?;
@@ -431,10 +426,9 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
     let id2 = id.clone();
     let (al, evidence, related, trail) = blocking(move || {
         let al = siem.alert(&who, &peer, &id2)?;
-        let uid = al["uid"].as_str().unwrap_or("").to_string();
-        // The flow's records, for those who may see records.
-        let evidence = if !uid.is_empty() && can_search {
-            siem.flow_timeline(&who, &peer, PivotParams { uid: Some(uid), community_id: None })?
+        // The records of every flow it names, for those who may see records.
+        let evidence = if can_search {
+            siem.alert_records(&al)?
         } else {
             Vec::new()
         };
@@ -514,7 +508,9 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
             (lens.time(e.ts), e.who.clone(), what)
         })
         .collect();
-    let uid = s("uid");
+    let flows = siem::api::alert_flow_uids(&al);
+    let uid = flows.first().cloned().unwrap_or_default();
+    let uid_query = flows.iter().map(|u| format!("uid:{}", quote(u))).collect::<Vec<_>>().join(" OR ");
     let first_last = format!(
         "{} – {}",
         lens.time(al["first_seen"].as_f64().unwrap_or(0.0)),
@@ -537,12 +533,9 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
         statuses: STATUSES,
         comments,
         trail,
-        uid_query: enc(&format!("uid:{}", quote(&uid))),
-        can_packets: a.may(Perm::Packets)
-            && (!uid.is_empty()
-                || al["evidence"]
-                    .as_array()
-                    .is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("conn:"))))),
+        uid_query: enc(&uid_query),
+        flows: flows.len(),
+        can_packets: a.may(Perm::Packets) && !flows.is_empty(),
         accept_line: if a.may(Perm::Tune) && c.cfg.models_file.is_some() {
             iot_accept_line(&al).unwrap_or_default()
         } else {

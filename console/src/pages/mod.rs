@@ -17,7 +17,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use siem::api::{
-    AggParams, AlertsParams, AppState, IncidentChange, LedgerParams, NewIncident, PivotParams, SearchParams,
+    AggParams, AlertsParams, AppState, IncidentChange, LedgerParams, NewIncident, SearchParams,
     TriageChange,
 };
 use siem::store::AggResult;
@@ -29,6 +29,7 @@ mod alerts;
 mod assets;
 mod dashboard;
 mod devices;
+mod hunts;
 mod incidents;
 mod login;
 mod rules;
@@ -40,6 +41,7 @@ use alerts::*;
 use assets::*;
 use dashboard::*;
 use devices::*;
+use hunts::*;
 use incidents::*;
 pub(crate) use login::login_form;
 use login::*;
@@ -82,6 +84,10 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/users", get(users).post(add_user))
         .route("/users/update", post(update_user))
         .route("/audit", get(audit))
+        // Hunts over stored ranges and their findings.
+        .route("/hunts", get(hunts).post(start_hunt))
+        .route("/hunts/{id}", get(hunt))
+        .route("/hunts/{id}/promote", post(promote))
         .route("/assets/{*file}", get(asset))
 }
 
@@ -95,6 +101,7 @@ struct Nav {
     csrf: String,
     tz: String,
     alerts: bool,
+    hunts: bool,
     search: bool,
     sensors: bool,
     admin: bool,
@@ -125,6 +132,7 @@ fn nav(a: &Auth) -> Nav {
         csrf: a.session.csrf.clone(),
         tz: a.lens.tz.name().to_string(),
         alerts: a.may(Perm::ReadAlerts),
+        hunts: a.may(Perm::Triage),
         search: a.may(Perm::Search),
         sensors: a.may(Perm::Sensors),
         admin: a.may(Perm::Users),
