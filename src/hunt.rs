@@ -203,8 +203,7 @@ impl siem::hunts::Hunter for StoreHunter {
 /// The hunter for a rules folder (its `models.toml` and `placeholders.toml`);
 /// models that do not load are named in the error list.
 pub fn hunter_for(rules: &std::path::Path) -> anyhow::Result<(StoreHunter, Vec<String>)> {
-    let settings =
-        crate::detection::DetectSettings { rules_dir: Some(rules.to_path_buf()), ..Default::default() };
+    let settings = crate::detection::DetectSettings { rules_dir: Some(rules.to_path_buf()), ..Default::default() };
     let cfg = settings.detector_config("hunt")?;
     let Some(path) = cfg.models_path.clone() else {
         bail!("{} has no models.toml", rules.display());

@@ -42,9 +42,7 @@ fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
 }
 
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// Packets in a pcap file's bytes.
@@ -183,7 +181,11 @@ fn demo_evidence_is_whole_and_hunts_run_while_it_serves() {
         let r = cmd.env("CITYSOC_TOKEN", "").output().unwrap();
         let said = String::from_utf8_lossy(&r.stderr).to_string();
         assert!(r.status.success() && !said.contains("LockBusy"), "{said}");
-        std::fs::read_to_string(out).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
     };
     let hunted = hunt_cli(&[], &tmp.path().join("all.jsonl"));
     // Over what the demo stored, the hunt finds what detection raised live.

@@ -1227,12 +1227,7 @@ impl AppState {
         };
         let ts = fields.get("ts").and_then(Value::as_f64).unwrap_or(h.from);
         self.writable()?;
-        self.audit_as(
-            who,
-            peer,
-            "hunt.promote",
-            json!({"id": id, "hunt": h.id, "finding": n, "reason": reason}),
-        )?;
+        self.audit_as(who, peer, "hunt.promote", json!({"id": id, "hunt": h.id, "finding": n, "reason": reason}))?;
         let rec = Record { log: "alerts".into(), sensor, ts, fields };
         self.store.ingest(std::slice::from_ref(&rec))?;
         let by = who.to_string();

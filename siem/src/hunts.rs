@@ -210,9 +210,7 @@ pub fn spawn(
             }
         };
         let res = hunter.hunt(store.as_ref(), h.from, h.to, &h.chosen, &progress);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         match res {
             Ok((read, mut alerts)) => {
                 alerts.truncate(MAX_FINDINGS);

@@ -427,11 +427,7 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
     let (al, evidence, related, trail) = blocking(move || {
         let al = siem.alert(&who, &peer, &id2)?;
         // The records of every flow it names, for those who may see records.
-        let evidence = if can_search {
-            siem.alert_records(&al)?
-        } else {
-            Vec::new()
-        };
+        let evidence = if can_search { siem.alert_records(&al)? } else { Vec::new() };
         let src = al["id.orig_h"].as_str().unwrap_or("").to_string();
         let related = if src.is_empty() {
             Vec::new()

@@ -97,7 +97,8 @@ async fn hunts_page(c: Arc<Console>, a: Auth, error: String, from: String, to: S
         })
         .collect();
     // The last day, by default.
-    let (from, to) = if from.is_empty() { (form_value(now() - 86_400.0), form_value(now() + 60.0)) } else { (from, to) };
+    let (from, to) =
+        if from.is_empty() { (form_value(now() - 86_400.0), form_value(now() + 60.0)) } else { (from, to) };
     let status = if error.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
     page(HuntsPage { t: a.t, nav: nav(&a), choices, rows, from, to, error }).map(|r| (status, r).into_response())
 }
