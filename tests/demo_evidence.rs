@@ -343,9 +343,13 @@ async fn hunt_in_the_console(base: &str, password: &str, tmp: &Path) {
     // Its page follows the hunt until it is done.
     let deadline = Instant::now() + wait;
     loop {
+        // The page reloads itself while the hunt runs: an element may go stale.
         if let Ok(e) = c.find(by_id("hunt-state")).await {
-            if e.attr("data-state").await.unwrap().as_deref() == Some("done") {
-                break;
+            if let Ok(Some(state)) = e.attr("data-state").await {
+                assert_ne!(state, "failed");
+                if state == "done" {
+                    break;
+                }
             }
         }
         assert!(Instant::now() < deadline, "the hunt never finished in the console");
