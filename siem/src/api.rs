@@ -213,18 +213,19 @@ const RECENT_DROPS: usize = 100;
 
 /// The flows an alert names: its own uid, then each flow of its evidence
 /// (`log:uid`, e.g. `conn:C1…` or `http:C2…`, or a bare uid), in order and
-/// once each. A file (`files:F…`) is not a flow: see [`alert_file_ids`].
-/// Only a uid's alphabet passes (they become file names).
+/// once each. A file (`files:F…`, where a rule on files.log names the flow
+/// as `files:C…`) is not a flow: see [`alert_file_ids`]. Only a uid's
+/// alphabet passes (they become file names).
 pub fn alert_flow_uids(a: &Value) -> Vec<String> {
     let named = a["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str);
-    let flows = named.filter(|e| !e.starts_with("files:")).map(|e| e.rsplit_once(':').map_or(e, |(_, u)| u));
+    let flows = named.map(|e| e.rsplit_once(':').map_or(e, |(_, u)| u)).filter(|u| !u.starts_with('F'));
     ids_once(a["uid"].as_str().into_iter().chain(flows))
 }
 
 /// The files an alert's evidence names (`files:F…`, their `fuid`).
 pub fn alert_file_ids(a: &Value) -> Vec<String> {
     let named = a["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str);
-    ids_once(named.filter_map(|e| e.strip_prefix("files:")))
+    ids_once(named.filter_map(|e| e.strip_prefix("files:")).filter(|f| f.starts_with('F')))
 }
 
 fn ids_once<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
@@ -2497,3 +2498,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The API's contract, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_names_its_flows_and_files_as_its_evidence_says() {
+        let a = json!({"uid": "C1a", "evidence": ["http:C2b", "conn:C1a", "C3c", "files:C4d", "files:F5e",
+                                                   "dns:C6f", "conn:../x", ""]});
+        assert_eq!(alert_flow_uids(&a), ["C1a", "C2b", "C3c", "C4d", "C6f"]);
+        assert_eq!(alert_file_ids(&a), ["F5e"]);
+        assert!(alert_flow_uids(&json!({"evidence": []})).is_empty());
+    }
+}
