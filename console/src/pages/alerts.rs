@@ -426,8 +426,23 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
     let id2 = id.clone();
     let (al, evidence, related, trail) = blocking(move || {
         let al = siem.alert(&who, &peer, &id2)?;
-        // The records of every flow it names, for those who may see records.
-        let evidence = if can_search { siem.alert_records(&al)? } else { Vec::new() };
+        // The records of every flow it names, for those who may see records,
+        // and its own flow as other sensors saw it (through its Community ID).
+        let evidence = if can_search {
+            let mut records = siem.alert_records(&al)?;
+            if let Some(uid) = al["uid"].as_str().filter(|u| !u.is_empty()) {
+                let named = siem::api::alert_flow_uids(&al);
+                let p = PivotParams { uid: Some(uid.to_string()), community_id: None };
+                let others = siem.flow_timeline(&who, &peer, p)?;
+                records.extend(
+                    others.into_iter().filter(|r| r["uid"].as_str().is_none_or(|u| !named.iter().any(|n| n == u))),
+                );
+                records.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
+            }
+            records
+        } else {
+            Vec::new()
+        };
         let src = al["id.orig_h"].as_str().unwrap_or("").to_string();
         let related = if src.is_empty() {
             Vec::new()

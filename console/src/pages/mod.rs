@@ -17,7 +17,8 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use siem::api::{
-    AggParams, AlertsParams, AppState, IncidentChange, LedgerParams, NewIncident, SearchParams, TriageChange,
+    AggParams, AlertsParams, AppState, IncidentChange, LedgerParams, NewIncident, PivotParams, SearchParams,
+    TriageChange,
 };
 use siem::store::AggResult;
 use std::collections::HashMap;
