@@ -20,8 +20,8 @@ pub struct HuntArgs {
     /// admin's); default: the `CITYSOC_TOKEN` environment variable.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// The models to run with `--server` (`model:scan`; repeatable;
-    /// default: all).
+    /// What to run with `--server`: a model (`model:scan`) or `sigma` (the
+    /// Sigma rules); repeatable; default: all of them.
     #[arg(long = "model")]
     models: Vec<String>,
     /// Data directory of the embedded store.

@@ -505,7 +505,7 @@ fn attach_hunter(rules: &Path) -> Option<Arc<dyn siem::hunts::Hunter>> {
     match citysoc::hunt::hunter_for(rules) {
         Ok((h, errors)) => {
             for e in errors {
-                eprintln!("model not loaded for hunting: {e}");
+                eprintln!("not loaded for hunting: {e}");
             }
             Some(Arc::new(h))
         }
