@@ -499,6 +499,23 @@ impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> fo
     }
 }
 
+/// The rules folder's models, for hunts over the stored records; a folder
+/// without `models.toml` runs no hunts (said once).
+fn attach_hunter(rules: &Path) -> Option<Arc<dyn siem::hunts::Hunter>> {
+    match citysoc::hunt::hunter_for(rules) {
+        Ok((h, errors)) => {
+            for e in errors {
+                eprintln!("not loaded for hunting: {e}");
+            }
+            Some(Arc::new(h))
+        }
+        Err(e) => {
+            eprintln!("hunting is off: {e:#}");
+            None
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = checked(&args)?;
     std::fs::create_dir_all(&cfg.data).with_context(|| format!("cannot create {}", cfg.data.display()))?;
@@ -535,6 +552,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         eprintln!("rules folder {}", cfg.rules.display());
+        state.hunter = attach_hunter(&cfg.rules);
     }
     let mut console_cfg = cfg.console;
     console_cfg.models_file = Some(cfg.rules.join("models.toml")).filter(|p| p.is_file());
@@ -639,6 +657,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // their age.
     state.retention = siem::retention::Policy(Default::default());
     state.packets = Some(Arc::new(citysoc::evidence::RingPackets { dir: args.ring.clone() }));
+    state.hunter = attach_hunter(&rules_dir);
     let console_cfg = console::ConsoleConfig {
         models_file: Some(rules_dir.join("models.toml")).filter(|p| p.is_file()),
         editor: rule_editor(&rules_dir, &args.cases, &args.data),

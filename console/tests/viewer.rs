@@ -232,6 +232,8 @@ async fn nothing_a_viewer_fetches_holds_a_real_value() {
         ("/devices".into(), "/devices".into()),
         ("/users".into(), "/users".into()),
         ("/audit".into(), "/audit".into()),
+        ("/hunts".into(), "/hunts".into()),
+        ("/hunts/{id}".into(), "/hunts/H000000000000".into()),
         ("/assets/{*file}".into(), "/assets/app.js".into()),
         ("/aggregate".into(), "/aggregate?q=*&range=all&agg=terms&field=id.orig_h&by=bytes".into()),
         ("/aggregate".into(), "/aggregate?q=*&range=all&agg=histogram".into()),

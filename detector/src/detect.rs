@@ -394,42 +394,7 @@ impl Detector {
         let log = ev.log_name();
         let sensor = rules.cfg.sensor_name.as_str();
         let hits = std::mem::take(&mut self.hits);
-        for h in &hits {
-            let Some(r) = rules.sigma.rules.get(h.rule as usize) else { continue };
-            self.counters.sigma_matches += 1;
-            if !self.corr.is_empty() {
-                self.chits.clear();
-                let uid = subj.uid.map(|u| u.to_string());
-                let ts = subj.ts.as_secs_f64();
-                self.corr.observe(&rules.sigma, h.rule, ts, &self.eval.flat, uid.as_deref(), &mut self.chits);
-                for c in std::mem::take(&mut self.chits) {
-                    self.correlation_alert(&rules, &c, &subj, out);
-                }
-            }
-            if r.quiet {
-                continue;
-            }
-            let matched: Vec<String> = h.matched.iter().map(|(f, v)| format!("{f}={}", clip(v))).collect();
-            let id = r.meta.id.clone().unwrap_or_else(|| r.meta.title.clone());
-            let summary = Summary::en(
-                "sigma.match",
-                &[("title", Some(r.meta.title.clone())), ("endpoints", Some(endpoints(&subj)))],
-            );
-            let evidence = subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default();
-            let spec = AlertSpec {
-                source: RuleSource::Sigma,
-                rule_id: &id,
-                title: &r.meta.title,
-                version: &r.version,
-                severity: r.severity,
-                attack: &r.attack,
-                summary,
-                matched,
-                evidence,
-                confidence: None,
-            };
-            self.raise(make_alert(sensor, &subj, spec, subj.ts, 1), out);
-        }
+        self.sigma_alerts(&rules, log, &subj, &hits, out);
         self.hits = hits;
         for h in std::mem::take(&mut self.ihits) {
             let Some(ind) = intel.indicators.get(h.indicator as usize) else { continue };
@@ -494,6 +459,82 @@ impl Detector {
                     self.raise(a, out);
                 }
             }
+        }
+        self.expire(out);
+    }
+
+    /// Alerts (and correlation steps) for the Sigma rules `hits` of one
+    /// record, whose subject is `subj`.
+    fn sigma_alerts(
+        &mut self,
+        rules: &RuleSet,
+        log: &str,
+        subj: &Subject,
+        hits: &[RuleHit],
+        out: &mut Vec<AlertRecord>,
+    ) {
+        let sensor = rules.cfg.sensor_name.as_str();
+        for h in hits {
+            let Some(r) = rules.sigma.rules.get(h.rule as usize) else { continue };
+            self.counters.sigma_matches += 1;
+            if !self.corr.is_empty() {
+                self.chits.clear();
+                let uid = subj.uid.map(|u| u.to_string());
+                let ts = subj.ts.as_secs_f64();
+                self.corr.observe(&rules.sigma, h.rule, ts, &self.eval.flat, uid.as_deref(), &mut self.chits);
+                for c in std::mem::take(&mut self.chits) {
+                    self.correlation_alert(rules, &c, subj, out);
+                }
+            }
+            if r.quiet {
+                continue;
+            }
+            let matched: Vec<String> = h.matched.iter().map(|(f, v)| format!("{f}={}", clip(v))).collect();
+            let id = r.meta.id.clone().unwrap_or_else(|| r.meta.title.clone());
+            let summary = Summary::en(
+                "sigma.match",
+                &[("title", Some(r.meta.title.clone())), ("endpoints", Some(endpoints(subj)))],
+            );
+            let evidence = subj.uid.map(|u| vec![format!("{log}:{u}")]).unwrap_or_default();
+            let spec = AlertSpec {
+                source: RuleSource::Sigma,
+                rule_id: &id,
+                title: &r.meta.title,
+                version: &r.version,
+                severity: r.severity,
+                attack: &r.attack,
+                summary,
+                matched,
+                evidence,
+                confidence: None,
+            };
+            self.raise(make_alert(sensor, subj, spec, subj.ts, 1), out);
+        }
+    }
+
+    /// A stored record of `log` (as the SIEM returns it) through the Sigma
+    /// rules and their correlations: hunting over history. The anomaly
+    /// models are the caller's; intelligence and YARA need the sensor's
+    /// typed record and its payloads, and are not run.
+    pub fn observe_stored(
+        &mut self,
+        log: &str,
+        rec: &serde_json::Map<String, serde_json::Value>,
+        out: &mut Vec<AlertRecord>,
+    ) {
+        self.counters.records += 1;
+        let rules = Arc::clone(&self.rules);
+        self.hits.clear();
+        rules.sigma.engine.eval_stored(log, rec, &mut self.eval, &mut self.hits);
+        let ts = self.eval.flat.get("ts").next().and_then(|v| self.eval.flat.num_of(v));
+        if let Some(t) = ts.map(|f| Time((f * 1e6).round() as i64)) {
+            self.now = self.now.max(t);
+        }
+        if !self.hits.is_empty() {
+            let subj = Subject::from_flat(&self.eval.flat);
+            let hits = std::mem::take(&mut self.hits);
+            self.sigma_alerts(&rules, log, &subj, &hits, out);
+            self.hits = hits;
         }
         self.expire(out);
     }

@@ -37,6 +37,39 @@ impl FlatRecord {
         let _ = rec.serialize(Flattener { out: self, key: "", raw: false });
     }
 
+    /// A stored record (JSON, as the SIEM returns it) of `log`: the fields
+    /// the catalog lists for that log, under their catalog names; others
+    /// are left out, as a typed record of the sensor has none.
+    pub fn fill_json(&mut self, log: &str, rec: &serde_json::Map<String, serde_json::Value>) {
+        use serde_json::Value as J;
+        self.clear();
+        let Some(def) = schema::CATALOG.iter().find(|l| l.name == log) else { return };
+        for (k, v) in rec {
+            let Some(f) = def.fields.iter().find(|f| f.path == k) else { continue };
+            let values: &[J] = match v {
+                J::Array(a) => a,
+                other => std::slice::from_ref(other),
+            };
+            for v in values {
+                match v {
+                    J::String(t) => self.push_str(f.path, t),
+                    J::Bool(b) => self.fields.push((f.path, Value::Bool(*b))),
+                    J::Number(n) => {
+                        let x = if let Some(u) = n.as_u64() {
+                            Value::Uint(u)
+                        } else if let Some(i) = n.as_i64() {
+                            Value::Int(i)
+                        } else {
+                            Value::Float(n.as_f64().unwrap_or(0.0))
+                        };
+                        self.fields.push((f.path, x));
+                    }
+                    J::Null | J::Array(_) | J::Object(_) => {}
+                }
+            }
+        }
+    }
+
     pub fn str(&self, v: Value) -> Option<&str> {
         match v {
             Value::Str(a, b) => self.text.get(a as usize..b as usize),

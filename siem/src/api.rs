@@ -159,6 +159,10 @@ pub struct AppState {
     /// send changes: those a reverse proxy presents the server under
     /// (`https://soc.city.example`).
     pub extra_origins: Vec<String>,
+    /// What hunts run (none: hunting is refused).
+    pub hunter: Option<Arc<dyn crate::hunts::Hunter>>,
+    /// The hunts run and their findings.
+    pub hunts: Arc<crate::hunts::Hunts>,
 }
 
 /// Packets of flows, as one pcap file, from whatever keeps them.
@@ -186,6 +190,8 @@ pub struct EvidenceParams {
 pub struct PcapParams {
     pub uid: Option<String>,
     pub community_id: Option<String>,
+    /// Every flow this alert names (its own and those of its evidence).
+    pub alert: Option<String>,
     /// A BPF filter (tcpdump's language) over the time range `from`-`to`.
     pub filter: Option<String>,
     #[serde(default, deserialize_with = "time_param")]
@@ -204,6 +210,34 @@ struct RetentionRuns {
 }
 
 const RECENT_DROPS: usize = 100;
+
+/// The flows an alert names: its own uid, then each flow of its evidence
+/// (`log:uid`, e.g. `conn:C1…` or `http:C2…`, or a bare uid), in order and
+/// once each. A file (`files:F…`, where a rule on files.log names the flow
+/// as `files:C…`) is not a flow: see [`alert_file_ids`]. Only a uid's
+/// alphabet passes (they become file names).
+pub fn alert_flow_uids(a: &Value) -> Vec<String> {
+    let named = a["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str);
+    let flows = named.map(|e| e.rsplit_once(':').map_or(e, |(_, u)| u)).filter(|u| !u.starts_with('F'));
+    ids_once(a["uid"].as_str().into_iter().chain(flows))
+}
+
+/// The files an alert's evidence names (`files:F…`, their `fuid`).
+pub fn alert_file_ids(a: &Value) -> Vec<String> {
+    let named = a["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str);
+    ids_once(named.filter_map(|e| e.strip_prefix("files:")).filter(|f| f.starts_with('F')))
+}
+
+fn ids_once<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in ids {
+        if !e.is_empty() && e.len() <= 32 && e.chars().all(|c| c.is_ascii_alphanumeric()) && !out.iter().any(|u| u == e)
+        {
+            out.push(e.to_string());
+        }
+    }
+    out
+}
 
 fn now_secs() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
@@ -365,6 +399,11 @@ impl AppState {
                 m
             },
             extra_origins: Vec::new(),
+            hunter: None,
+            hunts: Arc::new(crate::hunts::Hunts::open(data).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "hunts not kept in the data folder");
+                crate::hunts::Hunts::open(None).unwrap_or_else(|_| unreachable!("no folder, no error"))
+            })),
         }
     }
 }
@@ -812,11 +851,60 @@ impl AppState {
 
     /// One alert with its triage state and incident.
     pub fn alert(&self, who: &str, from: &str, id: &str) -> ApiResult<Value> {
-        let wf = workflow(self)?;
+        workflow(self)?;
         if !valid_alert_id(id) {
             return Err(not_an_alert_id(id));
         }
         self.audit_as(who, from, "alert.view", json!({"id": id}))?;
+        self.find_alert(id)
+    }
+
+    /// The records of every flow an alert names (see [`alert_flow_uids`]),
+    /// in time order: what the alert's page shows and its bundle holds.
+    pub fn alert_records(&self, alert: &Value) -> ApiResult<Vec<Value>> {
+        let uids = alert_flow_uids(alert);
+        // A file's records (files.log) by its id, and the flows that carried it.
+        let mut terms: Vec<(&str, String)> = alert_file_ids(alert).into_iter().map(|f| ("fuid", f)).collect();
+        terms.extend(uids.into_iter().map(|u| ("uid", u)));
+        let mut out: Vec<Value> = Vec::new();
+        for part in terms.chunks(64) {
+            let any: Vec<Query> =
+                part.iter().map(|(f, v)| Query::Term { field: (*f).into(), value: v.clone() }).collect();
+            let mut req = SearchRequest::new(Query::Or(any));
+            req.limit = crate::store::MAX_LIMIT;
+            out.extend(self.store.search(&req)?.hits);
+        }
+        out.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
+        Ok(out)
+    }
+
+    /// The flows an alert names ([`alert_flow_uids`]) and those that
+    /// carried the files it names.
+    pub fn alert_flows(&self, alert: &Value) -> ApiResult<Vec<String>> {
+        let mut uids = alert_flow_uids(alert);
+        let files = alert_file_ids(alert);
+        if !files.is_empty() {
+            let any: Vec<Query> = files.into_iter().map(|f| Query::Term { field: "fuid".into(), value: f }).collect();
+            let mut req = SearchRequest::new(Query::Or(any));
+            req.limit = 1000;
+            for h in self.store.search(&req)?.hits {
+                for u in ids_once(h["uid"].as_str().into_iter()) {
+                    if !uids.contains(&u) {
+                        uids.push(u);
+                    }
+                }
+            }
+        }
+        Ok(uids)
+    }
+
+    /// One alert with its triage state and incident, unaudited (the caller
+    /// audits what it does with it).
+    fn find_alert(&self, id: &str) -> ApiResult<Value> {
+        let wf = workflow(self)?;
+        if !valid_alert_id(id) {
+            return Err(not_an_alert_id(id));
+        }
         let q = Query::And(vec![
             Query::Term { field: "_log".into(), value: "alerts".into() },
             Query::Term { field: "id".into(), value: id.into() },
@@ -912,7 +1000,7 @@ impl AppState {
         };
         check_range(p.from, p.to)?;
         if let Some(f) = &p.filter {
-            let (Some(from), Some(to), None, None) = (p.from, p.to, &p.uid, &p.community_id) else {
+            let (Some(from), Some(to), None, None, None) = (p.from, p.to, &p.uid, &p.community_id, &p.alert) else {
                 return Err(invalid("pcap.filter_range", "a filter takes a time range (from and to) and no uid"));
             };
             if to - from > 86_400.0 || f.len() > 512 || f.chars().any(char::is_control) {
@@ -924,9 +1012,21 @@ impl AppState {
                 None => Err(absent("pcap.filter_empty", "no kept packet matches the filter in that range")),
             };
         }
-        let (uids, name) = match (&p.uid, &p.community_id) {
-            (Some(u), None) if ok(u) => (vec![u.clone()], u.clone()),
-            (None, Some(c)) if ok(c) => {
+        let (uids, name) = match (&p.uid, &p.community_id, &p.alert) {
+            // A uid as an alert's evidence names it (`conn:C…`, `http:C…`,
+            // `files:F…`: the flows that carried the file) or bare.
+            (Some(u), None, None) if ok(u) => {
+                let flows = self.alert_flows(&json!({ "evidence": [u] }))?;
+                if flows.is_empty() {
+                    return Err(ApiError::Invalid(
+                        Coded::new("pcap.not_a_flow", format!("'{u}' names no flow")).arg("uid", u),
+                    ));
+                }
+                let name = flows.first().cloned().unwrap_or_default();
+                (flows, name)
+            }
+            (None, None, Some(id)) if valid_alert_id(id) => (self.alert_flows(&self.find_alert(id)?)?, id.clone()),
+            (None, Some(c), None) if ok(c) => {
                 let mut req = SearchRequest::new(Query::And(vec![
                     Query::Term { field: "_log".into(), value: "conn".into() },
                     Query::Term { field: "community_id".into(), value: c.clone() },
@@ -938,9 +1038,17 @@ impl AppState {
                 let uids: Vec<String> = hits.iter().filter_map(|h| h["uid"].as_str().map(String::from)).collect();
                 (uids, "community".to_string())
             }
-            _ => return Err(invalid("flow.one_id", "give one uid or one community_id")),
+            (None, None, None) | (Some(_), None, None) | (None, Some(_), None) => {
+                return Err(invalid("flow.one_id", "give one uid or one community_id"))
+            }
+            _ => return Err(invalid("pcap.one_id", "give one uid, one community_id or one alert")),
         };
-        self.audit_as(who, peer, "pcap", json!({"uid": p.uid, "community_id": p.community_id, "flows": uids.len()}))?;
+        self.audit_as(
+            who,
+            peer,
+            "pcap",
+            json!({"uid": p.uid, "community_id": p.community_id, "alert": p.alert, "flows": uids.len()}),
+        )?;
         if uids.is_empty() {
             return Err(absent("pcap.no_flow", "no flow with that Community ID in the range"));
         }
@@ -994,31 +1102,23 @@ impl AppState {
             files.push(("incident.json".into(), serde_json::to_vec_pretty(inc).map_err(internal)?));
         }
         let mut uids: Vec<String> = Vec::new();
+        let mut fuids: Vec<String> = Vec::new();
         for id in alert_ids.iter().filter(|id| valid_alert_id(id)) {
-            let a = self.alert(who, peer, id)?;
-            if let Some(u) = a["uid"].as_str() {
-                uids.push(u.to_string());
-            }
-            for e in a["evidence"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                if let Some(u) = e.strip_prefix("conn:") {
-                    uids.push(u.to_string());
-                }
-            }
+            let a = self.find_alert(id)?;
+            uids.extend(self.alert_flows(&a)?);
+            fuids.extend(alert_file_ids(&a));
             files.push((format!("alerts/{id}.json"), serde_json::to_vec_pretty(&a).map_err(internal)?));
         }
-        // Flow uids come from our own records; still, only their alphabet
-        // goes into a file name.
-        uids.retain(|u| !u.is_empty() && u.len() <= 32 && u.chars().all(|c| c.is_ascii_alphanumeric()));
         uids.sort();
         uids.dedup();
+        let named: Vec<String> =
+            uids.iter().map(|u| format!("conn:{u}")).chain(fuids.iter().map(|f| format!("files:{f}"))).collect();
         let mut records = Vec::new();
+        for h in self.alert_records(&json!({ "evidence": named }))? {
+            records.extend(serde_json::to_vec(&h).map_err(internal)?);
+            records.push(b'\n');
+        }
         for u in &uids {
-            let mut req = SearchRequest::new(Query::Term { field: "uid".into(), value: u.clone() });
-            req.limit = 1000;
-            for h in self.store.search(&req)?.hits {
-                records.extend(serde_json::to_vec(&h).map_err(internal)?);
-                records.push(b'\n');
-            }
             if let Some(src) = &self.packets {
                 if let Some(pcap) = src.pcap(std::slice::from_ref(u), None, None).map_err(ApiError::Internal)? {
                     files.push((format!("flows/{u}.pcap"), pcap));
@@ -1030,6 +1130,140 @@ impl AppState {
         self.audit_as(who, peer, "evidence.export", json!({"subject": subject, "files": names}))?;
         let bytes = crate::evidence::bundle(&files, subject, who, signer).map_err(internal)?;
         Ok((format!("evidence-{name}.tar"), bytes))
+    }
+
+    fn hunter(&self) -> ApiResult<&Arc<dyn crate::hunts::Hunter>> {
+        self.hunter.as_ref().ok_or_else(|| absent("hunt.unavailable", "this SIEM runs no hunts (it has no rules)"))
+    }
+
+    /// What a hunt can run, and the hunts run, newest first, each without
+    /// its findings (`found` says how many).
+    pub fn list_hunts(&self) -> ApiResult<Value> {
+        let choices = self.hunter()?.choices();
+        let hunts: Vec<Value> = self
+            .hunts
+            .list()
+            .into_iter()
+            .map(|mut h| {
+                let found = h.findings.len();
+                h.findings.clear();
+                let mut v = serde_json::to_value(h).unwrap_or_default();
+                v["found"] = json!(found);
+                v
+            })
+            .collect();
+        Ok(json!({"choices": choices, "hunts": hunts}))
+    }
+
+    pub fn hunt(&self, id: &str) -> ApiResult<crate::hunts::Hunt> {
+        self.hunts.get(id).ok_or_else(|| {
+            ApiError::Absent(Coded::new("hunt.unknown", format!("no hunt '{id}'")).arg("id", clip_id(id)))
+        })
+    }
+
+    /// Starts a hunt over a stored range on its own thread. Audited.
+    pub fn start_hunt(&self, who: &str, peer: &str, n: NewHunt) -> ApiResult<crate::hunts::Hunt> {
+        let hunter = Arc::clone(self.hunter()?);
+        if !(n.from.is_finite() && n.to.is_finite() && n.from >= 0.0 && n.from < n.to) {
+            return Err(invalid("hunt.range", "a hunt needs a range: from before to"));
+        }
+        if n.to - n.from > MAX_HUNT_SECS {
+            return Err(ApiError::Invalid(
+                Coded::new("hunt.too_long", format!("a hunt covers {} days at most", MAX_HUNT_SECS / 86_400.0))
+                    .arg("days", MAX_HUNT_SECS / 86_400.0),
+            ));
+        }
+        let choices = hunter.choices();
+        if let Some(bad) = n.chosen.iter().find(|c| !choices.iter().any(|x| &x.id == *c)) {
+            return Err(ApiError::Invalid(
+                Coded::new("hunt.unknown_choice", format!("no model or rule '{}'", clip_id(bad)))
+                    .arg("id", clip_id(bad)),
+            ));
+        }
+        if self.hunts.running() >= MAX_RUNNING_HUNTS {
+            return Err(ApiError::Invalid(
+                Coded::new("hunt.busy", format!("{MAX_RUNNING_HUNTS} hunts are running: wait for one to end"))
+                    .arg("n", MAX_RUNNING_HUNTS),
+            ));
+        }
+        let mut chosen = n.chosen;
+        chosen.sort();
+        chosen.dedup();
+        let mut seed = [0u8; 6];
+        rand::fill(&mut seed);
+        let id = format!("H{}", seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        self.audit_as(who, peer, "hunt.start", json!({"hunt": id, "from": n.from, "to": n.to, "chosen": chosen}))?;
+        let h = crate::hunts::Hunt {
+            id: id.clone(),
+            by: who.to_string(),
+            started: now_secs(),
+            finished: None,
+            from: n.from,
+            to: n.to,
+            chosen,
+            state: crate::hunts::HuntState::Running,
+            records: 0,
+            error: None,
+            findings: Vec::new(),
+        };
+        self.hunts.add(h.clone());
+        let store = Arc::clone(&self.store);
+        let store2 = Arc::clone(&self.store);
+        crate::hunts::spawn(Arc::clone(&self.hunts), hunter, store, id, move |ids| {
+            ids.iter().map(|i| valid_alert_id(i) && alert_exists(store2.as_ref(), i)).collect()
+        });
+        Ok(h)
+    }
+
+    /// Puts a hunt's finding into the alert queue, with its evidence as
+    /// detection named it. Audited with the reason given.
+    pub fn promote_finding(&self, who: &str, peer: &str, hunt: &str, n: usize, reason: &str) -> ApiResult<String> {
+        if reason.chars().count() > 4000 {
+            return Err(text_too_long());
+        }
+        let h = self.hunt(hunt)?;
+        let Some(f) = h.findings.iter().find(|f| f.n == n) else {
+            return Err(ApiError::Absent(
+                Coded::new("hunt.no_finding", format!("hunt {} has no finding {n}", h.id))
+                    .arg("hunt", &h.id)
+                    .arg("n", n),
+            ));
+        };
+        let id = f.alert["id"].as_str().unwrap_or_default().to_string();
+        if !valid_alert_id(&id) {
+            return Err(internal(format!("hunt {} finding {n} has no alert id", h.id)));
+        }
+        if f.in_queue || alert_exists(self.store.as_ref(), &id) {
+            self.hunts.update(&h.id, |x| {
+                if let Some(f) = x.findings.iter_mut().find(|f| f.n == n) {
+                    f.in_queue = true;
+                }
+            });
+            return Err(ApiError::Invalid(
+                Coded::new("hunt.in_queue", format!("alert {id} is in the queue already")).arg("id", &id),
+            ));
+        }
+        let Value::Object(mut fields) = f.alert.clone() else {
+            return Err(internal("a finding that is not an object"));
+        };
+        fields.remove("_log");
+        let sensor = match fields.remove("_sensor") {
+            Some(Value::String(s)) => s,
+            _ => fields.get("sensor").and_then(Value::as_str).unwrap_or("hunt").to_string(),
+        };
+        let ts = fields.get("ts").and_then(Value::as_f64).unwrap_or(h.from);
+        self.writable()?;
+        self.audit_as(who, peer, "hunt.promote", json!({"id": id, "hunt": h.id, "finding": n, "reason": reason}))?;
+        let rec = Record { log: "alerts".into(), sensor, ts, fields };
+        self.store.ingest(std::slice::from_ref(&rec))?;
+        let by = who.to_string();
+        self.hunts.update(&h.id, |x| {
+            if let Some(f) = x.findings.iter_mut().find(|f| f.n == n) {
+                f.in_queue = true;
+                f.promoted_by = Some(by);
+            }
+        });
+        Ok(id)
     }
 
     pub fn flow_timeline(&self, who: &str, from: &str, p: PivotParams) -> ApiResult<Vec<Value>> {
@@ -1715,6 +1949,80 @@ fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     }
 }
 
+/// A hunt spans this much at most (a month).
+pub const MAX_HUNT_SECS: f64 = 31.0 * 86_400.0;
+/// Hunts running at once at most: each reads the store on its own thread.
+pub const MAX_RUNNING_HUNTS: usize = 2;
+
+fn clip_id(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn alert_exists(store: &dyn Store, id: &str) -> bool {
+    let q = Query::And(vec![
+        Query::Term { field: "_log".into(), value: "alerts".into() },
+        Query::Term { field: "id".into(), value: id.into() },
+    ]);
+    store.search(&SearchRequest::new(q)).is_ok_and(|r| r.total > 0)
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewHunt {
+    /// Epoch seconds.
+    pub from: f64,
+    pub to: f64,
+    /// Model and rule ids (`model:scan`, a Sigma rule's id); none: all.
+    #[serde(default)]
+    pub chosen: Vec<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Promotion {
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn hunts(State(st): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    reader_of(&st, &headers)?;
+    Ok(Json(blocking(move || st.list_hunts()).await?))
+}
+
+async fn start_hunt(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Result<Json<NewHunt>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let who = reader_of(&st, &headers)?;
+    let Json(n) = body.map_err(json_rejection)?;
+    let h = blocking(move || st.start_hunt(&who, &peer.0, n)).await?;
+    Ok(Json(serde_json::to_value(h).map_err(internal)?))
+}
+
+async fn one_hunt(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<Json<Value>> {
+    reader_of(&st, &headers)?;
+    Ok(Json(serde_json::to_value(st.hunt(&id)?).map_err(internal)?))
+}
+
+async fn promote(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Peer,
+    axum::extract::Path((id, n)): axum::extract::Path<(String, usize)>,
+    body: Result<Json<Promotion>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let who = reader_of(&st, &headers)?;
+    let Json(p) = body.map_err(json_rejection)?;
+    let alert = blocking(move || st.promote_finding(&who, &peer.0, &id, n, &p.reason)).await?;
+    Ok(Json(json!({"alert": alert})))
+}
+
 fn valid_alert_id(id: &str) -> bool {
     id.len() <= 64 && id.starts_with('A') && id[1..].chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -2200,6 +2508,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents", get(incidents).post(create_incident))
         .route("/api/v1/incidents/{id}", post(change_incident))
         .route("/api/v1/fields", get(fields))
+        // Hunts over stored ranges and the promotion of their findings.
+        .route("/api/v1/hunts", get(hunts).post(start_hunt))
+        .route("/api/v1/hunts/{id}", get(one_hunt))
+        .route("/api/v1/hunts/{id}/findings/{n}/promote", post(promote))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -2215,3 +2527,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The API's contract, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_names_its_flows_and_files_as_its_evidence_says() {
+        let a = json!({"uid": "C1a", "evidence": ["http:C2b", "conn:C1a", "C3c", "files:C4d", "files:F5e",
+                                                   "dns:C6f", "conn:../x", ""]});
+        assert_eq!(alert_flow_uids(&a), ["C1a", "C2b", "C3c", "C4d", "C6f"]);
+        assert_eq!(alert_file_ids(&a), ["F5e"]);
+        assert!(alert_flow_uids(&json!({"evidence": []})).is_empty());
+    }
+}

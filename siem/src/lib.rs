@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod evidence;
 pub mod fuzzing;
+pub mod hunts;
 pub mod ledger;
 pub mod metrics;
 pub mod origin;

@@ -435,6 +435,8 @@ pub(super) struct AlertPage {
     pub(super) dst_href: String,
     /// Keeping the alert's flow in an investigation.
     pub(super) add: AddForm,
+    /// How many flows the alert names.
+    pub(super) flows: usize,
     pub(super) can_packets: bool,
     /// The IoT model's change, as it would be accepted (admins only).
     pub(super) accept_line: String,
@@ -539,19 +541,12 @@ pub(super) async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id):
     need_packets(&a)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let (name, bytes) = blocking(move || {
+        // Every flow the alert names, its own and its evidence's.
         let al = siem.alert(&who, &peer, &id)?;
-        // The alert's own flow, or the first flow of its evidence.
-        let uid = al["uid"].as_str().map(String::from).or_else(|| {
-            al["evidence"]
-                .as_array()?
-                .iter()
-                .filter_map(Value::as_str)
-                .find_map(|e| e.strip_prefix("conn:").map(String::from))
-        });
-        let Some(uid) = uid else {
+        if siem::api::alert_flow_uids(&al).is_empty() {
             return Err(ConsoleError::Missing("this alert names no flow".into()));
-        };
-        let p = siem::api::PcapParams { uid: Some(uid), ..Default::default() };
+        }
+        let p = siem::api::PcapParams { alert: Some(id), ..Default::default() };
         Ok(siem.flow_pcap(&who, &peer, p)?)
     })
     .await?;
@@ -595,10 +590,20 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
     let id2 = id.clone();
     let (al, evidence, related, trail) = blocking(move || {
         let al = siem.alert(&who, &peer, &id2)?;
-        let uid = al["uid"].as_str().unwrap_or("").to_string();
-        // The flow's records, for those who may see records.
-        let evidence = if !uid.is_empty() && can_search {
-            siem.flow_timeline(&who, &peer, PivotParams { uid: Some(uid), community_id: None })?
+        // The records of every flow it names, for those who may see records,
+        // and its own flow as other sensors saw it (through its Community ID).
+        let evidence = if can_search {
+            let mut records = siem.alert_records(&al)?;
+            if let Some(uid) = al["uid"].as_str().filter(|u| !u.is_empty()) {
+                let named = siem::api::alert_flow_uids(&al);
+                let p = PivotParams { uid: Some(uid.to_string()), community_id: None };
+                let others = siem.flow_timeline(&who, &peer, p)?;
+                records.extend(
+                    others.into_iter().filter(|r| r["uid"].as_str().is_none_or(|u| !named.iter().any(|n| n == u))),
+                );
+                records.sort_by(|a, b| a["ts"].as_f64().unwrap_or(0.0).total_cmp(&b["ts"].as_f64().unwrap_or(0.0)));
+            }
+            records
         } else {
             Vec::new()
         };
@@ -686,7 +691,9 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
             (lens.time(e.ts), e.who.clone(), what)
         })
         .collect();
-    let uid = s("uid");
+    let flows = siem::api::alert_flow_uids(&al);
+    let uid = flows.first().cloned().unwrap_or_default();
+    let uid_query = flows.iter().map(|u| format!("uid:{}", quote(u))).collect::<Vec<_>>().join(" OR ");
     let first_last = format!(
         "{} – {}",
         lens.time(al["first_seen"].as_f64().unwrap_or(0.0)),
@@ -709,15 +716,12 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
         statuses: STATUSES,
         comments,
         trail,
-        uid_query: enc(&format!("uid:{}", quote(&uid))),
+        uid_query: enc(&uid_query),
+        flows: flows.len(),
         add: AddForm { allowed: can_search && !uid.is_empty(), ..add_form(&c, &a, "uid", &uid, &Range::default()) },
         src_href: host_href(can_search && !lens.pseudonymised(), &s("id.orig_h")),
         dst_href: host_href(can_search && !lens.pseudonymised(), &s("id.resp_h")),
-        can_packets: a.may(Perm::Packets)
-            && (!uid.is_empty()
-                || al["evidence"]
-                    .as_array()
-                    .is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("conn:"))))),
+        can_packets: a.may(Perm::Packets) && !flows.is_empty(),
         accept_line: if a.may(Perm::Tune) && c.cfg.models_file.is_some() {
             iot_accept_line(&al).unwrap_or_default()
         } else {

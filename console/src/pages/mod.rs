@@ -30,6 +30,7 @@ mod alerts;
 mod assets;
 mod dashboard;
 mod devices;
+mod hunts;
 mod incidents;
 mod investigations;
 mod login;
@@ -44,6 +45,7 @@ use alerts::*;
 use assets::*;
 use dashboard::*;
 use devices::*;
+use hunts::*;
 use incidents::*;
 use investigations::*;
 pub(crate) use login::login_form;
@@ -97,6 +99,10 @@ pub fn routes() -> Router<Arc<Console>> {
         .route("/investigations/add", post(add_step))
         .route("/investigations/{id}", get(investigation))
         .route("/investigations/{id}/attach", post(attach))
+        // Hunts over stored ranges and their findings.
+        .route("/hunts", get(hunts).post(start_hunt))
+        .route("/hunts/{id}", get(hunt))
+        .route("/hunts/{id}/promote", post(promote))
         .route("/assets/{*file}", get(asset))
         // Aggregation: top values, records over time, distinct counts.
         .route("/aggregate", get(aggregate))
@@ -112,6 +118,7 @@ struct Nav {
     csrf: String,
     tz: String,
     alerts: bool,
+    hunts: bool,
     search: bool,
     sensors: bool,
     admin: bool,
@@ -142,6 +149,7 @@ fn nav(a: &Auth) -> Nav {
         csrf: a.session.csrf.clone(),
         tz: a.lens.tz.name().to_string(),
         alerts: a.may(Perm::ReadAlerts),
+        hunts: a.may(Perm::Triage),
         search: a.may(Perm::Search),
         sensors: a.may(Perm::Sensors),
         admin: a.may(Perm::Users),

@@ -29,7 +29,10 @@ pub struct Bucket {
     amp_reflectors: BTreeSet<IpAddr>,
     amp_ports: BTreeMap<u16, u64>,
     total_pkts: u64,
-    sources: BTreeSet<IpAddr>,
+    /// Each source and what it sent ([`SYN`], [`UDP`], [`ICMP`] bits): a
+    /// flood's summary counts the sources of that flood, not of every flow
+    /// to the host.
+    sources: BTreeMap<IpAddr, u8>,
     sources_full: bool,
     first: i64,
     last: i64,
@@ -50,6 +53,9 @@ pub struct FloodModel {
 }
 
 const MAX_SOURCES: usize = 1024;
+const SYN: u8 = 1;
+const UDP: u8 = 2;
+const ICMP: u8 = 4;
 
 impl FloodModel {
     pub fn state_len(&self) -> usize {
@@ -97,19 +103,30 @@ impl FloodModel {
         self.win.fold(now, ts, &resp, c, |b| {
             touch(b, ts, &uid);
             b.total_pkts += opk;
-            match proto.as_ref() {
+            // A half-open attempt sent one SYN at least, whatever its
+            // record says of the packets.
+            let kind = match proto.as_ref() {
                 "tcp" if half_open => {
-                    b.syn_pkts += opk;
+                    b.syn_pkts += opk.max(1);
                     if b.syn_ports.len() < 64 {
                         b.syn_ports.insert(port);
                     }
+                    SYN
                 }
-                "udp" => b.udp_pkts += opk,
-                "icmp" => b.icmp_pkts += opk,
-                _ => {}
-            }
-            if b.sources.len() < MAX_SOURCES {
-                b.sources.insert(orig);
+                "udp" => {
+                    b.udp_pkts += opk;
+                    UDP
+                }
+                "icmp" => {
+                    b.icmp_pkts += opk;
+                    ICMP
+                }
+                _ => 0,
+            };
+            if let Some(k) = b.sources.get_mut(&orig) {
+                *k |= kind;
+            } else if b.sources.len() < MAX_SOURCES {
+                b.sources.insert(orig, kind);
             } else {
                 b.sources_full = true;
             }
@@ -131,8 +148,8 @@ impl FloodModel {
             };
             let mean = learned.map(|s| format!("{:.0}", s.mean));
             let dev = learned.map(|s| format!("{:.0}", s.var.sqrt()));
-            let srcs = format!("{}{}", if b.sources_full { "over " } else { "" }, b.sources.len());
-            let flood = |key: &'static str, n: u64, ports: Option<(String, Option<String>)>| {
+            let sources_of = |kind: u8| b.sources.values().filter(|k| *k & kind != 0).count();
+            let flood = |key: &'static str, kind: u8, n: u64, ports: Option<(String, Option<String>)>| {
                 let (ports, ports_more) = ports.map_or((None, None), |(p, m)| (Some(p), m));
                 Summary::en(
                     key,
@@ -142,7 +159,7 @@ impl FloodModel {
                         ("ports", ports),
                         ("ports_more", ports_more),
                         ("capped", b.sources_full.then(String::new)),
-                        ("sources", Some(b.sources.len().to_string())),
+                        ("sources", Some(sources_of(kind).to_string())),
                         ("secs", Some(secs.to_string())),
                         ("mean", mean.clone()),
                         ("dev", dev.clone()),
@@ -155,15 +172,15 @@ impl FloodModel {
                 let ports: Vec<String> = b.syn_ports.iter().map(u16::to_string).collect();
                 found.push((
                     "syn_flood".into(),
-                    flood("model.flood.syn", b.syn_pkts, Some(some_of(&ports, 4))),
+                    flood("model.flood.syn", SYN, b.syn_pkts, Some(some_of(&ports, 4))),
                     b.syn_pkts,
                 ));
             }
             if b.udp_pkts >= cfg.udp_min && above_baseline(b.total_pkts) {
-                found.push(("udp_flood".into(), flood("model.flood.udp", b.udp_pkts, None), b.udp_pkts));
+                found.push(("udp_flood".into(), flood("model.flood.udp", UDP, b.udp_pkts, None), b.udp_pkts));
             }
             if b.icmp_pkts >= cfg.icmp_min && above_baseline(b.total_pkts) {
-                found.push(("icmp_flood".into(), flood("model.flood.icmp", b.icmp_pkts, None), b.icmp_pkts));
+                found.push(("icmp_flood".into(), flood("model.flood.icmp", ICMP, b.icmp_pkts, None), b.icmp_pkts));
             }
             if b.amp_bytes >= cfg.amplification_bytes_min {
                 let ports: Vec<String> =
@@ -210,7 +227,16 @@ impl FloodModel {
                     summary,
                     matched: vec![
                         format!("kind={kind}"),
-                        if amp { format!("reflectors={}", b.amp_reflectors.len()) } else { format!("sources={srcs}") },
+                        if amp {
+                            format!("reflectors={}", b.amp_reflectors.len())
+                        } else {
+                            let bit = match kind.as_str() {
+                                "syn_flood" => SYN,
+                                "udp_flood" => UDP,
+                                _ => ICMP,
+                            };
+                            format!("sources={}{}", if b.sources_full { "over " } else { "" }, sources_of(bit))
+                        },
                     ],
                     evidence: b.evidence.clone(),
                     severity: amp.then_some(Severity::High),

@@ -360,7 +360,23 @@ impl Engine {
         // Filled even when no rule reads this log: the caller's other
         // checks (intelligence, subjects of alerts) use the same record.
         s.flat.fill(ev);
-        let Some(log) = log_index(ev.log_name()) else { return };
+        self.eval_filled(ev.log_name(), s, out);
+    }
+
+    /// As [`Engine::eval`], for a stored record of `log` (hunting).
+    pub fn eval_stored(
+        &self,
+        log: &str,
+        rec: &serde_json::Map<String, serde_json::Value>,
+        s: &mut Evaluator,
+        out: &mut Vec<RuleHit>,
+    ) {
+        s.flat.fill_json(log, rec);
+        self.eval_filled(log, s, out);
+    }
+
+    fn eval_filled(&self, log_name: &str, s: &mut Evaluator, out: &mut Vec<RuleHit>) {
+        let Some(log) = log_index(log_name) else { return };
         let Some(li) = self.logs.get(log as usize) else { return };
         if li.fields.is_empty() && li.keywords.is_none() && li.always.is_empty() && li.residual.is_empty() {
             return;
