@@ -954,6 +954,14 @@ async fn aggregations_answer_and_lead_to_their_records() {
     assert_eq!(text(&c, "#agg-value b").await, "3");
     assert_eq!(text(&c, "#agg-exactness").await, "exact count");
 
+    // The form as a browser sends it: an empty number box is no choice.
+    c.goto(&format!("{}/aggregate?range=all", h.url)).await.unwrap();
+    c.find(Locator::Id("q")).await.unwrap().send_keys("_log:conn").await.unwrap();
+    c.find(Locator::Id("run")).await.unwrap().click().await.unwrap();
+    until(&c, "#agg-rows tbody", |t| t.contains("10.50.0.2")).await;
+    c.goto(&format!("{}/aggregate?q=_log%3Aconn&range=all&agg=terms&size=ten", h.url)).await.unwrap();
+    assert!(text(&c, "#error-text").await.contains("'ten' is not a number"));
+
     // A field that is not one: the reason, and the form as typed.
     c.goto(&format!("{}/aggregate?q=_log%3Adns&range=all&agg=terms&field=nosuch", h.url)).await.unwrap();
     assert!(text(&c, "#agg-error").await.contains("nosuch"));

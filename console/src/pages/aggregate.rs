@@ -20,9 +20,19 @@ pub(super) struct AggForm {
     pub(super) field: String,
     /// terms: `count` (records) or `bytes` (the flows' bytes).
     pub(super) by: String,
-    pub(super) size: Option<usize>,
+    /// Numbers as typed: an empty box is no choice (browsers send it).
+    pub(super) size: String,
     /// histogram: seconds per bucket; none: about 60 bars over the range.
-    pub(super) interval: Option<f64>,
+    pub(super) interval: String,
+}
+
+/// A number box of the form: empty is none, anything else must read.
+fn number<T: std::str::FromStr>(text: &str) -> Result<Option<T>, ConsoleError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse().map(Some).map_err(|_| ConsoleError::Bad(crate::error::Msg::with("error.number", t)))
 }
 
 /// One row of an answer: its key as shown, the search for its records,
@@ -102,7 +112,8 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         other => other.to_string(),
     };
     let by = if f.by == "bytes" { "bytes" } else { "count" };
-    let size = f.size.unwrap_or(10).clamp(1, 1000);
+    let size = number::<usize>(&f.size)?.unwrap_or(10).clamp(1, 1000);
+    let interval = number::<f64>(&f.interval)?.filter(|i| i.is_finite() && *i > 0.0);
     let mut fields: Vec<String> = c
         .siem
         .catalog
@@ -124,7 +135,7 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         field: field.clone(),
         by: by.to_string(),
         size,
-        interval: f.interval.map(|i| i.to_string()).unwrap_or_default(),
+        interval: interval.map(|i| i.to_string()).unwrap_or_default(),
         fields,
         error: String::new(),
         done: false,
@@ -141,7 +152,7 @@ pub(super) async fn aggregate(State(c): State<Arc<Console>>, a: Auth, Query(f): 
         return page(p);
     }
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
-    let (q, kind, requested, agg_field) = (f.q.clone(), agg.clone(), f.interval, field.clone());
+    let (q, kind, requested, agg_field) = (f.q.clone(), agg.clone(), interval, field.clone());
     let r = blocking(move || {
         let params = |agg: &str, field: Option<String>, interval: Option<f64>| AggParams {
             q: Some(q.clone()),

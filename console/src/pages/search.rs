@@ -186,9 +186,14 @@ pub(super) async fn search(State(c): State<Arc<Console>>, a: Auth, Query(f): Que
             },
         )?;
         let verdict = match from {
-            Some(from) => Some(
-                siem.loss_ledger(&who, &peer, &LedgerParams { from: Some(from), to, ..LedgerParams::default() })?.1,
-            ),
+            Some(from) => {
+                // The ledger holds at most 10 000 windows: a range of years
+                // is judged in longer ones (hours at least, 31 days at most).
+                let span = to.unwrap_or_else(now) - from;
+                let window = (span / 10_000.0).ceil().clamp(3600.0, 86_400.0 * 31.0);
+                let p = LedgerParams { from: Some(from), to, window: Some(window), ..LedgerParams::default() };
+                Some(siem.loss_ledger(&who, &peer, &p)?.1)
+            }
             None => None,
         };
         Ok((res, buckets(hist), verdict))
