@@ -1204,6 +1204,19 @@ async fn inventory_pages_accepted_changes_and_an_audit_trail_worth_reading() {
     let others: Vec<_> = after.iter().skip(before).map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(others, ["model.accept", "alert.view"]);
 
+    // One look is one entry: the dashboard (all its charts), an alert's
+    // page (its flow as other sensors saw it included), its packets.
+    for (path, css, action) in
+        [("/", "#talkers-flows", "dashboard"), ("/alerts/A00000000000000000002", "#alert-title", "alert.view")]
+    {
+        let before = audit_lines(&h).len();
+        c.goto(&format!("{}{path}", h.url)).await.unwrap();
+        until(&c, css, |_| true).await;
+        let new: Vec<String> =
+            audit_lines(&h).iter().skip(before).map(|e| e["action"].as_str().unwrap().to_string()).collect();
+        assert_eq!(new, [action], "{path}");
+    }
+
     // The queue refreshes every 5 s: no audit entry for it.
     c.goto(&format!("{}/alerts", h.url)).await.unwrap();
     until(&c, "#alert-total", |_| true).await;

@@ -682,6 +682,8 @@ pub const READ_ONLY_ACTIONS: &[&str] = &[
     "console.login_code_failed",
     "console.login_failed",
     "console.logout",
+    "dashboard",
+    "investigation.view",
 ];
 
 /// The operations the API and the console share: each checks its input,
@@ -765,6 +767,13 @@ impl AppState {
 
     pub fn aggregate_records(&self, who: &str, from: &str, p: &AggParams) -> ApiResult<crate::store::AggResult> {
         self.audit_as(who, from, "aggregate", json!({"q": p.q, "agg": p.agg, "field": p.field, "sum": p.sum}))?;
+        self.aggregate_records_unaudited(p)
+    }
+
+    /// The same aggregation, unaudited: one of the several that make up a
+    /// page (a dashboard, a search's histogram) whose view the caller audits
+    /// once, so that one look is one entry of the trail.
+    pub fn aggregate_records_unaudited(&self, p: &AggParams) -> ApiResult<crate::store::AggResult> {
         let q = query_of(self, p.q.as_deref())?;
         let field = || {
             p.field.clone().ok_or_else(|| {
@@ -899,8 +908,9 @@ impl AppState {
     }
 
     /// One alert with its triage state and incident, unaudited (the caller
-    /// audits what it does with it).
-    fn find_alert(&self, id: &str) -> ApiResult<Value> {
+    /// audits what it does with it: a download of its packets is audited as
+    /// that download, not also as a view).
+    pub fn find_alert(&self, id: &str) -> ApiResult<Value> {
         let wf = workflow(self)?;
         if !valid_alert_id(id) {
             return Err(not_an_alert_id(id));
@@ -1267,6 +1277,13 @@ impl AppState {
     }
 
     pub fn flow_timeline(&self, who: &str, from: &str, p: PivotParams) -> ApiResult<Vec<Value>> {
+        self.audit_as(who, from, "pivot", json!({"uid": p.uid, "community_id": p.community_id}))?;
+        self.flow_records(p)
+    }
+
+    /// The records of a flow across sensors, unaudited: part of a view the
+    /// caller audits (an alert's page shows its flow as other sensors saw it).
+    pub fn flow_records(&self, p: PivotParams) -> ApiResult<Vec<Value>> {
         let ok = |v: &str| {
             !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || ":+/=-_".contains(c))
         };
@@ -1276,7 +1293,6 @@ impl AppState {
             (None, Some(c)) if ok(&c) => cids.push(c),
             _ => return Err(invalid("flow.one_id", "give one uid or one community_id")),
         }
-        self.audit_as(who, from, "pivot", json!({"uid": uids.first(), "community_id": cids.first()}))?;
         let term = |f: &str, v: &str| Query::Term { field: f.into(), value: v.into() };
         // uid -> community id -> the other sensors' uids -> their records;
         // a few rounds at most, until nothing new turns up.

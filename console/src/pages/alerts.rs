@@ -541,8 +541,9 @@ pub(super) async fn alert_pcap(State(c): State<Arc<Console>>, a: Auth, Path(id):
     need_packets(&a)?;
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let (name, bytes) = blocking(move || {
-        // Every flow the alert names, its own and its evidence's.
-        let al = siem.alert(&who, &peer, &id)?;
+        // Every flow the alert names, its own and its evidence's; the
+        // download is audited as that, in the alert's own trail.
+        let al = siem.find_alert(&id)?;
         if siem::api::alert_flow_uids(&al).is_empty() {
             return Err(ConsoleError::Missing("this alert names no flow".into()));
         }
@@ -597,7 +598,7 @@ pub(super) async fn alert_page(c: Arc<Console>, a: Auth, id: String, kept: Triag
             if let Some(uid) = al["uid"].as_str().filter(|u| !u.is_empty()) {
                 let named = siem::api::alert_flow_uids(&al);
                 let p = PivotParams { uid: Some(uid.to_string()), community_id: None };
-                let others = siem.flow_timeline(&who, &peer, p)?;
+                let others = siem.flow_records(p)?;
                 records.extend(
                     others.into_iter().filter(|r| r["uid"].as_str().is_none_or(|u| !named.iter().any(|n| n == u))),
                 );

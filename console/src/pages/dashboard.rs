@@ -39,22 +39,21 @@ pub(super) async fn dashboard(State(c): State<Arc<Console>>, a: Auth, Query(f): 
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let agg = move |siem: &AppState, q: &str, agg: &str, field: Option<&str>, size: usize, interval: Option<f64>| {
         let sum = (agg == "terms_bytes").then(|| FLOW_BYTES.join(","));
-        siem.aggregate_records(
-            &who,
-            &peer,
-            &AggParams {
-                q: Some(q.into()),
-                from,
-                to,
-                agg: if sum.is_some() { "terms".into() } else { agg.into() },
-                field: field.map(str::to_string),
-                size: Some(size),
-                interval,
-                sum,
-            },
-        )
+        siem.aggregate_records_unaudited(&AggParams {
+            q: Some(q.into()),
+            from,
+            to,
+            agg: if sum.is_some() { "terms".into() } else { agg.into() },
+            field: field.map(str::to_string),
+            size: Some(size),
+            interval,
+            sum,
+        })
     };
     let data = blocking(move || {
+        // One look at the dashboard is one entry of the trail, not one per
+        // chart.
+        siem.audit_as(&who, &peer, "dashboard", json!({"from": from, "to": to}))?;
         let by_sev = buckets(agg(&siem, "_log:alerts", "terms", Some("severity"), 10, None)?);
         let span = match agg(&siem, "_log:alerts", "stats", Some("ts"), 0, None)? {
             AggResult::Stats { min: Some(lo), max: Some(hi), .. } => hi - lo,

@@ -412,20 +412,16 @@ pub(super) async fn rules(State(c): State<Arc<Console>>, a: Auth, Query(fq): Que
     let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
     let editor = c.cfg.editor.0.clone();
     let (hits, alerts, catalog) = blocking(move || {
-        let hits = buckets(siem.aggregate_records(
-            &who,
-            &peer,
-            &AggParams {
-                q: Some("_log:alerts".into()),
-                from: None,
-                to: None,
-                agg: "terms".into(),
-                field: Some("rule.id".into()),
-                size: Some(1000),
-                interval: None,
-                sum: None,
-            },
-        )?);
+        let hits = buckets(siem.aggregate_records_unaudited(&AggParams {
+            q: Some("_log:alerts".into()),
+            from: None,
+            to: None,
+            agg: "terms".into(),
+            field: Some("rule.id".into()),
+            size: Some(1000),
+            interval: None,
+            sum: None,
+        })?);
         let p = AlertsParams {
             q: None,
             status: None,
@@ -512,24 +508,20 @@ pub(super) async fn rules(State(c): State<Arc<Console>>, a: Auth, Query(fq): Que
     // store, one small aggregation each.
     let older: Vec<String> = rows.iter().filter(|r| r.alerts > 0 && r.last == "—").map(|r| r.id.clone()).collect();
     if !older.is_empty() {
-        let (siem, who, peer) = (Arc::clone(&c.siem), a.session.user.clone(), a.peer.clone());
+        let siem = Arc::clone(&c.siem);
         let found = blocking(move || {
             let mut found = Vec::new();
             for id in older.into_iter().take(200) {
-                let r = siem.aggregate_records(
-                    &who,
-                    &peer,
-                    &AggParams {
-                        q: Some(format!("_log:alerts rule.id:{}", quote(&id))),
-                        from: None,
-                        to: None,
-                        agg: "stats".into(),
-                        field: Some("ts".into()),
-                        size: None,
-                        interval: None,
-                        sum: None,
-                    },
-                )?;
+                let r = siem.aggregate_records_unaudited(&AggParams {
+                    q: Some(format!("_log:alerts rule.id:{}", quote(&id))),
+                    from: None,
+                    to: None,
+                    agg: "stats".into(),
+                    field: Some("ts".into()),
+                    size: None,
+                    interval: None,
+                    sum: None,
+                })?;
                 if let AggResult::Stats { max: Some(m), .. } = r {
                     found.push((id, m));
                 }
