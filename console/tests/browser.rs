@@ -1185,6 +1185,9 @@ async fn inventory_pages_accepted_changes_and_an_audit_trail_worth_reading() {
     c.goto(&format!("{}/devices?kind=camera", h.url)).await.unwrap();
     assert!(text(&c, "#device-count").await.starts_with("13 devices"));
     assert_eq!(value_of(&c, "#device-kind").await, json!("camera"));
+    // A search that finds nothing says so, not that nothing was ever seen.
+    c.goto(&format!("{}/devices?q=no-such-device-anywhere", h.url)).await.unwrap();
+    assert_eq!(text(&c, "#devices-empty").await, "No device matches this search.");
 
     // An IoT change accepted: the page says so, the button is gone, the
     // alert is closed as benign, one audit entry.
