@@ -92,13 +92,7 @@ fn invalid(m: String) -> ConsoleError {
 impl Investigations {
     pub fn open(data: &Path) -> Result<Investigations, ConsoleError> {
         let path = data.join("console-investigations.json");
-        let all = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                serde_json::from_str(&text).map_err(|e| ConsoleError::Io(format!("{}: {e}", path.display())))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(ConsoleError::Io(format!("{}: {e}", path.display()))),
-        };
+        let all = crate::json_file::load(&path)?;
         Ok(Investigations { path, all: Mutex::new(all) })
     }
 
@@ -180,11 +174,7 @@ impl Investigations {
     }
 
     fn write(&self, all: &[Investigation]) -> Result<(), ConsoleError> {
-        let io = |e: std::io::Error| ConsoleError::Io(format!("{}: {e}", self.path.display()));
-        let tmp = self.path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(all).map_err(|e| ConsoleError::Internal(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        crate::json_file::store(&self.path, all)
     }
 }
 

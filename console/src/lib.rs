@@ -8,6 +8,7 @@ pub mod editor;
 pub mod error;
 pub mod i18n;
 pub mod investigations;
+mod json_file;
 mod pages;
 pub mod pseudonym;
 pub mod rule_text;

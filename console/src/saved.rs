@@ -32,13 +32,7 @@ pub struct SavedSearches {
 impl SavedSearches {
     pub fn open(data: &Path) -> Result<SavedSearches, ConsoleError> {
         let path = data.join("console-searches.json");
-        let by_user = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                serde_json::from_str(&text).map_err(|e| ConsoleError::Io(format!("{}: {e}", path.display())))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(ConsoleError::Io(format!("{}: {e}", path.display()))),
-        };
+        let by_user = crate::json_file::load(&path)?;
         Ok(SavedSearches { path, by_user: Mutex::new(by_user) })
     }
 
@@ -75,11 +69,7 @@ impl SavedSearches {
     }
 
     fn write(&self, all: &BTreeMap<String, Vec<Saved>>) -> Result<(), ConsoleError> {
-        let io = |e: std::io::Error| ConsoleError::Io(format!("{}: {e}", self.path.display()));
-        let tmp = self.path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(all).map_err(|e| ConsoleError::Internal(e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        crate::json_file::store(&self.path, all)
     }
 }
 
